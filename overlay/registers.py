@@ -1,0 +1,63 @@
+"""The accelerator's AXI4-Lite register map and command protocol (docs/register-map.md).
+
+One place for the numbers that the HLS top function (``overlay/hls/sentei_top.cpp``),
+the PYNQ driver and the emulated overlay share. The offsets are the ones Vitis HLS
+generates for the top function's ``s_axilite`` interface (``ap_ctrl_hs`` block protocol,
+64-bit ``m_axi`` offsets, scalars in argument order); on a board the driver checks them
+against the register map PYNQ parses from the ``.hwh`` before it writes anything.
+"""
+from __future__ import annotations
+
+VLNV = "sentei.org:hls:sentei_top:1.0"  # vendor:library:name:version of the exported IP
+
+# block-level control (ap_ctrl_hs)
+AP_CTRL = 0x00
+AP_START = 1 << 0
+AP_DONE = 1 << 1  # clear-on-read
+AP_IDLE = 1 << 2
+AP_READY = 1 << 3
+GIE = 0x04
+IER = 0x08
+ISR = 0x0C
+
+# arguments of sentei_top(frame, weights, logits, cmd, height, width, status)
+FRAME_LO = 0x10  # uint8 RGB frame, H*W*3 bytes, row-major HWC
+FRAME_HI = 0x14
+WEIGHTS_LO = 0x1C  # the weight blob of the model file (uint32 words)
+WEIGHTS_HI = 0x20
+LOGITS_LO = 0x28  # int32 logits, h*w*num_classes, row-major HWC
+LOGITS_HI = 0x2C
+CMD = 0x34
+HEIGHT = 0x3C
+WIDTH = 0x44
+STATUS = 0x4C  # written by the accelerator at the end of every command
+STATUS_CTRL = 0x50  # bit 0: status valid (ap_vld)
+ADDRESS_RANGE = 0x1000
+
+# which register each top-function argument uses (checked against the .hwh on a board)
+ARGUMENTS = {
+    "frame": FRAME_LO, "weights": WEIGHTS_LO, "logits": LOGITS_LO,
+    "cmd": CMD, "height": HEIGHT, "width": WIDTH, "status": STATUS,
+}
+
+# commands (CMD)
+CMD_LOAD_WEIGHTS = 1  # read the weight blob into on-chip memory, check it against the bitstream
+CMD_RUN_FRAME = 2  # frame -> logits with the loaded weights
+
+# status codes (STATUS)
+STATUS_OK = 0
+STATUS_BAD_MAGIC = 1  # weight blob does not start with the blob magic
+STATUS_BAD_LAYOUT = 2  # blob's layer count or section offsets differ from the bitstream's network
+STATUS_NO_WEIGHTS = 3  # RUN_FRAME before a successful LOAD_WEIGHTS
+STATUS_BAD_SIZE = 4  # HEIGHT/WIDTH differ from the compiled input size
+STATUS_BAD_COMMAND = 5  # CMD is not a known command
+
+STATUS_TEXT = {
+    STATUS_OK: "ok",
+    STATUS_BAD_MAGIC: "the weight buffer does not hold a sentei weight blob",
+    STATUS_BAD_LAYOUT: "the model's layers or K per layer differ from the bitstream's "
+                       "(run `sentei overlay codegen` for this model and rebuild the bitstream)",
+    STATUS_NO_WEIGHTS: "no weights loaded: send CMD_LOAD_WEIGHTS first",
+    STATUS_BAD_SIZE: "the frame size differs from the bitstream's input size",
+    STATUS_BAD_COMMAND: "unknown command",
+}

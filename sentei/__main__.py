@@ -1,0 +1,3 @@
+from sentei.cli import main
+
+raise SystemExit(main())

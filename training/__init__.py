@@ -1,0 +1,4 @@
+"""sentei.training: PyTorch side -- data, models, pruning, distillation, QAT, export.
+
+Needs the ``train`` extra (``pip install "sentei[train]"``).
+"""
