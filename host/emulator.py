@@ -1,0 +1,329 @@
+"""The fast emulator: the reference engine's integers, computed the way the accelerator does.
+
+Only the K stored weights of each filter are multiplied, and every filter of a layer has
+the same K, so each layer is one regular gather-multiply-accumulate: for every output
+row, every filter, every stored weight, a contiguous multiply-accumulate over the output
+columns (:mod:`sentei.host.emulator_kernels`, compiled by numba, parallel over output
+rows on all cores). The integers are exactly those of :func:`sentei.host.reference.run`
+(docs/model-format.md section 3): int32 accumulation, int64 requantization, no floats.
+
+All working buffers (the padded input of every layer, the accumulator rows, the logits)
+are allocated once, when the :class:`Emulator` is built; a frame only writes into them.
+
+numba is an optional dependency (``pip install sentei[fast]``). :func:`available` says
+whether it can be used, and :func:`make_engine` falls back to the reference engine with a
+one-line reason when it cannot.
+
+Example
+-------
+>>> from sentei.host.emulator import Emulator
+>>> emu = Emulator(model)            # compiles on the first use on a machine, then cached
+>>> logits = emu.run(frame)          # == sentei.host.reference.run(model, frame), bit for bit
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from sentei.errors import SenteiError
+from sentei.host.format import ConvLayer, Model, act_range
+
+UNROLL = 4  # must equal sentei.host.emulator_kernels.UNROLL (checked when the kernels load)
+INT16 = (-(2**15), 2**15 - 1)
+
+
+def available() -> tuple[bool, str]:
+    """Whether the fast emulator can run here.
+
+    Returns
+    -------
+    ok : bool
+        True when numba imports and the kernels load.
+    reason : str
+        Empty when ``ok``; otherwise one line naming what is missing and what to do.
+    """
+    if os.environ.get("SENTEI_DISABLE_NUMBA"):
+        return False, "the fast emulator is disabled by SENTEI_DISABLE_NUMBA"
+    try:
+        _kernels()
+    except ImportError as exc:
+        return False, (f"the fast emulator needs numba ({exc}); install it with "
+                       f"`pip install sentei[fast]` -- using the slow reference engine")
+    return True, ""
+
+
+def _kernels():
+    from sentei.host import emulator_kernels
+
+    if emulator_kernels.UNROLL != UNROLL:  # pragma: no cover - a guard against a half edit
+        raise ImportError("sentei.host.emulator_kernels.UNROLL differs from sentei.host.emulator.UNROLL")
+    return emulator_kernels
+
+
+@dataclass
+class _Plan:
+    """Everything one layer needs at run time, computed once per model."""
+
+    layer: ConvLayer
+    src: np.ndarray  # the layer's padded, phase-split input buffer (flat)
+    in_shape: tuple[int, int, int]  # (Cin, H, W) before padding
+    out_shape: tuple[int, int, int]  # (Cout, Ho, Wo)
+    offs: np.ndarray  # int64 [Cout, Kp]
+    vals: np.ndarray  # int32 [Cout, Kp]
+    bias: np.ndarray  # int32 [Cout]
+    mult: np.ndarray  # int64 [Cout]
+    shift: np.ndarray  # int64 [Cout]
+    lo: int
+    hi: int
+    row_step: int
+    acc: np.ndarray  # int32 [Ho, Wo]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where element (c, y, x) of an unpadded map lies in a padded, phase-split buffer."""
+
+    channels: int
+    height: int
+    width: int
+    pad: int
+    stride: int
+
+    @property
+    def padded_width(self) -> int:
+        return self.width + 2 * self.pad
+
+    @property
+    def quarter(self) -> int:  # Wq: the length of one column phase of a padded row
+        return -(-self.padded_width // self.stride)
+
+    @property
+    def row_pitch(self) -> int:
+        return self.stride * self.quarter
+
+    @property
+    def plane(self) -> int:
+        return (self.height + 2 * self.pad) * self.row_pitch
+
+    @property
+    def size(self) -> int:
+        return self.channels * self.plane
+
+    @property
+    def row0(self) -> int:
+        """Offset of unpadded row 0 within a channel plane."""
+        return self.pad * self.row_pitch
+
+    def column_offsets(self) -> np.ndarray:
+        """In-row offset of every unpadded column ``x`` (int64 ``[width]``)."""
+        col = np.arange(self.width, dtype=np.int64) + self.pad
+        return (col % self.stride) * self.quarter + col // self.stride
+
+    def unpack(self, buf: np.ndarray) -> np.ndarray:
+        """The unpadded map ``[C, H, W]`` (int32) held in ``buf``."""
+        rows = buf.reshape(self.channels, self.height + 2 * self.pad, self.row_pitch)
+        return rows[:, self.pad:self.pad + self.height][:, :, self.column_offsets()].astype(np.int32)
+
+
+def _buffer_dtype(lo: int, hi: int) -> np.dtype:
+    return np.dtype(np.int16) if INT16[0] <= lo and hi <= INT16[1] else np.dtype(np.int32)
+
+
+class Emulator:
+    """Bit-exact fast inference of a sentei model on the CPU.
+
+    Parameters
+    ----------
+    model : sentei.host.format.Model
+        A validated model (``sentei.host.format.load``).
+    threads : int, optional
+        Worker threads for the kernels; all cores by default.
+
+    Raises
+    ------
+    SenteiError
+        When numba is not installed (check :func:`available` first, or use
+        :func:`make_engine`, which falls back to the reference engine).
+    """
+
+    def __init__(self, model: Model, threads: int | None = None):
+        ok, reason = available()
+        if not ok:
+            raise SenteiError(reason)
+        import numba
+
+        self._k = _kernels()
+        self.model = model
+        self.threads = int(threads) if threads else numba.config.NUMBA_NUM_THREADS
+        if not 1 <= self.threads <= numba.config.NUMBA_NUM_THREADS:
+            raise SenteiError(f"threads={threads} must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
+                              f"(NUMBA_NUM_THREADS)")
+        shapes = model.shapes()
+        q = model.input
+        layouts = []
+        for n, layer in enumerate(model.layers):
+            c, h, w = shapes[n]
+            layouts.append(_Layout(c, h, w, layer.padding, layer.stride))
+        c, h, w = shapes[-1]
+        layouts.append(_Layout(c, h, w, 0, 1))  # the logits
+        self._layouts = layouts
+        dtypes = [_buffer_dtype(*model.input_range(n)) for n in range(len(model.layers))]
+        dtypes.append(np.dtype(np.int32))
+        # zeros once: only interiors are ever written, so the padding stays zero for good
+        self.buffers = [np.zeros(lay.size, dtype=dt) for lay, dt in zip(layouts, dtypes)]
+        self._plans = [self._plan(layer, layouts[n], layouts[n + 1], self.buffers[n], shapes[n], shapes[n + 1])
+                       for n, layer in enumerate(model.layers)]
+        self._dst_cols = [lay.column_offsets() for lay in layouts]
+        lo, hi = -(2 ** (q.bits - 1)), 2 ** (q.bits - 1) - 1
+        pix = np.arange(256, dtype=np.int64)
+        rnd = (1 << (q.shift - 1)) if q.shift > 0 else 0
+        lut = [np.clip((pix * m + a + rnd) >> q.shift, lo, hi) for m, a in zip(q.mul, q.add)]
+        self._lut = np.stack(lut).astype(self.buffers[0].dtype)
+        self._closed = False
+
+    @staticmethod
+    def _plan(layer: ConvLayer, src: _Layout, dst: _Layout, buf: np.ndarray, in_shape, out_shape) -> _Plan:
+        k, d = layer.kernel, layer.dilation
+        cout, kk = layer.out_channels, layer.k_nonzero
+        kp = -(-kk // UNROLL) * UNROLL
+        idx = layer.indices.astype(np.int64)
+        ci, rem = np.divmod(idx, k * k)
+        ky, kx = np.divmod(rem, k)
+        col = kx * d
+        offs = np.zeros((cout, kp), dtype=np.int64)
+        offs[:, :kk] = (ci * src.plane + ky * d * src.row_pitch + (col % src.stride) * src.quarter
+                        + col // src.stride)
+        vals = np.zeros((cout, kp), dtype=np.int32)
+        vals[:, :kk] = layer.values
+        requant = layer.act != "logits"
+        lo, hi = act_range(layer.act, layer.out_bits) if requant else (-(2**31), 2**31 - 1)
+        mult = layer.mult.astype(np.int64) if requant else np.ones(cout, np.int64)
+        shift = layer.shift.astype(np.int64) if requant else np.zeros(cout, np.int64)
+        _, ho, wo = out_shape
+        return _Plan(layer=layer, src=buf, in_shape=tuple(in_shape), out_shape=tuple(out_shape),
+                     offs=offs, vals=vals, bias=layer.bias.astype(np.int32), mult=mult, shift=shift,
+                     lo=int(lo), hi=int(hi), row_step=layer.stride * src.row_pitch,
+                     acc=np.zeros((ho, wo), dtype=np.int32))
+
+    # ---------------------------------------------------------------------------------
+
+    def _check(self, frame: np.ndarray) -> np.ndarray:
+        if self._closed:
+            raise SenteiError("this Emulator is closed; build a new one")
+        frame = np.asarray(frame)
+        q = self.model.input
+        if frame.dtype != np.uint8 or frame.shape != (q.height, q.width, 3):
+            raise SenteiError(f"frame must be uint8 RGB [{q.height}, {q.width}, 3] (the model's input size), "
+                              f"got {frame.dtype} {list(frame.shape)} (use sentei.host.preprocess.prepare_frame)")
+        return np.ascontiguousarray(frame)
+
+    def _forward(self, frame: np.ndarray) -> None:
+        import numba
+
+        k = self._k
+        previous = numba.get_num_threads()
+        numba.set_num_threads(self.threads)
+        try:
+            first = self._layouts[0]
+            k.quantize_frame(frame, self._lut, self.buffers[0], first.plane, first.row_pitch, first.row0,
+                             self._dst_cols[0])
+            for n, p in enumerate(self._plans):
+                out = self._layouts[n + 1]
+                k.conv_layer(p.src, p.offs, p.vals, p.bias, p.mult, p.shift, p.lo, p.hi,
+                             p.layer.act != "logits", p.out_shape[2], p.row_step, p.acc,
+                             self.buffers[n + 1], out.row0, out.plane, out.row_pitch, self._dst_cols[n + 1])
+        finally:
+            numba.set_num_threads(previous)
+
+    def run(self, frame: np.ndarray) -> np.ndarray:
+        """Frame -> int32 logits ``[num_classes, h, w]``, equal to ``reference.run(model, frame)``.
+
+        Parameters
+        ----------
+        frame : numpy.ndarray
+            uint8 RGB ``[H, W, 3]`` at the model's input size.
+
+        Returns
+        -------
+        numpy.ndarray
+            A new int32 array (the emulator's own buffer is reused by the next frame).
+        """
+        self._forward(self._check(frame))
+        return self.buffers[-1].reshape(self._layouts[-1].channels, self._layouts[-1].height,
+                                        self._layouts[-1].width).copy()
+
+    def run_all(self, frame: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Logits and every layer's output, like ``reference.run(model, frame, return_all=True)``.
+
+        Returns
+        -------
+        logits : numpy.ndarray
+            int32 ``[num_classes, h, w]``.
+        activations : list of numpy.ndarray
+            int32 ``[C, H, W]`` maps: the quantized input first, then each layer's output.
+        """
+        logits = self.run(frame)
+        acts = [lay.unpack(buf) for lay, buf in zip(self._layouts, self.buffers)]
+        return logits, acts
+
+    def close(self) -> None:
+        """Release the working buffers; the emulator cannot run afterwards."""
+        self._closed = True
+        self.buffers = []
+        self._plans = []
+
+    def __enter__(self) -> "Emulator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def make_engine(model: Model, prefer: str = "emu", warn: Callable[[str], None] | None = None):
+    """A ``frame -> logits`` callable: the fast emulator when possible, else the reference engine.
+
+    Parameters
+    ----------
+    model : Model
+        The model to run.
+    prefer : {"emu", "reference"}
+        ``"emu"`` uses :class:`Emulator` when :func:`available`, otherwise falls back to
+        :func:`sentei.host.reference.run` and passes the reason to ``warn``.
+    warn : callable, optional
+        Receives the one-line fallback message (default: print to stderr).
+
+    Returns
+    -------
+    engine : callable
+        ``engine(frame) -> int32 logits``; it has a ``name`` attribute
+        (``"emu"`` or ``"reference"``) and a ``close()`` method.
+    """
+    from sentei.host import reference
+
+    if prefer not in ("emu", "reference"):
+        raise SenteiError(f"unknown engine {prefer!r}: use 'emu' or 'reference'")
+    if prefer == "emu":
+        ok, reason = available()
+        if ok:
+            emu = Emulator(model)
+            return _Engine("emu", emu.run, emu.close)
+        if warn is None:
+            import sys
+
+            def warn(msg):
+                print(f"sentei: warning: {msg}", file=sys.stderr)
+        warn(reason)
+    return _Engine("reference", lambda frame: reference.run(model, frame), lambda: None)
+
+
+@dataclass
+class _Engine:
+    name: str
+    run: Callable[[np.ndarray], np.ndarray]
+    close: Callable[[], None]
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        return self.run(frame)
