@@ -50,8 +50,8 @@ setup(
     packages=list(PACKAGES),
     package_dir=PACKAGES,
     package_data={
-        "sentei.host": ["models/*.sentei", "models/*.json", "models/*.md", "models/*.pt",
-                        "models/*.yaml", "models/*.log", "samples/*"],
+        "sentei.host": ["bundled/*.sentei", "bundled/*.json", "bundled/*.md", "bundled/*.pt",
+                        "bundled/*.yaml", "bundled/*.log", "bundled/*.csv", "samples/*"],
         "sentei.overlay": ["hls/*.hpp", "hls/*.h", "hls/*.cpp", "tb/*.cpp", "tb/*.hpp",
                            "scripts/*.tcl", "scripts/*.py", "boards/*.json", "Makefile"],
         "sentei.training": ["configs/*.yaml"],

@@ -1,5 +1,199 @@
-"""Subcommands of `sentei` that belong to sentei.host (registered by sentei.cli)."""
+"""``sentei models | info | segment | eval``: the foundation's subcommands (no torch needed,
+except ``eval --backend torch``)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sentei.errors import SenteiError
+
+# every backend a command may name; which ones a machine can run is decided by the Segmenter
+ENGINE_BACKENDS = ("auto", "emu", "reference", "csim", "fpga")
+EVAL_BACKENDS = ENGINE_BACKENDS + ("torch",)
 
 
-def register(sub):
-    pass
+def register(sub) -> None:
+    p = sub.add_parser("models", help="list the bundled models and their metrics")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("info", help="layers, shapes, K per layer, sparsity, weight memory, MACs skipped")
+    p.add_argument("--model", default=None, help="model file or bundled name (default: the bundled model)")
+    p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the facts as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("segment", help="segment images: label map PNG + colour overlay PNG per image")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--model", default=None, help="model file or bundled name (default: the bundled model)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--backend", default="emu", choices=ENGINE_BACKENDS,
+                   help="emu: emulated overlay on the fast emulator (default); reference: on the numpy "
+                        "reference engine; csim: on the C-simulation of the HLS sources; fpga: the board")
+    p.add_argument("--alpha", type=float, default=0.5, help="opacity of the labels in the overlay")
+    p.set_defaults(func=cmd_segment)
+
+    p = sub.add_parser("eval", help="mIoU and per-class IoU over a CamVid split")
+    p.add_argument("--model", default=None, help="model file, checkpoint, or bundled name (default: the bundled model)")
+    p.add_argument("--data", required=True, metavar="ROOT", help="CamVid root holding <split>/ and <split>annot/")
+    p.add_argument("--split", default="val", help="val | test | train (default val)")
+    p.add_argument("--backend", default="emu", choices=EVAL_BACKENDS,
+                   help="engine: emu (default), reference, csim, fpga, or torch (a PyTorch checkpoint)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N frames (quick checks)")
+    p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="write the metrics as JSON")
+    p.set_defaults(func=cmd_eval)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def cmd_models(args) -> int:
+    from sentei.host import registry
+
+    models = registry.bundled_models()
+    if not models:
+        print("no trained model is bundled with this install (pass --model PATH to any command)")
+        return 0
+    default = registry.default_model_name()
+    for name, entry in models.items():
+        mark = " (default)" if name == default else ""
+        print(f"{name}{mark}  [{entry['kind']}]  {entry.get('description', '')}")
+        for key, value in (entry.get("metrics") or {}).items():
+            print(f"    {key}: {value}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from sentei.host import format, registry
+
+    model = registry.load_model(args.model)
+    facts = format.describe(model)
+    print(f"model {facts['name']}: input {facts['input'][1]}x{facts['input'][2]} RGB, "
+          f"{facts['num_classes']} classes, logits at 1/{facts['upsample']}")
+    head = (f"{'layer':<12}{'k':>2}{'s':>3}{'d':>3}{'out CxHxW':>15}{'K':>6}{'/Cin*k*k':>9}"
+            f"{'sparsity':>9}{'nnz min-max':>12}{'W/A bits':>9}{'packed B':>10}{'dense B':>9}{'MACs skip':>11}")
+    print(head)
+    for r in facts["layers"]:
+        out = "x".join(str(v) for v in r["out"])
+        print(f"{r['name']:<12}{r['kernel']:>2}{r['stride']:>3}{r['dilation']:>3}{out:>15}{r['k_nonzero']:>6}"
+              f"{r['fan_in']:>9}{r['sparsity']:>9.1%}{str(r['nnz_min']) + '-' + str(r['nnz_max']):>12}"
+              f"{str(r['weight_bits']) + '/' + str(r['out_bits']):>9}{r['weight_bytes_packed']:>10}"
+              f"{r['weight_bytes_dense']:>9}{r['macs_skipped'] / max(r['macs_dense'], 1):>11.1%}")
+    t = facts["totals"]
+    print(f"total: {t['weights_nonzero']} of {t['weights_dense']} weights nonzero (sparsity {t['sparsity']:.1%}); "
+          f"weight memory {t['weight_bytes_packed']} B packed vs {t['weight_bytes_dense']} B dense; "
+          f"{t['macs_executed'] / 1e6:.1f} M of {t['macs_dense'] / 1e6:.1f} M MACs executed "
+          f"({t['macs_skipped'] / max(t['macs_dense'], 1):.1%} skipped); weight blob {t['blob_bytes']} B")
+    if args.json_out:
+        write_json(args.json_out, facts)
+    return 0
+
+
+def cmd_segment(args) -> int:
+    from sentei.host import preprocess, registry, visualize
+    from sentei.host.segmenter import Segmenter
+
+    if not 0.0 <= args.alpha <= 1.0:
+        raise SenteiError(f"--alpha {args.alpha} is outside [0, 1]")
+    model = registry.load_model(args.model)
+    frames = [(Path(p), preprocess.load_image(p)) for p in args.images]  # all inputs checked before any output
+    out = Path(args.out)
+    with Segmenter(model, backend=args.backend) as seg:
+        times = []
+        for path, frame in frames:
+            t0 = time.perf_counter()
+            labels = seg(frame)
+            dt = time.perf_counter() - t0
+            times.append(dt)
+            visualize.save_png(labels, out / f"{path.stem}_labels.png")
+            visualize.save_png(visualize.blend(frame, labels, model.class_colors, args.alpha),
+                               out / f"{path.stem}_overlay.png")
+            print(f"{path.name}: {dt * 1e3:.1f} ms -> {out / (path.stem + '_labels.png')}, "
+                  f"{out / (path.stem + '_overlay.png')}")
+        print(f"{len(times)} frame(s) on backend {seg.backend}: mean {np.mean(times) * 1e3:.1f} ms/frame")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from sentei.host import camvid, metrics, preprocess
+
+    if args.limit is not None and args.limit < 1:
+        raise SenteiError(f"--limit {args.limit} must be at least 1")
+    pairs = camvid.list_split(args.data, args.split)
+    if args.limit:
+        pairs = pairs[:args.limit]
+    predictor, model_name, class_names, backend = _open_predictor(args.model, args.backend)
+    n = len(class_names)
+    conf = np.zeros((n, n), dtype=np.int64)
+    t0 = time.perf_counter()
+    try:
+        for frame_path, label_path in _progress(pairs, f"eval {args.split}"):
+            frame = preprocess.load_image(frame_path)
+            gt = camvid.read_label(label_path, n)
+            pred = predictor(frame)
+            if pred.shape != gt.shape:
+                pred = preprocess.resize_labels(pred, *gt.shape)
+            conf += metrics.confusion(pred, gt, n)
+    finally:
+        close = getattr(predictor, "close", None)
+        if close:
+            close()
+    elapsed = time.perf_counter() - t0
+    iou = metrics.iou_per_class(conf)
+    result = {
+        "model": model_name, "backend": backend, "data": str(args.data), "split": args.split,
+        "frames": len(pairs), "miou": metrics.miou(conf), "pixel_accuracy": metrics.pixel_accuracy(conf),
+        "iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(class_names, iou)},
+        "seconds": elapsed,
+    }
+    print(f"{model_name} on {args.split} ({len(pairs)} frames, backend {backend}): "
+          f"mIoU {100 * result['miou']:.2f}  pixel accuracy {100 * result['pixel_accuracy']:.2f}")
+    for name, v in result["iou"].items():
+        print(f"  {name:<12} {'-' if v is None else f'{100 * v:6.2f}'}")
+    if args.json_out:
+        write_json(args.json_out, result)
+    return 0
+
+
+def _open_predictor(model_arg, backend: str):
+    """A callable frame -> labels at the frame's size, plus the model's name and classes."""
+    from sentei.host import preprocess, registry
+
+    if backend == "torch":
+        try:
+            from sentei.training.engine import TorchEngine
+        except ImportError as exc:
+            if "torch" in str(exc):
+                raise SenteiError("--backend torch needs PyTorch: pip install 'sentei[train]'") from None
+            raise
+        path, _ = registry.resolve(model_arg)
+        engine = TorchEngine(path)
+        height, width = engine.input_size
+
+        def predict(frame):
+            labels = engine.predict(preprocess.prepare_frame(frame, height, width))
+            return preprocess.resize_labels(labels, *frame.shape[:2])
+
+        return predict, getattr(engine, "name", Path(path).stem), tuple(engine.class_names), "torch"
+    from sentei.host.segmenter import Segmenter
+
+    model = registry.load_model(model_arg)
+    seg = Segmenter(model, backend=backend)
+    return seg, model.name, tuple(model.class_names), seg.backend
+
+
+def _progress(items, desc: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is in the train/bench extras; the plain install iterates quietly
+        return items
+    return tqdm(items, desc=desc, unit="frame", leave=False)
+
+
+def write_json(path, obj) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    from sentei.host.format import atomic_write_bytes
+
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+

@@ -1,0 +1,95 @@
+"""Frames in: read images and bring any frame to the model's input (spec section 5).
+
+Every engine sees the same preprocessed frame, so this module is part of what makes two
+engines agree; it needs only numpy and Pillow (the plain install).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sentei.errors import SenteiError
+
+MAX_PIXELS = 100_000_000  # a frame larger than this is refused rather than exhausting memory
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as uint8 RGB ``[H, W, 3]``.
+
+    Grayscale, palette, 16-bit and RGBA images are converted (see :func:`prepare_frame`);
+    a missing file or one that is not an image raises :class:`SenteiError`.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise SenteiError(f"image not found: {path} (check the path)")
+    if path.is_dir():
+        raise SenteiError(f"{path} is a directory, not an image (pass image files)")
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise SenteiError(f"{path}: {img.width}x{img.height} is too large "
+                                  f"(more than {MAX_PIXELS} pixels); downscale it first")
+            if img.width == 0 or img.height == 0:
+                raise SenteiError(f"{path}: the image is empty (0 pixels)")
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(img)
+            elif img.mode in ("RGB", "L", "RGBA"):
+                arr = np.asarray(img)
+            else:
+                arr = np.asarray(img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise SenteiError(f"{path}: not a readable image ({exc.__class__.__name__}); "
+                          f"pass a PNG or JPEG file") from None
+    return to_rgb8(arr, str(path))
+
+
+def to_rgb8(image: np.ndarray, what: str = "frame") -> np.ndarray:
+    """Any 2-D/3-D integer image -> uint8 RGB ``[H, W, 3]``.
+
+    Grayscale is replicated to three channels, an alpha channel is dropped, 16-bit values
+    are scaled to 8 bits (``>> 8``), other integer types are refused.
+    """
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise SenteiError(f"{what}: shape {list(img.shape)} is not an image "
+                          f"(expected [H, W], [H, W, 3] or [H, W, 4])")
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise SenteiError(f"{what}: the image is empty ({img.shape[0]}x{img.shape[1]})")
+    img = img[:, :, :3]
+    if img.dtype == np.uint8:
+        return np.ascontiguousarray(img)
+    if img.dtype in (np.uint16, np.int32, np.int64) and img.min() >= 0 and img.max() <= 65535:
+        return np.ascontiguousarray((img.astype(np.uint32) >> 8).astype(np.uint8))
+    raise SenteiError(f"{what}: pixel type {img.dtype} is not supported (use uint8 or uint16 RGB)")
+
+
+def prepare_frame(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bring ``image`` to the model input: uint8 RGB ``[height, width, 3]``.
+
+    A frame of another size is resized bilinearly (Pillow's ``BILINEAR``); the aspect ratio
+    is not preserved (CamVid-shaped cameras are 4:3 like the model).
+    """
+    frame = to_rgb8(image)
+    if frame.shape[0] * frame.shape[1] > MAX_PIXELS:
+        raise SenteiError(f"frame {frame.shape[1]}x{frame.shape[0]} is too large; downscale it first")
+    if frame.shape[:2] == (height, width):
+        return frame
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(frame).resize((width, height), Image.BILINEAR))
+
+
+def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of a label map (labels are categories, never interpolated)."""
+    if labels.shape == (height, width):
+        return labels
+    ys = np.minimum(((np.arange(height) + 0.5) * labels.shape[0] / height).astype(np.int64), labels.shape[0] - 1)
+    xs = np.minimum(((np.arange(width) + 0.5) * labels.shape[1] / width).astype(np.int64), labels.shape[1] - 1)
+    return labels[ys[:, None], xs[None, :]]

@@ -1,0 +1,83 @@
+"""Bundled models: the trained models that ship inside the package.
+
+``host/bundled/models.json`` lists them::
+
+    {"default": "<name>",
+     "models": {"<name>": {"file": "<file beside models.json>",
+                           "kind": "model-file" | "torch-checkpoint",
+                           "description": "...", "metrics": {...}}}}
+
+A ``model-file`` is a ``.sentei`` file (runs on every engine); a ``torch-checkpoint`` (the
+dense teacher) runs only with ``--backend torch`` and needs the ``train`` extra. Every
+command's ``--model`` takes a path or one of these names; without ``--model`` the default.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sentei.errors import SenteiError
+
+BUNDLED = Path(__file__).resolve().parent / "bundled"
+MANIFEST = BUNDLED / "models.json"
+
+
+def manifest() -> dict:
+    """The parsed ``models.json`` (an empty registry when none is bundled)."""
+    if not MANIFEST.exists():
+        return {"default": None, "models": {}}
+    with open(MANIFEST, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def bundled_models() -> dict[str, dict]:
+    """Name -> entry (with ``path`` filled in) for every bundled model."""
+    entries = {}
+    for name, entry in manifest().get("models", {}).items():
+        entries[name] = dict(entry, path=str(BUNDLED / entry["file"]))
+    return entries
+
+
+def default_model_name() -> str | None:
+    return manifest().get("default")
+
+
+def resolve(name_or_path: str | Path | None, kind: str | None = None) -> tuple[Path, str]:
+    """``(path, kind)`` of a bundled name or a file path; ``None`` means the default model."""
+    models = bundled_models()
+    if name_or_path is None:
+        name_or_path = default_model_name()
+        if name_or_path is None:
+            raise SenteiError("no trained model is bundled with this install; pass --model PATH "
+                              "(a .sentei file from `sentei export`)")
+    key = str(name_or_path)
+    if key in models:
+        entry = models[key]
+        path, found_kind = Path(entry["path"]), entry["kind"]
+    else:
+        path = Path(key)
+        if not path.exists():
+            known = ", ".join(sorted(models)) or "none bundled"
+            raise SenteiError(f"model not found: {key} is neither a file nor a bundled model "
+                              f"(bundled: {known}; `sentei models` lists them)")
+        found_kind = "torch-checkpoint" if path.suffix in (".pt", ".pth") else "model-file"
+    if kind is not None and found_kind != kind:
+        if found_kind == "torch-checkpoint":
+            raise SenteiError(f"{key} is a PyTorch checkpoint: it runs only with --backend torch "
+                              f"(or export it: sentei export)")
+        raise SenteiError(f"{key} is a model file, not a PyTorch checkpoint")
+    return path, found_kind
+
+
+def resolve_model(name_or_path: str | Path | None = None) -> Path:
+    """Path of a model file (``.sentei``) given a bundled name or a path."""
+    return resolve(name_or_path, kind="model-file")[0]
+
+
+def load_model(name_or_path=None):
+    """Load and validate a model file given a bundled name, a path, or None (the default)."""
+    from sentei.host import format
+
+    if hasattr(name_or_path, "layers"):
+        return name_or_path
+    return format.load(resolve_model(name_or_path))
