@@ -22,6 +22,7 @@ Example
 """
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -56,8 +57,9 @@ def available() -> tuple[bool, str]:
 
 
 def _kernels():
-    from sentei.host import emulator_kernels
-
+    # import_module, not ``from sentei.host import ...``: it honours sys.modules, so a
+    # missing numba is seen even after the kernels were imported once (the fallback test)
+    emulator_kernels = importlib.import_module("sentei.host.emulator_kernels")
     if emulator_kernels.UNROLL != UNROLL:  # pragma: no cover - a guard against a half edit
         raise ImportError("sentei.host.emulator_kernels.UNROLL differs from sentei.host.emulator.UNROLL")
     return emulator_kernels
