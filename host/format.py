@@ -315,7 +315,7 @@ def load(path: str | os.PathLike) -> Model:
 def from_bytes(data: bytes) -> Model:
     """Parse and validate the bytes of a model file."""
     if len(data) < 16:
-        raise ModelFormatError(f"file is {len(data)} bytes, too short for a sentei model (truncated?)")
+        raise ModelFormatError(f"file length: {len(data)} bytes is too short for a sentei model (truncated?)")
     if data[:8] != MAGIC:
         raise ModelFormatError("magic: not a sentei model file (expected a .sentei file written by `sentei export`)")
     version, hlen = struct.unpack_from("<II", data, 8)
