@@ -1,0 +1,425 @@
+"""Code generator: a model file's compile-time facts -> the HLS network configuration.
+
+``sentei overlay codegen --model M`` writes three files into a build directory (never the
+repository):
+
+``network_config.h``
+    one ``CONFIG_T`` struct per layer (hls4ml style: static consts and typedefs deriving
+    from ``sentei::conv_config_default``) with the shapes, stride, dilation, padding, K,
+    lanes and bit widths; the blob layout (section offsets) the loader checks; the stage
+    shapes the testbench compares.
+``network.h``
+    the on-chip weight storage of every layer, the blob loader and the ``DATAFLOW`` region
+    that wires one line buffer + sparse engine per layer between the frame reader and the
+    logit writer.
+``network.json``
+    the same facts for Python tools (driver checks, performance model, build scripts).
+
+Only compile-time facts enter (docs/model-format.md section 6): a retrained model with the
+same shapes and K per layer generates the same files, so it runs on the same bitstream.
+The files are rendered from :class:`string.Template` texts with named fields; per-layer
+blocks are rendered once per layer and joined.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from sentei.errors import SenteiError
+
+FALLBACK_MAX_LANES = 8
+
+
+def _bits_for(n_values: int) -> int:
+    """Bits of an unsigned index over ``n_values`` values (at least 1)."""
+    return max(1, (n_values - 1).bit_length())
+
+
+def default_lanes(model) -> list[int]:
+    """Fallback lane allocation: the largest divisor of each layer's Cout that is <= 8."""
+    return [max(p for p in range(1, FALLBACK_MAX_LANES + 1) if layer.out_channels % p == 0)
+            for layer in model.layers]
+
+
+def check_lanes(model, lanes) -> list[int]:
+    """Validate an explicit lane list: one positive divisor of Cout per layer."""
+    lanes = [int(p) for p in lanes]
+    if len(lanes) != len(model.layers):
+        raise SenteiError(f"--lanes has {len(lanes)} entries but the model has {len(model.layers)} layers "
+                          f"(give one lane count per layer)")
+    for n, (p, layer) in enumerate(zip(lanes, model.layers)):
+        if p < 1 or layer.out_channels % p:
+            raise SenteiError(f"lanes of layer {n} ({layer.name}): {p} does not divide Cout = "
+                              f"{layer.out_channels} (every lane must get the same number of filters)")
+    return lanes
+
+
+def choose_lanes(model, lanes=None, board: str | None = None, clock_mhz: float | None = None) -> list[int]:
+    """Lanes per layer: explicit ``lanes``, else the performance model's allocation for
+    ``board`` (``sentei.overlay.perf.allocate_lanes``), else :func:`default_lanes`."""
+    if lanes is not None:
+        return check_lanes(model, lanes)
+    if board is not None:
+        try:
+            from sentei.overlay import perf
+        except ImportError:
+            perf = None
+        if perf is not None and hasattr(perf, "allocate_lanes"):
+            return check_lanes(model, perf.allocate_lanes(model, board, clock_mhz))
+    return default_lanes(model)
+
+
+def _act_type(act: str, bits: int) -> str:
+    if act == "relu":
+        return f"ap_uint<{bits}>"
+    if act == "linear":
+        return f"ap_int<{bits}>"
+    return "ap_int<32>"
+
+
+@dataclass(frozen=True)
+class LayerFacts:
+    """Compile-time facts of one layer, as the generated config states them."""
+
+    index: int
+    name: str
+    cin: int
+    cout: int
+    kernel: int
+    stride: int
+    dilation: int
+    padding: int
+    in_height: int
+    in_width: int
+    out_height: int
+    out_width: int
+    k_nonzero: int
+    lanes: int
+    weight_bits: int
+    act: str
+    out_bits: int
+    in_type: str
+    out_type: str
+    out_min: int
+    out_max: int
+    blob_offset: int
+
+    @property
+    def folds(self) -> int:
+        return self.cout // self.lanes
+
+    @property
+    def iterations(self) -> int:
+        """MAC-loop iterations per frame: Ho * Wo * (Cout / P) * K."""
+        return self.out_height * self.out_width * self.folds * self.k_nonzero
+
+
+@dataclass(frozen=True)
+class NetworkFacts:
+    """Everything the generated files state about a model."""
+
+    model_name: str
+    height: int
+    width: int
+    input_bits: int
+    num_classes: int
+    layers: tuple[LayerFacts, ...]
+    blob_words: int
+
+    @property
+    def frame_words(self) -> int:
+        return (self.height * self.width * 3 + 3) // 4
+
+    @property
+    def logit_words(self) -> int:
+        last = self.layers[-1]
+        return last.out_height * last.out_width * last.cout
+
+    def stages(self) -> list[tuple[int, int, int]]:
+        """``(C, H, W)`` of the input activation and of every layer's output."""
+        return [(3, self.height, self.width)] + [(f.cout, f.out_height, f.out_width) for f in self.layers]
+
+    def to_json(self) -> dict:
+        return {
+            "model": self.model_name, "signature": self.signature(),
+            "input": {"height": self.height, "width": self.width, "bits": self.input_bits},
+            "num_classes": self.num_classes, "blob_words": self.blob_words,
+            "frame_words": self.frame_words, "logit_words": self.logit_words,
+            "layers": [{"name": f.name, "cin": f.cin, "cout": f.cout, "kernel": f.kernel, "stride": f.stride,
+                        "dilation": f.dilation, "padding": f.padding, "in": [f.in_height, f.in_width],
+                        "out": [f.out_height, f.out_width], "k_nonzero": f.k_nonzero, "lanes": f.lanes,
+                        "folds": f.folds, "weight_bits": f.weight_bits, "act": f.act, "out_bits": f.out_bits,
+                        "blob_offset": f.blob_offset, "iterations": f.iterations} for f in self.layers],
+        }
+
+    def signature(self) -> str:
+        """Hash of the compile-time facts (the model name excluded): equal for models that
+        run on the same bitstream."""
+        facts = [(f.cin, f.cout, f.kernel, f.stride, f.dilation, f.padding, f.k_nonzero, f.lanes,
+                  f.weight_bits, f.act, f.out_bits) for f in self.layers]
+        text = json.dumps([self.height, self.width, self.input_bits, facts])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float | None = None) -> NetworkFacts:
+    """Collect the compile-time facts of ``model`` with the chosen lanes per layer."""
+    from sentei.host.format import act_range, blob_offsets, weight_blob
+
+    lanes = choose_lanes(model, lanes, board, clock_mhz)
+    shapes = model.shapes()
+    offsets = blob_offsets(model)
+    in_type = f"ap_int<{model.input.bits}>"
+    layers = []
+    for n, layer in enumerate(model.layers):
+        (_, h, w), (_, ho, wo) = shapes[n], shapes[n + 1]
+        lo, hi = act_range(layer.act, layer.out_bits)
+        out_type = _act_type(layer.act, layer.out_bits)
+        layers.append(LayerFacts(
+            index=n, name=layer.name, cin=layer.in_channels, cout=layer.out_channels, kernel=layer.kernel,
+            stride=layer.stride, dilation=layer.dilation, padding=layer.padding, in_height=h, in_width=w,
+            out_height=ho, out_width=wo, k_nonzero=layer.k_nonzero, lanes=lanes[n],
+            weight_bits=layer.weight_bits, act=layer.act, out_bits=layer.out_bits if layer.act != "logits" else 32,
+            in_type=in_type, out_type=out_type, out_min=lo, out_max=hi, blob_offset=offsets[n]))
+        in_type = out_type
+    return NetworkFacts(model_name=model.name, height=model.input.height, width=model.input.width,
+                        input_bits=model.input.bits, num_classes=model.num_classes, layers=tuple(layers),
+                        blob_words=int(weight_blob(model).size))
+
+
+# ---------------------------------------------------------------------------------------
+# templates
+
+CONFIG_HEADER = Template("""\
+// network_config.h -- generated by `sentei overlay codegen`; do not edit, regenerate.
+// Compile-time facts of the network (signature ${signature}): shapes, K, lanes, bit widths
+// and the weight-blob layout. Weights, biases and requantization constants are NOT here:
+// they are loaded at run time by CMD_LOAD_WEIGHTS (docs/model-format.md, section 6).
+#ifndef SENTEI_NETWORK_CONFIG_H
+#define SENTEI_NETWORK_CONFIG_H
+
+#include "input_quant.hpp"
+#include "sparse_conv.hpp"
+
+#define SENTEI_NUM_LAYERS ${num_layers}
+#define SENTEI_FRAME_WORDS ${frame_words}   // ceil(height * width * 3 / 4)
+#define SENTEI_BLOB_WORDS ${blob_words}
+#define SENTEI_LOGIT_WORDS ${logit_words}  // out_height * out_width * num_classes
+
+namespace sentei {
+namespace network {
+
+static const unsigned num_layers = ${num_layers};
+static const unsigned blob_words = ${blob_words};
+static const unsigned num_classes = ${num_classes};
+
+/// word offset of each layer's section in the weight blob (blob words 9 .. 9+L-1 must match)
+static const unsigned blob_offsets[num_layers] = {${blob_offsets}};
+
+/// feature maps compared by the testbench: the input activation, then each layer's output
+static const unsigned num_stages = num_layers + 1;
+static const unsigned stage_channels[num_stages] = {${stage_channels}};
+static const unsigned stage_height[num_stages] = {${stage_height}};
+static const unsigned stage_width[num_stages] = {${stage_width}};
+static const char* const layer_names[num_layers] = {${layer_names}};
+
+/// the frame: ${height} x ${width} RGB -> signed ${input_bits}-bit input activation
+struct input_config : input_config_default {
+    static const unsigned height = ${height};
+    static const unsigned width = ${width};
+    static const unsigned bits = ${input_bits};
+    typedef ap_int<${input_bits}> out_t;
+    static const long long out_min = ${input_min}LL;
+    static const long long out_max = ${input_max}LL;
+};
+
+${layer_configs}
+}  // namespace network
+}  // namespace sentei
+
+#endif
+""")
+
+LAYER_CONFIG = Template("""\
+/// layer ${index} (${name}): ${cin} -> ${cout}, k=${kernel} s=${stride} d=${dilation} p=${padding},
+/// ${in_height}x${in_width} -> ${out_height}x${out_width}, K=${k_nonzero} of ${fan_in}, ${lanes} lanes x ${folds} folds,
+/// ${act} ${out_bits}-bit; ${iterations} MAC iterations per frame
+struct layer${index}_config : conv_config_default {
+    static const unsigned index = ${index};
+    static const unsigned cin = ${cin};
+    static const unsigned cout = ${cout};
+    static const unsigned kernel = ${kernel};
+    static const unsigned stride = ${stride};
+    static const unsigned dilation = ${dilation};
+    static const unsigned padding = ${padding};
+    static const unsigned in_height = ${in_height};
+    static const unsigned in_width = ${in_width};
+    static const unsigned out_height = ${out_height};
+    static const unsigned out_width = ${out_width};
+    static const unsigned k_nonzero = ${k_nonzero};
+    static const unsigned lanes = ${lanes};
+    static const unsigned folds = ${folds};
+    static const unsigned weight_bits = ${weight_bits};
+    static const unsigned ci_bits = ${ci_bits};
+    static const unsigned pos_bits = ${pos_bits};
+    static const unsigned blob_offset = ${blob_offset};
+    static const int act = ${act_enum};
+    static const long long out_min = ${out_min}LL;
+    static const long long out_max = ${out_max}LL;
+    typedef ${in_type} in_t;
+    typedef ${out_type} out_t;
+};
+
+""")
+
+NETWORK_HEADER = Template("""\
+// network.h -- generated by `sentei overlay codegen`; do not edit, regenerate.
+// The network of signature ${signature}: on-chip weight storage, the blob loader, and the
+// dataflow pipeline (one line buffer + sparse engine per layer). Included by sentei_top.cpp only.
+#ifndef SENTEI_NETWORK_H
+#define SENTEI_NETWORK_H
+
+#include "input_quant.hpp"
+#include "line_buffer.hpp"
+#include "network_config.h"
+#include "sentei_top.hpp"
+#include "sparse_conv.hpp"
+#include "stream_utils.hpp"
+
+namespace sentei {
+namespace network {
+
+// On-chip weights, written by load() and each read by exactly one dataflow process.
+${storage}
+/// CMD_LOAD_WEIGHTS: check the blob against this network, then copy it on chip.
+inline status_t load(const word_t* blob, input_quant_param& iq) {
+    if (blob[0] != BLOB_MAGIC) return STATUS_BAD_MAGIC;
+    if (blob[1] != num_layers) return STATUS_BAD_LAYOUT;
+check_offsets:
+    for (unsigned l = 0; l < num_layers; l++) {
+        if (blob[9 + l] != blob_offsets[l]) return STATUS_BAD_LAYOUT;
+    }
+    if (blob[8] > 31) return STATUS_BAD_LAYOUT;
+input_constants:
+    for (unsigned c = 0; c < 3; c++) {
+        iq.mul[c] = ap_int<32>(blob[2 + c]);
+        iq.add[c] = ap_int<32>(blob[5 + c]);
+    }
+    iq.shift = blob[8].range(4, 0);
+    bool ok = true;
+${loads}    return ok ? STATUS_OK : STATUS_BAD_LAYOUT;
+}
+
+/// CMD_RUN_FRAME: frame -> logits through every layer at once.
+inline void run(const word_t* frame, logit_t* logits, const input_quant_param& iq) {
+#pragma HLS DATAFLOW  // one process per block: all layers work at once on successive pixels, no DDR between them
+    hls::stream<rgb_t> rgb("rgb");
+    hls::stream<in_pixel_t<layer0_config> > act0("act0");
+${streams}
+    read_frame<input_config>(frame, rgb);
+    quantize_input<input_config>(rgb, act0, iq);
+${calls}    write_logits<layer${last}_config>(act${num_layers}, logits);
+}
+
+}  // namespace network
+}  // namespace sentei
+
+#endif
+""")
+
+LAYER_STORAGE = Template("""\
+static sparse_entry<layer${index}_config> layer${index}_weights[${lanes}][${folds} * ${k_nonzero}];
+static requant_param layer${index}_quant[${lanes}][${folds}];
+""")
+
+LAYER_LOAD = Template("""\
+    ok &= load_conv_weights<layer${index}_config>(blob, layer${index}_weights, layer${index}_quant);
+""")
+
+LAYER_STREAMS = Template("""\
+    hls::stream<window_t<layer${index}_config> > win${index}("win${index}");
+#pragma HLS STREAM variable = win${index} depth = 2  // the next window is built while the engine works on this one
+    hls::stream<out_pixel_t<layer${index}_config> > act${next}("act${next}");
+""")
+
+LAYER_CALLS = Template("""\
+    sliding_window<layer${index}_config>(act${index}, win${index});
+    sparse_conv<layer${index}_config>(win${index}, act${next}, layer${index}_weights, layer${index}_quant);
+""")
+
+ACT_ENUM = {"relu": "ACT_RELU", "linear": "ACT_LINEAR", "logits": "ACT_LOGITS"}
+
+
+def _layer_fields(f: LayerFacts) -> dict:
+    kk = f.kernel * f.kernel
+    return {"index": f.index, "next": f.index + 1, "name": f.name, "cin": f.cin, "cout": f.cout,
+            "kernel": f.kernel, "stride": f.stride, "dilation": f.dilation, "padding": f.padding,
+            "in_height": f.in_height, "in_width": f.in_width, "out_height": f.out_height,
+            "out_width": f.out_width, "k_nonzero": f.k_nonzero, "fan_in": f.cin * kk, "lanes": f.lanes,
+            "folds": f.folds, "weight_bits": f.weight_bits, "ci_bits": _bits_for(f.cin),
+            "pos_bits": _bits_for(kk), "blob_offset": f.blob_offset, "act": f.act, "act_enum": ACT_ENUM[f.act],
+            "out_bits": f.out_bits, "out_min": f.out_min, "out_max": f.out_max, "in_type": f.in_type,
+            "out_type": f.out_type, "iterations": f.iterations}
+
+
+def render(facts: NetworkFacts) -> dict[str, str]:
+    """The generated files' contents, by file name."""
+    layers = [_layer_fields(f) for f in facts.layers]
+    stages = facts.stages()
+    joined = {name: "".join(t.substitute(fields) for fields in layers)
+              for name, t in (("layer_configs", LAYER_CONFIG), ("storage", LAYER_STORAGE),
+                              ("loads", LAYER_LOAD), ("streams", LAYER_STREAMS), ("calls", LAYER_CALLS))}
+    common = {"signature": facts.signature(), "num_layers": len(facts.layers), "last": len(facts.layers) - 1}
+    config = CONFIG_HEADER.substitute(
+        common, frame_words=facts.frame_words, blob_words=facts.blob_words, logit_words=facts.logit_words,
+        num_classes=facts.num_classes, blob_offsets=", ".join(str(f.blob_offset) for f in facts.layers),
+        stage_channels=", ".join(str(c) for c, _, _ in stages),
+        stage_height=", ".join(str(h) for _, h, _ in stages),
+        stage_width=", ".join(str(w) for _, _, w in stages),
+        layer_names=", ".join(json.dumps(f.name) for f in facts.layers),
+        height=facts.height, width=facts.width, input_bits=facts.input_bits,
+        input_min=-(2 ** (facts.input_bits - 1)), input_max=2 ** (facts.input_bits - 1) - 1,
+        layer_configs=joined["layer_configs"])
+    network = NETWORK_HEADER.substitute(common, storage=joined["storage"], loads=joined["loads"],
+                                        streams=joined["streams"], calls=joined["calls"])
+    return {"network_config.h": config, "network.h": network,
+            "network.json": json.dumps(facts.to_json(), indent=2) + "\n"}
+
+
+def default_out_dir(model) -> Path:
+    """``build/hls/<model name>`` under the current directory."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model.name)
+    return Path("build") / "hls" / safe
+
+
+def generate(model, out_dir: str | os.PathLike | None = None, lanes=None, board: str | None = None,
+             clock_mhz: float | None = None) -> tuple[NetworkFacts, dict[str, Path]]:
+    """Write the generated files for ``model`` into ``out_dir``; return the facts and paths.
+
+    Parameters
+    ----------
+    model : sentei.host.format.Model
+        The network (only its compile-time facts are used).
+    out_dir : path, optional
+        Where to write; default :func:`default_out_dir`.
+    lanes : list of int, optional
+        Lanes per layer; each must divide the layer's Cout.
+    board, clock_mhz : optional
+        Ask the performance model for the lanes when ``lanes`` is not given.
+
+    Returns
+    -------
+    (NetworkFacts, dict)
+        The facts and the written path of each file.
+    """
+    from sentei.host.format import atomic_write_bytes
+
+    facts = network_facts(model, lanes, board, clock_mhz)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(model)
+    paths = {}
+    for name, text in render(facts).items():
+        paths[name] = atomic_write_bytes(out / name, text.encode("utf-8"))
+    return facts, paths

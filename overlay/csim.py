@@ -1,0 +1,501 @@
+"""C-simulation of the HLS accelerator: the real sources, compiled with g++, checked bit for bit.
+
+Two ways in, both built from the same sources (``overlay/hls``, ``overlay/tb``) and the
+network header generated for the model (:mod:`sentei.overlay.codegen`):
+
+* :func:`run_csim` -- the testbench: golden vectors from the reference engine are written
+  as ``.npy``, the ``sentei_tb`` executable runs the top function on them and compares every
+  element of every layer; the result is a :class:`CsimReport` (``sentei overlay csim``).
+* :class:`CsimAccelerator` -- the top function in a shared library called through ctypes
+  (like hls4ml's ``compile()/predict()``): ``load_weights``, ``run_frame``, ``execute`` for
+  the host driver's emulated overlay.
+
+Builds are cached under ``$SENTEI_CACHE/csim`` (default ``~/.cache/sentei/csim``), keyed by a
+hash of the sources, the generated headers, the compiler and its flags. Xilinx's
+``ap_int.h``/``hls_stream.h`` come from the installed ``hls4ml`` wheel (``sentei[dev]``); they
+are found through importlib and never copied.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from sentei.errors import SenteiError
+from sentei.overlay import registers
+
+HERE = Path(__file__).resolve().parent
+HLS_DIR = HERE / "hls"
+TB_DIR = HERE / "tb"
+CXXFLAGS = ("-O2", "-std=c++14", "-fPIC", "-fvisibility=hidden", "-fvisibility-inlines-hidden",
+            "-fno-gnu-unique")
+INSTALL_HINT = "pip install 'sentei[dev]'"
+BUILD_TIMEOUT_S = 900
+LIB_NAME = "libsentei_csim.so"
+TB_NAME = "sentei_tb"
+
+
+# ---------------------------------------------------------------------------------------
+# toolchain
+
+
+def hls_include_dir() -> Path:
+    """Directory of Xilinx's ``ap_int.h`` and ``hls_stream.h`` inside the installed hls4ml."""
+    spec = importlib.util.find_spec("hls4ml")
+    if spec is None or not spec.submodule_search_locations:
+        raise SenteiError(f"C-simulation needs Xilinx's ap_int.h from the hls4ml package, which is not "
+                          f"installed: {INSTALL_HINT}")
+    for root in spec.submodule_search_locations:
+        inc = Path(root) / "templates" / "vivado" / "ap_types"
+        if (inc / "ap_int.h").is_file() and (inc / "hls_stream.h").is_file():
+            return inc
+    raise SenteiError(f"the installed hls4ml has no templates/vivado/ap_types/ap_int.h; reinstall it: "
+                      f"{INSTALL_HINT}")
+
+
+def find_compiler() -> str:
+    """The C++ compiler: ``$CXX`` or ``g++`` on PATH."""
+    cxx = os.environ.get("CXX") or "g++"
+    path = shutil.which(cxx)
+    if path is None:
+        raise SenteiError(f"C-simulation needs a C++ compiler and {cxx!r} is not on PATH: install g++ "
+                          f"(e.g. apt-get install g++) and {INSTALL_HINT}")
+    return path
+
+
+def cache_root() -> Path:
+    """``$SENTEI_CACHE/csim``, or ``~/.cache/sentei/csim``."""
+    base = os.environ.get("SENTEI_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "sentei") / "csim"
+
+
+def _sources() -> list[Path]:
+    return sorted(list(HLS_DIR.glob("*.hpp")) + list(HLS_DIR.glob("*.cpp")) +
+                  list(TB_DIR.glob("*.hpp")) + list(TB_DIR.glob("*.cpp")))
+
+
+# ---------------------------------------------------------------------------------------
+# building
+
+
+@dataclass
+class CsimBuild:
+    """A compiled network: the ctypes library and the testbench executable."""
+
+    directory: Path
+    facts: object  # sentei.overlay.codegen.NetworkFacts
+    key: str
+    compile_seconds: float = 0.0  # 0 when found in the cache
+
+    @property
+    def library(self) -> Path:
+        return self.directory / LIB_NAME
+
+    @property
+    def testbench(self) -> Path:
+        return self.directory / TB_NAME
+
+
+def _compile_all(cxx: str, gen_dir: Path, out: Path, include: Path) -> None:
+    inc = ["-I", str(gen_dir), "-I", str(HLS_DIR), "-I", str(TB_DIR), "-isystem", str(include)]
+    base = [cxx, *CXXFLAGS, *inc]
+    log = out / "build.log"
+
+    def start(args):
+        return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def finish(procs):
+        failed = None
+        with open(log, "a") as fh:
+            for args, proc in procs:
+                text, _ = proc.communicate(timeout=BUILD_TIMEOUT_S)
+                fh.write(" ".join(args) + "\n" + text)
+                if proc.returncode and failed is None:
+                    first = next((ln for ln in text.splitlines() if "error" in ln), text.strip()[:200])
+                    failed = f"C-simulation build failed ({Path(args[-3]).name}): {first.strip()} (log: {log})"
+        if failed:
+            raise SenteiError(failed)
+
+    # the heavy translation unit (the whole network) next to the two light ones: 2 cores busy
+    jobs = [(base + ["-c", str(HLS_DIR / "sentei_top.cpp"), "-o", str(out / "sentei_top.o")]),
+            (base + ["-c", str(TB_DIR / "sentei_tb.cpp"), "-o", str(out / "sentei_tb.o")]),
+            (base + ["-c", str(TB_DIR / "csim_api.cpp"), "-o", str(out / "csim_api.o")])]
+    finish([(args, start(args)) for args in jobs])
+    links = [[cxx, "-shared", "-Wl,-Bsymbolic", str(out / "sentei_top.o"), str(out / "csim_api.o"), "-o",
+              str(out / LIB_NAME)],
+             [cxx, str(out / "sentei_top.o"), str(out / "sentei_tb.o"), "-o", str(out / TB_NAME)]]
+    finish([(args, start(args)) for args in links])
+
+
+def build(model, lanes=None, cache_dir: str | os.PathLike | None = None, board: str | None = None,
+          clock_mhz: float | None = None) -> CsimBuild:
+    """Generate the network header for ``model`` and compile it (or find it in the cache).
+
+    Parameters
+    ----------
+    model : sentei.host.format.Model
+    lanes : list of int, optional
+        Lanes per layer (default: see :func:`sentei.overlay.codegen.choose_lanes`).
+    cache_dir : path, optional
+        Cache root; default :func:`cache_root`.
+
+    Returns
+    -------
+    CsimBuild
+    """
+    from sentei.overlay import codegen
+
+    include = hls_include_dir()
+    cxx = find_compiler()
+    facts = codegen.network_facts(model, lanes, board, clock_mhz)
+    files = codegen.render(facts)
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
+    digest = hashlib.sha256()
+    for part in (version, " ".join(CXXFLAGS), str(include)):
+        digest.update(part.encode() + b"\0")
+    for src in _sources():
+        digest.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
+    for name in ("network_config.h", "network.h"):
+        digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    key = digest.hexdigest()[:24]
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    final = root / key
+    if (final / LIB_NAME).is_file() and (final / TB_NAME).is_file():
+        return CsimBuild(final, facts, key)
+
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
+    t0 = time.perf_counter()
+    try:
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+        _compile_all(cxx, tmp, tmp, include)
+        for obj in tmp.glob("*.o"):
+            obj.unlink()
+        try:
+            os.rename(tmp, final)  # atomic: a concurrent build of the same key keeps its own
+        except OSError:
+            if not (final / LIB_NAME).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return CsimBuild(final, facts, key, compile_seconds=time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------------------------------
+# the accelerator through ctypes
+
+
+def frame_to_words(frame: np.ndarray, words: int) -> np.ndarray:
+    """uint8 HWC frame -> the little-endian 32-bit words the frame port reads (``words`` of them)."""
+    raw = np.zeros(words * 4, dtype=np.uint8)
+    flat = np.ascontiguousarray(frame, dtype=np.uint8).reshape(-1)[: raw.size]
+    raw[: flat.size] = flat
+    return raw.view("<u4")
+
+
+class CsimAccelerator:
+    """The HLS top function of one network, compiled for C-simulation and called via ctypes.
+
+    Each instance has its own on-chip state (weights loaded or not), as one accelerator on
+    one board: the compiled library is opened from a private copy.
+
+    Parameters
+    ----------
+    model : sentei.host.format.Model
+        The network to compile (its compile-time facts; weights come with :meth:`load_weights`).
+    lanes : list of int, optional
+        Lanes per layer; default as ``sentei overlay codegen``.
+    cache_dir : path, optional
+        Build cache root.
+
+    Examples
+    --------
+    >>> acc = CsimAccelerator(model)                      # doctest: +SKIP
+    >>> acc.load_weights(sentei.host.format.weight_blob(model))
+    0
+    >>> status, logits = acc.run_frame(frame)             # logits: int32 [h, w, num_classes]
+    """
+
+    def __init__(self, model, lanes=None, cache_dir: str | os.PathLike | None = None,
+                 board: str | None = None, clock_mhz: float | None = None):
+        self.model = model
+        self.build = build(model, lanes, cache_dir, board, clock_mhz)
+        self.facts = self.build.facts
+        self._lock = threading.Lock()
+        fd, private = tempfile.mkstemp(prefix="sentei_csim_", suffix=".so")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(self.build.library.read_bytes())
+            self._lib = ctypes.CDLL(private)
+        finally:
+            os.unlink(private)  # the mapping stays valid; nothing is left behind
+        lib = self._lib
+        u32p = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
+        i32p = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
+        lib.sentei_csim_execute.argtypes = [u32p, u32p, i32p, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint,
+                                            ctypes.c_int]
+        lib.sentei_csim_execute.restype = ctypes.c_uint
+        lib.sentei_csim_iterations.argtypes = [np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")]
+        lib.sentei_csim_iterations.restype = None
+        lib.sentei_csim_stage_size.argtypes = [ctypes.c_uint]
+        lib.sentei_csim_stage_size.restype = ctypes.c_ulonglong
+        lib.sentei_csim_stage.argtypes = [ctypes.c_uint, i32p]
+        lib.sentei_csim_stage.restype = None
+        for name in ("num_layers", "blob_words", "frame_words", "logit_words"):
+            getattr(lib, f"sentei_csim_{name}").restype = ctypes.c_uint
+        self.num_layers = lib.sentei_csim_num_layers()
+        self.blob_words = lib.sentei_csim_blob_words()
+        self.frame_words = lib.sentei_csim_frame_words()
+        self.logit_words = lib.sentei_csim_logit_words()
+        last = self.facts.layers[-1]
+        self.logits_shape = (last.out_height, last.out_width, last.cout)
+
+    def execute(self, cmd: int, frame_words: np.ndarray | None = None, weights: np.ndarray | None = None,
+                logits: np.ndarray | None = None, height: int = 0, width: int = 0, trace: bool = False) -> int:
+        """One start of the accelerator: the registers' values and the three DDR buffers.
+
+        Buffers are used as the m_axi ports see DDR: the frame port reads ``frame_words``
+        words, the weight port ``blob_words`` words (words past the end of a shorter array read
+        as 0), and the logits port writes ``logit_words`` int32 into ``logits`` (in place, when
+        given as a C-contiguous int32 array of at least that size). Returns the STATUS code.
+        """
+        def words(arr, n, dtype):
+            buf = np.zeros(n, dtype=dtype)
+            if arr is not None:
+                flat = np.ascontiguousarray(arr).reshape(-1)
+                if flat.dtype.itemsize != 4:
+                    raise SenteiError(f"DDR buffers are passed as 32-bit words, got {flat.dtype}")
+                flat = flat.view(dtype)[:n]
+                buf[: flat.size] = flat
+            return buf
+
+        if logits is not None and not (isinstance(logits, np.ndarray) and logits.dtype == np.int32
+                                       and logits.flags.c_contiguous and logits.size >= self.logit_words):
+            raise SenteiError(f"logits buffer must be a C-contiguous int32 array of at least "
+                              f"{self.logit_words} values")
+        f = words(frame_words, self.frame_words, np.uint32)
+        w = words(weights, self.blob_words, np.uint32)
+        out = words(logits, self.logit_words, np.int32)
+        with self._lock:
+            status = int(self._lib.sentei_csim_execute(f, w, out, int(cmd), int(height), int(width), int(trace)))
+        if logits is not None:
+            logits.reshape(-1)[: self.logit_words] = out
+        return status
+
+    def load_weights(self, blob: np.ndarray) -> int:
+        """CMD_LOAD_WEIGHTS with ``blob`` (uint32 words, :func:`sentei.host.format.weight_blob`).
+
+        A blob of another length than the compiled network's returns ``STATUS_BAD_LAYOUT``
+        without starting the accelerator: the hardware cannot see a buffer's length, so this
+        is the check the driver makes before it starts a load.
+        """
+        blob = np.asarray(blob)
+        if blob.dtype != np.uint32 or blob.ndim != 1:
+            raise SenteiError(f"weight blob must be a 1-D uint32 array, got {blob.dtype} {list(blob.shape)} "
+                              f"(use sentei.host.format.weight_blob)")
+        if blob.size != self.blob_words:
+            return registers.STATUS_BAD_LAYOUT
+        return self.execute(registers.CMD_LOAD_WEIGHTS, weights=blob)
+
+    def run_frame(self, frame: np.ndarray, trace: bool = False) -> tuple[int, np.ndarray]:
+        """CMD_RUN_FRAME: uint8 RGB ``[H, W, 3]`` -> ``(status, int32 logits [h, w, num_classes])``.
+
+        The frame's own height and width go to the HEIGHT/WIDTH registers, so a frame of
+        another size than the compiled one returns ``STATUS_BAD_SIZE`` (and zero logits).
+        With ``trace`` every stage's activations are kept for :meth:`stage`.
+        """
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise SenteiError(f"frame must be uint8 RGB of shape [H, W, 3], got {frame.dtype} {list(frame.shape)} "
+                              f"(use sentei.host.preprocess.prepare_frame)")
+        logits = np.zeros(self.logit_words, dtype=np.int32)
+        status = self.execute(registers.CMD_RUN_FRAME, frame_to_words(frame, self.frame_words), None, logits,
+                              frame.shape[0], frame.shape[1], trace)
+        return status, logits.reshape(self.logits_shape)
+
+    def iterations(self) -> list[int]:
+        """MAC-loop iterations per layer executed by the last command."""
+        out = np.zeros(self.num_layers, dtype=np.uint64)
+        with self._lock:
+            self._lib.sentei_csim_iterations(out)
+        return [int(v) for v in out]
+
+    def expected_iterations(self) -> list[int]:
+        """``Ho * Wo * (Cout / P) * K`` per layer: what one frame must execute."""
+        return [f.iterations for f in self.facts.layers]
+
+    def stage(self, s: int) -> np.ndarray:
+        """Activations of stage ``s`` (0: input, l+1: layer l) of the last traced run, ``[h, w, C]``."""
+        c, h, w = self.facts.stages()[s]
+        with self._lock:
+            n = int(self._lib.sentei_csim_stage_size(s))
+            if n != c * h * w:
+                raise SenteiError(f"stage {s} was not recorded: call run_frame(frame, trace=True) first")
+            out = np.zeros(n, dtype=np.int32)
+            self._lib.sentei_csim_stage(s, out)
+        return out.reshape(h, w, c)
+
+
+# ---------------------------------------------------------------------------------------
+# the testbench
+
+
+@dataclass
+class Mismatch:
+    """One differing value: where (frame, layer, channel, pixel) and both numbers."""
+
+    frame: int
+    stage: int
+    layer: str
+    channel: int
+    y: int
+    x: int
+    got: int
+    expected: int
+
+    def __str__(self) -> str:
+        return (f"frame {self.frame} {self.layer}: channel {self.channel} pixel (y={self.y}, x={self.x}): "
+                f"design {self.got}, reference {self.expected}")
+
+
+@dataclass
+class CsimReport:
+    """Result of :func:`run_csim`."""
+
+    model: str
+    frames: int
+    errors: int
+    status_load: int
+    status_run: list[int]
+    iterations: list[int]  # per layer, summed over frames
+    expected_iterations: list[int]  # per layer and frame: Ho*Wo*(Cout/P)*K
+    dense_iterations: list[int]  # per layer and frame, what Cin*k*k weights would cost
+    lanes: list[int]
+    mismatches: list[Mismatch] = field(default_factory=list)
+    build_seconds: float = 0.0
+    reference_seconds: float = 0.0
+    run_seconds: float = 0.0
+    output: str = ""
+
+    @property
+    def iterations_ok(self) -> bool:
+        return self.iterations == [n * self.frames for n in self.expected_iterations]
+
+    @property
+    def bit_exact(self) -> bool:
+        return (self.errors == 0 and self.status_load == registers.STATUS_OK
+                and all(s == registers.STATUS_OK for s in self.status_run) and len(self.status_run) == self.frames)
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "frames": self.frames, "bit_exact": self.bit_exact, "errors": self.errors,
+                "status_load": self.status_load, "status_run": self.status_run, "lanes": self.lanes,
+                "iterations": self.iterations, "expected_iterations": self.expected_iterations,
+                "dense_iterations": self.dense_iterations, "iterations_ok": self.iterations_ok,
+                "mismatches": [m.__dict__ for m in self.mismatches], "build_seconds": round(self.build_seconds, 2),
+                "reference_seconds": round(self.reference_seconds, 2), "run_seconds": round(self.run_seconds, 2)}
+
+
+def write_vectors(model, frames: Sequence[np.ndarray], directory: str | os.PathLike) -> Path:
+    """Golden vectors for the testbench: weight blob, frames and every stage of the reference."""
+    from sentei.host import reference
+    from sentei.host.format import weight_blob
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "weights.npy", weight_blob(model).astype("<u4"))
+    for n, frame in enumerate(frames):
+        np.save(out / f"frame_{n}.npy", np.ascontiguousarray(frame, dtype=np.uint8))
+        _, acts = reference.run(model, frame, return_all=True)
+        for s, act in enumerate(acts):
+            np.save(out / f"stage_{n}_{s}.npy", np.ascontiguousarray(act.transpose(1, 2, 0), dtype="<i4"))
+    return out
+
+
+def _frames(model, frames) -> list[np.ndarray]:
+    from sentei.host.synthetic import random_frame
+
+    if isinstance(frames, (int, np.integer)):
+        if frames < 1:
+            raise SenteiError(f"--frames must be at least 1, got {frames}")
+        return [random_frame(1000 + n, model.input.height, model.input.width) for n in range(int(frames))]
+    out = []
+    for n, frame in enumerate(frames):
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.shape != (model.input.height, model.input.width, 3):
+            raise SenteiError(f"frame {n} is {frame.dtype} {list(frame.shape)}; the model takes uint8 "
+                              f"[{model.input.height}, {model.input.width}, 3] (use prepare_frame)")
+        out.append(frame)
+    return out
+
+
+def run_csim(model, frames=1, lanes=None, workdir: str | os.PathLike | None = None,
+             cache_dir: str | os.PathLike | None = None, board: str | None = None,
+             clock_mhz: float | None = None, timeout_s: float = 3600) -> CsimReport:
+    """C-simulate ``model`` on ``frames`` and compare with the reference engine bit for bit.
+
+    Parameters
+    ----------
+    model : sentei.host.format.Model
+    frames : int or sequence of uint8 [H, W, 3] arrays
+        A count of full-range random frames, or the frames themselves (at the model's size).
+    lanes : list of int, optional
+        Lanes per layer.
+    workdir : path, optional
+        Where the golden vectors and the report go (kept); default a temporary directory.
+    cache_dir : path, optional
+        Build cache root.
+
+    Returns
+    -------
+    CsimReport
+    """
+    frames = _frames(model, frames)
+    b = build(model, lanes, cache_dir, board, clock_mhz)
+    facts = b.facts
+    names = ["input"] + [f.name for f in facts.layers]
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="sentei_csim_")
+        workdir = tmp.name
+    try:
+        t0 = time.perf_counter()
+        vec = write_vectors(model, frames, workdir)
+        t1 = time.perf_counter()
+        report_path = vec / "report.json"
+        try:
+            proc = subprocess.run([str(b.testbench), str(vec), str(len(frames)), str(report_path)],
+                                  capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise SenteiError(f"C-simulation ran longer than {timeout_s:.0f} s; try fewer --frames") from None
+        t2 = time.perf_counter()
+        if proc.returncode == 255 and not report_path.is_file():
+            raise SenteiError(f"C-simulation testbench failed: {(proc.stdout + proc.stderr).strip()[-300:]}")
+        rep = json.loads(report_path.read_text())
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    mismatches = [Mismatch(frame=m["frame"], stage=m["stage"], layer=names[m["stage"]], channel=m["channel"],
+                           y=m["y"], x=m["x"], got=m["got"], expected=m["expected"]) for m in rep["mismatches"]]
+    dense = [f.out_height * f.out_width * f.folds * f.cin * f.kernel * f.kernel for f in facts.layers]
+    return CsimReport(model=model.name, frames=len(frames), errors=int(rep["errors"]),
+                      status_load=int(rep["status_load"]), status_run=[int(s) for s in rep["status_run"]],
+                      iterations=[int(n) for n in rep["iterations"]],
+                      expected_iterations=[f.iterations for f in facts.layers], dense_iterations=dense,
+                      lanes=[f.lanes for f in facts.layers], mismatches=mismatches,
+                      build_seconds=b.compile_seconds, reference_seconds=t1 - t0, run_seconds=t2 - t1,
+                      output=proc.stdout)

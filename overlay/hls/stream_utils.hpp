@@ -1,0 +1,67 @@
+/**
+ * \file stream_utils.hpp
+ * \brief Stream plumbing between DDR and the layer pipeline.
+ *
+ * `read_frame` turns the frame buffer (uint8 RGB, row-major HWC, read as 32-bit words)
+ * into a stream of RGB pixels; `write_logits` writes the classifier's stream of int32
+ * class-score vectors back as row-major HWC. Both run one pixel or one word per cycle and
+ * walk their buffer strictly in address order, so the m_axi adapters can burst.
+ */
+#ifndef SENTEI_STREAM_UTILS_HPP
+#define SENTEI_STREAM_UTILS_HPP
+
+#include "types.hpp"
+
+namespace sentei {
+
+/**
+ * \brief Frame buffer -> stream of RGB pixels, one pixel per cycle.
+ *
+ * Three bytes per pixel are consumed from 32-bit words: a 64-bit carry register keeps
+ * the bytes not used yet, and a new word is read whenever fewer than three remain, so at
+ * most one word is read per iteration and exactly ceil(3*H*W/4) words in all.
+ * \tparam CONFIG_T input configuration (`height`, `width`)
+ */
+template <class CONFIG_T>
+void read_frame(const word_t* frame, hls::stream<rgb_t>& out) {
+    ap_uint<64> carry = 0;  // unread bytes, lowest first
+    unsigned have = 0;      // number of valid bytes in carry (0..5)
+    unsigned word = 0;
+read_pixels:
+    for (unsigned n = 0; n < CONFIG_T::height * CONFIG_T::width; n++) {
+#pragma HLS PIPELINE II = 1  // one pixel per cycle: the pipeline's input rate
+        if (have < 3) {
+            ap_uint<64> w = frame[word++];
+            carry |= w << (8 * have);
+            have += 4;
+        }
+        rgb_t px;
+        for (unsigned c = 0; c < 3; c++) {
+#pragma HLS UNROLL  // the three channel bytes of a pixel leave in one stream word
+            px.data[c] = carry.range(8 * c + 7, 8 * c);
+        }
+        carry >>= 24;
+        have -= 3;
+        out.write(px);
+    }
+}
+
+/**
+ * \brief Stream of class-score vectors -> logits buffer, row-major HWC, one int32 per cycle.
+ * \tparam CONFIG_T the classifier's configuration (`out_height`, `out_width`, `cout`)
+ */
+template <class CONFIG_T>
+void write_logits(hls::stream<out_pixel_t<CONFIG_T> >& in, logit_t* logits) {
+    out_pixel_t<CONFIG_T> px;
+write_words:
+    for (unsigned n = 0; n < CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::cout; n++) {
+#pragma HLS PIPELINE II = 1  // one word per cycle: consecutive addresses form AXI bursts
+        unsigned c = n % CONFIG_T::cout;
+        if (c == 0) px = in.read();
+        logits[n] = px.data[c];
+    }
+}
+
+}  // namespace sentei
+
+#endif
