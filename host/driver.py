@@ -1,0 +1,438 @@
+"""The accelerator's driver: the register protocol, the PYNQ ``DefaultIP`` binding, the buffers.
+
+Three layers, each small:
+
+- :class:`SenteiDriver` speaks the register map of :mod:`sentei.overlay.registers` using
+  only ``self.read(offset)`` and ``self.write(offset, value)``: check the register table,
+  write buffer addresses and a command, start, wait for done *with a timeout*, read the
+  status. It is a mixin, so the same methods run on two kinds of object:
+
+  * on a board, :func:`board_driver_class` returns ``SenteiIP(SenteiDriver, pynq.DefaultIP)``
+    with ``bindto = [registers.VLNV]``: ``read``/``write`` are PYNQ's MMIO;
+  * on a PC, :class:`EmulatedIP` gives ``read``/``write`` onto the register file of an
+    :class:`~sentei.host.emulation.EmulatedOverlay`.
+
+- :class:`Accelerator` owns the buffers of one model on one accelerator: the weight blob
+  (allocated, flushed and loaded once per model), two frame buffers and two logits buffers
+  (so frame n+1 is prepared while frame n runs), ``flush()`` before a start and
+  ``invalidate()`` after done, and ``close()`` that frees them all -- also when the
+  accelerator times out.
+
+- :func:`open_board` loads the bitstream with ``pynq.Overlay`` and takes the board for one
+  user at a time (a lock file), :func:`detect_board` says whether there is a board at all.
+
+Why the PYNQ class is defined lazily: ``pynq.DefaultIP`` has a metaclass that registers
+every subclass that has ``bindto`` in PYNQ's global driver table *when the class statement
+runs*. A module-level ``class SenteiIP(DefaultIP)`` would make ``import sentei.host`` import
+pynq (slow, and it probes XRT) and register a driver as an import side effect on every PC.
+:func:`board_driver_class` runs the class statement once, on first use, only where pynq
+imports -- before ``pynq.Overlay`` is built, so PYNQ binds the accelerator to it.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from sentei.errors import HardwareTimeoutError, SenteiError
+from sentei.overlay import registers as R
+
+COMMAND_NAMES = {R.CMD_LOAD_WEIGHTS: "LOAD_WEIGHTS", R.CMD_RUN_FRAME: "RUN_FRAME"}
+BITSTREAM_ENV = "SENTEI_BITSTREAM"  # path of the .bit (its .hwh beside it) to use on a board
+LOCK_NAME = "sentei-accelerator.lock"
+LOCK_DIR = None  # folder of the board lock file (None: the system's temporary folder)
+
+
+class SenteiDriver:
+    """The register protocol of the sentei accelerator (mixin: needs ``read`` and ``write``).
+
+    The methods are named ``start_command``/``wait_done`` so that they never shadow the
+    ``start``/``call`` that PYNQ generates for HLS IP from the ``.hwh`` signature.
+
+    Attributes
+    ----------
+    timeout : float
+        Seconds :meth:`wait_done` waits for done before it raises :class:`HardwareTimeoutError`.
+    """
+
+    timeout = 10.0
+
+    # -- the register table -------------------------------------------------------------
+
+    def check_register_map(self) -> None:
+        """Compare :mod:`sentei.overlay.registers` with the register table of the ``.hwh``.
+
+        PYNQ builds ``register_map`` from ``description["registers"]``, the table it parses
+        from the ``.hwh``; a bitstream built from other HLS sources fails here, before any
+        write, with the first register that differs.
+        """
+        table = getattr(self, "_registers", None)
+        if not table:
+            raise SenteiError("the overlay has no register table for the accelerator: put the .hwh file "
+                              "beside the .bit file (same name)")
+        offsets = {name.lower(): entry["address_offset"] for name, entry in table.items()}
+        expected = {"ctrl": R.AP_CTRL, "status_ctrl": R.STATUS_CTRL}
+        for arg, off in R.ARGUMENTS.items():
+            expected[arg if arg in ("cmd", "height", "width", "status") else f"{arg}_1"] = off
+        for name, off in expected.items():
+            found = offsets.get(name)
+            if found is None and name.endswith("_1"):  # older Vitis HLS: one 64-bit register
+                found = offsets.get(name[:-2])
+            if found != off:
+                where = "missing" if found is None else f"at 0x{found:x}"
+                raise SenteiError(f"register {name} is {where} in the bitstream's register map, expected at "
+                                  f"0x{off:x}: the bitstream was not built from this sentei's HLS sources "
+                                  f"(rebuild it, or install the matching sentei)")
+
+    # -- commands -------------------------------------------------------------------------
+
+    def _write_address(self, lo: int, address: int) -> None:
+        self.write(lo, address & 0xFFFFFFFF)
+        self.write(lo + 4, (address >> 32) & 0xFFFFFFFF)
+
+    def start_command(self, cmd: int, frame: int = 0, weights: int = 0, logits: int = 0,
+              height: int = 0, width: int = 0) -> None:
+        """Write the arguments of one command and set ``AP_START``.
+
+        Parameters
+        ----------
+        cmd : int
+            ``CMD_LOAD_WEIGHTS`` or ``CMD_RUN_FRAME``.
+        frame, weights, logits : int
+            Device addresses of the buffers (``buffer.device_address``).
+        height, width : int
+            The frame size (the bitstream refuses another than its compiled one).
+        """
+        ctrl = self.read(R.AP_CTRL)
+        if not ctrl & R.AP_IDLE:
+            raise SenteiError("the accelerator is still busy with a previous command (a frame was started "
+                              "and never waited for); close and reopen the Segmenter")
+        self._write_address(R.FRAME_LO, int(frame))
+        self._write_address(R.WEIGHTS_LO, int(weights))
+        self._write_address(R.LOGITS_LO, int(logits))
+        self.write(R.CMD, int(cmd))
+        self.write(R.HEIGHT, int(height))
+        self.write(R.WIDTH, int(width))
+        self._cmd = cmd
+        self.write(R.AP_CTRL, R.AP_START)
+
+    def done(self) -> bool:
+        """One poll of ``AP_CTRL``: True once the started command has finished."""
+        return bool(self.read(R.AP_CTRL) & (R.AP_DONE | R.AP_IDLE))
+
+    def wait_done(self, timeout: float | None = None) -> int:
+        """Wait for done, then return ``STATUS``.
+
+        Polls ``AP_CTRL`` (sleeping 10 us, growing to 1 ms, between polls) until ``ap_done``
+        or ``ap_idle``; raises :class:`HardwareTimeoutError` after ``timeout`` seconds instead
+        of spinning forever like ``while not ip.idle``.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        pause = 1e-5
+        while not self.done():
+            if time.monotonic() > deadline:
+                name = COMMAND_NAMES.get(getattr(self, "_cmd", None), "the command")
+                raise HardwareTimeoutError(
+                    f"the accelerator did not signal done within {timeout:g} s of {name}; its buffers are "
+                    f"freed -- reload the bitstream (power-cycle the board if it persists)")
+            time.sleep(pause)
+            pause = min(pause * 2, 1e-3)
+        if not self.read(R.STATUS_CTRL) & 1:
+            raise SenteiError("the accelerator finished without writing STATUS: the bitstream does not "
+                              "follow sentei's command protocol (rebuild it from this sentei's HLS sources)")
+        return self.read(R.STATUS)
+
+
+def check_status(status: int, what: str) -> None:
+    """Raise :class:`SenteiError` with the documented meaning of a non-OK ``STATUS``."""
+    if status != R.STATUS_OK:
+        text = R.STATUS_TEXT.get(status, f"unknown status code {status}")
+        raise SenteiError(f"the accelerator refused {what}: {text} (status {status})")
+
+
+class EmulatedIP(SenteiDriver):
+    """:class:`SenteiDriver` on the register file of an emulated overlay (what ``DefaultIP`` is on a board).
+
+    Parameters
+    ----------
+    description : dict
+        The overlay's ``ip_dict`` entry; its ``"mmio"`` is the register file, its
+        ``"registers"`` the table PYNQ would parse from the ``.hwh``.
+    """
+
+    def __init__(self, description: dict):
+        self.mmio = description["mmio"]
+        self._registers = description.get("registers")
+        self.description = description
+
+    def read(self, offset: int = 0) -> int:
+        return self.mmio.read(offset)
+
+    def write(self, offset: int, value) -> None:
+        self.mmio.write(offset, value)
+
+
+_BOARD_CLASS = None
+
+
+def board_driver_class():
+    """``SenteiIP``: :class:`SenteiDriver` + ``pynq.DefaultIP``, bound to the accelerator's VLNV.
+
+    Defined on the first call, not at import (see the module docstring: PYNQ registers a
+    ``DefaultIP`` subclass as a driver when its class statement runs).
+    """
+    global _BOARD_CLASS
+    if _BOARD_CLASS is None:
+        from pynq import DefaultIP
+
+        class SenteiIP(SenteiDriver, DefaultIP):
+            """PYNQ driver of the sentei accelerator (``overlay.sentei_top_0``)."""
+
+            bindto = [R.VLNV]
+
+            def __init__(self, description):
+                super().__init__(description)
+
+        _BOARD_CLASS = SenteiIP
+    return _BOARD_CLASS
+
+
+# ---------------------------------------------------------------------------------------
+# buffers
+
+
+@dataclass
+class FrameTiming:
+    """Where the time of one frame went, in seconds."""
+
+    preprocess: float = 0.0  # resize/convert, copy into the frame buffer, flush
+    accelerator: float = 0.0  # AP_START written -> done seen
+    postprocess: float = 0.0  # invalidate, logits copy, upsampling, argmax
+    total: float = 0.0  # the frame in -> its labels out (overlaps the previous frame when pipelined)
+
+
+class Accelerator:
+    """The buffers of one model on one accelerator, and the commands that use them.
+
+    Parameters
+    ----------
+    ip : SenteiDriver
+        The accelerator's driver (``SenteiIP`` on a board, :class:`EmulatedIP` on a PC).
+    allocate : callable
+        ``allocate(shape, dtype)`` returning buffers with ``device_address``, ``flush()``,
+        ``invalidate()`` and ``freebuffer()`` (``pynq.allocate`` or ``EmulatedOverlay.allocate``).
+    model : Model
+        The model whose weight blob is loaded, once, here.
+    timeout : float
+        Seconds to wait for each command.
+    slots : int
+        Frame/logits buffer pairs (2: one running, one being prepared).
+    """
+
+    def __init__(self, ip: SenteiDriver, allocate: Callable, model, timeout: float, slots: int = 2):
+        from sentei.host.format import weight_blob
+
+        self.ip = ip
+        self.model = model
+        self.timeout = float(timeout)
+        self._buffers: list = []
+        self.running: int | None = None  # the slot whose frame the accelerator is computing
+        q = model.input
+        c, h, w = model.shapes()[-1]
+        try:
+            blob = weight_blob(model)
+            self.weights = self._allocate(allocate, blob.shape, np.uint32)
+            self.frames = [self._allocate(allocate, (q.height, q.width, 3), np.uint8) for _ in range(slots)]
+            self.logits = [self._allocate(allocate, (h, w, c), np.int32) for _ in range(slots)]
+            self.weights[:] = blob
+            self.weights.flush()
+            self.ip.start_command(R.CMD_LOAD_WEIGHTS, weights=self.weights.device_address)
+            check_status(self._wait(), f"the weights of {model.name}")
+        except BaseException:
+            self.close()
+            raise
+
+    def _allocate(self, allocate, shape, dtype):
+        buf = allocate(shape, dtype=dtype)
+        self._buffers.append(buf)
+        return buf
+
+    def _wait(self) -> int:
+        try:
+            return self.ip.wait_done(self.timeout)
+        except HardwareTimeoutError:
+            self.close()
+            raise
+
+    def load_frame(self, slot: int, frame: np.ndarray) -> None:
+        """Copy a prepared frame (uint8 ``[H, W, 3]`` at the model's size) into buffer ``slot`` and flush it.
+
+        Safe while the other slot's frame runs: the accelerator reads only the buffer whose
+        address it was given.
+        """
+        if slot == self.running:
+            raise SenteiError(f"frame slot {slot} is in use by the running frame")
+        np.copyto(self.frames[slot], frame)
+        self.frames[slot].flush()
+
+    def submit(self, slot: int) -> None:
+        """Start ``CMD_RUN_FRAME`` on frame buffer ``slot`` (loaded and flushed); returns at once."""
+        if self.running is not None:
+            raise SenteiError(f"frame slot {self.running} is still running; collect it first")
+        q = self.model.input
+        self.ip.start_command(R.CMD_RUN_FRAME, frame=self.frames[slot].device_address,
+                      logits=self.logits[slot].device_address, height=q.height, width=q.width)
+        self.running = slot
+
+    def collect(self) -> np.ndarray:
+        """Wait for the running frame, invalidate its logits buffer; int32 logits ``[C, h, w]``."""
+        slot, self.running = self.running, None
+        if slot is None:
+            raise SenteiError("no frame is running")
+        check_status(self._wait(), "the frame")
+        buf = self.logits[slot]
+        buf.invalidate()
+        return np.array(buf, dtype=np.int32).transpose(2, 0, 1)
+
+    @property
+    def closed(self) -> bool:
+        return not self._buffers
+
+    def close(self) -> None:
+        """Free every buffer (idempotent)."""
+        buffers, self._buffers = self._buffers, []
+        for buf in buffers:
+            buf.freebuffer()
+        self.running = None
+
+
+# ---------------------------------------------------------------------------------------
+# the board
+
+
+def pynq_device_status() -> tuple[bool, str]:
+    """Whether pynq imports and sees an FPGA device, with the reason when it does not.
+
+    Never raises: a missing or broken pynq, or XRT without a device, is a reason.
+    """
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "No devices found, is the XRT environment sourced?"
+            import pynq
+
+            devices = list(pynq.Device.devices)
+    except ImportError:
+        return False, "pynq is not installed (on a PYNQ board: pip install 'sentei[board]')"
+    except Exception as exc:  # a broken XRT install, missing permissions, ...
+        return False, f"pynq could not look for a device ({exc.__class__.__name__}: {exc})"
+    if not devices:
+        return False, "pynq is installed but finds no FPGA device (not a PYNQ board)"
+    return True, f"pynq finds {getattr(devices[0], 'name', 'a device')}"
+
+
+def find_bitstream(bitfile: str | os.PathLike | None = None) -> Path | None:
+    """The accelerator's ``.bit``: ``bitfile``, else ``$SENTEI_BITSTREAM``, else the installed one.
+
+    Installed bitstreams live in ``sentei/overlay/bitstreams/<board>/sentei.bit`` (with the
+    ``.hwh`` beside); with several, the one for the board PYNQ names in ``$BOARD``.
+    """
+    if bitfile is None:
+        bitfile = os.environ.get(BITSTREAM_ENV) or None
+    if bitfile is not None:
+        path = Path(bitfile)
+        if not path.is_file():
+            raise SenteiError(f"bitstream not found: {path} (build it with `sentei overlay build`)")
+        if not path.with_suffix(".hwh").is_file():
+            raise SenteiError(f"{path.with_suffix('.hwh')} is missing: PYNQ needs the .hwh beside the .bit")
+        return path
+    import sentei.overlay
+
+    root = Path(sentei.overlay.__file__).resolve().parent / "bitstreams"
+    found = sorted(root.glob("*/*.bit")) + sorted(root.glob("*.bit"))
+    if len(found) > 1:
+        board = os.environ.get("BOARD", "").lower().replace("-", "")
+        found = [p for p in found if p.parent.name.lower().replace("-", "") == board] or found[:1]
+    return found[0] if found else None
+
+
+class _BoardLock:
+    """One sentei user of the programmable logic at a time (an ``flock`` on a file in /tmp).
+
+    ``flock`` locks belong to an open file, so a second Segmenter is refused in the same
+    process as well as in another one.
+    """
+
+    def __init__(self, owner: str):
+        import fcntl
+
+        path = Path(LOCK_DIR or tempfile.gettempdir()) / LOCK_NAME
+        self._fh = open(path, "a+")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "another process"
+            self._fh.close()
+            raise SenteiError(f"the FPGA accelerator is in use by {holder}; close that Segmenter first "
+                              f"(seg.close() or a with-block), or stop that program") from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"{owner} (pid {os.getpid()})")
+        self._fh.flush()
+
+    def release(self) -> None:
+        if self._fh is not None and not self._fh.closed:
+            import fcntl
+
+            self._fh.truncate(0)
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+
+
+def pynq_allocator(ip) -> Callable:
+    """``allocate(shape, dtype)``: ``pynq.allocate`` on the memory of the IP's device."""
+    import pynq
+
+    def allocate(shape, dtype):
+        return pynq.allocate(shape, dtype=dtype, target=ip.device)
+
+    return allocate
+
+
+def find_ip(overlay) -> str:
+    """Name of the sentei accelerator in ``overlay.ip_dict`` (matched by VLNV)."""
+    for name, desc in overlay.ip_dict.items():
+        if desc.get("type") == R.VLNV:
+            return name
+    raise SenteiError(f"the overlay has no sentei accelerator ({R.VLNV}): is it the sentei bitstream?")
+
+
+def open_board(bitfile, owner: str):
+    """Load the bitstream and bind the driver: ``(overlay, ip, allocate, release)``.
+
+    Takes the board lock first (downloading a bitstream replaces whatever the programmable
+    logic held), then builds ``pynq.Overlay`` after :func:`board_driver_class`, so
+    ``overlay.<ip>`` is a ``SenteiIP``.
+    """
+    lock = _BoardLock(owner)
+    try:
+        import pynq
+
+        cls = board_driver_class()
+        overlay = pynq.Overlay(str(bitfile))
+        name = find_ip(overlay)
+        ip = getattr(overlay, name)
+        if not isinstance(ip, cls):  # an overlay object built before the class existed
+            ip = cls(overlay.ip_dict[name])
+        return overlay, ip, pynq_allocator(ip), lock.release
+    except BaseException:
+        lock.release()
+        raise

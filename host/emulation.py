@@ -1,0 +1,592 @@
+"""The emulated overlay: the accelerator's register file, DDR and "hardware" on a PC.
+
+Without a board, :class:`sentei.host.driver.SenteiDriver` -- the very code that drives the
+FPGA -- runs against an :class:`EmulatedOverlay`. It offers what PYNQ offers on a board:
+
+- ``ip_dict`` with one entry for the accelerator (its VLNV, base address, address range and
+  the register table PYNQ would parse from the ``.hwh``), so the driver's register-map check
+  runs here too;
+- :meth:`EmulatedOverlay.allocate`, which hands out :class:`EmulatedBuffer` arrays (an
+  ``ndarray`` subclass like ``pynq.buffer.PynqBuffer``) with a ``device_address`` from a bump
+  allocator over an emulated DDR, and ``flush()``, ``invalidate()``, ``freebuffer()``;
+- an MMIO object (``read(offset)``, ``write(offset, value)``) over a register file of
+  ``ADDRESS_RANGE`` bytes with the ``ap_ctrl_hs`` semantics of Vitis HLS (``ap_done`` and the
+  status ``ap_vld`` clear on read).
+
+The host's view of a buffer and the accelerator's view are two copies, as with the caches
+of a Zynq: what the host writes reaches the accelerator only after ``flush()``, and what the
+accelerator writes reaches the host only after ``invalidate()``. On ``AP_START`` the emulated
+accelerator decodes ``CMD`` and the 64-bit buffer addresses and reads its inputs from the
+emulated DDR *by address*: a wrong, stale or freed address is a bus error
+(:class:`EmulatedBusError`), exactly where real hardware would read garbage.
+
+The "hardware" is pluggable (:func:`make_hardware`):
+
+- ``"reference"``: the weight blob decoded the way the accelerator decodes it (the network's
+  shapes are compile-time facts, everything else comes from the blob), run by
+  :func:`sentei.host.reference.run`;
+- ``"emu"``: the same, run by the fast numba emulator (:mod:`sentei.host.emulator`);
+- ``"csim"``: the C-simulation build of the HLS sources (:mod:`sentei.overlay.csim`), which
+  checks the blob and computes with the accelerator's own C++.
+
+It runs on a worker thread, like the accelerator runs beside the CPU: the driver polls
+``AP_CTRL`` and may prepare the next frame meanwhile. ``hang=True`` makes it never signal
+done (the timeout test).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from sentei.errors import SenteiError
+from sentei.host.format import BLOB_INPUT_WORDS, BLOB_MAGIC, ConvLayer, InputQuant, Model, blob_offsets
+from sentei.overlay import registers as R
+
+DDR_BASE = 0x1000_0000  # first device address the emulated allocator hands out
+PAGE = 4096  # allocation granularity (the contiguous allocator's page)
+IP_BASE = 0xA000_0000  # where the accelerator's AXI4-Lite window sits in the emulated address map
+IP_NAME = "sentei_top_0"  # instance name of the accelerator in the block design
+
+
+class EmulatedBusError(SenteiError):
+    """The emulated accelerator accessed memory outside every live buffer."""
+
+
+# ---------------------------------------------------------------------------------------
+# memory: buffers with device addresses, host/device copies, flush and invalidate
+
+
+class EmulatedBuffer(np.ndarray):
+    """An ``ndarray`` in emulated contiguous memory, like ``pynq.buffer.PynqBuffer``.
+
+    Attributes
+    ----------
+    device_address : int
+        The address the accelerator uses for the first byte.
+    coherent : bool
+        Always False: the host must ``flush()`` and ``invalidate()`` (a cacheable buffer).
+    """
+
+    def __array_finalize__(self, obj):
+        parent = obj if isinstance(obj, EmulatedBuffer) else None
+        offset = -1
+        if parent is not None and getattr(parent, "_memory", None) is not None:
+            offset = self.__array_interface__["data"][0] - parent.__array_interface__["data"][0]
+        if 0 <= offset < max(parent.nbytes, 1) and np.may_share_memory(self, parent):  # a view: same DDR
+            self._memory = parent._memory
+            self.device_address = parent.device_address + offset
+        else:  # a copy lives in ordinary host memory
+            self._memory = None
+            self.device_address = None
+        self.coherent = False
+
+    @property
+    def physical_address(self) -> int:
+        """Alias of ``device_address`` (the name older PYNQ code uses)."""
+        return self.device_address
+
+    @property
+    def freed(self) -> bool:
+        """True once :meth:`freebuffer` released the memory."""
+        return self._memory is None or not self._memory.is_live(self.device_address)
+
+    def flush(self) -> None:
+        """Copy the host's bytes to the accelerator's view (host -> DDR)."""
+        self._owner().store(self.device_address, self._bytes())
+
+    def invalidate(self) -> None:
+        """Refresh the host's bytes from the accelerator's view (DDR -> host)."""
+        data = self._owner().load(self.device_address, self.nbytes, who="host invalidate")
+        np.copyto(self._flat(), np.frombuffer(data, dtype=np.uint8))
+
+    sync_to_device = flush
+    sync_from_device = invalidate
+
+    def freebuffer(self) -> None:
+        """Return the memory to the allocator; the device address becomes invalid."""
+        if self._memory is not None:
+            self._memory.free(self.device_address)
+
+    def _owner(self) -> "EmulatedMemory":
+        if self._memory is None:
+            raise SenteiError("this array is not an emulated buffer (allocate it with overlay.allocate)")
+        if not self.flags.c_contiguous:
+            raise SenteiError("flush/invalidate need a contiguous buffer (or a contiguous slice of one)")
+        return self._memory
+
+    def _flat(self) -> np.ndarray:
+        return np.ndarray.view(self, np.ndarray).reshape(-1).view(np.uint8)
+
+    def _bytes(self) -> bytes:
+        return self._flat().tobytes()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.freebuffer()
+        return False
+
+
+@dataclass
+class _Region:
+    address: int
+    nbytes: int
+    device: bytearray  # what the accelerator sees (the DDR after flushes and its own writes)
+
+
+class EmulatedMemory:
+    """Emulated DDR: a bump allocator of device addresses and the accelerator's view of each buffer.
+
+    Parameters
+    ----------
+    log : list, optional
+        Receives ``("alloc", address, nbytes)``, ``("free", address)``,
+        ``("flush", address, nbytes)`` and ``("invalidate", address, nbytes)`` events.
+    capacity : int
+        Bytes that may be live at once (the contiguous-memory pool of a board).
+    """
+
+    def __init__(self, log: list | None = None, capacity: int = 512 * 1024 * 1024):
+        self._regions: dict[int, _Region] = {}
+        self._next = DDR_BASE
+        self._lock = threading.Lock()
+        self.capacity = int(capacity)
+        self.log = log if log is not None else []
+
+    def allocate(self, shape, dtype="u4") -> EmulatedBuffer:
+        """A zeroed :class:`EmulatedBuffer` at a fresh, page-aligned device address."""
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        nbytes = max(count * dtype.itemsize, 1)
+        with self._lock:
+            if self.live_bytes() + nbytes > self.capacity:
+                raise SenteiError(f"out of contiguous memory: {nbytes} more bytes do not fit the "
+                                  f"{self.capacity}-byte pool; close other Segmenters first")
+            address = self._next
+            self._next += (nbytes + PAGE - 1) // PAGE * PAGE
+            self._regions[address] = _Region(address, nbytes, bytearray(nbytes))
+        buf = np.zeros(shape, dtype=dtype).view(EmulatedBuffer)
+        buf._memory = self
+        buf.device_address = address
+        self.log.append(("alloc", address, nbytes))
+        return buf
+
+    def free(self, address: int) -> None:
+        with self._lock:
+            if self._regions.pop(address, None) is not None:
+                self.log.append(("free", address))
+
+    def is_live(self, address: int) -> bool:
+        return self._find(address, 1) is not None
+
+    def live_buffers(self) -> int:
+        """How many buffers are allocated and not yet freed."""
+        return len(self._regions)
+
+    def live_bytes(self) -> int:
+        return sum(r.nbytes for r in self._regions.values())
+
+    def _find(self, address: int, nbytes: int) -> _Region | None:
+        for region in self._regions.values():
+            if region.address <= address and address + nbytes <= region.address + region.nbytes:
+                return region
+        return None
+
+    def load(self, address: int, nbytes: int, who: str = "accelerator") -> bytes:
+        """``nbytes`` of the device view at ``address`` (raises :class:`EmulatedBusError` outside a buffer)."""
+        with self._lock:
+            region = self._region(address, nbytes, who, "read")
+            start = address - region.address
+            data = bytes(region.device[start:start + nbytes])
+        if who == "host invalidate":
+            self.log.append(("invalidate", address, nbytes))
+        return data
+
+    def store(self, address: int, data: bytes, who: str = "host flush") -> None:
+        """Write ``data`` into the device view at ``address``."""
+        with self._lock:
+            region = self._region(address, len(data), who, "write")
+            start = address - region.address
+            region.device[start:start + len(data)] = data
+        if who == "host flush":
+            self.log.append(("flush", address, len(data)))
+
+    def _region(self, address: int, nbytes: int, who: str, what: str) -> _Region:
+        region = self._find(address, nbytes)
+        if region is None:
+            raise EmulatedBusError(f"{who} {what} of {nbytes} bytes at 0x{address:x} lies outside every live "
+                                   f"buffer (a wrong, freed or too small buffer behind that address)")
+        return region
+
+
+# ---------------------------------------------------------------------------------------
+# the hardware: what happens between AP_START and AP_DONE
+
+
+def model_from_blob(network: Model, blob: np.ndarray) -> Model:
+    """The network as the accelerator holds it after ``CMD_LOAD_WEIGHTS``.
+
+    Shapes, kernel, stride, dilation, padding, K, bit widths and activations are compile-time
+    facts of the bitstream (taken from ``network``); bias, requantization, weights, indices and
+    the input quantization are read from the blob (docs/model-format.md section 4).
+
+    Parameters
+    ----------
+    network : Model
+        The model the bitstream was generated for (only its compile-time facts are used).
+    blob : numpy.ndarray
+        uint32 words of a weight blob already checked against ``network`` (:func:`check_blob_header`).
+
+    Returns
+    -------
+    Model
+        A model whose run-time data are exactly the blob's.
+    """
+    words = np.asarray(blob, dtype=np.uint32)
+    offsets = blob_offsets(network)
+    layers = []
+    for off, layer in zip(offsets, network.layers):
+        c, k = layer.out_channels, layer.k_nonzero
+        entries = words[off + 3 * c:off + 3 * c + c * k].reshape(c, k)
+        logits = layer.act == "logits"
+        layers.append(ConvLayer(
+            name=layer.name, in_channels=layer.in_channels, out_channels=c, kernel=layer.kernel,
+            stride=layer.stride, dilation=layer.dilation, padding=layer.padding,
+            weight_bits=layer.weight_bits, act=layer.act, out_bits=layer.out_bits,
+            values=(entries & 0xFF).astype(np.uint8).view(np.int8),
+            indices=(entries >> 8).astype(np.uint32),
+            bias=words[off:off + c].view(np.int32).copy(),
+            mult=None if logits else words[off + c:off + 2 * c].view(np.int32).copy(),
+            shift=None if logits else words[off + 2 * c:off + 3 * c].astype(np.uint8),
+            sparsity=layer.sparsity, scheme=layer.scheme))
+    q = network.input
+    inp = InputQuant(height=q.height, width=q.width, channels=q.channels, bits=q.bits,
+                     mul=tuple(int(v) for v in words[2:5].view(np.int32)),
+                     add=tuple(int(v) for v in words[5:8].view(np.int32)),
+                     shift=int(words[8]))
+    return Model(name=network.name, input=inp, layers=layers, output_upsample=network.output_upsample,
+                 output_scale=network.output_scale, num_classes=network.num_classes,
+                 class_names=network.class_names, class_colors=network.class_colors)
+
+
+def blob_words(network: Model) -> int:
+    """Length in words of the weight blob the bitstream of ``network`` reads."""
+    last = network.layers[-1]
+    return blob_offsets(network)[-1] + 3 * last.out_channels + last.out_channels * last.k_nonzero
+
+
+def check_blob_header(network: Model, read_words: Callable[[int, int], np.ndarray]) -> int:
+    """The accelerator's check of a weight blob before it loads it: a ``STATUS_*`` code.
+
+    ``read_words(first, count)`` reads words of the weight buffer; like the hardware, the
+    check reads the magic first, then the layer count, then the section offsets.
+    """
+    head = read_words(0, 2)
+    if int(head[0]) != BLOB_MAGIC:
+        return R.STATUS_BAD_MAGIC
+    n = len(network.layers)
+    if int(head[1]) != n:
+        return R.STATUS_BAD_LAYOUT
+    offsets = read_words(2 + BLOB_INPUT_WORDS, n)
+    if [int(v) for v in offsets] != blob_offsets(network):
+        return R.STATUS_BAD_LAYOUT
+    return R.STATUS_OK
+
+
+class EngineHardware:
+    """The accelerator's behaviour with a host engine doing the arithmetic.
+
+    Parameters
+    ----------
+    network : Model
+        The model the (emulated) bitstream was built for: its compile-time facts.
+    engine : {"reference", "emu"}
+        ``"reference"``: :func:`sentei.host.reference.run`; ``"emu"``: the fast emulator.
+    """
+
+    def __init__(self, network: Model, engine: str = "reference"):
+        if engine not in ("reference", "emu"):
+            raise SenteiError(f"unknown emulation engine {engine!r}: use 'reference' or 'emu'")
+        self.network = network
+        self.engine = engine
+        self.name = engine
+        self._run = None
+        self._close = None
+
+    def load_weights(self, blob: np.ndarray) -> int:
+        """Decode a blob whose header :func:`check_blob_header` accepted; a ``STATUS_*`` code."""
+        self.close()
+        loaded = model_from_blob(self.network, blob)
+        if self.engine == "emu":
+            from sentei.host.emulator import Emulator
+
+            emu = Emulator(loaded)
+            self._run, self._close = emu.run, emu.close
+        else:
+            from sentei.host import reference
+
+            self._run = lambda frame: reference.run(loaded, frame)
+        return R.STATUS_OK
+
+    def run_frame(self, frame: np.ndarray) -> tuple[int, np.ndarray | None]:
+        """uint8 HWC frame -> ``(status, int32 logits [h, w, C])``."""
+        if self._run is None:
+            return R.STATUS_NO_WEIGHTS, None
+        return R.STATUS_OK, np.ascontiguousarray(self._run(frame).transpose(1, 2, 0))
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+        self._run = self._close = None
+
+
+def make_hardware(network: Model, kind: str):
+    """The compute behind an emulated overlay: ``"reference"``, ``"emu"`` or ``"csim"``.
+
+    All three have ``load_weights(blob) -> status`` and ``run_frame(frame) -> (status,
+    logits [h, w, C])``; ``"emu"`` needs numba and ``"csim"`` a C++ compiler (each raises
+    :class:`SenteiError` naming what is missing).
+    """
+    if kind in ("reference", "emu"):
+        if kind == "emu":
+            from sentei.host.emulator import available
+
+            ok, reason = available()
+            if not ok:
+                raise SenteiError(reason)
+        return EngineHardware(network, kind)
+    if kind == "csim":
+        try:
+            from sentei.overlay.csim import CsimAccelerator
+        except ImportError as exc:
+            raise SenteiError(f"the C-simulation build is not available ({exc}); "
+                              f"use --backend emu") from None
+        hw = CsimAccelerator(network)
+        hw.name = "csim"
+        return hw
+    raise SenteiError(f"unknown emulated hardware {kind!r}: use reference, emu or csim")
+
+
+# ---------------------------------------------------------------------------------------
+# registers
+
+
+def register_table() -> dict:
+    """The accelerator's registers as PYNQ lists them in ``ip_dict[...]["registers"]``.
+
+    Names follow what Vitis HLS writes into the ``.hwh``: a 64-bit pointer argument ``x`` is
+    ``x_1`` (low word) and ``x_2`` (high word); an output scalar ``x`` with ``ap_vld`` has
+    ``x_ctrl``.
+    """
+    def reg(offset, access, description):
+        return {"address_offset": offset, "size": 32, "access": access, "description": description}
+
+    table = {
+        "CTRL": reg(R.AP_CTRL, "read-write", "Control signals"),
+        "GIER": reg(R.GIE, "read-write", "Global Interrupt Enable Register"),
+        "IP_IER": reg(R.IER, "read-write", "IP Interrupt Enable Register"),
+        "IP_ISR": reg(R.ISR, "read-write", "IP Interrupt Status Register"),
+    }
+    for name in ("frame", "weights", "logits"):
+        lo = R.ARGUMENTS[name]
+        table[f"{name}_1"] = reg(lo, "write-only", f"Data signal of {name} (low word)")
+        table[f"{name}_2"] = reg(lo + 4, "write-only", f"Data signal of {name} (high word)")
+    for name in ("cmd", "height", "width"):
+        table[name] = reg(R.ARGUMENTS[name], "write-only", f"Data signal of {name}")
+    table["status"] = reg(R.STATUS, "read-only", "Data signal of status")
+    table["status_ctrl"] = reg(R.STATUS_CTRL, "read-only", "Control signal of status")
+    return table
+
+
+class EmulatedMMIO:
+    """The accelerator's AXI4-Lite register file and its control logic.
+
+    ``read``/``write`` take byte offsets like ``pynq.MMIO``; writing ``AP_START`` to
+    ``AP_CTRL`` runs one command on a worker thread. Every access is appended to ``log`` as
+    ``("read", offset, value)`` or ``("write", offset, value)``.
+    """
+
+    def __init__(self, memory: EmulatedMemory, hardware, network: Model, log: list,
+                 hang: bool = False, delay_s: float = 0.0):
+        self.memory = memory
+        self.hardware = hardware
+        self.network = network
+        self.log = log
+        self.hang = hang
+        self.delay_s = float(delay_s)
+        self.regs = np.zeros(R.ADDRESS_RANGE // 4, dtype=np.uint32)
+        self.regs[R.AP_CTRL // 4] = R.AP_IDLE
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self.fault: Exception | None = None
+        self.commands: list[tuple[int, int]] = []  # (cmd, status) of every finished command
+        self.busy_seconds = 0.0  # time the "hardware" spent computing, all commands
+
+    def _index(self, offset: int) -> int:
+        if offset % 4 or not 0 <= offset < R.ADDRESS_RANGE:
+            raise ValueError(f"register offset 0x{offset:x} is not a word inside the "
+                             f"0x{R.ADDRESS_RANGE:x}-byte register window")
+        return offset // 4
+
+    def read(self, offset: int = 0, length: int = 4) -> int:
+        """Read a 32-bit register; ``ap_done``/``ap_ready`` and ``status`` ap_vld clear on read."""
+        if length != 4:
+            raise ValueError("the accelerator's registers are 32-bit: read(offset, 4)")
+        i = self._index(offset)
+        with self._lock:
+            if self.fault is not None:
+                fault, self.fault = self.fault, None
+                raise fault
+            value = int(self.regs[i])
+            if offset == R.AP_CTRL:
+                self.regs[i] &= ~np.uint32(R.AP_DONE | R.AP_READY)
+            elif offset == R.STATUS_CTRL:
+                self.regs[i] = 0
+        self.log.append(("read", offset, value))
+        return value
+
+    def write(self, offset: int, value) -> None:
+        """Write a 32-bit register; ``AP_START`` in ``AP_CTRL`` starts the command in ``CMD``."""
+        i = self._index(offset)
+        value = int(value)
+        if not 0 <= value < 2**32:
+            raise ValueError(f"0x{value:x} does not fit a 32-bit register")
+        self.log.append(("write", offset, value))
+        with self._lock:
+            if offset in (R.STATUS, R.STATUS_CTRL):
+                return  # read-only
+            if offset != R.AP_CTRL:
+                self.regs[i] = value
+                return
+            ctrl = int(self.regs[i])
+            if not value & R.AP_START or not ctrl & R.AP_IDLE:
+                return  # start while busy is ignored, as by ap_ctrl_hs
+            self.regs[i] = np.uint32(R.AP_START)  # busy: idle, done and ready low
+            args = {name: int(self.regs[off // 4]) for name, off in R.ARGUMENTS.items()}
+            for name in ("frame", "weights", "logits"):
+                args[name] |= int(self.regs[(R.ARGUMENTS[name] + 4) // 4]) << 32
+        if self.hang:
+            return  # the hung accelerator: AP_START stays high, done never comes
+        self._worker = threading.Thread(target=self._execute, args=(args,), name="sentei-emulated-accelerator",
+                                        daemon=True)
+        self._worker.start()
+
+    def _execute(self, args: dict) -> None:
+        t0 = time.perf_counter()
+        try:
+            status = self._command(args)
+        except Exception as exc:  # a bus error or an engine failure: surfaces on the next register read
+            with self._lock:
+                self.fault = exc if isinstance(exc, SenteiError) else SenteiError(
+                    f"emulated accelerator failed: {exc.__class__.__name__}: {exc}")
+            return
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        with self._lock:
+            self.busy_seconds += time.perf_counter() - t0
+            self.commands.append((args["cmd"], status))
+            self.regs[R.STATUS // 4] = status
+            self.regs[R.STATUS_CTRL // 4] = 1
+            self.regs[R.AP_CTRL // 4] = R.AP_DONE | R.AP_IDLE | R.AP_READY
+
+    def _words(self, address: int, first: int, count: int) -> np.ndarray:
+        return np.frombuffer(self.memory.load(address + 4 * first, 4 * count), dtype="<u4")
+
+    def _command(self, args: dict) -> int:
+        cmd = args["cmd"]
+        if cmd == R.CMD_LOAD_WEIGHTS:
+            addr = args["weights"]
+            status = check_blob_header(self.network, lambda first, count: self._words(addr, first, count))
+            if status != R.STATUS_OK:
+                return status
+            blob = self._words(addr, 0, blob_words(self.network)).copy()
+            return int(self.hardware.load_weights(blob))
+        if cmd == R.CMD_RUN_FRAME:
+            q = self.network.input
+            if (args["height"], args["width"]) != (q.height, q.width):
+                return R.STATUS_BAD_SIZE
+            raw = self.memory.load(args["frame"], q.height * q.width * 3)
+            frame = np.frombuffer(raw, dtype=np.uint8).reshape(q.height, q.width, 3)
+            status, logits = self.hardware.run_frame(frame)
+            if status == R.STATUS_OK:
+                self.memory.store(args["logits"], np.ascontiguousarray(logits, dtype="<i4").tobytes(),
+                                  who="accelerator")
+            return int(status)
+        return R.STATUS_BAD_COMMAND
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the worker thread of the last command (tests and close)."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+
+
+# ---------------------------------------------------------------------------------------
+# the overlay
+
+
+class EmulatedOverlay:
+    """A stand-in for ``pynq.Overlay`` holding one emulated sentei accelerator.
+
+    Parameters
+    ----------
+    network : Model
+        The model the emulated bitstream is "built" for: its compile-time facts (layers,
+        shapes, K, input size) fix the blob layout the accelerator accepts, as
+        ``sentei overlay codegen`` does for a real bitstream.
+    hardware : {"reference", "emu", "csim"} or object
+        What computes (see :func:`make_hardware`), or an object with the same methods.
+    hang : bool
+        The accelerator never signals done (to test the driver's timeout).
+    delay_s : float
+        Extra seconds every command takes (to make pipelining visible).
+
+    Attributes
+    ----------
+    ip_dict : dict
+        One entry, ``"sentei_top_0"``, as PYNQ builds it from a ``.hwh``.
+    memory : EmulatedMemory
+        The emulated DDR (``live_buffers()`` counts what is not freed).
+    mmio : EmulatedMMIO
+        The register file (``commands`` lists ``(cmd, status)`` of finished commands).
+    log : list
+        Every register access and buffer event, in order.
+    """
+
+    def __init__(self, network: Model, hardware="reference", hang: bool = False, delay_s: float = 0.0):
+        self.network = network
+        self.log: list = []
+        self.memory = EmulatedMemory(self.log)
+        self.hardware = make_hardware(network, hardware) if isinstance(hardware, str) else hardware
+        self.mmio = EmulatedMMIO(self.memory, self.hardware, network, self.log, hang=hang, delay_s=delay_s)
+        self.ip_dict = {IP_NAME: {
+            "type": R.VLNV, "phys_addr": IP_BASE, "addr_range": R.ADDRESS_RANGE,
+            "fullpath": IP_NAME, "registers": register_table(), "mmio": self.mmio,
+        }}
+        self.owner: str | None = None
+
+    def allocate(self, shape, dtype="u4") -> EmulatedBuffer:
+        """Like ``pynq.allocate``: a zeroed buffer with a device address."""
+        return self.memory.allocate(shape, dtype)
+
+    def claim(self, owner: str) -> None:
+        """Take the accelerator for ``owner``; refuse while another holder has it."""
+        if self.owner is not None:
+            raise SenteiError(f"the accelerator of this overlay is in use by {self.owner}; close it first "
+                              f"(seg.close() or a with-block) or use another overlay")
+        self.owner = owner
+
+    def release(self) -> None:
+        self.owner = None
+
+    def close(self) -> None:
+        """Stop the hardware model (the emulated bitstream is unloaded)."""
+        self.mmio.join(timeout=5.0)
+        close = getattr(self.hardware, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,412 @@
+"""``Segmenter``: frames in, label maps out, on the FPGA or on its register-level emulation.
+
+>>> from sentei.host import Segmenter
+>>> with Segmenter("model.sentei", backend="auto") as seg:   # the board if there is one
+...     labels = seg(frame)              # uint8 class per pixel, at the frame's size
+...     print(seg.backend, seg.timings)  # "fpga" or "emu", where the time went
+
+Backends (every one runs :class:`sentei.host.driver.SenteiDriver`, the board's driver code,
+down to the register writes and buffer addresses):
+
+========== ==========================================================================
+``fpga``   the board: ``pynq.Overlay`` with the sentei bitstream
+``emu``    emulated overlay, computing with the fast emulator (numba); without numba the
+           reference engine, said once
+``reference`` emulated overlay, computing with the numpy reference engine
+``csim``   emulated overlay, computing with the C-simulation build of the HLS sources
+``auto``   ``fpga`` when pynq finds a board and a sentei bitstream, else ``emu``; says
+           once which and why
+========== ==========================================================================
+
+Around the accelerator (docs/model-format.md section 5, identical for every backend): the
+frame is converted to uint8 RGB and resized to the model's input (``fit="stretch"``) or
+scaled into it with borders (``fit="letterbox"``); the accelerator quantizes it with the
+model's input constants and returns int32 logits; the host scales them, upsamples them
+bilinearly to the frame's size and takes the argmax.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from sentei.errors import HardwareTimeoutError, SenteiError
+from sentei.host import driver as drv
+
+BACKENDS = ("auto", "fpga", "emu", "reference", "csim")
+FITS = ("stretch", "letterbox")
+# seconds each command may take before HardwareTimeoutError (the board: milliseconds per frame;
+# the reference engine on a large model: tens of seconds)
+DEFAULT_TIMEOUT = {"fpga": 10.0, "emu": 300.0, "reference": 1800.0, "csim": 1800.0}
+
+_SAID: set[str] = set()
+
+
+def say_once(message: str) -> None:
+    """Print ``sentei: <message>`` on stderr the first time this process sees ``message``."""
+    if message not in _SAID:
+        _SAID.add(message)
+        print(f"sentei: {message}", file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backend a request resolved to, and why."""
+
+    name: str  # fpga | emu | reference | csim
+    reason: str
+    bitfile: object = None  # the .bit for fpga
+
+
+def choose_backend(requested: str = "auto", bitfile=None) -> BackendChoice:
+    """Resolve a backend name (see the module docstring) without opening anything.
+
+    Raises
+    ------
+    SenteiError
+        For an unknown name, or ``fpga`` without a board or without a bitstream.
+    """
+    if requested not in BACKENDS:
+        raise SenteiError(f"unknown backend {requested!r}: use one of {', '.join(BACKENDS)}")
+    if requested in ("auto", "fpga"):
+        ok, why = drv.pynq_device_status()
+        if ok:
+            path = drv.find_bitstream(bitfile)
+            if path is not None:
+                return BackendChoice("fpga", f"the FPGA: {why}, bitstream {path}", path)
+            why = (f"{why}, but no sentei bitstream is installed (pass bitfile= or set "
+                   f"${drv.BITSTREAM_ENV})")
+        if requested == "fpga":
+            raise SenteiError(f"backend fpga: {why}; use --backend emu to run the emulated overlay")
+        suffix = f" -- no FPGA: {why}"
+        requested = "emu"
+    else:
+        suffix = ""
+    if requested == "emu":
+        from sentei.host.emulator import available
+
+        ok, why = available()
+        if ok:
+            return BackendChoice("emu", "emulated overlay on the fast emulator" + suffix)
+        return BackendChoice("reference", f"emulated overlay on the reference engine ({why})" + suffix)
+    if requested == "reference":
+        return BackendChoice("reference", "emulated overlay on the numpy reference engine")
+    return BackendChoice("csim", "emulated overlay on the C-simulation of the HLS sources")
+
+
+@dataclass
+class SegmentedFrame:
+    """One frame's result."""
+
+    frame: np.ndarray  # the frame as it was given
+    labels: np.ndarray | None  # uint8 [H, W] at the frame's size (None when only logits were asked)
+    logits: np.ndarray  # int32 [num_classes, h, w], the accelerator's output
+    timing: drv.FrameTiming = field(default_factory=drv.FrameTiming)
+
+
+@dataclass(frozen=True)
+class _Box:
+    """Where the frame went inside the model input: frame size and the content rectangle."""
+
+    height: int
+    width: int
+    top: int
+    left: int
+    inner_h: int
+    inner_w: int
+
+
+def _load_model(model):
+    if hasattr(model, "layers"):
+        return model
+    from sentei.host import registry
+
+    return registry.load_model(model)
+
+
+class Segmenter:
+    """Semantic segmentation of frames with one model on one accelerator.
+
+    Parameters
+    ----------
+    model : Model, str, pathlib.Path or None
+        A model, a ``.sentei`` file, a bundled model's name, or None for the default bundled model.
+    backend : {"auto", "fpga", "emu", "reference", "csim"}
+        Where it runs (see the module docstring).
+    overlay : optional
+        An overlay to use instead of a new one: a ``pynq.Overlay`` holding the sentei
+        accelerator, or an :class:`~sentei.host.emulation.EmulatedOverlay` (then ``backend``
+        is what that overlay computes with).
+    bitfile : str or Path, optional
+        The ``.bit`` to load on a board (default ``$SENTEI_BITSTREAM`` or the installed one).
+    timeout : float, optional
+        Seconds each accelerator command may take (default by backend, :data:`DEFAULT_TIMEOUT`).
+    fit : {"stretch", "letterbox"}
+        How a frame of another aspect ratio is brought to the model's input.
+    quiet : bool
+        Do not print which backend ``auto`` picked.
+
+    Attributes
+    ----------
+    model : Model
+    backend : str
+        The resolved backend: ``"fpga"``, ``"emu"``, ``"reference"`` or ``"csim"``.
+    backend_reason : str
+        Why that backend.
+    timings : FrameTiming
+        Where the time of the last frame went (``accelerator`` is start -> done only).
+    history : collections.deque of FrameTiming
+        The last 10000 frames' timings.
+
+    Raises
+    ------
+    SenteiError
+        Unknown backend, ``fpga`` without a board, the accelerator in use by another
+        Segmenter, or a model the bitstream cannot run.
+    """
+
+    def __init__(self, model=None, backend: str = "auto", *, overlay=None, bitfile=None,
+                 timeout: float | None = None, fit: str = "stretch", quiet: bool = False):
+        if fit not in FITS:
+            raise SenteiError(f"fit={fit!r}: use 'stretch' or 'letterbox'")
+        if backend not in BACKENDS:
+            raise SenteiError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+        self.model = _load_model(model)
+        self.fit = fit
+        self.timings = drv.FrameTiming()
+        self.history: deque = deque(maxlen=10000)
+        self._acc = None
+        self._release = None
+        self._own_overlay = None
+        self.overlay = None
+        from sentei.host.emulation import EmulatedOverlay
+
+        if overlay is None:
+            choice = choose_backend(backend, bitfile)
+            if not quiet and (backend == "auto" or choice.name != backend):
+                say_once(f"backend {choice.name}: {choice.reason}")
+        elif isinstance(overlay, EmulatedOverlay):
+            choice = BackendChoice(getattr(overlay.hardware, "name", "emulated"), "the given emulated overlay")
+        else:
+            choice = BackendChoice("fpga", "the given PYNQ overlay")
+        self.backend, self.backend_reason = choice.name, choice.reason
+        self.timeout = DEFAULT_TIMEOUT.get(self.backend, 300.0) if timeout is None else float(timeout)
+        if self.timeout <= 0:
+            raise SenteiError(f"timeout={timeout}: must be positive seconds")
+        owner = f"Segmenter(model {self.model.name!r}, backend {self.backend})"
+        try:
+            if self.backend == "fpga":
+                if overlay is None:
+                    self.overlay, ip, allocate, self._release = drv.open_board(choice.bitfile, owner)
+                else:
+                    lock = drv._BoardLock(owner)
+                    self._release = lock.release
+                    self.overlay = overlay
+                    cls = drv.board_driver_class()
+                    ip = cls(overlay.ip_dict[drv.find_ip(overlay)])
+                    allocate = drv.pynq_allocator(ip)
+            else:
+                if overlay is None:
+                    overlay = self._own_overlay = EmulatedOverlay(self.model, hardware=self.backend)
+                overlay.claim(owner)
+                self._release = overlay.release
+                self.overlay = overlay
+                ip = drv.EmulatedIP(overlay.ip_dict[drv.find_ip(overlay)])
+                allocate = overlay.allocate
+            ip.timeout = self.timeout
+            ip.check_register_map()
+            self.ip = ip
+            self._acc = drv.Accelerator(ip, allocate, self.model, self.timeout)
+        except BaseException:
+            self.close()
+            raise
+        q = self.model.input
+        self._pad = _pad_color(q)
+
+    # -- the public API ----------------------------------------------------------------
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """uint8 label map ``[H, W]`` of ``frame`` (any size; RGB, grayscale or RGBA)."""
+        return self.segment(frame).labels
+
+    def logits(self, frame: np.ndarray) -> np.ndarray:
+        """The accelerator's int32 logits ``[num_classes, h, w]`` for ``frame``."""
+        for result in self.stream([frame], labels=False):
+            return result.logits
+
+    def segment(self, frame: np.ndarray) -> SegmentedFrame:
+        """Labels, logits and timing of one frame."""
+        for result in self.stream([frame]):
+            return result
+
+    def stream(self, frames: Iterable[np.ndarray], labels: bool = True) -> Iterator[SegmentedFrame]:
+        """Segment a sequence of frames, pipelined: frame n+1 is prepared while frame n runs.
+
+        Two frame/logits buffer pairs alternate: while the accelerator computes frame n from
+        one, the host converts frame n+1 into the other, then waits for n, starts n+1, and
+        post-processes n while n+1 runs. Results come in order, one frame behind the input.
+
+        Parameters
+        ----------
+        frames : iterable of numpy.ndarray
+            Frames of any size (a camera, a video, a list of images).
+        labels : bool
+            Also compute the label maps (False: logits only).
+
+        Yields
+        ------
+        SegmentedFrame
+        """
+        self._check_open()
+        acc = self._acc
+        pending = None
+        slot = 0
+        try:
+            for frame in frames:
+                t0 = time.perf_counter()
+                prepared, box = self._prepare(frame)
+                acc.load_frame(slot, prepared)
+                t1 = time.perf_counter()
+                finished = self._collect(pending) if pending is not None else None
+                acc.submit(slot)
+                pending = (frame, box, t0, t1 - t0, time.perf_counter())
+                slot ^= 1
+                if finished is not None:
+                    yield self._finish(*finished, labels=labels)
+            if pending is not None:
+                finished, pending = self._collect(pending), None
+                yield self._finish(*finished, labels=labels)
+        except HardwareTimeoutError:
+            self.close()
+            raise
+        finally:
+            if pending is not None and self._acc is not None and self._acc.running is not None:
+                try:  # the consumer stopped early: leave the accelerator idle for the next call
+                    self._acc.collect()
+                except SenteiError:
+                    self.close()
+
+    def blend(self, frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        """``frame`` (converted to RGB) with the colour-coded ``labels`` over it."""
+        from sentei.host import preprocess, visualize
+
+        return visualize.blend(preprocess.to_rgb8(frame), labels, self.model.class_colors, alpha)
+
+    def colorize(self, labels: np.ndarray) -> np.ndarray:
+        """uint8 RGB image of a label map in the model's class colours."""
+        from sentei.host import visualize
+
+        return visualize.colorize(labels, self.model.class_colors)
+
+    def mean_timing(self) -> drv.FrameTiming:
+        """Mean of :attr:`history` (zeros before the first frame)."""
+        n = max(len(self.history), 1)
+        return drv.FrameTiming(*(sum(getattr(t, k) for t in self.history) / n
+                                 for k in ("preprocess", "accelerator", "postprocess", "total")))
+
+    @property
+    def closed(self) -> bool:
+        return self._acc is None
+
+    def close(self) -> None:
+        """Free the buffers and give the accelerator back (idempotent)."""
+        acc, self._acc = self._acc, None
+        if acc is not None:
+            acc.close()
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+        own, self._own_overlay = self._own_overlay, None
+        if own is not None:
+            own.close()
+
+    def __enter__(self) -> "Segmenter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"Segmenter(model={self.model.name!r}, backend={self.backend!r}, {state})"
+
+    # -- pre- and post-processing ------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._acc is None:
+            raise SenteiError("this Segmenter is closed (after close() or an accelerator timeout); "
+                              "create a new one")
+
+    def _prepare(self, frame: np.ndarray) -> tuple[np.ndarray, _Box]:
+        from sentei.host import preprocess
+
+        rgb = preprocess.to_rgb8(frame)
+        q = self.model.input
+        fh, fw = rgb.shape[:2]
+        if self.fit == "stretch" or (fh, fw) == (q.height, q.width):
+            return preprocess.prepare_frame(rgb, q.height, q.width), _Box(fh, fw, 0, 0, q.height, q.width)
+        scale = min(q.height / fh, q.width / fw)
+        ih, iw = max(1, min(q.height, round(fh * scale))), max(1, min(q.width, round(fw * scale)))
+        top, left = (q.height - ih) // 2, (q.width - iw) // 2
+        canvas = np.empty((q.height, q.width, 3), dtype=np.uint8)
+        canvas[:] = self._pad
+        canvas[top:top + ih, left:left + iw] = preprocess.prepare_frame(rgb, ih, iw)
+        return canvas, _Box(fh, fw, top, left, ih, iw)
+
+    def _collect(self, pending):
+        frame, box, t0, t_pre, t_start = pending
+        logits = self._acc.collect()
+        return frame, box, t0, t_pre, time.perf_counter() - t_start, logits
+
+    def _finish(self, frame, box, t0, t_pre, t_acc, logits, labels: bool = True) -> SegmentedFrame:
+        t1 = time.perf_counter()
+        lab = self._labels(logits, box) if labels else None
+        t2 = time.perf_counter()
+        timing = drv.FrameTiming(preprocess=t_pre, accelerator=t_acc, postprocess=t2 - t1, total=t2 - t0)
+        self.timings = timing
+        self.history.append(timing)
+        return SegmentedFrame(frame=frame, labels=lab, logits=logits, timing=timing)
+
+    def _labels(self, logits: np.ndarray, box: _Box) -> np.ndarray:
+        from sentei.host import reference
+
+        q = self.model.input
+        if (box.top, box.left, box.inner_h, box.inner_w) == (0, 0, q.height, q.width):
+            return reference.labels_from_logits(self.model, logits, box.height, box.width)
+        scores = logits.astype(np.float32) * np.float32(self.model.output_scale)
+        return np.argmax(_resample(scores, box, q.height, q.width), axis=0).astype(np.uint8)
+
+
+def _pad_color(q) -> np.ndarray:
+    """The pixel whose quantized input is closest to 0 per channel: letterbox borders pad with 0
+    activations, like the network's own zero padding."""
+    mul = np.asarray(q.mul, dtype=np.float64)
+    add = np.asarray(q.add, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pix = np.where(mul != 0, -add / np.where(mul != 0, mul, 1), 0)
+    return np.clip(np.rint(pix), 0, 255).astype(np.uint8)
+
+
+def _resample(scores: np.ndarray, box: _Box, height: int, width: int) -> np.ndarray:
+    """Bilinear samples of ``[C, h, w]`` maps at the frame's pixels, through the letterbox.
+
+    A frame pixel centre maps to the model input (scaled into the content rectangle), then to
+    the logits grid with half-pixel centres, clamped at the edges -- the convention of
+    :func:`sentei.host.reference.upsample_bilinear`.
+    """
+    _, h, w = scores.shape
+
+    def axis(n_out, inner, offset, n_model, n_in):
+        pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (inner / n_out) + offset  # model-input coords
+        src = np.clip(pos * (n_in / n_model) - 0.5, 0, n_in - 1)
+        lo = np.floor(src).astype(np.int64)
+        return lo, np.minimum(lo + 1, n_in - 1), (src - lo).astype(np.float32)
+
+    ylo, yhi, fy = axis(box.height, box.inner_h, box.top, height, h)
+    xlo, xhi, fx = axis(box.width, box.inner_w, box.left, width, w)
+    rows = scores[:, ylo, :] * (1 - fy)[None, :, None] + scores[:, yhi, :] * fy[None, :, None]
+    return rows[:, :, xlo] * (1 - fx)[None, None, :] + rows[:, :, xhi] * fx[None, None, :]

@@ -1,0 +1,273 @@
+"""The driver's register protocol and buffer handling, through the emulated overlay -- and the
+PYNQ ``DefaultIP`` subclass itself, on PYNQ's own MMIO, through a mock pynq device that
+forwards to the emulated register file (the way PYNQ's tests mock devices)."""
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from sentei.errors import HardwareTimeoutError, SenteiError
+from sentei.host import driver as drv
+from sentei.host import reference, synthetic
+from sentei.host.emulation import IP_BASE, IP_NAME, EmulatedOverlay
+from sentei.host.format import weight_blob
+from sentei.host.segmenter import Segmenter
+from sentei.overlay import registers as R
+
+
+@pytest.fixture(scope="module")
+def model():
+    return synthetic.random_model(seed=11, height=24, width=32)
+
+
+@pytest.fixture(autouse=True)
+def _private_lock_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(drv, "LOCK_DIR", str(tmp_path))
+
+
+def _writes(log, start=0):
+    return [(off, val) for kind, off, *rest in log[start:] if kind == "write" for val in rest]
+
+
+def test_one_frame_writes_the_documented_registers_in_order(model):
+    ov = EmulatedOverlay(model)
+    with Segmenter(model, overlay=ov) as seg:
+        acc = seg._acc
+        mark = len(ov.log)
+        frame = synthetic.random_frame(1, 24, 32)
+        seg.logits(frame)
+        f, lg = acc.frames[0].device_address, acc.logits[0].device_address
+        assert _writes(ov.log, mark) == [
+            (R.FRAME_LO, f), (R.FRAME_HI, 0), (R.WEIGHTS_LO, 0), (R.WEIGHTS_HI, 0),
+            (R.LOGITS_LO, lg), (R.LOGITS_HI, 0), (R.CMD, R.CMD_RUN_FRAME), (R.HEIGHT, 24), (R.WIDTH, 32),
+            (R.AP_CTRL, R.AP_START)]
+        events = ov.log[mark:]
+        flush = events.index(("flush", f, 24 * 32 * 3))
+        start = events.index(("write", R.AP_CTRL, R.AP_START))
+        invalidate = [i for i, e in enumerate(events) if e[0] == "invalidate"]
+        done = [i for i, e in enumerate(events) if e[:2] == ("read", R.AP_CTRL) and e[2] & R.AP_DONE]
+        assert flush < start < done[0] < invalidate[0]
+        assert events[invalidate[0]] == ("invalidate", lg, int(np.prod(model.shapes()[-1])) * 4)
+
+
+def test_addresses_above_4gib_are_split_into_two_registers(model):
+    ov = EmulatedOverlay(model)
+    ov.memory._next = 0x1_2345_0000  # a board whose DDR sits above 4 GiB (e.g. ZynqMP high memory)
+    frame = synthetic.random_frame(2, 24, 32)
+    with Segmenter(model, overlay=ov) as seg:
+        logits = seg.logits(frame)
+        w = seg._acc.weights.device_address
+    assert w >> 32 == 1
+    assert (R.WEIGHTS_LO, w & 0xFFFFFFFF) in _writes(ov.log) and (R.WEIGHTS_HI, 1) in _writes(ov.log)
+    assert np.array_equal(logits, reference.run(model, frame))
+
+
+def test_weights_are_loaded_once_per_model(model):
+    ov = EmulatedOverlay(model)
+    with Segmenter(model, overlay=ov) as seg:
+        for i in range(4):
+            seg.logits(synthetic.random_frame(i, 24, 32))
+        list(seg.stream(synthetic.random_frame(i, 24, 32) for i in range(3)))
+        blob_addr = seg._acc.weights.device_address
+    assert [c for c, _ in ov.mmio.commands] == [R.CMD_LOAD_WEIGHTS] + [R.CMD_RUN_FRAME] * 7
+    assert sum(1 for e in ov.log if e[0] == "flush" and e[1] == blob_addr) == 1
+
+
+def test_all_buffers_are_freed_on_close(model):
+    ov = EmulatedOverlay(model)
+    seg = Segmenter(model, overlay=ov)
+    assert ov.memory.live_buffers() == 5  # weights, two frames, two logits
+    seg.close()
+    seg.close()
+    assert ov.memory.live_buffers() == 0 and ov.owner is None
+    with pytest.raises(SenteiError, match="closed"):
+        seg(synthetic.random_frame(0, 24, 32))
+
+
+def test_timeout_when_weights_never_load_frees_everything(model):
+    ov = EmulatedOverlay(model, hang=True)
+    t0 = time.monotonic()
+    with pytest.raises(HardwareTimeoutError, match="LOAD_WEIGHTS"):
+        Segmenter(model, overlay=ov, timeout=0.2)
+    assert 0.2 <= time.monotonic() - t0 < 3.0
+    assert ov.memory.live_buffers() == 0 and ov.owner is None
+
+
+def test_timeout_mid_stream_frees_everything_and_closes(model):
+    ov = EmulatedOverlay(model)
+    seg = Segmenter(model, overlay=ov, timeout=0.3)
+    seg(synthetic.random_frame(0, 24, 32))
+    ov.mmio.hang = True  # the accelerator stops answering
+    with pytest.raises(HardwareTimeoutError, match="RUN_FRAME"):
+        seg(synthetic.random_frame(1, 24, 32))
+    assert seg.closed and ov.memory.live_buffers() == 0 and ov.owner is None
+
+
+def test_second_segmenter_on_the_same_overlay_is_refused(model):
+    ov = EmulatedOverlay(model)
+    first = Segmenter(model, overlay=ov)
+    with pytest.raises(SenteiError, match="in use by Segmenter"):
+        Segmenter(model, overlay=ov)
+    assert ov.memory.live_buffers() == 5  # the refused one allocated nothing
+    first.close()
+    with Segmenter(model, overlay=ov) as second:
+        assert second(synthetic.random_frame(0, 24, 32)).shape == (24, 32)
+
+
+def test_a_model_the_bitstream_was_not_built_for_is_refused(model):
+    other = synthetic.random_model(seed=12, height=24, width=32, specs=(
+        synthetic.LayerSpec(8, stride=2, density=0.4),) + synthetic.TINY[1:])
+    ov = EmulatedOverlay(model)
+    with pytest.raises(SenteiError, match=r"bitstream's.*status 2"):
+        Segmenter(other, overlay=ov)
+    assert ov.memory.live_buffers() == 0 and ov.owner is None
+
+
+def test_register_map_mismatch_is_caught_before_any_write(model):
+    ov = EmulatedOverlay(model)
+    ov.ip_dict[IP_NAME]["registers"]["cmd"]["address_offset"] = 0x38
+    with pytest.raises(SenteiError, match="register cmd is at 0x38.*expected at 0x34"):
+        Segmenter(model, overlay=ov)
+    assert not _writes(ov.log) and ov.memory.live_buffers() == 0
+    del ov.ip_dict[IP_NAME]["registers"]["status_ctrl"]
+    ov.ip_dict[IP_NAME]["registers"]["cmd"]["address_offset"] = R.CMD
+    with pytest.raises(SenteiError, match="status_ctrl is missing"):
+        Segmenter(model, overlay=ov)
+
+
+def test_pipelined_stream_prepares_the_next_frame_while_one_runs(model):
+    ov = EmulatedOverlay(model, delay_s=0.02)
+    frames = [synthetic.random_frame(i, 24, 32) for i in range(4)]
+    with Segmenter(model, overlay=ov) as seg:
+        mark = len(ov.log)
+        results = list(seg.stream(frames))
+        bufs = [b.device_address for b in seg._acc.frames]
+    for frame, res in zip(frames, results):
+        assert res.frame is frame
+        assert np.array_equal(res.logits, reference.run(model, frame))
+        assert np.array_equal(res.labels, reference.predict(model, frame))
+    events = ov.log[mark:]
+    starts = [i for i, e in enumerate(events) if e == ("write", R.AP_CTRL, R.AP_START)]
+    frame_addr = [v for off, v in _writes(events) if off == R.FRAME_LO]
+    assert frame_addr == [bufs[0], bufs[1], bufs[0], bufs[1]]  # double buffering
+    for n in range(3):  # frame n+1 is flushed after frame n started and before frame n is seen done
+        flush_next = events.index(("flush", bufs[(n + 1) % 2], 24 * 32 * 3), starts[n])
+        done_n = next(i for i in range(starts[n], len(events))
+                      if events[i][:2] == ("read", R.AP_CTRL) and events[i][2] & R.AP_DONE)
+        assert starts[n] < flush_next < done_n
+
+
+def test_stopping_a_stream_early_leaves_the_accelerator_idle(model):
+    ov = EmulatedOverlay(model)
+    with Segmenter(model, overlay=ov) as seg:
+        for res in seg.stream(synthetic.random_frame(i, 24, 32) for i in range(5)):
+            break
+        assert seg._acc.running is None
+        frame = synthetic.random_frame(7, 24, 32)
+        assert np.array_equal(seg.logits(frame), reference.run(model, frame))
+
+
+# ---------------------------------------------------------------------------------------
+# the real PYNQ classes
+
+
+def test_importing_the_host_package_does_not_import_pynq():
+    code = ("import sys, sentei.host.segmenter, sentei.host.driver, sentei.host.emulation, sentei.host.live; "
+            "assert 'pynq' not in sys.modules, 'pynq imported'; "
+            "assert 'cv2' not in sys.modules, 'cv2 imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+pynq = pytest.importorskip("pynq", reason="pynq is not installed (pip install 'sentei[board]')")
+
+
+class EmulatedPynqDevice(pynq.Device):
+    """A pynq Device whose registers are the emulated accelerator's (PYNQ's REGISTER_RW path)."""
+
+    def __init__(self, overlay):
+        super().__init__("sentei-emulated")
+        self.capabilities = {"REGISTER_RW": True}
+        self.overlay = overlay
+        self.allocations = []
+
+    def read_registers(self, address, length):
+        assert length == 4
+        return struct.pack("<I", self.overlay.mmio.read(address - IP_BASE))
+
+    def write_registers(self, address, data):
+        assert len(data) == 4
+        self.overlay.mmio.write(address - IP_BASE, struct.unpack("<I", data)[0])
+
+    def allocate(self, shape, dtype, **kwargs):
+        buf = self.overlay.allocate(shape, dtype)
+        self.allocations.append(buf.device_address)
+        return buf
+
+
+class FakePynqOverlay:
+    """What ``pynq.Overlay`` offers the driver: ``ip_dict`` with the accelerator's description."""
+
+    def __init__(self, emulated):
+        self.device = EmulatedPynqDevice(emulated)
+        self.ip_dict = {IP_NAME: dict(emulated.ip_dict[IP_NAME], device=self.device)}
+
+
+def test_board_driver_class_is_a_registered_default_ip():
+    from pynq.overlay import _ip_drivers
+
+    cls = drv.board_driver_class()
+    assert issubclass(cls, pynq.DefaultIP) and issubclass(cls, drv.SenteiDriver)
+    assert cls.bindto == [R.VLNV]
+    assert _ip_drivers[R.VLNV] is cls and drv.board_driver_class() is cls  # defined once
+
+
+def test_pynq_default_ip_subclass_runs_bit_exact_on_pynq_mmio(model):
+    emulated = EmulatedOverlay(model)
+    board = FakePynqOverlay(emulated)
+    frames = [synthetic.random_frame(i, 24, 32) for i in range(3)]
+    with Segmenter(model, overlay=board) as seg:
+        assert seg.backend == "fpga"
+        assert type(seg.ip).__name__ == "SenteiIP" and isinstance(seg.ip.mmio, pynq.MMIO)
+        assert seg.ip.register_map.CTRL.address == R.AP_CTRL  # PYNQ's register map of the same table
+        for frame, res in zip(frames, seg.stream(frames)):
+            assert np.array_equal(res.logits, reference.run(model, frame))
+        assert np.array_equal(seg(frames[0]), reference.predict(model, frames[0]))
+        # pynq.allocate went to the IP's device: five buffers, the blob first
+        assert len(board.device.allocations) == 5
+        assert seg._acc.weights.device_address == board.device.allocations[0]
+        with pytest.raises(SenteiError, match="FPGA accelerator is in use"):
+            Segmenter(model, overlay=board)
+    assert emulated.memory.live_buffers() == 0
+    assert [c for c, _ in emulated.mmio.commands] == [R.CMD_LOAD_WEIGHTS] + [R.CMD_RUN_FRAME] * 4
+    np.testing.assert_array_equal(emulated.memory.live_bytes(), 0)
+
+
+def test_pynq_without_a_device_means_emulation(model, monkeypatch, capsys):
+    ok, reason = drv.pynq_device_status()
+    if ok:
+        pytest.skip("this machine has an FPGA device")
+    assert "finds no FPGA device" in reason
+    from sentei.host import segmenter
+
+    monkeypatch.setattr(segmenter, "_SAID", set())
+    with Segmenter(model, backend="auto") as seg:
+        assert seg.backend in ("emu", "reference")
+        assert "no FPGA" in seg.backend_reason
+    with Segmenter(model, backend="auto"):
+        pass
+    err = capsys.readouterr().err
+    assert err.count("sentei: backend") == 1 and "finds no FPGA device" in err
+    with pytest.raises(SenteiError, match="backend fpga: pynq is installed but finds no FPGA device"):
+        Segmenter(model, backend="fpga")
+
+
+def test_blob_is_what_the_driver_flushes(model):
+    emulated = EmulatedOverlay(model)
+    with Segmenter(model, overlay=emulated) as seg:
+        addr = seg._acc.weights.device_address
+        n = weight_blob(model).size
+        device_view = np.frombuffer(emulated.memory.load(addr, 4 * n), "<u4")
+    assert np.array_equal(device_view, weight_blob(model))

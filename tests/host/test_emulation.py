@@ -1,0 +1,252 @@
+"""The emulated overlay: buffers with device addresses, cache semantics, the register file,
+the accelerator's command protocol and its weight-blob decoding."""
+import time
+
+import numpy as np
+import pytest
+
+from sentei.errors import SenteiError
+from sentei.host import reference, synthetic
+from sentei.host.emulation import (
+    DDR_BASE, PAGE, EmulatedBusError, EmulatedMemory, EmulatedOverlay, check_blob_header, model_from_blob,
+    register_table,
+)
+from sentei.host.format import blob_offsets, weight_blob
+from sentei.overlay import registers as R
+
+
+@pytest.fixture(scope="module")
+def model():
+    return synthetic.random_model(seed=3, height=24, width=32)
+
+
+# ---------------------------------------------------------------------------------------
+# memory
+
+
+def test_allocate_gives_distinct_page_aligned_device_addresses():
+    mem = EmulatedMemory()
+    a = mem.allocate((10,), np.uint32)
+    b = mem.allocate((5000,), np.uint8)
+    c = mem.allocate((2, 3), np.int32)
+    assert a.device_address == DDR_BASE
+    assert b.device_address == DDR_BASE + PAGE  # 40 bytes still take a page
+    assert c.device_address == DDR_BASE + 3 * PAGE  # 5000 bytes take two
+    assert a.physical_address == a.device_address
+    assert isinstance(a, np.ndarray) and a.dtype == np.uint32 and c.shape == (2, 3)
+    assert mem.live_buffers() == 3
+
+
+def test_host_writes_reach_the_device_only_after_flush():
+    mem = EmulatedMemory()
+    buf = mem.allocate((4,), np.uint32)
+    buf[:] = [1, 2, 3, 0xDEADBEEF]
+    assert mem.load(buf.device_address, 16) == bytes(16)  # still in the "cache"
+    buf.flush()
+    assert np.array_equal(np.frombuffer(mem.load(buf.device_address, 16), "<u4"), [1, 2, 3, 0xDEADBEEF])
+
+
+def test_device_writes_reach_the_host_only_after_invalidate():
+    mem = EmulatedMemory()
+    buf = mem.allocate((3,), np.int32)
+    mem.store(buf.device_address + 4, np.array([-7], "<i4").tobytes(), who="accelerator")
+    assert buf.tolist() == [0, 0, 0]
+    buf.invalidate()
+    assert buf.tolist() == [0, -7, 0]
+
+
+def test_views_keep_the_device_address_and_copies_lose_it():
+    mem = EmulatedMemory()
+    buf = mem.allocate((4, 8), np.uint16)
+    row = buf[2]
+    assert row.device_address == buf.device_address + 2 * 8 * 2
+    row[:] = 9
+    row.flush()
+    assert np.frombuffer(mem.load(buf.device_address + 32, 16), "<u2").tolist() == [9] * 8
+    copy = buf.copy()
+    assert copy.device_address is None
+    with pytest.raises(SenteiError, match="not an emulated buffer"):
+        copy.flush()
+
+
+def test_freed_buffer_is_a_bus_error():
+    mem = EmulatedMemory()
+    buf = mem.allocate((16,), np.uint8)
+    addr = buf.device_address
+    buf.freebuffer()
+    assert buf.freed and mem.live_buffers() == 0
+    with pytest.raises(EmulatedBusError, match=f"0x{addr:x}"):
+        mem.load(addr, 4)
+
+
+def test_read_past_the_end_of_a_buffer_is_a_bus_error():
+    mem = EmulatedMemory()
+    buf = mem.allocate((16,), np.uint8)
+    mem.load(buf.device_address, 16)
+    with pytest.raises(EmulatedBusError):
+        mem.load(buf.device_address + 8, 9)
+
+
+def test_capacity_is_enforced():
+    mem = EmulatedMemory(capacity=10_000)
+    mem.allocate((8000,), np.uint8)
+    with pytest.raises(SenteiError, match="out of contiguous memory"):
+        mem.allocate((8000,), np.uint8)
+
+
+# ---------------------------------------------------------------------------------------
+# the weight blob as the hardware reads it
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_model_from_blob_recovers_every_runtime_array(balanced):
+    m = synthetic.random_model(seed=5, balanced=balanced, input_bits=7)
+    loaded = model_from_blob(m, weight_blob(m))
+    for a, b in zip(m.layers, loaded.layers):
+        assert np.array_equal(a.values, b.values) and b.values.dtype == np.int8
+        assert np.array_equal(a.indices, b.indices)
+        assert np.array_equal(a.bias, b.bias)
+        if a.act == "logits":
+            assert b.mult is None and b.shift is None
+        else:
+            assert np.array_equal(a.mult, b.mult) and np.array_equal(a.shift, b.shift)
+    assert (loaded.input.mul, loaded.input.add, loaded.input.shift) == (m.input.mul, m.input.add, m.input.shift)
+    frame = synthetic.random_frame(1, m.input.height, m.input.width)
+    assert np.array_equal(reference.run(loaded, frame), reference.run(m, frame))
+
+
+def test_blob_header_check_codes(model):
+    blob = weight_blob(model)
+
+    def reader(words):
+        return lambda first, count: words[first:first + count]
+
+    assert check_blob_header(model, reader(blob)) == R.STATUS_OK
+    bad = blob.copy()
+    bad[0] ^= 1
+    assert check_blob_header(model, reader(bad)) == R.STATUS_BAD_MAGIC
+    bad = blob.copy()
+    bad[1] += 1
+    assert check_blob_header(model, reader(bad)) == R.STATUS_BAD_LAYOUT
+    other = synthetic.random_model(seed=3, height=24, width=32, specs=(
+        synthetic.LayerSpec(8, stride=2, density=0.4),) + synthetic.TINY[1:])
+    assert blob_offsets(other) != blob_offsets(model)
+    assert check_blob_header(model, reader(weight_blob(other))) == R.STATUS_BAD_LAYOUT
+
+
+# ---------------------------------------------------------------------------------------
+# the register file, driven by hand
+
+
+def _wait_done(ov, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not ov.mmio.read(R.AP_CTRL) & R.AP_DONE:
+        assert time.monotonic() < deadline, "emulated accelerator never finished"
+        time.sleep(1e-4)
+    assert ov.mmio.read(R.STATUS_CTRL) == 1
+    return ov.mmio.read(R.STATUS)
+
+
+def _command(ov, cmd, frame=0, weights=0, logits=0, height=0, width=0):
+    io = ov.mmio
+    for lo, addr in ((R.FRAME_LO, frame), (R.WEIGHTS_LO, weights), (R.LOGITS_LO, logits)):
+        io.write(lo, addr & 0xFFFFFFFF)
+        io.write(lo + 4, addr >> 32)
+    io.write(R.CMD, cmd)
+    io.write(R.HEIGHT, height)
+    io.write(R.WIDTH, width)
+    io.write(R.AP_CTRL, R.AP_START)
+    return _wait_done(ov)
+
+
+def test_register_protocol_by_hand_is_bit_exact(model):
+    ov = EmulatedOverlay(model)
+    assert ov.mmio.read(R.AP_CTRL) == R.AP_IDLE
+    q = model.input
+    c, h, w = model.shapes()[-1]
+    wbuf = ov.allocate(weight_blob(model).shape, np.uint32)
+    fbuf = ov.allocate((q.height, q.width, 3), np.uint8)
+    lbuf = ov.allocate((h, w, c), np.int32)
+    frame = synthetic.random_frame(9, q.height, q.width)
+
+    assert _command(ov, R.CMD_RUN_FRAME, frame=fbuf.device_address, logits=lbuf.device_address,
+                    height=q.height, width=q.width) == R.STATUS_NO_WEIGHTS
+    wbuf[:] = weight_blob(model)
+    assert _command(ov, R.CMD_LOAD_WEIGHTS, weights=wbuf.device_address) == R.STATUS_BAD_MAGIC  # not flushed
+    wbuf.flush()
+    assert _command(ov, R.CMD_LOAD_WEIGHTS, weights=wbuf.device_address) == R.STATUS_OK
+    fbuf[:] = frame
+    fbuf.flush()
+    assert _command(ov, R.CMD_RUN_FRAME, frame=fbuf.device_address, logits=lbuf.device_address,
+                    height=q.height, width=q.width + 1) == R.STATUS_BAD_SIZE
+    assert _command(ov, 7) == R.STATUS_BAD_COMMAND
+    assert _command(ov, R.CMD_RUN_FRAME, frame=fbuf.device_address, logits=lbuf.device_address,
+                    height=q.height, width=q.width) == R.STATUS_OK
+    assert not lbuf.any()  # the accelerator's writes are not visible before invalidate
+    lbuf.invalidate()
+    assert np.array_equal(lbuf.transpose(2, 0, 1), reference.run(model, frame))
+    assert [cmd for cmd, _ in ov.mmio.commands] == [2, 1, 1, 2, 7, 2]
+    ov.close()
+
+
+def test_ap_done_and_status_valid_clear_on_read(model):
+    ov = EmulatedOverlay(model)
+    ov.mmio.write(R.CMD, 99)
+    ov.mmio.write(R.AP_CTRL, R.AP_START)
+    ov.mmio.join()
+    assert ov.mmio.read(R.AP_CTRL) == R.AP_DONE | R.AP_IDLE | R.AP_READY
+    assert ov.mmio.read(R.AP_CTRL) == R.AP_IDLE
+    assert ov.mmio.read(R.STATUS_CTRL) == 1
+    assert ov.mmio.read(R.STATUS_CTRL) == 0
+    assert ov.mmio.read(R.STATUS) == R.STATUS_BAD_COMMAND
+
+
+def test_wrong_address_surfaces_as_bus_error(model):
+    ov = EmulatedOverlay(model)
+    wbuf = ov.allocate(weight_blob(model).shape, np.uint32)
+    ov.mmio.write(R.WEIGHTS_LO, (wbuf.device_address + 0x100000) & 0xFFFFFFFF)
+    ov.mmio.write(R.CMD, R.CMD_LOAD_WEIGHTS)
+    ov.mmio.write(R.AP_CTRL, R.AP_START)
+    ov.mmio.join()
+    with pytest.raises(EmulatedBusError, match="outside every live buffer"):
+        ov.mmio.read(R.AP_CTRL)
+
+
+def test_register_window_is_checked(model):
+    io = EmulatedOverlay(model).mmio
+    with pytest.raises(ValueError):
+        io.write(0x11, 1)
+    with pytest.raises(ValueError):
+        io.read(R.ADDRESS_RANGE)
+    with pytest.raises(ValueError):
+        io.write(R.CMD, 2**32)
+
+
+def test_start_while_busy_is_ignored_and_hang_never_finishes(model):
+    ov = EmulatedOverlay(model, hang=True)
+    ov.mmio.write(R.CMD, R.CMD_LOAD_WEIGHTS)
+    ov.mmio.write(R.AP_CTRL, R.AP_START)
+    ov.mmio.write(R.AP_CTRL, R.AP_START)
+    time.sleep(0.05)
+    assert ov.mmio.read(R.AP_CTRL) == R.AP_START  # busy: not idle, not done
+    assert ov.mmio.commands == []
+
+
+def test_register_table_matches_the_register_map():
+    table = register_table()
+    assert table["CTRL"]["address_offset"] == R.AP_CTRL
+    assert table["frame_1"]["address_offset"] == R.FRAME_LO and table["frame_2"]["address_offset"] == R.FRAME_HI
+    assert table["weights_2"]["address_offset"] == R.WEIGHTS_HI
+    assert table["logits_1"]["address_offset"] == R.LOGITS_LO
+    assert table["status_ctrl"]["address_offset"] == R.STATUS_CTRL
+    offsets = [e["address_offset"] for e in table.values()]
+    assert len(set(offsets)) == len(offsets) and max(offsets) < R.ADDRESS_RANGE
+
+
+def test_claim_is_exclusive(model):
+    ov = EmulatedOverlay(model)
+    ov.claim("first")
+    with pytest.raises(SenteiError, match="in use by first"):
+        ov.claim("second")
+    ov.release()
+    ov.claim("second")
