@@ -1,0 +1,622 @@
+"""Performance and resource model of the sentei accelerator (docs/performance-model.md).
+
+The accelerator is an inter-layer pipeline: every conv layer is its own stage with ``P``
+parallel filter lanes, each lane one multiply-accumulate per clock (an ``II = 1`` loop over
+the ``K`` stored weights of its filter). For one frame a layer therefore runs
+
+    cycles = Ho * Wo * (Cout / P) * K
+
+iterations of its MAC loop -- exactly what the C-simulation counts -- and the pipeline
+delivers one frame every ``max(stage cycles)`` clocks once it is full.
+
+This module prices a model on a board: MACs (dense, nonzero, executed), cycles per layer,
+the bottleneck stage and frames/s, on-chip memory (BRAM18) and DSP/LUT estimates against
+the board's budget; :func:`allocate_lanes` picks ``P`` per layer (the code generator uses
+it); and the same network is priced without the filter-wise constraint, where the slowest
+filter of every lane group sets the pace (Kang, TCSVT 2019), so the cost of imbalance is a
+number. Every figure here is *modeled*, never measured: the report says so and lists its
+assumptions.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sentei.errors import SenteiError
+
+BOARDS_DIR = Path(__file__).resolve().parent / "boards"
+
+# fields every overlay/boards/<name>.json must carry (the build scripts read the same file)
+BOARD_FIELDS = (
+    "name", "title", "pynq_board", "device", "part", "board_part", "board_connections", "family",
+    "ps_ip", "ps_rule", "ps_master", "ps_slave", "ps_config", "clock_source", "clock_property",
+    "clock_actual_property", "reset_source", "master_clock_pin", "slave_clock_pin",
+    "peripheral_base", "default_clock_mhz", "max_clock_mhz", "budget",
+)
+BUDGET_FIELDS = ("dsp", "bram18", "uram", "lut", "ff")
+FAMILIES = ("zynq_us+", "zynq_7000")
+
+DEFAULT_DSP_FRACTION = 0.85  # leave room for the shell, the PS interconnect and timing closure
+
+# ---- the resource model (docs/performance-model.md, section "Resources") ----------------
+# It follows overlay/hls: sparse_conv.hpp (lanes, weight and requant memories, tap registers),
+# line_buffer.hpp (SPAN row memories, k x SPAN column registers), stream_utils.hpp (I/O).
+DSP_PER_LANE = 1  # one DSP48 multiply-accumulate per lane (weights <= 8 bit x activations <= 16 bit)
+DSP_PER_REQUANT = 4  # int32 accumulator x 31-bit multiplier -> 64-bit product: 2 x 2 DSP48 tiles
+DSP_INPUT_QUANT = 3 * 2  # three channels of uint8 pixel x int32 mul side by side, two DSP48 each
+ACC_BITS = 32
+REQUANT_PARAM_BITS = 32 + 31 + 6  # requant_param: bias, mult, shift
+LUTRAM_MAX_DEPTH = 64  # memories this shallow map to LUTRAM (64 x 1 bit per LUT), not BRAM
+# BRAM18 aspect ratios (width, depth) in simple dual-port mode
+BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
+LUT_PER_LANE = 60  # accumulator, weight-memory addressing, lane control
+LUT_PER_REQUANT = 300  # 64-bit round-add, 6-bit variable shift, two clamps
+LUT_PER_LAYER = 400  # sliding-window counters, line-buffer addressing, stream handshakes
+LUT_SHELL = 6000  # s_axilite control, three m_axi adapters, frame reader, logits writer
+FF_SHELL = 8000
+# loop overheads of sparse_conv.hpp that the MAC-loop iteration count does not include
+FOLD_OVERHEAD = 12  # per fold: MAC pipeline fill/drain (~5) + loop entry/exit (~2) + requantize (~5)
+PIXEL_OVERHEAD = 2  # per output pixel: read the window word into the tap registers
+# stages that move data rather than compute (stream_utils.hpp, input_quant.hpp, line_buffer.hpp)
+INPUT_PIXELS_PER_CYCLE = 1  # read_frame / quantize_input: one RGB pixel per clock
+OUTPUT_WORDS_PER_CYCLE = 1  # write_logits: one int32 per clock
+UNSTRUCTURED_SEED = 0
+
+ASSUMPTIONS = (
+    "cycles per layer = Ho*Wo*(Cout/P)*K: one iteration of the II=1 MAC loop per stored weight "
+    "per lane; this is exactly the C-simulation's iteration count",
+    "stage time of a conv layer = cycles + Ho*Wo*((Cout/P)*12 + 2): per fold 12 clocks of MAC "
+    "pipeline fill/drain, loop entry and requantization, per pixel 2 clocks (an estimate until "
+    "co-simulation measures it)",
+    "other stages: frame reader and input quantizer 1 pixel/clock (H*W), sliding window 1 padded "
+    "position/clock ((H+2p)*(W+2p)), logits writer 1 int32/clock (h*w*classes)",
+    "pipeline interval = the slowest stage (DATAFLOW, every stage on one clock); frames/s = "
+    "clock / interval; frame latency = interval + fill, fill = sum over layers of the input rows "
+    "a layer buffers before its first output, each arriving at the bottleneck's pace",
+    "frames/s is modeled, not measured: the requested clock is met, DDR never stalls the m_axi "
+    "ports, weights are loaded once (CMD_LOAD_WEIGHTS) and not per frame",
+    "DSP48: 1 per lane MAC (an upper bound: HLS may build narrow products in LUTs), 4 per "
+    "requantizer (one per lane, none in the logits layer), 6 for the input quantizer",
+    "BRAM18: per lane one weight memory of (Cout/P)*K entries of weight_bits+ci_bits+pos_bits "
+    "and one requant memory of Cout/P x 69 bits; per layer with k>1, (k-1)*d+1 line-buffer "
+    "rows of (W+2p) x Cin*input_bits; best BRAM18 aspect ratio; <= 64 words go to LUTRAM",
+    "LUT: per lane 60 + tap multiplexer (Cin*k*k:1 x input_bits, N/4 LUT6 per bit) + 300 per "
+    "requantizer; per layer 400; shell 6000; plus LUTRAM -- +-50%",
+    "FF: tap registers k*k*Cin*bits and window columns k*((k-1)*d+1)*Cin*bits per layer, "
+    "plus 8000 for the shell",
+    "pruned without the filter-wise constraint, lanes of a fold wait for its slowest filter "
+    "(filter o on lane o mod P, as the loader places it; Kang, TCSVT 2019); a filter-wise model "
+    "is re-pruned hypothetically by placing each layer's nonzeros uniformly at random over its "
+    "Cout*Cin*k*k weights (seeded): a lower bound on the imbalance of magnitude pruning",
+)
+
+
+# ---------------------------------------------------------------------------------------
+# boards
+
+
+@dataclass(frozen=True)
+class Board:
+    """One target board: part, PS wiring (for the build scripts) and resource budget."""
+
+    name: str
+    title: str
+    part: str
+    family: str
+    budget: dict
+    default_clock_mhz: float
+    max_clock_mhz: float
+    spec: dict = field(repr=False, compare=False, default_factory=dict)
+
+
+def known_boards() -> list[str]:
+    """Names of the boards in ``overlay/boards/`` (the ``BOARD=`` values of the Makefile)."""
+    return sorted(p.stem for p in BOARDS_DIR.glob("*.json"))
+
+
+def load_board(name: str) -> Board:
+    """Read and check ``overlay/boards/<name>.json``.
+
+    Raises
+    ------
+    SenteiError
+        The board is unknown (the message lists the known boards) or its file lacks a field.
+    """
+    known = known_boards()
+    if name not in known:
+        raise SenteiError(f"unknown board {name!r}: known boards are {', '.join(known)}")
+    path = BOARDS_DIR / f"{name}.json"
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise SenteiError(f"{path}: not valid JSON ({exc})") from None
+    missing = [key for key in BOARD_FIELDS if key not in spec]
+    missing += [f"budget.{key}" for key in BUDGET_FIELDS if key not in spec.get("budget", {})]
+    if missing:
+        raise SenteiError(f"{path}: missing {', '.join(missing)}")
+    if spec["family"] not in FAMILIES:
+        raise SenteiError(f"{path}: family {spec['family']!r} is not one of {', '.join(FAMILIES)}")
+    return Board(name=spec["name"], title=spec["title"], part=spec["part"], family=spec["family"],
+                 budget={k: int(spec["budget"][k]) for k in BUDGET_FIELDS},
+                 default_clock_mhz=float(spec["default_clock_mhz"]),
+                 max_clock_mhz=float(spec["max_clock_mhz"]), spec=spec)
+
+
+def _board(board) -> Board:
+    return board if isinstance(board, Board) else load_board(str(board))
+
+
+# ---------------------------------------------------------------------------------------
+# cycles
+
+
+def divisors(n: int) -> list[int]:
+    """The lane counts a layer of ``n`` filters can use: the divisors of ``n``, ascending."""
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def layer_cycles(ho: int, wo: int, cout: int, lanes: int, k: int) -> int:
+    """Iterations of a layer's II=1 MAC loop per frame: ``Ho * Wo * (Cout / P) * K``."""
+    if lanes < 1 or cout % lanes:
+        raise SenteiError(f"{lanes} lanes do not divide {cout} filters (lanes must be a divisor of Cout)")
+    return ho * wo * (cout // lanes) * k
+
+
+def loop_overhead(ho: int, wo: int, cout: int, lanes: int) -> int:
+    """Clocks a layer spends per frame outside its MAC-loop iterations (an estimate).
+
+    ``Ho * Wo * ((Cout / P) * FOLD_OVERHEAD + PIXEL_OVERHEAD)``: every fold refills and
+    drains the MAC pipeline and requantizes, every pixel loads its window.
+    """
+    return ho * wo * ((cout // lanes) * FOLD_OVERHEAD + PIXEL_OVERHEAD)
+
+
+def fold_sync_cycles(ho: int, wo: int, nnz, lanes: int) -> int:
+    """MAC-loop cycles of a zero-skipping layer whose lanes wait for each fold's slowest filter.
+
+    Filter ``o`` runs on lane ``o mod P`` in fold ``o // P`` (the loader's placement), so
+    fold ``f`` lasts ``max(nnz[o])`` over filters ``f*P .. f*P+P-1``:
+    ``Ho * Wo * sum_f max_{o in f} nnz[o]``. With equal ``nnz`` (filter-wise) this is
+    :func:`layer_cycles`.
+    """
+    nnz = np.asarray(nnz, dtype=np.int64)
+    if lanes < 1 or nnz.size % lanes:
+        raise SenteiError(f"{lanes} lanes do not divide {nnz.size} filters")
+    per_fold = nnz.reshape(-1, lanes).max(axis=1)
+    return ho * wo * int(per_fold.sum())
+
+
+def balanced_cycles(ho: int, wo: int, nnz, lanes: int) -> int:
+    """MAC-loop cycles if the same nonzeros were spread evenly over the lanes (the ideal)."""
+    total = int(np.asarray(nnz, dtype=np.int64).sum())
+    return ho * wo * -(-total // lanes)
+
+
+def unstructured_nnz(cout: int, fan_in: int, total: int, seed: int = UNSTRUCTURED_SEED) -> np.ndarray:
+    """Per-filter nonzeros of a hypothetical unstructured pruning keeping ``total`` weights.
+
+    The ``total`` kept weights of the layer are placed uniformly at random over its
+    ``Cout * fan_in`` positions (multivariate hypergeometric counts per filter): the
+    spread of random unstructured pruning at the same sparsity. Magnitude pruning of a
+    trained network is usually more uneven, so the imbalance priced from it is a lower bound.
+    """
+    rng = np.random.default_rng(seed)
+    colors = np.full(cout, fan_in, dtype=np.int64)
+    return rng.multivariate_hypergeometric(colors, int(total), method="marginals")
+
+
+# ---------------------------------------------------------------------------------------
+# resources
+
+
+def field_bits(n: int) -> int:
+    """Bits of an unsigned field holding ``0 .. n-1`` (at least 1)."""
+    return max(1, math.ceil(math.log2(n))) if n > 1 else 1
+
+
+def bram18_count(depth: int, width: int) -> int:
+    """BRAM18 blocks for one memory of ``depth`` words of ``width`` bits (best aspect ratio)."""
+    if depth <= 0 or width <= 0:
+        return 0
+    return min(-(-width // w) * -(-depth // d) for w, d in BRAM18_SHAPES)
+
+
+def memory_cost(depth: int, width: int) -> tuple[int, int]:
+    """``(bram18, lut)`` of one memory: LUTRAM when at most 64 words deep, else BRAM18."""
+    if depth <= 0 or width <= 0:
+        return 0, 0
+    if depth <= LUTRAM_MAX_DEPTH:
+        return 0, width * -(-depth // 64)
+    return bram18_count(depth, width), 0
+
+
+def input_bits(model, index: int) -> int:
+    """Width in bits of layer ``index``'s input activation."""
+    if index == 0:
+        return model.input.bits
+    return model.layers[index - 1].out_bits
+
+
+def entry_bits(layer) -> int:
+    """Bits of one on-chip weight entry: value, input channel, window position."""
+    return layer.weight_bits + field_bits(layer.in_channels) + field_bits(layer.kernel * layer.kernel)
+
+
+def layer_resources(model, index: int, lanes: int) -> dict:
+    """DSP48, BRAM18, LUT and FF estimate of one layer with ``lanes`` lanes (see ASSUMPTIONS)."""
+    layer = model.layers[index]
+    shapes = model.shapes()
+    w_in = shapes[index][2]
+    cout, k, kk = layer.out_channels, layer.k_nonzero, layer.kernel * layer.kernel
+    folds = cout // lanes
+    requant = 0 if layer.act == "logits" else lanes
+    bits = input_bits(model, index)
+    w_bram, w_lut = memory_cost(folds * k, entry_bits(layer))
+    q_bram, q_lut = memory_cost(folds, REQUANT_PARAM_BITS)
+    span = (layer.kernel - 1) * layer.dilation + 1
+    rows = span if layer.kernel > 1 else 0  # a 1x1 layer reads no buffered row
+    lb_bram, lb_lut = memory_cost(w_in + 2 * layer.padding, layer.in_channels * bits)
+    mux = bits * -(-layer.fan_in // 4)  # fan_in:1 tap multiplexer per lane
+    return {
+        "dsp": lanes * DSP_PER_LANE + requant * DSP_PER_REQUANT,
+        "bram18_weights": lanes * (w_bram + q_bram),
+        "bram18_line_buffer": rows * lb_bram,
+        "bram18": lanes * (w_bram + q_bram) + rows * lb_bram,
+        "weight_bits_on_chip": cout * k * entry_bits(layer) + cout * REQUANT_PARAM_BITS,
+        "lut": lanes * (LUT_PER_LANE + mux + w_lut + q_lut) + requant * LUT_PER_REQUANT
+        + LUT_PER_LAYER + rows * lb_lut,
+        "ff": (kk + layer.kernel * span) * layer.in_channels * bits + lanes * ACC_BITS,
+    }
+
+
+def dsp_used(model, lanes) -> int:
+    """DSP48 estimate of the whole accelerator with ``lanes`` per layer."""
+    return DSP_INPUT_QUANT + sum(layer_resources(model, n, p)["dsp"] for n, p in enumerate(lanes))
+
+
+def dsp_budget(board, dsp_fraction: float = DEFAULT_DSP_FRACTION) -> int:
+    """DSP48s the allocator may use: ``floor(board DSPs * dsp_fraction)``."""
+    if not 0 < dsp_fraction <= 1:
+        raise SenteiError(f"dsp_fraction {dsp_fraction} must lie in (0, 1]")
+    return int(_board(board).budget["dsp"] * dsp_fraction)
+
+
+# ---------------------------------------------------------------------------------------
+# the pipeline's stages
+
+
+def _out_hw(model) -> list[tuple[int, int]]:
+    return [(c[1], c[2]) for c in model.shapes()[1:]]
+
+
+def fixed_stages(model) -> dict[str, int]:
+    """Clocks per frame of the stages lanes do not speed up.
+
+    ``input`` (frame reader and input quantizer, one pixel per clock), one
+    ``<layer>.window`` per layer (sliding window, one padded position per clock) and
+    ``output`` (logits writer, one int32 per clock).
+    """
+    shapes = model.shapes()
+    stages = {"input": -(-model.input.height * model.input.width // INPUT_PIXELS_PER_CYCLE)}
+    for n, layer in enumerate(model.layers):
+        _, h, w = shapes[n]
+        stages[f"{layer.name}.window"] = (h + 2 * layer.padding) * (w + 2 * layer.padding)
+    c, h, w = shapes[-1]
+    stages["output"] = -(-c * h * w // OUTPUT_WORDS_PER_CYCLE)
+    return stages
+
+
+def conv_stage_cycles(model, index: int, lanes: int, k: int | None = None) -> int:
+    """Clocks per frame of layer ``index``'s engine: MAC iterations plus loop overhead."""
+    layer = model.layers[index]
+    ho, wo = _out_hw(model)[index]
+    k = layer.k_nonzero if k is None else k
+    return layer_cycles(ho, wo, layer.out_channels, lanes, k) + loop_overhead(ho, wo, layer.out_channels, lanes)
+
+
+# ---------------------------------------------------------------------------------------
+# the lane allocator
+
+
+def allocate_lanes(model, board, clock_mhz: float | None = None,
+                   dsp_fraction: float = DEFAULT_DSP_FRACTION) -> list[int]:
+    """Lanes ``P`` per layer (each a divisor of ``Cout``) balancing cycles within the DSP budget.
+
+    Greedy on the bottleneck: start every layer at one lane; while the slowest conv stage
+    is slower than the stages lanes cannot speed up (frame reader, sliding windows, logits
+    writer), raise *its* lanes to the next divisor of its ``Cout`` if the DSP estimate
+    stays within ``floor(board DSPs * dsp_fraction)``; stop when it cannot be raised.
+    Each raise is the smallest step that lowers the current maximum, so the result has
+    the smallest bottleneck reachable within the budget (the tests compare it with an
+    exhaustive search) and spends no DSP on a layer that is not holding the pipeline back.
+
+    Parameters
+    ----------
+    model : sentei.host.format.Model
+    board : str or Board
+        A name from :func:`known_boards`.
+    clock_mhz : float, optional
+        Does not change the balance (every stage runs on one clock); checked against the
+        board's maximum so that the code generator fails early.
+    dsp_fraction : float
+        Share of the board's DSP48s the accelerator may take.
+
+    Returns
+    -------
+    list of int
+        ``P`` per layer, in layer order.
+
+    Raises
+    ------
+    SenteiError
+        One lane per layer already exceeds the DSP budget (the network does not fit).
+    """
+    b = _board(board)
+    if clock_mhz is not None:
+        check_clock(b, clock_mhz)
+    budget = dsp_budget(b, dsp_fraction)
+    options = [divisors(layer.out_channels) for layer in model.layers]
+    step = [0] * len(model.layers)
+    lanes = [opts[0] for opts in options]
+    used = dsp_used(model, lanes)
+    if used > budget:
+        raise SenteiError(f"model {model.name} needs {used} DSP48 at one lane per layer, more than "
+                          f"{budget} ({dsp_fraction:.0%} of {b.name}'s {b.budget['dsp']}): "
+                          f"choose a larger board or a smaller network")
+    floor = max(fixed_stages(model).values())
+    cycles = [conv_stage_cycles(model, n, p) for n, p in enumerate(lanes)]
+    while True:
+        n = max(range(len(lanes)), key=lambda i: (cycles[i], -i))
+        if cycles[n] <= floor or step[n] + 1 >= len(options[n]):
+            break
+        new = options[n][step[n] + 1]
+        extra = layer_resources(model, n, new)["dsp"] - layer_resources(model, n, lanes[n])["dsp"]
+        if used + extra > budget:
+            break
+        step[n] += 1
+        lanes[n] = new
+        used += extra
+        cycles[n] = conv_stage_cycles(model, n, new)
+    return lanes
+
+
+def check_clock(board, clock_mhz: float) -> None:
+    """Reject a clock outside ``(0, board max]`` with a one-line message."""
+    b = _board(board)
+    if not 0 < clock_mhz <= b.max_clock_mhz:
+        raise SenteiError(f"clock {clock_mhz:g} MHz is outside (0, {b.max_clock_mhz:g}] MHz for {b.name} "
+                          f"(its default is {b.default_clock_mhz:g} MHz)")
+
+
+# ---------------------------------------------------------------------------------------
+# the report
+
+
+def _check_lanes(model, lanes) -> list[int]:
+    lanes = [int(p) for p in lanes]
+    if len(lanes) != len(model.layers):
+        raise SenteiError(f"{len(lanes)} lane counts given for {len(model.layers)} layers")
+    for layer, p in zip(model.layers, lanes):
+        if p < 1 or layer.out_channels % p:
+            raise SenteiError(f"layer {layer.name}: {p} lanes do not divide its {layer.out_channels} "
+                              f"filters (use one of {divisors(layer.out_channels)})")
+    return lanes
+
+
+def _pipeline(stages: dict[str, int], clock_mhz: float) -> dict:
+    name = max(stages, key=lambda s: stages[s])
+    return {"bottleneck": name, "interval_cycles": stages[name],
+            "frames_per_s": clock_mhz * 1e6 / stages[name]}
+
+
+def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float = DEFAULT_DSP_FRACTION,
+                seed: int = UNSTRUCTURED_SEED) -> dict:
+    """Price ``model`` on ``board`` at ``clock_mhz``: cycles, frames/s, resources, imbalance.
+
+    Parameters
+    ----------
+    model : sentei.host.format.Model
+    board : str or Board
+    clock_mhz : float
+    lanes : list of int, optional
+        ``P`` per layer; default :func:`allocate_lanes`.
+    dsp_fraction : float
+        Passed to :func:`allocate_lanes` when ``lanes`` is not given.
+    seed : int
+        Seed of the hypothetical unstructured pruning (:func:`unstructured_nnz`; layer
+        ``n`` uses ``seed + n``).
+
+    Returns
+    -------
+    dict
+        Plain JSON with ``kind = "modeled"``: ``layers`` (per layer: MACs dense, nonzero and
+        executed; ``cycles`` = MAC-loop iterations, the C-simulation's count; stage clocks;
+        the dense, fold-synchronized, balanced and hypothetical-unstructured cycle counts;
+        resources), ``stages``, ``pipeline`` (bottleneck, interval, frames/s, latency),
+        ``dense`` (no zero skipping), ``imbalance`` (without the filter-wise constraint),
+        ``resources`` against the board's budget, and ``assumptions``.
+    """
+    b = _board(board)
+    check_clock(b, clock_mhz)
+    lanes = allocate_lanes(model, b, clock_mhz, dsp_fraction) if lanes is None else _check_lanes(model, lanes)
+    shapes = model.shapes()
+    fixed = fixed_stages(model)
+    variants = {v: {} for v in ("hw", "dense", "fold_sync", "balanced", "unstructured")}
+    rows = []
+    totals = {"dsp": DSP_INPUT_QUANT, "bram18": 0, "lut": LUT_SHELL, "ff": FF_SHELL}
+    for n, (layer, p) in enumerate(zip(model.layers, lanes)):
+        _, ho, wo = shapes[n + 1]
+        cout, k, fan_in = layer.out_channels, layer.k_nonzero, layer.fan_in
+        nnz = layer.nonzeros_per_filter().astype(np.int64)
+        hyp = unstructured_nnz(cout, fan_in, int(nnz.sum()), seed + n)
+        over = loop_overhead(ho, wo, cout, p)
+        res = layer_resources(model, n, p)
+        row = {
+            "name": layer.name, "in": list(shapes[n]), "out": list(shapes[n + 1]),
+            "kernel": layer.kernel, "stride": layer.stride, "dilation": layer.dilation,
+            "fan_in": fan_in, "k_nonzero": k, "nnz_min": int(nnz.min()), "nnz_max": int(nnz.max()),
+            "lanes": p, "folds": cout // p,
+            "macs_dense": ho * wo * cout * fan_in,
+            "macs_nonzero": ho * wo * int(nnz.sum()),
+            "macs_executed": ho * wo * cout * k,
+            "cycles": layer_cycles(ho, wo, cout, p, k),
+            "overhead_cycles": over,
+            "cycles_dense": layer_cycles(ho, wo, cout, p, fan_in),
+            "cycles_fold_sync": fold_sync_cycles(ho, wo, nnz, p),
+            "cycles_balanced": balanced_cycles(ho, wo, nnz, p),
+            "cycles_unstructured": fold_sync_cycles(ho, wo, hyp, p),
+            **res,
+        }
+        row["stage_cycles"] = row["cycles"] + over
+        row["mac_utilization"] = row["macs_nonzero"] / (row["stage_cycles"] * p)
+        rows.append(row)
+        for v, key in (("hw", "cycles"), ("dense", "cycles_dense"), ("fold_sync", "cycles_fold_sync"),
+                       ("balanced", "cycles_balanced"), ("unstructured", "cycles_unstructured")):
+            variants[v][layer.name] = row[key] + over
+        for key in totals:
+            totals[key] += res[key]
+    for v in variants.values():
+        v.update(fixed)
+    stages = dict(variants["hw"])
+
+    pipe = _pipeline(variants["hw"], clock_mhz)
+    fill = 0.0
+    for n, layer in enumerate(model.layers):
+        h_in = shapes[n][1]
+        need = min(h_in, max(1, (layer.kernel - 1) * layer.dilation + 1 - layer.padding))
+        fill += need * pipe["interval_cycles"] / h_in
+    pipe["fill_cycles"] = int(math.ceil(fill))
+    pipe["latency_cycles"] = pipe["interval_cycles"] + pipe["fill_cycles"]
+    pipe["latency_ms"] = pipe["latency_cycles"] / (clock_mhz * 1e3)
+    pipe["mac_bound_frames_per_s"] = clock_mhz * 1e6 / max(max(r["cycles"] for r in rows), max(fixed.values()))
+    pipe["macs_dense_per_frame"] = sum(r["macs_dense"] for r in rows)
+    pipe["macs_executed_per_frame"] = sum(r["macs_executed"] for r in rows)
+    pipe["effective_gops"] = 2 * pipe["macs_dense_per_frame"] * pipe["frames_per_s"] / 1e9
+    pipe["load_weights_cycles"] = _blob_words(model)
+
+    dense = _pipeline(variants["dense"], clock_mhz)
+    dense["speedup_of_zero_skipping"] = dense["interval_cycles"] / pipe["interval_cycles"]
+    ideal = _pipeline(variants["balanced"], clock_mhz)
+    imbalance = {"balanced_interval_cycles": ideal["interval_cycles"]}
+    for key, variant, col, source in (
+            ("given_model", "fold_sync", "cycles_fold_sync", "the model's own nonzeros per filter"),
+            ("hypothetical_unstructured", "unstructured", "cycles_unstructured",
+             f"each layer's nonzeros placed uniformly at random over its Cout*Cin*k*k weights "
+             f"(seed {seed} + layer index)")):
+        pv = _pipeline(variants[variant], clock_mhz)
+        imbalance[key] = {
+            "source": source, **pv,
+            "mac_cycles_lost": sum(r[col] - r["cycles_balanced"] for r in rows),
+            "slowdown": pv["interval_cycles"] / ideal["interval_cycles"],
+        }
+    resources = {}
+    for key in totals:
+        budget = b.budget[key]
+        resources[key] = {"used": int(totals[key]), "budget": budget, "fraction": totals[key] / budget}
+    resources["fits"] = all(resources[k]["used"] <= resources[k]["budget"] for k in totals)
+    return {
+        "kind": "modeled",
+        "model": model.name, "board": b.name, "part": b.part, "clock_mhz": float(clock_mhz),
+        "input": [model.input.channels, model.input.height, model.input.width],
+        "lanes": lanes,
+        "layers": rows,
+        "stages": stages,
+        "pipeline": pipe,
+        "frames_per_s": pipe["frames_per_s"],
+        "dense": dense,
+        "imbalance": imbalance,
+        "resources": resources,
+        "assumptions": list(ASSUMPTIONS),
+    }
+
+
+def _blob_words(model) -> int:
+    from sentei.host.format import blob_offsets
+
+    last = model.layers[-1]
+    return blob_offsets(model)[-1] + 3 * last.out_channels + last.out_channels * last.k_nonzero
+
+
+# ---------------------------------------------------------------------------------------
+# printing and the command line
+
+
+def format_report(report: dict) -> str:
+    """The report as a plain-text table (what ``sentei perf`` prints)."""
+    lines = [f"{report['model']} on {report['board']} ({report['part']}) at {report['clock_mhz']:g} MHz "
+             f"-- modeled, not measured"]
+    head = (f"{'layer':<16}{'out CxHxW':>13}{'K':>6}{'CinKK':>7}{'P':>5}{'MMAC dense':>11}{'MMAC nz':>9}"
+            f"{'MAC cycles':>12}{'stage':>12}{'dense':>12}{'unstruct':>12}{'DSP':>6}{'BRAM18':>7}{'LUT':>8}")
+    lines += [head, "-" * len(head)]
+    bottleneck = report["pipeline"]["bottleneck"]
+    for r in report["layers"]:
+        mark = " <" if r["name"] == bottleneck else ""
+        shape = "x".join(str(v) for v in r["out"])
+        lines.append(f"{r['name']:<16}{shape:>13}{r['k_nonzero']:>6}{r['fan_in']:>7}{r['lanes']:>5}"
+                     f"{r['macs_dense'] / 1e6:>11.2f}{r['macs_nonzero'] / 1e6:>9.2f}{r['cycles']:>12,}"
+                     f"{r['stage_cycles']:>12,}{r['cycles_dense']:>12,}{r['cycles_unstructured']:>12,}"
+                     f"{r['dsp']:>6}{r['bram18']:>7}{r['lut']:>8,}{mark}")
+    layer_names = {r["name"] for r in report["layers"]}
+    slowest_fixed = max((s for s in report["stages"] if s not in layer_names), key=report["stages"].get)
+    for name in ("input", slowest_fixed, "output"):
+        mark = " <" if name == bottleneck else ""
+        lines.append(f"{'(' + name + ')':<67}{report['stages'][name]:>12,}{mark}")
+    p, d, imb = report["pipeline"], report["dense"], report["imbalance"]
+    lines.append("")
+    lines.append(f"bottleneck {p['bottleneck']}: {p['interval_cycles']:,} clocks/frame -> "
+                 f"{p['frames_per_s']:.1f} frames/s (MAC-bound {p['mac_bound_frames_per_s']:.1f}), latency "
+                 f"{p['latency_ms']:.2f} ms, {p['effective_gops']:.1f} dense-equivalent GOP/s")
+    lines.append(f"dense weights (no zero skipping, same lanes): {d['frames_per_s']:.1f} frames/s; "
+                 f"zero skipping x{d['speedup_of_zero_skipping']:.2f}")
+    g, h = imb["given_model"], imb["hypothetical_unstructured"]
+    lines.append(f"lanes waiting for their fold's slowest filter, this model's nonzeros: "
+                 f"{g['frames_per_s']:.1f} frames/s (x{g['slowdown']:.3f} of balanced)")
+    lines.append(f"same sparsity without the filter-wise constraint (random unstructured, seeded): "
+                 f"{h['frames_per_s']:.1f} frames/s (x{h['slowdown']:.3f} of balanced)")
+    res = report["resources"]
+    lines.append("resources: " + ", ".join(
+        f"{k.upper()} {res[k]['used']:,}/{res[k]['budget']:,} ({res[k]['fraction']:.0%})"
+        for k in ("dsp", "bram18", "lut", "ff")) + ("" if res["fits"] else "  -- DOES NOT FIT"))
+    return "\n".join(lines)
+
+
+def register(sub) -> None:
+    """Add ``sentei perf`` to the console script's subcommands."""
+    p = sub.add_parser("perf", help="modeled cycles, frames/s, DSP/BRAM/LUT of a model on a board")
+    p.add_argument("--model", default=None, help="model file or bundled name (default: the bundled model)")
+    p.add_argument("--board", default="zcu104", help=f"target board (default zcu104; one of the JSON files "
+                                                     f"in overlay/boards)")
+    p.add_argument("--clock-mhz", type=float, default=None, help="PL clock (default: the board's default)")
+    p.add_argument("--lanes", default=None, metavar="P1,P2,...",
+                   help="lanes per layer (default: the allocator's choice)")
+    p.add_argument("--dsp-fraction", type=float, default=DEFAULT_DSP_FRACTION,
+                   help=f"share of the board's DSP48s the allocator may use (default {DEFAULT_DSP_FRACTION})")
+    p.add_argument("--seed", type=int, default=UNSTRUCTURED_SEED,
+                   help="seed of the hypothetical unstructured pruning")
+    p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the report as JSON")
+    p.set_defaults(func=cmd_perf)
+
+
+def cmd_perf(args) -> int:
+    """Handler of ``sentei perf``."""
+    from sentei.host import registry
+    from sentei.host.format import atomic_write_bytes
+
+    board = load_board(args.board)
+    model = registry.load_model(args.model)
+    lanes = None
+    if args.lanes:
+        try:
+            lanes = [int(v) for v in args.lanes.split(",")]
+        except ValueError:
+            raise SenteiError(f"--lanes {args.lanes!r}: expected comma-separated integers, one per layer") from None
+    clock = board.default_clock_mhz if args.clock_mhz is None else args.clock_mhz
+    report = perf_report(model, board, clock, lanes=lanes, dsp_fraction=args.dsp_fraction, seed=args.seed)
+    print(format_report(report))
+    if args.json_out:
+        atomic_write_bytes(args.json_out, (json.dumps(report, indent=1) + "\n").encode("utf-8"))
+    return 0
