@@ -1,5 +1,117 @@
-"""Subcommands of `sentei` that belong to sentei.overlay (registered by sentei.cli)."""
+"""``sentei overlay codegen | csim``: generate the HLS network header, C-simulate the accelerator.
+
+Registered by sentei.cli (``sentei.overlay.commands`` in COMMAND_MODULES). Nothing heavy is
+imported at registration: the handlers import numpy and the generator.
+"""
+from __future__ import annotations
+
+from sentei.errors import SenteiError
 
 
-def register(sub):
-    pass
+def register(sub) -> None:
+    p = sub.add_parser("overlay", help="the accelerator's sources: code generation and C-simulation")
+    osub = p.add_subparsers(dest="overlay_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda args: _usage(p))
+
+    c = osub.add_parser("codegen", help="write the HLS network header (layer configs, K, lanes) for a model")
+    _model_args(c)
+    c.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default build/hls/<model name>); never the repository")
+    c.set_defaults(func=cmd_codegen)
+
+    s = osub.add_parser("csim", help="C-simulate the HLS sources with g++ and compare with the reference engine "
+                                     "bit for bit")
+    _model_args(s)
+    s.add_argument("--frames", type=int, default=None, metavar="N",
+                   help="number of full-range random frames (default 1 when no --image is given)")
+    s.add_argument("--image", action="append", default=[], metavar="IMAGE",
+                   help="an image file to run (resized to the model's input); repeatable")
+    s.add_argument("--workdir", default=None, metavar="DIR",
+                   help="keep the golden vectors and the testbench report here (default: a temporary folder)")
+    s.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="write the report as JSON")
+    s.set_defaults(func=cmd_csim)
+
+
+def _usage(parser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _model_args(p) -> None:
+    p.add_argument("--model", default=None, help="model file or bundled name (default: the bundled model)")
+    p.add_argument("--lanes", default=None, metavar="P1,P2,...",
+                   help="parallel lanes per layer, each dividing the layer's Cout (default: the performance "
+                        "model's allocation for --board, else the largest divisor of Cout <= 8)")
+    p.add_argument("--board", default=None, help="board whose resources the lane allocation fits (see `sentei perf`)")
+    p.add_argument("--clock-mhz", type=float, default=None, help="target clock for the lane allocation")
+
+
+def _parse_lanes(text: str | None):
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SenteiError(f"--lanes {text!r}: expected comma-separated integers, e.g. 8,8,4,1") from None
+
+
+def cmd_codegen(args) -> int:
+    from sentei.host.registry import load_model
+    from sentei.overlay import codegen
+
+    model = load_model(args.model)
+    facts, paths = codegen.generate(model, args.out, _parse_lanes(args.lanes), args.board, args.clock_mhz)
+    print(f"network of {model.name}: {len(facts.layers)} layers, signature {facts.signature()}")
+    print(f"{'layer':<14}{'Cin':>5}{'Cout':>6}{'k':>3}{'s':>3}{'d':>3}{'p':>3}{'K':>6}{'lanes':>7}"
+          f"{'out':>10}{'iter/frame':>13}")
+    for f in facts.layers:
+        print(f"{f.name:<14}{f.cin:>5}{f.cout:>6}{f.kernel:>3}{f.stride:>3}{f.dilation:>3}{f.padding:>3}"
+              f"{f.k_nonzero:>6}{f.lanes:>7}{f'{f.out_height}x{f.out_width}':>10}{f.iterations:>13}")
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_csim(args) -> int:
+    from sentei.host.registry import load_model
+    from sentei.overlay.csim import run_csim
+
+    model = load_model(args.model)
+    frames = []
+    if args.image:
+        from sentei.host.preprocess import load_image, prepare_frame
+
+        frames = [prepare_frame(load_image(p), model.input.height, model.input.width) for p in args.image]
+    if args.frames is not None:
+        if args.frames < 1:
+            raise SenteiError(f"--frames must be at least 1, got {args.frames}")
+        from sentei.host.synthetic import random_frame
+
+        frames += [random_frame(1000 + n, model.input.height, model.input.width) for n in range(args.frames)]
+    if not frames:
+        frames = 1
+    report = run_csim(model, frames, _parse_lanes(args.lanes), args.workdir, board=args.board,
+                      clock_mhz=args.clock_mhz)
+    print(f"C-simulation of {model.name}: {report.frames} frame(s), "
+          f"build {report.build_seconds:.1f} s{' (cached)' if report.build_seconds == 0 else ''}, "
+          f"reference {report.reference_seconds:.1f} s, csim {report.run_seconds:.1f} s")
+    print(f"{'layer':<14}{'lanes':>6}{'iterations':>14}{'expected':>14}{'dense':>14}{'skipped':>9}")
+    for n, name in enumerate(layer.name for layer in model.layers):
+        got, exp = report.iterations[n], report.expected_iterations[n] * report.frames
+        dense = report.dense_iterations[n] * report.frames
+        print(f"{name:<14}{report.lanes[n]:>6}{got:>14}{exp:>14}{dense:>14}{1 - got / dense:>9.1%}")
+    for m in report.mismatches:
+        print(f"MISMATCH {m}")
+    if report.status_load or any(report.status_run):
+        print(f"accelerator status: load {report.status_load}, run {report.status_run}")
+    if args.json_out:
+        from sentei.host.commands import write_json
+
+        write_json(args.json_out, report.to_json())
+    ok = report.bit_exact and report.iterations_ok
+    verdict = "bit-exact" if report.bit_exact else f"NOT bit-exact ({report.errors} values differ)"
+    if not report.iterations_ok:
+        verdict += "; iteration counts differ from Ho*Wo*(Cout/P)*K"
+    print(f"result: {verdict}")
+    return 0 if ok else 1
+

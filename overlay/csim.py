@@ -443,6 +443,24 @@ def _frames(model, frames) -> list[np.ndarray]:
     return out
 
 
+def run_testbench(b: CsimBuild, directory: str | os.PathLike, frames: int, timeout_s: float = 3600) -> dict:
+    """Run the testbench executable of ``b`` on the vectors in ``directory``; return its JSON report."""
+    vec = Path(directory)
+    report_path = vec / "report.json"
+    if report_path.exists():
+        report_path.unlink()
+    try:
+        proc = subprocess.run([str(b.testbench), str(vec), str(frames), str(report_path)],
+                              capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise SenteiError(f"C-simulation ran longer than {timeout_s:.0f} s; try fewer --frames") from None
+    if not report_path.is_file():
+        raise SenteiError(f"C-simulation testbench failed: {(proc.stdout + proc.stderr).strip()[-300:]}")
+    rep = json.loads(report_path.read_text())
+    rep["output"] = proc.stdout
+    return rep
+
+
 def run_csim(model, frames=1, lanes=None, workdir: str | os.PathLike | None = None,
              cache_dir: str | os.PathLike | None = None, board: str | None = None,
              clock_mhz: float | None = None, timeout_s: float = 3600) -> CsimReport:
@@ -474,18 +492,10 @@ def run_csim(model, frames=1, lanes=None, workdir: str | os.PathLike | None = No
         workdir = tmp.name
     try:
         t0 = time.perf_counter()
-        vec = write_vectors(model, frames, workdir)
+        write_vectors(model, frames, workdir)
         t1 = time.perf_counter()
-        report_path = vec / "report.json"
-        try:
-            proc = subprocess.run([str(b.testbench), str(vec), str(len(frames)), str(report_path)],
-                                  capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise SenteiError(f"C-simulation ran longer than {timeout_s:.0f} s; try fewer --frames") from None
+        rep = run_testbench(b, workdir, len(frames), timeout_s)
         t2 = time.perf_counter()
-        if proc.returncode == 255 and not report_path.is_file():
-            raise SenteiError(f"C-simulation testbench failed: {(proc.stdout + proc.stderr).strip()[-300:]}")
-        rep = json.loads(report_path.read_text())
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -498,4 +508,4 @@ def run_csim(model, frames=1, lanes=None, workdir: str | os.PathLike | None = No
                       expected_iterations=[f.iterations for f in facts.layers], dense_iterations=dense,
                       lanes=[f.lanes for f in facts.layers], mismatches=mismatches,
                       build_seconds=b.compile_seconds, reference_seconds=t1 - t0, run_seconds=t2 - t1,
-                      output=proc.stdout)
+                      output=rep["output"])

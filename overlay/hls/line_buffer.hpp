@@ -80,7 +80,7 @@ rows:
                 for (unsigned ky = 0; ky < K; ky++) {
 #pragma HLS UNROLL  // the whole window leaves in one stream word
                     for (unsigned kx = 0; kx < K; kx++) {
-#pragma HLS UNROLL
+#pragma HLS UNROLL  // k taps of a row, all at once
                         w.data[ky * K + kx] = cols[ky][kx * D];
                     }
                 }

@@ -81,7 +81,7 @@ pixels:
         for (unsigned t = 0; t < KK; t++) {
 #pragma HLS UNROLL  // wiring, no cycles: the window word fans out into the tap registers
             for (unsigned c = 0; c < CONFIG_T::cin; c++) {
-#pragma HLS UNROLL
+#pragma HLS UNROLL  // every channel of the tap
                 taps[t][c] = win.data[t].data[c];
             }
         }

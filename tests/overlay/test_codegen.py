@@ -1,0 +1,131 @@
+"""The code generator: the generated network configuration states the model's compile-time facts."""
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentei.errors import SenteiError
+from sentei.host.format import blob_offsets, weight_blob
+from sentei.overlay import codegen, registers
+from tests.overlay.csim_models import odd, tiny
+
+HLS = Path(codegen.__file__).resolve().parent / "hls"
+
+
+def config_fields(header: str, index: int) -> dict:
+    body = re.search(rf"struct layer{index}_config : conv_config_default \{{(.*?)\n\}};", header, re.S).group(1)
+    fields = {m[0]: int(m[1]) for m in re.findall(r"static const (?:unsigned|int|long long) (\w+) = (-?\d+)", body)}
+    fields.update({m[1]: m[0] for m in re.findall(r"typedef (ap_u?int<\d+>) (\w+);", body)})
+    return fields
+
+
+def test_config_states_every_layer_fact():
+    model = odd()
+    facts = codegen.network_facts(model)
+    files = codegen.render(facts)
+    header = files["network_config.h"]
+    shapes = model.shapes()
+    offsets = blob_offsets(model)
+    in_type = "ap_int<6>"
+    for n, layer in enumerate(model.layers):
+        f = config_fields(header, n)
+        assert (f["cin"], f["cout"], f["kernel"], f["stride"], f["dilation"], f["padding"]) == (
+            layer.in_channels, layer.out_channels, layer.kernel, layer.stride, layer.dilation, layer.padding)
+        assert (f["in_height"], f["in_width"]) == shapes[n][1:]
+        assert (f["out_height"], f["out_width"]) == shapes[n + 1][1:]
+        assert f["k_nonzero"] == layer.k_nonzero
+        assert f["folds"] * f["lanes"] == layer.out_channels
+        assert f["blob_offset"] == offsets[n]
+        assert f["weight_bits"] == layer.weight_bits
+        assert f["in_t"] == in_type
+        assert 2 ** f["ci_bits"] >= layer.in_channels and 2 ** f["pos_bits"] >= layer.kernel**2
+        in_type = f["out_t"]
+    # relu 4-bit after linear 6-bit etc.: the types follow the activation and width
+    assert config_fields(header, 0)["out_t"] == "ap_int<6>"
+    assert config_fields(header, 1)["out_t"] == "ap_uint<8>"
+    assert config_fields(header, 3)["out_t"] == "ap_int<4>"
+    assert config_fields(header, 4)["out_t"] == "ap_int<32>"
+    assert (config_fields(header, 3)["out_min"], config_fields(header, 3)["out_max"]) == (-8, 7)
+    assert f"#define SENTEI_BLOB_WORDS {weight_blob(model).size}\n" in header
+    assert "#define SENTEI_FRAME_WORDS 328 " in header  # ceil(19*23*3/4)
+
+
+def test_default_lanes_are_largest_divisor_up_to_8():
+    model = odd()  # Cout 6, 12, 10, 10, 5
+    assert codegen.default_lanes(model) == [6, 6, 5, 5, 5]
+    assert codegen.default_lanes(tiny()) == [8, 8, 8, 8, 1]
+
+
+def test_iterations_follow_k_not_fan_in():
+    model = tiny()
+    facts = codegen.network_facts(model, lanes=[2, 4, 8, 16, 11])
+    doc = json.loads(codegen.render(facts)["network.json"])
+    for f, layer, (_, ho, wo) in zip(doc["layers"], model.layers, model.shapes()[1:]):
+        assert f["iterations"] == ho * wo * (layer.out_channels // f["lanes"]) * layer.k_nonzero
+    assert [f["lanes"] for f in doc["layers"]] == [2, 4, 8, 16, 11]
+
+
+def test_explicit_lanes_must_divide_cout():
+    with pytest.raises(SenteiError, match="does not divide Cout = 8"):
+        codegen.network_facts(tiny(), lanes=[3, 8, 8, 8, 11])
+    with pytest.raises(SenteiError, match="has 2 entries but the model has 5 layers"):
+        codegen.network_facts(tiny(), lanes=[8, 8])
+
+
+def test_board_lanes_come_from_the_performance_model():
+    perf = pytest.importorskip("sentei.overlay.perf")
+    if not hasattr(perf, "allocate_lanes"):
+        pytest.skip("performance model has no allocate_lanes yet")
+    model = tiny()
+    board = perf.known_boards()[0]
+    lanes = codegen.choose_lanes(model, board=board)
+    assert lanes == list(perf.allocate_lanes(model, board, None))
+    assert all(layer.out_channels % p == 0 for layer, p in zip(model.layers, lanes))
+
+
+def test_same_shapes_other_weights_generate_the_same_files():
+    a, b = tiny(seed=0), tiny(seed=7)
+    assert not np.array_equal(a.layers[0].values, b.layers[0].values)
+    ra, rb = codegen.render(codegen.network_facts(a)), codegen.render(codegen.network_facts(b))
+    assert ra["network_config.h"] == rb["network_config.h"] and ra["network.h"] == rb["network.h"]
+    other_k = odd(seed=1), odd(seed=1)
+    assert codegen.network_facts(other_k[0]).signature() == codegen.network_facts(other_k[1]).signature()
+    assert codegen.network_facts(a).signature() != codegen.network_facts(odd()).signature()
+
+
+def test_network_wires_one_block_per_layer():
+    text = codegen.render(codegen.network_facts(tiny()))["network.h"]
+    assert text.count("sliding_window<layer") == 5 and text.count("sparse_conv<layer") == 5
+    assert text.count("load_conv_weights<layer") == 5
+    assert "write_logits<layer4_config>(act5, logits);" in text
+    assert "#pragma HLS DATAFLOW" in text
+
+
+def test_generate_writes_into_the_given_folder(tmp_path):
+    facts, paths = codegen.generate(tiny(), tmp_path / "gen")
+    assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == ["network.h", "network.json", "network_config.h"]
+    assert json.loads(paths["network.json"].read_text())["blob_words"] == facts.blob_words
+
+
+def test_top_header_agrees_with_register_module():
+    text = (HLS / "sentei_top.hpp").read_text()
+    consts = {m[0]: int(m[1], 0) for m in re.findall(r"static const \w+ (\w+) = (0x[0-9A-Fa-f]+|\d+)u?;", text)}
+    names = [n for n in dir(registers) if n.startswith(("CMD_", "STATUS_")) and n != "STATUS_TEXT"
+             and n not in ("STATUS_CTRL",)]
+    assert names, "registers.py lost its command and status constants"
+    for name in names:
+        assert consts[name] == getattr(registers, name), name
+    assert consts["BLOB_MAGIC"] == 0x544E4553
+
+
+def test_every_pragma_has_a_reason():
+    sources = list(HLS.glob("*.hpp")) + list(HLS.glob("*.cpp"))
+    templates = [codegen.NETWORK_HEADER.template, codegen.LAYER_STREAMS.template]
+    lines = [ln for src in sources for ln in src.read_text().splitlines()]
+    lines += [ln for t in templates for ln in t.splitlines()]
+    pragmas = [ln for ln in lines if ln.strip().startswith("#pragma HLS")]
+    assert len(pragmas) > 20
+    bare = [ln for ln in pragmas if "//" not in ln]
+    assert not bare, bare

@@ -1,0 +1,264 @@
+"""C-simulation of the HLS sources: bit-exact against the reference engine, iterations = formula.
+
+Every build is cached (``$SENTEI_CACHE/csim`` or ``~/.cache/sentei/csim``); a cold build of
+one network takes 5-10 s on 2 cores, which is why most tests here are marked slow.
+"""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sentei.errors import SenteiError
+from sentei.host import reference
+from sentei.host.format import save
+from sentei.host.synthetic import TINY, LayerSpec, random_frame, random_model
+from sentei.overlay import csim
+from tests.overlay.csim_models import odd, tiny, wide
+
+
+def assert_exact(report):
+    assert report.errors == 0, [str(m) for m in report.mismatches]
+    assert report.bit_exact
+    assert report.iterations == [n * report.frames for n in report.expected_iterations]
+
+
+def test_tiny_model_is_bit_exact_and_skips_zeros():
+    report = csim.run_csim(tiny(), 2)
+    assert_exact(report)
+    # the MAC loop runs K times per fold, not Cin*k*k: the sparse layers execute fewer iterations
+    assert all(it < dense for it, dense in zip(report.expected_iterations[:4], report.dense_iterations[:4]))
+    assert report.iterations[4] == report.dense_iterations[4] * 2  # the dense classifier skips nothing
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make, lanes", [
+    (odd, None),
+    (odd, [1, 2, 10, 1, 5]),
+    (wide, None),
+    (tiny, [1, 2, 16, 4, 11]),
+])
+def test_corner_models_are_bit_exact(make, lanes):
+    report = csim.run_csim(make(), 2, lanes=lanes)
+    assert_exact(report)
+    if lanes is not None:
+        assert report.lanes == lanes
+
+
+@pytest.mark.slow
+def test_every_stage_is_compared_and_a_wrong_value_is_located(tmp_path):
+    """Corrupt one golden value: the testbench names its layer, channel and pixel."""
+    model = tiny()
+    b = csim.build(model)
+    csim.write_vectors(model, [random_frame(3, 24, 32)], tmp_path)
+    path = tmp_path / "stage_0_2.npy"  # output of layer 1 (conv2), [h, w, C]
+    stage = np.load(path)
+    stage[5, 7, 3] += 1
+    np.save(path, stage)
+    rep = csim.run_testbench(b, tmp_path, 1)
+    assert rep["errors"] == 1
+    m = rep["mismatches"][0]
+    assert (m["stage"], m["channel"], m["y"], m["x"]) == (2, 3, 5, 7)
+    assert m["expected"] == m["got"] + 1
+    assert "conv2: channel 3 pixel (y=5, x=7)" in rep["output"]
+
+
+@pytest.mark.slow
+def test_camvid_sized_standin_is_bit_exact():
+    """The shipped architecture at 360x480 with ~90% filter-wise sparsity: minutes at most."""
+    d = 0.1
+    specs = (LayerSpec(32, stride=2, density=0.3), LayerSpec(64, stride=2, density=d), LayerSpec(64, density=d),
+             LayerSpec(128, stride=2, density=d), LayerSpec(128, dilation=2, density=d),
+             LayerSpec(128, dilation=4, density=d), LayerSpec(128, density=d))
+    model = random_model(seed=11, height=360, width=480, specs=specs, classifier_density=0.5)
+    report = csim.run_csim(model, 1)
+    assert_exact(report)
+    assert report.run_seconds < 120
+
+
+# ---------------------------------------------------------------------------------------
+# the ctypes library and the command protocol
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny()
+
+
+@pytest.fixture()
+def acc(model):
+    return csim.CsimAccelerator(model)
+
+
+def test_library_runs_frames_like_the_reference(acc, model):
+    from sentei.host.format import weight_blob
+
+    assert acc.load_weights(weight_blob(model)) == 0
+    for seed in (1, 2):
+        frame = random_frame(seed, 24, 32)
+        status, logits = acc.run_frame(frame, trace=True)
+        assert status == 0
+        np.testing.assert_array_equal(logits, reference.run(model, frame).transpose(1, 2, 0))
+        _, acts = reference.run(model, frame, return_all=True)
+        np.testing.assert_array_equal(acc.stage(2), acts[2].transpose(1, 2, 0))
+        assert acc.iterations() == acc.expected_iterations()
+
+
+def test_new_weights_of_the_same_shape_run_on_the_same_build(acc, model):
+    from sentei.host.format import weight_blob
+
+    retrained = tiny(seed=9)
+    assert csim.build(retrained).key == acc.build.key
+    assert acc.load_weights(weight_blob(retrained)) == 0
+    frame = random_frame(4, 24, 32)
+    status, logits = acc.run_frame(frame)
+    assert status == 0
+    np.testing.assert_array_equal(logits, reference.run(retrained, frame).transpose(1, 2, 0))
+    assert not np.array_equal(logits, reference.run(model, frame).transpose(1, 2, 0))
+
+
+def test_run_before_load_and_independent_instances(acc, model):
+    from sentei.host.format import weight_blob
+    from sentei.overlay import registers
+
+    status, logits = acc.run_frame(random_frame(0, 24, 32))
+    assert status == registers.STATUS_NO_WEIGHTS and not logits.any()
+    assert acc.iterations() == [0] * 5
+    assert acc.load_weights(weight_blob(model)) == 0
+    other = csim.CsimAccelerator(model)  # a second accelerator: nothing loaded there
+    assert other.run_frame(random_frame(0, 24, 32))[0] == registers.STATUS_NO_WEIGHTS
+    assert acc.run_frame(random_frame(0, 24, 32))[0] == registers.STATUS_OK
+
+
+def test_load_errors(acc, model):
+    from sentei.host.format import weight_blob
+    from sentei.overlay import registers as r
+
+    good = weight_blob(model)
+    assert acc.load_weights(good) == r.STATUS_OK
+
+    bad = good.copy()
+    bad[0] ^= 1
+    assert acc.load_weights(bad) == r.STATUS_BAD_MAGIC
+    # a failed load leaves no usable weights
+    assert acc.run_frame(random_frame(0, 24, 32))[0] == r.STATUS_NO_WEIGHTS
+
+    bad = good.copy()
+    bad[1] += 1  # layer count
+    assert acc.load_weights(bad) == r.STATUS_BAD_LAYOUT
+
+    bad = good.copy()
+    bad[10] += 1  # section offset of layer 1
+    assert acc.load_weights(bad) == r.STATUS_BAD_LAYOUT
+
+    c0, off0 = model.layers[0].out_channels, int(good[9])
+    bad = good.copy()
+    bad[off0 + 3 * c0] = (27 << 8) | (bad[off0 + 3 * c0] & 0xFF)  # index 27 >= Cin*k*k = 27
+    assert acc.load_weights(bad) == r.STATUS_BAD_LAYOUT
+
+    off2, c2 = int(good[11]), model.layers[2].out_channels  # conv3 has 4-bit weights
+    bad = good.copy()
+    bad[off2 + 3 * c2] = (bad[off2 + 3 * c2] & ~np.uint32(0xFF)) | np.uint32(8)  # +8 does not fit 4 bits
+    assert acc.load_weights(bad) == r.STATUS_BAD_LAYOUT
+
+    # a blob of another network: another K in the first layer moves every offset
+    other = random_model(seed=0, specs=(LayerSpec(8, stride=2, density=0.6),) + TINY[1:])
+    blob = weight_blob(other)
+    assert acc.execute(r.CMD_LOAD_WEIGHTS, weights=blob) == r.STATUS_BAD_LAYOUT  # the hardware's own check
+    assert acc.load_weights(blob) == r.STATUS_BAD_LAYOUT  # length differs: caught before the start
+
+    assert acc.load_weights(good) == r.STATUS_OK
+    assert acc.run_frame(random_frame(0, 24, 32))[0] == r.STATUS_OK
+
+
+def test_run_errors(acc, model):
+    from sentei.host.format import weight_blob
+    from sentei.overlay import registers as r
+
+    assert acc.load_weights(weight_blob(model)) == r.STATUS_OK
+    status, logits = acc.run_frame(random_frame(0, 24, 30))
+    assert status == r.STATUS_BAD_SIZE and not logits.any()
+    assert acc.execute(r.CMD_RUN_FRAME, height=24, width=33) == r.STATUS_BAD_SIZE
+    assert acc.execute(7) == r.STATUS_BAD_COMMAND
+    assert acc.execute(0) == r.STATUS_BAD_COMMAND
+    assert acc.run_frame(random_frame(0, 24, 32))[0] == r.STATUS_OK  # still loaded
+    with pytest.raises(SenteiError, match="uint8 RGB"):
+        acc.run_frame(np.zeros((24, 32), np.uint8))
+    with pytest.raises(SenteiError, match="1-D uint32"):
+        acc.load_weights(weight_blob(model).astype(np.int64))
+
+
+def test_execute_writes_the_logits_buffer_in_place(acc, model):
+    from sentei.host.format import weight_blob
+    from sentei.overlay import registers as r
+
+    frame = random_frame(6, 24, 32)
+    assert acc.execute(r.CMD_LOAD_WEIGHTS, weights=weight_blob(model)) == r.STATUS_OK
+    out = np.full(acc.logit_words, -1, dtype=np.int32)
+    words = csim.frame_to_words(frame, acc.frame_words)
+    assert acc.execute(r.CMD_RUN_FRAME, words, None, out, 24, 32) == r.STATUS_OK
+    np.testing.assert_array_equal(out.reshape(acc.logits_shape), reference.run(model, frame).transpose(1, 2, 0))
+
+
+# ---------------------------------------------------------------------------------------
+# toolchain errors and the command line
+
+
+def test_missing_hls4ml_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(csim.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(SenteiError, match=r"pip install 'sentei\[dev\]'"):
+        csim.hls_include_dir()
+
+
+def test_missing_compiler_says_what_to_install(monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler-sentei")
+    with pytest.raises(SenteiError, match="no-such-compiler-sentei.*not on PATH"):
+        csim.find_compiler()
+
+
+def test_cli_csim_on_a_model_file(tmp_path, capsys):
+    from sentei.cli import main
+
+    path = save(tiny(), tmp_path / "tiny.sentei")
+    out = tmp_path / "report.json"
+    assert main(["overlay", "csim", "--model", str(path), "--frames", "1", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "result: bit-exact" in text
+    rep = json.loads(out.read_text())
+    assert rep["bit_exact"] and rep["iterations_ok"] and rep["iterations"] == rep["expected_iterations"]
+
+
+def test_cli_codegen_rejects_bad_lanes(tmp_path, capsys):
+    from sentei.cli import main
+
+    path = save(tiny(), tmp_path / "tiny.sentei")
+    assert main(["overlay", "codegen", "--model", str(path), "--lanes", "3,8,8,8,11", "--out",
+                 str(tmp_path / "g")]) == 2
+    assert "does not divide Cout = 8" in capsys.readouterr().err
+    assert main(["overlay", "codegen", "--model", str(path), "--out", str(tmp_path / "g")]) == 0
+    assert (tmp_path / "g" / "network.h").is_file()
+
+
+# ---------------------------------------------------------------------------------------
+# the shipped model on a real CamVid frame
+
+
+CAMVID = Path(os.environ.get("SENTEI_CAMVID", Path(__file__).resolve().parents[3] / "shared" / "data" / "camvid"))
+
+
+@pytest.mark.camvid
+@pytest.mark.slow
+def test_bundled_model_on_a_camvid_frame():
+    from sentei.host import registry
+    from sentei.host.preprocess import load_image, prepare_frame
+
+    images = sorted((CAMVID / "val").glob("*.png")) + sorted((CAMVID / "val").glob("*.jpg"))
+    if not images:
+        pytest.skip(f"no CamVid frames under {CAMVID}/val")
+    if registry.default_model_name() is None:
+        pytest.skip("no trained model is bundled yet")
+    model = registry.load_model(None)
+    frame = prepare_frame(load_image(images[0]), model.input.height, model.input.width)
+    report = csim.run_csim(model, [frame])
+    assert_exact(report)
