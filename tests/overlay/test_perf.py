@@ -1,0 +1,247 @@
+"""The performance model: hand-worked cycles and memories, the allocator, imbalance, the CLI,
+and the cycles it predicts against the C-simulation's iteration counts."""
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from sentei import cli
+from sentei.errors import SenteiError
+from sentei.host.format import save
+from sentei.host.synthetic import LayerSpec, random_model
+from sentei.overlay import perf
+from tests.overlay.csim_models import odd, tiny
+
+
+# ---------------------------------------------------------------------------------------
+# cycles, hand-worked
+
+
+def test_layer_cycles_formula():
+    assert perf.layer_cycles(4, 5, 8, 2, 3) == 4 * 5 * 4 * 3 == 240
+    assert perf.layer_cycles(4, 5, 8, 8, 3) == 60
+    assert perf.layer_cycles(1, 1, 11, 1, 16) == 176
+    with pytest.raises(SenteiError, match="3 lanes do not divide 8 filters"):
+        perf.layer_cycles(4, 5, 8, 3, 3)
+
+
+def test_fold_sync_and_balanced_cycles_by_hand():
+    nnz = [3, 1, 2, 2]  # filters 0,1 form fold 0 at P=2 (max 3), filters 2,3 fold 1 (max 2)
+    assert perf.fold_sync_cycles(2, 3, nnz, 2) == 6 * (3 + 2) == 30
+    assert perf.balanced_cycles(2, 3, nnz, 2) == 6 * 4 == 24
+    assert perf.fold_sync_cycles(2, 3, nnz, 4) == 6 * 3 == 18
+    assert perf.balanced_cycles(2, 3, nnz, 4) == 6 * 2 == 12
+    assert perf.fold_sync_cycles(2, 3, nnz, 1) == perf.balanced_cycles(2, 3, nnz, 1) == 48
+    # filter-wise: every filter has K nonzeros -> the plain formula, nothing lost
+    assert perf.fold_sync_cycles(2, 3, [5] * 8, 4) == perf.layer_cycles(2, 3, 8, 4, 5) == 60
+
+
+def test_overhead_term_is_separate():
+    assert perf.loop_overhead(2, 3, 8, 4) == 6 * (2 * perf.FOLD_OVERHEAD + perf.PIXEL_OVERHEAD)
+
+
+def test_hypothetical_unstructured_keeps_the_total_and_is_seeded():
+    a = perf.unstructured_nnz(64, 288, 64 * 29, seed=3)
+    assert a.sum() == 64 * 29 and a.max() <= 288 and a.min() >= 0
+    assert np.array_equal(a, perf.unstructured_nnz(64, 288, 64 * 29, seed=3))
+    assert a.max() > a.min()  # random placement spreads the nonzeros unevenly over filters
+
+
+def test_report_cycles_and_macs_follow_the_shapes():
+    model = tiny()
+    rep = perf.perf_report(model, "zcu104", 200, lanes=[2, 4, 8, 16, 1])
+    shapes = model.shapes()
+    for n, (row, layer) in enumerate(zip(rep["layers"], model.layers)):
+        c, ho, wo = shapes[n + 1]
+        assert row["cycles"] == ho * wo * (c // row["lanes"]) * layer.k_nonzero
+        assert row["cycles_dense"] == ho * wo * (c // row["lanes"]) * layer.fan_in
+        assert row["macs_dense"] == ho * wo * c * layer.fan_in
+        assert row["macs_executed"] == ho * wo * c * layer.k_nonzero
+        assert row["stage_cycles"] == row["cycles"] + perf.loop_overhead(ho, wo, c, row["lanes"])
+    stages = rep["stages"]
+    assert stages["input"] == 24 * 32
+    assert stages["output"] == 11 * 6 * 8
+    assert stages["conv1.window"] == (24 + 2) * (32 + 2)
+    pipe = rep["pipeline"]
+    assert pipe["interval_cycles"] == max(stages.values()) == stages[pipe["bottleneck"]]
+    assert rep["frames_per_s"] == pytest.approx(200e6 / pipe["interval_cycles"])
+    assert pipe["latency_cycles"] > pipe["interval_cycles"]
+    assert rep["dense"]["speedup_of_zero_skipping"] > 1
+
+
+# ---------------------------------------------------------------------------------------
+# resources, hand-worked
+
+
+def test_bram18_aspect_ratios():
+    assert perf.bram18_count(1000, 18) == 1  # 1K x 18
+    assert perf.bram18_count(1025, 18) == 2
+    assert perf.bram18_count(512, 36) == 1
+    assert perf.bram18_count(512, 37) == 2
+    assert perf.bram18_count(4096, 72) == 16  # 294,912 bits = 16 x 18 Kb exactly
+    assert perf.bram18_count(16384, 1) == 1
+    assert perf.memory_cost(64, 69) == (0, 69)  # shallow: LUTRAM, 64 x 1 bit per LUT
+    assert perf.memory_cost(65, 18) == (1, 0)
+
+
+def _hand_model():
+    # layer 1: Cin 16 -> Cout 32, 3x3, K = 40 of 144, input 100 wide with padding 1
+    specs = (LayerSpec(16, density=1.0), LayerSpec(32, density=40 / 144))
+    return random_model(seed=5, height=8, width=100, specs=specs)
+
+
+def test_layer_resources_by_hand():
+    model = _hand_model()
+    layer = model.layers[1]
+    assert layer.k_nonzero == 40 and layer.in_channels == 16
+    res = perf.layer_resources(model, 1, 4)
+    # 4 lanes x (1 MAC + 4 requant) DSP48
+    assert res["dsp"] == 4 * 1 + 4 * 4 == 20
+    # per lane: 8 folds x 40 = 320 entries of 8 + 4 (ci) + 4 (pos) = 16 bits -> one 1K x 18 BRAM18;
+    # requant 8 x 69 bits -> LUTRAM
+    assert res["bram18_weights"] == 4
+    # 3 line-buffer rows of 102 pixels x 16 ch x 8 bit = 128 bits -> 4 BRAM18 (512 x 36) each
+    assert res["bram18_line_buffer"] == 12
+    assert res["bram18"] == 16
+    assert res["weight_bits_on_chip"] == 32 * 40 * 16 + 32 * 69
+    # the logits layer has no requantizer: one DSP per lane
+    assert perf.layer_resources(model, 2, 11)["dsp"] == 11
+
+
+# ---------------------------------------------------------------------------------------
+# the allocator
+
+
+def _mid_model(seed=0):
+    specs = (LayerSpec(16, stride=2, density=0.5), LayerSpec(32, density=0.3), LayerSpec(32, dilation=2, density=0.2),
+             LayerSpec(64, stride=2, density=0.15), LayerSpec(64, kernel=1, density=0.5))
+    return random_model(seed=seed, height=48, width=64, specs=specs)
+
+
+def _bottleneck(model, lanes):
+    return max([perf.conv_stage_cycles(model, n, p) for n, p in enumerate(lanes)]
+               + list(perf.fixed_stages(model).values()))
+
+
+@pytest.mark.parametrize("board", perf.known_boards())
+def test_allocator_stays_within_the_dsp_budget(board):
+    model = _mid_model()
+    for fraction in (0.1, 0.3, 0.6, 0.85, 1.0):
+        try:
+            lanes = perf.allocate_lanes(model, board, None, fraction)
+        except SenteiError as exc:
+            assert "needs" in str(exc) and fraction <= 0.3
+            continue
+        assert all(layer.out_channels % p == 0 for layer, p in zip(model.layers, lanes))
+        assert perf.dsp_used(model, lanes) <= perf.dsp_budget(board, fraction)
+
+
+def test_allocator_improves_the_bottleneck_monotonically_and_matches_exhaustive_search():
+    model = random_model(seed=2, height=16, width=16,
+                         specs=(LayerSpec(8, density=0.5), LayerSpec(12, density=0.3), LayerSpec(6, kernel=1)))
+    options = [perf.divisors(layer.out_channels) for layer in model.layers]
+    board = perf.load_board("zcu104")
+    previous = None
+    for fraction in np.linspace(0.06, 0.2, 15):
+        budget = perf.dsp_budget(board, fraction)
+        lanes = perf.allocate_lanes(model, board, None, fraction)
+        got = _bottleneck(model, lanes)
+        best = min(_bottleneck(model, combo) for combo in itertools.product(*options)
+                   if perf.dsp_used(model, combo) <= budget)
+        assert got == best, (fraction, lanes)
+        if previous is not None:
+            assert got <= previous
+        previous = got
+    assert previous < _bottleneck(model, [1] * len(model.layers))
+
+
+def test_allocator_rejects_a_network_that_does_not_fit():
+    # 40 layers x (1 MAC + 4 requant DSP48) + 6 + 1 = 207 > 187 = 85% of 220
+    big = random_model(seed=0, height=4, width=4, specs=tuple(LayerSpec(4, kernel=1) for _ in range(40)))
+    with pytest.raises(SenteiError, match=r"needs \d+ DSP48 at one lane per layer.*pynqz2's 220"):
+        perf.allocate_lanes(big, "pynqz2", 100)
+
+
+def test_clock_and_lanes_are_checked():
+    with pytest.raises(SenteiError, match="outside"):
+        perf.perf_report(tiny(), "pynqz2", 400)
+    with pytest.raises(SenteiError, match="3 lanes do not divide its 8 filters"):
+        perf.perf_report(tiny(), "zcu104", 200, lanes=[3, 1, 1, 1, 1])
+
+
+# ---------------------------------------------------------------------------------------
+# the cost of imbalance
+
+
+def test_imbalance_costs_nothing_filterwise_and_something_unbalanced():
+    balanced = perf.perf_report(tiny(), "zcu104", 200, lanes=[4, 4, 8, 8, 11])
+    given = balanced["imbalance"]["given_model"]
+    assert given["mac_cycles_lost"] == 0 and given["slowdown"] == 1.0
+    for row in balanced["layers"]:
+        assert row["cycles_fold_sync"] == row["cycles_balanced"] == row["cycles"]
+    # the same nonzeros placed without the filter-wise constraint: lanes wait for stragglers
+    hyp = balanced["imbalance"]["hypothetical_unstructured"]
+    assert hyp["mac_cycles_lost"] > 0 and hyp["slowdown"] > 1.0
+
+    unbalanced = perf.perf_report(odd(), "zcu104", 200, lanes=[2, 4, 2, 2, 5])
+    given = unbalanced["imbalance"]["given_model"]
+    assert given["mac_cycles_lost"] > 0 and given["slowdown"] > 1.0
+    for row in unbalanced["layers"]:
+        assert row["cycles_balanced"] <= row["cycles_fold_sync"] <= row["cycles"]  # padded K is the worst
+
+
+# ---------------------------------------------------------------------------------------
+# the command line
+
+
+@pytest.fixture
+def sentei_main(monkeypatch):
+    if "sentei.overlay.perf" not in cli.COMMAND_MODULES:
+        monkeypatch.setattr(cli, "COMMAND_MODULES", cli.COMMAND_MODULES + ("sentei.overlay.perf",))
+    return cli.main
+
+
+def test_cli_writes_the_report(tmp_path, capsys, sentei_main):
+    model_path = tmp_path / "m.sentei"
+    save(tiny(), model_path)
+    out = tmp_path / "out.json"
+    status = sentei_main(["perf", "--model", str(model_path), "--board", "zcu104", "--clock-mhz", "200",
+                          "--json", str(out)])
+    assert status == 0
+    text = capsys.readouterr().out
+    assert "modeled, not measured" in text and "bottleneck" in text
+    report = json.loads(out.read_text())
+    assert report["kind"] == "modeled" and report["board"] == "zcu104" and report["clock_mhz"] == 200.0
+    assert report["frames_per_s"] > 0 and len(report["assumptions"]) >= 5
+    assert report["lanes"] == perf.allocate_lanes(tiny(), "zcu104", 200)
+    assert not list(tmp_path.glob(".out.json.*"))
+
+
+def test_cli_unknown_board_is_one_line(tmp_path, capsys, sentei_main):
+    model_path = tmp_path / "m.sentei"
+    save(tiny(), model_path)
+    status = sentei_main(["perf", "--model", str(model_path), "--board", "zedboard"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1
+    assert "unknown board 'zedboard': known boards are kv260, pynqz2, ultra96v2, zcu104" in err
+
+
+# ---------------------------------------------------------------------------------------
+# the model against the C-simulation
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make, board", [(tiny, "pynqz2"), (odd, "zcu104")])
+def test_predicted_cycles_equal_csim_iterations(make, board):
+    from sentei.host.format import weight_blob
+    from sentei.host.synthetic import random_frame
+    from sentei.overlay.csim import CsimAccelerator
+
+    model = make()
+    report = perf.perf_report(model, board, 100)
+    acc = CsimAccelerator(model, lanes=report["lanes"])
+    assert acc.load_weights(weight_blob(model)) == 0
+    status, _ = acc.run_frame(random_frame(7, model.input.height, model.input.width))
+    assert status == 0
+    assert acc.iterations() == [row["cycles"] for row in report["layers"]]
