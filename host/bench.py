@@ -1,0 +1,725 @@
+"""``sentei bench`` and ``sentei bench-report``: latency, throughput and power, measured the same way everywhere.
+
+One run = one engine (backend x device x precision) timed frame by frame at batch 1:
+
+* **end-to-end** (capture to labels): a uint8 frame as the camera gives it -> resize to the
+  model's input (when ``--capture`` differs) -> the network -> bilinear upsampling and
+  argmax -> a uint8 label map on the host;
+* **accelerator-only**: the network alone, frame at the model's size in -> logits out
+  (for torch: on the device, synchronized; for the FPGA: the overlay's own time).
+
+Each run reports latency p50/p90/p99, mean FPS (frames / summed latency), peak memory,
+power (:mod:`sentei.host.power`: mean W, J/frame, frames/J, idle and dynamic power) and
+the environment. Several backends run side by side in one process
+(``--backend emu,torch,reference``), each with its own frame count
+(``--frames 50,reference=3``), and the ratios are printed.
+
+The ``perf`` backend is not a measurement: it asks the overlay's performance model
+(``sentei.overlay.perf.perf_report``) for a board and clock and is labelled ``modeled``
+in every report, table and plot.
+
+Reports are JSON (``schema: sentei-bench``, ``schema_version``), written atomically;
+``bench-report`` (:mod:`sentei.host.benchreport`) merges reports of several machines.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sentei.errors import SenteiError
+
+SCHEMA = "sentei-bench"
+SCHEMA_VERSION = 1
+BACKENDS = ("emu", "reference", "csim", "fpga", "torch", "perf")
+PRECISIONS = ("fp32", "fp16")
+POWER_CHOICES = ("auto", "none", "pynq", "ina3221", "tegrastats", "nvml", "rapl")
+DEFAULT_FRAMES = {"reference": 3, "csim": 2, "perf": 1}
+
+# The shipped network's shape (docs/architecture.md): what `--model synthetic` builds with
+# random weights when no trained model is at hand. (out_channels, stride, dilation, kernel)
+SHIPPED_ARCH = ((32, 2, 1, 3), (64, 2, 1, 3), (64, 1, 1, 3), (128, 2, 1, 3),
+                (128, 1, 2, 3), (128, 1, 4, 3), (128, 1, 1, 3))
+
+
+def register(sub) -> None:
+    """Add ``bench`` and ``bench-report`` to the ``sentei`` subcommands."""
+    p = sub.add_parser("bench", help="latency, FPS and power of one or several backends (batch 1)",
+                       description="Time the network frame by frame on one or several backends and write "
+                                   "a JSON report (see docs/benchmarks.md).")
+    p.add_argument("--model", default=None,
+                   help="model file or bundled name (default: the bundled model); 'teacher' is the dense "
+                        "PyTorch teacher (torch only); 'synthetic' is a random model of the shipped "
+                        "architecture (360x480, 90%% filter-wise sparse)")
+    p.add_argument("--backend", default="emu",
+                   help="comma-separated: emu, reference, csim, fpga, torch, perf (modeled FPGA); "
+                        "e.g. emu,torch,reference runs them side by side")
+    p.add_argument("--frames", default="30",
+                   help="timed frames: N for every backend, or e.g. '30,reference=3' per backend "
+                        f"(defaults: {', '.join(f'{k}={v}' for k, v in DEFAULT_FRAMES.items())})")
+    p.add_argument("--warmup", type=int, default=5,
+                   help="untimed frames first (default 5; 1 for reference/csim), and at least --warmup-seconds")
+    p.add_argument("--warmup-seconds", type=float, default=1.0, metavar="S",
+                   help="keep warming up until this much time has passed (default 1; oneDNN and cuDNN "
+                        "pick their kernels during the first calls)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads of the emulator and of torch (default: their own default, all cores)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:N] (default cpu)")
+    p.add_argument("--precision", default="fp32", help="torch precision(s): fp32, fp16 or fp32,fp16")
+    p.add_argument("--power", default="auto", choices=POWER_CHOICES,
+                   help="power source (auto picks PYNQ PMBus, Jetson INA3221/tegrastats, NVML or RAPL)")
+    p.add_argument("--idle", type=float, default=2.0, metavar="S",
+                   help="seconds of idle power sampled before each run (0: no idle, no dynamic power)")
+    p.add_argument("--min-seconds", type=float, default=5.0, metavar="S",
+                   help="with power measured, keep timing frames until the run lasts this long (default 5)")
+    p.add_argument("--capture", default=None, metavar="WxH",
+                   help="camera frame size: end-to-end time then includes the resize to the model's input")
+    p.add_argument("--board", default="zcu104", help="perf backend: board (default zcu104)")
+    p.add_argument("--clock", type=float, default=None, metavar="MHZ", help="perf backend: clock in MHz")
+    p.add_argument("--label", default=None, help="machine label in the report (default: CPU/GPU/board model)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random test frames")
+    p.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the report here")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("bench-report", help="merge bench reports into a Markdown table and a plot",
+                       description="Merge `sentei bench` reports (from any machines) into DIR/benchmarks.md "
+                                   "and DIR/benchmarks.png, with speedup and perf/W against a baseline.")
+    p.add_argument("reports", nargs="+", metavar="REPORT.json")
+    p.add_argument("--baseline", default=None, metavar="REPORT.json",
+                   help="the report whose first run is the 1.0x baseline (default: the first report)")
+    p.add_argument("--baseline-run", default=None, metavar="TEXT",
+                   help="pick the baseline run of that report whose label contains TEXT")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--no-plot", action="store_true", help="write the table only (no matplotlib needed)")
+    p.set_defaults(func=cmd_bench_report)
+
+
+# ---------------------------------------------------------------------------------------
+# arguments
+
+
+def parse_frames(text: str, backends: list[str]) -> dict[str, int]:
+    """``'30,reference=3'`` -> frames per backend (the bare number for all, then the overrides)."""
+    default, overrides = None, {}
+    for part in filter(None, (s.strip() for s in str(text).split(","))):
+        name, eq, value = part.partition("=")
+        try:
+            n = int(value if eq else name)
+        except ValueError:
+            raise SenteiError(f"--frames {text}: {part!r} is not N or BACKEND=N") from None
+        if n < 1:
+            raise SenteiError(f"--frames {text}: frame counts must be at least 1")
+        if eq:
+            if name not in BACKENDS:
+                raise SenteiError(f"--frames {text}: unknown backend {name!r} (one of {', '.join(BACKENDS)})")
+            overrides[name] = n
+        else:
+            default = n
+    out = {}
+    for b in backends:
+        if b in overrides:
+            out[b] = overrides[b]
+        elif b in DEFAULT_FRAMES and (default is None or default > DEFAULT_FRAMES[b]) and len(backends) > 1:
+            out[b] = DEFAULT_FRAMES[b]  # the slow engines get a small count when run beside fast ones
+        else:
+            out[b] = default if default is not None else 30
+    return out
+
+
+def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    """A comma-separated option as a list, each item checked against ``allowed``."""
+    items = [s.strip() for s in str(text).split(",") if s.strip()]
+    bad = [s for s in items if s not in allowed]
+    if not items or bad:
+        raise SenteiError(f"{what} {text}: {', '.join(bad) or 'empty'} is not one of {', '.join(allowed)}")
+    return items
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``'640x480'`` -> ``(height, width)``."""
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SenteiError(f"--capture {text}: expected WIDTHxHEIGHT, e.g. 640x480") from None
+    if w < 1 or h < 1:
+        raise SenteiError(f"--capture {text}: sizes must be positive")
+    return h, w
+
+
+# ---------------------------------------------------------------------------------------
+# engines: infer(frame) -> (labels, accelerator seconds or None)
+
+
+class BenchEngine:
+    """What the timing loop needs from an engine."""
+
+    backend = ""
+    device = "cpu"  # cpu | cuda | fpga: which power source `auto` looks for
+    precision = "int8"
+
+    def infer(self, frame: np.ndarray) -> tuple[np.ndarray, float | None]:
+        raise NotImplementedError
+
+    def reset_peak_memory(self) -> None:
+        """Forget the device memory high-water mark (CUDA)."""
+
+    def peak_memory_mb(self) -> dict:
+        """Memory high-water marks in MiB."""
+        return {"host_rss_peak_mb": _host_peak_rss_mb()}
+
+    def info(self) -> dict:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+class SegmenterEngine(BenchEngine):
+    """The host driver's :class:`~sentei.host.segmenter.Segmenter`: ``emu``, ``reference``, ``csim``, ``fpga``.
+
+    End-to-end is ``seg.segment(frame)`` (resize, the accelerator through its registers,
+    upsampling and argmax at the frame's size); accelerator-only is the Segmenter's own
+    ``timing.accelerator`` (AP_START written to done seen).
+    """
+
+    def __init__(self, model, backend: str):
+        from sentei.host.segmenter import Segmenter
+
+        self.model = model
+        self.seg = Segmenter(model, backend=backend, quiet=True)
+        self.backend = self.seg.backend
+        self.device = "fpga" if self.backend == "fpga" else "cpu"
+
+    def infer(self, frame):
+        result = self.seg.segment(frame)
+        return result.labels, float(result.timing.accelerator)
+
+    def info(self):
+        d = {"engine": f"Segmenter backend {self.backend}: {self.seg.backend_reason}"}
+        threads = os.environ.get("NUMBA_NUM_THREADS")
+        if self.backend == "emu":
+            import numba
+
+            d["numba_threads"] = int(threads) if threads else numba.config.NUMBA_NUM_THREADS
+        return d
+
+    def close(self):
+        self.seg.close()
+
+
+class TorchModuleEngine(BenchEngine):
+    """A float PyTorch module on a device at batch 1 (the GPU/CPU baseline).
+
+    End-to-end: uint8 frame -> device -> module -> upsample + argmax -> uint8 labels on the
+    host. Accelerator-only: the module's forward on a device-resident input, synchronized.
+    """
+
+    backend = "torch"
+
+    def __init__(self, module, height: int, width: int, device: str, precision: str, what: str):
+        import torch
+
+        from sentei.training.baseline import frame_to_tensor, labels
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise SenteiError(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; "
+                              f"use --device cpu")
+        self.torch = torch
+        self.device = "cuda" if device.startswith("cuda") else "cpu"
+        self._device = torch.device(device)
+        self.precision = precision
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.module = module.to(self._device, self.dtype).eval()
+        self.height, self.width, self.what = height, width, what
+        self._to_tensor, self._labels = frame_to_tensor, labels
+        from sentei.host.preprocess import prepare_frame
+
+        self._prepare = prepare_frame
+
+    def _sync(self):
+        if self.device == "cuda":
+            self.torch.cuda.synchronize(self._device)
+
+    def infer(self, frame):
+        with self.torch.inference_mode():
+            x = self._to_tensor(self._prepare(frame, self.height, self.width), self._device, self.dtype)
+            self._sync()
+            t0 = time.perf_counter()
+            logits = self.module(x)
+            self._sync()
+            t1 = time.perf_counter()
+            out = self._labels(logits, frame.shape[0], frame.shape[1]).cpu().numpy()
+        return out, t1 - t0
+
+    def reset_peak_memory(self):
+        if self.device == "cuda":
+            self.torch.cuda.reset_peak_memory_stats(self._device)
+
+    def peak_memory_mb(self):
+        mem = super().peak_memory_mb()
+        if self.device == "cuda":
+            mem["device_peak_mb"] = self.torch.cuda.max_memory_allocated(self._device) / 2**20
+        return mem
+
+    def info(self):
+        t = self.torch
+        d = {"module": self.what, "torch_threads": t.get_num_threads()}
+        if self.device == "cuda":
+            d["gpu"] = t.cuda.get_device_name(self._device)
+            d["cudnn"] = t.backends.cudnn.version()
+        return d
+
+
+class TorchPredictEngine(BenchEngine):
+    """A torch engine known only through ``predict(frame) -> labels`` (no separate accelerator time)."""
+
+    backend = "torch"
+
+    def __init__(self, engine, what: str):
+        from sentei.host.preprocess import prepare_frame, resize_labels
+
+        self.engine, self.what = engine, what
+        self._prepare, self._resize = prepare_frame, resize_labels
+
+    def infer(self, frame):
+        labels = self.engine.predict(self._prepare(frame, *self.engine.input_size))
+        return self._resize(labels, frame.shape[0], frame.shape[1]), None
+
+    def info(self):
+        return {"module": self.what}
+
+
+def open_torch_engine(model_arg, model, device: str, precision: str, threads: int | None = None) -> BenchEngine:
+    """The torch baseline: the model file's network (pruned, zeros kept) or the dense teacher checkpoint."""
+    if importlib.util.find_spec("torch") is None:
+        raise SenteiError("--backend torch needs PyTorch: pip install 'sentei[train]'")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if model is not None:
+        from sentei.training.baseline import build_module
+
+        return TorchModuleEngine(build_module(model), model.input.height, model.input.width, device, precision,
+                                 f"{model.name}: dense float convolutions with the pruned weights' zeros")
+    from sentei.host import registry
+
+    path, _ = registry.resolve(model_arg, kind="torch-checkpoint")
+    try:
+        from sentei.training.engine import TorchEngine
+    except ImportError:
+        raise SenteiError("the teacher checkpoint needs sentei.training.engine, which this install lacks") from None
+    engine = TorchEngine(path)
+    what = f"{getattr(engine, 'name', Path(path).stem)}: dense teacher checkpoint"
+    if device != "cpu" or precision != "fp32":
+        raise SenteiError("the teacher checkpoint is timed on the CPU in fp32 only (sentei.training.engine "
+                          "exposes predict() alone); for GPU figures time the model file's network")
+    return TorchPredictEngine(engine, what)
+
+
+def open_engine(backend: str, model_arg, model, device: str, precision: str,
+                threads: int | None = None) -> BenchEngine:
+    """The engine for one run (``threads``: CPU threads of the emulator and torch)."""
+    if backend == "torch":
+        return open_torch_engine(model_arg, model, device, precision, threads)
+    if model is None:
+        raise SenteiError(f"--backend {backend} runs a model file; {model_arg} is a PyTorch checkpoint "
+                          f"(use --backend torch)")
+    return SegmenterEngine(model, backend)
+
+
+# ---------------------------------------------------------------------------------------
+# one run
+
+
+def latency_stats(seconds) -> dict:
+    """p50/p90/p99/mean/min/max in ms, and mean FPS (frames over the summed latency)."""
+    a = np.asarray(seconds, dtype=np.float64) * 1e3
+    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
+            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()), "min_ms": float(a.min()),
+            "max_ms": float(a.max()), "fps": float(1e3 / a.mean())}
+
+
+def time_run(engine: BenchEngine, frames: list[np.ndarray], n: int, warmup: int, power: str = "none",
+             idle_s: float = 0.0, min_seconds: float = 0.0, warmup_seconds: float = 0.0) -> dict:
+    """Time ``n`` frames (after ``warmup``) on ``engine`` and sample power around it.
+
+    Parameters
+    ----------
+    engine : BenchEngine
+    frames : list of numpy.ndarray
+        Captured frames, cycled through.
+    n, warmup : int
+        Timed and untimed frame counts.
+    warmup_seconds : float
+        Warm up for at least this long, whatever ``warmup`` says.
+    power : str
+        ``--power`` choice.
+    idle_s : float
+        Seconds of idle power before the run (0: none).
+    min_seconds : float
+        With power measured, keep timing frames until the run lasts this long.
+
+    Returns
+    -------
+    dict
+        The run's entry of the report (without its label).
+    """
+    from sentei.host import power as pw
+
+    source, why_none = pw.open_source(power, engine.device)
+    try:
+        idle = pw.measure_idle(source, idle_s) if source is not None and idle_s > 0 else None
+        t_warm, done = time.perf_counter(), 0
+        while done < warmup or time.perf_counter() - t_warm < warmup_seconds:
+            engine.infer(frames[done % len(frames)])
+            done += 1
+        engine.reset_peak_memory()
+        sampler = pw.PowerSampler(source).start() if source is not None else None
+        e2e, accel = [], []
+        load_before = _load_average()
+        cpu_before = os.times()
+        start = time.perf_counter()
+        i = 0
+        while i < n or (sampler is not None and time.perf_counter() - start < min_seconds):
+            frame = frames[i % len(frames)]
+            t0 = time.perf_counter()
+            _, acc = engine.infer(frame)
+            e2e.append(time.perf_counter() - t0)
+            accel.append(acc)
+            i += 1
+        wall = time.perf_counter() - start
+        cpu_after = os.times()
+        trace = sampler.stop() if sampler is not None else None
+    finally:
+        if source is not None:
+            source.close()
+    run = {"kind": "measured", "backend": engine.backend, "device": engine.device, "precision": engine.precision,
+           "frames": len(e2e), "warmup": done, "wall_s": wall,
+           "latency": {"end_to_end": latency_stats(e2e),
+                       "accelerator": latency_stats(accel) if all(a is not None for a in accel) else None},
+           "memory": engine.peak_memory_mb(),
+           # other load on the machine skews every figure: what the kernel saw, and this process's share
+           "host_load": {"loadavg_1min_before": load_before, "loadavg_1min_after": _load_average(),
+                         "process_cpu_s_per_s": ((cpu_after.user + cpu_after.system)
+                                                 - (cpu_before.user + cpu_before.system)) / wall if wall else None},
+           "power": pw.summarize(trace, idle, len(e2e), wall, why_none),
+           "engine": engine.info()}
+    if source is not None and hasattr(source, "device_info"):
+        run["engine"]["power_device"] = source.device_info()
+    return run
+
+
+def modeled_run(model, board: str, clock_mhz: float | None) -> dict:
+    """The FPGA figure of the performance model (no board), labelled ``modeled``.
+
+    Power is ``none`` unless the performance model gives an estimate (``power_w``).
+    """
+    from sentei.overlay.perf import load_board, perf_report
+
+    clock = float(clock_mhz) if clock_mhz is not None else float(load_board(board).default_clock_mhz)
+    rep = perf_report(model, board, clock)
+    fps = float(rep["frames_per_s"])
+    pipe = rep.get("pipeline", {})
+    latency_ms = float(pipe.get("latency_ms", 1e3 / fps))
+    stats = {"p50_ms": latency_ms, "p90_ms": latency_ms, "p99_ms": latency_ms, "mean_ms": latency_ms,
+             "min_ms": latency_ms, "max_ms": latency_ms, "fps": fps}
+    watts = _first_number(rep, ("power_w", "estimated_power_w"))
+    if watts:
+        power = {"status": "modeled", "source": "sentei.overlay.perf", "mean_w": watts,
+                 "energy_per_frame_j": watts / fps, "frames_per_j": fps / watts}
+    else:
+        power = {"status": "none", "reason": "the performance model gives no power estimate"}
+    keep = {k: rep[k] for k in ("board", "part", "clock_mhz", "lanes", "assumptions") if k in rep}
+    keep["pipeline"] = {k: v for k, v in pipe.items() if isinstance(v, (int, float, str))}
+    if "resources" in rep:
+        keep["resources"] = rep["resources"]
+    return {"kind": "modeled", "backend": "perf", "device": f"fpga:{rep.get('board', board)}", "precision": "int8",
+            "frames": None, "warmup": None, "wall_s": None,
+            "latency": {"end_to_end": None, "accelerator": stats}, "memory": {}, "power": power,
+            "engine": {"board": rep.get("board", board), "clock_mhz": clock, "perf_report": _jsonable(keep)}}
+
+
+def _first_number(d: dict, keys) -> float | None:
+    for key in keys:
+        value = d.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def run_label(run: dict) -> str:
+    """Short label of a run: ``emu``, ``torch cuda fp16``, ``perf zcu104 @200 MHz (modeled)``."""
+    b = run["backend"]
+    if b == "torch":
+        return f"torch {run['device']} {run['precision']}"
+    if b == "perf":
+        clock = run.get("engine", {}).get("clock_mhz")
+        at = f" @{clock:g} MHz" if clock else ""
+        return f"fpga {run['device'].split(':', 1)[-1]}{at} (modeled)"
+    return b
+
+
+# ---------------------------------------------------------------------------------------
+# environment
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _host_peak_rss_mb() -> float | None:
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 1024.0 if sys.platform != "darwin" else peak / 2**20
+    except (ImportError, OSError):
+        return None
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        return Path(path).read_text(errors="replace").strip("\x00\n ")
+    except OSError:
+        return None
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor elsewhere)."""
+    text = _read_text("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        if line.split(":")[0].strip() in ("model name", "Model", "Hardware"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def environment(label: str | None = None) -> dict:
+    """Where the run happened: CPU, cores, clocks, memory, board/GPU, versions."""
+    from sentei import __version__
+    from sentei.host import power as pw
+
+    cores = os.cpu_count()
+    env = {"platform": platform.platform(), "machine": platform.machine(), "python": platform.python_version(),
+           "cpu": {"model": cpu_model(), "logical_cores": cores,
+                   "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores}}
+    freq = _read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
+    if freq and freq.isdigit():
+        env["cpu"]["cur_freq_mhz"] = int(freq) / 1000
+    fmax = _read_text("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    if fmax and fmax.isdigit():
+        env["cpu"]["max_freq_mhz"] = int(fmax) / 1000
+    mem = _read_text("/proc/meminfo")
+    if mem and mem.startswith("MemTotal"):
+        env["memory_gib"] = round(int(mem.split()[1]) / 2**20, 1)
+    if pw.is_jetson():
+        env["jetson"] = {"model": _read_text("/proc/device-tree/model"),
+                         "l4t": (_read_text("/etc/nv_tegra_release") or "").split("\n")[0] or None}
+    if pw.is_zynq():
+        env["board"] = {"model": _read_text("/proc/device-tree/model"), "BOARD": os.environ.get("BOARD")}
+    env["versions"] = {name: _version(dist) for name, dist in (
+        ("sentei", "sentei"), ("numpy", "numpy"), ("torch", "torch"), ("numba", "numba"), ("pynq", "pynq"),
+        ("nvidia-ml-py", "nvidia-ml-py"))}
+    env["versions"]["sentei"] = env["versions"]["sentei"] or __version__
+    env["label"] = label or default_label(env)
+    return env
+
+
+def default_label(env: dict) -> str:
+    if "jetson" in env and env["jetson"].get("model"):
+        return env["jetson"]["model"]
+    if "board" in env and env["board"].get("model"):
+        return env["board"]["model"]
+    return f"{env['cpu']['model']} ({env['cpu']['usable_cores']} cores)"
+
+
+# ---------------------------------------------------------------------------------------
+# models
+
+
+def synthetic_shipped_model(seed: int = 0, height: int = 360, width: int = 480, density: float = 0.1):
+    """A random, valid model of the shipped architecture (NOT trained): for timing only.
+
+    3->32 s2, 32->64 s2, 64->64, 64->128 s2, 128->128 d2, 128->128 d4, 128->128, 1x1 ->11;
+    each 3x3 layer keeps ``density`` of its weights per filter (filter-wise), 8-bit.
+    """
+    from sentei.host.synthetic import LayerSpec, random_model
+
+    specs = tuple(LayerSpec(c, kernel=k, stride=s, dilation=d, density=density) for c, s, d, k in SHIPPED_ARCH)
+    model = random_model(seed=seed, height=height, width=width, specs=specs, num_classes=11,
+                         name=f"synthetic-fcn7-fw{round((1 - density) * 100)}")
+    model.metadata["architecture"] = "shipped FCN (docs/architecture.md), random weights"
+    return model
+
+
+def load_bench_model(name):
+    """``(model or None, description)``: None when ``name`` is a PyTorch checkpoint (the teacher)."""
+    from sentei.host import format, registry
+
+    if name == "synthetic":
+        model = synthetic_shipped_model()
+        return model, {"name": model.name, "synthetic": True, "source": "sentei.host.bench.synthetic_shipped_model"}
+    path, kind = registry.resolve(name)
+    if kind == "torch-checkpoint":
+        return None, {"name": str(name), "synthetic": False, "kind": kind, "file": Path(path).name}
+    model = format.load(path)
+    return model, {"name": model.name, "synthetic": bool(model.metadata.get("synthetic")), "kind": kind,
+                   "file": Path(path).name}
+
+
+def describe_model(model) -> dict:
+    from sentei.host import format
+
+    t = format.describe(model)["totals"]
+    return {"input": [model.input.height, model.input.width], "layers": len(model.layers),
+            "num_classes": model.num_classes, "sparsity": t["sparsity"], "macs_dense": t["macs_dense"],
+            "macs_executed": t["macs_executed"]}
+
+
+# ---------------------------------------------------------------------------------------
+# commands
+
+
+def set_emulator_threads(threads: int) -> None:
+    """Give the fast emulator ``threads`` threads (``NUMBA_NUM_THREADS``, read when numba is imported)."""
+    if threads < 1:
+        raise SenteiError(f"--threads {threads}: must be at least 1")
+    if "numba" in sys.modules:
+        import numba
+
+        if numba.config.NUMBA_NUM_THREADS != threads:
+            raise SenteiError(f"--threads {threads}: numba is already loaded with "
+                              f"{numba.config.NUMBA_NUM_THREADS} threads; set NUMBA_NUM_THREADS={threads} instead")
+        return
+    os.environ["NUMBA_NUM_THREADS"] = str(threads)
+
+
+def cmd_bench(args) -> int:
+    from sentei.host.commands import write_json
+    from sentei.host.synthetic import random_frame
+
+    backends = parse_list(args.backend, BACKENDS, "--backend")
+    precisions = parse_list(args.precision, PRECISIONS, "--precision")
+    counts = parse_frames(args.frames, backends)
+    capture = parse_size(args.capture)
+    model, model_info = load_bench_model(args.model)
+    if model is not None:
+        model_info.update(describe_model(model))
+    env = environment(args.label)
+    report = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "command": "sentei " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("sentei") else None,
+              "environment": env, "model": model_info, "runs": []}
+
+    if args.threads is not None:
+        set_emulator_threads(args.threads)
+    h, w = (model.input.height, model.input.width) if model is not None else (360, 480)
+    ch, cw = capture or (h, w)
+    model_info["capture"] = [ch, cw]
+    frames = [random_frame(args.seed + i, ch, cw) for i in range(4)]
+
+    for backend in backends:
+        if backend == "perf":
+            if model is None:
+                raise SenteiError("--backend perf models a model file, not a PyTorch checkpoint")
+            run = modeled_run(model, args.board, args.clock)
+            run["label"] = run_label(run)
+            report["runs"].append(run)
+            _print_run(run)
+            continue
+        for precision in (precisions if backend == "torch" else ["int8"]):
+            engine = open_engine(backend, args.model, model, args.device, precision, args.threads)
+            try:
+                warmup = min(args.warmup, 1) if backend in ("reference", "csim") else args.warmup
+                run = time_run(engine, frames, counts[backend], warmup, args.power, args.idle,
+                               args.min_seconds, args.warmup_seconds)
+            finally:
+                engine.close()
+            run["label"] = run_label(run)
+            report["runs"].append(run)
+            _print_run(run)
+    _print_ratios(report["runs"])
+    if args.json_out:
+        write_json(args.json_out, report)
+        print(f"report: {args.json_out}")
+    return 0
+
+
+def _print_run(run: dict) -> None:
+    lat = run["latency"]
+    e2e, acc = lat["end_to_end"], lat["accelerator"]
+    parts = [f"{run['label']:<32}"]
+    if e2e:
+        parts.append(f"end-to-end p50/p90/p99 {e2e['p50_ms']:.1f}/{e2e['p90_ms']:.1f}/{e2e['p99_ms']:.1f} ms "
+                     f"{e2e['fps']:.2f} FPS")
+    if acc:
+        parts.append(f"accelerator {acc['fps']:.2f} FPS")
+    p = run["power"]
+    if p["status"] in ("measured", "modeled"):
+        dyn = f", dynamic {p['dynamic_w']:.2f} W" if "dynamic_w" in p else ""
+        parts.append(f"power {p['mean_w']:.2f} W{dyn} ({p['source']}), {p['energy_per_frame_j'] * 1e3:.1f} mJ/frame")
+    else:
+        parts.append(f"power: none ({p['reason']})")
+    frames = f" [{run['frames']} frames]" if run.get("frames") else ""
+    print(" | ".join(parts) + frames)
+
+
+def _print_ratios(runs: list[dict]) -> None:
+    if len(runs) < 2:
+        return
+    first = runs[0]
+
+    def fps(run, part):
+        stats = run["latency"][part]
+        return stats["fps"] if stats else None
+
+    print(f"ratios to {first['label']} (FPS of {first['label']} / FPS of the other):")
+    for run in runs[1:]:
+        items = []
+        for part, name in (("end_to_end", "end-to-end"), ("accelerator", "accelerator-only")):
+            a, b = fps(first, part), fps(run, part)
+            if a and b:
+                items.append(f"{name} {a / b:.2f}x")
+        print(f"  vs {run['label']}: " + (", ".join(items) or "no common figure"))
+
+
+def cmd_bench_report(args) -> int:
+    from sentei.host import benchreport
+
+    paths = benchreport.write_report(args.reports, args.out, baseline=args.baseline,
+                                     baseline_run=args.baseline_run, plot=not args.no_plot)
+    for p in paths:
+        print(p)
+    return 0
+

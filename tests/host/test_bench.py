@@ -1,0 +1,202 @@
+"""``sentei bench`` and ``bench-report``: argument parsing, timing statistics, reports, the merged table."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from sentei.errors import SenteiError
+from sentei.host import bench, benchreport
+from sentei.host.format import save
+from sentei.host.synthetic import random_model
+
+
+def parser():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="command")
+    bench.register(sub)
+    return p
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("m") / "tiny.sentei"
+    save(random_model(5, 24, 32), path)
+    return path
+
+
+def test_parse_frames_defaults_and_overrides():
+    assert bench.parse_frames("30", ["emu"]) == {"emu": 30}
+    assert bench.parse_frames("30", ["reference"]) == {"reference": 30}  # alone: what was asked
+    assert bench.parse_frames("30", ["emu", "reference"]) == {"emu": 30, "reference": 3}
+    assert bench.parse_frames("50,reference=5,torch=7", ["emu", "torch", "reference"]) == \
+        {"emu": 50, "torch": 7, "reference": 5}
+    for bad in ("x", "0", "emu=-1", "gpu=3"):
+        with pytest.raises(SenteiError):
+            bench.parse_frames(bad, ["emu"])
+
+
+def test_parse_lists_and_size():
+    assert bench.parse_list("emu,torch", bench.BACKENDS, "--backend") == ["emu", "torch"]
+    with pytest.raises(SenteiError, match="tpu"):
+        bench.parse_list("emu,tpu", bench.BACKENDS, "--backend")
+    assert bench.parse_size("640x480") == (480, 640)
+    with pytest.raises(SenteiError):
+        bench.parse_size("640")
+
+
+def test_latency_stats():
+    s = bench.latency_stats([0.010, 0.020, 0.030, 0.040])
+    assert s["p50_ms"] == pytest.approx(25.0)
+    assert s["p90_ms"] == pytest.approx(37.0)
+    assert s["mean_ms"] == pytest.approx(25.0)
+    assert s["fps"] == pytest.approx(40.0)
+    assert (s["min_ms"], s["max_ms"]) == (pytest.approx(10.0), pytest.approx(40.0))
+
+
+class CountingEngine(bench.BenchEngine):
+    backend = "fake"
+
+    def __init__(self, accel=0.002):
+        self.calls, self.accel = 0, accel
+
+    def infer(self, frame):
+        self.calls += 1
+        return np.zeros(frame.shape[:2], np.uint8), self.accel
+
+
+def test_time_run_counts_warmup_and_reports_no_power():
+    engine = CountingEngine()
+    frames = [np.zeros((4, 4, 3), np.uint8)] * 2
+    run = bench.time_run(engine, frames, n=7, warmup=3, power="none")
+    assert engine.calls == 10 and run["frames"] == 7 and run["warmup"] == 3
+    assert run["latency"]["accelerator"]["fps"] == pytest.approx(500.0)
+    assert run["power"] == {"status": "none", "reason": "not requested (--power none)"}
+    assert run["memory"]["host_rss_peak_mb"] > 0
+
+
+def test_time_run_without_accelerator_time():
+    engine = CountingEngine(accel=None)
+    run = bench.time_run(engine, [np.zeros((2, 2, 3), np.uint8)], n=3, warmup=0, power="none")
+    assert run["latency"]["accelerator"] is None and run["latency"]["end_to_end"]["fps"] > 0
+
+
+def test_bench_command_side_by_side(tiny_model, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    args = parser().parse_args(["bench", "--model", str(tiny_model), "--backend", "emu,reference,torch",
+                                "--frames", "4", "--warmup", "1", "--warmup-seconds", "0", "--power", "none",
+                                "--capture", "40x30", "--json", str(out)])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "ratios to emu" in printed and "vs reference" in printed and "vs torch cpu fp32" in printed
+    report = benchreport.load_report(out)
+    assert report["schema_version"] == bench.SCHEMA_VERSION
+    assert [r["label"] for r in report["runs"]] == ["emu", "reference", "torch cpu fp32"]
+    assert [r["frames"] for r in report["runs"]] == [4, 3, 4]  # the reference gets its small count
+    assert report["model"]["capture"] == [30, 40] and report["model"]["input"] == [24, 32]
+    assert report["environment"]["cpu"]["logical_cores"] >= 1
+    for run in report["runs"]:
+        assert run["power"]["status"] == "none"
+        lat = run["latency"]["end_to_end"]
+        assert lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"]
+
+
+def test_torch_engine_labels_match_reference_at_capture_size(tiny_model):
+    pytest.importorskip("torch")
+    from sentei.host import format, reference
+    from sentei.host.synthetic import random_frame
+
+    model = format.load(tiny_model)
+    engine = bench.open_engine("torch", str(tiny_model), model, "cpu", "fp32")
+    frame = random_frame(3, 24, 32)
+    labels, accel = engine.infer(frame)
+    assert labels.shape == (24, 32) and labels.dtype == np.uint8 and accel > 0
+    assert (labels == reference.predict(model, frame)).mean() > 0.9
+
+
+def test_modeled_fpga_run_is_labelled_and_has_no_invented_power(tiny_model, monkeypatch):
+    fake = types.ModuleType("sentei.overlay.perf")
+    fake.load_board = lambda name: types.SimpleNamespace(default_clock_mhz=200)
+    fake.perf_report = lambda model, board, clock: {"board": board, "clock_mhz": clock, "frames_per_s": 250.0,
+                                                    "pipeline": {"latency_ms": 6.0, "bottleneck": "conv4"}}
+    monkeypatch.setitem(sys.modules, "sentei.overlay.perf", fake)
+    from sentei.host import format
+
+    run = bench.modeled_run(format.load(tiny_model), "zcu104", None)
+    assert run["kind"] == "modeled" and run["latency"]["end_to_end"] is None
+    assert run["latency"]["accelerator"]["fps"] == 250.0 and run["latency"]["accelerator"]["p50_ms"] == 6.0
+    assert run["power"] == {"status": "none", "reason": "the performance model gives no power estimate"}
+    assert bench.run_label(run) == "fpga zcu104 @200 MHz (modeled)"
+    fake.perf_report = lambda model, board, clock: {"board": board, "frames_per_s": 250.0, "power_w": 5.0}
+    run = bench.modeled_run(format.load(tiny_model), "zcu104", 150)
+    assert run["power"]["frames_per_j"] == pytest.approx(50.0) and run["power"]["status"] == "modeled"
+
+
+# ---------------------------------------------------------------------------------------
+# bench-report
+
+
+def report(label, runs, synthetic=False):
+    return {"schema": "sentei-bench", "schema_version": 1, "environment": {"label": label},
+            "model": {"name": "m", "synthetic": synthetic}, "runs": runs}
+
+
+def run(label, fps, frames_per_j=None, kind="measured", watts=None):
+    stats = {"p50_ms": 1e3 / fps, "p90_ms": 1e3 / fps, "p99_ms": 1e3 / fps, "fps": fps}
+    power = ({"status": "measured", "source": "nvml", "mean_w": watts, "frames_per_j": frames_per_j,
+              "energy_per_frame_j": 1 / frames_per_j} if frames_per_j else
+             {"status": "none", "reason": "RAPL: absent"})
+    lat = {"end_to_end": None, "accelerator": stats} if kind == "modeled" else {"end_to_end": stats,
+                                                                                "accelerator": stats}
+    return {"label": label, "kind": kind, "backend": "x", "latency": lat, "power": power, "frames": 10}
+
+
+def write(path, obj):
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def test_bench_report_table_ratios_and_plot(tmp_path):
+    gpu = write(tmp_path / "gpu.json", report("Jetson", [run("torch cuda fp16", 20.0, frames_per_j=2.0, watts=10.0)]))
+    fpga = write(tmp_path / "fpga.json", report("ZCU104", [run("fpga zcu104 (modeled)", 200.0, kind="modeled"),
+                                                           run("fpga", 100.0, frames_per_j=40.0, watts=2.5)]))
+    paths = benchreport.write_report([fpga], tmp_path / "out", baseline=gpu)
+    text = (tmp_path / "out" / "benchmarks.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "machine" not in line]
+    assert len(rows) == 3
+    base, modeled, board = rows
+    assert base.endswith("| 1.00x | 1.00x |")
+    assert "**modeled**" in modeled and "| 10.00x | – |" in modeled
+    assert "measured" in board and "| 5.00x | 20.00x |" in board
+    assert "ZCU104 / fpga zcu104 (modeled): power none" in text
+    assert "ZCU104 / fpga: power from nvml" in text
+    png = tmp_path / "out" / "benchmarks.png"
+    assert png in paths and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_report_baseline_run_and_missing_power(tmp_path):
+    a = write(tmp_path / "a.json", report("cpu", [run("emu", 10.0), run("torch cpu fp32", 5.0)], synthetic=True))
+    benchreport.write_report([a], tmp_path / "o", baseline_run="torch", plot=False)
+    text = (tmp_path / "o" / "benchmarks.md").read_text()
+    assert "Baseline (1.0x): **torch cpu fp32**" in text
+    assert "| 2.00x | – |" in text  # emu: twice the FPS, no perf/W without power
+    assert "**synthetic**" in text and "cpu / emu: power none — RAPL: absent" in text
+    assert not (tmp_path / "o" / "benchmarks.png").exists()
+    with pytest.raises(SenteiError, match="no run"):
+        benchreport.write_report([a], tmp_path / "o", baseline_run="fpga", plot=False)
+
+
+def test_bench_report_rejects_other_files(tmp_path):
+    with pytest.raises(SenteiError, match="not a sentei bench report"):
+        benchreport.load_report(write(tmp_path / "x.json", {"schema": "other"}))
+    bad = report("cpu", [run("emu", 1.0)])
+    bad["schema_version"] = 99
+    with pytest.raises(SenteiError, match="schema version 99"):
+        benchreport.load_report(write(tmp_path / "v.json", bad))
+    (tmp_path / "t.json").write_text("{not json")
+    with pytest.raises(SenteiError, match="not JSON"):
+        benchreport.load_report(tmp_path / "t.json")
