@@ -272,8 +272,9 @@ class Segmenter:
                 acc.load_frame(slot, prepared)
                 t1 = time.perf_counter()
                 finished = self._collect(pending) if pending is not None else None
+                t_start = time.perf_counter()
                 acc.submit(slot)
-                pending = (frame, box, t0, t1 - t0, time.perf_counter())
+                pending = (frame, box, t0, t1 - t0, t_start)
                 slot ^= 1
                 if finished is not None:
                     yield self._finish(*finished, labels=labels)

@@ -1,0 +1,438 @@
+"""Live segmentation: frames from a camera, a stream URL or a video file, through the
+accelerator, out to a window, a video file, or a notebook cell.
+
+- :func:`parse_source` checks what the user typed (``0``, ``rtsp://...``, ``clip.mp4``). A URL
+  is untrusted input: only ``rtsp``, ``rtsps``, ``http`` and ``https``, no control characters or
+  spaces, a host name, a valid port; credentials never appear in messages; FFmpeg is told to
+  use only the network protocols of that scheme (no ``file:``, ``concat:``, ``pipe:`` from a
+  playlist), with open and read timeouts. A file path is passed to FFmpeg absolute, so a file
+  named ``pipe:0`` stays a file.
+- :class:`FrameReader` yields RGB frames and records why it stopped (end of file, camera gone).
+- :class:`VideoSink` writes to a temporary file and renames it on :meth:`~VideoSink.close`:
+  the video is complete and playable, or absent. :class:`WindowSink` shows an OpenCV window
+  (not on a headless OpenCV), :class:`InlineSink` a notebook cell.
+- :func:`run_live` is the loop: :meth:`Segmenter.stream` (pipelined), the blended overlay with
+  the FPS written on it, the sinks; it closes every sink whatever ends the loop -- the
+  source ending, the camera vanishing, ``--frames``, a key in the window, Ctrl-C.
+
+OpenCV (``pip install 'sentei[camera]'``) is imported by the functions that need it.
+"""
+from __future__ import annotations
+
+import os
+import string
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from sentei.errors import SenteiError
+
+URL_SCHEMES = {  # scheme -> the FFmpeg protocols a stream of that scheme may use
+    "rtsp": "rtsp,rtp,srtp,udp,tcp",
+    "rtsps": "rtsp,rtsps,rtp,srtp,udp,tcp,tls",
+    "http": "http,tcp,hls,crypto,httpproxy",
+    "https": "https,http,tcp,tls,hls,crypto,httpproxy",
+}
+MAX_URL = 2048
+MAX_CAMERA_INDEX = 63
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v"}
+OPEN_TIMEOUT_MS = 10_000
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise SenteiError("live segmentation needs OpenCV: pip install 'sentei[camera]'") from None
+    return cv2
+
+
+@dataclass(frozen=True)
+class Source:
+    """A checked frame source."""
+
+    kind: str  # "camera" | "url" | "file"
+    target: object  # camera index, URL, or absolute path
+    label: str  # for messages: the URL without credentials
+
+    @property
+    def live(self) -> bool:
+        return self.kind != "file"
+
+
+def redact(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@``."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"***@{host}").geturl()
+
+
+def parse_source(text) -> Source:
+    """Check ``--source``: a camera index, a stream URL or a video file.
+
+    Raises
+    ------
+    SenteiError
+        For a URL with another scheme, control characters, no host or a bad port, or a
+        file that does not exist.
+    """
+    if isinstance(text, int):
+        text = str(text)
+    text = str(text).strip()
+    if text.isdigit():
+        index = int(text)
+        if index > MAX_CAMERA_INDEX:
+            raise SenteiError(f"camera index {index} is out of range (0-{MAX_CAMERA_INDEX})")
+        return Source("camera", index, f"camera {index}")
+    if "://" in text:
+        return _parse_url(text)
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise SenteiError(f"video source not found: {text} (pass a camera index like 0, an rtsp:// or "
+                          f"http(s):// URL, or a video file)")
+    return Source("file", path.resolve(), str(path))
+
+
+def _parse_url(text: str) -> Source:
+    if len(text) > MAX_URL:
+        raise SenteiError(f"the source URL is {len(text)} characters long (at most {MAX_URL})")
+    if any(ch not in string.printable or ch in string.whitespace for ch in text):
+        raise SenteiError("the source URL contains spaces or control characters; percent-encode them")
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    safe = redact(text)
+    if scheme not in URL_SCHEMES:
+        raise SenteiError(f"source URL scheme {parts.scheme!r} is not allowed: use "
+                          f"{', '.join(s + '://' for s in URL_SCHEMES)}")
+    try:
+        port = parts.port
+        host = parts.hostname
+    except ValueError:
+        raise SenteiError(f"source URL {safe}: the port is not a number in 1-65535") from None
+    if not host:
+        raise SenteiError(f"source URL {safe} has no host name")
+    if port == 0:
+        raise SenteiError(f"source URL {safe}: port 0 is not a valid port")
+    return Source("url", text, safe)
+
+
+def open_capture(source: Source, timeout_ms: int = OPEN_TIMEOUT_MS):
+    """An opened ``cv2.VideoCapture`` for ``source`` (raises :class:`SenteiError` if it does not open)."""
+    cv2 = _cv2()
+    if source.kind == "camera":
+        cap = cv2.VideoCapture(source.target)
+    elif source.kind == "file":
+        cap = cv2.VideoCapture(str(source.target), cv2.CAP_FFMPEG)
+    else:
+        key = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+        before = os.environ.get(key)
+        scheme = urlsplit(source.target).scheme.lower()
+        os.environ[key] = f"protocol_whitelist;{URL_SCHEMES[scheme]}"
+        try:
+            cap = cv2.VideoCapture(source.target, cv2.CAP_FFMPEG,
+                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
+                                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
+        finally:
+            if before is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = before
+    if not cap.isOpened():
+        cap.release()
+        hint = {"camera": "is a camera plugged in (ls /dev/video*) and not used by another program?",
+                "file": "is it a video file OpenCV can decode (mp4, avi, mkv)?",
+                "url": "is the stream reachable from this machine?"}[source.kind]
+        raise SenteiError(f"cannot open {source.label}: {hint}")
+    return cap
+
+
+class FrameReader:
+    """RGB frames of a capture; ``end_reason`` says why the frames stopped.
+
+    Parameters
+    ----------
+    source : Source
+    capture : cv2.VideoCapture, optional
+        Opened with :func:`open_capture` when not given.
+    """
+
+    def __init__(self, source: Source, capture=None):
+        self.source = source
+        self.capture = capture if capture is not None else open_capture(source)
+        self.frames = 0
+        self.end_reason: str | None = None
+        self.lost = False  # True when a live source stopped delivering (not a normal end)
+
+    @property
+    def fps(self) -> float:
+        """The frame rate the source reports (0 when unknown)."""
+        cv2 = _cv2()
+        fps = float(self.capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        return fps if 0.0 < fps <= 1000.0 else 0.0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        cv2 = _cv2()
+        while True:
+            try:
+                ok, bgr = self.capture.read()
+            except cv2.error:
+                ok, bgr = False, None
+            if not ok or bgr is None:
+                if self.source.live:
+                    self.lost = True
+                    self.end_reason = (f"{self.source.label} stopped delivering frames after {self.frames} "
+                                       f"(unplugged, or the stream ended)")
+                else:
+                    self.end_reason = f"end of {self.source.label} after {self.frames} frames"
+                return
+            self.frames += 1
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+class StopLive(Exception):
+    """Raised by a sink to end the loop (a key pressed in the window)."""
+
+
+class VideoSink:
+    """Frames to a video file, written under a temporary name and renamed when closed.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.mp4`` (MPEG-4 part 2), ``.avi`` (Motion JPEG) or ``.mkv``.
+    fps : float, optional
+        The file's frame rate; by default measured from the first frames' arrival times,
+        so a file of a 5 FPS live run plays at the speed it was seen.
+    """
+
+    WARMUP = 8  # frames buffered to measure the rate when fps is not given
+
+    def __init__(self, path, fps: float | None = None):
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in VIDEO_CODECS:
+            raise SenteiError(f"--out {self.path}: use a .mp4, .avi or .mkv file name")
+        if fps is not None and not 0 < fps <= 240:
+            raise SenteiError(f"output frame rate {fps} is outside (0, 240]")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{suffix}")
+        self.fps = fps
+        self.frames = 0
+        self._writer = None
+        self._pending: list[tuple[float, np.ndarray]] = []
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self._writer is None and self.fps is None:
+            self._pending.append((time.perf_counter(), rgb))
+            if len(self._pending) >= self.WARMUP:
+                self._open_with_pending()
+            return
+        self._put(rgb)
+
+    def _open_with_pending(self) -> None:
+        if self.fps is None:
+            times = [t for t, _ in self._pending]
+            span = times[-1] - times[0]
+            rate = (len(times) - 1) / span if len(times) > 1 and span > 0 else 10.0
+            self.fps = float(min(max(rate, 1.0), 60.0))
+        pending, self._pending = self._pending, []
+        for _, rgb in pending:
+            self._put(rgb)
+
+    def _put(self, rgb: np.ndarray) -> None:
+        cv2 = _cv2()
+        if self._writer is None:
+            h, w = rgb.shape[:2]
+            fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
+            self._writer = cv2.VideoWriter(str(self.tmp), fourcc, float(self.fps), (w, h))
+            if not self._writer.isOpened():
+                self._writer = None
+                raise SenteiError(f"cannot write {self.path}: OpenCV has no encoder for "
+                                  f"{self.path.suffix} here (try .avi)")
+            self.size = (w, h)
+        if rgb.shape[1::-1] != self.size:
+            rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_AREA)
+        self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    def close(self) -> Path | None:
+        """Finish the file (playable) and give it its name; None if no frame was written."""
+        if self._pending:
+            self._open_with_pending()
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return None
+        writer.release()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+
+class WindowSink:
+    """An OpenCV window; ``q`` or Esc in it ends the loop."""
+
+    def __init__(self, title: str = "sentei"):
+        cv2 = _cv2()
+        if os.name == "posix" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise SenteiError("--display needs a desktop (no $DISPLAY here); on a headless board "
+                              "use --out video.mp4")
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)
+        except cv2.error:
+            raise SenteiError("--display needs an OpenCV with GUI support (pip install opencv-python, "
+                              "not -headless); or use --out video.mp4") from None
+        self.title = title
+
+    def write(self, rgb: np.ndarray) -> None:
+        cv2 = _cv2()
+        cv2.imshow(self.title, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            raise StopLive("stopped from the window")
+
+    def close(self) -> None:
+        cv2 = _cv2()
+        try:
+            cv2.destroyWindow(self.title)
+        except cv2.error:
+            pass
+
+
+class InlineSink:
+    """Frames shown in a Jupyter cell, replaced in place (``IPython.display`` with a display id).
+
+    Parameters
+    ----------
+    every : int
+        Show every n-th frame (JPEG encoding and the notebook's websocket cost time).
+    width : int
+        Width of the shown image in pixels.
+    """
+
+    def __init__(self, every: int = 1, width: int = 480):
+        from IPython.display import display
+
+        self.every = max(1, int(every))
+        self.width = width
+        self.frames = 0
+        self._handle = display(display_id=True)
+
+    def write(self, rgb: np.ndarray) -> None:
+        from IPython.display import Image
+
+        self.frames += 1
+        if (self.frames - 1) % self.every:
+            return
+        cv2 = _cv2()
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if ok:
+            self._handle.update(Image(data=jpeg.tobytes(), format="jpeg", width=self.width))
+
+    def close(self) -> None:
+        pass
+
+
+class FpsMeter:
+    """Frames per second over the last ``window`` frames."""
+
+    def __init__(self, window: int = 30):
+        self.times: deque = deque(maxlen=window + 1)
+
+    def tick(self, now: float | None = None) -> float:
+        self.times.append(time.perf_counter() if now is None else now)
+        if len(self.times) < 2:
+            return 0.0
+        span = self.times[-1] - self.times[0]
+        return (len(self.times) - 1) / span if span > 0 else 0.0
+
+
+def annotate(rgb: np.ndarray, text: str) -> np.ndarray:
+    """``rgb`` with ``text`` in the top-left corner (white on a dark outline), in place."""
+    cv2 = _cv2()
+    scale = max(0.4, rgb.shape[1] / 900.0)
+    org = (8, int(10 + 22 * scale))
+    thick = max(1, int(round(2 * scale)))
+    cv2.putText(rgb, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
+    cv2.putText(rgb, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return rgb
+
+
+@dataclass
+class LiveReport:
+    """How a live run went."""
+
+    frames: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+    lost: bool = False  # the live source vanished
+    outputs: list = field(default_factory=list)  # files written
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_live(seg, frames: Iterable[np.ndarray], sinks: list, max_frames: int | None = None,
+             alpha: float = 0.5) -> LiveReport:
+    """Segment ``frames`` and send the annotated overlays to ``sinks`` until the frames end.
+
+    Parameters
+    ----------
+    seg : Segmenter
+    frames : iterable of numpy.ndarray
+        RGB frames (a :class:`FrameReader`, whose ``end_reason`` is reported).
+    sinks : list
+        Objects with ``write(rgb)`` and ``close()``.
+    max_frames : int, optional
+        Stop after this many frames.
+    alpha : float
+        Opacity of the labels in the overlay.
+
+    Returns
+    -------
+    LiveReport
+        Every sink is closed, whatever ended the loop (Ctrl-C included).
+    """
+    report = LiveReport()
+    meter = FpsMeter()
+
+    def limited():
+        for n, frame in enumerate(frames):
+            if max_frames is not None and n >= max_frames:
+                report.reason = f"reached {max_frames} frames"
+                return
+            yield frame
+
+    results = seg.stream(limited())
+    t0 = time.perf_counter()
+    try:
+        for res in results:
+            fps = meter.tick()
+            image = seg.blend(res.frame, res.labels, alpha)
+            annotate(image, f"{fps:5.1f} FPS  {seg.backend}  accel {res.timing.accelerator * 1e3:.0f} ms")
+            for sink in sinks:
+                sink.write(image)
+            report.frames += 1
+    except KeyboardInterrupt:
+        report.reason = "stopped by Ctrl-C"
+    except StopLive as stop:
+        report.reason = str(stop)
+    finally:
+        report.seconds = time.perf_counter() - t0
+        results.close()
+        for sink in sinks:
+            out = sink.close()
+            if out is not None:
+                report.outputs.append(out)
+    if not report.reason:
+        report.reason = getattr(frames, "end_reason", None) or "the frames ended"
+        report.lost = bool(getattr(frames, "lost", False))
+    return report

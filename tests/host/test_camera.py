@@ -1,0 +1,232 @@
+"""The live loop on a generated video file: frames counted, output playable however the run
+ends (end of file, --frames, the camera vanishing, Ctrl-C); source strings checked as
+untrusted input."""
+import argparse
+
+import numpy as np
+import pytest
+
+from sentei.errors import SenteiError
+from sentei.host import camera, format, live, synthetic
+from sentei.host.camera import FrameReader, LiveReport, VideoSink, parse_source, run_live
+from sentei.host.segmenter import Segmenter
+
+cv2 = pytest.importorskip("cv2", reason="OpenCV is not installed (pip install 'sentei[camera]')")
+
+W, H, N = 64, 48, 12
+
+
+@pytest.fixture(scope="module")
+def model():
+    return synthetic.random_model(seed=21, height=24, width=32)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (W, H))
+    assert writer.isOpened()
+    rng = np.random.default_rng(0)
+    for _ in range(N):
+        writer.write(rng.integers(0, 256, size=(H, W, 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def count_frames(path):
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), f"{path} does not open"
+    n = 0
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        assert frame.shape == (H, W, 3)
+        n += 1
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    return n, fps
+
+
+def test_video_file_to_video_file(model, video, tmp_path):
+    out = tmp_path / "out.mp4"
+    reader = FrameReader(parse_source(str(video)))
+    assert reader.fps == pytest.approx(12.0)
+    with Segmenter(model, backend="reference") as seg:
+        report = run_live(seg, reader, [VideoSink(out, fps=reader.fps)])
+    reader.close()
+    assert report.frames == N and not report.lost
+    assert report.reason == f"end of {video} after {N} frames"
+    assert report.outputs == [out]
+    assert count_frames(out) == (N, pytest.approx(12.0))
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_frames_limit_and_measured_output_rate(model, video, tmp_path):
+    out = tmp_path / "short.avi"
+    with Segmenter(model, backend="reference") as seg:
+        report = run_live(seg, FrameReader(parse_source(video)), [VideoSink(out)], max_frames=5)
+    assert report.frames == 5 and report.reason == "reached 5 frames"
+    n, fps = count_frames(out)
+    assert n == 5 and 1.0 <= fps <= 60.0
+
+
+class VanishingCamera:
+    """A live source that delivers a few frames, then stops (the camera was unplugged)."""
+
+    def __init__(self, frames):
+        self.frames = frames
+        self.capture = self
+
+    def read(self):
+        if self.frames:
+            self.frames -= 1
+            return True, np.full((H, W, 3), 90, np.uint8)
+        return False, None
+
+    def release(self):
+        pass
+
+    def get(self, prop):
+        return 30.0
+
+
+def test_camera_vanishing_mid_stream_leaves_a_playable_file(model, tmp_path):
+    out = tmp_path / "cam.mp4"
+    reader = FrameReader(camera.Source("camera", 0, "camera 0"), capture=VanishingCamera(7))
+    with Segmenter(model, backend="reference") as seg:
+        report = run_live(seg, reader, [VideoSink(out, fps=10)])
+    assert report.lost and report.frames == 7
+    assert "camera 0 stopped delivering frames after 7" in report.reason
+    assert count_frames(out)[0] == 7
+
+
+def test_ctrl_c_ends_the_loop_with_a_playable_file(model, tmp_path):
+    out = tmp_path / "interrupted.mp4"
+
+    def frames():
+        for i in range(100):
+            if i == 6:
+                raise KeyboardInterrupt
+            yield synthetic.random_frame(i, H, W)
+
+    with Segmenter(model, backend="reference") as seg:
+        report = run_live(seg, frames(), [VideoSink(out, fps=10)])
+        assert seg._acc.running is None  # the frame in flight was collected
+    # frames 0-5 were read; frame 5 was on the accelerator when Ctrl-C came: collected, not shown
+    assert report.reason == "stopped by Ctrl-C" and report.frames == 5
+    assert count_frames(out)[0] == 5
+
+
+def test_an_error_mid_run_still_finishes_the_file(model, tmp_path):
+    out = tmp_path / "err.mp4"
+
+    class Exploding:
+        def write(self, rgb):
+            raise RuntimeError("disk full")
+
+        def close(self):
+            return None
+
+    sink = VideoSink(out, fps=10)
+    with Segmenter(model, backend="reference") as seg, pytest.raises(RuntimeError):
+        run_live(seg, (synthetic.random_frame(i, H, W) for i in range(4)), [sink, Exploding()])
+    assert sink.frames == 1 and count_frames(out)[0] == 1  # the frame before the error, playable
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_overlay_has_the_fps_text(model):
+    frames = [np.zeros((H, W, 3), np.uint8) for _ in range(3)]
+    shown = []
+
+    class Collect:
+        def write(self, rgb):
+            shown.append(rgb.copy())
+
+        def close(self):
+            return None
+
+    with Segmenter(model, backend="reference") as seg:
+        run_live(seg, frames, [Collect()], alpha=0.0)  # alpha 0: the frame itself, plus the text
+    assert len(shown) == 3
+    assert all(img.shape == (H, W, 3) for img in shown)
+    assert all((img > 128).sum() > 30 for img in shown)  # white text on the black frame
+
+
+@pytest.mark.parametrize("text, kind", [("0", "camera"), ("2", "camera"), ("rtsp://cam.local:554/live", "url"),
+                                        ("https://example.org/stream.m3u8", "url")])
+def test_accepted_sources(text, kind):
+    assert parse_source(text).kind == kind
+
+
+@pytest.mark.parametrize("text, message", [
+    ("file:///etc/passwd", "scheme 'file' is not allowed"),
+    ("concat://a|b", "scheme 'concat' is not allowed"),
+    ("rtsp://host/a b", "spaces or control characters"),
+    ("http://host/x\r\nHeader: y", "spaces or control characters"),
+    ("rtsp:///path", "has no host name"),
+    ("rtsp://host:70000/x", "port is not a number"),
+    ("http://" + "a" * 3000, "characters long"),
+    ("64", "out of range"),
+    ("pipe:0", "video source not found"),
+    ("/no/such/video.mp4", "video source not found"),
+])
+def test_rejected_sources(text, message):
+    with pytest.raises(SenteiError, match=message):
+        parse_source(text)
+
+
+def test_credentials_never_appear_in_messages():
+    src = parse_source("rtsp://admin:secret@cam.local/live")
+    assert "secret" not in src.label and "admin" not in src.label
+    with pytest.raises(SenteiError) as err:
+        parse_source("rtsp://admin:secret@cam.local:99999/live")
+    assert "secret" not in str(err.value)
+
+
+def test_file_named_like_an_ffmpeg_protocol_stays_a_file(tmp_path, monkeypatch, video):
+    odd = tmp_path / "pipe:0"
+    odd.write_bytes(video.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    src = parse_source("pipe:0")
+    assert src.kind == "file" and str(src.target).startswith("/")
+    reader = FrameReader(src)
+    assert sum(1 for _ in reader) == N
+
+
+def test_unknown_output_suffix_is_refused(tmp_path):
+    with pytest.raises(SenteiError, match=".mp4, .avi or .mkv"):
+        VideoSink(tmp_path / "x.gif")
+
+
+def test_display_without_a_desktop_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(SenteiError, match="--out video.mp4"):
+        camera.WindowSink()
+
+
+def _cli(argv):
+    parser = argparse.ArgumentParser()
+    live.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_camera_command_on_a_video_file(model, video, tmp_path, capsys):
+    path = format.save(model, tmp_path / "m.sentei")
+    out = tmp_path / "o.mp4"
+    assert _cli(["camera", "--source", str(video), "--model", str(path), "--backend", "reference",
+                 "--out", str(out), "--frames", "4"]) == 0
+    assert count_frames(out)[0] == 4
+    assert "reached 4 frames: 4 frames" in capsys.readouterr().out
+
+
+def test_camera_command_needs_display_or_out(model, tmp_path):
+    with pytest.raises(SystemExit):
+        _cli(["camera", "--source", "0"])
+
+
+def test_live_report_fps():
+    assert LiveReport(frames=10, seconds=2.0).fps == 5.0
+    assert LiveReport().fps == 0.0
