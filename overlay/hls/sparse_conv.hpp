@@ -9,8 +9,9 @@
  * points at. Zero weights are not stored, so they cost no cycle; every filter has the
  * same K, so all lanes finish each fold together (no load imbalance, no control for it).
  *
- * Loop invariant of the MAC loop: after iteration j of fold f, lane l's accumulator holds
- * `bias[o] + sum_{i <= j} w[o, i] * window[pos[o, i]][ci[o, i]]` for filter o = f*lanes + l.
+ * Loop invariant of the MAC loop: after the iteration of weight j of fold f, lane l's
+ * accumulator holds `bias[o] + sum_{i <= j} w[o, i] * window[pos[o, i]][ci[o, i]]` for
+ * filter o = f*lanes + l.
  * Iterations per frame: out_height * out_width * NF * K -- the figure the testbench counts
  * and the performance model (overlay/perf.py) assumes.
  */
@@ -58,6 +59,12 @@ struct conv_config_default {
 /**
  * \brief One layer: stream of windows -> stream of output pixels.
  *
+ * The whole layer is one pipelined loop of Ho*Wo*NF*K iterations (pixel, fold and weight
+ * flattened by hand), so the pipeline fills once per frame, not once per fold: a new
+ * window is taken at the first iteration of a pixel, the lanes' accumulators restart from
+ * the bias at the first weight of a fold, and each lane's filter is requantized at the
+ * last weight of the fold. The only loop-carried dependence is `acc += w*a`, one adder.
+ *
  * \tparam CONFIG_T layer configuration (see conv_config_default); nothing is deducible
  * \param weights sparse entries, `weights[l][f*K + j]` = weight j of filter f*lanes + l
  * \param quant   requantization constants, `quant[l][f]` for filter f*lanes + l
@@ -73,44 +80,42 @@ void sparse_conv(hls::stream<window_t<CONFIG_T> >& in, hls::stream<out_pixel_t<C
     static const unsigned K = CONFIG_T::k_nonzero;
     static const unsigned KK = CONFIG_T::kernel * CONFIG_T::kernel;
 
-pixels:
-    for (unsigned n = 0; n < CONFIG_T::out_height * CONFIG_T::out_width; n++) {
-        window_t<CONFIG_T> win = in.read();
-        typename CONFIG_T::in_t taps[KK][CONFIG_T::cin];
+    typename CONFIG_T::in_t taps[KK][CONFIG_T::cin];
 #pragma HLS ARRAY_PARTITION variable = taps dim = 0 complete  // registers: every lane may pick any tap each cycle
-        for (unsigned t = 0; t < KK; t++) {
-#pragma HLS UNROLL  // wiring, no cycles: the window word fans out into the tap registers
-            for (unsigned c = 0; c < CONFIG_T::cin; c++) {
-#pragma HLS UNROLL  // every channel of the tap
-                taps[t][c] = win.data[t].data[c];
-            }
-        }
-        out_pixel_t<CONFIG_T> px;
-    folds:
-        for (unsigned f = 0; f < NF; f++) {
-            acc_t acc[P];
+    acc_t acc[P];
 #pragma HLS ARRAY_PARTITION variable = acc complete  // one accumulator register per lane
-            for (unsigned l = 0; l < P; l++) {
-#pragma HLS UNROLL  // lanes start together
-                acc[l] = quant[l][f].bias;
-            }
-        macs:
-            for (unsigned j = 0; j < K; j++) {
+    out_pixel_t<CONFIG_T> px;
+
+    unsigned f = 0, j = 0;  // current fold and weight: filter f*P + l of lane l, its weight j
+macs:
+    for (unsigned it = 0; it < CONFIG_T::out_height * CONFIG_T::out_width * NF * K; it++) {
 #pragma HLS PIPELINE II = 1  // one stored weight per lane per cycle: the loop the zero skipping shortens
-                SENTEI_COUNT_ITERATION(CONFIG_T::index);
-                for (unsigned l = 0; l < P; l++) {
-#pragma HLS UNROLL  // the P lanes of the block
-                    const sparse_entry<CONFIG_T>& e = weights[l][f * K + j];
-                    acc[l] += e.value * taps[e.pos][e.ci];
+        SENTEI_COUNT_ITERATION(CONFIG_T::index);
+        if (f == 0 && j == 0) {
+            window_t<CONFIG_T> win = in.read();
+            for (unsigned t = 0; t < KK; t++) {
+#pragma HLS UNROLL  // wiring, no cycles: the window word fans out into the tap registers
+                for (unsigned c = 0; c < CONFIG_T::cin; c++) {
+#pragma HLS UNROLL  // every channel of the tap
+                    taps[t][c] = win.data[t].data[c];
                 }
             }
-            for (unsigned l = 0; l < P; l++) {
-#pragma HLS UNROLL  // P requantizers, one per lane
-                px.data[f * P + l] = requantize<CONFIG_T>(acc[l], quant[l][f]);
-            }
         }
-        SENTEI_RECORD(CONFIG_T::index + 1, px);
-        out.write(px);
+        for (unsigned l = 0; l < P; l++) {
+#pragma HLS UNROLL  // the P lanes of the block
+            const sparse_entry<CONFIG_T>& e = weights[l][f * K + j];
+            acc_t base = j == 0 ? quant[l][f].bias : acc[l];
+            acc[l] = base + e.value * taps[e.pos][e.ci];
+            if (j == K - 1) px.data[f * P + l] = requantize<CONFIG_T>(acc[l], quant[l][f]);
+        }
+        if (j == K - 1 && f == NF - 1) {
+            SENTEI_RECORD(CONFIG_T::index + 1, px);
+            out.write(px);
+        }
+        if (++j == K) {
+            j = 0;
+            f = f + 1 == NF ? 0 : f + 1;
+        }
     }
 }
 
