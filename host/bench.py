@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -79,6 +80,11 @@ def register(sub) -> None:
                    help="with power measured, keep timing frames until the run lasts this long (default 5)")
     p.add_argument("--capture", default=None, metavar="WxH",
                    help="camera frame size: end-to-end time then includes the resize to the model's input")
+    p.add_argument("--trtexec", default=None, metavar="ARGS",
+                   help="also run `trtexec ARGS` (TensorRT, e.g. on a Jetson: \"--onnx=m.onnx --fp16 "
+                        "--duration=20\") with power sampled, and add its figures as a run")
+    p.add_argument("--trtexec-log", default=None, metavar="FILE",
+                   help="add the figures of a saved trtexec output as a run (no power)")
     p.add_argument("--board", default="zcu104", help="perf backend: board (default zcu104)")
     p.add_argument("--clock", type=float, default=None, metavar="MHZ", help="perf backend: clock in MHz")
     p.add_argument("--label", default=None, help="machine label in the report (default: CPU/GPU/board model)")
@@ -467,11 +473,92 @@ def _jsonable(obj):
     return str(obj)
 
 
+_TRT_FIELD = re.compile(r"(min|max|mean|median|percentile\((\d+)%\)) = ([-+\d.eE]+) ms")
+
+
+def parse_trtexec(text: str) -> dict:
+    """Throughput and the ``Latency`` / ``GPU Compute Time`` statistics of a trtexec performance summary.
+
+    Returns
+    -------
+    dict
+        ``{"throughput_qps": float, "latency": stats, "gpu_compute": stats}`` with stats in
+        the report's form (``p50_ms`` = median; ``p90_ms``/``p99_ms`` when printed).
+    """
+    out: dict = {}
+    for line in text.splitlines():
+        m = re.search(r"Throughput: ([-+\d.eE]+) qps", line)
+        if m:
+            out["throughput_qps"] = float(m.group(1))
+            continue
+        m = re.search(r"\b(Latency|GPU Compute Time): min", line)
+        if not m or line[:m.start()].rstrip().endswith(("H2D", "D2H", "Host")):
+            continue
+        fields = {}
+        for name, pct, value in _TRT_FIELD.findall(line):
+            fields[f"p{pct}" if pct else name] = float(value)
+        stats = {"p50_ms": fields.get("median"), "p90_ms": fields.get("p90"), "p99_ms": fields.get("p99"),
+                 "mean_ms": fields.get("mean"), "min_ms": fields.get("min"), "max_ms": fields.get("max")}
+        stats["fps"] = 1e3 / stats["mean_ms"] if stats["mean_ms"] else None
+        out["latency" if m.group(1) == "Latency" else "gpu_compute"] = stats
+    if "throughput_qps" not in out or "gpu_compute" not in out:
+        raise SenteiError("no trtexec performance summary found (expected 'Throughput: ... qps' and "
+                          "'GPU Compute Time: ...' lines)")
+    return out
+
+
+def trtexec_run(text: str, power: dict | None = None, command: str | None = None) -> dict:
+    """A report run from trtexec's output: accelerator-only = its GPU compute time (no capture, no labels)."""
+    t = parse_trtexec(text)
+    power = power or {"status": "none", "reason": "taken from a saved trtexec log"}
+    return {"kind": "measured", "backend": "tensorrt", "device": "cuda", "precision": "trtexec",
+            "frames": None, "warmup": None, "wall_s": None,
+            "latency": {"end_to_end": None, "accelerator": t["gpu_compute"], "trtexec_latency": t.get("latency")},
+            "memory": {}, "power": power,
+            "engine": {"trtexec_throughput_qps": t["throughput_qps"], "trtexec": command}}
+
+
+def run_trtexec(args_text: str, power_choice: str, idle_s: float) -> dict:
+    """Run ``trtexec`` with power sampled around it; energy per frame uses its throughput."""
+    import shlex
+    import shutil
+    import subprocess
+
+    from sentei.host import power as pw
+
+    exe = shutil.which("trtexec") or ("/usr/src/tensorrt/bin/trtexec"
+                                      if os.path.exists("/usr/src/tensorrt/bin/trtexec") else None)
+    if exe is None:
+        raise SenteiError("--trtexec: trtexec is not on PATH (TensorRT; on a Jetson /usr/src/tensorrt/bin)")
+    source, why_none = pw.open_source(power_choice, "cuda")
+    try:
+        idle = pw.measure_idle(source, idle_s) if source is not None and idle_s > 0 else None
+        sampler = pw.PowerSampler(source).start() if source is not None else None
+        start = time.perf_counter()
+        done = subprocess.run([exe, *shlex.split(args_text)], capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        trace = sampler.stop() if sampler is not None else None
+    finally:
+        if source is not None:
+            source.close()
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise SenteiError(f"--trtexec: trtexec exited with status {done.returncode}: {tail[0]}")
+    qps = parse_trtexec(done.stdout)["throughput_qps"]
+    # trtexec also spends time parsing and building: the mean power is over its whole run, an upper bound
+    summary = pw.summarize(trace, idle, max(1, round(qps * wall)), wall, why_none)
+    if summary["status"] == "measured":
+        summary["note"] = "mean over the whole trtexec process (engine build included): an upper bound"
+    return trtexec_run(done.stdout, summary, "trtexec " + args_text)
+
+
 def run_label(run: dict) -> str:
     """Short label of a run: ``emu``, ``torch cuda fp16``, ``perf zcu104 @200 MHz (modeled)``."""
     b = run["backend"]
     if b == "torch":
         return f"torch {run['device']} {run['precision']}"
+    if b == "tensorrt":
+        return "tensorrt (trtexec)"
     if b == "perf":
         clock = run.get("engine", {}).get("clock_mhz")
         at = f" @{clock:g} MHz" if clock else ""
@@ -611,6 +698,24 @@ def describe_model(model) -> dict:
 # commands
 
 
+_COMMAND_OPTIONS = ("model", "backend", "frames", "warmup", "warmup_seconds", "threads", "device", "precision",
+                    "power", "idle", "min_seconds", "capture", "trtexec", "trtexec_log", "board", "clock", "label",
+                    "seed", "json_out")
+
+
+def command_line(args) -> str:
+    """The ``sentei bench`` command that reproduces ``args`` (every option spelled out)."""
+    import shlex
+
+    words = ["sentei", "bench"]
+    for key in _COMMAND_OPTIONS:
+        value = getattr(args, key, None)
+        if value is not None:
+            flag = "--json" if key == "json_out" else "--" + key.replace("_", "-")
+            words += [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
 def set_emulator_threads(threads: int) -> None:
     """Give the fast emulator ``threads`` threads (``NUMBA_NUM_THREADS``, read when numba is imported)."""
     if threads < 1:
@@ -639,7 +744,7 @@ def cmd_bench(args) -> int:
     env = environment(args.label)
     report = {"schema": SCHEMA, "schema_version": SCHEMA_VERSION,
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "command": "sentei " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("sentei") else None,
+              "command": command_line(args),
               "environment": env, "model": model_info, "runs": []}
 
     if args.threads is not None:
@@ -669,6 +774,15 @@ def cmd_bench(args) -> int:
             run["label"] = run_label(run)
             report["runs"].append(run)
             _print_run(run)
+    extra = []
+    if args.trtexec:
+        extra.append(run_trtexec(args.trtexec, args.power, args.idle))
+    if args.trtexec_log:
+        extra.append(trtexec_run(Path(args.trtexec_log).read_text(errors="replace")))
+    for run in extra:
+        run["label"] = run_label(run)
+        report["runs"].append(run)
+        _print_run(run)
     _print_ratios(report["runs"])
     if args.json_out:
         write_json(args.json_out, report)

@@ -100,7 +100,7 @@ def markdown(rows: list[dict], base: dict, sources: list[str]) -> str:
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         kind = "**modeled**" if r["kind"] == "modeled" else "measured"
-        lat = "–" if r["p50"] is None else f"{r['p50']:.1f} / {r['p90']:.1f} / {r['p99']:.1f}"
+        lat = " / ".join(_fmt(r[k], ".1f") for k in ("p50", "p90", "p99"))
         watts = _fmt(r["watts"], ".2f")
         if r["dynamic_w"] is not None:
             watts += f" ({r['dynamic_w']:.2f})"

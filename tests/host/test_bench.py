@@ -99,6 +99,8 @@ def test_bench_command_side_by_side(tiny_model, tmp_path, capsys):
     assert [r["frames"] for r in report["runs"]] == [4, 3, 4]  # the reference gets its small count
     assert report["model"]["capture"] == [30, 40] and report["model"]["input"] == [24, 32]
     assert report["environment"]["cpu"]["logical_cores"] >= 1
+    assert report["command"].startswith(f"sentei bench --model {tiny_model} --backend emu,reference,torch --frames 4")
+    assert parser().parse_args(report["command"].split()[1:]).power == "none"  # the command parses back
     for run in report["runs"]:
         assert run["power"]["status"] == "none"
         lat = run["latency"]["end_to_end"]
@@ -200,3 +202,23 @@ def test_bench_report_rejects_other_files(tmp_path):
     (tmp_path / "t.json").write_text("{not json")
     with pytest.raises(SenteiError, match="not JSON"):
         benchreport.load_report(tmp_path / "t.json")
+
+
+def test_parse_trtexec_recorded_summary():
+    from pathlib import Path
+
+    text = (Path(__file__).parent / "fixtures" / "trtexec_summary.txt").read_text()
+    t = bench.parse_trtexec(text)
+    assert t["throughput_qps"] == 120.699
+    gpu = t["gpu_compute"]
+    assert (gpu["p50_ms"], gpu["p90_ms"], gpu["p99_ms"], gpu["mean_ms"]) == (8.19409, 8.5354, 9.90002, 8.23978)
+    assert t["latency"]["p50_ms"] == 9.76404  # the Latency line, not H2D/D2H Latency
+    run = bench.trtexec_run(text)
+    assert run["latency"]["accelerator"]["fps"] == pytest.approx(1e3 / 8.23978)
+    assert run["power"]["status"] == "none" and bench.run_label(run) == "tensorrt (trtexec)"
+    old = "[I] Throughput: 2.54521e+06 qps\n[I] GPU Compute Time: min = 5.99756 ms, max = 9.45909 ms, " \
+          "mean = 7.35231 ms, median = 7.1825 ms, percentile(99%) = 9.2168 ms\n"  # TensorRT 8.2: no p90
+    t = bench.parse_trtexec(old)
+    assert t["throughput_qps"] == 2.54521e6 and t["gpu_compute"]["p90_ms"] is None
+    with pytest.raises(SenteiError, match="no trtexec performance summary"):
+        bench.parse_trtexec("&&&& FAILED TensorRT.trtexec")

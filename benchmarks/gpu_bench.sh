@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The torch baseline on an NVIDIA GPU, with NVML power: run from the repository root on the
+# GPU machine, then commit the report and regenerate docs/benchmarks.md (see that page).
+#
+#   bash benchmarks/gpu_bench.sh [MODEL] [OUT.json]
+#
+# MODEL defaults to `synthetic` (random weights, the shipped architecture, 360x480, 90 %
+# filter-wise sparse); pass the bundled model's name or a .sentei file for a trained one.
+# Needs: pip install -e '.[train,bench]' (torch with CUDA, nvidia-ml-py for NVML power).
+set -euo pipefail
+MODEL="${1:-synthetic}"
+OUT="${2:-benchmarks/results/gpu-$(date +%Y%m%d).json}"
+PY="${PYTHON:-python}"
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'torch sees no CUDA GPU')"
+"$PY" -c "import pynvml" 2>/dev/null || echo "note: nvidia-ml-py missing, the report will say power: none" >&2
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv || true
+# 200 timed frames per precision; power needs >= 10 s of load for NVML's ~100 ms averaging window
+"$PY" -m sentei bench --model "$MODEL" --backend torch --device cuda --precision fp32,fp16 \
+    --frames 200 --warmup 20 --power auto --idle 3 --min-seconds 10 --json "$OUT"
+echo "report written: $OUT"
