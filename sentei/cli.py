@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "sentei.host.commands",
     "sentei.training.commands",
     "sentei.overlay.commands",
+    "sentei.overlay.perf",
 )
 
 
