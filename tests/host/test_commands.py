@@ -1,0 +1,100 @@
+"""`sentei models | info | segment | eval` end to end on random models and generated data."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sentei import cli
+from sentei.host import format as F
+from sentei.host import metrics, reference
+from sentei.host.synthetic import random_frame, random_model
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    return F.save(random_model(seed=5, height=24, width=32), tmp_path / "m.sentei")
+
+
+@pytest.fixture
+def dataset(tmp_path, model_file):
+    """A 3-frame split whose labels are the model's own predictions, with known edits."""
+    model = F.load(model_file)
+    root = tmp_path / "data"
+    (root / "val").mkdir(parents=True)
+    (root / "valannot").mkdir()
+    preds = []
+    for i in range(3):
+        frame = random_frame(100 + i, 24, 32)
+        pred = reference.predict(model, frame)
+        gt = pred.copy()
+        if i == 1:
+            gt[:4] = 11  # void rows: ignored
+        if i == 2:
+            gt[-4:] = (gt[-4:] + 1) % 11  # wrong rows: errors the mIoU must count
+        Image.fromarray(frame).save(root / "val" / f"f{i}.png")
+        Image.fromarray(gt).save(root / "valannot" / f"f{i}.png")
+        preds.append((pred, gt))
+    conf = sum(metrics.confusion(p, g, 11) for p, g in preds)
+    return root, metrics.miou(conf), conf
+
+
+def test_info_reports_k_and_memory(model_file, tmp_path, capsys):
+    out = tmp_path / "info.json"
+    assert cli.main(["info", "--model", str(model_file), "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    facts = json.loads(out.read_text())
+    model = F.load(model_file)
+    assert [r["k_nonzero"] for r in facts["layers"]] == [layer.k_nonzero for layer in model.layers]
+    assert "weight memory" in text and "skipped" in text
+    assert facts["totals"]["weight_bytes_packed"] < facts["totals"]["weight_bytes_dense"]
+
+
+def test_models_lists_without_crashing(capsys):
+    assert cli.main(["models"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.parametrize("backend", ["reference", "emu"])
+def test_eval_counts_errors_and_ignores_void(model_file, dataset, tmp_path, capsys, backend):
+    root, expected, conf = dataset
+    out = tmp_path / "metrics.json"
+    assert cli.main(["eval", "--model", str(model_file), "--data", str(root), "--split", "val",
+                     "--backend", backend, "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["frames"] == 3
+    assert result["miou"] == pytest.approx(expected)
+    assert 0.0 < result["miou"] < 1.0  # the wrong rows cost something; the rest is exact
+    assert f"mIoU {100 * expected:.2f}" in capsys.readouterr().out
+
+
+def test_eval_on_a_missing_split_is_one_line(model_file, tmp_path, capsys):
+    assert cli.main(["eval", "--model", str(model_file), "--data", str(tmp_path), "--split", "test"]) == 2
+    assert "split folder not found" in capsys.readouterr().err
+
+
+def test_segment_writes_labels_and_overlay(model_file, tmp_path, capsys):
+    frame = random_frame(9, 48, 64)  # another size: resized to the model's 24x32, labels back to 48x64
+    Image.fromarray(frame).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(tmp_path / "a.png"), "--model", str(model_file), "--out", str(out),
+                     "--backend", "reference"]) == 0
+    labels = np.asarray(Image.open(out / "a_labels.png"))
+    overlay = np.asarray(Image.open(out / "a_overlay.png"))
+    assert labels.shape == (48, 64) and overlay.shape == (48, 64, 3)
+    model = F.load(model_file)
+    from sentei.host.preprocess import prepare_frame, resize_labels
+    expected = resize_labels(reference.predict(model, prepare_frame(frame, 24, 32)), 48, 64)
+    assert np.array_equal(labels, expected)
+    assert "ms" in capsys.readouterr().out
+
+
+def test_segment_bad_image_writes_nothing(model_file, tmp_path, capsys):
+    good = tmp_path / "a.png"
+    Image.fromarray(random_frame(1, 24, 32)).save(good)
+    bad = tmp_path / "b.png"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    assert cli.main(["segment", str(good), str(bad), "--model", str(model_file), "--out", str(out)]) == 2
+    assert "b.png: not a readable image" in capsys.readouterr().err
+    assert not out.exists()
