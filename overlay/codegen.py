@@ -294,8 +294,8 @@ namespace network {
 
 // On-chip weights, written by load() and each read by exactly one dataflow process.
 ${storage}
-/// CMD_LOAD_WEIGHTS: check the blob against this network, then copy it on chip.
-inline status_t load(const word_t* blob, input_quant_param& iq) {
+/// CMD_LOAD_WEIGHTS, first half: check the blob's header against this network (nothing is written).
+inline status_t check(const word_t* blob) {
     if (blob[0] != BLOB_MAGIC) return STATUS_BAD_MAGIC;
     if (blob[1] != num_layers) return STATUS_BAD_LAYOUT;
 check_offsets:
@@ -303,6 +303,11 @@ check_offsets:
         if (blob[9 + l] != blob_offsets[l]) return STATUS_BAD_LAYOUT;
     }
     if (blob[8] > 31) return STATUS_BAD_LAYOUT;
+    return STATUS_OK;
+}
+
+/// CMD_LOAD_WEIGHTS, second half: copy a checked blob on chip; BAD_LAYOUT if an entry does not fit.
+inline status_t load(const word_t* blob, input_quant_param& iq) {
 input_constants:
     for (unsigned c = 0; c < 3; c++) {
         iq.mul[c] = ap_int<32>(blob[2 + c]);

@@ -292,7 +292,7 @@ class CsimAccelerator:
         w = words(weights, self.blob_words, np.uint32)
         out = words(logits, self.logit_words, np.int32)
         with self._lock:
-            status = int(self._lib.sentei_csim_execute(f, w, out, int(cmd), int(height), int(width), int(trace)))
+            status = int(self.lib.sentei_csim_execute(f, w, out, int(cmd), int(height), int(width), int(trace)))
         if logits is not None:
             logits.reshape(-1)[: self.logit_words] = out
         return status
@@ -328,11 +328,32 @@ class CsimAccelerator:
                               frame.shape[0], frame.shape[1], trace)
         return status, logits.reshape(self.logits_shape)
 
+    def close(self) -> None:
+        """Unload the library (the accelerator's state is lost); later calls raise SenteiError."""
+        with self._lock:
+            lib, self._lib = self._lib, None
+        if lib is not None:
+            import _ctypes
+
+            _ctypes.dlclose(lib._handle)
+
+    def __enter__(self) -> "CsimAccelerator":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def lib(self):
+        if self._lib is None:
+            raise SenteiError("this C-simulation accelerator was closed; create a new CsimAccelerator")
+        return self._lib
+
     def iterations(self) -> list[int]:
         """MAC-loop iterations per layer executed by the last command."""
         out = np.zeros(self.num_layers, dtype=np.uint64)
         with self._lock:
-            self._lib.sentei_csim_iterations(out)
+            self.lib.sentei_csim_iterations(out)
         return [int(v) for v in out]
 
     def expected_iterations(self) -> list[int]:
@@ -343,11 +364,11 @@ class CsimAccelerator:
         """Activations of stage ``s`` (0: input, l+1: layer l) of the last traced run, ``[h, w, C]``."""
         c, h, w = self.facts.stages()[s]
         with self._lock:
-            n = int(self._lib.sentei_csim_stage_size(s))
+            n = int(self.lib.sentei_csim_stage_size(s))
             if n != c * h * w:
                 raise SenteiError(f"stage {s} was not recorded: call run_frame(frame, trace=True) first")
             out = np.zeros(n, dtype=np.int32)
-            self._lib.sentei_csim_stage(s, out)
+            self.lib.sentei_csim_stage(s, out)
         return out.reshape(h, w, c)
 
 

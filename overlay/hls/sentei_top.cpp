@@ -34,15 +34,17 @@ void sentei_top(const sentei::word_t* frame, const sentei::word_t* weights, sent
 
     unsigned st;
     if (cmd == sentei::CMD_LOAD_WEIGHTS) {
-        loaded = false;  // a failed or partial load leaves no usable weights
-        st = sentei::network::load(weights, input_quant);
-        loaded = st == sentei::STATUS_OK;
+        st = sentei::network::check(weights);  // header only: a rejected blob changes nothing on chip
+        if (st == sentei::STATUS_OK) {
+            loaded = false;  // from here the on-chip weights are being overwritten
+            st = sentei::network::load(weights, input_quant);
+            loaded = st == sentei::STATUS_OK;
+        }
     } else if (cmd == sentei::CMD_RUN_FRAME) {
-        if (!loaded) {
-            st = sentei::STATUS_NO_WEIGHTS;
-        } else if (height != sentei::network::input_config::height ||
-                   width != sentei::network::input_config::width) {
+        if (height != sentei::network::input_config::height || width != sentei::network::input_config::width) {
             st = sentei::STATUS_BAD_SIZE;
+        } else if (!loaded) {
+            st = sentei::STATUS_NO_WEIGHTS;
         } else {
             sentei::network::run(frame, logits, input_quant);
             st = sentei::STATUS_OK;

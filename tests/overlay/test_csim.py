@@ -125,6 +125,7 @@ def test_run_before_load_and_independent_instances(acc, model):
     status, logits = acc.run_frame(random_frame(0, 24, 32))
     assert status == registers.STATUS_NO_WEIGHTS and not logits.any()
     assert acc.iterations() == [0] * 5
+    assert acc.run_frame(random_frame(0, 20, 32))[0] == registers.STATUS_BAD_SIZE  # the size is checked first
     assert acc.load_weights(weight_blob(model)) == 0
     other = csim.CsimAccelerator(model)  # a second accelerator: nothing loaded there
     assert other.run_frame(random_frame(0, 24, 32))[0] == registers.STATUS_NO_WEIGHTS
@@ -141,8 +142,8 @@ def test_load_errors(acc, model):
     bad = good.copy()
     bad[0] ^= 1
     assert acc.load_weights(bad) == r.STATUS_BAD_MAGIC
-    # a failed load leaves no usable weights
-    assert acc.run_frame(random_frame(0, 24, 32))[0] == r.STATUS_NO_WEIGHTS
+    # a blob rejected by its header changes nothing: the loaded weights still run
+    assert acc.run_frame(random_frame(0, 24, 32))[0] == r.STATUS_OK
 
     bad = good.copy()
     bad[1] += 1  # layer count
@@ -156,6 +157,8 @@ def test_load_errors(acc, model):
     bad = good.copy()
     bad[off0 + 3 * c0] = (27 << 8) | (bad[off0 + 3 * c0] & 0xFF)  # index 27 >= Cin*k*k = 27
     assert acc.load_weights(bad) == r.STATUS_BAD_LAYOUT
+    # this one failed while copying: the on-chip weights are gone until a load succeeds
+    assert acc.run_frame(random_frame(0, 24, 32))[0] == r.STATUS_NO_WEIGHTS
 
     off2, c2 = int(good[11]), model.layers[2].out_channels  # conv3 has 4-bit weights
     bad = good.copy()
@@ -199,6 +202,15 @@ def test_execute_writes_the_logits_buffer_in_place(acc, model):
     words = csim.frame_to_words(frame, acc.frame_words)
     assert acc.execute(r.CMD_RUN_FRAME, words, None, out, 24, 32) == r.STATUS_OK
     np.testing.assert_array_equal(out.reshape(acc.logits_shape), reference.run(model, frame).transpose(1, 2, 0))
+
+
+def test_closed_accelerator_refuses_commands(model):
+    from sentei.host.format import weight_blob
+
+    with csim.CsimAccelerator(model) as acc:
+        assert acc.load_weights(weight_blob(model)) == 0
+    with pytest.raises(SenteiError, match="closed"):
+        acc.run_frame(random_frame(0, 24, 32))
 
 
 # ---------------------------------------------------------------------------------------
@@ -262,3 +274,4 @@ def test_bundled_model_on_a_camvid_frame():
     frame = prepare_frame(load_image(images[0]), model.input.height, model.input.width)
     report = csim.run_csim(model, [frame])
     assert_exact(report)
+
