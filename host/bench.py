@@ -553,17 +553,20 @@ def run_trtexec(args_text: str, power_choice: str, idle_s: float) -> dict:
 
 
 def run_label(run: dict) -> str:
-    """Short label of a run: ``emu``, ``torch cuda fp16``, ``perf zcu104 @200 MHz (modeled)``."""
+    """Short label of a run: ``emu 1T``, ``torch cuda fp16``, ``fpga zcu104 @200 MHz (modeled)``."""
     b = run["backend"]
-    if b == "torch":
-        return f"torch {run['device']} {run['precision']}"
     if b == "tensorrt":
         return "tensorrt (trtexec)"
     if b == "perf":
         clock = run.get("engine", {}).get("clock_mhz")
         at = f" @{clock:g} MHz" if clock else ""
         return f"fpga {run['device'].split(':', 1)[-1]}{at} (modeled)"
-    return b
+    eng = run.get("engine", {})
+    threads = eng.get("torch_threads") if b == "torch" else eng.get("numba_threads")
+    if b == "torch":
+        label = f"torch {run['device']} {run['precision']}"
+        return f"{label} {threads}T" if threads and run["device"] == "cpu" else label
+    return f"{b} {threads}T" if threads else b
 
 
 # ---------------------------------------------------------------------------------------

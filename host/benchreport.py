@@ -115,11 +115,14 @@ def markdown(rows: list[dict], base: dict, sources: list[str]) -> str:
     for name, synthetic in models:
         notes.append(f"- model `{name}`" + (" — **synthetic** (random weights, shipped architecture; "
                                            "timing only, no accuracy)" if synthetic else ""))
+    grouped: dict[tuple[str, str], list[str]] = {}
     for r in rows:
         if r["power_note"]:
-            notes.append(f"- {r['machine']} / {r['label']}: power none — {r['power_note']}")
+            grouped.setdefault((r["machine"], f"power none — {r['power_note']}"), []).append(r["label"])
         elif r["power_source"]:
-            notes.append(f"- {r['machine']} / {r['label']}: power from {r['power_source']}")
+            grouped.setdefault((r["machine"], f"power from {r['power_source']}"), []).append(r["label"])
+    for (machine, what), labels in grouped.items():
+        notes.append(f"- {machine} / {', '.join(dict.fromkeys(labels))}: {what}")
     notes.append("- reports: " + ", ".join(f"`{Path(s).name}`" for s in sources))
     return "\n".join(lines + ["", *notes, ""])
 

@@ -86,6 +86,8 @@ def test_time_run_without_accelerator_time():
 
 
 def test_bench_command_side_by_side(tiny_model, tmp_path, capsys):
+    numba = pytest.importorskip("numba")
+    torch = pytest.importorskip("torch")
     out = tmp_path / "r.json"
     args = parser().parse_args(["bench", "--model", str(tiny_model), "--backend", "emu,reference,torch",
                                 "--frames", "4", "--warmup", "1", "--warmup-seconds", "0", "--power", "none",
@@ -93,9 +95,10 @@ def test_bench_command_side_by_side(tiny_model, tmp_path, capsys):
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "ratios to emu" in printed and "vs reference" in printed and "vs torch cpu fp32" in printed
+    threads = (numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())
     report = benchreport.load_report(out)
     assert report["schema_version"] == bench.SCHEMA_VERSION
-    assert [r["label"] for r in report["runs"]] == ["emu", "reference", "torch cpu fp32"]
+    assert [r["label"] for r in report["runs"]] == [f"emu {threads[0]}T", "reference", f"torch cpu fp32 {threads[1]}T"]
     assert [r["frames"] for r in report["runs"]] == [4, 3, 4]  # the reference gets its small count
     assert report["model"]["capture"] == [30, 40] and report["model"]["input"] == [24, 32]
     assert report["environment"]["cpu"]["logical_cores"] >= 1
@@ -186,7 +189,7 @@ def test_bench_report_baseline_run_and_missing_power(tmp_path):
     text = (tmp_path / "o" / "benchmarks.md").read_text()
     assert "Baseline (1.0x): **torch cpu fp32**" in text
     assert "| 2.00x | – |" in text  # emu: twice the FPS, no perf/W without power
-    assert "**synthetic**" in text and "cpu / emu: power none — RAPL: absent" in text
+    assert "**synthetic**" in text and "cpu / emu, torch cpu fp32: power none — RAPL: absent" in text
     assert not (tmp_path / "o" / "benchmarks.png").exists()
     with pytest.raises(SenteiError, match="no run"):
         benchreport.write_report([a], tmp_path / "o", baseline_run="fpga", plot=False)
