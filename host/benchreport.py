@@ -139,6 +139,13 @@ def draw_plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.3 * len(rows) + 4), 5.5))
     for ax, key, title in ((axes[0], "fps", "frames / s (log)"), (axes[1], "frames_per_j", "frames / J (log)")):
         values = [throughput(r) if key == "fps" else r[key] for r in rows]
+        if all(v is None for v in values):
+            ax.text(0.5, 0.5, "no power figure in these reports\n(the table's notes say why)",
+                    ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(title.replace(" (log)", ""))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
         for i, (r, v) in enumerate(zip(rows, values)):
             if v is None:
                 ax.text(i, 1, "n/a", ha="center", va="bottom", fontsize=8, rotation=90)
