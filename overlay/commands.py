@@ -26,7 +26,7 @@ def register(sub) -> None:
                    help="number of full-range random frames (default 1 when no --image is given)")
     s.add_argument("--image", action="append", default=[], metavar="IMAGE",
                    help="an image file to run (resized to the model's input); repeatable")
-    s.add_argument("--workdir", default=None, metavar="DIR",
+    s.add_argument("--workdir", "--keep", dest="workdir", default=None, metavar="DIR",
                    help="keep the golden vectors and the testbench report here (default: a temporary folder)")
     s.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="write the report as JSON")
     s.set_defaults(func=cmd_csim)

@@ -21,6 +21,7 @@ from tests.overlay.csim_models import odd, tiny, wide
 def assert_exact(report):
     assert report.errors == 0, [str(m) for m in report.mismatches]
     assert report.bit_exact
+    assert "leftover data" not in report.output  # every stream drained: no RTL hang lurking
     assert report.iterations == [n * report.frames for n in report.expected_iterations]
 
 
