@@ -276,3 +276,32 @@ def test_bundled_model_on_a_camvid_frame():
     report = csim.run_csim(model, [frame])
     assert_exact(report)
 
+
+
+def test_requantization_and_input_edges_on_the_same_build(acc):
+    """Run-time constants at their limits: shift 0..62, mult 0..2^31-1, input shift 0 and 31."""
+    import copy
+
+    from sentei.host.format import validate, weight_blob
+
+    rng = np.random.default_rng(5)
+    edge = copy.deepcopy(tiny(seed=3))
+    for layer in edge.layers[:-1]:
+        c = layer.out_channels
+        layer.shift = rng.choice([0, 1, 2, 30, 31, 32, 33, 61, 62], size=c).astype(np.uint8)
+        layer.mult = rng.choice([0, 1, 3, 2**20 + 1, 2**30, 2**31 - 1], size=c).astype(np.int32)
+    # saturating first layer: shift 0 with mult 1 clamps almost everything
+    edge.layers[0].mult[:] = 1
+    edge.layers[0].shift[:] = 0
+    for shift, mul, add in ((0, (1, -1, 2), (-128, 100, -300)), (31, (2**31 - 1, 2**30, -2**31), (2**30, -5, 0))):
+        edge.input.shift, edge.input.mul, edge.input.add = shift, mul, add
+        validate(edge)
+        assert acc.load_weights(weight_blob(edge)) == 0
+        for seed in (0, 1):
+            frame = random_frame(seed, 24, 32)
+            status, logits = acc.run_frame(frame, trace=True)
+            assert status == 0
+            _, acts = reference.run(edge, frame, return_all=True)
+            for s in range(len(acts) - 1):
+                np.testing.assert_array_equal(acc.stage(s), acts[s].transpose(1, 2, 0), err_msg=f"stage {s}")
+            np.testing.assert_array_equal(logits, acts[-1].transpose(1, 2, 0))
