@@ -27,6 +27,8 @@ EXTRAS = {
     "camera": ["opencv-python-headless>=4.8,<4.12"],
     "bench": ["matplotlib>=3.5", "psutil>=5.8", "nvidia-ml-py>=12"],
     "fast": ["numba>=0.58"],
+    # `sentei export --onnx` (TorchScript exporter: onnx, no onnxscript); for TensorRT baselines
+    "onnx": ["onnx>=1.15"],
     "dev": [
         "pytest>=7",
         "hypothesis>=6.50",

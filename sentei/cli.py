@@ -19,6 +19,8 @@ from sentei.errors import SenteiError
 
 COMMAND_MODULES = (
     "sentei.host.commands",
+    "sentei.host.live",
+    "sentei.host.bench",
     "sentei.training.commands",
     "sentei.overlay.commands",
     "sentei.overlay.perf",

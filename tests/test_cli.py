@@ -10,7 +10,8 @@ from sentei import cli
 def test_help_lists_every_subcommand(capsys):
     parser = cli.build_parser()
     names = set(parser._subparsers._group_actions[0].choices)
-    assert {"models", "info", "segment", "eval"} <= names
+    assert {"models", "info", "segment", "eval", "demo", "camera", "bench", "bench-report", "train", "compress",
+            "export", "compare", "overlay", "perf"} <= names
 
 
 def test_no_command_prints_help(capsys):
