@@ -175,7 +175,8 @@ def test_stopping_a_stream_early_leaves_the_accelerator_idle(model):
 
 
 def test_importing_the_host_package_does_not_import_pynq():
-    code = ("import sys, sentei.host.segmenter, sentei.host.driver, sentei.host.emulation, sentei.host.live; "
+    code = ("import sys, sentei.host.segmenter, sentei.host.driver, sentei.host.emulation, sentei.host.live, "
+            "sentei.host.camera, sentei.host.demo; "
             "assert 'pynq' not in sys.modules, 'pynq imported'; "
             "assert 'cv2' not in sys.modules, 'cv2 imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -271,3 +272,20 @@ def test_blob_is_what_the_driver_flushes(model):
         n = weight_blob(model).size
         device_view = np.frombuffer(emulated.memory.load(addr, 4 * n), "<u4")
     assert np.array_equal(device_view, weight_blob(model))
+
+
+def test_accelerator_alone_frees_its_buffers_on_timeout(model):
+    """Without a Segmenter around it, the Accelerator itself frees everything when the hardware hangs."""
+    ov = EmulatedOverlay(model)
+    ip = drv.EmulatedIP(ov.ip_dict[IP_NAME])
+    acc = drv.Accelerator(ip, ov.allocate, model, timeout=0.2)
+    acc.load_frame(0, synthetic.random_frame(0, 24, 32))
+    ov.mmio.hang = True
+    acc.submit(0)
+    with pytest.raises(HardwareTimeoutError):
+        acc.collect()
+    assert acc.closed and ov.memory.live_buffers() == 0
+    hung = EmulatedOverlay(model, hang=True)
+    with pytest.raises(HardwareTimeoutError):
+        drv.Accelerator(drv.EmulatedIP(hung.ip_dict[IP_NAME]), hung.allocate, model, timeout=0.1)
+    assert hung.memory.live_buffers() == 0
