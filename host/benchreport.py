@@ -129,14 +129,12 @@ def markdown(rows: list[dict], base: dict, sources: list[str]) -> str:
 
 def draw_plot(rows: list[dict], path: Path) -> None:
     """Bar charts of FPS and frames/J (log scale); modeled bars are hatched and say so."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves a notebook's backend alone
 
     names = [f"{r['label']}\n{r['machine']}" if len(r['machine']) < 28 else f"{r['label']}\n{r['machine'][:26]}…"
              for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.3 * len(rows) + 4), 5.5))
+    fig = Figure(figsize=(max(8, 1.3 * len(rows) + 4), 5.5))
+    axes = fig.subplots(1, 2)
     for ax, key, title in ((axes[0], "fps", "frames / s (log)"), (axes[1], "frames_per_j", "frames / J (log)")):
         values = [throughput(r) if key == "fps" else r[key] for r in rows]
         if all(v is None for v in values):
@@ -165,7 +163,6 @@ def draw_plot(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
-    plt.close(fig)
     tmp.replace(path)
 
 

@@ -109,7 +109,9 @@ def cmd_segment(args) -> int:
             visualize.save_png(labels, out / f"{path.stem}_labels.png")
             visualize.save_png(visualize.blend(frame, labels, model.class_colors, args.alpha),
                                out / f"{path.stem}_overlay.png")
-            print(f"{path.name}: {dt * 1e3:.1f} ms -> {out / (path.stem + '_labels.png')}, "
+            acc = getattr(getattr(seg, "timings", None), "accelerator", None)
+            acc_text = f" (accelerator {acc * 1e3:.1f} ms)" if acc is not None else ""
+            print(f"{path.name}: {dt * 1e3:.1f} ms{acc_text} -> {out / (path.stem + '_labels.png')}, "
                   f"{out / (path.stem + '_overlay.png')}")
         print(f"{len(times)} frame(s) on backend {seg.backend}: mean {np.mean(times) * 1e3:.1f} ms/frame")
     return 0
