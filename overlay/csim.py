@@ -329,13 +329,13 @@ class CsimAccelerator:
         return status, logits.reshape(self.logits_shape)
 
     def close(self) -> None:
-        """Unload the library (the accelerator's state is lost); later calls raise SenteiError."""
-        with self._lock:
-            lib, self._lib = self._lib, None
-        if lib is not None:
-            import _ctypes
+        """Release the accelerator; later calls raise SenteiError.
 
-            _ctypes.dlclose(lib._handle)
+        The library stays mapped until the process ends (never ``dlclose``d: a handle that
+        outlived it would call into unmapped code).
+        """
+        with self._lock:
+            self._lib = None
 
     def __enter__(self) -> "CsimAccelerator":
         return self

@@ -20,7 +20,7 @@ namespace sentei {
  * Three bytes per pixel are consumed from 32-bit words: a 64-bit carry register keeps
  * the bytes not used yet, and a new word is read whenever fewer than three remain, so at
  * most one word is read per iteration and exactly ceil(3*H*W/4) words in all.
- * \tparam CONFIG_T input configuration (`height`, `width`)
+ * \tparam CONFIG_T input configuration (`height`, `width`); not deducible, name it
  */
 template <class CONFIG_T>
 void read_frame(const word_t* frame, hls::stream<rgb_t>& out) {
@@ -48,7 +48,7 @@ read_pixels:
 
 /**
  * \brief Stream of class-score vectors -> logits buffer, row-major HWC, one int32 per cycle.
- * \tparam CONFIG_T the classifier's configuration (`out_height`, `out_width`, `cout`)
+ * \tparam CONFIG_T the classifier's configuration (`out_height`, `out_width`, `cout`); not deducible
  */
 template <class CONFIG_T>
 void write_logits(hls::stream<out_pixel_t<CONFIG_T> >& in, logit_t* logits) {

@@ -305,3 +305,22 @@ def test_requantization_and_input_edges_on_the_same_build(acc):
             for s in range(len(acts) - 1):
                 np.testing.assert_array_equal(acc.stage(s), acts[s].transpose(1, 2, 0), err_msg=f"stage {s}")
             np.testing.assert_array_equal(logits, acts[-1].transpose(1, 2, 0))
+
+
+@pytest.mark.slow
+def test_two_networks_in_one_process_keep_their_own_state():
+    from sentei.host.format import weight_blob
+
+    a, b = tiny(), odd()
+    with csim.CsimAccelerator(a) as acc_a, csim.CsimAccelerator(b) as acc_b:
+        assert acc_a.load_weights(weight_blob(a)) == 0
+        assert acc_b.load_weights(weight_blob(b)) == 0
+        fa, fb = random_frame(8, 24, 32), random_frame(9, 19, 23)
+        sa, la = acc_a.run_frame(fa)
+        sb, lb = acc_b.run_frame(fb)
+        assert (sa, sb) == (0, 0)
+        np.testing.assert_array_equal(la, reference.run(a, fa).transpose(1, 2, 0))
+        np.testing.assert_array_equal(lb, reference.run(b, fb).transpose(1, 2, 0))
+        assert acc_a.iterations() == acc_a.expected_iterations()
+        assert acc_b.iterations() == acc_b.expected_iterations()
+        assert acc_a.blob_words != acc_b.blob_words
