@@ -1,13 +1,12 @@
 """The fast emulator: the reference engine's integers, computed the way the accelerator does.
 
 Only the K stored weights of each filter are multiplied, and every filter of a layer has
-the same K, so each layer is one regular gather-multiply-accumulate: for every output
-row, every filter, every stored weight, a contiguous multiply-accumulate over the output
-columns (:mod:`sentei.host.emulator_kernels`, compiled by numba, parallel over output
-rows on all cores). The integers are exactly those of :func:`sentei.host.reference.run`
+the same K, so each layer is one regular gather-multiply-accumulate: for every filter and
+every stored weight, a contiguous multiply-accumulate over a run of output pixels
+(:mod:`sentei.host.emulator_kernels`, compiled by numba, parallel on all cores). The integers are exactly those of :func:`sentei.host.reference.run`
 (docs/model-format.md section 3): int32 accumulation, int64 requantization, no floats.
 
-All working buffers (the padded input of every layer, the accumulator rows, the logits)
+All working buffers (the padded input of every layer, the accumulators, the logits)
 are allocated once, when the :class:`Emulator` is built; a frame only writes into them.
 
 numba is an optional dependency (``pip install sentei[fast]``). :func:`available` says
@@ -34,6 +33,8 @@ from sentei.host.format import ConvLayer, Model, act_range
 
 UNROLL = 4  # must equal sentei.host.emulator_kernels.UNROLL (checked when the kernels load)
 INT16 = (-(2**15), 2**15 - 1)
+ROW_WIDTH = 100  # stride-1 layers with at least this many output columns run row by row
+CHUNK = 1024  # output pixels per accumulator chunk of a narrow stride-1 layer (4 KiB: in L1)
 
 
 def available() -> tuple[bool, str]:
@@ -70,8 +71,7 @@ class _Plan:
     """Everything one layer needs at run time, computed once per model."""
 
     layer: ConvLayer
-    src: np.ndarray  # the layer's padded, phase-split input buffer (flat)
-    in_shape: tuple[int, int, int]  # (Cin, H, W) before padding
+    src: np.ndarray  # the layer's phase-split input buffer (flat, with slack)
     out_shape: tuple[int, int, int]  # (Cout, Ho, Wo)
     offs: np.ndarray  # int64 [Cout, Kp]
     vals: np.ndarray  # int32 [Cout, Kp]
@@ -80,13 +80,19 @@ class _Plan:
     shift: np.ndarray  # int64 [Cout]
     lo: int
     hi: int
-    row_step: int
-    acc: np.ndarray  # int32 [Ho, Wo]
+    pitch: int  # input offset between two output rows
+    acc: np.ndarray  # int32 [Cout, chunks, chunk] (chunks) or [Ho, Wo] (rows)
+    rows: bool  # True: one output row at a time (conv_rows); False: chunks (accumulate + requantize)
 
 
 @dataclass(frozen=True)
 class _Layout:
-    """Where element (c, y, x) of an unpadded map lies in a padded, phase-split buffer."""
+    """Where element (c, y, x) of an unpadded map lies in a padded, phase-split buffer.
+
+    Padded element ``(c, r, q)`` is at ``c*plane + (r % s)*Hq*pitch + (r // s)*pitch +
+    (q % s)*Wq + q // s`` with ``pitch = s*Wq`` (docs/emulator.md); ``s = 1`` is the
+    plain padded channel-first layout.
+    """
 
     channels: int
     height: int
@@ -95,39 +101,48 @@ class _Layout:
     stride: int
 
     @property
-    def padded_width(self) -> int:
-        return self.width + 2 * self.pad
+    def hq(self) -> int:
+        return -(-(self.height + 2 * self.pad) // self.stride)
 
     @property
-    def quarter(self) -> int:  # Wq: the length of one column phase of a padded row
-        return -(-self.padded_width // self.stride)
+    def wq(self) -> int:
+        """Length of one column phase of a padded row."""
+        return -(-(self.width + 2 * self.pad) // self.stride)
 
     @property
-    def row_pitch(self) -> int:
-        return self.stride * self.quarter
+    def pitch(self) -> int:
+        """Distance between two consecutive output rows of the layer reading this buffer."""
+        return self.stride * self.wq
 
     @property
     def plane(self) -> int:
-        return (self.height + 2 * self.pad) * self.row_pitch
+        return self.stride * self.hq * self.pitch
 
     @property
     def size(self) -> int:
         return self.channels * self.plane
 
-    @property
-    def row0(self) -> int:
-        """Offset of unpadded row 0 within a channel plane."""
-        return self.pad * self.row_pitch
+    def row_offsets(self) -> np.ndarray:
+        """In-plane offset of every unpadded row ``y`` (int64 ``[height]``)."""
+        r = np.arange(self.height, dtype=np.int64) + self.pad
+        return (r % self.stride) * self.hq * self.pitch + (r // self.stride) * self.pitch
 
     def column_offsets(self) -> np.ndarray:
         """In-row offset of every unpadded column ``x`` (int64 ``[width]``)."""
-        col = np.arange(self.width, dtype=np.int64) + self.pad
-        return (col % self.stride) * self.quarter + col // self.stride
+        q = np.arange(self.width, dtype=np.int64) + self.pad
+        return (q % self.stride) * self.wq + q // self.stride
+
+    def tap_offsets(self, ci: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+        """Offset of padded element ``(ci, dy, dx)``: what output pixel (0, 0) reads for a tap."""
+        s = self.stride
+        return (ci * self.plane + (dy % s) * self.hq * self.pitch + (dy // s) * self.pitch
+                + (dx % s) * self.wq + dx // s)
 
     def unpack(self, buf: np.ndarray) -> np.ndarray:
         """The unpadded map ``[C, H, W]`` (int32) held in ``buf``."""
-        rows = buf.reshape(self.channels, self.height + 2 * self.pad, self.row_pitch)
-        return rows[:, self.pad:self.pad + self.height][:, :, self.column_offsets()].astype(np.int32)
+        planes = buf[:self.size].reshape(self.channels, self.plane)
+        where = self.row_offsets()[:, None] + self.column_offsets()[None, :]
+        return planes[:, where].astype(np.int32)
 
 
 def _buffer_dtype(lo: int, hi: int) -> np.dtype:
@@ -143,6 +158,10 @@ class Emulator:
         A validated model (``sentei.host.format.load``).
     threads : int, optional
         Worker threads for the kernels; all cores by default.
+    row_width : int, optional
+        Stride-1 layers with at least this many output columns are computed row by row,
+        narrower ones in chunks of the flattened map (both give the same integers; the
+        tests force each schedule on every layer).
 
     Raises
     ------
@@ -151,7 +170,7 @@ class Emulator:
         :func:`make_engine`, which falls back to the reference engine).
     """
 
-    def __init__(self, model: Model, threads: int | None = None):
+    def __init__(self, model: Model, threads: int | None = None, row_width: int = ROW_WIDTH):
         ok, reason = available()
         if not ok:
             raise SenteiError(reason)
@@ -164,21 +183,21 @@ class Emulator:
             raise SenteiError(f"threads={threads} must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
                               f"(NUMBA_NUM_THREADS)")
         shapes = model.shapes()
-        q = model.input
-        layouts = []
-        for n, layer in enumerate(model.layers):
-            c, h, w = shapes[n]
-            layouts.append(_Layout(c, h, w, layer.padding, layer.stride))
-        c, h, w = shapes[-1]
-        layouts.append(_Layout(c, h, w, 0, 1))  # the logits
+        layouts = [_Layout(*shapes[n], layer.padding, layer.stride) for n, layer in enumerate(model.layers)]
+        layouts.append(_Layout(*shapes[-1], 0, 1))  # the logits
         self._layouts = layouts
-        dtypes = [_buffer_dtype(*model.input_range(n)) for n in range(len(model.layers))]
-        dtypes.append(np.dtype(np.int32))
+        dtypes = [_buffer_dtype(*model.input_range(n)) for n in range(len(model.layers))] + [np.dtype(np.int32)]
+        # a chunked layer computes rows of P (not Wo) pixels, up to a whole last chunk:
+        # slack after its input so that those dropped pixels read inside the buffer
+        runs = [self._run_shape(layouts[n], shapes[n + 1]) for n in range(len(model.layers))]
+        slack = [nchunks * chunk for _, nchunks, chunk in runs] + [0]
         # zeros once: only interiors are ever written, so the padding stays zero for good
-        self.buffers = [np.zeros(lay.size, dtype=dt) for lay, dt in zip(layouts, dtypes)]
-        self._plans = [self._plan(layer, layouts[n], layouts[n + 1], self.buffers[n], shapes[n], shapes[n + 1])
+        self.buffers = [np.zeros(lay.size + extra, dtype=dt) for lay, extra, dt in zip(layouts, slack, dtypes)]
+        self._plans = [self._plan(layer, layouts[n], self.buffers[n], shapes[n + 1], runs[n], row_width)
                        for n, layer in enumerate(model.layers)]
-        self._dst_cols = [lay.column_offsets() for lay in layouts]
+        self._dst = [(lay.row_offsets(), lay.plane, lay.stride, lay.pad, lay.wq) for lay in layouts]
+        self._cols = [lay.column_offsets() for lay in layouts]
+        q = model.input
         lo, hi = -(2 ** (q.bits - 1)), 2 ** (q.bits - 1) - 1
         pix = np.arange(256, dtype=np.int64)
         rnd = (1 << (q.shift - 1)) if q.shift > 0 else 0
@@ -187,28 +206,35 @@ class Emulator:
         self._closed = False
 
     @staticmethod
-    def _plan(layer: ConvLayer, src: _Layout, dst: _Layout, buf: np.ndarray, in_shape, out_shape) -> _Plan:
+    def _run_shape(src: _Layout, out_shape) -> tuple[int, int, int]:
+        """``(length, chunks, chunk)`` of the flattened output run ``t = y*P + x`` of a layer."""
+        _, ho, wo = out_shape
+        length = (ho - 1) * src.pitch + wo
+        chunk = min(CHUNK, -(-length // 64) * 64)
+        return length, -(-length // chunk), chunk
+
+    @staticmethod
+    def _plan(layer: ConvLayer, src: _Layout, buf: np.ndarray, out_shape, run, row_width: int) -> _Plan:
         k, d = layer.kernel, layer.dilation
         cout, kk = layer.out_channels, layer.k_nonzero
         kp = -(-kk // UNROLL) * UNROLL
-        idx = layer.indices.astype(np.int64)
-        ci, rem = np.divmod(idx, k * k)
+        ci, rem = np.divmod(layer.indices.astype(np.int64), k * k)
         ky, kx = np.divmod(rem, k)
-        col = kx * d
-        offs = np.zeros((cout, kp), dtype=np.int64)
-        offs[:, :kk] = (ci * src.plane + ky * d * src.row_pitch + (col % src.stride) * src.quarter
-                        + col // src.stride)
+        offs = np.zeros((cout, kp), dtype=np.int64)  # padding entries: weight 0 at offset 0
+        offs[:, :kk] = src.tap_offsets(ci, ky * d, kx * d)
         vals = np.zeros((cout, kp), dtype=np.int32)
         vals[:, :kk] = layer.values
         requant = layer.act != "logits"
         lo, hi = act_range(layer.act, layer.out_bits) if requant else (-(2**31), 2**31 - 1)
         mult = layer.mult.astype(np.int64) if requant else np.ones(cout, np.int64)
         shift = layer.shift.astype(np.int64) if requant else np.zeros(cout, np.int64)
+        _, nchunks, chunk = run
         _, ho, wo = out_shape
-        return _Plan(layer=layer, src=buf, in_shape=tuple(in_shape), out_shape=tuple(out_shape),
-                     offs=offs, vals=vals, bias=layer.bias.astype(np.int32), mult=mult, shift=shift,
-                     lo=int(lo), hi=int(hi), row_step=layer.stride * src.row_pitch,
-                     acc=np.zeros((ho, wo), dtype=np.int32))
+        rows = wo >= row_width or layer.stride > 1  # chunks of stride-2 rows would be half waste
+        return _Plan(layer=layer, src=buf, out_shape=tuple(out_shape), offs=offs, vals=vals,
+                     bias=layer.bias.astype(np.int32), mult=mult, shift=shift, lo=int(lo), hi=int(hi),
+                     pitch=src.pitch, rows=rows,
+                     acc=np.zeros((ho, wo) if rows else (cout, nchunks, chunk), dtype=np.int32))
 
     # ---------------------------------------------------------------------------------
 
@@ -229,14 +255,18 @@ class Emulator:
         previous = numba.get_num_threads()
         numba.set_num_threads(self.threads)
         try:
-            first = self._layouts[0]
-            k.quantize_frame(frame, self._lut, self.buffers[0], first.plane, first.row_pitch, first.row0,
-                             self._dst_cols[0])
+            k.quantize_frame(frame, self._lut, self.buffers[0], self._dst[0][0], self._cols[0], self._dst[0][1])
             for n, p in enumerate(self._plans):
-                out = self._layouts[n + 1]
-                k.conv_layer(p.src, p.offs, p.vals, p.bias, p.mult, p.shift, p.lo, p.hi,
-                             p.layer.act != "logits", p.out_shape[2], p.row_step, p.acc,
-                             self.buffers[n + 1], out.row0, out.plane, out.row_pitch, self._dst_cols[n + 1])
+                requant = p.layer.act != "logits"
+                dst = self.buffers[n + 1]
+                if p.rows:
+                    rows, plane = self._dst[n + 1][:2]
+                    k.conv_rows(p.src, p.offs, p.vals, p.bias, p.mult, p.shift, p.lo, p.hi, requant, p.pitch,
+                                p.out_shape[2], p.acc, dst, rows, self._cols[n + 1], plane)
+                else:
+                    k.accumulate(p.src, p.offs, p.vals, p.bias, p.acc)
+                    k.requantize(p.acc, p.mult, p.shift, p.lo, p.hi, requant, p.pitch, p.out_shape[1],
+                                 p.out_shape[2], dst, *self._dst[n + 1])
         finally:
             numba.set_num_threads(previous)
 

@@ -4,82 +4,70 @@ Importing this module imports numba; :func:`sentei.host.emulator.available` does
 import inside a ``try`` so that a plain install (numpy + pillow) falls back to the
 reference engine.
 
-Data layout (see docs/emulator.md). Every activation lives in one flat buffer per layer
-input, channel-first and zero padded once at allocation::
+Data layout (docs/emulator.md). The input of every layer lives in one flat buffer,
+channel-first, zero padded once at allocation, its rows and its columns split into the
+``s`` phases of the stride ``s`` of the layer that reads it::
 
-    element (c, row, col) of the padded map  ->  c*plane + row*(s*Wq) + (col % s)*Wq + col // s
+    padded element (c, r, q)  ->  c*plane + (r % s)*Hq*P + (r // s)*P + (q % s)*Wq + q // s
 
-where ``s`` is the stride of the layer that *reads* the buffer and ``Wq = ceil(Wp / s)``:
-the columns of each padded row are split into ``s`` phases, so that output pixel ``x``
-of a stride-``s`` layer reads column ``x*s + kx*d`` at phase ``(kx*d) % s``, position
-``x + (kx*d) // s`` -- contiguous in ``x`` for every stride. A stored weight ``j`` of
-filter ``o`` therefore reads, for output row ``y``, the ``wo`` consecutive elements that
-start at ``offs[o, j] + y*row_step``: the gather is one flat offset per weight, computed
-once per model, and the innermost loop is a contiguous multiply-accumulate over ``x``
-that LLVM vectorizes.
+with ``Wq = ceil(Wp / s)``, ``Hq = ceil(Hp / s)`` and the row pitch ``P = s*Wq``. Output
+pixel ``(y, x)`` reads padded element ``(ci, y*s + ky*d, x*s + kx*d)``, which is
+``off_j + y*P + x`` with one constant ``off_j`` per stored weight ``j`` (computed once per
+model). So for every weight, an output row -- and for stride 1 the whole output map
+flattened as ``t = y*P + x`` (the ``P - Wo`` columns past ``Wo`` are computed and dropped) --
+is one *contiguous* run of the input: each layer is, per filter, ``K`` contiguous
+multiply-accumulates, which LLVM vectorizes, with no per-filter branching and no strided
+access even for stride 2.
 
-Exactness: the accumulator is int32, as in the accelerator; the model file guarantees
-that ``|bias| + sum |w| * amax`` fits in 31 bits (docs/model-format.md section 3), so no
-partial sum overflows. Requantization is done in int64 exactly as the specification
-writes it (``(acc * mult + R) >> shift``, arithmetic shift, then clamp).
+Two schedules of the same arithmetic (:class:`sentei.host.emulator.Emulator` picks one
+per layer): :func:`conv_rows`, one output row per task, for wide or stride-2 layers, and
+:func:`accumulate` + :func:`requantize`, chunks of the flattened map, for narrow stride-1
+layers whose rows are too short to vectorize well.
+
+Exactness: int32 accumulation never overflows (the model file bounds it,
+docs/model-format.md section 3); requantization is done in int64 exactly as the
+specification writes it (``(acc * mult + R) >> shift``, arithmetic shift, then clamp).
 """
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
-UNROLL = 4  # stored weights per pass over an output row; K is padded to a multiple of it
+UNROLL = 4  # stored weights per pass over a chunk; K is padded to a multiple of it
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def quantize_frame(frame, lut, dst, plane, row_pitch, row0, cols):
-    """uint8 frame ``[H, W, 3]`` -> the first layer's padded input buffer.
+def quantize_frame(frame, lut, dst, dst_rows, dst_cols, dst_plane):
+    """uint8 frame ``[H, W, 3]`` -> the first layer's input buffer.
 
     ``lut[c, v]`` is the quantized value of pixel value ``v`` in channel ``c`` (256
-    entries per channel, computed in int64 by the host); ``cols[x]`` is the in-row
-    offset of image column ``x`` and ``row0`` the offset of image row 0 (padding).
+    entries per channel, computed exactly in int64 by the host); pixel ``(y, x)`` of
+    channel ``c`` goes to ``c*dst_plane + dst_rows[y] + dst_cols[x]``.
     """
     h, w, nc = frame.shape
     for y in prange(h):
         for c in range(nc):
-            base = c * plane + row0 + y * row_pitch
+            base = c * dst_plane + dst_rows[y]
             for x in range(w):
-                dst[base + cols[x]] = lut[c, frame[y, x, c]]
+                dst[base + dst_cols[x]] = lut[c, frame[y, x, c]]
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def conv_layer(src, offs, vals, bias, mult, shift, lo, hi, requant, wo, row_step, acc,
-               dst, dst_row0, dst_plane, dst_row, dst_cols):
-    """One sparse conv layer over all output rows (parallel over rows).
+def conv_rows(src, offs, vals, bias, mult, shift, lo, hi, requant, pitch, wo, acc, dst, dst_rows, dst_cols,
+              dst_plane):
+    """One sparse conv layer, one output row at a time (parallel over rows): for wide rows.
 
-    Parameters
-    ----------
-    src : 1-D int16 or int32
-        The padded, phase-split input buffer of this layer.
-    offs : int64 [Cout, Kp]
-        Flat offset of every stored weight's input element for output pixel (0, 0);
-        ``Kp`` is K rounded up to :data:`UNROLL` with zero weights at offset 0.
-    vals : int32 [Cout, Kp]
-        The weights (zero for the padding entries).
-    bias, mult, shift : int32, int64, int64 [Cout]
-        Bias and requantization constants (``mult``/``shift`` unused without ``requant``).
-    lo, hi : int
-        Saturation bounds of the output activation.
-    requant : bool
-        False for the ``logits`` layer: the accumulator is the output.
-    wo, row_step : int
-        Output width and the offset between the input windows of two output rows.
-    acc : int32 [Ho, wo]
-        Accumulator scratch, one row per output row (allocated once per model).
-    dst : 1-D int16 or int32
-        The next layer's input buffer (or the logits), written at
-        ``dst_row0 + o*dst_plane + y*dst_row + dst_cols[x]``.
+    Each (row, filter) accumulates its ``wo`` pixels in ``acc[y]`` (L1-resident) and
+    writes them out at once: output ``(o, y, x)`` goes to ``o*dst_plane + dst_rows[y] +
+    dst_cols[x]``. ``pitch`` is the input offset between two output rows; the other
+    arguments are those of :func:`accumulate` and :func:`requantize`; ``acc`` is
+    int32 ``[Ho, wo]``.
     """
     ho = acc.shape[0]
     cout, kp = vals.shape
     for y in prange(ho):
         a = acc[y]
-        ybase = y * row_step
+        ybase = y * pitch
         for o in range(cout):
             b = bias[o]
             for x in range(wo):
@@ -95,7 +83,7 @@ def conv_layer(src, offs, vals, bias, mult, shift, lo, hi, requant, wo, row_step
                 s3 = src[ybase + offs[o, j + 3]:]
                 for x in range(wo):
                     a[x] += w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x]
-            dbase = dst_row0 + o * dst_plane + y * dst_row
+            row = o * dst_plane + dst_rows[y]
             if requant:
                 m = mult[o]
                 sh = shift[o]
@@ -106,7 +94,78 @@ def conv_layer(src, offs, vals, bias, mult, shift, lo, hi, requant, wo, row_step
                         v = lo
                     elif v > hi:
                         v = hi
-                    dst[dbase + dst_cols[x]] = v
+                    dst[row + dst_cols[x]] = v
             else:
                 for x in range(wo):
-                    dst[dbase + dst_cols[x]] = a[x]
+                    dst[row + dst_cols[x]] = a[x]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def accumulate(src, offs, vals, bias, acc):
+    """The accumulators of one sparse conv layer, parallel over (chunk, filter).
+
+    Parameters
+    ----------
+    src : 1-D int16 or int32
+        The layer's phase-split input buffer (with slack at the end for the dropped columns).
+    offs : int64 [Cout, Kp]
+        Input offset of every stored weight for output pixel (0, 0); ``Kp`` is K rounded
+        up to :data:`UNROLL` with zero weights at offset 0.
+    vals, bias : int32 [Cout, Kp], int32 [Cout]
+        Weights (zero for the padding entries) and bias.
+    acc : int32 [Cout, chunks, chunk]
+        Output: ``acc[o].ravel()[t]`` is the accumulator of pixel ``t = y*P + x``.
+    """
+    cout, nchunks, chunk = acc.shape
+    kp = vals.shape[1]
+    for item in prange(nchunks * cout):
+        c = item // cout
+        o = item - c * cout
+        a = acc[o, c]
+        t0 = c * chunk
+        b = bias[o]
+        for t in range(chunk):
+            a[t] = b
+        for j in range(0, kp, UNROLL):
+            w0 = vals[o, j]
+            w1 = vals[o, j + 1]
+            w2 = vals[o, j + 2]
+            w3 = vals[o, j + 3]
+            s0 = src[t0 + offs[o, j]:]
+            s1 = src[t0 + offs[o, j + 1]:]
+            s2 = src[t0 + offs[o, j + 2]:]
+            s3 = src[t0 + offs[o, j + 3]:]
+            for t in range(chunk):
+                a[t] += w0 * s0[t] + w1 * s1[t] + w2 * s2[t] + w3 * s3[t]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def requantize(acc, mult, shift, lo, hi, requant, pitch, ho, wo, dst, dst_rows, dst_plane, dst_stride, dst_pad,
+               dst_wq):
+    """Requantize, activate, saturate and store the accumulators into the next layer's buffer.
+
+    ``acc`` as written by :func:`accumulate`. Output ``(o, y, x)`` is padded column
+    ``q = x + dst_pad`` of row ``o*dst_plane + dst_rows[y]`` of the next buffer, whose
+    columns are split into ``dst_stride`` phases of ``dst_wq`` elements: each phase
+    is written as one contiguous run (a scatter would not vectorize). Without ``requant``
+    (logits) the accumulator is stored as it is. Parallel over (filter, output row).
+    """
+    cout = acc.shape[0]
+    flat = acc.reshape(cout, acc.shape[1] * acc.shape[2])
+    for item in prange(cout * ho):
+        o = item // ho
+        y = item - o * ho
+        a = flat[o, y * pitch:]
+        m = mult[o]
+        sh = shift[o]
+        rnd = (np.int64(1) << (sh - 1)) if sh > 0 else np.int64(0)
+        for ph in range(dst_stride):
+            x0 = (ph - dst_pad) % dst_stride  # first output column in this phase
+            d = dst[o * dst_plane + dst_rows[y] + ph * dst_wq + (x0 + dst_pad) // dst_stride:]
+            if requant:
+                for i in range((wo - x0 + dst_stride - 1) // dst_stride):
+                    v = (np.int64(a[x0 + i * dst_stride]) * m + rnd) >> sh
+                    d[i] = min(max(v, lo), hi)
+            else:
+                for i in range((wo - x0 + dst_stride - 1) // dst_stride):
+                    d[i] = a[x0 + i * dst_stride]

@@ -59,6 +59,8 @@ def test_shipped_architecture_at_full_resolution(balanced):
     yy, xx = np.mgrid[0:360, 0:480]
     smooth = np.stack([xx * 255 // 479, yy * 255 // 359, (xx + yy) * 255 // 838], axis=-1).astype(np.uint8)
     emu = E.Emulator(model)
+    # both schedules are used: rows for the wide and stride-2 layers, chunks for the rest
+    assert [p.rows for p in emu._plans] == [True, True, True, True, False, False, False, False]
     for f in (frame, smooth):
         assert np.array_equal(emu.run(f), R.run(model, f))
 
@@ -82,9 +84,10 @@ layer_specs = st.builds(
 @given(specs=st.lists(layer_specs, min_size=0, max_size=3), seed=st.integers(0, 2**31),
        height=st.integers(1, 21), width=st.integers(1, 21), input_bits=st.integers(2, 16),
        classifier_bits=st.integers(2, 8), classifier_density=st.floats(0.05, 1.0),
-       balanced=st.booleans(), num_classes=st.integers(1, 13))
+       balanced=st.booleans(), num_classes=st.integers(1, 13), row_width=st.sampled_from([0, 8, 10**6]))
 def test_random_networks_are_bit_exact(specs, seed, height, width, input_bits, classifier_bits,
-                                       classifier_density, balanced, num_classes):
+                                       classifier_density, balanced, num_classes, row_width):
+    # row_width picks the schedule: 0 = every layer row by row, 10**6 = chunks for stride 1
     specs = [s if s.kernel == 3 else dataclasses.replace(s, dilation=1) for s in specs]
     h, w = height, width
     for s in specs:  # every layer must have an output pixel
@@ -99,19 +102,22 @@ def test_random_networks_are_bit_exact(specs, seed, height, width, input_bits, c
         validate(model)
     except ModelFormatError:
         assume(False)  # e.g. 16-bit activations times 8-bit weights could overflow int32
-    _assert_same(model, [random_frame(seed % 1000, height, width), random_frame(seed % 1000 + 1, height, width)])
+    frames = [random_frame(seed % 1000, height, width), random_frame(seed % 1000 + 1, height, width)]
+    _assert_same(model, frames, E.Emulator(model, row_width=row_width))
 
 
 @needs_numba
+@pytest.mark.parametrize("row_width", [0, 10**6])
 @pytest.mark.parametrize("dilation,padding,stride", [(1, 0, 1), (2, 2, 1), (4, 4, 2), (3, 0, 2), (1, 3, 2)])
-def test_single_layer_shapes_with_wide_activations(dilation, padding, stride):
+def test_single_layer_shapes_with_wide_activations(dilation, padding, stride, row_width):
     # relu at 16 bits: 0..65535 does not fit int16, so the next buffer is int32
     specs = (LayerSpec(6, dilation=dilation, padding=padding, stride=stride, density=0.4, out_bits=16,
                        weight_bits=3),
              LayerSpec(5, kernel=1, density=0.5, weight_bits=2, act="linear", out_bits=16))
     model = random_model(seed=11, height=19, width=27, specs=specs, classifier_bits=2)
     validate(model)
-    emu = _assert_same(model, [random_frame(0, 19, 27)])
+    emu = _assert_same(model, [random_frame(0, 19, 27)], E.Emulator(model, row_width=row_width))
+    assert [p.rows for p in emu._plans] == [row_width == 0 or stride == 2, row_width == 0, row_width == 0]
     assert [b.dtype for b in emu.buffers] == [np.int16, np.int32, np.int16, np.int32]
 
 
