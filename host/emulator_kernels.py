@@ -36,6 +36,26 @@ from numba import njit, prange
 UNROLL = 4  # stored weights per pass over a chunk; K is padded to a multiple of it
 
 
+@njit(inline="always")
+def _gather_mac(a, n, src, base, offs, vals):
+    """``a[:n] += sum_j vals[j] * src[base + offs[j] : ... + n]``: one filter's stored weights.
+
+    ``UNROLL`` weights per pass over ``a``, so the accumulator is loaded and stored once
+    per four multiply-accumulates; the innermost loop is contiguous and vectorizes.
+    """
+    for j in range(0, vals.shape[0], UNROLL):
+        w0 = vals[j]
+        w1 = vals[j + 1]
+        w2 = vals[j + 2]
+        w3 = vals[j + 3]
+        s0 = src[base + offs[j]:]
+        s1 = src[base + offs[j + 1]:]
+        s2 = src[base + offs[j + 2]:]
+        s3 = src[base + offs[j + 3]:]
+        for x in range(n):
+            a[x] += w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x]
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def quantize_frame(frame, lut, dst, dst_rows, dst_cols, dst_plane):
     """uint8 frame ``[H, W, 3]`` -> the first layer's input buffer.
@@ -64,7 +84,7 @@ def conv_rows(src, offs, vals, bias, mult, shift, lo, hi, requant, pitch, wo, ac
     int32 ``[Ho, wo]``.
     """
     ho = acc.shape[0]
-    cout, kp = vals.shape
+    cout = vals.shape[0]
     for y in prange(ho):
         a = acc[y]
         ybase = y * pitch
@@ -72,17 +92,7 @@ def conv_rows(src, offs, vals, bias, mult, shift, lo, hi, requant, pitch, wo, ac
             b = bias[o]
             for x in range(wo):
                 a[x] = b
-            for j in range(0, kp, UNROLL):
-                w0 = vals[o, j]
-                w1 = vals[o, j + 1]
-                w2 = vals[o, j + 2]
-                w3 = vals[o, j + 3]
-                s0 = src[ybase + offs[o, j]:]
-                s1 = src[ybase + offs[o, j + 1]:]
-                s2 = src[ybase + offs[o, j + 2]:]
-                s3 = src[ybase + offs[o, j + 3]:]
-                for x in range(wo):
-                    a[x] += w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x]
+            _gather_mac(a, wo, src, ybase, offs[o], vals[o])
             row = o * dst_plane + dst_rows[y]
             if requant:
                 m = mult[o]
@@ -117,7 +127,6 @@ def accumulate(src, offs, vals, bias, acc):
         Output: ``acc[o].ravel()[t]`` is the accumulator of pixel ``t = y*P + x``.
     """
     cout, nchunks, chunk = acc.shape
-    kp = vals.shape[1]
     for item in prange(nchunks * cout):
         c = item // cout
         o = item - c * cout
@@ -126,17 +135,7 @@ def accumulate(src, offs, vals, bias, acc):
         b = bias[o]
         for t in range(chunk):
             a[t] = b
-        for j in range(0, kp, UNROLL):
-            w0 = vals[o, j]
-            w1 = vals[o, j + 1]
-            w2 = vals[o, j + 2]
-            w3 = vals[o, j + 3]
-            s0 = src[t0 + offs[o, j]:]
-            s1 = src[t0 + offs[o, j + 1]:]
-            s2 = src[t0 + offs[o, j + 2]:]
-            s3 = src[t0 + offs[o, j + 3]:]
-            for t in range(chunk):
-                a[t] += w0 * s0[t] + w1 * s1[t] + w2 * s2[t] + w3 * s3[t]
+        _gather_mac(a, chunk, src, t0, offs[o], vals[o])
 
 
 @njit(parallel=True, cache=True, nogil=True)
