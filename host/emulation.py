@@ -292,10 +292,26 @@ def check_blob_header(network: Model, read_words: Callable[[int, int], np.ndarra
     n = len(network.layers)
     if int(head[1]) != n:
         return R.STATUS_BAD_LAYOUT
+    if int(read_words(8, 1)[0]) > 31:  # input shift: the hardware's shifter takes 0..31
+        return R.STATUS_BAD_LAYOUT
     offsets = read_words(2 + BLOB_INPUT_WORDS, n)
     if [int(v) for v in offsets] != blob_offsets(network):
         return R.STATUS_BAD_LAYOUT
     return R.STATUS_OK
+
+
+def blob_entries_fit(network: Model, blob: np.ndarray) -> bool:
+    """The check the hardware's weight loader makes per entry while it copies: every position
+    below Cin*k*k and every value within the layer's weight bits (else STATUS_BAD_LAYOUT)."""
+    words = np.asarray(blob, dtype=np.uint32)
+    for off, layer in zip(blob_offsets(network), network.layers):
+        c, k = layer.out_channels, layer.k_nonzero
+        entries = words[off + 3 * c:off + 3 * c + c * k]
+        values = (entries & 0xFF).astype(np.uint8).view(np.int8).astype(np.int64)
+        lo, hi = -(2 ** (layer.weight_bits - 1)), 2 ** (layer.weight_bits - 1) - 1
+        if np.any((entries >> 8) >= layer.fan_in) or np.any((values < lo) | (values > hi)):
+            return False
+    return True
 
 
 class EngineHardware:
@@ -320,7 +336,9 @@ class EngineHardware:
 
     def load_weights(self, blob: np.ndarray) -> int:
         """Decode a blob whose header :func:`check_blob_header` accepted; a ``STATUS_*`` code."""
-        self.close()
+        self.close()  # like the hardware, a load that fails leaves no weights behind
+        if not blob_entries_fit(self.network, blob):
+            return R.STATUS_BAD_LAYOUT
         loaded = model_from_blob(self.network, blob)
         if self.engine == "emu":
             from sentei.host.emulator import Emulator

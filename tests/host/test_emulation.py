@@ -132,6 +132,28 @@ def test_blob_header_check_codes(model):
         synthetic.LayerSpec(8, stride=2, density=0.4),) + synthetic.TINY[1:])
     assert blob_offsets(other) != blob_offsets(model)
     assert check_blob_header(model, reader(weight_blob(other))) == R.STATUS_BAD_LAYOUT
+    bad = blob.copy()
+    bad[8] = 32  # input shift beyond the hardware's 0..31
+    assert check_blob_header(model, reader(bad)) == R.STATUS_BAD_LAYOUT
+
+
+@pytest.mark.parametrize("corrupt", ["index", "value"])
+def test_entry_check_fails_the_load_and_drops_old_weights(model, corrupt):
+    """Like the HLS loader: an entry out of range fails the load and leaves no weights."""
+    from sentei.host.emulation import EngineHardware
+
+    hw = EngineHardware(model, "reference")
+    blob = weight_blob(model)
+    assert hw.load_weights(blob) == R.STATUS_OK
+    bad = blob.copy()
+    layer = model.layers[2]  # 4-bit weights in the TINY spec
+    entry = blob_offsets(model)[2] + 3 * layer.out_channels
+    if corrupt == "index":
+        bad[entry] = (layer.fan_in << 8) | (bad[entry] & 0xFF)
+    else:
+        bad[entry] = (bad[entry] & ~np.uint32(0xFF)) | np.uint32(0x7F)  # +127 > 4-bit max 7
+    assert hw.load_weights(bad) == R.STATUS_BAD_LAYOUT
+    assert hw.run_frame(synthetic.random_frame(0, 24, 32))[0] == R.STATUS_NO_WEIGHTS
 
 
 # ---------------------------------------------------------------------------------------
