@@ -260,9 +260,8 @@ class Emulator:
                 requant = p.layer.act != "logits"
                 dst = self.buffers[n + 1]
                 if p.rows:
-                    rows, plane = self._dst[n + 1][:2]
                     k.conv_rows(p.src, p.offs, p.vals, p.bias, p.mult, p.shift, p.lo, p.hi, requant, p.pitch,
-                                p.out_shape[2], p.acc, dst, rows, self._cols[n + 1], plane)
+                                p.out_shape[2], p.acc, dst, *self._dst[n + 1])
                 else:
                     k.accumulate(p.src, p.offs, p.vals, p.bias, p.acc)
                     k.requantize(p.acc, p.mult, p.shift, p.lo, p.hi, requant, p.pitch, p.out_shape[1],

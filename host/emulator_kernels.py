@@ -56,6 +56,28 @@ def _gather_mac(a, n, src, base, offs, vals):
             a[x] += w0 * s0[x] + w1 * s1[x] + w2 * s2[x] + w3 * s3[x]
 
 
+@njit(inline="always")
+def _store(a, wo, m, sh, lo, hi, requant, dst, row, dst_stride, dst_pad, dst_wq):
+    """Requantize ``a[:wo]`` (one output row of one filter) into row ``row`` of the next buffer.
+
+    Output column ``x`` is padded column ``q = x + dst_pad`` of the next buffer, whose
+    columns are split into ``dst_stride`` phases of ``dst_wq`` elements: each phase is
+    written as one contiguous run (a scatter through a column table would not vectorize).
+    Without ``requant`` (logits) the accumulator is stored as it is.
+    """
+    rnd = (np.int64(1) << (sh - 1)) if sh > 0 else np.int64(0)
+    for ph in range(dst_stride):
+        x0 = (ph - dst_pad) % dst_stride  # first output column in this phase
+        d = dst[row + ph * dst_wq + (x0 + dst_pad) // dst_stride:]
+        if requant:
+            for i in range((wo - x0 + dst_stride - 1) // dst_stride):
+                v = (np.int64(a[x0 + i * dst_stride]) * m + rnd) >> sh
+                d[i] = min(max(v, lo), hi)
+        else:
+            for i in range((wo - x0 + dst_stride - 1) // dst_stride):
+                d[i] = a[x0 + i * dst_stride]
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def quantize_frame(frame, lut, dst, dst_rows, dst_cols, dst_plane):
     """uint8 frame ``[H, W, 3]`` -> the first layer's input buffer.
@@ -73,15 +95,14 @@ def quantize_frame(frame, lut, dst, dst_rows, dst_cols, dst_plane):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def conv_rows(src, offs, vals, bias, mult, shift, lo, hi, requant, pitch, wo, acc, dst, dst_rows, dst_cols,
-              dst_plane):
+def conv_rows(src, offs, vals, bias, mult, shift, lo, hi, requant, pitch, wo, acc, dst, dst_rows, dst_plane,
+              dst_stride, dst_pad, dst_wq):
     """One sparse conv layer, one output row at a time (parallel over rows): for wide rows.
 
     Each (row, filter) accumulates its ``wo`` pixels in ``acc[y]`` (L1-resident) and
-    writes them out at once: output ``(o, y, x)`` goes to ``o*dst_plane + dst_rows[y] +
-    dst_cols[x]``. ``pitch`` is the input offset between two output rows; the other
-    arguments are those of :func:`accumulate` and :func:`requantize`; ``acc`` is
-    int32 ``[Ho, wo]``.
+    writes them out at once, as :func:`requantize` does. ``pitch`` is the input offset
+    between two output rows; the other arguments are those of :func:`accumulate` and
+    :func:`requantize`; ``acc`` is int32 ``[Ho, wo]``.
     """
     ho = acc.shape[0]
     cout = vals.shape[0]
@@ -93,21 +114,8 @@ def conv_rows(src, offs, vals, bias, mult, shift, lo, hi, requant, pitch, wo, ac
             for x in range(wo):
                 a[x] = b
             _gather_mac(a, wo, src, ybase, offs[o], vals[o])
-            row = o * dst_plane + dst_rows[y]
-            if requant:
-                m = mult[o]
-                sh = shift[o]
-                rnd = (np.int64(1) << (sh - 1)) if sh > 0 else np.int64(0)
-                for x in range(wo):
-                    v = (np.int64(a[x]) * m + rnd) >> sh
-                    if v < lo:
-                        v = lo
-                    elif v > hi:
-                        v = hi
-                    dst[row + dst_cols[x]] = v
-            else:
-                for x in range(wo):
-                    dst[row + dst_cols[x]] = a[x]
+            _store(a, wo, mult[o], shift[o], lo, hi, requant, dst, o * dst_plane + dst_rows[y], dst_stride, dst_pad,
+                   dst_wq)
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -145,9 +153,9 @@ def requantize(acc, mult, shift, lo, hi, requant, pitch, ho, wo, dst, dst_rows, 
 
     ``acc`` as written by :func:`accumulate`. Output ``(o, y, x)`` is padded column
     ``q = x + dst_pad`` of row ``o*dst_plane + dst_rows[y]`` of the next buffer, whose
-    columns are split into ``dst_stride`` phases of ``dst_wq`` elements: each phase
-    is written as one contiguous run (a scatter would not vectorize). Without ``requant``
-    (logits) the accumulator is stored as it is. Parallel over (filter, output row).
+    columns are split into ``dst_stride`` phases of ``dst_wq`` elements (:func:`_store`).
+    Without ``requant`` (logits) the accumulator is stored as it is. Parallel over
+    (filter, output row).
     """
     cout = acc.shape[0]
     flat = acc.reshape(cout, acc.shape[1] * acc.shape[2])
@@ -155,16 +163,5 @@ def requantize(acc, mult, shift, lo, hi, requant, pitch, ho, wo, dst, dst_rows, 
         o = item // ho
         y = item - o * ho
         a = flat[o, y * pitch:]
-        m = mult[o]
-        sh = shift[o]
-        rnd = (np.int64(1) << (sh - 1)) if sh > 0 else np.int64(0)
-        for ph in range(dst_stride):
-            x0 = (ph - dst_pad) % dst_stride  # first output column in this phase
-            d = dst[o * dst_plane + dst_rows[y] + ph * dst_wq + (x0 + dst_pad) // dst_stride:]
-            if requant:
-                for i in range((wo - x0 + dst_stride - 1) // dst_stride):
-                    v = (np.int64(a[x0 + i * dst_stride]) * m + rnd) >> sh
-                    d[i] = min(max(v, lo), hi)
-            else:
-                for i in range((wo - x0 + dst_stride - 1) // dst_stride):
-                    d[i] = a[x0 + i * dst_stride]
+        _store(a, wo, mult[o], shift[o], lo, hi, requant, dst, o * dst_plane + dst_rows[y], dst_stride, dst_pad,
+               dst_wq)
