@@ -28,25 +28,11 @@ import numpy as np
 
 from sentei.host import reference
 from sentei.host.format import atomic_write_bytes, describe
-from sentei.host.synthetic import LayerSpec, random_frame, random_model
+from sentei.host.synthetic import random_frame, shipped_model
 
 SPARSITIES = (0.50, 0.75, 0.90, 0.95)
 RESOLUTIONS = ((240, 320), (360, 480), (720, 960))
 BASE = (0.90, (360, 480))
-
-
-def shipped_specs(sparsity: float) -> tuple[LayerSpec, ...]:
-    """The shipped network's conv body: dense first layer, filter-wise ``sparsity`` elsewhere."""
-    d = 1.0 - sparsity
-    return (LayerSpec(32, stride=2), LayerSpec(64, stride=2, density=d), LayerSpec(64, density=d),
-            LayerSpec(128, stride=2, density=d), LayerSpec(128, dilation=2, density=d),
-            LayerSpec(128, dilation=4, density=d), LayerSpec(128, density=d))
-
-
-def shipped_model(sparsity: float, height: int, width: int, seed: int = 0):
-    """A random model of the shipped architecture (1x1 dense classifier to 11 classes)."""
-    return random_model(seed=seed, height=height, width=width, specs=shipped_specs(sparsity),
-                        name=f"shipped-arch-fw{round(sparsity * 100)}-{height}x{width}")
 
 
 def torch_dense(model, threads: int):

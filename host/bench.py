@@ -44,10 +44,6 @@ DEFAULT_FRAMES = {"reference": 3, "csim": 2, "perf": 1}
 
 # The shipped network's shape (docs/architecture.md): what `--model synthetic` builds with
 # random weights when no trained model is at hand. (out_channels, stride, dilation, kernel)
-SHIPPED_ARCH = ((32, 2, 1, 3), (64, 2, 1, 3), (64, 1, 1, 3), (128, 2, 1, 3),
-                (128, 1, 2, 3), (128, 1, 4, 3), (128, 1, 1, 3))
-
-
 def register(sub) -> None:
     """Add ``bench`` and ``bench-report`` to the ``sentei`` subcommands."""
     p = sub.add_parser("bench", help="latency, FPS and power of one or several backends (batch 1)",
@@ -659,18 +655,10 @@ def default_label(env: dict) -> str:
 
 
 def synthetic_shipped_model(seed: int = 0, height: int = 360, width: int = 480, density: float = 0.1):
-    """A random, valid model of the shipped architecture (NOT trained): for timing only.
+    """A random, valid model of the shipped architecture (NOT trained): for timing only."""
+    from sentei.host.synthetic import shipped_model
 
-    3->32 s2, 32->64 s2, 64->64, 64->128 s2, 128->128 d2, 128->128 d4, 128->128, 1x1 ->11;
-    each 3x3 layer keeps ``density`` of its weights per filter (filter-wise), 8-bit.
-    """
-    from sentei.host.synthetic import LayerSpec, random_model
-
-    specs = tuple(LayerSpec(c, kernel=k, stride=s, dilation=d, density=density) for c, s, d, k in SHIPPED_ARCH)
-    model = random_model(seed=seed, height=height, width=width, specs=specs, num_classes=11,
-                         name=f"synthetic-fcn7-fw{round((1 - density) * 100)}")
-    model.metadata["architecture"] = "shipped FCN (docs/architecture.md), random weights"
-    return model
+    return shipped_model(1.0 - density, height, width, seed)
 
 
 def load_bench_model(name):

@@ -33,6 +33,26 @@ TINY = (LayerSpec(8, stride=2, density=0.5), LayerSpec(8, dilation=2, density=0.
         LayerSpec(16, stride=2, density=0.3, weight_bits=4), LayerSpec(16, kernel=1, density=0.5))
 
 
+def shipped_specs(sparsity: float = 0.9) -> tuple[LayerSpec, ...]:
+    """The conv body of the shipped CamVid network (training/configs/camvid-fcn7.yaml).
+
+    3->32 s2 (kept dense), 32->64 s2, 64->64, 64->128 s2, 128->128 d2, 128->128 d4,
+    128->128 d8, each later layer keeping ``1 - sparsity`` of its weights per filter.
+    """
+    d = 1.0 - sparsity
+    return (LayerSpec(32, stride=2), LayerSpec(64, stride=2, density=d), LayerSpec(64, density=d),
+            LayerSpec(128, stride=2, density=d), LayerSpec(128, dilation=2, density=d),
+            LayerSpec(128, dilation=4, density=d), LayerSpec(128, dilation=8, density=d))
+
+
+def shipped_model(sparsity: float = 0.9, height: int = 360, width: int = 480, seed: int = 0) -> "Model":
+    """A random (untrained) model of the shipped architecture, for timing and resource figures."""
+    model = random_model(seed=seed, height=height, width=width, specs=shipped_specs(sparsity),
+                         name=f"synthetic-fcn7-fw{round(sparsity * 100)}-{height}x{width}")
+    model.metadata["architecture"] = "the shipped FCN (training/configs/camvid-fcn7.yaml), random weights"
+    return model
+
+
 def random_layer(rng: np.random.Generator, name: str, cin: int, spec: LayerSpec, in_range: tuple[int, int],
                  balanced: bool = True, act: str | None = None) -> ConvLayer:
     """One random layer with K = round(density * Cin*k*k) weights per filter."""

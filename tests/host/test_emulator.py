@@ -12,14 +12,11 @@ from sentei.errors import ModelFormatError, SenteiError
 from sentei.host import emulator as E
 from sentei.host import reference as R
 from sentei.host.format import validate
-from sentei.host.synthetic import TINY, LayerSpec, random_frame, random_model
+from sentei.host.synthetic import TINY, LayerSpec, random_frame, random_model, shipped_specs
 
 needs_numba = pytest.mark.skipif(not E.available()[0], reason="numba is not installed (pip install sentei[fast])")
 
-# the shipped network (docs/emulator.md): dense first layer, 90 % filter-wise sparse body
-SHIPPED = (LayerSpec(32, stride=2), LayerSpec(64, stride=2, density=0.1), LayerSpec(64, density=0.1),
-           LayerSpec(128, stride=2, density=0.1), LayerSpec(128, dilation=2, density=0.1),
-           LayerSpec(128, dilation=4, density=0.1), LayerSpec(128, density=0.1))
+SHIPPED = shipped_specs(0.9)  # the shipped network: dense first layer, 90 % filter-wise sparse body
 
 
 def _assert_same(model, frames, emu=None):
