@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -54,6 +54,31 @@ IP_NAME = "sentei_top_0"  # instance name of the accelerator in the block design
 
 class EmulatedBusError(SenteiError):
     """The emulated accelerator accessed memory outside every live buffer."""
+
+
+LOG_LIMIT = 20_000  # events an overlay keeps (the register accesses of several hundred frames)
+COMMANDS_LIMIT = 10_000  # finished commands an overlay keeps
+
+
+class EventLog(list):
+    """A list that keeps only its newest entries, so a long run does not grow without bound.
+
+    When it holds more than ``limit`` entries the oldest half is dropped (amortized O(1) per
+    append) and counted in ``dropped``. Below the limit it is a plain list: tests take
+    ``mark = len(log)`` and look at ``log[mark:]``.
+    """
+
+    def __init__(self, limit: int = LOG_LIMIT):
+        super().__init__()
+        self.limit = int(limit)
+        self.dropped = 0
+
+    def append(self, item) -> None:
+        super().append(item)
+        if len(self) > self.limit:
+            cut = len(self) - self.limit // 2
+            del self[:cut]
+            self.dropped += cut
 
 
 # ---------------------------------------------------------------------------------------
@@ -442,7 +467,7 @@ class EmulatedMMIO:
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self.fault: Exception | None = None
-        self.commands: list[tuple[int, int]] = []  # (cmd, status) of every finished command
+        self.commands: list[tuple[int, int]] = EventLog(COMMANDS_LIMIT)  # (cmd, status) of finished commands
         self.busy_seconds = 0.0  # time the "hardware" spent computing, all commands
 
     def _index(self, offset: int) -> int:
@@ -571,14 +596,16 @@ class EmulatedOverlay:
     memory : EmulatedMemory
         The emulated DDR (``live_buffers()`` counts what is not freed).
     mmio : EmulatedMMIO
-        The register file (``commands`` lists ``(cmd, status)`` of finished commands).
-    log : list
-        Every register access and buffer event, in order.
+        The register file (``commands`` lists ``(cmd, status)`` of the last
+        :data:`COMMANDS_LIMIT` finished commands).
+    log : EventLog
+        Register accesses and buffer events, in order (the newest :data:`LOG_LIMIT` of them:
+        a camera loop running for hours stays within a few MiB).
     """
 
     def __init__(self, network: Model, hardware="reference", hang: bool = False, delay_s: float = 0.0):
         self.network = network
-        self.log: list = []
+        self.log: list = EventLog(LOG_LIMIT)
         self.memory = EmulatedMemory(self.log)
         self.hardware = make_hardware(network, hardware) if isinstance(hardware, str) else hardware
         self.mmio = EmulatedMMIO(self.memory, self.hardware, network, self.log, hang=hang, delay_s=delay_s)
