@@ -41,6 +41,19 @@ BUDGET_FIELDS = ("dsp", "bram18", "uram", "lut", "ff")
 FAMILIES = ("zynq_us+", "zynq_7000")
 
 DEFAULT_DSP_FRACTION = 0.85  # leave room for the shell, the PS interconnect and timing closure
+# Utilisation ceilings: the share of each budget the lane allocator may plan for. Above
+# ~80 % of the LUTs/FFs placement and routing get hard at 200+ MHz; BRAM/URAM columns can be
+# filled further since they do not congest routing the same way (docs/performance-model.md 4).
+CEILINGS = {"dsp": DEFAULT_DSP_FRACTION, "bram18": 0.90, "uram": 0.90, "lut": 0.80, "ff": 0.80}
+RESOURCE_NAMES = {"dsp": "DSP48", "bram18": "BRAM18", "uram": "URAM", "lut": "LUT", "ff": "FF"}
+# what to change when one lane per layer already exceeds a ceiling
+RESOURCE_ADVICE = {
+    "dsp": "use fewer layers or filters, or a bigger board",
+    "bram18": "use fewer channels or a smaller dilation (line buffers and weight memories), or a bigger board",
+    "uram": "use fewer channels or a smaller dilation, or a bigger board",
+    "lut": "use fewer input channels (per-lane window memories grow with Cin*k*k), or a bigger board",
+    "ff": "use fewer channels or a smaller dilation, or a bigger board",
+}
 
 # ---- the resource model (docs/performance-model.md, section "Resources") ----------------
 # It follows overlay/hls: sparse_conv.hpp (lanes, weight and requant memories, tap registers),
@@ -58,9 +71,9 @@ LUT_PER_REQUANT = 300  # 64-bit round-add, 6-bit variable shift, two clamps
 LUT_PER_LAYER = 400  # sliding-window counters, line-buffer addressing, stream handshakes
 LUT_SHELL = 6000  # s_axilite control, three m_axi adapters, frame reader, logits writer
 FF_SHELL = 8000
-# loop overheads of sparse_conv.hpp that the MAC-loop iteration count does not include
-FOLD_OVERHEAD = 12  # per fold: MAC pipeline fill/drain (~5) + loop entry/exit (~2) + requantize (~5)
-PIXEL_OVERHEAD = 2  # per output pixel: read the window word into the tap registers
+# the flattened MAC loop of sparse_conv.hpp (Ho*Wo*NF*K iterations, II=1) fills its pipeline
+# once per frame: read, multiply, accumulate and requantize stages, about ten clocks
+PIPELINE_FILL = 10
 # stages that move data rather than compute (stream_utils.hpp, input_quant.hpp, line_buffer.hpp)
 INPUT_PIXELS_PER_CYCLE = 1  # read_frame / quantize_input: one RGB pixel per clock
 OUTPUT_WORDS_PER_CYCLE = 1  # write_logits: one int32 per clock
@@ -69,11 +82,11 @@ UNSTRUCTURED_SEED = 0
 ASSUMPTIONS = (
     "cycles per layer = Ho*Wo*(Cout/P)*K: one iteration of the II=1 MAC loop per stored weight "
     "per lane; this is exactly the C-simulation's iteration count",
-    "stage time of a conv layer = cycles + Ho*Wo*((Cout/P)*12 + 2): per fold 12 clocks of MAC "
-    "pipeline fill/drain, loop entry and requantization, per pixel 2 clocks (an estimate until "
-    "co-simulation measures it)",
+    "stage time of a conv engine = cycles + 10 clocks of pipeline fill per frame: the pixel, fold "
+    "and weight loops are one flattened II=1 loop, so there is no per-fold or per-pixel overhead",
     "other stages: frame reader and input quantizer 1 pixel/clock (H*W), sliding window 1 padded "
     "position/clock ((H+2p)*(W+2p)), logits writer 1 int32/clock (h*w*classes)",
+    "a layer's stage time is the larger of its engine and its sliding window (they run concurrently); "
     "pipeline interval = the slowest stage (DATAFLOW, every stage on one clock); frames/s = "
     "clock / interval; frame latency = interval + fill, fill = sum over layers of the input rows "
     "a layer buffers before its first output, each arriving at the bottleneck's pace",
@@ -88,6 +101,8 @@ ASSUMPTIONS = (
     "requantizer; per layer 400; shell 6000; plus LUTRAM -- +-50%",
     "FF: tap registers k*k*Cin*bits and window columns k*((k-1)*d+1)*Cin*bits per layer, "
     "plus 8000 for the shell",
+    "the lane allocator keeps every resource within its ceiling (DSP 85 %, BRAM18 90 %, URAM 90 %, "
+    "LUT 80 %, FF 80 % of the board's budget, shell included)",
     "pruned without the filter-wise constraint, lanes of a fold wait for its slowest filter "
     "(filter o on lane o mod P, as the loader places it; Kang, TCSVT 2019); a filter-wise model "
     "is re-pruned hypothetically by placing each layer's nonzeros uniformly at random over its "
@@ -167,12 +182,12 @@ def layer_cycles(ho: int, wo: int, cout: int, lanes: int, k: int) -> int:
 
 
 def loop_overhead(ho: int, wo: int, cout: int, lanes: int) -> int:
-    """Clocks a layer spends per frame outside its MAC-loop iterations (an estimate).
+    """Clocks a layer's engine spends per frame outside its MAC-loop iterations.
 
-    ``Ho * Wo * ((Cout / P) * FOLD_OVERHEAD + PIXEL_OVERHEAD)``: every fold refills and
-    drains the MAC pipeline and requantizes, every pixel loads its window.
+    The pixel, fold and weight loops are one flattened ``II = 1`` loop, so this is one
+    pipeline fill per frame (:data:`PIPELINE_FILL`), whatever the shape and lanes.
     """
-    return ho * wo * ((cout // lanes) * FOLD_OVERHEAD + PIXEL_OVERHEAD)
+    return PIPELINE_FILL
 
 
 def fold_sync_cycles(ho: int, wo: int, nnz, lanes: int) -> int:
@@ -273,16 +288,49 @@ def layer_resources(model, index: int, lanes: int) -> dict:
     }
 
 
+SHELL_RESOURCES = {"dsp": DSP_INPUT_QUANT, "bram18": 0, "uram": 0, "lut": LUT_SHELL, "ff": FF_SHELL}
+
+
+def design_resources(model, lanes) -> dict[str, int]:
+    """Estimate of the whole accelerator (shell included) with ``lanes`` per layer."""
+    totals = dict(SHELL_RESOURCES)
+    for n, p in enumerate(lanes):
+        res = layer_resources(model, n, p)
+        for key in totals:
+            totals[key] += res.get(key, 0)
+    return totals
+
+
 def dsp_used(model, lanes) -> int:
     """DSP48 estimate of the whole accelerator with ``lanes`` per layer."""
-    return DSP_INPUT_QUANT + sum(layer_resources(model, n, p)["dsp"] for n, p in enumerate(lanes))
+    return design_resources(model, lanes)["dsp"]
 
 
 def dsp_budget(board, dsp_fraction: float = DEFAULT_DSP_FRACTION) -> int:
     """DSP48s the allocator may use: ``floor(board DSPs * dsp_fraction)``."""
-    if not 0 < dsp_fraction <= 1:
-        raise SenteiError(f"dsp_fraction {dsp_fraction} must lie in (0, 1]")
-    return int(_board(board).budget["dsp"] * dsp_fraction)
+    return resource_limits(board, dsp_fraction)["dsp"]
+
+
+def resource_limits(board, dsp_fraction: float | None = None, ceilings: dict | None = None) -> dict[str, int]:
+    """What the allocator may use of each resource: ``floor(budget * ceiling)``.
+
+    ``ceilings`` overrides entries of :data:`CEILINGS`; ``dsp_fraction`` the DSP one.
+    """
+    share = dict(CEILINGS)
+    share.update(ceilings or {})
+    if dsp_fraction is not None:
+        share["dsp"] = dsp_fraction
+    for key, value in share.items():
+        if not 0 < value <= 1:
+            name = "dsp_fraction" if key == "dsp" else f"the {RESOURCE_NAMES[key]} ceiling"
+            raise SenteiError(f"{name} {value} must lie in (0, 1]")
+    budget = _board(board).budget
+    return {key: int(budget[key] * share[key]) for key in BUDGET_FIELDS}
+
+
+def over_limits(used: dict, limits: dict) -> list[str]:
+    """The resources of ``used`` above their ``limits``, in BUDGET_FIELDS order."""
+    return [key for key in BUDGET_FIELDS if used.get(key, 0) > limits[key]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -311,7 +359,7 @@ def fixed_stages(model) -> dict[str, int]:
 
 
 def conv_stage_cycles(model, index: int, lanes: int, k: int | None = None) -> int:
-    """Clocks per frame of layer ``index``'s engine: MAC iterations plus loop overhead."""
+    """Clocks per frame of layer ``index``'s engine: MAC iterations plus one pipeline fill."""
     layer = model.layers[index]
     ho, wo = _out_hw(model)[index]
     k = layer.k_nonzero if k is None else k
@@ -323,16 +371,18 @@ def conv_stage_cycles(model, index: int, lanes: int, k: int | None = None) -> in
 
 
 def allocate_lanes(model, board, clock_mhz: float | None = None,
-                   dsp_fraction: float = DEFAULT_DSP_FRACTION) -> list[int]:
-    """Lanes ``P`` per layer (each a divisor of ``Cout``) balancing cycles within the DSP budget.
+                   dsp_fraction: float = DEFAULT_DSP_FRACTION, ceilings: dict | None = None) -> list[int]:
+    """Lanes ``P`` per layer (each a divisor of ``Cout``) balancing cycles within every budget.
 
     Greedy on the bottleneck: start every layer at one lane; while the slowest conv stage
     is slower than the stages lanes cannot speed up (frame reader, sliding windows, logits
-    writer), raise *its* lanes to the next divisor of its ``Cout`` if the DSP estimate
-    stays within ``floor(board DSPs * dsp_fraction)``; stop when it cannot be raised.
-    Each raise is the smallest step that lowers the current maximum, so the result has
-    the smallest bottleneck reachable within the budget (the tests compare it with an
-    exhaustive search) and spends no DSP on a layer that is not holding the pipeline back.
+    writer), raise *its* lanes to the next divisor of its ``Cout`` if the whole design
+    (:func:`design_resources`, shell included) stays within :func:`resource_limits` for
+    every resource -- DSP48, BRAM18, URAM, LUT and FF; stop when it cannot be raised.
+    Resources grow with lanes, so the minimum lanes that bring each layer under a given
+    interval are also the cheapest: the greedy result has the smallest bottleneck reachable
+    within the limits (the tests compare it with an exhaustive search) and spends nothing
+    on a layer that is not holding the pipeline back.
 
     Parameters
     ----------
@@ -344,6 +394,8 @@ def allocate_lanes(model, board, clock_mhz: float | None = None,
         board's maximum so that the code generator fails early.
     dsp_fraction : float
         Share of the board's DSP48s the accelerator may take.
+    ceilings : dict, optional
+        Shares of the other budgets (keys of :data:`CEILINGS`), overriding the defaults.
 
     Returns
     -------
@@ -353,33 +405,38 @@ def allocate_lanes(model, board, clock_mhz: float | None = None,
     Raises
     ------
     SenteiError
-        One lane per layer already exceeds the DSP budget (the network does not fit).
+        One lane per layer already exceeds a limit (the network does not fit): the message
+        names the resource and what to change.
     """
     b = _board(board)
     if clock_mhz is not None:
         check_clock(b, clock_mhz)
-    budget = dsp_budget(b, dsp_fraction)
+    limits = resource_limits(b, dsp_fraction, ceilings)
     options = [divisors(layer.out_channels) for layer in model.layers]
     step = [0] * len(model.layers)
     lanes = [opts[0] for opts in options]
-    used = dsp_used(model, lanes)
-    if used > budget:
-        raise SenteiError(f"model {model.name} needs {used} DSP48 at one lane per layer, more than "
-                          f"{budget} ({dsp_fraction:.0%} of {b.name}'s {b.budget['dsp']}): "
-                          f"choose a larger board or a smaller network")
+    used = design_resources(model, lanes)
+    over = over_limits(used, limits)
+    if over:
+        key = over[0]
+        raise SenteiError(f"model {model.name} needs {used[key]:,} {RESOURCE_NAMES[key]} at one lane per layer, "
+                          f"more than {limits[key]:,} ({limits[key] / b.budget[key]:.0%} of {b.name}'s "
+                          f"{b.budget[key]:,}): {RESOURCE_ADVICE[key]}")
     floor = max(fixed_stages(model).values())
     cycles = [conv_stage_cycles(model, n, p) for n, p in enumerate(lanes)]
+    layer_res = [layer_resources(model, n, p) for n, p in enumerate(lanes)]
     while True:
         n = max(range(len(lanes)), key=lambda i: (cycles[i], -i))
         if cycles[n] <= floor or step[n] + 1 >= len(options[n]):
             break
         new = options[n][step[n] + 1]
-        extra = layer_resources(model, n, new)["dsp"] - layer_resources(model, n, lanes[n])["dsp"]
-        if used + extra > budget:
+        res = layer_resources(model, n, new)
+        trial = {key: used[key] - layer_res[n].get(key, 0) + res.get(key, 0) for key in used}
+        if over_limits(trial, limits):
             break
         step[n] += 1
         lanes[n] = new
-        used += extra
+        used, layer_res[n] = trial, res
         cycles[n] = conv_stage_cycles(model, n, new)
     return lanes
 
@@ -414,7 +471,7 @@ def _pipeline(stages: dict[str, int], clock_mhz: float) -> dict:
 
 
 def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float = DEFAULT_DSP_FRACTION,
-                seed: int = UNSTRUCTURED_SEED) -> dict:
+                seed: int = UNSTRUCTURED_SEED, ceilings: dict | None = None) -> dict:
     """Price ``model`` on ``board`` at ``clock_mhz``: cycles, frames/s, resources, imbalance.
 
     Parameters
@@ -425,7 +482,7 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
     lanes : list of int, optional
         ``P`` per layer; default :func:`allocate_lanes`.
     dsp_fraction : float
-        Passed to :func:`allocate_lanes` when ``lanes`` is not given.
+        DSP48 ceiling (passed to :func:`allocate_lanes` when ``lanes`` is not given).
     seed : int
         Seed of the hypothetical unstructured pruning (:func:`unstructured_nnz`; layer
         ``n`` uses ``seed + n``).
@@ -438,22 +495,30 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
         the dense, fold-synchronized, balanced and hypothetical-unstructured cycle counts;
         resources), ``stages``, ``pipeline`` (bottleneck, interval, frames/s, latency),
         ``dense`` (no zero skipping), ``imbalance`` (without the filter-wise constraint),
-        ``resources`` against the board's budget, and ``assumptions``.
+        ``resources`` against the board's budget and the allocator's ceilings
+        (``ceiling`` per resource; ``fits``: within the device, ``within_ceilings``: what
+        the allocator guarantees), and ``assumptions``.
+    ceilings : dict, optional
+        Shares of the other budgets, overriding :data:`CEILINGS`.
     """
     b = _board(board)
     check_clock(b, clock_mhz)
-    lanes = allocate_lanes(model, b, clock_mhz, dsp_fraction) if lanes is None else _check_lanes(model, lanes)
+    limits = resource_limits(b, dsp_fraction, ceilings)
+    if lanes is None:
+        lanes = allocate_lanes(model, b, clock_mhz, dsp_fraction, ceilings)
+    else:
+        lanes = _check_lanes(model, lanes)
     shapes = model.shapes()
     fixed = fixed_stages(model)
     variants = {v: {} for v in ("hw", "dense", "fold_sync", "balanced", "unstructured")}
     rows = []
-    totals = {"dsp": DSP_INPUT_QUANT, "bram18": 0, "lut": LUT_SHELL, "ff": FF_SHELL}
+    totals = dict(SHELL_RESOURCES)
     for n, (layer, p) in enumerate(zip(model.layers, lanes)):
         _, ho, wo = shapes[n + 1]
         cout, k, fan_in = layer.out_channels, layer.k_nonzero, layer.fan_in
         nnz = layer.nonzeros_per_filter().astype(np.int64)
         hyp = unstructured_nnz(cout, fan_in, int(nnz.sum()), seed + n)
-        over = loop_overhead(ho, wo, cout, p)
+        over = loop_overhead(ho, wo, cout, p)  # the pipeline fill, once per frame
         res = layer_resources(model, n, p)
         row = {
             "name": layer.name, "in": list(shapes[n]), "out": list(shapes[n + 1]),
@@ -478,7 +543,7 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
                        ("balanced", "cycles_balanced"), ("unstructured", "cycles_unstructured")):
             variants[v][layer.name] = row[key] + over
         for key in totals:
-            totals[key] += res[key]
+            totals[key] += res.get(key, 0)
     for v in variants.values():
         v.update(fixed)
     stages = dict(variants["hw"])
@@ -516,8 +581,10 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
     resources = {}
     for key in totals:
         budget = b.budget[key]
-        resources[key] = {"used": int(totals[key]), "budget": budget, "fraction": totals[key] / budget}
+        resources[key] = {"used": int(totals[key]), "budget": budget, "limit": limits[key],
+                          "fraction": totals[key] / budget if budget else (0.0 if not totals[key] else math.inf)}
     resources["fits"] = all(resources[k]["used"] <= resources[k]["budget"] for k in totals)
+    resources["within_ceilings"] = not over_limits(totals, limits)
     return {
         "kind": "modeled",
         "model": model.name, "board": b.name, "part": b.part, "clock_mhz": float(clock_mhz),
@@ -578,9 +645,12 @@ def format_report(report: dict) -> str:
     lines.append(f"same sparsity without the filter-wise constraint (random unstructured, seeded): "
                  f"{h['frames_per_s']:.1f} frames/s (x{h['slowdown']:.3f} of balanced)")
     res = report["resources"]
+    shown = [k for k in BUDGET_FIELDS if k != "uram" or res[k]["budget"] or res[k]["used"]]
+    verdict = ("" if res["within_ceilings"] else "  -- over the allocator's ceilings") if res["fits"] \
+        else "  -- DOES NOT FIT"
     lines.append("resources: " + ", ".join(
-        f"{k.upper()} {res[k]['used']:,}/{res[k]['budget']:,} ({res[k]['fraction']:.0%})"
-        for k in ("dsp", "bram18", "lut", "ff")) + ("" if res["fits"] else "  -- DOES NOT FIT"))
+        f"{RESOURCE_NAMES[k]} {res[k]['used']:,}/{res[k]['budget']:,} ({res[k]['fraction']:.0%})"
+        for k in shown) + verdict)
     return "\n".join(lines)
 
 
@@ -595,10 +665,29 @@ def register(sub) -> None:
                    help="lanes per layer (default: the allocator's choice)")
     p.add_argument("--dsp-fraction", type=float, default=DEFAULT_DSP_FRACTION,
                    help=f"share of the board's DSP48s the allocator may use (default {DEFAULT_DSP_FRACTION})")
+    p.add_argument("--ceiling", action="append", default=[], metavar="RESOURCE=SHARE",
+                   help="utilisation ceiling the allocator respects, e.g. lut=0.7 (repeatable; defaults: "
+                        + ", ".join(f"{k}={v:g}" for k, v in CEILINGS.items()) + ")")
     p.add_argument("--seed", type=int, default=UNSTRUCTURED_SEED,
                    help="seed of the hypothetical unstructured pruning")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the report as JSON")
     p.set_defaults(func=cmd_perf)
+
+
+def parse_ceilings(items) -> dict[str, float]:
+    """``["lut=0.7", ...]`` -> ``{"lut": 0.7}``; one-line errors for unknown keys or bad numbers."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        key = key.strip().lower()
+        if key not in CEILINGS:
+            raise SenteiError(f"--ceiling {item!r}: the resource must be one of {', '.join(CEILINGS)}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise SenteiError(f"--ceiling {item!r}: expected RESOURCE=SHARE with a share in (0, 1], "
+                              f"e.g. lut=0.7") from None
+    return out
 
 
 def cmd_perf(args) -> int:
@@ -615,7 +704,8 @@ def cmd_perf(args) -> int:
         except ValueError:
             raise SenteiError(f"--lanes {args.lanes!r}: expected comma-separated integers, one per layer") from None
     clock = board.default_clock_mhz if args.clock_mhz is None else args.clock_mhz
-    report = perf_report(model, board, clock, lanes=lanes, dsp_fraction=args.dsp_fraction, seed=args.seed)
+    report = perf_report(model, board, clock, lanes=lanes, dsp_fraction=args.dsp_fraction, seed=args.seed,
+                         ceilings=parse_ceilings(args.ceiling))
     print(format_report(report))
     if args.json_out:
         atomic_write_bytes(args.json_out, (json.dumps(report, indent=1) + "\n").encode("utf-8"))

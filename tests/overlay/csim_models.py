@@ -28,3 +28,15 @@ WIDE_SPECS = (LayerSpec(4, kernel=3, stride=1, padding=2, density=1.0, out_bits=
 
 def wide(seed: int = 2):
     return random_model(seed=seed, height=9, width=14, specs=WIDE_SPECS, num_classes=3)
+
+
+def camvid_standin(last_dilation: int = 8, seed: int = 0, density: float = 0.1):
+    """The CamVid network's shapes (training/configs/camvid-fcn7.yaml) at 360x480 with random
+    filter-wise weights: conv5/conv6 at dilation 2/4, conv7 at ``last_dilation`` (8 in the real
+    network; 1 in the first synthetic stand-in), 1x1 classifier to 11 classes."""
+    specs = (LayerSpec(32, stride=2, density=density), LayerSpec(64, stride=2, density=density),
+             LayerSpec(64, density=density), LayerSpec(128, stride=2, density=density),
+             LayerSpec(128, dilation=2, density=density), LayerSpec(128, dilation=4, density=density),
+             LayerSpec(128, dilation=last_dilation, density=density))
+    return random_model(seed=seed, height=360, width=480, specs=specs, num_classes=11,
+                        name=f"camvid-standin-d{last_dilation}")

@@ -11,7 +11,7 @@ from sentei.errors import SenteiError
 from sentei.host.format import save
 from sentei.host.synthetic import LayerSpec, random_model
 from sentei.overlay import perf
-from tests.overlay.csim_models import odd, tiny
+from tests.overlay.csim_models import camvid_standin, odd, tiny
 
 
 # ---------------------------------------------------------------------------------------
@@ -37,8 +37,12 @@ def test_fold_sync_and_balanced_cycles_by_hand():
     assert perf.fold_sync_cycles(2, 3, [5] * 8, 4) == perf.layer_cycles(2, 3, 8, 4, 5) == 60
 
 
-def test_overhead_term_is_separate():
-    assert perf.loop_overhead(2, 3, 8, 4) == 6 * (2 * perf.FOLD_OVERHEAD + perf.PIXEL_OVERHEAD)
+def test_engine_pays_one_pipeline_fill_per_frame():
+    # the pixel, fold and weight loops are one flattened II=1 loop: no per-fold or per-pixel term
+    assert perf.loop_overhead(2, 3, 8, 4) == perf.loop_overhead(90, 120, 128, 1) == perf.PIPELINE_FILL == 10
+    model = tiny()
+    (_, ho, wo), layer = model.shapes()[2], model.layers[1]
+    assert perf.conv_stage_cycles(model, 1, 4) == ho * wo * (layer.out_channels // 4) * layer.k_nonzero + 10
 
 
 def test_hypothetical_unstructured_keeps_the_total_and_is_seeded():
@@ -125,7 +129,7 @@ def _bottleneck(model, lanes):
 
 
 @pytest.mark.parametrize("board", perf.known_boards())
-def test_allocator_stays_within_the_dsp_budget(board):
+def test_allocator_stays_within_every_budget(board):
     model = _mid_model()
     for fraction in (0.1, 0.3, 0.6, 0.85, 1.0):
         try:
@@ -135,6 +139,28 @@ def test_allocator_stays_within_the_dsp_budget(board):
             continue
         assert all(layer.out_channels % p == 0 for layer, p in zip(model.layers, lanes))
         assert perf.dsp_used(model, lanes) <= perf.dsp_budget(board, fraction)
+        assert not perf.over_limits(perf.design_resources(model, lanes), perf.resource_limits(board, fraction))
+
+
+def test_resource_limits_apply_the_ceilings():
+    limits = perf.resource_limits("zcu104")
+    assert limits == {"dsp": int(1728 * 0.85), "bram18": int(624 * 0.9), "uram": int(96 * 0.9),
+                      "lut": int(230400 * 0.8), "ff": int(460800 * 0.8)}
+    assert perf.resource_limits("zcu104", 0.5, {"lut": 0.5})["lut"] == 115200
+    assert perf.resource_limits("zcu104", 0.5)["dsp"] == 864
+    with pytest.raises(SenteiError, match="LUT ceiling 1.5 must lie in"):
+        perf.resource_limits("zcu104", None, {"lut": 1.5})
+
+
+def test_a_lut_ceiling_limits_the_lanes_like_the_dsp_budget():
+    model = _mid_model()
+    free = perf.allocate_lanes(model, "zcu104", None)
+    used = perf.design_resources(model, free)["lut"]
+    share = (used - 1) / 230400  # one LUT less than the free allocation takes
+    tight = perf.allocate_lanes(model, "zcu104", None, ceilings={"lut": share})
+    assert perf.design_resources(model, tight)["lut"] <= int(230400 * share)
+    assert _bottleneck(model, tight) >= _bottleneck(model, free)
+    assert sum(tight) < sum(free)
 
 
 def test_allocator_improves_the_bottleneck_monotonically_and_matches_exhaustive_search():
@@ -144,11 +170,11 @@ def test_allocator_improves_the_bottleneck_monotonically_and_matches_exhaustive_
     board = perf.load_board("zcu104")
     previous = None
     for fraction in np.linspace(0.06, 0.2, 15):
-        budget = perf.dsp_budget(board, fraction)
+        limits = perf.resource_limits(board, fraction)
         lanes = perf.allocate_lanes(model, board, None, fraction)
         got = _bottleneck(model, lanes)
         best = min(_bottleneck(model, combo) for combo in itertools.product(*options)
-                   if perf.dsp_used(model, combo) <= budget)
+                   if not perf.over_limits(perf.design_resources(model, combo), limits))
         assert got == best, (fraction, lanes)
         if previous is not None:
             assert got <= previous
@@ -161,6 +187,26 @@ def test_allocator_rejects_a_network_that_does_not_fit():
     big = random_model(seed=0, height=4, width=4, specs=tuple(LayerSpec(4, kernel=1) for _ in range(40)))
     with pytest.raises(SenteiError, match=r"needs \d+ DSP48 at one lane per layer.*pynqz2's 220"):
         perf.allocate_lanes(big, "pynqz2", 100)
+
+
+@pytest.mark.parametrize("dilation", [1, 8])
+@pytest.mark.parametrize("board", perf.known_boards())
+def test_camvid_standin_is_allocated_within_the_ceilings_or_refused_in_one_line(board, dilation):
+    """What `sentei overlay codegen --board B` compiles always fits; else one line says why."""
+    model = camvid_standin(dilation)
+    clock = perf.load_board(board).default_clock_mhz
+    try:
+        lanes = perf.allocate_lanes(model, board, clock)
+    except SenteiError as exc:
+        msg = str(exc)
+        assert "\n" not in msg and "at one lane per layer" in msg and "bigger board" in msg
+        assert any(f" {name} " in msg for name in perf.RESOURCE_NAMES.values())
+        return
+    rep = perf.perf_report(model, board, clock)
+    assert rep["lanes"] == lanes
+    assert rep["resources"]["fits"] and rep["resources"]["within_ceilings"]
+    for key in perf.BUDGET_FIELDS:
+        assert rep["resources"][key]["used"] <= rep["resources"][key]["limit"], key
 
 
 def test_clock_and_lanes_are_checked():
@@ -216,6 +262,17 @@ def test_cli_writes_the_report(tmp_path, capsys, sentei_main):
     assert report["frames_per_s"] > 0 and len(report["assumptions"]) >= 5
     assert report["lanes"] == perf.allocate_lanes(tiny(), "zcu104", 200)
     assert not list(tmp_path.glob(".out.json.*"))
+
+
+def test_cli_ceiling_option(tmp_path, capsys, sentei_main):
+    model_path = tmp_path / "m.sentei"
+    save(tiny(), model_path)
+    out = tmp_path / "out.json"
+    assert sentei_main(["perf", "--model", str(model_path), "--board", "pynqz2", "--ceiling", "lut=0.5",
+                        "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["resources"]["lut"]["limit"] == 26600
+    assert sentei_main(["perf", "--model", str(model_path), "--ceiling", "luts=0.5"]) == 2
+    assert "the resource must be one of dsp, bram18, uram, lut, ff" in capsys.readouterr().err
 
 
 def test_cli_unknown_board_is_one_line(tmp_path, capsys, sentei_main):
