@@ -1,5 +1,213 @@
-"""Subcommands of `sentei` that belong to sentei.training (registered by sentei.cli)."""
+"""``sentei train | compress | export | compare``: the training half's subcommands.
+
+Thin handlers: parse, build the configuration, call into :mod:`sentei.training.train` and
+friends. PyTorch is imported inside the handlers only.
+"""
+from __future__ import annotations
+
+import copy
+import shlex
+import sys
+from pathlib import Path
+
+from sentei.errors import SenteiError
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+DEFAULT_TEACHER_CONFIG = CONFIGS / "camvid-fcn7.yaml"
+DEFAULT_COMPRESS_CONFIG = CONFIGS / "camvid-fw90.yaml"
 
 
-def register(sub):
-    pass
+def _need_torch():
+    try:
+        import torch  # noqa: F401
+        import yaml  # noqa: F401
+        import tqdm  # noqa: F401
+    except ImportError as exc:
+        raise SenteiError(f"this command needs PyTorch ({exc.name} is missing): pip install 'sentei[train]'") from None
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train the dense teacher network (PyTorch)")
+    _common(p, DEFAULT_TEACHER_CONFIG)
+    p.add_argument("--lr", type=float, help="peak learning rate (AdamW)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("compress", help="prune + distil + quantize a teacher checkpoint into a model file")
+    _common(p, DEFAULT_COMPRESS_CONFIG)
+    p.add_argument("--teacher", required=True, help="teacher checkpoint (teacher.pt / best.pt of sentei train)")
+    p.add_argument("--scheme", choices=("filterwise", "groupwise", "unstructured", "nm"))
+    p.add_argument("--sparsity", type=float, help="target fraction of zero weights per pruned layer")
+    p.add_argument("--group-size", type=int, help="groupwise: weights fetched together (G)")
+    p.add_argument("--nm", help="nm: N:M, e.g. 2:4")
+    p.add_argument("--distill", dest="distill", action="store_true", default=None, help="distil from the teacher")
+    p.add_argument("--no-distill", dest="distill", action="store_false", help="label loss only")
+    p.add_argument("--weight-bits", type=int, help="weight width of the pruned layers (2..8)")
+    p.add_argument("--act-bits", type=int, help="activation width (8..16)")
+    p.add_argument("--prune-epochs", type=int, help="epochs of pruning and fine-tuning (float)")
+    p.add_argument("--qat-epochs", type=int, help="epochs of quantization-aware training")
+    p.add_argument("--schedule", choices=("cubic", "oneshot"), help="sparsity schedule")
+    p.add_argument("--dense", help="comma-separated layers kept dense, replacing the config's overrides "
+                                   "(e.g. conv1,classifier)")
+    p.add_argument("--name", help="model name written into the model file")
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("export", help="write the model file of a compressed (QAT) checkpoint")
+    p.add_argument("checkpoint", help="checkpoint of sentei compress (best.pt or last.pt)")
+    p.add_argument("-o", "--output", required=True, help="model file to write (.sentei)")
+    p.add_argument("--name", help="model name (default: the run's name)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compare", help="QAT network vs integer reference engine, layer by layer")
+    p.add_argument("--model", help="model file (.sentei) or bundled name (default: the bundled model)")
+    p.add_argument("--checkpoint", required=True, help="the QAT checkpoint the model file was exported from")
+    p.add_argument("--image", required=True, help="a frame (resized to the model's input)")
+    p.add_argument("--exact", action="store_true",
+                   help="compare the checkpoint's exact integer path instead of its fake-quantized forward")
+    p.set_defaults(func=cmd_compare)
+
+
+def _common(p, default_config):
+    p.add_argument("--config", default=str(default_config), help=f"YAML config (default {Path(default_config).name})")
+    p.add_argument("--data", help="CamVid root (holds train/, trainannot/, val/, valannot/)")
+    p.add_argument("--synthetic", action="store_true", help="train on the small synthetic data set (tests)")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, log, config, metrics)")
+    p.add_argument("--epochs", type=int, help="epochs (compress: scales prune and QAT epochs together)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--size", help="input HxW, e.g. 90x120 (smoke runs at low resolution)")
+    p.add_argument("--limit", type=int, help="use only the first N frames of each split")
+    p.add_argument("--workers", type=int, default=4, help="threads decoding frames")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--eval-every", type=int, help="evaluate on val every N epochs")
+
+
+def _parse_size(text):
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SenteiError(f"--size {text!r}: expected HxW, e.g. 90x120") from None
+    if h < 8 or w < 8:
+        raise SenteiError(f"--size {text}: too small (at least 8x8)")
+    return h, w
+
+
+def _base_config(args, section):
+    from sentei.training.train import load_config
+
+    cfg = copy.deepcopy(load_config(args.config))
+    cfg.setdefault("data", {})
+    cfg.setdefault(section, {})
+    if args.data:
+        cfg["data"]["root"] = str(args.data)
+    if args.size:
+        h, w = _parse_size(args.size)
+        cfg.setdefault("model", {}).setdefault("input", {}).update(height=h, width=w)
+    sec = cfg[section]
+    for key, value in (("batch_size", args.batch_size), ("seed", args.seed), ("eval_every", args.eval_every)):
+        if value is not None:
+            sec[key] = value
+    cfg["command"] = "sentei " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return cfg
+
+
+def cmd_train(args) -> int:
+    _need_torch()
+    from sentei.training import train
+
+    cfg = _base_config(args, "train")
+    if args.epochs is not None:
+        cfg["train"]["epochs"] = args.epochs
+    if args.lr is not None:
+        cfg["train"]["lr"] = args.lr
+    env = train.setup_env(args.device)
+    data = train.load_data(cfg, env, args.workers, args.synthetic, args.limit)
+    result = train.train_teacher(cfg, args.out, env, data, resume=args.resume)
+    if env.main:
+        print(f"teacher: best val mIoU {100 * result['val']['miou']:.2f} at epoch {result['best_epoch']} "
+              f"-> {Path(args.out) / 'teacher.pt'}")
+    return 0
+
+
+def cmd_compress(args) -> int:
+    _need_torch()
+    from sentei.training import train
+
+    cfg = _base_config(args, "compress")
+    comp = cfg["compress"]
+    for key, value in (("scheme", args.scheme), ("sparsity", args.sparsity), ("group_size", args.group_size),
+                       ("weight_bits", args.weight_bits), ("act_bits", args.act_bits),
+                       ("prune_epochs", args.prune_epochs), ("qat_epochs", args.qat_epochs), ("name", args.name)):
+        if value is not None:
+            comp[key] = value
+    if args.nm:
+        try:
+            comp["n"], comp["m"] = (int(v) for v in args.nm.split(":"))
+        except ValueError:
+            raise SenteiError(f"--nm {args.nm!r}: expected N:M, e.g. 2:4") from None
+        comp["scheme"] = "nm"
+    if args.dense is not None:
+        comp["overrides"] = {name.strip(): 0.0 for name in args.dense.split(",") if name.strip()}
+    if args.distill is not None:
+        comp.setdefault("distill", {})["enabled"] = args.distill
+    if args.schedule:
+        comp["schedule"] = {"type": args.schedule} if args.schedule == "oneshot" else \
+            dict(comp.get("schedule") or {}, type="cubic")
+    if args.epochs is not None:
+        p, q = int(comp.get("prune_epochs", 100)), int(comp.get("qat_epochs", 30))
+        comp["prune_epochs"] = max(1, round(args.epochs * p / (p + q)))
+        comp["qat_epochs"] = max(1, args.epochs - comp["prune_epochs"])
+    if not 0.0 <= float(comp.get("sparsity", 0.9)) < 1.0:
+        raise SenteiError(f"--sparsity {comp.get('sparsity')}: must lie in [0, 1)")
+    env = train.setup_env(args.device)
+    tck = train.load_checkpoint(args.teacher)
+    if args.size is None:  # the student takes the teacher's input size
+        cfg["model"] = tck["config"]["model"]
+    elif tck["config"]["model"].get("input", {}).get("height") != cfg["model"]["input"]["height"]:
+        raise SenteiError("--size differs from the teacher's input size; compress at the teacher's size")
+    data = train.load_data(dict(cfg, model=tck["config"]["model"]), env, args.workers, args.synthetic, args.limit)
+    result = train.compress(cfg, args.teacher, args.out, env, data, resume=args.resume)
+    if env.main:
+        train.write_json(Path(args.out) / "metrics.json", result)
+        print(f"compressed: val mIoU {100 * result['val']['miou']:.2f} (integer path), "
+              f"pruned layers >= {100 * result['min_pruned_sparsity']:.1f} % zero, "
+              f"{result['weight_bytes']} weight bytes -> {Path(args.out) / result['model_file']}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    _need_torch()
+    from sentei.training import export, train
+    from sentei.training.quantize import QATNet
+
+    ckpt = train.load_checkpoint(args.checkpoint)
+    net = train.build_from_checkpoint(ckpt)
+    if not isinstance(net, QATNet):
+        raise SenteiError(f"{args.checkpoint}: a {ckpt.get('kind')} checkpoint in float; only a checkpoint of "
+                          f"sentei compress after quantization-aware training has the integers a model file "
+                          f"holds (run sentei compress)")
+    comp = ckpt["compress"]
+    name = args.name or comp.get("name") or ckpt["config"].get("name") or Path(args.output).stem
+    schemes = {n: comp.get("scheme", "filterwise") for n, _ in net.sparsifier.layers}
+    model = export.export(net, args.output, name, schemes,
+                          {"config": ckpt["config"], "val": ckpt.get("val"), "epoch": int(ckpt["epoch"]) + 1})
+    print(f"wrote {args.output}: {len(model.layers)} layers, input {model.input.height}x{model.input.width}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    _need_torch()
+    from sentei.host import preprocess, registry
+    from sentei.training import compare, train
+    from sentei.training.quantize import QATNet
+
+    model = registry.load_model(args.model)
+    net = train.build_from_checkpoint(train.load_checkpoint(args.checkpoint))
+    if not isinstance(net, QATNet):
+        raise SenteiError(f"{args.checkpoint}: not a quantization-aware checkpoint (use one from sentei compress)")
+    frame = preprocess.prepare_frame(preprocess.load_image(args.image), model.input.height, model.input.width)
+    rows, agree = compare.compare(net, model, frame, exact=args.exact)
+    print(f"{'exact integer path' if args.exact else 'QAT (fake-quantized) forward'} of {args.checkpoint} "
+          f"vs reference engine on {model.name}, {args.image}:")
+    print(compare.format_rows(rows, agree))
+    return 0

@@ -1,0 +1,67 @@
+"""Layer-by-layer comparison of the QAT network and the integer reference engine.
+
+Both run the same frame; for every layer the integer activations are compared element by
+element (exact-match percentage, largest absolute difference). The first layer that
+diverges is where to look: the input quantization, a requantization constant, or an
+accumulator that float arithmetic did not hold exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from sentei.host import reference
+from sentei.host.format import Model
+
+
+@dataclass
+class LayerAgreement:
+    name: str
+    shape: tuple
+    exact: float  # fraction of equal integers
+    max_abs: int
+
+
+def compare(qat, model: Model, frame: np.ndarray, exact: bool = True) -> tuple[list[LayerAgreement], float]:
+    """Per-layer agreement of ``qat`` (a :class:`QATNet`) with the reference engine on ``frame``.
+
+    Returns the rows (input first, logits last) and the fraction of pixels whose label agrees.
+    ``exact=False`` compares the training (float, straight-through) path instead.
+    """
+    _, ref_acts = reference.run(model, frame, return_all=True)
+    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None]
+    device = next(qat.parameters()).device
+    with torch.no_grad():
+        qat.eval()
+        logits, acts = qat(x.to(device), exact=exact, return_acts=True)
+    names = ["input"] + [layer.name for layer in model.layers]
+    rows = []
+    for name, ref, got in zip(names, ref_acts, acts):
+        got = torch.round(got.double()).to(torch.int64)[0].cpu().numpy()
+        ref = ref.astype(np.int64)
+        if got.shape != ref.shape:
+            rows.append(LayerAgreement(name, tuple(ref.shape), 0.0, -1))
+            continue
+        diff = np.abs(got - ref)
+        rows.append(LayerAgreement(name, tuple(ref.shape), float(np.mean(diff == 0)), int(diff.max())))
+    ref_labels = reference.predict(model, frame)
+    up = torch.nn.functional.interpolate(logits.float().cpu(), size=frame.shape[:2], mode="bilinear",
+                                         align_corners=False)
+    labels = up.argmax(dim=1)[0].numpy()
+    return rows, float(np.mean(labels == ref_labels))
+
+
+def format_rows(rows: list[LayerAgreement], label_agreement: float) -> str:
+    """A table of the rows; the first diverging layer is marked."""
+    lines = [f"{'layer':<14}{'shape':<18}{'exact %':>10}{'max |diff|':>12}"]
+    flagged = False
+    for r in rows:
+        mark = ""
+        if not flagged and (r.exact < 1.0 or r.max_abs != 0):
+            mark, flagged = "   <-- first divergence", True
+        lines.append(f"{r.name:<14}{'x'.join(map(str, r.shape)):<18}{100 * r.exact:>10.4f}{r.max_abs:>12d}{mark}")
+    lines.append(f"labels agree on {100 * label_agreement:.4f} % of pixels"
+                 + ("" if flagged else " (every layer bit-exact)"))
+    return "\n".join(lines)

@@ -1,0 +1,81 @@
+"""The PyTorch inference engine behind ``sentei eval --backend torch``.
+
+:class:`TorchEngine` loads a checkpoint written by ``sentei train`` (the dense float
+teacher) or ``sentei compress`` (a pruned network; after quantization-aware training it
+runs the QAT network's exact integer path, the numbers the exported model file holds) and
+labels frames at the model's input size like every other engine: logits at 1/8, bilinear
+upsampling, argmax.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sentei.errors import SenteiError
+from sentei.host.format import CAMVID_CLASSES, CAMVID_COLORS
+from sentei.training.models import upsample_logits
+from sentei.training.quantize import QATNet
+from sentei.training.train import build_from_checkpoint, load_checkpoint
+
+
+def resolve_checkpoint(path_or_name) -> Path:
+    """A checkpoint path, or the file of a bundled ``torch-checkpoint`` model (e.g. ``teacher``)."""
+    path = Path(str(path_or_name))
+    if path.exists():
+        return path
+    from sentei.host import registry
+
+    return registry.resolve(str(path_or_name), kind="torch-checkpoint")[0]
+
+
+class TorchEngine:
+    """Checkpoint -> labels, on CPU or GPU.
+
+    Parameters
+    ----------
+    path_or_name : checkpoint path or bundled name (``teacher``).
+    device : ``"cpu"``, ``"cuda"`` or None (CUDA when available).
+
+    Attributes
+    ----------
+    input_size : ``(height, width)`` the model takes.
+    name, class_names, class_colors, kind (``teacher`` / ``compressed``), phase.
+    """
+
+    def __init__(self, path_or_name, device: str | None = None):
+        path = resolve_checkpoint(path_or_name)
+        ckpt = load_checkpoint(path)
+        self.kind = ckpt.get("kind")
+        self.phase = ckpt.get("phase", "float")
+        self.net = build_from_checkpoint(ckpt).eval()
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.net.to(self.device)
+        cfg = ckpt["config"]
+        self.name = cfg.get("name") or path.stem
+        inp = self.net.quant
+        self.input_size = (int(inp.height), int(inp.width))
+        n = self.net.fcn.num_classes if isinstance(self.net, QATNet) else self.net.num_classes
+        self.class_names = tuple(cfg["model"].get("class_names", CAMVID_CLASSES))[:n]
+        self.class_colors = tuple(CAMVID_COLORS)[:n]
+
+    @torch.no_grad()
+    def logits(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 frames ``[N, H, W, 3]`` -> real logits ``[N, classes, h, w]`` (float32)."""
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(self.device)
+        if isinstance(self.net, QATNet):
+            return self.net(x, exact=True).float()
+        return self.net(x).float()
+
+    def predict(self, frame: np.ndarray) -> np.ndarray:
+        """uint8 RGB ``[H, W, 3]`` at :attr:`input_size` -> uint8 labels ``[H, W]``."""
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise SenteiError(f"frame must be uint8 RGB [H, W, 3], got {frame.dtype} {list(frame.shape)}")
+        if tuple(frame.shape[:2]) != self.input_size:
+            raise SenteiError(f"frame is {frame.shape[0]}x{frame.shape[1]}, the model takes "
+                              f"{self.input_size[0]}x{self.input_size[1]} (resize with sentei.host.preprocess)")
+        logits = self.logits(frame[None])
+        up = upsample_logits(logits, *self.input_size)
+        return up.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()

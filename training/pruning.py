@@ -1,0 +1,333 @@
+"""Pruning schemes, schedules and the sparsifier that applies them (torch.ao.pruning's lifecycle).
+
+A :class:`Sparsifier` ``prepare``\\ s a model by registering a :class:`Mask` parametrization
+on the weight of every conv it prunes; ``step(sparsity)`` asks the scheme for new masks and
+checks the scheme's invariant; ``squash`` makes the masks permanent. A scheme only says
+how a mask is chosen and what it guarantees:
+
+``filterwise`` (SENTEI)
+    every output filter keeps exactly ``K = floor((1 - s) * Cin*k*k)`` weights, the
+    largest magnitudes within that filter: the same K for every filter of a layer.
+``groupwise`` (Kang, accelerator-aware pruning)
+    the flattened filter (model-file index order ``(ci, ky, kx)``) is cut into groups of
+    ``G`` consecutive weights, the words the accelerator fetches together; every group
+    keeps the same number ``floor((1 - s) * G)`` (at least 1) of its largest weights.
+``unstructured``
+    one global magnitude threshold over all pruned layers (filters end up unequal; the
+    model file pads them to the largest count).
+``nm``
+    N:M: in every run of ``M`` consecutive input channels at each kernel tap, ``N`` weights
+    are kept (2:4 is the 50 % point).
+"""
+from __future__ import annotations
+
+
+import math
+
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+
+from sentei.errors import SenteiError
+
+
+class Mask(nn.Module):
+    """Weight parametrization ``w -> w * mask``; the mask is a buffer (saved in checkpoints)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.register_buffer("mask", torch.ones(shape))
+
+    def forward(self, w):
+        return w * self.mask
+
+
+def _keep_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """0/1 mask keeping the ``k`` largest entries of each row of ``scores`` (ties: lowest index)."""
+    rows, n = scores.shape
+    mask = torch.zeros_like(scores)
+    if k <= 0:
+        return mask
+    if k >= n:
+        return torch.ones_like(scores)
+    # stable ordering: sort by (-score, index) so equal magnitudes keep the lower index
+    order = torch.sort(-scores, dim=1, stable=True).indices[:, :k]
+    mask.scatter_(1, order, 1.0)
+    return mask
+
+
+class Scheme:
+    """How masks are chosen, and the invariant they keep. Subclasses set ``name``."""
+
+    name = "scheme"
+    global_ranking = False
+
+    def mask(self, weight: torch.Tensor, sparsity: float) -> torch.Tensor:
+        """0/1 mask of ``weight`` ``[Cout, Cin, k, k]`` at ``sparsity``."""
+        raise NotImplementedError
+
+    def check(self, mask: torch.Tensor, sparsity: float, layer: str) -> None:
+        """Raise :class:`SenteiError` naming ``layer`` if ``mask`` breaks the invariant."""
+        raise NotImplementedError
+
+
+def filter_k(fan_in: int, sparsity: float) -> int:
+    """K kept per filter at ``sparsity``: at most ``(1 - sparsity)`` of the filter, at least one weight."""
+    return max(1, min(fan_in, int(math.floor((1.0 - sparsity) * fan_in + 1e-9))))
+
+
+class FilterWise(Scheme):
+    """SENTEI: the same number K of nonzeros in every output filter (largest magnitudes)."""
+
+    name = "filterwise"
+
+    def mask(self, weight, sparsity):
+        flat = weight.detach().abs().reshape(weight.shape[0], -1)
+        return _keep_topk(flat, filter_k(flat.shape[1], sparsity)).reshape(weight.shape)
+
+    def check(self, mask, sparsity, layer):
+        flat = mask.reshape(mask.shape[0], -1)
+        k = filter_k(flat.shape[1], sparsity)
+        counts = flat.sum(dim=1)
+        if not bool((counts == k).all()):
+            raise SenteiError(f"layer {layer}: filter-wise invariant broken: nonzeros per filter "
+                              f"{int(counts.min())}..{int(counts.max())}, expected exactly K = {k}")
+
+
+class GroupWise(Scheme):
+    """Kang: the same number of nonzeros in every group of ``group_size`` consecutive weights."""
+
+    name = "groupwise"
+
+    def __init__(self, group_size: int = 8):
+        if group_size < 1:
+            raise SenteiError(f"groupwise: group size {group_size} must be at least 1")
+        self.group_size = int(group_size)
+
+    def _groups(self, t: torch.Tensor) -> torch.Tensor:
+        flat = t.reshape(t.shape[0], -1)
+        if flat.shape[1] % self.group_size:
+            raise SenteiError(f"groupwise: filter size {flat.shape[1]} is not a multiple of the group size "
+                              f"{self.group_size}; pick G dividing Cin*k*k (or keep the layer dense)")
+        return flat.reshape(-1, self.group_size)
+
+    def kept(self, sparsity: float) -> int:
+        return max(1, min(self.group_size, int(math.floor((1.0 - sparsity) * self.group_size + 1e-9))))
+
+    def mask(self, weight, sparsity):
+        groups = self._groups(weight.detach().abs())
+        return _keep_topk(groups, self.kept(sparsity)).reshape(weight.shape)
+
+    def check(self, mask, sparsity, layer):
+        counts = self._groups(mask).sum(dim=1)
+        n = self.kept(sparsity)
+        if not bool((counts == n).all()):
+            raise SenteiError(f"layer {layer}: group-wise invariant broken: nonzeros per group of "
+                              f"{self.group_size} range {int(counts.min())}..{int(counts.max())}, expected {n}")
+
+
+class NM(Scheme):
+    """N:M sparsity over input channels at every kernel tap (e.g. 2:4)."""
+
+    name = "nm"
+
+    def __init__(self, n: int = 2, m: int = 4):
+        if not 1 <= n <= m:
+            raise SenteiError(f"nm: need 1 <= N <= M, got {n}:{m}")
+        self.n, self.m = int(n), int(m)
+
+    def _groups(self, t: torch.Tensor) -> torch.Tensor:
+        cout, cin, kh, kw = t.shape
+        if cin % self.m:
+            raise SenteiError(f"nm: {cin} input channels are not a multiple of M = {self.m}; "
+                              f"keep that layer dense (per-layer override)")
+        return t.permute(0, 2, 3, 1).reshape(-1, self.m)
+
+    def _ungroup(self, g: torch.Tensor, shape) -> torch.Tensor:
+        cout, cin, kh, kw = shape
+        return g.reshape(cout, kh, kw, cin).permute(0, 3, 1, 2).contiguous()
+
+    def kept(self, sparsity: float) -> int:
+        """Weights kept per group: N at the full N:M point, more while a schedule ramps up."""
+        return max(self.n, self.m - int(math.floor(sparsity * self.m + 1e-9)))
+
+    def mask(self, weight, sparsity):
+        return self._ungroup(_keep_topk(self._groups(weight.detach().abs()), self.kept(sparsity)), weight.shape)
+
+    def check(self, mask, sparsity, layer):
+        counts = self._groups(mask).sum(dim=1)
+        if not bool((counts == self.kept(sparsity)).all()):
+            raise SenteiError(f"layer {layer}: {self.n}:{self.m} invariant broken: nonzeros per group "
+                              f"{int(counts.min())}..{int(counts.max())}")
+
+
+class Unstructured(Scheme):
+    """Global magnitude pruning: one threshold over every pruned layer."""
+
+    name = "unstructured"
+    global_ranking = True
+
+    def global_masks(self, weights: list[torch.Tensor], sparsities: list[float]) -> list[torch.Tensor]:
+        """Masks of all layers at once: the smallest ``sum(s_i * n_i)`` magnitudes go."""
+        scores = torch.cat([w.detach().abs().reshape(-1) for w in weights])
+        total = sum(int(round(s * w.numel())) for w, s in zip(weights, sparsities))
+        keep = torch.ones_like(scores)
+        if total > 0:
+            order = torch.sort(scores, stable=True).indices[:total]
+            keep[order] = 0.0
+        masks, pos = [], 0
+        for w in weights:
+            masks.append(keep[pos:pos + w.numel()].reshape(w.shape))
+            pos += w.numel()
+        return masks
+
+    def mask(self, weight, sparsity):
+        return self.global_masks([weight], [sparsity])[0]
+
+    def check(self, mask, sparsity, layer):
+        if mask.sum() < 1:
+            raise SenteiError(f"layer {layer}: global pruning removed every weight; lower the sparsity")
+
+
+def make_scheme(name: str, group_size: int = 8, n: int = 2, m: int = 4) -> Scheme:
+    """A scheme by name: ``filterwise``, ``groupwise``, ``unstructured``, ``nm``."""
+    if name == "filterwise":
+        return FilterWise()
+    if name == "groupwise":
+        return GroupWise(group_size)
+    if name == "unstructured":
+        return Unstructured()
+    if name == "nm":
+        return NM(n, m)
+    raise SenteiError(f"unknown pruning scheme {name!r}: use filterwise, groupwise, unstructured or nm")
+
+
+class OneShot:
+    """Full sparsity from ``start`` (a fraction of the pruning epochs) on."""
+
+    def __init__(self, start: float = 0.0):
+        self.start = float(start)
+
+    def __call__(self, target: float, progress: float) -> float:
+        return target if progress >= self.start else 0.0
+
+
+class Cubic:
+    """Zhu & Gupta's gradual schedule: ``s_t = s_f + (s_i - s_f) (1 - (t - t0)/(t1 - t0))^3``."""
+
+    def __init__(self, start: float = 0.0, end: float = 0.5, initial: float = 0.0):
+        if not 0 <= start < end <= 1:
+            raise SenteiError(f"cubic schedule: need 0 <= start < end <= 1, got {start}, {end}")
+        self.start, self.end, self.initial = float(start), float(end), float(initial)
+
+    def __call__(self, target: float, progress: float) -> float:
+        if progress < self.start:
+            return 0.0
+        t = min(1.0, (progress - self.start) / (self.end - self.start))
+        return target + (self.initial - target) * (1.0 - t) ** 3
+
+
+def make_schedule(cfg: dict | None):
+    """``{"type": "cubic", "start": 0, "end": 0.5}`` or ``{"type": "oneshot"}`` -> schedule."""
+    cfg = dict(cfg or {"type": "cubic"})
+    kind = cfg.pop("type", "cubic")
+    if kind == "cubic":
+        return Cubic(**cfg)
+    if kind == "oneshot":
+        return OneShot(**cfg)
+    raise SenteiError(f"unknown pruning schedule {kind!r}: use cubic or oneshot")
+
+
+class Sparsifier:
+    """Masks on the convs of an :class:`~sentei.training.models.FCN`, chosen by a scheme.
+
+    Parameters
+    ----------
+    scheme : Scheme
+    sparsity : float
+        Target fraction of zero weights in every pruned layer.
+    overrides : dict
+        Per-layer target ``{"conv1": 0.0}``; 0 keeps a layer dense (not pruned at all).
+    """
+
+    def __init__(self, scheme: Scheme, sparsity: float, overrides: dict | None = None):
+        if not 0.0 <= sparsity < 1.0:
+            raise SenteiError(f"sparsity {sparsity} must lie in [0, 1)")
+        self.scheme, self.sparsity = scheme, float(sparsity)
+        self.overrides = {str(k): float(v) for k, v in (overrides or {}).items()}
+        self.layers: list[tuple[str, nn.Conv2d]] = []
+        self.current = 0.0
+
+    def target(self, name: str) -> float:
+        return self.overrides.get(name, self.sparsity)
+
+    def prepare(self, model) -> "Sparsifier":
+        """Register a :class:`Mask` on every conv whose target sparsity is above 0."""
+        names = [n for n, _ in model.convs()]
+        unknown = set(self.overrides) - set(names)
+        if unknown:
+            raise SenteiError(f"sparsity override for unknown layer(s) {sorted(unknown)}; layers are {names}")
+        for name, conv in model.convs():
+            if self.target(name) <= 0.0:
+                continue
+            if not parametrize.is_parametrized(conv, "weight"):
+                parametrize.register_parametrization(conv, "weight", Mask(conv.weight.shape))
+            self.layers.append((name, conv))
+        return self
+
+    @staticmethod
+    def _raw(conv) -> torch.Tensor:
+        return conv.parametrizations.weight.original
+
+    @staticmethod
+    def _mask_buffer(conv) -> torch.Tensor:
+        return conv.parametrizations.weight[0].mask
+
+    @torch.no_grad()
+    def step(self, fraction: float = 1.0) -> None:
+        """Recompute the masks at ``fraction`` of each layer's target, then check the invariant."""
+        self.current = float(fraction)
+        if not self.layers:
+            return
+        targets = [self.target(n) * fraction for n, _ in self.layers]
+        raws = [self._raw(c) for _, c in self.layers]
+        if self.scheme.global_ranking:
+            masks = self.scheme.global_masks(raws, targets)
+        else:
+            masks = [self.scheme.mask(w, s) for w, s in zip(raws, targets)]
+        for (name, conv), mask, s in zip(self.layers, masks, targets):
+            self.scheme.check(mask, s, name)
+            self._mask_buffer(conv).copy_(mask.to(self._mask_buffer(conv).dtype))
+            self._raw(conv).mul_(mask)  # pruned weights restart from zero if they come back
+
+    def check(self) -> None:
+        """Check the scheme's invariant on the masks as they are now."""
+        for name, conv in self.layers:
+            self.scheme.check(self._mask_buffer(conv), self.target(name) * self.current, name)
+
+    def squash(self) -> None:
+        """Make the masks permanent: plain weights with zeros, no parametrization left."""
+        for _, conv in self.layers:
+            parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
+        self.layers = []
+
+    def layer_sparsity(self) -> dict[str, float]:
+        """Fraction of zero weights of every conv (masked value), by layer name."""
+        out = {}
+        for name, conv in self.layers:
+            w = conv.weight
+            out[name] = 1.0 - float((w != 0).sum()) / w.numel()
+        return out
+
+
+def nonzeros_per_filter(weight: torch.Tensor) -> torch.Tensor:
+    """Nonzero weights in each output filter of ``[Cout, ...]``."""
+    return (weight.reshape(weight.shape[0], -1) != 0).sum(dim=1)
+
+
+def sparsity_of(weight: torch.Tensor) -> float:
+    return 1.0 - float((weight != 0).sum()) / weight.numel()
+
+
+__all__ = ["Mask", "Scheme", "FilterWise", "GroupWise", "NM", "Unstructured", "make_scheme", "OneShot",
+           "Cubic", "make_schedule", "Sparsifier", "filter_k", "nonzeros_per_filter", "sparsity_of"]

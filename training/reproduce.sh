@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The command lines behind the bundled models and docs/results.md.
+#
+#   bash training/reproduce.sh teacher  DATA OUT [EPOCHS]      dense teacher        -> OUT/teacher
+#   bash training/reproduce.sh shipped  DATA OUT               sentei-camvid-fw90   -> OUT/fw90-shipped
+#   bash training/reproduce.sh table    DATA OUT [EPOCHS]      results-table runs   -> OUT/table/<run>
+#
+# DATA is the CamVid root (train/, trainannot/, val/, valannot/). The table runs go in
+# parallel on one GPU. SENTEI is the command (default: python3 -m sentei).
+set -euo pipefail
+SENTEI=${SENTEI:-python3 -m sentei}
+what=$1; data=$2; out=$3
+case "$what" in
+  teacher)
+    $SENTEI train --data "$data" --out "$out/teacher" --epochs "${4:-400}" --seed 0 ;;
+  shipped)
+    $SENTEI compress --data "$data" --teacher "$out/teacher/teacher.pt" --out "$out/${RUN:-fw90-shipped}" \
+      --scheme filterwise --sparsity 0.9 --distill --weight-bits 8 --act-bits 8 \
+      --dense "${DENSE:-conv1,classifier}" --prune-epochs "${PRUNE_EPOCHS:-500}" --qat-epochs "${QAT_EPOCHS:-120}" \
+      --seed 0 ;;
+  table)
+    ep=${4:-100}
+    mkdir -p "$out/table"
+    run() {  # name, extra args
+      local name=$1; shift
+      $SENTEI compress --data "$data" --teacher "$out/teacher/teacher.pt" --out "$out/table/$name" \
+        --epochs "$ep" --batch-size 16 --seed 0 --name "$name" "$@" > "$out/table/$name.out" 2>&1 &
+    }
+    for s in 90 95; do
+      run "fw$s-kd"    --scheme filterwise   --sparsity 0.$s --distill
+      run "fw$s-nokd"  --scheme filterwise   --sparsity 0.$s --no-distill
+      run "gw$s-kd"    --scheme groupwise    --sparsity 0.$s --group-size 144 --distill
+      run "un$s-kd"    --scheme unstructured --sparsity 0.$s --distill
+    done
+    run "nm24-kd" --scheme nm --nm 2:4 --distill
+    run "dense-q8" --sparsity 0 --distill
+    wait ;;
+  *) echo "usage: $0 teacher|shipped|table DATA OUT [EPOCHS]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,599 @@
+"""Training loops: the dense teacher, and compression (prune + distil + QAT) from a teacher.
+
+Everything a run writes lives in its run directory: ``last.pt`` (every epoch, atomic),
+``best.pt`` (best val mIoU), ``train.log`` (one line per epoch), ``config.yaml`` (the exact
+configuration), ``metrics.json``; compression also exports ``model.sentei``. ``resume``
+continues from ``last.pt`` with the optimizer, the epoch and every random generator, so
+an interrupted run ends where an uninterrupted one would. Under ``torchrun`` (WORLD_SIZE > 1)
+the network is wrapped in DistributedDataParallel and each rank trains on its share of
+every epoch; rank 0 evaluates and writes.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from sentei.errors import SenteiError
+from sentei.host import metrics
+from sentei.host.format import atomic_write_bytes
+from sentei.training import data as D
+from sentei.training.distill import Distillation
+from sentei.training.models import FCN, check_accelerator, upsample_logits
+from sentei.training.pruning import Sparsifier, make_schedule, make_scheme, nonzeros_per_filter
+from sentei.training.quantize import QATNet
+
+CHECKPOINT_FORMAT = "sentei-checkpoint"
+
+
+# ---------------------------------------------------------------------------------------
+# configuration and files
+
+
+def load_config(path) -> dict:
+    """A YAML (or JSON) config file as a dict."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise SenteiError(f"config not found: {path}")
+    with open(path, encoding="utf-8") as fh:
+        cfg = yaml.safe_load(fh)
+    if not isinstance(cfg, dict):
+        raise SenteiError(f"{path}: a config must be a mapping with model/data/train sections")
+    return cfg
+
+
+def dump_yaml(cfg: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
+
+
+def inside(run_dir, name: str) -> Path:
+    """``run_dir / name``, refusing a name that would write outside the run directory."""
+    base = Path(run_dir).resolve()
+    target = (base / str(name)).resolve()
+    if target != base and base not in target.parents:
+        raise SenteiError(f"output path {name!r} points outside the run directory {base}; use a plain file name")
+    return target
+
+
+def save_checkpoint(obj: dict, path) -> Path:
+    """``torch.save`` to a temporary file, then rename (a reader never sees half a file)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path) -> dict:
+    """Load a checkpoint written here (plain dicts and tensors only: ``weights_only=True``)."""
+    path = Path(path)
+    if not path.exists():
+        raise SenteiError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling refuses anything but tensors and plain containers
+        raise SenteiError(f"{path}: not a sentei checkpoint ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise SenteiError(f"{path}: not a sentei checkpoint (written by sentei train/compress)")
+    return ckpt
+
+
+def write_json(path, obj) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+
+
+class Log:
+    """Lines to ``train.log`` (appended, flushed) and to stdout; silent on ranks > 0."""
+
+    def __init__(self, path, enabled: bool = True):
+        self.path, self.enabled = Path(path), enabled
+
+    def __call__(self, msg: str) -> None:
+        if not self.enabled:
+            return
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
+        print(line, flush=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+
+# ---------------------------------------------------------------------------------------
+# networks from checkpoints
+
+
+def build_from_checkpoint(ckpt: dict) -> nn.Module:
+    """The network a checkpoint describes, with its weights: FCN (teacher, pruning) or QATNet."""
+    cfg = ckpt["config"]
+    fcn = FCN(cfg["model"])
+    if ckpt.get("kind") == "teacher":
+        fcn.load_state_dict(ckpt["model"])
+        return fcn
+    comp = ckpt["compress"]
+    sparsifier = make_sparsifier(comp).prepare(fcn)
+    net = fcn
+    if ckpt.get("phase") == "qat":
+        net = QATNet(fcn, weight_bits=comp.get("weight_bits", 8), act_bits=int(comp.get("act_bits", 8)))
+    net.load_state_dict(ckpt["model"])
+    sparsifier.current = float(ckpt.get("sparsity_fraction", 1.0))
+    net.sparsifier = sparsifier
+    return net
+
+
+def make_sparsifier(comp: dict) -> Sparsifier:
+    scheme = make_scheme(comp.get("scheme", "filterwise"), group_size=int(comp.get("group_size", 8)),
+                         n=int(comp.get("n", 2)), m=int(comp.get("m", 4)))
+    sparsity = 0.5 if comp.get("scheme") == "nm" else float(comp.get("sparsity", 0.9))
+    if comp.get("scheme") == "nm":
+        sparsity = 1.0 - int(comp.get("n", 2)) / int(comp.get("m", 4))
+    return Sparsifier(scheme, sparsity, comp.get("overrides") or {})
+
+
+# ---------------------------------------------------------------------------------------
+# evaluation
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, split: D.Split, device, batch_size: int = 8, exact: bool = True,
+             num_classes: int = 11) -> dict:
+    """mIoU of ``net`` on a split (frames at the model's input size), by the CamVid protocol.
+
+    A :class:`QATNet` runs its exact integer path (``exact``): the figure is the integer
+    engine's. Labels come from bilinear upsampling and argmax, as on the host.
+    """
+    was_training = net.training
+    net.eval()
+    conf = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    for i in range(0, len(split), batch_size):
+        frames = split.frames[i:i + batch_size].to(device, non_blocking=True)
+        labels = split.labels[i:i + batch_size].to(device, non_blocking=True).long()
+        if isinstance(net, QATNet):
+            logits = net(frames, exact=exact)
+        else:
+            with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
+                                enabled=torch.device(device).type == "cuda"):
+                logits = net(frames)
+        pred = upsample_logits(logits.float(), labels.shape[-2], labels.shape[-1]).argmax(dim=1)
+        keep = labels < num_classes
+        conf += torch.bincount(labels[keep] * num_classes + pred[keep], minlength=num_classes**2)
+    net.train(was_training)
+    conf = conf.view(num_classes, num_classes).cpu().numpy()
+    iou = metrics.iou_per_class(conf)
+    return {"miou": metrics.miou(conf), "pixel_accuracy": metrics.pixel_accuracy(conf),
+            "iou": [None if np.isnan(v) else float(v) for v in iou]}
+
+
+# ---------------------------------------------------------------------------------------
+# the loop
+
+
+@dataclass
+class Env:
+    """Where a run trains: device, DDP rank/world, and whether this rank writes."""
+
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_env(device: str | None = None) -> Env:
+    """The device, and the process group under torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        import torch.distributed as dist
+
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend)
+        dev = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+        return Env(dev, dist.get_rank(), world, local)
+    if device:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise SenteiError("--device cuda: no CUDA device is visible; use --device cpu")
+    else:
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return Env(dev)
+
+
+def _barrier(env: Env) -> None:
+    if env.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def lr_at(base: float, progress: float, warmup: float, floor: float = 0.01) -> float:
+    """Linear warm-up over ``warmup`` (fraction of the run), then cosine to ``floor * base``."""
+    if warmup > 0 and progress < warmup:
+        return base * (0.1 + 0.9 * progress / warmup)
+    t = (progress - warmup) / max(1e-9, 1.0 - warmup)
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def _rng_state(cpu_gen, dev_gen) -> dict:
+    state = {"cpu_gen": cpu_gen.get_state(), "dev_gen": dev_gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict, cpu_gen, dev_gen) -> None:
+    cpu_gen.set_state(state["cpu_gen"])
+    dev_gen.set_state(state["dev_gen"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+@dataclass
+class Data:
+    """The splits of a run, already on the training device."""
+
+    train: D.Split
+    val: D.Split
+    class_weights: torch.Tensor
+
+
+def load_data(cfg: dict, env: Env, workers: int = 4, synthetic: bool = False, limit: int | None = None) -> Data:
+    """Train and val splits at the model's input size (CamVid from ``cfg['data']['root']``)."""
+    inp = cfg["model"].get("input", {})
+    size = (int(inp.get("height", 360)), int(inp.get("width", 480)))
+    dcfg = cfg.get("data", {})
+    if synthetic:
+        train = D.synthetic_split(int(dcfg.get("synthetic_frames", 24)), *size, seed=1)
+        val = D.synthetic_split(max(4, int(dcfg.get("synthetic_frames", 24)) // 3), *size, seed=2)
+    else:
+        root = dcfg.get("root")
+        if not root:
+            raise SenteiError("no data set: pass --data ROOT (the CamVid folder with train/ and val/)")
+        show = env.main
+        train = D.load_camvid(root, dcfg.get("train_split", "train"), size, limit, workers, progress=show)
+        val = D.load_camvid(root, dcfg.get("val_split", "val"), size, limit, workers, progress=show)
+    weights = D.median_frequency_weights(train.labels)
+    return Data(train.to(env.device), val.to(env.device), weights.to(env.device))
+
+
+def _progress(iterable, desc, total=None, enabled=True, leave=True):
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, disable=not enabled, leave=leave, mininterval=2.0,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+def train_teacher(cfg: dict, run_dir, env: Env, data: Data, resume: bool = False) -> dict:
+    """Train the dense network of ``cfg``; returns the final metrics (rank 0)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = Log(run_dir / "train.log", env.main)
+    tcfg = cfg["train"]
+    torch.manual_seed(int(tcfg.get("seed", 0)))
+    net = FCN(cfg["model"])
+    check_accelerator(net)
+    net.to(env.device)
+    if env.device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(net.parameters(), lr=float(tcfg.get("lr", 3e-3)),
+                            weight_decay=float(tcfg.get("weight_decay", 1e-4)))
+    state = _Loop(cfg, run_dir, env, data, log, kind="teacher")
+    start, cpu_gen, dev_gen = state.start(net, opt, resume)
+    if env.main and not resume:
+        atomic_write_bytes(run_dir / "config.yaml", dump_yaml(cfg).encode("utf-8"))
+    model = _ddp(net, env)
+    epochs = int(tcfg.get("epochs", 200))
+    for epoch in _progress(range(start, epochs), "train", total=epochs, enabled=env.main):
+        stats = state.epoch(model, opt, epoch, epochs, float(tcfg.get("lr", 3e-3)), cpu_gen, dev_gen,
+                            Distillation(enabled=False))
+        state.after_epoch(net, opt, epoch, epochs, stats, cpu_gen, dev_gen, extra={})
+    result = state.finish(net)
+    if env.main:
+        best = load_checkpoint(run_dir / "best.pt")
+        slim = {k: best[k] for k in ("format", "kind", "config", "model", "epoch", "val")}
+        slim["model"] = {k: v.float() if v.is_floating_point() else v for k, v in slim["model"].items()}
+        save_checkpoint(slim, run_dir / "teacher.pt")
+        write_json(run_dir / "metrics.json", result)
+    _barrier(env)
+    return result
+
+
+def _ddp(net, env: Env):
+    if env.world <= 1:
+        return net
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(net, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
+
+
+class _Loop:
+    """State shared by both loops: data, generators, checkpoints, evaluation, the log."""
+
+    def __init__(self, cfg, run_dir, env, data, log, kind):
+        self.cfg, self.run_dir, self.env, self.data, self.log, self.kind = cfg, Path(run_dir), env, data, log, kind
+        self.tcfg = cfg["train"] if kind == "teacher" else cfg["compress"]
+        self.augment = D.Augment.from_config(cfg.get("data", {}).get("augment"))
+        self.best = {"miou": -1.0, "epoch": -1}
+        self.history = []
+        self.eval_every = int(self.tcfg.get("eval_every", cfg.get("train", {}).get("eval_every", 5)))
+        self.batch_size = int(self.tcfg.get("batch_size", cfg.get("train", {}).get("batch_size", 8)))
+        self.amp = env.device.type == "cuda" and self.tcfg.get("amp", "bf16") == "bf16"
+
+    def start(self, net, opt, resume):
+        seed = int(self.tcfg.get("seed", self.cfg.get("train", {}).get("seed", 0)))
+        cpu_gen = torch.Generator().manual_seed(seed)
+        dev_gen = torch.Generator(device=self.env.device).manual_seed(seed * 1000 + self.env.rank + 1)
+        start = 0
+        last = self.run_dir / "last.pt"
+        if resume:
+            if not last.exists():
+                raise SenteiError(f"--resume: no checkpoint {last} to continue from")
+            ck = load_checkpoint(last)
+            net.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            _set_rng_state(ck["rng"], cpu_gen, dev_gen)
+            self.best, self.history = ck["best"], ck["history"]
+            start = int(ck["epoch"]) + 1
+            self.log(f"resumed from {last} at epoch {start}")
+        return start, cpu_gen, dev_gen
+
+    def epoch(self, model, opt, epoch, epochs, base_lr, cpu_gen, dev_gen, distill: Distillation,
+              teacher=None, on_step=None, lr_progress=None, warmup=None):
+        env, data = self.env, self.data
+        model.train()
+        idx_batches = D.batches(len(data.train), self.batch_size, cpu_gen, rank=env.rank, world=env.world)
+        totals, count, t0 = {}, 0, time.perf_counter()
+        warm = float(self.tcfg.get("warmup", 0.02)) if warmup is None else warmup
+        inner = _progress(idx_batches, f"epoch {epoch + 1}/{epochs}", enabled=env.main, leave=False)
+        for it, idx in enumerate(inner):
+            progress = (epoch + it / max(1, len(idx_batches))) / epochs if lr_progress is None else \
+                lr_progress(epoch + it / max(1, len(idx_batches)))
+            for group in opt.param_groups:
+                group["lr"] = lr_at(base_lr, progress, warm)
+            if on_step is not None:
+                on_step(epoch + it / max(1, len(idx_batches)))
+            idx_dev = idx.to(data.train.frames.device)
+            frames, labels = self.augment(data.train.frames[idx_dev], data.train.labels[idx_dev], dev_gen)
+            if frames.is_cuda:
+                frames = frames.contiguous(memory_format=torch.channels_last)
+            want_feats = distill.enabled and distill.hint_layer is not None and distill.hint_weight > 0
+            with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                t_logits = t_feat = s_feat = None
+                if teacher is not None and distill.enabled:
+                    with torch.no_grad():
+                        t_logits, t_feats = teacher(frames, features=True)
+                        t_feat = t_feats[distill.hint_layer] if want_feats else None
+                logits, s_feat = _student_forward(model, frames, distill.hint_layer if want_feats else None)
+            loss, parts = distill.loss(logits, labels, data.class_weights, t_logits, s_feat, t_feat)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            for k, v in parts.items():
+                totals[k] = totals.get(k, 0.0) + v
+            count += 1
+        stats = {k: float(v) / max(1, count) for k, v in totals.items()}
+        stats["seconds"] = time.perf_counter() - t0
+        stats["lr"] = opt.param_groups[0]["lr"]
+        return stats
+
+    def after_epoch(self, net, opt, epoch, epochs, stats, cpu_gen, dev_gen, extra, eval_now=None,
+                    selectable=True):
+        env = self.env
+        do_eval = (epoch + 1) % self.eval_every == 0 or epoch + 1 == epochs if eval_now is None else eval_now
+        if do_eval and env.main:
+            res = evaluate(net, self.data.val, env.device, self.batch_size)
+            stats["val_miou"] = res["miou"]
+            if selectable and res["miou"] > self.best["miou"]:
+                self.best = {"miou": res["miou"], "epoch": epoch}
+                save_checkpoint(self._ckpt(net, opt, epoch, cpu_gen, dev_gen, extra, val=res), self.run_dir / "best.pt")
+        self.history.append(dict(stats, epoch=epoch))
+        if env.main:
+            parts = " ".join(f"{k} {v:.4f}" for k, v in stats.items() if k not in ("seconds", "lr", "val_miou"))
+            val = f" val mIoU {100 * stats['val_miou']:.2f}" if "val_miou" in stats else ""
+            self.log(f"{self.kind} epoch {epoch + 1}/{epochs} {parts} lr {stats['lr']:.2e} "
+                     f"{stats['seconds']:.1f}s{val}" + "".join(f" {k} {v}" for k, v in extra.items()
+                                                              if isinstance(v, (int, float, str))))
+            save_checkpoint(self._ckpt(net, opt, epoch, cpu_gen, dev_gen, extra), self.run_dir / "last.pt")
+        _barrier(env)
+
+    def _ckpt(self, net, opt, epoch, cpu_gen, dev_gen, extra, val=None):
+        ck = {"format": CHECKPOINT_FORMAT, "kind": self.kind, "config": self.cfg,
+              "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+              "optimizer": opt.state_dict(), "epoch": epoch, "rng": _rng_state(cpu_gen, dev_gen),
+              "best": self.best, "history": self.history}
+        ck.update({k: v for k, v in extra.items()})
+        if val is not None:
+            ck["val"] = val
+        return ck
+
+    def finish(self, net) -> dict:
+        if not self.env.main:
+            return {}
+        best = load_checkpoint(self.run_dir / "best.pt")
+        return {"best_epoch": int(best["epoch"]) + 1, "val": best["val"], "epochs": len(self.history),
+                "seconds": float(sum(h.get("seconds", 0.0) for h in self.history))}
+
+
+def _student_forward(model, frames, hint_layer):
+    inner = model.module if hasattr(model, "module") else model
+    if hint_layer is None:
+        return model(frames), None
+    if isinstance(inner, QATNet):
+        logits, acts = model(frames, return_acts=True)
+        return logits, acts[hint_layer + 1] * inner.act_scale[hint_layer].abs()
+    logits, feats = model(frames, features=True)
+    return logits, feats[hint_layer]
+
+
+# ---------------------------------------------------------------------------------------
+# compression
+
+
+def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: bool = False) -> dict:
+    """Prune (gradually) with distillation, then quantization-aware training; export the model file.
+
+    ``cfg['compress']`` holds: scheme, sparsity, overrides, group_size, n, m, schedule,
+    prune_epochs, qat_epochs, lr, qat_lr, distill, weight_bits, act_bits, batch_size, seed.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = Log(run_dir / "train.log", env.main)
+    comp = cfg["compress"]
+    tck = load_checkpoint(teacher_path)
+    if tck.get("kind") != "teacher":
+        raise SenteiError(f"{teacher_path}: --teacher must be a dense teacher checkpoint from sentei train")
+    cfg = copy.deepcopy(cfg)
+    cfg["model"] = copy.deepcopy(tck["config"]["model"])
+    cfg["teacher"] = {"path": str(teacher_path), "val": tck.get("val", {}).get("miou")}
+    torch.manual_seed(int(comp.get("seed", 0)))
+    teacher = FCN(cfg["model"])
+    teacher.load_state_dict(tck["model"])
+    teacher.to(env.device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+    fcn = FCN(cfg["model"])
+    fcn.load_state_dict(tck["model"])
+    sparsifier = make_sparsifier(comp).prepare(fcn)
+    fcn.to(env.device)
+    if env.device.type == "cuda":
+        fcn = fcn.to(memory_format=torch.channels_last)
+        teacher = teacher.to(memory_format=torch.channels_last)
+    schedule = make_schedule(comp.get("schedule"))
+    distill = Distillation.from_config(comp.get("distill"))
+    p_epochs, q_epochs = int(comp.get("prune_epochs", 100)), int(comp.get("qat_epochs", 30))
+    epochs = p_epochs + q_epochs
+    if q_epochs < 1:
+        raise SenteiError("compress: qat_epochs must be at least 1 (the model file is integer)")
+    loop = _Loop(cfg, run_dir, env, data, log, kind="compressed")
+    weight_bits = comp.get("weight_bits", 8)
+    act_bits = int(comp.get("act_bits", 8))
+
+    # resume: rebuild the phase the checkpoint was in
+    start, phase = 0, "prune"
+    last = run_dir / "last.pt"
+    if resume and last.exists() and load_checkpoint(last).get("phase") == "qat":
+        phase = "qat"
+    net = fcn
+    if phase == "qat":
+        net = QATNet(fcn, weight_bits, act_bits).to(env.device)
+    opt = _optimizer(net, comp, phase)
+    start, cpu_gen, dev_gen = loop.start(net, opt, resume)
+    if resume:
+        sparsifier.current = float(load_checkpoint(last).get("sparsity_fraction", 1.0))
+    elif env.main:
+        atomic_write_bytes(run_dir / "config.yaml", dump_yaml(cfg).encode("utf-8"))
+
+    def into_qat():
+        qat = QATNet(fcn, weight_bits, act_bits).to(env.device)
+        calib = [data.train.frames[i:i + loop.batch_size] for i in range(0, min(len(data.train), 64),
+                                                                           loop.batch_size)]
+        qat.calibrate(calib)
+        log(f"QAT: calibrated activation scales {[round(float(s), 5) for s in qat.act_scale]}")
+        return qat, _optimizer(qat, comp, "qat")
+
+    mask_every = int(comp.get("mask_every", 4))
+    steps = [0]
+
+    def on_step(t):
+        """Zhu & Gupta: new masks every ``mask_every`` iterations while the sparsity ramps up."""
+        frac = schedule(1.0, t / p_epochs)
+        steps[0] += 1
+        if frac != sparsifier.current and (steps[0] % mask_every == 0 or frac == 1.0):
+            sparsifier.step(frac)
+
+    for epoch in _progress(range(start, epochs), "compress", total=epochs, enabled=env.main):
+        if epoch >= p_epochs and not isinstance(net, QATNet):
+            net, opt = into_qat()
+        if epoch < p_epochs:
+            model = _ddp(net, env)
+
+            stats = loop.epoch(model, opt, epoch, p_epochs, float(comp.get("lr", 1e-3)), cpu_gen, dev_gen,
+                               distill, teacher, on_step=on_step)
+            if epoch + 1 == p_epochs and sparsifier.current != 1.0:
+                sparsifier.step(1.0)
+            sparsifier.check()
+            extra = {"phase": "prune", "sparsity_fraction": sparsifier.current, "compress": comp}
+            loop.after_epoch(net, opt, epoch, epochs, stats, cpu_gen, dev_gen, extra,
+                             eval_now=(epoch + 1) % loop.eval_every == 0 or epoch + 1 == p_epochs, selectable=False)
+        else:
+            model = _ddp(net, env)
+            qe = epoch - p_epochs
+            stats = loop.epoch(model, opt, qe, q_epochs, float(comp.get("qat_lr", 2e-4)), cpu_gen, dev_gen,
+                               distill, teacher, warmup=0.0)
+            sparsifier.check()
+            extra = {"phase": "qat", "sparsity_fraction": sparsifier.current, "compress": comp}
+            loop.after_epoch(net, opt, epoch, epochs, stats, cpu_gen, dev_gen, extra,
+                             eval_now=(qe + 1) % loop.eval_every == 0 or epoch + 1 == epochs)
+    result = {}
+    if env.main:
+        result = finish_compressed(run_dir, cfg, loop)
+    _barrier(env)
+    return result
+
+
+def _optimizer(net, comp, phase):
+    lr = float(comp.get("qat_lr", 2e-4) if phase == "qat" else comp.get("lr", 1e-3))
+    wd = float(comp.get("weight_decay", 1e-4))
+    if isinstance(net, QATNet):
+        scales = [net.act_scale]
+        others = [p for n, p in net.named_parameters() if n != "act_scale"]
+        return torch.optim.AdamW([{"params": others}, {"params": scales, "weight_decay": 0.0}], lr=lr,
+                                 weight_decay=wd)
+    return torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
+
+
+def finish_compressed(run_dir: Path, cfg: dict, loop: _Loop) -> dict:
+    """Export the best QAT checkpoint to ``model.sentei`` and write ``metrics.json``."""
+    from sentei.training import export
+
+    best = load_checkpoint(run_dir / "best.pt")
+    net = build_from_checkpoint(best)
+    comp = cfg["compress"]
+    name = comp.get("name") or cfg.get("name") or "sentei-model"
+    out = inside(run_dir, comp.get("model_file", "model.sentei"))
+    schemes = {n: comp.get("scheme", "filterwise") for n, _ in net.sparsifier.layers}
+    meta = {"config": cfg, "val": best["val"], "epoch": int(best["epoch"]) + 1}
+    model = export.export(net, out, name, schemes, meta)
+    return summarize(model, dict(loop.finish(net), model_file=str(out.name)))
+
+
+def summarize(model, extra: dict | None = None) -> dict:
+    """Sparsity, weight memory and nonzero spread of a model file (for metrics and the results table)."""
+    from sentei.host.format import describe
+
+    info = describe(model)
+    pruned = [r for r in info["layers"] if r["scheme"] != "dense"]
+    spread = max((r["nnz_max"] - r["nnz_min"] for r in pruned), default=0)
+    out = {"name": model.name,
+           "layers": {r["name"]: {"sparsity": r["sparsity"], "k_nonzero": r["k_nonzero"], "nnz_min": r["nnz_min"],
+                                  "nnz_max": r["nnz_max"], "scheme": r["scheme"], "weight_bits": r["weight_bits"]}
+                      for r in info["layers"]},
+           "min_pruned_sparsity": min((r["sparsity"] for r in pruned), default=0.0),
+           "total_sparsity": info["totals"]["sparsity"],
+           "weight_bytes": info["totals"]["weight_bytes_packed"],
+           "weight_bytes_dense": info["totals"]["weight_bytes_dense"],
+           "nnz_spread": spread}
+    out.update(extra or {})
+    return out
+
+
+__all__ = ["load_config", "inside", "save_checkpoint", "load_checkpoint", "build_from_checkpoint", "evaluate",
+           "setup_env", "load_data", "train_teacher", "compress", "summarize", "nonzeros_per_filter"]
