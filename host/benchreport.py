@@ -24,6 +24,9 @@ def load_report(path) -> dict:
         report = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise SenteiError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise SenteiError(f"{path}: not a sentei bench report (not UTF-8 text; pass the JSON of "
+                          f"`sentei bench --json`)") from None
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
         raise SenteiError(f"{path}: not a sentei bench report (schema is not {SCHEMA!r})")
     if report.get("schema_version") not in SUPPORTED_VERSIONS:

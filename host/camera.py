@@ -86,15 +86,22 @@ def parse_source(text) -> Source:
     if isinstance(text, int):
         text = str(text)
     text = str(text).strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²".isdigit() is True, int("²") fails
         index = int(text)
         if index > MAX_CAMERA_INDEX:
             raise SenteiError(f"camera index {index} is out of range (0-{MAX_CAMERA_INDEX})")
         return Source("camera", index, f"camera {index}")
     if "://" in text:
         return _parse_url(text)
+    if not text.isprintable():
+        raise SenteiError("the source file name contains control characters (a newline, NUL, ...); "
+                          "pass a camera index, a URL or a plain file name")
     path = Path(text).expanduser()
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name too long for the file system, a path through a file, ...
+        is_file = False
+    if not is_file:
         raise SenteiError(f"video source not found: {text} (pass a camera index like 0, an rtsp:// or "
                           f"http(s):// URL, or a video file)")
     return Source("file", path.resolve(), str(path))
@@ -105,9 +112,12 @@ def _parse_url(text: str) -> Source:
         raise SenteiError(f"the source URL is {len(text)} characters long (at most {MAX_URL})")
     if any(ch not in string.printable or ch in string.whitespace for ch in text):
         raise SenteiError("the source URL contains spaces or control characters; percent-encode them")
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        safe = redact(text)
+    except ValueError as exc:  # unbalanced or invalid [IPv6] host; the URL itself is not echoed
+        raise SenteiError(f"the source URL is not a valid URL ({exc}); check the host part") from None
     scheme = parts.scheme.lower()
-    safe = redact(text)
     if scheme not in URL_SCHEMES:
         raise SenteiError(f"source URL scheme {parts.scheme!r} is not allowed: use "
                           f"{', '.join(s + '://' for s in URL_SCHEMES)}")

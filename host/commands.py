@@ -129,8 +129,9 @@ def cmd_eval(args) -> int:
     n = len(class_names)
     conf = np.zeros((n, n), dtype=np.int64)
     t0 = time.perf_counter()
+    bar = _progress(pairs, f"eval {args.split}")
     try:
-        for frame_path, label_path in _progress(pairs, f"eval {args.split}"):
+        for frame_path, label_path in bar:
             frame = preprocess.load_image(frame_path)
             gt = camvid.read_label(label_path, n)
             pred = predictor(frame)
@@ -138,9 +139,13 @@ def cmd_eval(args) -> int:
                 pred = preprocess.resize_labels(pred, *gt.shape)
             conf += metrics.confusion(pred, gt, n)
     finally:
-        close = getattr(predictor, "close", None)
-        if close:
-            close()
+        for obj in (bar, predictor):  # the bar first: an error message then stands on its own line
+            close = getattr(obj, "close", None)
+            if close:
+                close()
+    if not conf.any():
+        raise SenteiError(f"split {args.split}: every pixel of its {len(pairs)} label map(s) is void "
+                          f"({camvid.VOID}): nothing to score; check the annotations")
     elapsed = time.perf_counter() - t0
     iou = metrics.iou_per_class(conf)
     result = {
@@ -190,12 +195,25 @@ def _progress(items, desc: str):
         from tqdm import tqdm
     except ImportError:  # tqdm is in the train/bench extras; the plain install iterates quietly
         return items
-    return tqdm(items, desc=desc, unit="frame", leave=False)
+    # disable=None: no bar when stderr is not a terminal (logs, pipes, CI keep one line per error)
+    return tqdm(items, desc=desc, unit="frame", leave=False, disable=None)
 
 
 def write_json(path, obj) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
+    """Write ``obj`` as indented JSON, atomically; NaN and infinities become ``null`` (strict JSON)."""
     from sentei.host.format import atomic_write_bytes
 
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+    text = json.dumps(_finite(obj), indent=2, allow_nan=False)
+    return atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+
+
+def _finite(obj):
+    """``obj`` with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(value) for value in obj]
+    return obj
 

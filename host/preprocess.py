@@ -5,6 +5,7 @@ engines agree; it needs only numpy and Pillow (the plain install).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +29,24 @@ def load_image(path: str | Path) -> np.ndarray:
     if path.is_dir():
         raise SenteiError(f"{path} is a directory, not an image (pass image files)")
     try:
-        with Image.open(path) as img:
-            if img.width * img.height > MAX_PIXELS:
-                raise SenteiError(f"{path}: {img.width}x{img.height} is too large "
-                                  f"(more than {MAX_PIXELS} pixels); downscale it first")
-            if img.width == 0 or img.height == 0:
-                raise SenteiError(f"{path}: the image is empty (0 pixels)")
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img)
-            elif img.mode in ("RGB", "L", "RGBA"):
-                arr = np.asarray(img)
-            else:
-                arr = np.asarray(img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB"))
+        with warnings.catch_warnings():
+            # Pillow warns above ~89 M pixels and refuses above ~179 M as it reads the header:
+            # MAX_PIXELS is the one limit here, with the one message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise SenteiError(f"{path}: {img.width}x{img.height} is too large "
+                                      f"(more than {MAX_PIXELS} pixels); downscale it first")
+                if img.width == 0 or img.height == 0:
+                    raise SenteiError(f"{path}: the image is empty (0 pixels)")
+                if img.mode in ("I;16", "I;16B", "I;16L", "I", "F", "RGB", "L", "RGBA"):
+                    arr = np.asarray(img)  # 16/32-bit and float values go to to_rgb8 as they are
+                else:
+                    arr = np.asarray(img.convert("RGBA" if "A" in img.mode or "transparency" in img.info
+                                                 else "RGB"))
+    except Image.DecompressionBombError:
+        raise SenteiError(f"{path}: the image is too large (more than {MAX_PIXELS} pixels); "
+                          f"downscale it first") from None
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise SenteiError(f"{path}: not a readable image ({exc.__class__.__name__}); "
                           f"pass a PNG or JPEG file") from None
@@ -53,15 +60,18 @@ def to_rgb8(image: np.ndarray, what: str = "frame") -> np.ndarray:
     are scaled to 8 bits (``>> 8``), other integer types are refused.
     """
     img = np.asarray(image)
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] not in (3, 4):
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
         raise SenteiError(f"{what}: shape {list(img.shape)} is not an image "
                           f"(expected [H, W], [H, W, 3] or [H, W, 4])")
     if img.shape[0] == 0 or img.shape[1] == 0:
         raise SenteiError(f"{what}: the image is empty ({img.shape[0]}x{img.shape[1]})")
+    if img.shape[0] * img.shape[1] > MAX_PIXELS:  # before any copy of it
+        raise SenteiError(f"{what}: {img.shape[1]}x{img.shape[0]} is too large "
+                          f"(more than {MAX_PIXELS} pixels); downscale it first")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
     img = img[:, :, :3]
     if img.dtype == np.uint8:
         return np.ascontiguousarray(img)
@@ -77,8 +87,6 @@ def prepare_frame(image: np.ndarray, height: int, width: int) -> np.ndarray:
     is not preserved (CamVid-shaped cameras are 4:3 like the model).
     """
     frame = to_rgb8(image)
-    if frame.shape[0] * frame.shape[1] > MAX_PIXELS:
-        raise SenteiError(f"frame {frame.shape[1]}x{frame.shape[0]} is too large; downscale it first")
     if frame.shape[:2] == (height, width):
         return frame
     from PIL import Image

@@ -42,6 +42,9 @@ FITS = ("stretch", "letterbox")
 # seconds each command may take before HardwareTimeoutError (the board: milliseconds per frame;
 # the reference engine on a large model: tens of seconds)
 DEFAULT_TIMEOUT = {"fpga": 10.0, "emu": 300.0, "reference": 1800.0, "csim": 1800.0}
+# frames whose timings a Segmenter keeps (a camera loop runs for hours: the history stays bounded
+# and small, and mean_timing() stays cheap to call every frame)
+HISTORY_FRAMES = 1000
 
 _SAID: set[str] = set()
 
@@ -160,7 +163,7 @@ class Segmenter:
     timings : FrameTiming
         Where the time of the last frame went (``accelerator`` is start -> done only).
     history : collections.deque of FrameTiming
-        The last 10000 frames' timings.
+        The last :data:`HISTORY_FRAMES` (1000) frames' timings.
 
     Raises
     ------
@@ -178,7 +181,7 @@ class Segmenter:
         self.model = _load_model(model)
         self.fit = fit
         self.timings = drv.FrameTiming()
-        self.history: deque = deque(maxlen=10000)
+        self.history: deque = deque(maxlen=HISTORY_FRAMES)
         self._acc = None
         self._release = None
         self._own_overlay = None

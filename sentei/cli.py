@@ -5,13 +5,14 @@ subcommands and sets ``func`` (called with the parsed arguments, returns an exit
 Registration imports nothing heavy: torch, OpenCV and pynq are imported by the handlers,
 so ``sentei --help`` works on a plain install.
 
-Errors: a :class:`~sentei.errors.SenteiError` (and a few well-understood OS errors) is
-printed as one line ``sentei: error: ...`` with exit status 2; ``--debug`` shows the
-traceback instead.
+Errors: a :class:`~sentei.errors.SenteiError`, an OS error on a path (missing, not a
+folder, no permission, disk full) and a bad command line are each printed as one line
+``sentei: error: ...`` with exit status 2; ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -27,10 +28,36 @@ COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the package's one-line errors (no usage block); subparsers inherit it."""
+
+    def error(self, message: str):
+        text = " ".join(str(message).split())
+        self.exit(2, f"sentei: error: {text} (see `{self.prog} --help`)\n")
+
+
+_OS_ERROR_HINTS = {
+    errno.EEXIST: "a file is where a folder is needed (pass another path, or move the file)",
+    errno.ENOTDIR: "a file is where a folder is needed (pass another path, or move the file)",
+    errno.EISDIR: "a folder is where a file is needed (pass a file name)",
+    errno.EACCES: "permission denied (pass a path you may read or write)",
+    errno.EPERM: "operation not permitted (pass a path you may read or write)",
+    errno.ENOSPC: "no space left on the device (free some space or write elsewhere)",
+    errno.EROFS: "read-only file system (write elsewhere)",
+}
+
+
+def os_error_text(exc: OSError) -> str:
+    """One line for an OS error on a path: the path, what is wrong, what to do."""
+    where = exc.filename if exc.filename is not None else "a file"
+    hint = _OS_ERROR_HINTS.get(exc.errno) or f"{exc.strerror or exc.__class__.__name__} (check the path)"
+    return f"{where}: {hint}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sentei import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sentei",
         description="Filter-wise sparse CNN segmentation for PYNQ FPGAs: "
         "train -> prune -> distil -> quantize -> model file -> accelerator (or its emulation).",
@@ -60,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"sentei: error: no such file: {exc.filename} (check the path)", file=sys.stderr)
+        return 2
+    except OSError as exc:  # not a folder, no permission, disk full, ...
+        if args.debug:
+            raise
+        print(f"sentei: error: {os_error_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("sentei: interrupted", file=sys.stderr)
