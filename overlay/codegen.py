@@ -32,11 +32,11 @@ from string import Template
 from sentei.errors import SenteiError
 
 FALLBACK_MAX_LANES = 8
-
-
-def _bits_for(n_values: int) -> int:
-    """Bits of an unsigned index over ``n_values`` values (at least 1)."""
-    return max(1, (n_values - 1).bit_length())
+# structure the code generator takes from sentei.overlay.perf.layer_geometry
+GEOMETRY_FIELDS = ("chunk_channels", "chunks", "pixel_iterations", "window_iterations", "line_slots",
+                   "line_depth", "requant_units", "requant_span", "bank_bits", "slot_bits")
+# BIND_STORAGE implementation of the line-buffer rows, by perf.line_storage's answer
+LINE_IMPL = {"bram": "bram", "uram": "uram", "lutram": "lutram"}
 
 
 def default_lanes(model) -> list[int]:
@@ -107,6 +107,11 @@ class LayerFacts:
     out_min: int
     out_max: int
     blob_offset: int
+    geometry: tuple = ()  # (name, value) pairs of sentei.overlay.perf.layer_geometry
+    line_storage: str = "bram"  # where the line-buffer rows go: bram, uram or lutram
+
+    def geo(self, key: str) -> int:
+        return dict(self.geometry)[key]
 
     @property
     def folds(self) -> int:
@@ -153,14 +158,15 @@ class NetworkFacts:
                         "dilation": f.dilation, "padding": f.padding, "in": [f.in_height, f.in_width],
                         "out": [f.out_height, f.out_width], "k_nonzero": f.k_nonzero, "lanes": f.lanes,
                         "folds": f.folds, "weight_bits": f.weight_bits, "act": f.act, "out_bits": f.out_bits,
-                        "blob_offset": f.blob_offset, "iterations": f.iterations} for f in self.layers],
+                        "blob_offset": f.blob_offset, "iterations": f.iterations,
+                        "line_storage": f.line_storage, **dict(f.geometry)} for f in self.layers],
         }
 
     def signature(self) -> str:
         """Hash of the compile-time facts (the model name excluded): equal for models that
         run on the same bitstream."""
         facts = [(f.cin, f.cout, f.kernel, f.stride, f.dilation, f.padding, f.k_nonzero, f.lanes,
-                  f.weight_bits, f.act, f.out_bits) for f in self.layers]
+                  f.weight_bits, f.act, f.out_bits, f.line_storage) for f in self.layers]
         text = json.dumps([self.height, self.width, self.input_bits, facts])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -168,8 +174,10 @@ class NetworkFacts:
 def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float | None = None) -> NetworkFacts:
     """Collect the compile-time facts of ``model`` with the chosen lanes per layer."""
     from sentei.host.format import act_range, blob_offsets, weight_blob
+    from sentei.overlay import perf
 
     lanes = choose_lanes(model, lanes, board, clock_mhz)
+    places = perf.line_placement(model, lanes, board)
     shapes = model.shapes()
     offsets = blob_offsets(model)
     in_type = f"ap_int<{model.input.bits}>"
@@ -178,12 +186,16 @@ def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float 
         (_, h, w), (_, ho, wo) = shapes[n], shapes[n + 1]
         lo, hi = act_range(layer.act, layer.out_bits)
         out_type = _act_type(layer.act, layer.out_bits)
+        geo = perf.layer_geometry(model, n, lanes[n])
+        storage = places[n]
         layers.append(LayerFacts(
             index=n, name=layer.name, cin=layer.in_channels, cout=layer.out_channels, kernel=layer.kernel,
             stride=layer.stride, dilation=layer.dilation, padding=layer.padding, in_height=h, in_width=w,
             out_height=ho, out_width=wo, k_nonzero=layer.k_nonzero, lanes=lanes[n],
             weight_bits=layer.weight_bits, act=layer.act, out_bits=layer.out_bits if layer.act != "logits" else 32,
-            in_type=in_type, out_type=out_type, out_min=lo, out_max=hi, blob_offset=offsets[n]))
+            in_type=in_type, out_type=out_type, out_min=lo, out_max=hi, blob_offset=offsets[n],
+            geometry=tuple((key, geo[key]) for key in GEOMETRY_FIELDS),
+            line_storage=storage if storage != "none" else "bram"))
         in_type = out_type
     return NetworkFacts(model_name=model.name, height=model.input.height, width=model.input.width,
                         input_bits=model.input.bits, num_classes=model.num_classes, layers=tuple(layers),
@@ -246,7 +258,8 @@ ${layer_configs}
 LAYER_CONFIG = Template("""\
 /// layer ${index} (${name}): ${cin} -> ${cout}, k=${kernel} s=${stride} d=${dilation} p=${padding},
 /// ${in_height}x${in_width} -> ${out_height}x${out_width}, K=${k_nonzero} of ${fan_in}, ${lanes} lanes x ${folds} folds,
-/// ${act} ${out_bits}-bit; ${iterations} MAC iterations per frame
+/// ${act} ${out_bits}-bit; ${iterations} MAC iterations per frame; window in ${chunks} chunks of
+/// ${chunk_channels} channels x ${kernel} taps, line-buffer rows in ${line_storage}
 struct layer${index}_config : conv_config_default {
     static const unsigned index = ${index};
     static const unsigned cin = ${cin};
@@ -263,8 +276,16 @@ struct layer${index}_config : conv_config_default {
     static const unsigned lanes = ${lanes};
     static const unsigned folds = ${folds};
     static const unsigned weight_bits = ${weight_bits};
-    static const unsigned ci_bits = ${ci_bits};
-    static const unsigned pos_bits = ${pos_bits};
+    static const unsigned chunk_channels = ${chunk_channels};
+    static const unsigned chunks = ${chunks};
+    static const unsigned pixel_iterations = ${pixel_iterations};
+    static const unsigned window_iterations = ${window_iterations};
+    static const unsigned line_slots = ${line_slots};
+    static const unsigned line_depth = ${line_depth};
+    static const unsigned requant_units = ${requant_units};
+    static const unsigned requant_span = ${requant_span};
+    static const unsigned bank_bits = ${bank_bits};
+    static const unsigned slot_bits = ${slot_bits};
     static const unsigned blob_offset = ${blob_offset};
     static const int act = ${act_enum};
     static const long long out_min = ${out_min}LL;
@@ -294,6 +315,7 @@ namespace network {
 
 // On-chip weights, written by load() and each read by exactly one dataflow process.
 ${storage}
+${windows}
 /// CMD_LOAD_WEIGHTS, first half: check the blob's header against this network (nothing is written).
 inline status_t check(const word_t* blob) {
     if (blob[0] != BLOB_MAGIC) return STATUS_BAD_MAGIC;
@@ -337,7 +359,19 @@ ${calls}    write_logits<layer${last}_config>(act${num_layers}, logits);
 
 LAYER_STORAGE = Template("""\
 static sparse_entry<layer${index}_config> layer${index}_weights[${lanes}][${folds} * ${k_nonzero}];
-static requant_param layer${index}_quant[${lanes}][${folds}];
+static requant_param layer${index}_quant[${requant_units}][${folds} * ${requant_span}];
+""")
+
+LAYER_WINDOW = Template("""\
+/// layer ${index}'s line buffer process: its row memories, bound to ${line_storage} for this board.
+inline void layer${index}_window(hls::stream<in_pixel_t<layer${index}_config> >& in,
+                          hls::stream<chunk_t<layer${index}_config> >& out) {
+    line_word_t<layer${index}_config> lines[${line_slots}][${line_depth}];
+#pragma HLS ARRAY_PARTITION variable = lines dim = 1 complete  // one memory per row slot: k rows read per clock
+#pragma HLS BIND_STORAGE variable = lines type = ram_s2p impl = ${line_impl}  // chosen by the performance model
+    line_buffer<layer${index}_config>(in, out, lines);
+}
+
 """)
 
 LAYER_LOAD = Template("""\
@@ -345,13 +379,13 @@ LAYER_LOAD = Template("""\
 """)
 
 LAYER_STREAMS = Template("""\
-    hls::stream<window_t<layer${index}_config> > win${index}("win${index}");
-#pragma HLS STREAM variable = win${index} depth = 2  // the next window is built while the engine works on this one
+    hls::stream<chunk_t<layer${index}_config> > win${index}("win${index}");
+#pragma HLS STREAM variable = win${index} depth = ${chunks}  // one window of chunks: the line buffer runs a pixel ahead
     hls::stream<out_pixel_t<layer${index}_config> > act${next}("act${next}");
 """)
 
 LAYER_CALLS = Template("""\
-    sliding_window<layer${index}_config>(act${index}, win${index});
+    layer${index}_window(act${index}, win${index});
     sparse_conv<layer${index}_config>(win${index}, act${next}, layer${index}_weights, layer${index}_quant);
 """)
 
@@ -364,8 +398,9 @@ def _layer_fields(f: LayerFacts) -> dict:
             "kernel": f.kernel, "stride": f.stride, "dilation": f.dilation, "padding": f.padding,
             "in_height": f.in_height, "in_width": f.in_width, "out_height": f.out_height,
             "out_width": f.out_width, "k_nonzero": f.k_nonzero, "fan_in": f.cin * kk, "lanes": f.lanes,
-            "folds": f.folds, "weight_bits": f.weight_bits, "ci_bits": _bits_for(f.cin),
-            "pos_bits": _bits_for(kk), "blob_offset": f.blob_offset, "act": f.act, "act_enum": ACT_ENUM[f.act],
+            "folds": f.folds, "weight_bits": f.weight_bits, "blob_offset": f.blob_offset, "act": f.act,
+            "act_enum": ACT_ENUM[f.act], "line_storage": f.line_storage, "line_impl": LINE_IMPL[f.line_storage],
+            **dict(f.geometry),
             "out_bits": f.out_bits, "out_min": f.out_min, "out_max": f.out_max, "in_type": f.in_type,
             "out_type": f.out_type, "iterations": f.iterations}
 
@@ -375,7 +410,7 @@ def render(facts: NetworkFacts) -> dict[str, str]:
     layers = [_layer_fields(f) for f in facts.layers]
     stages = facts.stages()
     joined = {name: "".join(t.substitute(fields) for fields in layers)
-              for name, t in (("layer_configs", LAYER_CONFIG), ("storage", LAYER_STORAGE),
+              for name, t in (("layer_configs", LAYER_CONFIG), ("storage", LAYER_STORAGE), ("windows", LAYER_WINDOW),
                               ("loads", LAYER_LOAD), ("streams", LAYER_STREAMS), ("calls", LAYER_CALLS))}
     common = {"signature": facts.signature(), "num_layers": len(facts.layers), "last": len(facts.layers) - 1}
     config = CONFIG_HEADER.substitute(
@@ -388,7 +423,8 @@ def render(facts: NetworkFacts) -> dict[str, str]:
         height=facts.height, width=facts.width, input_bits=facts.input_bits,
         input_min=-(2 ** (facts.input_bits - 1)), input_max=2 ** (facts.input_bits - 1) - 1,
         layer_configs=joined["layer_configs"])
-    network = NETWORK_HEADER.substitute(common, storage=joined["storage"], loads=joined["loads"],
+    network = NETWORK_HEADER.substitute(common, storage=joined["storage"], windows=joined["windows"],
+                                        loads=joined["loads"],
                                         streams=joined["streams"], calls=joined["calls"])
     return {"network_config.h": config, "network.h": network,
             "network.json": json.dumps(facts.to_json(), indent=2) + "\n"}

@@ -56,25 +56,31 @@ RESOURCE_ADVICE = {
 }
 
 # ---- the resource model (docs/performance-model.md, section "Resources") ----------------
-# It follows overlay/hls: sparse_conv.hpp (lanes, weight and requant memories, tap registers),
-# line_buffer.hpp (SPAN row memories, k x SPAN column registers), stream_utils.hpp (I/O).
+# It follows overlay/hls: sparse_conv.hpp (lanes, per-lane window copies in LUTRAM, weight
+# memories, shared requantizers), line_buffer.hpp (channel-serial row memories),
+# stream_utils.hpp and input_quant.hpp (I/O).
 DSP_PER_LANE = 1  # one DSP48 multiply-accumulate per lane (weights <= 8 bit x activations <= 16 bit)
 DSP_PER_REQUANT = 4  # int32 accumulator x 31-bit multiplier -> 64-bit product: 2 x 2 DSP48 tiles
 DSP_INPUT_QUANT = 3 * 2  # three channels of uint8 pixel x int32 mul side by side, two DSP48 each
 ACC_BITS = 32
 REQUANT_PARAM_BITS = 32 + 31 + 6  # requant_param: bias, mult, shift
-LUTRAM_MAX_DEPTH = 64  # memories this shallow map to LUTRAM (64 x 1 bit per LUT), not BRAM
+LUTRAM_MAX_DEPTH = 64  # memories this shallow map to LUTRAM, not BRAM
+LUTRAM_BITS_PER_LUT = 7 / 8  # simple dual-port LUTRAM (RAM64M8): 64 x 7 bits per 8 LUTs
+URAM_WIDTH, URAM_DEPTH = 72, 4096  # one UltraRAM: 4K x 72 bits
+URAM_MIN_BRAM18 = 4  # a row memory goes to URAM (where the board has it) when each URAM saves >= 4 BRAM18
 # BRAM18 aspect ratios (width, depth) in simple dual-port mode
 BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
-LUT_PER_LANE = 60  # accumulator, weight-memory addressing, lane control
+LUT_PER_LANE = 60  # accumulator adder, weight-memory addressing, lane control
 LUT_PER_REQUANT = 300  # 64-bit round-add, 6-bit variable shift, two clamps
-LUT_PER_LAYER = 400  # sliding-window counters, line-buffer addressing, stream handshakes
+LUT_PER_LAYER = 400  # line-buffer and engine counters, stream handshakes
 LUT_SHELL = 6000  # s_axilite control, three m_axi adapters, frame reader, logits writer
+FF_PER_LANE = 2 * ACC_BITS + 40  # accumulator, finished sum, pipeline registers
+FF_PER_LAYER = 600  # counters, addresses, pipeline registers of both loops
 FF_SHELL = 8000
-# the flattened MAC loop of sparse_conv.hpp (Ho*Wo*NF*K iterations, II=1) fills its pipeline
-# once per frame: read, multiply, accumulate and requantize stages, about ten clocks
+# the flattened MAC loop of sparse_conv.hpp fills its pipeline once per frame: weight read,
+# window read, multiply, accumulate and requantize stages, about ten clocks
 PIPELINE_FILL = 10
-# stages that move data rather than compute (stream_utils.hpp, input_quant.hpp, line_buffer.hpp)
+# stages that move data rather than compute (stream_utils.hpp, input_quant.hpp)
 INPUT_PIXELS_PER_CYCLE = 1  # read_frame / quantize_input: one RGB pixel per clock
 OUTPUT_WORDS_PER_CYCLE = 1  # write_logits: one int32 per clock
 UNSTRUCTURED_SEED = 0
@@ -82,10 +88,14 @@ UNSTRUCTURED_SEED = 0
 ASSUMPTIONS = (
     "cycles per layer = Ho*Wo*(Cout/P)*K: one iteration of the II=1 MAC loop per stored weight "
     "per lane; this is exactly the C-simulation's iteration count",
-    "stage time of a conv engine = cycles + 10 clocks of pipeline fill per frame: the pixel, fold "
-    "and weight loops are one flattened II=1 loop, so there is no per-fold or per-pixel overhead",
-    "other stages: frame reader and input quantizer 1 pixel/clock (H*W), sliding window 1 padded "
-    "position/clock ((H+2p)*(W+2p)), logits writer 1 int32/clock (h*w*classes)",
+    "engine clocks per frame = Ho*Wo*max((Cout/P)*K, L) + L + S + 10: one flattened II=1 loop whose "
+    "pixels take max(NF*K, L) clocks (L = k*Cin/Wc window chunks, loaded during the MACs; "
+    "the chunk width Wc is chosen so that L <= NF*K whenever the line buffer allows), the first "
+    "window (L), the last fold's requantization (S) and one pipeline fill",
+    "line buffer clocks per frame = H*W*Cin/Wc (word writes; 1 per pixel for k=1) + Ho*Wo*L "
+    "(chunk reads) + border positions off the output grid (one each)",
+    "other stages: frame reader and input quantizer 1 pixel/clock (H*W), logits writer "
+    "1 int32/clock (h*w*classes)",
     "a layer's stage time is the larger of its engine and its sliding window (they run concurrently); "
     "pipeline interval = the slowest stage (DATAFLOW, every stage on one clock); frames/s = "
     "clock / interval; frame latency = interval + fill, fill = sum over layers of the input rows "
@@ -93,14 +103,17 @@ ASSUMPTIONS = (
     "frames/s is modeled, not measured: the requested clock is met, DDR never stalls the m_axi "
     "ports, weights are loaded once (CMD_LOAD_WEIGHTS) and not per frame",
     "DSP48: 1 per lane MAC (an upper bound: HLS may build narrow products in LUTs), 4 per "
-    "requantizer (one per lane, none in the logits layer), 6 for the input quantizer",
-    "BRAM18: per lane one weight memory of (Cout/P)*K entries of weight_bits+ci_bits+pos_bits "
-    "and one requant memory of Cout/P x 69 bits; per layer with k>1, (k-1)*d+1 line-buffer "
-    "rows of (W+2p) x Cin*input_bits; best BRAM18 aspect ratio; <= 64 words go to LUTRAM",
-    "LUT: per lane 60 + tap multiplexer (Cin*k*k:1 x input_bits, N/4 LUT6 per bit) + 300 per "
-    "requantizer; per layer 400; shell 6000; plus LUTRAM -- +-50%",
-    "FF: tap registers k*k*Cin*bits and window columns k*((k-1)*d+1)*Cin*bits per layer, "
-    "plus 8000 for the shell",
+    "shared requantizer (R = ceil(P/K) per layer, none in the logits layer), 6 for the input quantizer",
+    "window copies: per lane k*Wc LUTRAM banks of 2L activations (64 x 7 bits per 8 LUTs) and a "
+    "(banks x 64-word blocks):1 read multiplexer (N/4 LUT6 per bit)",
+    "BRAM18/URAM: per lane one weight memory of (Cout/P)*K entries (weight, bank, slot bits), per "
+    "requantizer one memory of NF*S x 69 bits; per layer with k>1, (k-1)*d+1 row memories of "
+    "W*Cin/Wc words of Wc*input_bits (URAM where the board has it and each URAM replaces >= 4 BRAM18); "
+    "a chunk FIFO of L words; best BRAM18 aspect ratio; <= 64 words go to LUTRAM",
+    "LUT: per lane 60 + window copy; per requantizer 300 + S:1 multiplexer of 32 bits; per layer 400 "
+    "+ the row multiplexers (k x Wc*bits x ((k-1)*d+1):1); shell 6000 -- +-50%",
+    "FF: per lane 104 (accumulator, finished sum, pipeline), per layer the pixel registers "
+    "(Cin + Cout activations) and 600, shell 8000",
     "the lane allocator keeps every resource within its ceiling (DSP 85 %, BRAM18 90 %, URAM 90 %, "
     "LUT 80 %, FF 80 % of the board's budget, shell included)",
     "pruned without the filter-wise constraint, lanes of a fold wait for its slowest filter "
@@ -181,15 +194,6 @@ def layer_cycles(ho: int, wo: int, cout: int, lanes: int, k: int) -> int:
     return ho * wo * (cout // lanes) * k
 
 
-def loop_overhead(ho: int, wo: int, cout: int, lanes: int) -> int:
-    """Clocks a layer's engine spends per frame outside its MAC-loop iterations.
-
-    The pixel, fold and weight loops are one flattened ``II = 1`` loop, so this is one
-    pipeline fill per frame (:data:`PIPELINE_FILL`), whatever the shape and lanes.
-    """
-    return PIPELINE_FILL
-
-
 def fold_sync_cycles(ho: int, wo: int, nnz, lanes: int) -> int:
     """MAC-loop cycles of a zero-skipping layer whose lanes wait for each fold's slowest filter.
 
@@ -245,8 +249,36 @@ def memory_cost(depth: int, width: int) -> tuple[int, int]:
     if depth <= 0 or width <= 0:
         return 0, 0
     if depth <= LUTRAM_MAX_DEPTH:
-        return 0, width * -(-depth // 64)
+        return 0, lutram_luts(depth, width)
     return bram18_count(depth, width), 0
+
+
+def lutram_luts(depth: int, width: int) -> int:
+    """LUTs of a simple dual-port LUTRAM: 64-word blocks of 7 bits per 8 LUTs (RAM64M8)."""
+    if depth <= 0 or width <= 0:
+        return 0
+    return -(-depth // 64) * math.ceil(width / LUTRAM_BITS_PER_LUT)
+
+
+def uram_count(depth: int, width: int) -> int:
+    """UltraRAMs (4K x 72) for one memory of ``depth`` words of ``width`` bits."""
+    if depth <= 0 or width <= 0:
+        return 0
+    return -(-width // URAM_WIDTH) * -(-depth // URAM_DEPTH)
+
+
+def mux_luts(inputs: int, width: int) -> int:
+    """LUTs of an ``inputs``:1 multiplexer of ``width`` bits (4 inputs per LUT6 with F7/F8)."""
+    return 0 if inputs <= 1 else width * -(-inputs // 4)
+
+
+def line_storage(depth: int, width: int, has_uram: bool) -> str:
+    """Where one line-buffer row memory goes: ``lutram``, ``bram`` or ``uram``."""
+    if depth <= LUTRAM_MAX_DEPTH:
+        return "lutram"
+    if has_uram and uram_count(depth, width) * URAM_MIN_BRAM18 <= bram18_count(depth, width):
+        return "uram"
+    return "bram"
 
 
 def input_bits(model, index: int) -> int:
@@ -256,46 +288,166 @@ def input_bits(model, index: int) -> int:
     return model.layers[index - 1].out_bits
 
 
-def entry_bits(layer) -> int:
-    """Bits of one on-chip weight entry: value, input channel, window position."""
-    return layer.weight_bits + field_bits(layer.in_channels) + field_bits(layer.kernel * layer.kernel)
+def window_iterations(h: int, w: int, k: int, s: int, d: int, p: int, cin: int, wc: int) -> int:
+    """Clocks per frame of ``line_buffer`` (line_buffer.hpp) with ``wc`` channels per word.
+
+    Every image pixel costs ``Cin / wc`` word writes (one latch for ``k = 1``), every output
+    pixel ``k * Cin / wc`` chunk reads, every other (border) position of the padded input one
+    clock: ``H*W*Wr + Ho*Wo*L + (Hp*Wp - |inside or on the output grid|)``.
+    """
+    span = d * (k - 1) + 1
+    hp, wp = h + 2 * p, w + 2 * p
+    ho, wo = (hp - span) // s + 1, (wp - span) // s + 1
+    words = cin // wc if k > 1 else 1
+    chunks = k * (cin // wc)
+
+    def inside_grid(n_out: int, size: int) -> int:
+        return sum(1 for o in range(n_out) if p <= span - 1 + s * o < p + size)
+
+    both = inside_grid(ho, h) * inside_grid(wo, w)
+    return h * w * words + ho * wo * chunks + hp * wp - (h * w + ho * wo - both)
 
 
-def layer_resources(model, index: int, lanes: int) -> dict:
-    """DSP48, BRAM18, LUT and FF estimate of one layer with ``lanes`` lanes (see ASSUMPTIONS)."""
+def layer_geometry(model, index: int, lanes: int) -> dict:
+    """The compile-time structure of layer ``index`` with ``lanes`` lanes (what codegen states).
+
+    ``chunk_channels`` (Wc, a divisor of Cin) is the one that minimizes the layer's stage time
+    ``max(engine, line buffer)``, the narrowest among equals (deeper, cheaper memories): so
+    the window of the next pixel loads while the lanes work (``L <= NF*K``) whenever the line
+    buffer keeps up. ``requant_units`` R = ceil(P/K) requantizers serve ``requant_span``
+    S = ceil(P/R) <= K lanes each.
+    """
     layer = model.layers[index]
     shapes = model.shapes()
-    w_in = shapes[index][2]
-    cout, k, kk = layer.out_channels, layer.k_nonzero, layer.kernel * layer.kernel
-    folds = cout // lanes
-    requant = 0 if layer.act == "logits" else lanes
-    bits = input_bits(model, index)
-    w_bram, w_lut = memory_cost(folds * k, entry_bits(layer))
-    q_bram, q_lut = memory_cost(folds, REQUANT_PARAM_BITS)
-    span = (layer.kernel - 1) * layer.dilation + 1
-    rows = span if layer.kernel > 1 else 0  # a 1x1 layer reads no buffered row
-    lb_bram, lb_lut = memory_cost(w_in + 2 * layer.padding, layer.in_channels * bits)
-    mux = bits * -(-layer.fan_in // 4)  # fan_in:1 tap multiplexer per lane
+    (cin, h, w), (cout, ho, wo) = shapes[index], shapes[index + 1]
+    if lanes < 1 or cout % lanes:
+        raise SenteiError(f"{lanes} lanes do not divide {cout} filters (lanes must be a divisor of Cout)")
+    k, kn = layer.kernel, layer.k_nonzero
+    t = (cout // lanes) * kn
+
+    def stage(wc: int) -> tuple[int, int, int]:
+        chunks = k * (cin // wc)
+        engine = ho * wo * max(t, chunks)
+        window = window_iterations(h, w, k, layer.stride, layer.dilation, layer.padding, cin, wc)
+        return max(engine, window), engine, window
+
+    wc = min(divisors(cin), key=lambda v: (stage(v)[0], v))
+    chunks = k * (cin // wc)
+    units = -(-lanes // kn)
+    span = -(-lanes // units)
+    banks = k * wc
     return {
-        "dsp": lanes * DSP_PER_LANE + requant * DSP_PER_REQUANT,
-        "bram18_weights": lanes * (w_bram + q_bram),
-        "bram18_line_buffer": rows * lb_bram,
-        "bram18": lanes * (w_bram + q_bram) + rows * lb_bram,
-        "weight_bits_on_chip": cout * k * entry_bits(layer) + cout * REQUANT_PARAM_BITS,
-        "lut": lanes * (LUT_PER_LANE + mux + w_lut + q_lut) + requant * LUT_PER_REQUANT
-        + LUT_PER_LAYER + rows * lb_lut,
-        "ff": (kk + layer.kernel * span) * layer.in_channels * bits + lanes * ACC_BITS,
+        "chunk_channels": wc, "chunks": chunks, "pixel_iterations": max(t, chunks),
+        "window_iterations": stage(wc)[2],
+        "line_slots": layer.dilation * (k - 1) + 1 if k > 1 else 1,
+        "line_depth": w * (cin // wc) if k > 1 else 1,
+        "requant_units": units, "requant_span": span,
+        "banks": banks, "bank_bits": field_bits(banks), "slot_bits": field_bits(chunks),
+        "engine_cycles": ho * wo * max(t, chunks) + chunks + span + PIPELINE_FILL,
+    }
+
+
+def entry_bits(model, index: int, lanes: int) -> int:
+    """Bits of one on-chip weight entry: value, window bank, window slot."""
+    g = layer_geometry(model, index, lanes)
+    return model.layers[index].weight_bits + g["bank_bits"] + g["slot_bits"]
+
+
+def line_placement(model, lanes, board=None, uram_limit: int | None = None) -> list[str]:
+    """Where each layer's line-buffer rows go: ``none`` (k = 1), ``lutram``, ``bram`` or ``uram``.
+
+    Rows at most 64 words deep go to LUTRAM; the others to BRAM18, except that on a board
+    with URAM the layers whose rows save the most BRAM18 per URAM move there (at least one
+    BRAM18 saved per URAM) as long as the URAMs stay within ``uram_limit`` (default: the
+    board's ceiling).
+    """
+    places, candidates = [], []
+    for n, p in enumerate(lanes):
+        layer = model.layers[n]
+        if layer.kernel == 1:
+            places.append("none")
+            continue
+        g = layer_geometry(model, n, p)
+        width = g["chunk_channels"] * input_bits(model, n)
+        if g["line_depth"] <= LUTRAM_MAX_DEPTH:
+            places.append("lutram")
+            continue
+        places.append("bram")
+        urams = g["line_slots"] * uram_count(g["line_depth"], width)
+        brams = g["line_slots"] * bram18_count(g["line_depth"], width)
+        if brams >= urams:
+            candidates.append((-brams / urams, n, urams))
+    if board is not None and candidates:
+        left = resource_limits(board)["uram"] if uram_limit is None else uram_limit
+        for _, n, urams in sorted(candidates):
+            if urams <= left:
+                places[n] = "uram"
+                left -= urams
+    return places
+
+
+def layer_resources(model, index: int, lanes: int, board=None, storage: str | None = None) -> dict:
+    """DSP48, BRAM18, URAM, LUT and FF estimate of one layer with ``lanes`` lanes (ASSUMPTIONS).
+
+    ``storage`` is where the line-buffer rows go (:func:`line_placement`); by default the
+    layer alone on ``board`` decides (URAM when the board has it and each URAM replaces at
+    least four BRAM18).
+    """
+    layer = model.layers[index]
+    cin, cout, k = layer.in_channels, layer.out_channels, layer.k_nonzero
+    g = layer_geometry(model, index, lanes)
+    folds = cout // lanes
+    logits = layer.act == "logits"
+    units = g["requant_units"]
+    bits = input_bits(model, index)
+    out_bits = 32 if logits else layer.out_bits
+    ebits = layer.weight_bits + g["bank_bits"] + g["slot_bits"]
+    w_bram, w_lut = memory_cost(folds * k, ebits)
+    q_bram, q_lut = memory_cost(folds * g["requant_span"], REQUANT_PARAM_BITS)
+    # the window copy of one lane: k*Wc banks of 2L words, one read multiplexer over the blocks
+    depth = 2 * g["chunks"]
+    win_lut = g["banks"] * lutram_luts(depth, bits) + mux_luts(g["banks"] * -(-depth // 64), bits)
+    # line buffer: SPAN row memories of line_depth words of Wc*bits, k row multiplexers
+    lb = {"bram18": 0, "uram": 0, "lut": 0}
+    if layer.kernel > 1:
+        row_width = g["chunk_channels"] * bits
+        where = storage or line_storage(g["line_depth"], row_width,
+                                        board is not None and _board(board).budget["uram"] > 0)
+        if where == "uram":
+            lb["uram"] = g["line_slots"] * uram_count(g["line_depth"], row_width)
+        elif where == "bram":
+            lb["bram18"] = g["line_slots"] * bram18_count(g["line_depth"], row_width)
+        else:
+            lb["lut"] = g["line_slots"] * lutram_luts(g["line_depth"], row_width)
+        lb["lut"] += layer.kernel * mux_luts(g["line_slots"], row_width)
+    f_bram, f_lut = memory_cost(g["chunks"], g["banks"] * bits)  # chunk FIFO, one window deep
+    requant_lut = 0 if logits else units * (LUT_PER_REQUANT + mux_luts(g["requant_span"], ACC_BITS))
+    return {
+        "dsp": lanes * DSP_PER_LANE + (0 if logits else units * DSP_PER_REQUANT),
+        "bram18_weights": lanes * w_bram + units * q_bram,
+        "bram18_line_buffer": lb["bram18"] + f_bram,
+        "bram18": lanes * w_bram + units * q_bram + lb["bram18"] + f_bram,
+        "uram": lb["uram"],
+        "weight_bits_on_chip": cout * k * ebits + cout * REQUANT_PARAM_BITS,
+        "lut_windows": lanes * win_lut,
+        "lut": lanes * (LUT_PER_LANE + win_lut + w_lut) + units * q_lut + requant_lut + LUT_PER_LAYER
+        + lb["lut"] + f_lut,
+        "ff": lanes * FF_PER_LANE + cin * bits + cout * out_bits + FF_PER_LAYER,
+        "line_storage": where if layer.kernel > 1 else "none",
+        **{key: g[key] for key in ("chunk_channels", "chunks", "requant_units")},
     }
 
 
 SHELL_RESOURCES = {"dsp": DSP_INPUT_QUANT, "bram18": 0, "uram": 0, "lut": LUT_SHELL, "ff": FF_SHELL}
 
 
-def design_resources(model, lanes) -> dict[str, int]:
-    """Estimate of the whole accelerator (shell included) with ``lanes`` per layer."""
+def design_resources(model, lanes, board=None, uram_limit: int | None = None) -> dict[str, int]:
+    """Estimate of the whole accelerator (shell included) with ``lanes`` per layer on ``board``
+    (line buffers placed by :func:`line_placement`)."""
     totals = dict(SHELL_RESOURCES)
+    places = line_placement(model, lanes, board, uram_limit)
     for n, p in enumerate(lanes):
-        res = layer_resources(model, n, p)
+        res = layer_resources(model, n, p, board, places[n])
         for key in totals:
             totals[key] += res.get(key, 0)
     return totals
@@ -342,28 +494,42 @@ def _out_hw(model) -> list[tuple[int, int]]:
 
 
 def fixed_stages(model) -> dict[str, int]:
-    """Clocks per frame of the stages lanes do not speed up.
+    """Clocks per frame of the stages lanes do not change.
 
-    ``input`` (frame reader and input quantizer, one pixel per clock), one
-    ``<layer>.window`` per layer (sliding window, one padded position per clock) and
-    ``output`` (logits writer, one int32 per clock).
+    ``input`` (frame reader and input quantizer, one pixel per clock) and ``output``
+    (logits writer, one int32 per clock).
     """
     shapes = model.shapes()
     stages = {"input": -(-model.input.height * model.input.width // INPUT_PIXELS_PER_CYCLE)}
-    for n, layer in enumerate(model.layers):
-        _, h, w = shapes[n]
-        stages[f"{layer.name}.window"] = (h + 2 * layer.padding) * (w + 2 * layer.padding)
     c, h, w = shapes[-1]
     stages["output"] = -(-c * h * w // OUTPUT_WORDS_PER_CYCLE)
     return stages
 
 
+def engine_cycles(model, index: int, lanes: int) -> int:
+    """Clocks per frame of layer ``index``'s engine (``sparse_conv``), see ASSUMPTIONS."""
+    return layer_geometry(model, index, lanes)["engine_cycles"]
+
+
+def window_cycles(model, index: int, lanes: int) -> int:
+    """Clocks per frame of layer ``index``'s line buffer (its chunk width follows the lanes)."""
+    return layer_geometry(model, index, lanes)["window_iterations"]
+
+
 def conv_stage_cycles(model, index: int, lanes: int, k: int | None = None) -> int:
-    """Clocks per frame of layer ``index``'s engine: MAC iterations plus one pipeline fill."""
+    """Clocks per frame of layer ``index``: the larger of its engine and its line buffer.
+
+    With ``k`` the engine is priced with ``k`` weights per filter instead of the model's K
+    (the line buffer as built for the model).
+    """
+    if k is None:
+        return max(engine_cycles(model, index, lanes), window_cycles(model, index, lanes))
     layer = model.layers[index]
     ho, wo = _out_hw(model)[index]
-    k = layer.k_nonzero if k is None else k
-    return layer_cycles(ho, wo, layer.out_channels, lanes, k) + loop_overhead(ho, wo, layer.out_channels, lanes)
+    g = layer_geometry(model, index, lanes)
+    t = (layer.out_channels // lanes) * k
+    return max(ho * wo * max(t, g["chunks"]) + g["chunks"] + g["requant_span"] + PIPELINE_FILL,
+               g["window_iterations"])
 
 
 # ---------------------------------------------------------------------------------------
@@ -375,8 +541,9 @@ def allocate_lanes(model, board, clock_mhz: float | None = None,
     """Lanes ``P`` per layer (each a divisor of ``Cout``) balancing cycles within every budget.
 
     Greedy on the bottleneck: start every layer at one lane; while the slowest conv stage
-    is slower than the stages lanes cannot speed up (frame reader, sliding windows, logits
-    writer), raise *its* lanes to the next divisor of its ``Cout`` if the whole design
+    is slower than the stages lanes cannot speed up (frame reader, logits writer) and more
+    lanes make it faster (not when its line buffer sets the pace), raise *its* lanes to
+    the next divisor of its ``Cout`` if the whole design
     (:func:`design_resources`, shell included) stays within :func:`resource_limits` for
     every resource -- DSP48, BRAM18, URAM, LUT and FF; stop when it cannot be raised.
     Resources grow with lanes, so the minimum lanes that bring each layer under a given
@@ -415,7 +582,7 @@ def allocate_lanes(model, board, clock_mhz: float | None = None,
     options = [divisors(layer.out_channels) for layer in model.layers]
     step = [0] * len(model.layers)
     lanes = [opts[0] for opts in options]
-    used = design_resources(model, lanes)
+    used = design_resources(model, lanes, b, limits["uram"])
     over = over_limits(used, limits)
     if over:
         key = over[0]
@@ -424,19 +591,18 @@ def allocate_lanes(model, board, clock_mhz: float | None = None,
                           f"{b.budget[key]:,}): {RESOURCE_ADVICE[key]}")
     floor = max(fixed_stages(model).values())
     cycles = [conv_stage_cycles(model, n, p) for n, p in enumerate(lanes)]
-    layer_res = [layer_resources(model, n, p) for n, p in enumerate(lanes)]
     while True:
         n = max(range(len(lanes)), key=lambda i: (cycles[i], -i))
         if cycles[n] <= floor or step[n] + 1 >= len(options[n]):
             break
         new = options[n][step[n] + 1]
-        res = layer_resources(model, n, new)
-        trial = {key: used[key] - layer_res[n].get(key, 0) + res.get(key, 0) for key in used}
-        if over_limits(trial, limits):
-            break
+        trial_lanes = lanes[:n] + [new] + lanes[n + 1:]
+        trial = design_resources(model, trial_lanes, b, limits["uram"])
+        if over_limits(trial, limits) or conv_stage_cycles(model, n, new) >= cycles[n]:
+            break  # no room, or the layer's line buffer already sets its pace
         step[n] += 1
-        lanes[n] = new
-        used, layer_res[n] = trial, res
+        lanes = trial_lanes
+        used = trial
         cycles[n] = conv_stage_cycles(model, n, new)
     return lanes
 
@@ -513,13 +679,19 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
     variants = {v: {} for v in ("hw", "dense", "fold_sync", "balanced", "unstructured")}
     rows = []
     totals = dict(SHELL_RESOURCES)
+    places = line_placement(model, lanes, b, limits["uram"])
     for n, (layer, p) in enumerate(zip(model.layers, lanes)):
         _, ho, wo = shapes[n + 1]
         cout, k, fan_in = layer.out_channels, layer.k_nonzero, layer.fan_in
         nnz = layer.nonzeros_per_filter().astype(np.int64)
         hyp = unstructured_nnz(cout, fan_in, int(nnz.sum()), seed + n)
-        over = loop_overhead(ho, wo, cout, p)  # the pipeline fill, once per frame
-        res = layer_resources(model, n, p)
+        g = layer_geometry(model, n, p)
+        res = layer_resources(model, n, p, b, places[n])
+        window = g["window_iterations"]
+
+        def engine(mac_cycles: int) -> int:  # pixels take max(MAC clocks, L); first window, last fold, fill
+            return max(mac_cycles, ho * wo * g["chunks"]) + g["chunks"] + g["requant_span"] + PIPELINE_FILL
+
         row = {
             "name": layer.name, "in": list(shapes[n]), "out": list(shapes[n + 1]),
             "kernel": layer.kernel, "stride": layer.stride, "dilation": layer.dilation,
@@ -529,19 +701,21 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
             "macs_nonzero": ho * wo * int(nnz.sum()),
             "macs_executed": ho * wo * cout * k,
             "cycles": layer_cycles(ho, wo, cout, p, k),
-            "overhead_cycles": over,
+            "engine_cycles": g["engine_cycles"],
+            "window_cycles": window,
             "cycles_dense": layer_cycles(ho, wo, cout, p, fan_in),
             "cycles_fold_sync": fold_sync_cycles(ho, wo, nnz, p),
             "cycles_balanced": balanced_cycles(ho, wo, nnz, p),
             "cycles_unstructured": fold_sync_cycles(ho, wo, hyp, p),
             **res,
         }
-        row["stage_cycles"] = row["cycles"] + over
+        row["stage_cycles"] = max(row["engine_cycles"], window)
         row["mac_utilization"] = row["macs_nonzero"] / (row["stage_cycles"] * p)
         rows.append(row)
         for v, key in (("hw", "cycles"), ("dense", "cycles_dense"), ("fold_sync", "cycles_fold_sync"),
                        ("balanced", "cycles_balanced"), ("unstructured", "cycles_unstructured")):
-            variants[v][layer.name] = row[key] + over
+            variants[v][layer.name] = engine(row[key])
+            variants[v][f"{layer.name}.window"] = window
         for key in totals:
             totals[key] += res.get(key, 0)
     for v in variants.values():
@@ -558,6 +732,7 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
     pipe["latency_cycles"] = pipe["interval_cycles"] + pipe["fill_cycles"]
     pipe["latency_ms"] = pipe["latency_cycles"] / (clock_mhz * 1e3)
     pipe["mac_bound_frames_per_s"] = clock_mhz * 1e6 / max(max(r["cycles"] for r in rows), max(fixed.values()))
+    pipe["line_storage"] = {r["name"]: r["line_storage"] for r in rows}
     pipe["macs_dense_per_frame"] = sum(r["macs_dense"] for r in rows)
     pipe["macs_executed_per_frame"] = sum(r["macs_executed"] for r in rows)
     pipe["effective_gops"] = 2 * pipe["macs_dense_per_frame"] * pipe["frames_per_s"] / 1e9
@@ -617,7 +792,8 @@ def format_report(report: dict) -> str:
     lines = [f"{report['model']} on {report['board']} ({report['part']}) at {report['clock_mhz']:g} MHz "
              f"-- modeled, not measured"]
     head = (f"{'layer':<16}{'out CxHxW':>13}{'K':>6}{'CinKK':>7}{'P':>5}{'MMAC dense':>11}{'MMAC nz':>9}"
-            f"{'MAC cycles':>12}{'stage':>12}{'dense':>12}{'unstruct':>12}{'DSP':>6}{'BRAM18':>7}{'LUT':>8}")
+            f"{'MAC cycles':>12}{'stage':>12}{'dense':>12}{'unstruct':>12}{'Wc':>4}{'DSP':>6}{'BRAM18':>7}"
+            f"{'URAM':>5}{'LUT':>8}")
     lines += [head, "-" * len(head)]
     bottleneck = report["pipeline"]["bottleneck"]
     for r in report["layers"]:
@@ -626,7 +802,7 @@ def format_report(report: dict) -> str:
         lines.append(f"{r['name']:<16}{shape:>13}{r['k_nonzero']:>6}{r['fan_in']:>7}{r['lanes']:>5}"
                      f"{r['macs_dense'] / 1e6:>11.2f}{r['macs_nonzero'] / 1e6:>9.2f}{r['cycles']:>12,}"
                      f"{r['stage_cycles']:>12,}{r['cycles_dense']:>12,}{r['cycles_unstructured']:>12,}"
-                     f"{r['dsp']:>6}{r['bram18']:>7}{r['lut']:>8,}{mark}")
+                     f"{r['chunk_channels']:>4}{r['dsp']:>6}{r['bram18']:>7}{r['uram']:>5}{r['lut']:>8,}{mark}")
     layer_names = {r["name"] for r in report["layers"]}
     slowest_fixed = max((s for s in report["stages"] if s not in layer_names), key=report["stages"].get)
     for name in ("input", slowest_fixed, "output"):

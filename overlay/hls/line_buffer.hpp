@@ -1,19 +1,32 @@
 /**
  * \file line_buffer.hpp
- * \brief Line buffer and sliding window: stride, dilation and zero padding of a conv layer.
+ * \brief Channel-serial line buffer: stride, dilation and zero padding of a conv layer.
  *
- * The block walks the *padded* input (H + 2p rows by W + 2p columns) in raster order, one
- * position per cycle. Positions inside the image consume one pixel from the input stream;
- * positions in the border are the integer 0 (activations have no zero point, so zero
- * padding is exact). Each position is written into a line buffer of SPAN = d*(k-1) + 1
- * rows used circularly, and a k x SPAN register array keeps the last SPAN columns of the
- * k window rows (rows y*s + ky*d). When the position is the bottom-right corner of an
- * output pixel's receptive field -- both coordinates >= SPAN-1 and on the stride grid --
- * the k*k taps `cols[ky][kx*d]` leave as one window.
+ * The block walks the *padded* input (H + 2p rows by W + 2p columns) in raster order. A
+ * position inside the image consumes one pixel from the input stream and stores it in the
+ * row memory of its image row as `Cin / Wc` words of Wc channels (`line_word_t`, Wc =
+ * `chunk_channels`): rows are deep sequences of narrow words, so a row of 128 channels
+ * fills BRAM/URAM by depth instead of needing a 1,024-bit-wide word per column. There are
+ * SPAN = d*(k-1) + 1 row memories, used circularly (image row y lives in slot y mod SPAN).
+ * Padding is never stored: a read whose row or column falls outside the image yields the
+ * integer 0 (activations have no zero point, so zero padding is exact).
  *
- * Invariant: when padded position (yp, xp) is processed, line-buffer slot
- * `(slot + 1 + ky*d) mod SPAN` holds padded row `yp - (SPAN-1) + ky*d` for every ky < k-1,
- * and the current row is `slot`; so the k taps of one column come from k different slots.
+ * When a position is the bottom-right corner of an output pixel's receptive field (both
+ * coordinates >= SPAN-1 and on the stride grid), the window leaves as L = k * Cin / Wc
+ * chunks: chunk `c = kx * (Cin/Wc) + cw` holds channels `cw*Wc .. cw*Wc+Wc-1` of the k taps
+ * (ky = 0..k-1) of window column kx, element `ky*Wc + w`. The engine writes chunk c into
+ * slot c of its window banks `ky*Wc + w` (sparse_conv.hpp).
+ *
+ * One pipelined loop, one action per clock: write one word of the current pixel, or read
+ * one chunk (the k taps come from k different row memories, read in the same clock), or
+ * step over a border position that needs neither. Its trip count is the compile-time
+ * `window_iterations` = H*W*Wr + Ho*Wo*L + (border positions off the output grid), Wr =
+ * Cin/Wc words per pixel (1 for k = 1, which stores nothing) -- the figure of
+ * overlay/perf.py.
+ *
+ * Invariant: while padded row yp is walked, `slot` = (yp - p) mod SPAN, the slot of its image
+ * row; the window row ky of the output pixel completing at (yp, xp) is image row
+ * yp - p - (SPAN-1) + ky*d, in slot (slot + 1 + ky*d) mod SPAN.
  */
 #ifndef SENTEI_LINE_BUFFER_HPP
 #define SENTEI_LINE_BUFFER_HPP
@@ -23,71 +36,107 @@
 namespace sentei {
 
 /**
- * \brief Stream of input pixels -> stream of k x k windows, one per output pixel.
+ * \brief Stream of input pixels -> stream of window chunks, L per output pixel.
  * \tparam CONFIG_T layer configuration: `cin`, `kernel`, `stride`, `dilation`, `padding`,
- *         `in_height`, `in_width`, `in_t` (`out_height`, `out_width` follow from them).
+ *         `in_height`, `in_width`, `in_t`, `chunk_channels`, `line_slots`, `line_depth`,
+ *         `window_iterations`
+ * \param lines the row memories, declared (and bound to BRAM, URAM or LUTRAM) by the
+ *        generated caller in network.h
  */
 template <class CONFIG_T>
-void sliding_window(hls::stream<in_pixel_t<CONFIG_T> >& in, hls::stream<window_t<CONFIG_T> >& out) {
-    static const unsigned K = CONFIG_T::kernel;
-    static const unsigned D = CONFIG_T::dilation;
-    static const unsigned S = CONFIG_T::stride;
-    static const unsigned P = CONFIG_T::padding;
-    static const unsigned SPAN = D * (K - 1) + 1;  // rows/columns one window covers
-    static const unsigned HP = CONFIG_T::in_height + 2 * P;
-    static const unsigned WP = CONFIG_T::in_width + 2 * P;
+void line_buffer(hls::stream<in_pixel_t<CONFIG_T> >& in, hls::stream<chunk_t<CONFIG_T> >& out,
+                 line_word_t<CONFIG_T> lines[CONFIG_T::line_slots][CONFIG_T::line_depth]) {
+    static const int K = CONFIG_T::kernel;
+    static const int D = CONFIG_T::dilation;
+    static const int S = CONFIG_T::stride;
+    static const int P = CONFIG_T::padding;
+    static const int H = CONFIG_T::in_height;
+    static const int WI = CONFIG_T::in_width;
+    static const int SPAN = D * (K - 1) + 1;  // rows/columns one window covers
+    static const int WP = WI + 2 * P;
+    static const unsigned WC = CONFIG_T::chunk_channels;
+    static const unsigned CW = CONFIG_T::cin / WC;     // words per pixel
+    static const unsigned WR = K > 1 ? CW : 1;         // write-phase clocks per pixel (k = 1: latch only)
+    static const unsigned L = K * CW;                  // chunks per window
+    static const unsigned SLOTS = CONFIG_T::line_slots;  // = SPAN for k > 1
 
-    in_pixel_t<CONFIG_T> lines[SPAN][WP];
-#pragma HLS ARRAY_PARTITION variable = lines dim = 1 complete  // one memory per row: k taps read per cycle
-#pragma HLS DEPENDENCE variable = lines type = inter false     // a slot is read only in rows after it was written
-    in_pixel_t<CONFIG_T> cols[K][SPAN];
-#pragma HLS ARRAY_PARTITION variable = cols dim = 0 complete  // shift register: every tap read each cycle
-
-    in_pixel_t<CONFIG_T> zero;
-    for (unsigned c = 0; c < CONFIG_T::cin; c++) {
-#pragma HLS UNROLL  // a constant: the padding pixel
-        zero.data[c] = 0;
-    }
-
-    unsigned slot = 0;  // line-buffer slot of the current padded row (yp mod SPAN)
-rows:
-    for (unsigned yp = 0; yp < HP; yp++) {
-    columns:
-        for (unsigned xp = 0; xp < WP; xp++) {
-#pragma HLS PIPELINE II = 1  // one padded position per cycle
-            bool inside = yp >= P && yp < P + CONFIG_T::in_height && xp >= P && xp < P + CONFIG_T::in_width;
-            in_pixel_t<CONFIG_T> px = inside ? in.read() : zero;
-            lines[slot][xp] = px;
-
-            for (unsigned ky = 0; ky < K; ky++) {
-#pragma HLS UNROLL  // the k rows of the window shift together
-                for (unsigned c = 0; c + 1 < SPAN; c++) {
-#pragma HLS UNROLL  // register shift by one column
-                    cols[ky][c] = cols[ky][c + 1];
+    in_pixel_t<CONFIG_T> px;  // the current pixel
+    int yp = 0, xp = 0;
+    unsigned slot = (SPAN - P % SPAN) % SPAN;  // (yp - p) mod SPAN at yp = 0
+    unsigned n = 0, kx = 0, cw = 0;            // word of the write phase; chunk n = (kx, cw) of the read phase
+    bool reading = false;
+walk:
+    for (unsigned it = 0; it < CONFIG_T::window_iterations; it++) {
+#pragma HLS PIPELINE II = 1  // one word written, one chunk read or one border position skipped per clock
+#pragma HLS DEPENDENCE variable = lines type = inter direction = RAW dependent = true distance = 3  // a word is read >= k*Cin/Wc >= 3 clocks after it is written
+        bool inside = yp >= P && yp < P + H && xp >= P && xp < P + WI;
+        bool grid = yp + 1 >= SPAN && xp + 1 >= SPAN && (yp + 1 - SPAN) % S == 0 && (xp + 1 - SPAN) % S == 0;
+        bool advance = false;
+        if (inside && !reading) {
+            if (n == 0) px = in.read();
+            if (K > 1) {
+                line_word_t<CONFIG_T> w;
+                for (unsigned u = 0; u < WC; u++) {
+#pragma HLS UNROLL  // Wc channels form one word
+                    w.data[u] = px.data[n * WC + u];
                 }
-                if (ky == K - 1) {
-                    cols[ky][SPAN - 1] = px;  // the bottom window row is the current row
+                lines[slot][(xp - P) * CW + n] = w;
+            }
+            if (++n == WR) {
+                n = 0;
+                if (grid) {
+                    reading = true;
                 } else {
-                    unsigned r = slot + 1 + ky * D;  // < 2*SPAN: one conditional wrap
-                    if (r >= SPAN) r -= SPAN;
-                    cols[ky][SPAN - 1] = lines[r][xp];
+                    advance = true;
                 }
             }
-
-            bool on_grid = yp + 1 >= SPAN && xp + 1 >= SPAN && (yp + 1 - SPAN) % S == 0 && (xp + 1 - SPAN) % S == 0;
-            if (on_grid) {
-                window_t<CONFIG_T> w;
-                for (unsigned ky = 0; ky < K; ky++) {
-#pragma HLS UNROLL  // the whole window leaves in one stream word
-                    for (unsigned kx = 0; kx < K; kx++) {
-#pragma HLS UNROLL  // k taps of a row, all at once
-                        w.data[ky * K + kx] = cols[ky][kx * D];
+        } else if (grid) {
+            chunk_t<CONFIG_T> c;
+            if (K == 1) {
+                for (unsigned u = 0; u < WC; u++) {
+#pragma HLS UNROLL  // a 1x1 window is the pixel itself, zero in the padding
+                    c.data[u] = inside ? px.data[cw * WC + u] : typename CONFIG_T::in_t(0);
+                }
+            } else {
+                int col = xp - P - (SPAN - 1) + (int)kx * D;  // image column of window column kx
+                bool col_ok = col >= 0 && col < WI;
+                unsigned addr = col_ok ? (unsigned)col * CW + cw : 0;
+                line_word_t<CONFIG_T> row_out[SLOTS];
+                for (unsigned b = 0; b < SLOTS; b++) {
+#pragma HLS UNROLL  // every row memory reads the same address: one read port each, no conflict
+                    row_out[b] = lines[b][addr];
+                }
+                for (int ky = 0; ky < K; ky++) {
+#pragma HLS UNROLL  // the k taps of the column leave together
+                    int row = yp - P - (SPAN - 1) + ky * D;  // image row of window row ky
+                    bool ok = col_ok && row >= 0 && row < H;
+                    unsigned r = slot + 1 + ky * D;  // < 2*SPAN: one conditional wrap
+                    if (r >= SLOTS) r -= SLOTS;
+                    for (unsigned u = 0; u < WC; u++) {
+#pragma HLS UNROLL  // Wc channels of the tap
+                        c.data[ky * WC + u] = ok ? row_out[r].data[u] : typename CONFIG_T::in_t(0);
                     }
                 }
-                out.write(w);
             }
+            out.write(c);
+            if (++cw == CW) {
+                cw = 0;
+                kx++;
+            }
+            if (++n == L) {
+                n = 0;
+                kx = 0;
+                reading = false;
+                advance = true;
+            }
+        } else {
+            advance = true;  // a border position off the output grid: nothing to store or emit
         }
-        slot = slot + 1 == SPAN ? 0 : slot + 1;
+        if (advance && ++xp == WP) {
+            xp = 0;
+            yp++;
+            slot = slot + 1 == SLOTS ? 0 : slot + 1;
+        }
     }
 }
 

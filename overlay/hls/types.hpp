@@ -2,11 +2,12 @@
  * \file types.hpp
  * \brief Data types shared by every block of the sentei accelerator.
  *
- * A feature map travels between blocks as a stream of pixels in raster order; one stream
- * element holds all channels of one pixel (`vec<act_t, C>`), so a block reads one word per
- * input pixel. The weights of a layer live on chip as decoded sparse entries
- * (`sparse_entry`), split by lane; the per-filter requantization constants as
- * `requant_param`.
+ * A feature map travels between layers as a stream of pixels in raster order; one stream
+ * element holds all channels of one pixel (`vec<act_t, C>`). Inside a layer the line buffer
+ * stores W channels per word (`line_word_t`) and hands the engine each window as
+ * `k * Cin / W` chunks of `k * W` activations (`chunk_t`). The weights of a layer live on
+ * chip as decoded sparse entries (`sparse_entry`: value and window address), split by lane;
+ * the per-filter constants as `requant_param`, split by requantizer.
  */
 #ifndef SENTEI_TYPES_HPP
 #define SENTEI_TYPES_HPP
@@ -42,18 +43,19 @@ struct vec {
  * \brief One stored weight of a filter, decoded at load time from its blob word.
  *
  * The blob word holds `value` (8-bit two's complement) and the dense position
- * `idx = (ci*k + ky)*k + kx`; the loader splits `idx` into the input channel `ci` and the
- * window position `pos = ky*k + kx`, so the engine needs no division per MAC.
- * \tparam CONFIG_T layer configuration (`weight_bits`, `ci_bits`, `pos_bits`)
+ * `idx = (ci*k + ky)*k + kx`; the loader turns `idx` into the address of that activation in
+ * a lane's window memory -- bank `ky*W + ci % W`, slot `kx*(Cin/W) + ci / W` (W =
+ * `chunk_channels`) -- so the engine reads it directly, with no arithmetic per MAC.
+ * \tparam CONFIG_T layer configuration (`weight_bits`, `bank_bits`, `slot_bits`)
  */
 template <class CONFIG_T>
 struct sparse_entry {
     ap_int<CONFIG_T::weight_bits> value;
-    ap_uint<CONFIG_T::ci_bits> ci;
-    ap_uint<CONFIG_T::pos_bits> pos;
+    ap_uint<CONFIG_T::bank_bits> bank;
+    ap_uint<CONFIG_T::slot_bits> slot;
 };
 
-/// Requantization constants of one filter (spec section 3): bias, multiplier, shift.
+/// Per-filter constants (spec section 3): bias (added at requantization), multiplier, shift.
 struct requant_param {
     acc_t bias;
     ap_uint<31> mult;  // 0 <= mult < 2^31
@@ -75,9 +77,13 @@ using in_pixel_t = vec<typename CONFIG_T::in_t, CONFIG_T::cin>;
 template <class CONFIG_T>
 using out_pixel_t = vec<typename CONFIG_T::out_t, CONFIG_T::cout>;
 
-/// The k*k input pixels one output pixel of layer CONFIG_T sees, index `ky*k + kx`.
+/// One word of a line-buffer row: W = `chunk_channels` consecutive channels of one pixel.
 template <class CONFIG_T>
-using window_t = vec<in_pixel_t<CONFIG_T>, CONFIG_T::kernel * CONFIG_T::kernel>;
+using line_word_t = vec<typename CONFIG_T::in_t, CONFIG_T::chunk_channels>;
+
+/// One chunk of a window: channels `cw*W .. cw*W+W-1` of the k taps of column kx, element `ky*W + w`.
+template <class CONFIG_T>
+using chunk_t = vec<typename CONFIG_T::in_t, CONFIG_T::kernel * CONFIG_T::chunk_channels>;
 
 /// One uint8 RGB pixel of the frame.
 typedef vec<ap_uint<8>, 3> rgb_t;

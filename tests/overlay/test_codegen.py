@@ -40,7 +40,11 @@ def test_config_states_every_layer_fact():
         assert f["blob_offset"] == offsets[n]
         assert f["weight_bits"] == layer.weight_bits
         assert f["in_t"] == in_type
-        assert 2 ** f["ci_bits"] >= layer.in_channels and 2 ** f["pos_bits"] >= layer.kernel**2
+        assert layer.in_channels % f["chunk_channels"] == 0
+        assert f["chunks"] == layer.kernel * layer.in_channels // f["chunk_channels"]
+        assert 2 ** f["bank_bits"] >= layer.kernel * f["chunk_channels"] and 2 ** f["slot_bits"] >= f["chunks"]
+        assert f["pixel_iterations"] == max(f["folds"] * f["k_nonzero"], f["chunks"])
+        assert f["requant_units"] * f["requant_span"] >= f["lanes"] and f["requant_span"] <= f["k_nonzero"]
         in_type = f["out_t"]
     # relu 4-bit after linear 6-bit etc.: the types follow the activation and width
     assert config_fields(header, 0)["out_t"] == "ap_int<6>"
@@ -97,7 +101,8 @@ def test_same_shapes_other_weights_generate_the_same_files():
 
 def test_network_wires_one_block_per_layer():
     text = codegen.render(codegen.network_facts(tiny()))["network.h"]
-    assert text.count("sliding_window<layer") == 5 and text.count("sparse_conv<layer") == 5
+    assert text.count("line_buffer<layer") == 5 and text.count("sparse_conv<layer") == 5
+    assert all(f"layer{n}_window(act{n}, win{n});" in text for n in range(5))
     assert text.count("load_conv_weights<layer") == 5
     assert "write_logits<layer4_config>(act5, logits);" in text
     assert "#pragma HLS DATAFLOW" in text
@@ -122,7 +127,7 @@ def test_top_header_agrees_with_register_module():
 
 def test_every_pragma_has_a_reason():
     sources = list(HLS.glob("*.hpp")) + list(HLS.glob("*.cpp"))
-    templates = [codegen.NETWORK_HEADER.template, codegen.LAYER_STREAMS.template]
+    templates = [codegen.NETWORK_HEADER.template, codegen.LAYER_STREAMS.template, codegen.LAYER_WINDOW.template]
     lines = [ln for src in sources for ln in src.read_text().splitlines()]
     lines += [ln for t in templates for ln in t.splitlines()]
     pragmas = [ln for ln in lines if ln.strip().startswith("#pragma HLS")]

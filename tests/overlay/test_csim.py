@@ -67,15 +67,31 @@ def test_every_stage_is_compared_and_a_wrong_value_is_located(tmp_path):
 
 @pytest.mark.slow
 def test_camvid_sized_standin_is_bit_exact():
-    """The shipped architecture at 360x480 with ~90% filter-wise sparsity: minutes at most."""
+    """The CamVid network's shapes (conv5/6/7 at dilation 2/4/8) at 360x480 with ~90% filter-wise
+    sparsity: minutes at most."""
     d = 0.1
     specs = (LayerSpec(32, stride=2, density=0.3), LayerSpec(64, stride=2, density=d), LayerSpec(64, density=d),
              LayerSpec(128, stride=2, density=d), LayerSpec(128, dilation=2, density=d),
-             LayerSpec(128, dilation=4, density=d), LayerSpec(128, density=d))
+             LayerSpec(128, dilation=4, density=d), LayerSpec(128, dilation=8, density=d))
     model = random_model(seed=11, height=360, width=480, specs=specs, classifier_density=0.5)
     report = csim.run_csim(model, 1)
     assert_exact(report)
     assert report.run_seconds < 120
+
+
+@pytest.mark.slow
+def test_camvid_standin_with_the_zcu104_allocation_is_bit_exact():
+    """The lanes `sentei overlay codegen --board zcu104` compiles (64 lanes on the 128-channel layers,
+    wide window chunks, shared requantizers, URAM line buffers): still bit-exact, counts = formula."""
+    from sentei.overlay import perf
+    from tests.overlay.csim_models import camvid_standin
+
+    model = camvid_standin(8)
+    lanes = perf.allocate_lanes(model, "zcu104", 200)
+    assert max(lanes) >= 32
+    report = csim.run_csim(model, 1, board="zcu104", clock_mhz=200)
+    assert report.lanes == lanes
+    assert_exact(report)
 
 
 # ---------------------------------------------------------------------------------------

@@ -38,11 +38,28 @@ def test_fold_sync_and_balanced_cycles_by_hand():
 
 
 def test_engine_pays_one_pipeline_fill_per_frame():
-    # the pixel, fold and weight loops are one flattened II=1 loop: no per-fold or per-pixel term
-    assert perf.loop_overhead(2, 3, 8, 4) == perf.loop_overhead(90, 120, 128, 1) == perf.PIPELINE_FILL == 10
+    # the pixel, fold and weight loops are one flattened II=1 loop: no per-fold or per-pixel term;
+    # the next window loads during the MACs (L <= NF*K), the first one before, the last fold after
     model = tiny()
     (_, ho, wo), layer = model.shapes()[2], model.layers[1]
-    assert perf.conv_stage_cycles(model, 1, 4) == ho * wo * (layer.out_channels // 4) * layer.k_nonzero + 10
+    g = perf.layer_geometry(model, 1, 4)
+    t = (layer.out_channels // 4) * layer.k_nonzero
+    assert g["chunks"] <= t and g["pixel_iterations"] == t
+    assert perf.engine_cycles(model, 1, 4) == ho * wo * t + g["chunks"] + g["requant_span"] + perf.PIPELINE_FILL
+    assert perf.conv_stage_cycles(model, 1, 4) == max(perf.engine_cycles(model, 1, 4), perf.window_cycles(model, 1, 4))
+
+
+def test_window_iterations_by_hand():
+    # 2x3 image, 4 channels in words of 2, k=3 s=1 d=1 p=1: padded 4x5, output 2x3;
+    # 6 pixels x 2 word writes + 6 windows x 6 chunks + 10 border positions off the grid
+    assert perf.window_iterations(2, 3, 3, 1, 1, 1, 4, 2) == 6 * 2 + 6 * 6 + (20 - (6 + 6 - 2)) == 58
+    # 1x1 layer: one latch per pixel, Cin/Wc chunks per output pixel, no border
+    assert perf.window_iterations(2, 3, 1, 1, 1, 0, 8, 2) == 6 * 1 + 6 * 4
+    # the chunk width follows the lanes: fewer MAC clocks per pixel need wider chunks
+    model = _hand_model()
+    assert perf.layer_geometry(model, 1, 1)["chunk_channels"] == 1
+    wide = perf.layer_geometry(model, 1, 32)  # NF*K = 40 < 48 chunks of one channel
+    assert wide["chunks"] <= 40 and wide["chunk_channels"] == 2
 
 
 def test_hypothetical_unstructured_keeps_the_total_and_is_seeded():
@@ -62,11 +79,13 @@ def test_report_cycles_and_macs_follow_the_shapes():
         assert row["cycles_dense"] == ho * wo * (c // row["lanes"]) * layer.fan_in
         assert row["macs_dense"] == ho * wo * c * layer.fan_in
         assert row["macs_executed"] == ho * wo * c * layer.k_nonzero
-        assert row["stage_cycles"] == row["cycles"] + perf.loop_overhead(ho, wo, c, row["lanes"])
+        assert row["stage_cycles"] == max(row["engine_cycles"], row["window_cycles"])
+        assert row["engine_cycles"] == perf.engine_cycles(model, n, row["lanes"])
     stages = rep["stages"]
     assert stages["input"] == 24 * 32
     assert stages["output"] == 11 * 6 * 8
-    assert stages["conv1.window"] == (24 + 2) * (32 + 2)
+    g = perf.layer_geometry(model, 0, 2)
+    assert stages["conv1.window"] == perf.window_iterations(24, 32, 3, 2, 1, 1, 3, g["chunk_channels"])
     pipe = rep["pipeline"]
     assert pipe["interval_cycles"] == max(stages.values()) == stages[pipe["bottleneck"]]
     assert rep["frames_per_s"] == pytest.approx(200e6 / pipe["interval_cycles"])
@@ -85,7 +104,7 @@ def test_bram18_aspect_ratios():
     assert perf.bram18_count(512, 37) == 2
     assert perf.bram18_count(4096, 72) == 16  # 294,912 bits = 16 x 18 Kb exactly
     assert perf.bram18_count(16384, 1) == 1
-    assert perf.memory_cost(64, 69) == (0, 69)  # shallow: LUTRAM, 64 x 1 bit per LUT
+    assert perf.memory_cost(64, 69) == (0, 79)  # shallow: LUTRAM, 64 x 7 bits per 8 LUTs
     assert perf.memory_cost(65, 18) == (1, 0)
 
 
@@ -99,18 +118,27 @@ def test_layer_resources_by_hand():
     model = _hand_model()
     layer = model.layers[1]
     assert layer.k_nonzero == 40 and layer.in_channels == 16
+    g = perf.layer_geometry(model, 1, 4)
+    # NF*K = 320 clocks per pixel leave time for one-channel chunks: L = 3*16 = 48, 3 banks
+    assert (g["chunk_channels"], g["chunks"], g["requant_units"], g["requant_span"]) == (1, 48, 1, 4)
     res = perf.layer_resources(model, 1, 4)
-    # 4 lanes x (1 MAC + 4 requant) DSP48
-    assert res["dsp"] == 4 * 1 + 4 * 4 == 20
-    # per lane: 8 folds x 40 = 320 entries of 8 + 4 (ci) + 4 (pos) = 16 bits -> one 1K x 18 BRAM18;
-    # requant 8 x 69 bits -> LUTRAM
+    # 4 lanes x 1 MAC + one shared requantizer (4 DSP48) instead of one per lane
+    assert res["dsp"] == 4 * 1 + 4 == 8
+    # per lane: 8 folds x 40 = 320 entries of 8 + 2 (bank) + 6 (slot) = 16 bits -> one 1K x 18 BRAM18;
+    # the requantizer's 8 x 4 constants of 69 bits -> LUTRAM
     assert res["bram18_weights"] == 4
-    # 3 line-buffer rows of 102 pixels x 16 ch x 8 bit = 128 bits -> 4 BRAM18 (512 x 36) each
-    assert res["bram18_line_buffer"] == 12
-    assert res["bram18"] == 16
+    # 3 row memories of 100 pixels x 16 words of 8 bits = 1600 x 8 -> one 2K x 9 BRAM18 each; chunk FIFO in LUTRAM
+    assert res["bram18_line_buffer"] == 3 and res["uram"] == 0
+    assert res["bram18"] == 7
+    # window copy per lane: 3 banks of 96 x 8 bits (2 blocks of 64 x 8 -> 2 x 10 LUTs) + a 6:1 x 8 mux
+    assert res["lut_windows"] == 4 * (3 * 2 * 10 + 8 * 2)
     assert res["weight_bits_on_chip"] == 32 * 40 * 16 + 32 * 69
     # the logits layer has no requantizer: one DSP per lane
     assert perf.layer_resources(model, 2, 11)["dsp"] == 11
+    # on a board with URAM a row memory goes there when each URAM replaces >= 4 BRAM18
+    assert perf.line_storage(1600, 8, True) == "bram" and perf.line_storage(1216, 64, True) == "uram"
+    assert perf.line_storage(7680, 8, True) == "bram"  # 2 URAM for 4 BRAM18
+    assert perf.line_storage(1216, 64, False) == "bram" and perf.line_storage(48, 64, True) == "lutram"
 
 
 # ---------------------------------------------------------------------------------------
