@@ -63,7 +63,7 @@ class TorchEngine:
     @torch.no_grad()
     def logits(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 frames ``[N, H, W, 3]`` -> real logits ``[N, classes, h, w]`` (float32)."""
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).to(self.device)
+        x = torch.from_numpy(np.array(frames, dtype=np.uint8)).permute(0, 3, 1, 2).to(self.device)
         if isinstance(self.net, QATNet):
             return self.net(x, exact=True).float()
         return self.net(x).float()

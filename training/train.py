@@ -506,7 +506,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         calib = [data.train.frames[i:i + loop.batch_size] for i in range(0, min(len(data.train), 64),
                                                                            loop.batch_size)]
         qat.calibrate(calib)
-        log(f"QAT: calibrated activation scales {[round(float(s), 5) for s in qat.act_scale]}")
+        log(f"QAT: calibrated activation scales {[round(float(s), 5) for s in qat.act_scale.detach()]}")
         return qat, _optimizer(qat, comp, "qat")
 
     mask_every = int(comp.get("mask_every", 4))

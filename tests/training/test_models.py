@@ -1,0 +1,65 @@
+"""The FCN's input is the model file's integer input; the checker refuses what cannot stream."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sentei.errors import SenteiError  # noqa: E402
+from sentei.host import reference  # noqa: E402
+from sentei.host.synthetic import random_model  # noqa: E402
+from sentei.training import models  # noqa: E402
+
+from .conftest import TINY  # noqa: E402
+
+
+def test_quantize_frames_is_bit_exact_with_the_reference():
+    model = random_model(3)
+    frames = np.random.default_rng(0).integers(0, 256, (2, model.input.height, model.input.width, 3), dtype=np.uint8)
+    frames[0, 0, :3] = [[0, 0, 0], [255, 255, 255], [128, 3, 250]]
+    got = models.quantize_frames(torch.from_numpy(frames).permute(0, 3, 1, 2), model.input).numpy()
+    for i in range(2):
+        np.testing.assert_array_equal(got[i], reference.quantize_input(model, frames[i]))
+
+
+def test_fcn_shapes_and_upsample():
+    net = models.FCN(TINY)
+    assert net.upsample == 8
+    assert net.layer_names() == ["conv1", "conv2", "conv3", "conv4", "classifier"]
+    out = net(torch.zeros(1, 3, 32, 48))
+    assert tuple(out.shape) == (1, 11, 4, 6)
+    models.check_accelerator(net)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.nn.MaxPool2d(2), "layer blocks.1.3: MaxPool2d cannot run"),
+    (torch.nn.Conv2d(8, 8, 5, padding=2), "layer conv2: kernel 5x5"),
+    (torch.nn.Conv2d(8, 8, 3, padding=1, groups=2), "layer conv2: grouped convolution"),
+    (torch.nn.ConvTranspose2d(8, 8, 2, stride=2), "ConvTranspose2d cannot run"),
+])
+def test_checker_refuses_and_names_the_layer(bad, message):
+    net = models.FCN(TINY)
+    if isinstance(bad, torch.nn.Conv2d) and not isinstance(bad, torch.nn.ConvTranspose2d):
+        bad = torch.nn.Conv2d(8, 16, bad.kernel_size, padding=bad.padding, groups=bad.groups, bias=False)
+        net.blocks[1][0] = bad
+    else:
+        net.blocks[1].append(bad)
+    with pytest.raises(SenteiError, match=message):
+        models.check_accelerator(net)
+
+
+def test_checker_refuses_a_stride_three_and_an_empty_map():
+    net = models.FCN(TINY)
+    net.blocks[0][0].stride = (3, 3)
+    with pytest.raises(SenteiError, match="layer conv1: stride"):
+        models.check_accelerator(net)
+    valid = models.FCN(TINY)
+    valid.blocks[2][0].padding = (0, 0)  # dilation 2, no padding: a 5x5 span on a 4x4 map
+    with pytest.raises(SenteiError, match="layer conv3: output .* is empty"):
+        models.check_accelerator(valid, height=16, width=16)
+
+
+def test_config_needs_layers():
+    with pytest.raises(SenteiError, match="'layers' is empty"):
+        models.FCN({"num_classes": 11, "layers": []})

@@ -1,0 +1,96 @@
+"""Pruning schemes keep their invariants; schedules and the sparsifier lifecycle."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sentei.errors import SenteiError  # noqa: E402
+from sentei.training import pruning  # noqa: E402
+from sentei.training.models import FCN  # noqa: E402
+
+from .conftest import TINY  # noqa: E402
+
+
+def weights(cout=16, cin=8, k=3, seed=0):
+    return torch.randn(cout, cin, k, k, generator=torch.Generator().manual_seed(seed))
+
+
+def test_filterwise_keeps_exactly_k_largest_per_filter():
+    w = weights()
+    mask = pruning.FilterWise().mask(w, 0.9)
+    k = pruning.filter_k(72, 0.9)
+    assert k == 7  # floor(0.1 * 72): at least 90 % zero
+    counts = mask.reshape(16, -1).sum(1)
+    assert torch.all(counts == k)
+    flat, m = w.abs().reshape(16, -1), mask.reshape(16, -1).bool()
+    # every kept weight is at least as large as every dropped one of the same filter
+    assert torch.all(flat.masked_fill(~m, float("inf")).min(1).values >= flat.masked_fill(m, 0).max(1).values)
+
+
+def test_groupwise_same_count_in_every_group():
+    w = weights(8, 16, 3)
+    scheme = pruning.GroupWise(16)
+    mask = scheme.mask(w, 0.75)
+    counts = mask.reshape(-1, 16).sum(1)
+    assert torch.all(counts == 4)
+    scheme.check(mask, 0.75, "x")
+    with pytest.raises(SenteiError, match="multiple of the group size"):
+        pruning.GroupWise(10).mask(w, 0.5)
+
+
+def test_nm_two_of_four_over_input_channels():
+    w = weights(4, 8, 3)
+    mask = pruning.NM(2, 4).mask(w, 0.5)
+    groups = mask.permute(0, 2, 3, 1).reshape(-1, 4)
+    assert torch.all(groups.sum(1) == 2)
+    assert float(mask.mean()) == 0.5
+
+
+def test_unstructured_one_global_threshold():
+    a, b = weights(4, 4, 3, 1), weights(4, 4, 3, 2) * 10
+    ma, mb = pruning.Unstructured().global_masks([a, b], [0.5, 0.5])
+    assert int((ma == 0).sum() + (mb == 0).sum()) == int(round(0.5 * 144)) * 2
+    # the small-magnitude layer loses more than half, the large one less
+    assert float(ma.mean()) < 0.5 < float(mb.mean())
+
+
+def test_check_names_the_layer():
+    mask = torch.ones(4, 2, 3, 3)
+    mask[0, 0, 0, 0] = 0
+    with pytest.raises(SenteiError, match="layer conv7: filter-wise invariant"):
+        pruning.FilterWise().check(mask, 0.5, "conv7")
+
+
+def test_cubic_schedule():
+    cubic = pruning.Cubic(0.0, 0.5)
+    assert cubic(0.9, 0.0) == 0.0
+    assert cubic(0.9, 0.5) == pytest.approx(0.9)
+    assert cubic(0.9, 1.0) == pytest.approx(0.9)
+    assert cubic(0.9, 0.25) == pytest.approx(0.9 * (1 - 0.5**3))
+    values = [cubic(0.9, t / 100) for t in range(101)]
+    assert values == sorted(values)
+    assert pruning.OneShot(0.2)(0.9, 0.1) == 0.0 and pruning.OneShot(0.2)(0.9, 0.3) == 0.9
+
+
+def test_sparsifier_lifecycle_overrides_and_squash():
+    torch.manual_seed(0)
+    net = FCN(TINY)
+    sp = pruning.Sparsifier(pruning.FilterWise(), 0.9, {"conv1": 0.0, "classifier": 0.0}).prepare(net)
+    assert [n for n, _ in sp.layers] == ["conv2", "conv3", "conv4"]
+    sp.step(1.0)
+    for name, conv in sp.layers:
+        nnz = pruning.nonzeros_per_filter(conv.weight)
+        assert torch.all(nnz == pruning.filter_k(conv.weight[0].numel(), 0.9)), name
+    assert pruning.sparsity_of(net.blocks[0][0].weight) == 0.0  # conv1 stays dense
+    # gradients never revive a pruned weight
+    out = net(torch.randint(0, 256, (2, 3, 32, 48)).float())
+    out.sum().backward()
+    conv2 = net.blocks[1][0]
+    grad = conv2.parametrizations.weight.original.grad
+    assert torch.all(grad[conv2.parametrizations.weight[0].mask == 0] == 0)
+    sp.squash()
+    assert not hasattr(conv2, "parametrizations")
+    assert pruning.sparsity_of(conv2.weight) >= 0.9
+    with pytest.raises(SenteiError, match="unknown layer"):
+        pruning.Sparsifier(pruning.FilterWise(), 0.9, {"conv9": 0.0}).prepare(FCN(TINY))
