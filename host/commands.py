@@ -97,7 +97,7 @@ def cmd_segment(args) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise SenteiError(f"--alpha {args.alpha} is outside [0, 1]")
     model = registry.load_model(args.model)
-    frames = [(Path(p), preprocess.load_image(p)) for p in args.images]  # all inputs checked before any output
+    frames = preprocess.load_images(args.images)  # all inputs checked before any output
     out = Path(args.out)
     with Segmenter(model, backend=args.backend) as seg:
         times = []

@@ -58,7 +58,7 @@ def run_demo(out: str | Path, backend: str = "auto", model=None, images=None, al
     paths = [Path(p) for p in images] if images else sample_frames()
     if not paths:
         raise SenteiError(f"no sample frames in {SAMPLES} (a broken install?); pass images with --image")
-    frames = [(p, preprocess.load_image(p)) for p in paths]
+    frames = preprocess.load_images(paths)
     out = Path(out)
     with Segmenter(model, backend=backend, quiet=True) as seg:
         result = DemoResult(seg.backend, seg.backend_reason)

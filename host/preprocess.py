@@ -53,6 +53,23 @@ def load_image(path: str | Path) -> np.ndarray:
     return to_rgb8(arr, str(path))
 
 
+def load_images(paths) -> list[tuple[Path, np.ndarray]]:
+    """Read every image of a command before it writes anything: ``[(path, rgb), ...]``.
+
+    Outputs are named after each image's file stem, so two images with the same stem (from
+    different folders, or ``a.png`` and ``a.jpg``) are refused rather than one overwriting
+    the other's results.
+    """
+    paths = [Path(p) for p in paths]
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            raise SenteiError(f"{seen[path.stem]} and {path} would write the same outputs "
+                              f"({path.stem}_*.png); rename one or run them separately")
+        seen[path.stem] = path
+    return [(path, load_image(path)) for path in paths]
+
+
 def to_rgb8(image: np.ndarray, what: str = "frame") -> np.ndarray:
     """Any 2-D/3-D integer image -> uint8 RGB ``[H, W, 3]``.
 

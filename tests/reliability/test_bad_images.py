@@ -142,3 +142,16 @@ def test_refused_frames_leave_the_segmenter_usable(name):
         assert len(results) <= 1 and seg._acc.running is None
         assert np.array_equal(seg(good), reference.predict(model, good))
         assert seg.overlay.memory.live_buffers() == 5  # weights + 2 frames + 2 logits, nothing leaked
+
+
+def test_two_images_with_the_same_name_would_overwrite_each_other(tmp_path, capsys, model_file, image_file):
+    """a/frame.png and b/frame.png both become frame_labels.png: refused before anything is written."""
+    twin = tmp_path / "other" / image_file.name
+    twin.parent.mkdir()
+    twin.write_bytes(image_file.read_bytes())
+    for argv in (["segment", image_file, twin, "--model", model_file, "--out", tmp_path / "seg"],
+                 ["demo", "--image", image_file, "--image", twin.with_suffix(".jpg"), "--model", model_file,
+                  "--out", tmp_path / "demo", "--backend", "emu"]):
+        status, _, err = run_main(argv, capsys)
+        assert_one_line_error(status, err, "would write the same outputs (frame_*.png)")
+    assert files_under(tmp_path / "seg") == [] and files_under(tmp_path / "demo") == []
