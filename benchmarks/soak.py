@@ -11,12 +11,13 @@ every ``--every`` frames records:
 - live threads and open file descriptors,
 - frames per second over the interval.
 
-Verdict (``--max-growth-kib``, default 256 KiB per 1000 frames): the least-squares slope of
-RSS over the last ``--fit-samples`` samples (default 8, i.e. the last 4000 frames at the
-defaults) must stay below the threshold; live buffers and file descriptors must be the same at
-every sample, live threads may differ by one (the emulated accelerator's worker for the frame
-in flight), and the overlay's event log and command list must stay within their limits. The first samples (allocator and JIT warm-up) are outside the
-fit window. A leak of one 360x480 frame per 1000 frames (506 KiB) fails it; the noise of the
+Verdict (``--max-growth-kib``, default 256 KiB per 1000 frames): the Theil-Sen slope (median
+of the pairwise slopes; the least-squares one is reported beside it) of RSS over the last
+``--fit-samples`` samples (default 8, i.e. the last 4000 frames at the defaults) must stay
+below the threshold; live buffers and file descriptors must be the same at every sample, live
+threads may differ by one (the emulated accelerator's worker for the frame in flight), and the
+overlay's event log and command list must stay within their limits. The first samples
+(allocator and JIT warm-up) are outside the fit window. A leak of one 360x480 frame per 1000 frames (506 KiB) fails it; the noise of the
 allocator (tens of KiB) does not. The script exits with status 1 when the verdict fails.
 
 Usage (from the repository root)::
@@ -24,6 +25,7 @@ Usage (from the repository root)::
     python benchmarks/soak.py                                   # 10,000 frames, the default model
     python benchmarks/soak.py --frames 2000 --every 250 --model synthetic --size 90x120
     python benchmarks/soak.py --json benchmarks/results/soak-cpu2.json
+    python benchmarks/soak.py --table benchmarks/results/soak-cpu2.json   # its Markdown table
 
 ``--model`` takes a model file, a bundled model's name, or ``synthetic`` (random weights of the
 shipped architecture, :func:`sentei.host.bench.synthetic_shipped_model`). Without it: the
@@ -70,13 +72,22 @@ def open_fds() -> int | None:
         return None
 
 
-def slope_per_1000(frames: list[int], values: list[float]) -> float:
-    """Least-squares slope of ``values`` against ``frames``, per 1000 frames."""
+def slope_per_1000(frames: list[int], values: list[float], robust: bool = True) -> float:
+    """Slope of ``values`` against ``frames``, per 1000 frames.
+
+    ``robust``: the Theil-Sen estimate (the median of the slopes between every pair of
+    samples), which one step of the allocator (a new arena, a thread's stack) does not swing;
+    otherwise the least-squares slope.
+    """
     x = np.asarray(frames, dtype=np.float64)
     y = np.asarray(values, dtype=np.float64)
     if len(x) < 2 or np.ptp(x) == 0:
         return 0.0
-    return float(np.polyfit(x, y, 1)[0] * 1000.0)
+    if not robust:
+        return float(np.polyfit(x, y, 1)[0] * 1000.0)
+    i, j = np.triu_indices(len(x), k=1)
+    keep = x[j] != x[i]
+    return float(np.median((y[j] - y[i])[keep] / (x[j] - x[i])[keep]) * 1000.0)
 
 
 def verdict(samples: list[dict], fit_samples: int = DEFAULT_FIT_SAMPLES,
@@ -91,7 +102,8 @@ def verdict(samples: list[dict], fit_samples: int = DEFAULT_FIT_SAMPLES,
         not ok; empty when ok).
     """
     window = samples[-fit_samples:]
-    slope = slope_per_1000([s["frame"] for s in window], [s["rss_kib"] for s in window])
+    frames, rss = [s["frame"] for s in window], [s["rss_kib"] for s in window]
+    slope = slope_per_1000(frames, rss)
     reasons = []
     if len(window) < 3:
         reasons.append(f"only {len(window)} samples: run more frames (at least 3 samples to fit)")
@@ -113,6 +125,7 @@ def verdict(samples: list[dict], fit_samples: int = DEFAULT_FIT_SAMPLES,
             reasons.append(f"{key} exceeds its limit {limit}")
     return {"ok": not reasons, "fit_samples": len(window), "max_growth_kib_per_1000_frames": max_growth_kib,
             "rss_slope_kib_per_1000_frames": round(slope, 2),
+            "rss_least_squares_slope_kib_per_1000_frames": round(slope_per_1000(frames, rss, robust=False), 2),
             "rss_growth_kib": (window[-1]["rss_kib"] - window[0]["rss_kib"]) if window else 0,
             "reasons": reasons}
 
@@ -195,6 +208,20 @@ def run_soak(model, frames: int = DEFAULT_FRAMES, every: int = DEFAULT_EVERY, ha
                             "threads": threading.active_count(), "rss_kib": rss_kib()}}
 
 
+def markdown_table(report: dict) -> str:
+    """The samples of a soak report as a Markdown table (what docs/benchmarks.md shows)."""
+    rows = ["| frame | RSS MiB | Δ RSS KiB | live buffers | live bytes | log entries | threads | fds | FPS |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    first = report["samples"][0]["rss_kib"]
+    for s in report["samples"]:
+        rows.append(f"| {s['frame']} | {s['rss_kib'] / 1024:.1f} | {s['rss_kib'] - first:+d} | {s['live_buffers']} | "
+                    f"{s['live_bytes']} | {s['log_entries']} | {s['threads']} | {s['open_fds']} | {s['fps']:.1f} |")
+    after = report["after_close"]
+    rows.append(f"| after close | {after['rss_kib'] / 1024:.1f} | {after['rss_kib'] - first:+d} | "
+                f"{after['live_buffers']} | {after['live_bytes']} | | {after['threads']} | | |")
+    return "\n".join(rows)
+
+
 def machine() -> dict:
     """What ran it: CPU model, cores, memory, Python and package versions."""
     cpu = platform.processor() or platform.machine()
@@ -253,7 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label", default=None, help="machine label in the report")
     p.add_argument("--json", dest="json_out", default=None, help="write the report here (atomically)")
+    p.add_argument("--table", default=None, metavar="REPORT",
+                   help="only print the Markdown table of an existing report (run nothing)")
     args = p.parse_args(argv)
+    if args.table:
+        with open(args.table, encoding="utf-8") as fh:
+            print(markdown_table(json.load(fh)))
+        return 0
     if args.frames < 1 or args.every < 1:
         p.error("--frames and --every must be at least 1")
     if args.threads is not None:

@@ -57,7 +57,7 @@ class EmulatedBusError(SenteiError):
 
 
 LOG_LIMIT = 20_000  # events an overlay keeps (the register accesses of several hundred frames)
-COMMANDS_LIMIT = 10_000  # finished commands an overlay keeps
+COMMANDS_LIMIT = 1_000  # finished commands an overlay keeps
 
 
 class EventLog(list):

@@ -86,3 +86,6 @@ def test_soak_script_end_to_end(soak, tmp_path, capsys):
     assert report["after_close"]["live_buffers"] == 0 and report["verdict"]["ok"]
     assert report["model"]["input"] == [16, 24] and "synthetic" in report["model"]["source"]
     assert "soak PASSED" in capsys.readouterr().out
+    assert soak.main(["--table", str(out)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 2 + 3 + 1 and table[2].startswith("| 20 | ") and table[-1].startswith("| after close |")
