@@ -59,7 +59,9 @@ def register(sub) -> None:
 
     p = sub.add_parser("compare", help="QAT network vs integer reference engine, layer by layer")
     p.add_argument("--model", help="model file (.sentei) or bundled name (default: the bundled model)")
-    p.add_argument("--checkpoint", required=True, help="the QAT checkpoint the model file was exported from")
+    p.add_argument("--checkpoint", required=True,
+                   help="the QAT checkpoint the model file was exported from (path or bundled name, "
+                        "e.g. sentei-camvid-fw90-qat)")
     p.add_argument("--image", required=True, help="a frame (resized to the model's input)")
     p.add_argument("--exact", action="store_true",
                    help="compare the checkpoint's exact integer path instead of its fake-quantized forward")
@@ -158,7 +160,13 @@ def cmd_compress(args) -> int:
         comp["prune_epochs"] = max(1, round(args.epochs * p / (p + q)))
         comp["qat_epochs"] = max(1, args.epochs - comp["prune_epochs"])
     if not 0.0 <= float(comp.get("sparsity", 0.9)) < 1.0:
-        raise SenteiError(f"--sparsity {comp.get('sparsity')}: must lie in [0, 1)")
+        raise SenteiError(f"--sparsity {comp.get('sparsity')}: must lie in [0, 1) (0: quantization only)")
+    bits = comp.get("weight_bits", 8)
+    for name, b in (bits.items() if isinstance(bits, dict) else [("all layers", bits)]):
+        if not isinstance(b, int) or not 2 <= b <= 8:
+            raise SenteiError(f"weight bits {b} for {name}: the model file stores 2..8-bit weights")
+    if not 8 <= int(comp.get("act_bits", 8)) <= 16:
+        raise SenteiError(f"activation bits {comp.get('act_bits')}: use 8..16")
     env = train.setup_env(args.device)
     tck = train.load_checkpoint(args.teacher)
     if args.size is None:  # the student takes the teacher's input size
@@ -201,8 +209,10 @@ def cmd_compare(args) -> int:
     from sentei.training import compare, train
     from sentei.training.quantize import QATNet
 
+    from sentei.training.engine import resolve_checkpoint
+
     model = registry.load_model(args.model)
-    net = train.build_from_checkpoint(train.load_checkpoint(args.checkpoint))
+    net = train.build_from_checkpoint(train.load_checkpoint(resolve_checkpoint(args.checkpoint)))
     if not isinstance(net, QATNet):
         raise SenteiError(f"{args.checkpoint}: not a quantization-aware checkpoint (use one from sentei compress)")
     frame = preprocess.prepare_frame(preprocess.load_image(args.image), model.input.height, model.input.width)

@@ -31,7 +31,7 @@ def compare(qat, model: Model, frame: np.ndarray, exact: bool = True) -> tuple[l
     ``exact=False`` compares the training (float, straight-through) path instead.
     """
     _, ref_acts = reference.run(model, frame, return_all=True)
-    x = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None]
+    x = torch.from_numpy(np.array(frame, dtype=np.uint8)).permute(2, 0, 1)[None]
     device = next(qat.parameters()).device
     with torch.no_grad():
         qat.eval()

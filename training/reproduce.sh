@@ -5,6 +5,10 @@
 #   bash training/reproduce.sh shipped  DATA OUT               sentei-camvid-fw90   -> OUT/fw90-shipped
 #   bash training/reproduce.sh table    DATA OUT [EPOCHS]      results-table runs   -> OUT/table/<run>
 #
+# The bundled models: teacher with EPOCHS=400, shipped with the defaults (RUN names the run
+# directory, DENSE the layers kept dense: the ablations fw90-a/fw90-c of docs/results.md
+# used DENSE=conv1,classifier and DENSE=conv1,conv2,conv3,classifier). The table: EPOCHS=100.
+#
 # DATA is the CamVid root (train/, trainannot/, val/, valannot/). The table runs go in
 # parallel on one GPU. SENTEI is the command (default: python3 -m sentei).
 set -euo pipefail
@@ -16,7 +20,7 @@ case "$what" in
   shipped)
     $SENTEI compress --data "$data" --teacher "$out/teacher/teacher.pt" --out "$out/${RUN:-fw90-shipped}" \
       --scheme filterwise --sparsity 0.9 --distill --weight-bits 8 --act-bits 8 \
-      --dense "${DENSE:-conv1,classifier}" --prune-epochs "${PRUNE_EPOCHS:-500}" --qat-epochs "${QAT_EPOCHS:-120}" \
+      --dense "${DENSE:-conv1,conv2,classifier}" --prune-epochs "${PRUNE_EPOCHS:-500}" --qat-epochs "${QAT_EPOCHS:-120}" \
       --seed 0 ;;
   table)
     ep=${4:-100}
@@ -24,7 +28,8 @@ case "$what" in
     run() {  # name, extra args
       local name=$1; shift
       $SENTEI compress --data "$data" --teacher "$out/teacher/teacher.pt" --out "$out/table/$name" \
-        --epochs "$ep" --batch-size 16 --seed 0 --name "$name" "$@" > "$out/table/$name.out" 2>&1 &
+        --prune-epochs $((ep * 77 / 100)) --qat-epochs $((ep - ep * 77 / 100)) --batch-size 16 --seed 0 \
+        --dense conv1,classifier --name "$name" "$@" > "$out/table/$name.out" 2>&1 &
     }
     for s in 90 95; do
       run "fw$s-kd"    --scheme filterwise   --sparsity 0.$s --distill
