@@ -9,7 +9,9 @@ layer (LSQ-style: gradients reach the scale through the straight-through roundin
 The forward pass computes in the integer domain of docs/model-format.md: the layer input
 is the integer activation, the accumulator is ``conv(q, w_q) + b_q`` and the output is
 ``clamp(floor(acc * M + 1/2), 0, 2^B - 1)`` with ``M = s_in s_w / s_out``. Training uses
-straight-through gradients; ``exact=True`` (inference) replaces ``M`` by the exported
+straight-through gradients (weights through ``torch.fake_quantize_per_channel_affine``;
+activations through a floor-based straight-through rounding, because the file rounds half
+up where torch's fake-quantize ops round half to even); ``exact=True`` (inference) replaces ``M`` by the exported
 ``mult / 2^shift`` and computes in float64/int64, so it reproduces the reference engine's
 integers (exported by :mod:`sentei.training.export`) bit for bit.
 """
@@ -36,6 +38,25 @@ def ste_round(x: torch.Tensor) -> torch.Tensor:
 def ste_floor(x: torch.Tensor) -> torch.Tensor:
     """floor() forward, identity gradient."""
     return x + (torch.floor(x) - x).detach()
+
+
+def fake_quant_weight(w: torch.Tensor, scale: torch.Tensor, qmax: int) -> torch.Tensor:
+    """Symmetric fake quantization with torch's op (straight-through), returned in integer units.
+
+    ``torch.fake_quantize_per_channel_affine`` (per output filter) or ``..._per_tensor_affine``
+    (a 0-d ``scale``) gives ``scale * clamp(round(w / scale), -qmax, qmax)`` with the
+    straight-through gradient; divided by the scale again (and the last ulp rounded away) it
+    is the integer weights the model file stores.
+    """
+    if scale.dim() == 0:
+        fq = torch.fake_quantize_per_tensor_affine(w, scale.reshape(1).float(),
+                                                   torch.zeros(1, dtype=torch.int32, device=w.device), -qmax, qmax)
+        units = fq / scale
+    else:
+        zero = torch.zeros(scale.shape[0], dtype=torch.int32, device=w.device)
+        fq = torch.fake_quantize_per_channel_affine(w, scale.float(), zero, 0, -qmax, qmax)
+        units = fq / scale.view(-1, *([1] * (w.dim() - 1)))
+    return units + (torch.round(units) - units).detach()  # exact integers forward, same gradient
 
 
 def requant_params(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,8 +192,7 @@ class QATNet(nn.Module):
                 last = i == len(specs) - 1
                 amax = w_f.abs().amax() if last else w_f.abs().amax(dim=(1, 2, 3))
                 s_w = (amax / qmax).clamp_min(1e-12).detach()
-                s_wv = s_w.view(-1, 1, 1, 1) if s_w.dim() else s_w
-                w_q = torch.clamp(ste_round(w_f / s_wv), -qmax, qmax)
+                w_q = fake_quant_weight(w_f, s_w, qmax)
                 unit = s_in * s_w
                 b_q = torch.clamp(ste_round(b_f / unit), -BIAS_LIMIT, BIAS_LIMIT)
                 acc = F.conv2d(q, w_q, None, spec["stride"], spec["padding"], spec["dilation"]) + b_q.view(1, -1, 1, 1)
