@@ -34,6 +34,7 @@ from sentei.training.pruning import Sparsifier, make_schedule, make_scheme, nonz
 from sentei.training.quantize import QATNet
 
 CHECKPOINT_FORMAT = "sentei-checkpoint"
+RUN_FILES = ("last", "best", "teacher", "metrics", "config", "model")  # stems a run writes atomically
 
 
 # ---------------------------------------------------------------------------------------
@@ -345,6 +346,9 @@ class _Loop:
         if resume:
             if not last.exists():
                 raise SenteiError(f"--resume: no checkpoint {last} to continue from")
+            for stale in self.run_dir.glob(".*.tmp"):  # half-written by a killed run (atomic_write_bytes)
+                if stale.name.split(".")[1] in RUN_FILES:
+                    stale.unlink()
             ck = load_checkpoint(last)
             net.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -404,13 +408,13 @@ class _Loop:
                 self.best = {"miou": res["miou"], "epoch": epoch}
                 save_checkpoint(self._ckpt(net, opt, epoch, cpu_gen, dev_gen, extra, val=res), self.run_dir / "best.pt")
         self.history.append(dict(stats, epoch=epoch))
-        if env.main:
+        if env.main:  # checkpoint first: a logged epoch is a saved epoch
+            save_checkpoint(self._ckpt(net, opt, epoch, cpu_gen, dev_gen, extra), self.run_dir / "last.pt")
             parts = " ".join(f"{k} {v:.4f}" for k, v in stats.items() if k not in ("seconds", "lr", "val_miou"))
             val = f" val mIoU {100 * stats['val_miou']:.2f}" if "val_miou" in stats else ""
             self.log(f"{self.kind} epoch {epoch + 1}/{epochs} {parts} lr {stats['lr']:.2e} "
                      f"{stats['seconds']:.1f}s{val}" + "".join(f" {k} {v}" for k, v in extra.items()
                                                               if isinstance(v, (int, float, str))))
-            save_checkpoint(self._ckpt(net, opt, epoch, cpu_gen, dev_gen, extra), self.run_dir / "last.pt")
         _barrier(env)
 
     def _ckpt(self, net, opt, epoch, cpu_gen, dev_gen, extra, val=None):
