@@ -18,12 +18,11 @@ DEFAULT_COMPRESS_CONFIG = CONFIGS / "camvid-fw90.yaml"
 
 
 def _need_torch():
-    try:
-        import torch  # noqa: F401
-        import yaml  # noqa: F401
-        import tqdm  # noqa: F401
-    except ImportError as exc:
-        raise SenteiError(f"this command needs PyTorch ({exc.name} is missing): pip install 'sentei[train]'") from None
+    import importlib.util
+
+    for name in ("torch", "yaml", "tqdm"):
+        if importlib.util.find_spec(name) is None:
+            raise SenteiError(f"this command needs PyTorch ({name} is missing): pip install 'sentei[train]'")
 
 
 def register(sub) -> None:

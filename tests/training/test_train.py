@@ -143,3 +143,24 @@ def test_every_scheme_exports(tiny_runs, tmp_path, scheme, extra):
 def test_cli_refuses_without_data(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "r"), "--epochs", "1"]) == 2
     assert "--data" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_with_ddp(tmp_path):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("torchrun") is None and not (os.path.exists(os.path.join(os.path.dirname(sys.executable),
+                                                                              "torchrun"))):
+        pytest.skip("torchrun is not installed")
+    torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29517", "-m", "sentei", "train",
+                           "--synthetic", "--size", "32x48", "--epochs", "2", "--eval-every", "1", "--device", "cpu",
+                           "--out", str(tmp_path / "ddp")], capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = (tmp_path / "ddp" / "train.log").read_text()
+    assert log.count("teacher epoch") == 2  # rank 0 alone writes
+    assert train.load_checkpoint(tmp_path / "ddp" / "teacher.pt")["kind"] == "teacher"
