@@ -34,8 +34,9 @@ def register(sub) -> None:
     p = sub.add_parser("compress", help="prune + distil + quantize a teacher checkpoint into a model file")
     _common(p, DEFAULT_COMPRESS_CONFIG)
     p.add_argument("--teacher", required=True, help="teacher checkpoint (teacher.pt / best.pt of sentei train)")
-    p.add_argument("--scheme", choices=("filterwise", "groupwise", "unstructured", "nm"))
-    p.add_argument("--sparsity", type=float, help="target fraction of zero weights per pruned layer")
+    p.add_argument("--scheme", choices=("filterwise", "groupwise", "unstructured", "nm", "dense"),
+                   help="pruning scheme; dense: no pruning, distillation and QAT only")
+    p.add_argument("--sparsity", type=float, help="target fraction of zero weights per pruned layer, in (0, 1)")
     p.add_argument("--group-size", type=int, help="groupwise: weights fetched together (G)")
     p.add_argument("--nm", help="nm: N:M, e.g. 2:4")
     p.add_argument("--distill", dest="distill", action="store_true", default=None, help="distil from the teacher")
@@ -158,8 +159,14 @@ def cmd_compress(args) -> int:
         p, q = int(comp.get("prune_epochs", 100)), int(comp.get("qat_epochs", 30))
         comp["prune_epochs"] = max(1, round(args.epochs * p / (p + q)))
         comp["qat_epochs"] = max(1, args.epochs - comp["prune_epochs"])
-    if not 0.0 <= float(comp.get("sparsity", 0.9)) < 1.0:
-        raise SenteiError(f"--sparsity {comp.get('sparsity')}: must lie in [0, 1) (0: quantization only)")
+    if comp.get("scheme") == "dense":  # quantization only: the pruning machinery at zero sparsity
+        if args.sparsity not in (None, 0.0):
+            raise SenteiError(f"--sparsity {args.sparsity} with --scheme dense: a dense model prunes nothing "
+                              f"(drop --sparsity, or pick a pruning scheme)")
+        comp["scheme"], comp["sparsity"] = "filterwise", 0.0
+    elif not 0.0 < float(comp.get("sparsity", 0.9)) < 1.0:
+        raise SenteiError(f"--sparsity {comp.get('sparsity')}: must lie in (0, 1), e.g. 0.9 "
+                          f"(for quantization without pruning use --scheme dense)")
     bits = comp.get("weight_bits", 8)
     for name, b in (bits.items() if isinstance(bits, dict) else [("all layers", bits)]):
         if not isinstance(b, int) or not 2 <= b <= 8:

@@ -38,7 +38,7 @@ case "$what" in
       run "un$s-kd"    --scheme unstructured --sparsity 0.$s --distill
     done
     run "nm24-kd" --scheme nm --nm 2:4 --distill
-    run "dense-q8" --sparsity 0 --distill
+    run "dense-q8" --scheme dense --distill
     wait ;;
   *) echo "usage: $0 teacher|shipped|table DATA OUT [EPOCHS]" >&2; exit 2 ;;
 esac
