@@ -20,7 +20,7 @@ PACKAGES = {
 # torch is pinned to the CPU build that lies on disk for this project's machines; any
 # torch that satisfies the range works for a user with a GPU.
 EXTRAS = {
-    "train": ["torch==2.13.0", "tqdm>=4.60", "pyyaml>=5.4"],
+    "train": ["torch==2.13.0", "tqdm>=4.60", "pyyaml>=5.4", "matplotlib>=3.5"],
     # pynq 4 pins numpy<2: every other extra must accept numpy 1.x.
     "board": ["pynq>=3.0"],
     # opencv-python-headless 4.12+ needs numpy>=2, which pynq does not allow.
