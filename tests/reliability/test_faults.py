@@ -173,7 +173,9 @@ def test_accelerator_hanging_mid_run_frees_everything(tmp_path, capsys, model_fi
     monkeypatch.setattr(EmulatedOverlay, "__init__", overlay_init)
     monkeypatch.setattr(drv.Accelerator, "__init__", accelerator_init)
     monkeypatch.setitem(segmenter.DEFAULT_TIMEOUT, "emu", 0.3)
-    status, _, err = run_main(["segment", image_file, image_file, "--model", model_file, "--out", tmp_path / "o"],
+    second = tmp_path / "second.png"
+    second.write_bytes(image_file.read_bytes())
+    status, _, err = run_main(["segment", image_file, second, "--model", model_file, "--out", tmp_path / "o"],
                               capsys)
     assert_one_line_error(status, err, "RUN_FRAME")
     (overlay,) = overlays
