@@ -5,6 +5,7 @@ friends. PyTorch is imported inside the handlers only.
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import shlex
 import sys
@@ -43,8 +44,8 @@ def register(sub) -> None:
     p.add_argument("--no-distill", dest="distill", action="store_false", help="label loss only")
     p.add_argument("--weight-bits", type=int, help="weight width of the pruned layers (2..8)")
     p.add_argument("--act-bits", type=int, help="activation width (8..16)")
-    p.add_argument("--prune-epochs", type=int, help="epochs of pruning and fine-tuning (float)")
-    p.add_argument("--qat-epochs", type=int, help="epochs of quantization-aware training")
+    p.add_argument("--prune-epochs", type=_positive_int, help="epochs of pruning and fine-tuning (float)")
+    p.add_argument("--qat-epochs", type=_positive_int, help="epochs of quantization-aware training")
     p.add_argument("--schedule", choices=("cubic", "oneshot"), help="sparsity schedule")
     p.add_argument("--dense", help="comma-separated layers kept dense, replacing the config's overrides "
                                    "(e.g. conv1,classifier)")
@@ -68,20 +69,31 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_compare)
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def _common(p, default_config):
     p.add_argument("--config", default=str(default_config), help=f"YAML config (default {Path(default_config).name})")
     p.add_argument("--data", help="CamVid root (holds train/, trainannot/, val/, valannot/)")
     p.add_argument("--synthetic", action="store_true", help="train on the small synthetic data set (tests)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, log, config, metrics)")
-    p.add_argument("--epochs", type=int, help="epochs (compress: scales prune and QAT epochs together)")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--epochs", type=_positive_int, help="epochs (compress: scales prune and QAT epochs together)")
+    p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--seed", type=int)
     p.add_argument("--size", help="input HxW, e.g. 90x120 (smoke runs at low resolution)")
-    p.add_argument("--limit", type=int, help="use only the first N frames of each split")
-    p.add_argument("--workers", type=int, default=4, help="threads decoding frames")
+    p.add_argument("--limit", type=_positive_int, help="use only the first N frames of each split")
+    p.add_argument("--workers", type=_positive_int, default=4, help="threads decoding frames")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
-    p.add_argument("--eval-every", type=int, help="evaluate on val every N epochs")
+    p.add_argument("--eval-every", type=_positive_int, help="evaluate on val every N epochs")
 
 
 def _parse_size(text):
@@ -147,6 +159,8 @@ def cmd_compress(args) -> int:
             comp["n"], comp["m"] = (int(v) for v in args.nm.split(":"))
         except ValueError:
             raise SenteiError(f"--nm {args.nm!r}: expected N:M, e.g. 2:4") from None
+        if not 0 < comp["n"] < comp["m"]:
+            raise SenteiError(f"--nm {args.nm}: needs 0 < N < M, e.g. 2:4")
         comp["scheme"] = "nm"
     if args.dense is not None:
         comp["overrides"] = {name.strip(): 0.0 for name in args.dense.split(",") if name.strip()}
@@ -173,6 +187,7 @@ def cmd_compress(args) -> int:
             raise SenteiError(f"weight bits {b} for {name}: the model file stores 2..8-bit weights")
     if not 8 <= int(comp.get("act_bits", 8)) <= 16:
         raise SenteiError(f"activation bits {comp.get('act_bits')}: use 8..16")
+    train.inside(args.out, comp.get("model_file", "model.sentei"))  # a config cannot write outside the run
     env = train.setup_env(args.device)
     tck = train.load_checkpoint(args.teacher)
     if args.size is None:  # the student takes the teacher's input size

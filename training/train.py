@@ -277,7 +277,8 @@ def load_data(cfg: dict, env: Env, workers: int = 4, synthetic: bool = False, li
 def _progress(iterable, desc, total=None, enabled=True, leave=True):
     from tqdm import tqdm
 
-    return tqdm(iterable, desc=desc, total=total, disable=not enabled, leave=leave, mininterval=2.0,
+    # disable=None: tqdm draws only on a terminal (logs and CI stay free of bar fragments)
+    return tqdm(iterable, desc=desc, total=total, disable=None if enabled else True, leave=leave, mininterval=2.0,
                 file=sys.stderr, dynamic_ncols=True)
 
 
@@ -457,9 +458,10 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     prune_epochs, qat_epochs, lr, qat_lr, distill, weight_bits, act_bits, batch_size, seed.
     """
     run_dir = Path(run_dir)
+    comp = cfg["compress"]
+    inside(run_dir, comp.get("model_file", "model.sentei"))  # refuse before any epoch runs
     run_dir.mkdir(parents=True, exist_ok=True)
     log = Log(run_dir / "train.log", env.main)
-    comp = cfg["compress"]
     tck = load_checkpoint(teacher_path)
     if tck.get("kind") != "teacher":
         raise SenteiError(f"{teacher_path}: --teacher must be a dense teacher checkpoint from sentei train")

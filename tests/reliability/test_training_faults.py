@@ -129,6 +129,10 @@ def test_checkpoints_are_weights_only_through_every_command(tmp_path, capsys, im
     (["--act-bits", "20"], "activation bits 20"),
     (["--act-bits", "3"], "activation bits 3"),
     (["--nm", "2-4"], "expected N:M"),
+    (["--nm", "4:2"], "needs 0 < N < M"),
+    (["--scheme", "dense", "--sparsity", "0.5"], "a dense model prunes nothing"),
+    (["--epochs", "0"], "--epochs: 0 must be at least 1"),
+    (["--qat-epochs", "-3"], "--qat-epochs: -3 must be at least 1"),
     (["--size", "axb"], "expected HxW"),
 ])
 def test_compress_options_are_refused_before_any_work(argv_tail, fragment, tmp_path, capsys):
@@ -156,3 +160,12 @@ def test_train_on_a_broken_data_set_is_one_line_and_writes_nothing(config, tmp_p
                                "--device", "cpu", "--workers", "1"], capsys)
     assert_one_line_error(status, err, "b.png has no label map")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_model_file_outside_the_run_directory_is_refused_before_training(tmp_path, capsys):
+    config = tmp_path / "escape.yaml"
+    config.write_text("compress: {model_file: ../../escaped.sentei}\n")
+    status, _, err = run_main(["compress", "--config", config, "--synthetic", "--teacher", tmp_path / "t.pt",
+                               "--out", tmp_path / "runs" / "c", "--device", "cpu"], capsys)
+    assert_one_line_error(status, err, "points outside the run directory")
+    assert not (tmp_path / "escaped.sentei").exists() and not (tmp_path / "runs").exists()
