@@ -55,10 +55,17 @@ def _parse_lanes(text: str | None):
         raise SenteiError(f"--lanes {text!r}: expected comma-separated integers, e.g. 8,8,4,1") from None
 
 
+def _check_clock(args) -> None:
+    if args.clock_mhz is not None and args.board is None:
+        raise SenteiError(f"--clock-mhz {args.clock_mhz:g} needs --board (the clock only steers the board's "
+                          f"lane allocation)")
+
+
 def cmd_codegen(args) -> int:
     from sentei.host.registry import load_model
     from sentei.overlay import codegen
 
+    _check_clock(args)
     model = load_model(args.model)
     facts, paths = codegen.generate(model, args.out, _parse_lanes(args.lanes), args.board, args.clock_mhz)
     print(f"network of {model.name}: {len(facts.layers)} layers, signature {facts.signature()}")
@@ -76,6 +83,7 @@ def cmd_csim(args) -> int:
     from sentei.host.registry import load_model
     from sentei.overlay.csim import run_csim
 
+    _check_clock(args)
     model = load_model(args.model)
     frames = []
     if args.image:

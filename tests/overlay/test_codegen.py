@@ -134,3 +134,13 @@ def test_every_pragma_has_a_reason():
     assert len(pragmas) > 20
     bare = [ln for ln in pragmas if "//" not in ln]
     assert not bare, bare
+
+
+def test_clock_without_board_is_refused(tmp_path, capsys):
+    from sentei import cli
+
+    for sub in ("codegen", "csim"):
+        assert cli.main(["overlay", sub, "--clock-mhz", "200", "--out" if sub == "codegen" else "--frames",
+                         str(tmp_path / "g") if sub == "codegen" else "1"]) == 2
+        assert "--clock-mhz 200 needs --board" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
