@@ -32,6 +32,10 @@ from sentei.errors import SenteiError
 from sentei.host.format import ConvLayer, Model, act_range
 
 UNROLL = 4  # must equal sentei.host.emulator_kernels.UNROLL (checked when the kernels load)
+FILTER_BLOCK = 4  # must equal sentei.host.emulator_kernels.FILTER_BLOCK (and TAP_BLOCK)
+FLOAT_EXACT = 2**24  # float32 holds every integer of magnitude <= 2**24 exactly
+DENSE_SPEEDUP = 4.0  # measured: the float dense kernel's MACs/s over the integer gather's (docs/emulator.md)
+FLOAT_PATHS = ("auto", "never", "always")
 INT16 = (-(2**15), 2**15 - 1)
 ROW_WIDTH = 100  # stride-1 layers with at least this many output columns run row by row
 CHUNK = 1024  # output pixels per accumulator chunk of a narrow stride-1 layer (4 KiB: in L1)
@@ -61,8 +65,9 @@ def _kernels():
     # import_module, not ``from sentei.host import ...``: it honours sys.modules, so a
     # missing numba is seen even after the kernels were imported once (the fallback test)
     emulator_kernels = importlib.import_module("sentei.host.emulator_kernels")
-    if emulator_kernels.UNROLL != UNROLL:  # pragma: no cover - a guard against a half edit
-        raise ImportError("sentei.host.emulator_kernels.UNROLL differs from sentei.host.emulator.UNROLL")
+    if (emulator_kernels.UNROLL, emulator_kernels.FILTER_BLOCK, emulator_kernels.TAP_BLOCK) != (
+            UNROLL, FILTER_BLOCK, FILTER_BLOCK):  # pragma: no cover - a guard against a half edit
+        raise ImportError("sentei.host.emulator_kernels block sizes differ from sentei.host.emulator's")
     return emulator_kernels
 
 
@@ -71,18 +76,57 @@ class _Plan:
     """Everything one layer needs at run time, computed once per model."""
 
     layer: ConvLayer
+    kind: str  # "rows" (conv_rows), "chunks" (accumulate + requantize) or "dense" (conv_rows_dense)
     src: np.ndarray  # the layer's phase-split input buffer (flat, with slack)
     out_shape: tuple[int, int, int]  # (Cout, Ho, Wo)
-    offs: np.ndarray  # int64 [Cout, Kp]
-    vals: np.ndarray  # int32 [Cout, Kp]
+    offs: np.ndarray  # int64 [Cout, Kp]; "dense": int64 [Up], the taps every filter reads
+    vals: np.ndarray  # int32 [Cout, Kp]; "dense": float32 [Coutp, Up], the dense-unpacked weights
     bias: np.ndarray  # int32 [Cout]
     mult: np.ndarray  # int64 [Cout]
     shift: np.ndarray  # int64 [Cout]
     lo: int
     hi: int
     pitch: int  # input offset between two output rows
-    acc: np.ndarray  # int32 [Cout, chunks, chunk] (chunks) or [Ho, Wo] (rows)
-    rows: bool  # True: one output row at a time (conv_rows); False: chunks (accumulate + requantize)
+    acc: np.ndarray  # int32 [Cout, chunks, chunk] (chunks), [Ho, Wo] (rows); float32 [Ho, 4, Wo] (dense)
+    scratch: np.ndarray  # int32 [Ho, Wo]: each requantized row before it is stored
+
+    @property
+    def rows(self) -> bool:
+        """Whether the layer is computed one output row at a time (``rows`` or ``dense``)."""
+        return self.kind != "chunks"
+
+
+@dataclass(frozen=True)
+class LayerRoute:
+    """How the emulator computes one layer, and why (:meth:`Emulator.plan`).
+
+    Attributes
+    ----------
+    name : str
+        The layer's name.
+    kind : str
+        ``"dense"``: exact float32, every filter over the union of the layer's taps
+        (:func:`~sentei.host.emulator_kernels.conv_rows_dense`); ``"rows"`` or ``"chunks"``:
+        the integer gather of the K stored weights, row by row or in chunks.
+    k : int
+        Stored weights per filter.
+    taps : int
+        Distinct ``(ci, ky, kx)`` taps the filters use together (what ``dense`` multiplies).
+    bound : int
+        ``max_o sum_j |w[o, j]| * amax``: the largest magnitude any partial sum can reach.
+    exact_in_float : bool
+        ``bound < 2**24`` (and the input range fits float32): the float path cannot round.
+    reason : str
+        One line: why this kind.
+    """
+
+    name: str
+    kind: str
+    k: int
+    taps: int
+    bound: int
+    exact_in_float: bool
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -162,18 +206,28 @@ class Emulator:
         Stride-1 layers with at least this many output columns are computed row by row,
         narrower ones in chunks of the flattened map (both give the same integers; the
         tests force each schedule on every layer).
+    float_path : {"auto", "never", "always"}, optional
+        Which layers run in exact float32 (:func:`~sentei.host.emulator_kernels.conv_rows_dense`):
+        ``"auto"`` those where it is exact and the cost model says it is faster (dense and
+        high-density layers), ``"always"`` every layer where it is exact, ``"never"`` none.
+        A layer whose partial sums could reach ``2**24`` never runs in float.
+        :meth:`plan` says what was chosen and why.
 
     Raises
     ------
     SenteiError
         When numba is not installed (check :func:`available` first, or use
-        :func:`make_engine`, which falls back to the reference engine).
+        :func:`make_engine`, which falls back to the reference engine), or for a bad
+        ``threads`` or ``float_path``.
     """
 
-    def __init__(self, model: Model, threads: int | None = None, row_width: int = ROW_WIDTH):
+    def __init__(self, model: Model, threads: int | None = None, row_width: int = ROW_WIDTH,
+                 float_path: str = "auto"):
         ok, reason = available()
         if not ok:
             raise SenteiError(reason)
+        if float_path not in FLOAT_PATHS:
+            raise SenteiError(f"float_path={float_path!r}: use one of {', '.join(FLOAT_PATHS)}")
         import numba
 
         self._k = _kernels()
@@ -183,17 +237,20 @@ class Emulator:
             raise SenteiError(f"threads={threads} must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
                               f"(NUMBA_NUM_THREADS)")
         shapes = model.shapes()
+        self._routes = [route_layer(model, n, row_width, float_path) for n in range(len(model.layers))]
         layouts = [_Layout(*shapes[n], layer.padding, layer.stride) for n, layer in enumerate(model.layers)]
         layouts.append(_Layout(*shapes[-1], 0, 1))  # the logits
         self._layouts = layouts
-        dtypes = [_buffer_dtype(*model.input_range(n)) for n in range(len(model.layers))] + [np.dtype(np.int32)]
+        # a float layer reads a float32 buffer (exact: its input range is below 2**24)
+        dtypes = [np.dtype(np.float32) if r.kind == "dense" else _buffer_dtype(*model.input_range(n))
+                  for n, r in enumerate(self._routes)] + [np.dtype(np.int32)]
         # a chunked layer computes rows of P (not Wo) pixels, up to a whole last chunk:
         # slack after its input so that those dropped pixels read inside the buffer
         runs = [self._run_shape(layouts[n], shapes[n + 1]) for n in range(len(model.layers))]
         slack = [nchunks * chunk for _, nchunks, chunk in runs] + [0]
         # zeros once: only interiors are ever written, so the padding stays zero for good
         self.buffers = [np.zeros(lay.size + extra, dtype=dt) for lay, extra, dt in zip(layouts, slack, dtypes)]
-        self._plans = [self._plan(layer, layouts[n], self.buffers[n], shapes[n + 1], runs[n], row_width)
+        self._plans = [self._plan(layer, self._routes[n].kind, layouts[n], self.buffers[n], shapes[n + 1], runs[n])
                        for n, layer in enumerate(model.layers)]
         self._dst = [(lay.row_offsets(), lay.plane, lay.stride, lay.pad, lay.wq) for lay in layouts]
         self._cols = [lay.column_offsets() for lay in layouts]
@@ -214,27 +271,45 @@ class Emulator:
         return length, -(-length // chunk), chunk
 
     @staticmethod
-    def _plan(layer: ConvLayer, src: _Layout, buf: np.ndarray, out_shape, run, row_width: int) -> _Plan:
+    def _plan(layer: ConvLayer, kind: str, src: _Layout, buf: np.ndarray, out_shape, run) -> _Plan:
         k, d = layer.kernel, layer.dilation
         cout, kk = layer.out_channels, layer.k_nonzero
-        kp = -(-kk // UNROLL) * UNROLL
-        ci, rem = np.divmod(layer.indices.astype(np.int64), k * k)
-        ky, kx = np.divmod(rem, k)
-        offs = np.zeros((cout, kp), dtype=np.int64)  # padding entries: weight 0 at offset 0
-        offs[:, :kk] = src.tap_offsets(ci, ky * d, kx * d)
-        vals = np.zeros((cout, kp), dtype=np.int32)
-        vals[:, :kk] = layer.values
+        if kind == "dense":
+            # every filter over the union of the taps, zeros where it has no stored weight
+            taps, where = np.unique(layer.indices.astype(np.int64), return_inverse=True)
+            up = -(-taps.size // FILTER_BLOCK) * FILTER_BLOCK
+            coutp = -(-cout // FILTER_BLOCK) * FILTER_BLOCK
+            ci, rem = np.divmod(taps, k * k)
+            ky, kx = np.divmod(rem, k)
+            offs = np.zeros(up, dtype=np.int64)  # padding taps: weight 0 at offset 0
+            offs[:taps.size] = src.tap_offsets(ci, ky * d, kx * d)
+            dense = np.zeros((coutp, up), dtype=np.int64)
+            np.add.at(dense, (np.repeat(np.arange(cout), kk), where.reshape(-1)), layer.values.reshape(-1))
+            vals = dense.astype(np.float32)  # |w| <= 2**24 (the bound), so exact
+        else:
+            kp = -(-kk // UNROLL) * UNROLL
+            ci, rem = np.divmod(layer.indices.astype(np.int64), k * k)
+            ky, kx = np.divmod(rem, k)
+            offs = np.zeros((cout, kp), dtype=np.int64)  # padding entries: weight 0 at offset 0
+            offs[:, :kk] = src.tap_offsets(ci, ky * d, kx * d)
+            vals = np.zeros((cout, kp), dtype=np.int32)
+            vals[:, :kk] = layer.values
         requant = layer.act != "logits"
         lo, hi = act_range(layer.act, layer.out_bits) if requant else (-(2**31), 2**31 - 1)
         mult = layer.mult.astype(np.int64) if requant else np.ones(cout, np.int64)
         shift = layer.shift.astype(np.int64) if requant else np.zeros(cout, np.int64)
         _, nchunks, chunk = run
         _, ho, wo = out_shape
-        rows = wo >= row_width or layer.stride > 1  # chunks of stride-2 rows would be half waste
-        return _Plan(layer=layer, src=buf, out_shape=tuple(out_shape), offs=offs, vals=vals,
+        acc = {"rows": lambda: np.zeros((ho, wo), dtype=np.int32),
+               "chunks": lambda: np.zeros((cout, nchunks, chunk), dtype=np.int32),
+               "dense": lambda: np.zeros((ho, FILTER_BLOCK, wo), dtype=np.float32)}[kind]()
+        return _Plan(layer=layer, kind=kind, src=buf, out_shape=tuple(out_shape), offs=offs, vals=vals,
                      bias=layer.bias.astype(np.int32), mult=mult, shift=shift, lo=int(lo), hi=int(hi),
-                     pitch=src.pitch, rows=rows,
-                     acc=np.zeros((ho, wo) if rows else (cout, nchunks, chunk), dtype=np.int32))
+                     pitch=src.pitch, acc=acc, scratch=np.zeros((ho, wo), dtype=np.int32))
+
+    def plan(self) -> list[LayerRoute]:
+        """How each layer is computed (float or integer, which schedule) and why, in layer order."""
+        return list(self._routes)
 
     # ---------------------------------------------------------------------------------
 
@@ -259,13 +334,16 @@ class Emulator:
             for n, p in enumerate(self._plans):
                 requant = p.layer.act != "logits"
                 dst = self.buffers[n + 1]
-                if p.rows:
+                if p.kind == "dense":
+                    k.conv_rows_dense(p.src, p.offs, p.vals, p.bias, p.mult, p.shift, p.lo, p.hi, requant, p.pitch,
+                                      p.out_shape[2], p.acc, dst, *self._dst[n + 1], p.scratch)
+                elif p.kind == "rows":
                     k.conv_rows(p.src, p.offs, p.vals, p.bias, p.mult, p.shift, p.lo, p.hi, requant, p.pitch,
-                                p.out_shape[2], p.acc, dst, *self._dst[n + 1])
+                                p.out_shape[2], p.acc, dst, *self._dst[n + 1], p.scratch)
                 else:
                     k.accumulate(p.src, p.offs, p.vals, p.bias, p.acc)
                     k.requantize(p.acc, p.mult, p.shift, p.lo, p.hi, requant, p.pitch, p.out_shape[1],
-                                 p.out_shape[2], dst, *self._dst[n + 1])
+                                 p.out_shape[2], dst, *self._dst[n + 1], p.scratch)
         finally:
             numba.set_num_threads(previous)
 
@@ -311,6 +389,53 @@ class Emulator:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def float_bound(model: Model, index: int) -> int:
+    """``max_o sum_j |w[o, j]| * amax`` of layer ``index``: no partial sum of any order exceeds it.
+
+    ``amax`` is the largest magnitude of the layer's input (:meth:`Model.input_range`).
+    Below ``2**24`` every partial sum is an integer float32 holds exactly (docs/emulator.md).
+    """
+    lo, hi = model.input_range(index)
+    amax = max(abs(int(lo)), abs(int(hi)))
+    layer = model.layers[index]
+    if layer.out_channels == 0 or layer.k_nonzero == 0:
+        return 0
+    return int(np.abs(layer.values.astype(np.int64)).sum(axis=1).max()) * amax
+
+
+def route_layer(model: Model, index: int, row_width: int = ROW_WIDTH, float_path: str = "auto") -> LayerRoute:
+    """Choose how the emulator computes layer ``index`` (see :class:`Emulator` ``float_path``).
+
+    The float path needs exactness (``bound < 2**24``, input range within ``2**24``). Under
+    ``"auto"`` it is also cheaper: its cost ``Coutp * Up`` (every filter over the union
+    of the taps, padded to blocks of 4) divided by :data:`DENSE_SPEEDUP` against the
+    gather's ``Cout * Kp``.
+    """
+    layer = model.layers[index]
+    cout, kk = layer.out_channels, layer.k_nonzero
+    taps = int(np.unique(layer.indices).size)
+    bound = float_bound(model, index)
+    lo, hi = model.input_range(index)
+    exact = bound < FLOAT_EXACT and max(abs(int(lo)), abs(int(hi))) <= FLOAT_EXACT
+    _, _, wo = model.shapes()[index + 1]
+    gather = "rows" if wo >= row_width or layer.stride > 1 else "chunks"  # stride-2 chunks: half waste
+    dense_cost = -(-cout // FILTER_BLOCK) * FILTER_BLOCK * (-(-taps // FILTER_BLOCK) * FILTER_BLOCK) / DENSE_SPEEDUP
+    gather_cost = cout * (-(-kk // UNROLL) * UNROLL)
+    route = dict(name=layer.name, k=kk, taps=taps, bound=bound, exact_in_float=exact)
+    if not exact:
+        return LayerRoute(kind=gather, reason=f"integer: partial sums up to {bound} >= 2^24 would round in float32",
+                          **route)
+    if float_path == "never":
+        return LayerRoute(kind=gather, reason="integer: float_path='never'", **route)
+    if float_path == "always":
+        return LayerRoute(kind="dense", reason=f"float: exact (bound {bound} < 2^24), float_path='always'", **route)
+    if dense_cost < gather_cost:
+        return LayerRoute(kind="dense", reason=f"float: exact (bound {bound} < 2^24) and {gather_cost / dense_cost:.1f}x "
+                                                f"cheaper than the gather by the cost model", **route)
+    return LayerRoute(kind=gather, reason=f"integer: exact in float but the gather is {dense_cost / gather_cost:.1f}x "
+                                          f"cheaper by the cost model", **route)
 
 
 def make_engine(model: Model, prefer: str = "emu", warn: Callable[[str], None] | None = None):

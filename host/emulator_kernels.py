@@ -57,25 +57,39 @@ def _gather_mac(a, n, src, base, offs, vals):
 
 
 @njit(inline="always")
-def _store(a, wo, m, sh, lo, hi, requant, dst, row, dst_stride, dst_pad, dst_wq):
-    """Requantize ``a[:wo]`` (one output row of one filter) into row ``row`` of the next buffer.
+def _store(a, b, wo, m, sh, lo, hi, requant, dst, row, dst_stride, dst_pad, dst_wq, r):
+    """Requantize ``a[:wo] + b`` (one output row of one filter) into row ``row`` of the next buffer.
 
     Output column ``x`` is padded column ``q = x + dst_pad`` of the next buffer, whose
-    columns are split into ``dst_stride`` phases of ``dst_wq`` elements: each phase is
-    written as one contiguous run (a scatter through a column table would not vectorize).
-    Without ``requant`` (logits) the accumulator is stored as it is.
+    columns are split into ``dst_stride`` phases of ``dst_wq`` elements. Two vectorizable
+    passes: the requantization of the contiguous row into the int32 scratch row ``r``,
+    then one contiguous run per phase, the strides 1 and 2 spelled out so that LLVM sees
+    a constant stride (fused, or with a runtime stride, both passes stay scalar: 4-5x
+    slower). Without ``requant`` (logits) the accumulator is stored as it is. ``a`` is
+    int32 (the integer schedules, ``b = 0``: the bias is already in it) or float32 holding
+    exact integers (:func:`conv_rows_dense`, ``b`` = the bias, added here in int64).
     """
-    rnd = (np.int64(1) << (sh - 1)) if sh > 0 else np.int64(0)
+    if requant:
+        rnd = (np.int64(1) << (sh - 1)) if sh > 0 else np.int64(0)
+        for x in range(wo):
+            v = ((np.int64(a[x]) + b) * m + rnd) >> sh
+            r[x] = min(max(v, lo), hi)
+    else:
+        for x in range(wo):
+            r[x] = np.int64(a[x]) + b
     for ph in range(dst_stride):
         x0 = (ph - dst_pad) % dst_stride  # first output column in this phase
         d = dst[row + ph * dst_wq + (x0 + dst_pad) // dst_stride:]
-        if requant:
-            for i in range((wo - x0 + dst_stride - 1) // dst_stride):
-                v = (np.int64(a[x0 + i * dst_stride]) * m + rnd) >> sh
-                d[i] = min(max(v, lo), hi)
+        n = (wo - x0 + dst_stride - 1) // dst_stride
+        if dst_stride == 1:
+            for i in range(n):
+                d[i] = r[x0 + i]
+        elif dst_stride == 2:
+            for i in range(n):
+                d[i] = r[x0 + 2 * i]
         else:
-            for i in range((wo - x0 + dst_stride - 1) // dst_stride):
-                d[i] = a[x0 + i * dst_stride]
+            for i in range(n):
+                d[i] = r[x0 + i * dst_stride]
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -96,13 +110,13 @@ def quantize_frame(frame, lut, dst, dst_rows, dst_cols, dst_plane):
 
 @njit(parallel=True, cache=True, nogil=True)
 def conv_rows(src, offs, vals, bias, mult, shift, lo, hi, requant, pitch, wo, acc, dst, dst_rows, dst_plane,
-              dst_stride, dst_pad, dst_wq):
+              dst_stride, dst_pad, dst_wq, scratch):
     """One sparse conv layer, one output row at a time (parallel over rows): for wide rows.
 
     Each (row, filter) accumulates its ``wo`` pixels in ``acc[y]`` (L1-resident) and
     writes them out at once, as :func:`requantize` does. ``pitch`` is the input offset
     between two output rows; the other arguments are those of :func:`accumulate` and
-    :func:`requantize`; ``acc`` is int32 ``[Ho, wo]``.
+    :func:`requantize`; ``acc`` and ``scratch`` are int32 ``[Ho, wo]``.
     """
     ho = acc.shape[0]
     cout = vals.shape[0]
@@ -114,8 +128,8 @@ def conv_rows(src, offs, vals, bias, mult, shift, lo, hi, requant, pitch, wo, ac
             for x in range(wo):
                 a[x] = b
             _gather_mac(a, wo, src, ybase, offs[o], vals[o])
-            _store(a, wo, mult[o], shift[o], lo, hi, requant, dst, o * dst_plane + dst_rows[y], dst_stride, dst_pad,
-                   dst_wq)
+            _store(a, 0, wo, mult[o], shift[o], lo, hi, requant, dst, o * dst_plane + dst_rows[y], dst_stride, dst_pad,
+                   dst_wq, scratch[y])
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -148,20 +162,91 @@ def accumulate(src, offs, vals, bias, acc):
 
 @njit(parallel=True, cache=True, nogil=True)
 def requantize(acc, mult, shift, lo, hi, requant, pitch, ho, wo, dst, dst_rows, dst_plane, dst_stride, dst_pad,
-               dst_wq):
+               dst_wq, scratch):
     """Requantize, activate, saturate and store the accumulators into the next layer's buffer.
 
     ``acc`` as written by :func:`accumulate`. Output ``(o, y, x)`` is padded column
     ``q = x + dst_pad`` of row ``o*dst_plane + dst_rows[y]`` of the next buffer, whose
     columns are split into ``dst_stride`` phases of ``dst_wq`` elements (:func:`_store`).
-    Without ``requant`` (logits) the accumulator is stored as it is. Parallel over
-    (filter, output row).
+    Without ``requant`` (logits) the accumulator is stored as it is. Parallel over output
+    rows (``scratch``: int32 ``[Ho, wo]``, one row per output row).
     """
     cout = acc.shape[0]
     flat = acc.reshape(cout, acc.shape[1] * acc.shape[2])
-    for item in prange(cout * ho):
-        o = item // ho
-        y = item - o * ho
-        a = flat[o, y * pitch:]
-        _store(a, wo, mult[o], shift[o], lo, hi, requant, dst, o * dst_plane + dst_rows[y], dst_stride, dst_pad,
-               dst_wq)
+    for y in prange(ho):
+        for o in range(cout):
+            a = flat[o, y * pitch:]
+            _store(a, 0, wo, mult[o], shift[o], lo, hi, requant, dst, o * dst_plane + dst_rows[y], dst_stride,
+                   dst_pad, dst_wq, scratch[y])
+
+
+FILTER_BLOCK = 4  # filters per pass of conv_rows_dense (Cout is padded to a multiple of it)
+TAP_BLOCK = 4  # taps per pass of conv_rows_dense (the tap count is padded to a multiple of it)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def conv_rows_dense(src, offs, w, bias, mult, shift, lo, hi, requant, pitch, wo, acc, dst, dst_rows, dst_plane,
+                    dst_stride, dst_pad, dst_wq, scratch):
+    """One dense (or dense-unpacked) conv layer in exact float32, one output row per task.
+
+    Every filter reads the same ``U`` taps, so each input run is loaded once for
+    :data:`FILTER_BLOCK` filters: per pass, 4 taps x 4 filters = 16 multiply-adds for 4
+    input loads and 4 accumulator loads and stores (the integer gather does 4 for 5), in
+    float32 fused multiply-adds. Exact because the Emulator only routes a layer here when
+    ``max_o sum_j |w[o, j]| * amax < 2**24`` (docs/emulator.md, "Why the float path is
+    exact"): every partial sum, in any order, is an integer that float32 holds exactly.
+
+    Parameters
+    ----------
+    src : 1-D float32
+        The layer's phase-split input buffer (integers held exactly).
+    offs : int64 [Up]
+        Input offset of every tap for output pixel (0, 0); ``Up`` a multiple of
+        :data:`TAP_BLOCK`, padding taps at offset 0 with zero weights.
+    w : float32 [Coutp, Up]
+        The dense weights (zeros where a filter does not use a tap; padding rows zero).
+    bias, mult, shift : int32 [Cout], int64 [Cout], int64 [Cout]
+        Added (bias, in int64 after the float sum) and requantization, as :func:`conv_rows`.
+    acc : float32 [Ho, FILTER_BLOCK, wo]
+        One accumulator row per filter of a block, per output row.
+    scratch : int32 [Ho, wo]
+        The requantized row before it is stored (:func:`_store`).
+    """
+    ho = acc.shape[0]
+    cout = bias.shape[0]
+    coutp, u = w.shape
+    for y in prange(ho):
+        a = acc[y]
+        a0 = a[0]
+        a1 = a[1]
+        a2 = a[2]
+        a3 = a[3]
+        ybase = y * pitch
+        for o in range(0, coutp, FILTER_BLOCK):
+            for x in range(wo):
+                a0[x] = 0
+                a1[x] = 0
+                a2[x] = 0
+                a3[x] = 0
+            for j in range(0, u, TAP_BLOCK):
+                s0 = src[ybase + offs[j]:]
+                s1 = src[ybase + offs[j + 1]:]
+                s2 = src[ybase + offs[j + 2]:]
+                s3 = src[ybase + offs[j + 3]:]
+                w00, w01, w02, w03 = w[o, j], w[o, j + 1], w[o, j + 2], w[o, j + 3]
+                w10, w11, w12, w13 = w[o + 1, j], w[o + 1, j + 1], w[o + 1, j + 2], w[o + 1, j + 3]
+                w20, w21, w22, w23 = w[o + 2, j], w[o + 2, j + 1], w[o + 2, j + 2], w[o + 2, j + 3]
+                w30, w31, w32, w33 = w[o + 3, j], w[o + 3, j + 1], w[o + 3, j + 2], w[o + 3, j + 3]
+                for x in range(wo):
+                    v0 = s0[x]
+                    v1 = s1[x]
+                    v2 = s2[x]
+                    v3 = s3[x]
+                    a0[x] += w00 * v0 + w01 * v1 + w02 * v2 + w03 * v3
+                    a1[x] += w10 * v0 + w11 * v1 + w12 * v2 + w13 * v3
+                    a2[x] += w20 * v0 + w21 * v1 + w22 * v2 + w23 * v3
+                    a3[x] += w30 * v0 + w31 * v1 + w32 * v2 + w33 * v3
+            for q in range(min(FILTER_BLOCK, cout - o)):
+                f = o + q
+                _store(a[q], np.int64(bias[f]), wo, mult[f], shift[f], lo, hi, requant, dst,
+                       f * dst_plane + dst_rows[y], dst_stride, dst_pad, dst_wq, scratch[y])

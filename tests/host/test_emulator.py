@@ -55,11 +55,15 @@ def test_shipped_architecture_at_full_resolution(balanced):
     # a smooth frame as well as noise: real images have large flat regions
     yy, xx = np.mgrid[0:360, 0:480]
     smooth = np.stack([xx * 255 // 479, yy * 255 // 359, (xx + yy) * 255 // 838], axis=-1).astype(np.uint8)
-    emu = E.Emulator(model)
-    # both schedules are used: rows for the wide and stride-2 layers, chunks for the rest
-    assert [p.rows for p in emu._plans] == [True, True, True, True, False, False, False, False]
+    # every path is used: exact float32 for the dense first layer and the classifier, the
+    # integer gather row by row for the wide and stride-2 layers, in chunks for the rest
+    emus = [E.Emulator(model), E.Emulator(model, float_path="never")]
+    assert [r.kind for r in emus[0].plan()] == ["dense", "rows", "rows", "rows", "chunks", "chunks", "chunks", "dense"]
+    assert [r.kind for r in emus[1].plan()] == ["rows", "rows", "rows", "rows", "chunks", "chunks", "chunks", "chunks"]
     for f in (frame, smooth):
-        assert np.array_equal(emu.run(f), R.run(model, f))
+        want = R.run(model, f)
+        for emu in emus:
+            assert np.array_equal(emu.run(f), want)
 
 
 layer_specs = st.builds(
@@ -81,10 +85,12 @@ layer_specs = st.builds(
 @given(specs=st.lists(layer_specs, min_size=0, max_size=3), seed=st.integers(0, 2**31),
        height=st.integers(1, 21), width=st.integers(1, 21), input_bits=st.integers(2, 16),
        classifier_bits=st.integers(2, 8), classifier_density=st.floats(0.05, 1.0),
-       balanced=st.booleans(), num_classes=st.integers(1, 13), row_width=st.sampled_from([0, 8, 10**6]))
+       balanced=st.booleans(), num_classes=st.integers(1, 13), row_width=st.sampled_from([0, 8, 10**6]),
+       float_path=st.sampled_from(E.FLOAT_PATHS))
 def test_random_networks_are_bit_exact(specs, seed, height, width, input_bits, classifier_bits,
-                                       classifier_density, balanced, num_classes, row_width):
-    # row_width picks the schedule: 0 = every layer row by row, 10**6 = chunks for stride 1
+                                       classifier_density, balanced, num_classes, row_width, float_path):
+    # row_width picks the integer schedule: 0 = every layer row by row, 10**6 = chunks for
+    # stride 1; float_path "always" runs every layer whose bound allows it in float32
     specs = [s if s.kernel == 3 else dataclasses.replace(s, dilation=1) for s in specs]
     h, w = height, width
     for s in specs:  # every layer must have an output pixel
@@ -100,22 +106,31 @@ def test_random_networks_are_bit_exact(specs, seed, height, width, input_bits, c
     except ModelFormatError:
         assume(False)  # e.g. 16-bit activations times 8-bit weights could overflow int32
     frames = [random_frame(seed % 1000, height, width), random_frame(seed % 1000 + 1, height, width)]
-    _assert_same(model, frames, E.Emulator(model, row_width=row_width))
+    emu = _assert_same(model, frames, E.Emulator(model, row_width=row_width, float_path=float_path))
+    for n, r in enumerate(emu.plan()):
+        assert (r.kind == "dense") == (r.exact_in_float and (float_path == "always" or (
+            float_path == "auto" and r.reason.endswith("cheaper than the gather by the cost model"))))
+        assert r.bound == E.float_bound(model, n)
 
 
 @needs_numba
-@pytest.mark.parametrize("row_width", [0, 10**6])
+@pytest.mark.parametrize("row_width,float_path", [(0, "never"), (10**6, "never"), (0, "always")])
 @pytest.mark.parametrize("dilation,padding,stride", [(1, 0, 1), (2, 2, 1), (4, 4, 2), (3, 0, 2), (1, 3, 2)])
-def test_single_layer_shapes_with_wide_activations(dilation, padding, stride, row_width):
+def test_single_layer_shapes_with_wide_activations(dilation, padding, stride, row_width, float_path):
     # relu at 16 bits: 0..65535 does not fit int16, so the next buffer is int32
     specs = (LayerSpec(6, dilation=dilation, padding=padding, stride=stride, density=0.4, out_bits=16,
                        weight_bits=3),
              LayerSpec(5, kernel=1, density=0.5, weight_bits=2, act="linear", out_bits=16))
     model = random_model(seed=11, height=19, width=27, specs=specs, classifier_bits=2)
     validate(model)
-    emu = _assert_same(model, [random_frame(0, 19, 27)], E.Emulator(model, row_width=row_width))
-    assert [p.rows for p in emu._plans] == [row_width == 0 or stride == 2, row_width == 0, row_width == 0]
-    assert [b.dtype for b in emu.buffers] == [np.int16, np.int32, np.int16, np.int32]
+    emu = _assert_same(model, [random_frame(0, 19, 27)], E.Emulator(model, row_width=row_width,
+                                                                      float_path=float_path))
+    if float_path == "always":  # every bound is far below 2**24: every layer in float32
+        assert [r.kind for r in emu.plan()] == ["dense"] * 3
+        assert [b.dtype for b in emu.buffers] == [np.float32, np.float32, np.float32, np.int32]
+    else:
+        assert [p.rows for p in emu._plans] == [row_width == 0 or stride == 2, row_width == 0, row_width == 0]
+        assert [b.dtype for b in emu.buffers] == [np.int16, np.int32, np.int16, np.int32]
 
 
 @needs_numba
@@ -210,22 +225,102 @@ def test_disabled_by_environment(monkeypatch):
     assert not ok and "SENTEI_DISABLE_NUMBA" in reason
 
 
-BUNDLED = sorted((Path(E.__file__).parent / "bundled").glob("*.sentei"))
+def _saturated_model(body: LayerSpec | None, body_values, body_bias: int, head_values, height=9, width=11):
+    """A model whose layer 1 outputs 65535 (relu, 16 bits) at every pixel, then the layers under test.
+
+    Layer 1 (3 -> 14, 1x1) has weights +1 and a bias of 2**20: its accumulator is at least
+    2**20 - 3*128, far above 65535, so every pixel saturates, whatever the frame. Then an
+    optional 3x3 ``body`` layer with every stored weight ``body_values`` (and ``body_bias``,
+    multiplier 1, shift 0, so the output keeps every unit of the accumulator), then the
+    1x1 logits classifier with stored weights ``head_values`` on input channels 0, 1, ...
+    """
+    specs = (LayerSpec(14, kernel=1, out_bits=16),) + ((body,) if body else ())
+    model = random_model(seed=0, height=height, width=width, specs=specs, num_classes=1)
+    layers = list(model.layers)
+    first = layers[0]
+    layers[0] = dataclasses.replace(first, values=np.ones_like(first.values), bias=np.full(14, 2**20, np.int32),
+                                    mult=np.ones(14, np.int32), shift=np.zeros(14, np.uint8))
+    if body:
+        mid = layers[1]
+        layers[1] = dataclasses.replace(mid, values=np.full_like(mid.values, body_values),
+                                        bias=np.full(mid.out_channels, body_bias, np.int32),
+                                        mult=np.ones(mid.out_channels, np.int32),
+                                        shift=np.zeros(mid.out_channels, np.uint8))
+    head = layers[-1]
+    kk = len(head_values)
+    layers[-1] = dataclasses.replace(head, values=np.array([head_values], np.int8),
+                                     indices=np.arange(kk, dtype=np.uint32)[None, :], bias=np.zeros(1, np.int32))
+    model = dataclasses.replace(model, layers=layers)
+    validate(model)
+    return model
 
 
 @needs_numba
-@pytest.mark.skipif(not BUNDLED, reason="no shipped model bundled yet (sentei.host/bundled/*.sentei)")
-@pytest.mark.parametrize("path", BUNDLED, ids=lambda p: p.name)
-def test_shipped_model_on_sample_frames(path):
-    from PIL import Image
+def test_float_path_is_exact_just_under_two_to_the_24():
+    # all weights at the max magnitude of their bit width, inputs saturated at 65535:
+    # the partial sums reach the bound itself, just under 2**24
+    body = LayerSpec(4, kernel=3, weight_bits=2, act="linear", out_bits=16)  # K = 14*9 = 126 weights of -2
+    bound = 126 * 2 * 65535  # 16_514_820
+    # head on the body's signed 16-bit output: 511 * 32768 = 16_744_448
+    model = _saturated_model(body, -2, bound + 1000, [-128, -128, -128, -127])
+    assert 2**24 - bound == 262_396 and 2**24 - 511 * 32768 == 32768
+    emu = E.Emulator(model, float_path="always")
+    assert [(r.kind, r.bound) for r in emu.plan()] == [("dense", 3 * 128), ("dense", bound), ("dense", 511 * 32768)]
+    frame = random_frame(0, 9, 11)
+    _, acts = _assert_same(model, [frame], emu).run_all(frame)
+    # the body's interior pixels sum all 126 products to -bound, then +bias: exactly 1000
+    assert (acts[2][:, 1:-1, 1:-1] == 1000).all()
+    # 8-bit weights on the saturated 16-bit input: 256 * 65535 = 2**24 - 256, and an odd sum below it
+    for head in ([-128, -128], [-128, -127]):
+        head_model = _saturated_model(None, 0, 0, head)
+        emu = E.Emulator(head_model, float_path="always")
+        assert emu.plan()[-1].kind == "dense"
+        logits = _assert_same(head_model, [frame], emu).run(frame)
+        assert (logits == -sum(abs(v) for v in head) * 65535).all()
 
+
+@needs_numba
+def test_layer_whose_bound_reaches_two_to_the_24_stays_integer(monkeypatch):
+    # head: 257 * 65535 = 16_842_495 > 2**24, odd: float32 cannot hold it
+    model = _saturated_model(None, 0, 0, [-128, -128, -1])
+    frame = random_frame(1, 9, 11)
+    want = R.run(model, frame)
+    assert (want == -257 * 65535).all()
+    for float_path in E.FLOAT_PATHS:
+        emu = E.Emulator(model, float_path=float_path)
+        route = emu.plan()[-1]
+        assert route.kind != "dense" and not route.exact_in_float and route.bound == 257 * 65535
+        assert "2^24" in route.reason
+        assert np.array_equal(emu.run(frame), want)
+    # the guard is what keeps it exact: without it the float path rounds
+    monkeypatch.setattr(E, "FLOAT_EXACT", 2**40)
+    unguarded = E.Emulator(model, float_path="always")
+    assert unguarded.plan()[-1].kind == "dense"
+    got = unguarded.run(frame)
+    assert not np.array_equal(got, want) and np.abs(got.astype(np.int64) - want).max() == 1
+
+
+@needs_numba
+def test_bad_float_path_is_refused():
+    with pytest.raises(SenteiError, match="float_path"):
+        E.Emulator(random_model(seed=0), float_path="sometimes")
+
+
+SHIPPED_MODEL = Path(E.__file__).parent / "bundled" / "sentei-camvid-fw90.sentei"
+SAMPLES = sorted((Path(E.__file__).parent / "samples").glob("*.jpg"))
+
+
+@needs_numba
+@pytest.mark.skipif(not SHIPPED_MODEL.exists() or not SAMPLES, reason="the shipped model or samples are absent")
+def test_shipped_model_on_sample_frames():
     from sentei.host.format import load
+    from sentei.host.preprocess import load_image, prepare_frame
 
-    model = load(path)
+    model = load(SHIPPED_MODEL)
     q = model.input
-    samples = sorted((Path(E.__file__).parent / "samples").glob("*.png"))[:2]
-    frames = [np.asarray(Image.open(p).convert("RGB").resize((q.width, q.height), Image.BILINEAR))
-              for p in samples] or [random_frame(0, q.height, q.width)]
     emu = E.Emulator(model)
-    for frame in frames:
-        assert np.array_equal(emu.run(frame), R.run(model, frame))
+    # its dense layers (conv1, conv2, the classifier) run in float32, the sparse body as a gather
+    assert [r.kind for r in emu.plan()] == ["dense", "dense", "rows", "rows", "chunks", "chunks", "chunks", "dense"]
+    assert all(r.exact_in_float for r in emu.plan())
+    frames = [prepare_frame(load_image(p), q.height, q.width) for p in SAMPLES[:2]]
+    _assert_same(model, frames, emu)
