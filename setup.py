@@ -22,13 +22,13 @@ PACKAGES = {
 EXTRAS = {
     "train": ["torch==2.13.0", "tqdm>=4.60", "pyyaml>=5.4", "matplotlib>=3.5"],
     # pynq 4 pins numpy<2: every other extra must accept numpy 1.x.
-    "board": ["pynq>=3.0"],
+    "board": ["pynq>=4.0"],  # 3.x pins a git URL dependency that pip refuses from PyPI
     # opencv-python-headless 4.12+ needs numpy>=2, which pynq does not allow.
     "camera": ["opencv-python-headless>=4.8,<4.12"],
     "bench": ["matplotlib>=3.5", "psutil>=5.8", "nvidia-ml-py>=12"],
     "fast": ["numba>=0.58"],
     # `sentei export --onnx` (TorchScript exporter: onnx, no onnxscript); for TensorRT baselines
-    "onnx": ["onnx>=1.15"],
+    "onnx": ["onnx>=1.15,<1.23"],  # 1.23 needs numpy>=2, which pynq does not allow
     "dev": [
         "pytest>=7",
         "hypothesis>=6.50",
