@@ -77,17 +77,18 @@ class _Plan:
 
     layer: ConvLayer
     kind: str  # "rows" (conv_rows), "chunks" (accumulate + requantize) or "dense" (conv_rows_dense)
+    arith: str  # "float32" (exact: the bound is below 2**24) or "int32"
     src: np.ndarray  # the layer's phase-split input buffer (flat, with slack)
     out_shape: tuple[int, int, int]  # (Cout, Ho, Wo)
     offs: np.ndarray  # int64 [Cout, Kp]; "dense": int64 [Up], the taps every filter reads
-    vals: np.ndarray  # int32 [Cout, Kp]; "dense": float32 [Coutp, Up], the dense-unpacked weights
+    vals: np.ndarray  # int32 or float32 [Cout, Kp]; "dense": float32 [Coutp, Up], the dense-unpacked weights
     bias: np.ndarray  # int32 [Cout]
     mult: np.ndarray  # int64 [Cout]
     shift: np.ndarray  # int64 [Cout]
     lo: int
     hi: int
     pitch: int  # input offset between two output rows
-    acc: np.ndarray  # int32 [Cout, chunks, chunk] (chunks), [Ho, Wo] (rows); float32 [Ho, 4, Wo] (dense)
+    acc: np.ndarray  # [Cout, chunks, chunk] (chunks), [Ho, Wo] (rows), [Ho, 4, Wo] (dense); of dtype arith
     scratch: np.ndarray  # int32 [Ho, Wo]: each requantized row before it is stored
 
     @property
@@ -105,9 +106,12 @@ class LayerRoute:
     name : str
         The layer's name.
     kind : str
-        ``"dense"``: exact float32, every filter over the union of the layer's taps
-        (:func:`~sentei.host.emulator_kernels.conv_rows_dense`); ``"rows"`` or ``"chunks"``:
-        the integer gather of the K stored weights, row by row or in chunks.
+        ``"dense"``: every filter over the union of the layer's taps, 4 filters per pass
+        (:func:`~sentei.host.emulator_kernels.conv_rows_dense`, always float32);
+        ``"rows"`` or ``"chunks"``: the gather of the K stored weights of each filter, row by
+        row or in chunks.
+    arith : str
+        ``"float32"`` (integers held exactly: ``exact_in_float``) or ``"int32"``.
     k : int
         Stored weights per filter.
     taps : int
@@ -122,6 +126,7 @@ class LayerRoute:
 
     name: str
     kind: str
+    arith: str
     k: int
     taps: int
     bound: int
@@ -207,11 +212,12 @@ class Emulator:
         narrower ones in chunks of the flattened map (both give the same integers; the
         tests force each schedule on every layer).
     float_path : {"auto", "never", "always"}, optional
-        Which layers run in exact float32 (:func:`~sentei.host.emulator_kernels.conv_rows_dense`):
-        ``"auto"`` those where it is exact and the cost model says it is faster (dense and
-        high-density layers), ``"always"`` every layer where it is exact, ``"never"`` none.
-        A layer whose partial sums could reach ``2**24`` never runs in float.
-        :meth:`plan` says what was chosen and why.
+        Which layers run in exact float32. ``"auto"``: every layer where it is exact, as the
+        dense kernel (:func:`~sentei.host.emulator_kernels.conv_rows_dense`) where the cost
+        model says it beats the gather (dense and high-density layers), else as the float
+        gather; ``"always"``: the dense kernel for every layer where it is exact;
+        ``"never"``: the integer gather everywhere. A layer whose partial sums could reach
+        ``2**24`` always runs the integer gather. :meth:`plan` says what was chosen and why.
 
     Raises
     ------
@@ -242,7 +248,7 @@ class Emulator:
         layouts.append(_Layout(*shapes[-1], 0, 1))  # the logits
         self._layouts = layouts
         # a float layer reads a float32 buffer (exact: its input range is below 2**24)
-        dtypes = [np.dtype(np.float32) if r.kind == "dense" else _buffer_dtype(*model.input_range(n))
+        dtypes = [np.dtype(np.float32) if r.arith == "float32" else _buffer_dtype(*model.input_range(n))
                   for n, r in enumerate(self._routes)] + [np.dtype(np.int32)]
         # a chunked layer computes rows of P (not Wo) pixels, up to a whole last chunk:
         # slack after its input so that those dropped pixels read inside the buffer
@@ -250,7 +256,7 @@ class Emulator:
         slack = [nchunks * chunk for _, nchunks, chunk in runs] + [0]
         # zeros once: only interiors are ever written, so the padding stays zero for good
         self.buffers = [np.zeros(lay.size + extra, dtype=dt) for lay, extra, dt in zip(layouts, slack, dtypes)]
-        self._plans = [self._plan(layer, self._routes[n].kind, layouts[n], self.buffers[n], shapes[n + 1], runs[n])
+        self._plans = [self._plan(layer, self._routes[n], layouts[n], self.buffers[n], shapes[n + 1], runs[n])
                        for n, layer in enumerate(model.layers)]
         self._dst = [(lay.row_offsets(), lay.plane, lay.stride, lay.pad, lay.wq) for lay in layouts]
         self._cols = [lay.column_offsets() for lay in layouts]
@@ -271,7 +277,8 @@ class Emulator:
         return length, -(-length // chunk), chunk
 
     @staticmethod
-    def _plan(layer: ConvLayer, kind: str, src: _Layout, buf: np.ndarray, out_shape, run) -> _Plan:
+    def _plan(layer: ConvLayer, route: LayerRoute, src: _Layout, buf: np.ndarray, out_shape, run) -> _Plan:
+        kind, arith = route.kind, np.dtype(route.arith)
         k, d = layer.kernel, layer.dilation
         cout, kk = layer.out_channels, layer.k_nonzero
         if kind == "dense":
@@ -292,7 +299,7 @@ class Emulator:
             ky, kx = np.divmod(rem, k)
             offs = np.zeros((cout, kp), dtype=np.int64)  # padding entries: weight 0 at offset 0
             offs[:, :kk] = src.tap_offsets(ci, ky * d, kx * d)
-            vals = np.zeros((cout, kp), dtype=np.int32)
+            vals = np.zeros((cout, kp), dtype=arith)
             vals[:, :kk] = layer.values
         requant = layer.act != "logits"
         lo, hi = act_range(layer.act, layer.out_bits) if requant else (-(2**31), 2**31 - 1)
@@ -300,10 +307,9 @@ class Emulator:
         shift = layer.shift.astype(np.int64) if requant else np.zeros(cout, np.int64)
         _, nchunks, chunk = run
         _, ho, wo = out_shape
-        acc = {"rows": lambda: np.zeros((ho, wo), dtype=np.int32),
-               "chunks": lambda: np.zeros((cout, nchunks, chunk), dtype=np.int32),
-               "dense": lambda: np.zeros((ho, FILTER_BLOCK, wo), dtype=np.float32)}[kind]()
-        return _Plan(layer=layer, kind=kind, src=buf, out_shape=tuple(out_shape), offs=offs, vals=vals,
+        acc = np.zeros({"rows": (ho, wo), "chunks": (cout, nchunks, chunk), "dense": (ho, FILTER_BLOCK, wo)}[kind],
+                       dtype=arith)
+        return _Plan(layer=layer, kind=kind, arith=route.arith, src=buf, out_shape=tuple(out_shape), offs=offs, vals=vals,
                      bias=layer.bias.astype(np.int32), mult=mult, shift=shift, lo=int(lo), hi=int(hi),
                      pitch=src.pitch, acc=acc, scratch=np.zeros((ho, wo), dtype=np.int32))
 
@@ -341,8 +347,8 @@ class Emulator:
                     k.conv_rows(p.src, p.offs, p.vals, p.bias, p.mult, p.shift, p.lo, p.hi, requant, p.pitch,
                                 p.out_shape[2], p.acc, dst, *self._dst[n + 1], p.scratch)
                 else:
-                    k.accumulate(p.src, p.offs, p.vals, p.bias, p.acc)
-                    k.requantize(p.acc, p.mult, p.shift, p.lo, p.hi, requant, p.pitch, p.out_shape[1],
+                    k.accumulate(p.src, p.offs, p.vals, p.acc)
+                    k.requantize(p.acc, p.bias, p.mult, p.shift, p.lo, p.hi, requant, p.pitch, p.out_shape[1],
                                  p.out_shape[2], dst, *self._dst[n + 1], p.scratch)
         finally:
             numba.set_num_threads(previous)
@@ -425,17 +431,19 @@ def route_layer(model: Model, index: int, row_width: int = ROW_WIDTH, float_path
     gather_cost = cout * (-(-kk // UNROLL) * UNROLL)
     route = dict(name=layer.name, k=kk, taps=taps, bound=bound, exact_in_float=exact)
     if not exact:
-        return LayerRoute(kind=gather, reason=f"integer: partial sums up to {bound} >= 2^24 would round in float32",
-                          **route)
+        return LayerRoute(kind=gather, arith="int32",
+                          reason=f"integer gather: partial sums up to {bound} >= 2^24 would round in float32", **route)
     if float_path == "never":
-        return LayerRoute(kind=gather, reason="integer: float_path='never'", **route)
+        return LayerRoute(kind=gather, arith="int32", reason="integer gather: float_path='never'", **route)
+    exact_why = f"exact (bound {bound} < 2^24)"
     if float_path == "always":
-        return LayerRoute(kind="dense", reason=f"float: exact (bound {bound} < 2^24), float_path='always'", **route)
+        return LayerRoute(kind="dense", arith="float32", reason=f"float dense: {exact_why}, float_path='always'",
+                          **route)
     if dense_cost < gather_cost:
-        return LayerRoute(kind="dense", reason=f"float: exact (bound {bound} < 2^24) and {gather_cost / dense_cost:.1f}x "
-                                                f"cheaper than the gather by the cost model", **route)
-    return LayerRoute(kind=gather, reason=f"integer: exact in float but the gather is {dense_cost / gather_cost:.1f}x "
-                                          f"cheaper by the cost model", **route)
+        return LayerRoute(kind="dense", arith="float32", reason=f"float dense: {exact_why}, "
+                          f"{gather_cost / dense_cost:.1f}x cheaper than the gather by the cost model", **route)
+    return LayerRoute(kind=gather, arith="float32", reason=f"float gather: {exact_why}, "
+                      f"{dense_cost / gather_cost:.1f}x cheaper than the dense kernel by the cost model", **route)
 
 
 def make_engine(model: Model, prefer: str = "emu", warn: Callable[[str], None] | None = None):

@@ -65,9 +65,9 @@ def _store(a, b, wo, m, sh, lo, hi, requant, dst, row, dst_stride, dst_pad, dst_
     passes: the requantization of the contiguous row into the int32 scratch row ``r``,
     then one contiguous run per phase, the strides 1 and 2 spelled out so that LLVM sees
     a constant stride (fused, or with a runtime stride, both passes stay scalar: 4-5x
-    slower). Without ``requant`` (logits) the accumulator is stored as it is. ``a`` is
-    int32 (the integer schedules, ``b = 0``: the bias is already in it) or float32 holding
-    exact integers (:func:`conv_rows_dense`, ``b`` = the bias, added here in int64).
+    slower). Without ``requant`` (logits) the accumulator is stored as it is. ``a`` holds
+    the sum of the products only: int32, or float32 holding exact integers (the float
+    path); the bias ``b`` is added here, in int64, in both cases.
     """
     if requant:
         rnd = (np.int64(1) << (sh - 1)) if sh > 0 else np.int64(0)
@@ -124,29 +124,28 @@ def conv_rows(src, offs, vals, bias, mult, shift, lo, hi, requant, pitch, wo, ac
         a = acc[y]
         ybase = y * pitch
         for o in range(cout):
-            b = bias[o]
             for x in range(wo):
-                a[x] = b
+                a[x] = 0
             _gather_mac(a, wo, src, ybase, offs[o], vals[o])
-            _store(a, 0, wo, mult[o], shift[o], lo, hi, requant, dst, o * dst_plane + dst_rows[y], dst_stride, dst_pad,
+            _store(a, np.int64(bias[o]), wo, mult[o], shift[o], lo, hi, requant, dst, o * dst_plane + dst_rows[y], dst_stride, dst_pad,
                    dst_wq, scratch[y])
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def accumulate(src, offs, vals, bias, acc):
+def accumulate(src, offs, vals, acc):
     """The accumulators of one sparse conv layer, parallel over (chunk, filter).
 
     Parameters
     ----------
-    src : 1-D int16 or int32
+    src : 1-D int16, int32 or float32 (the float path: integers held exactly)
         The layer's phase-split input buffer (with slack at the end for the dropped columns).
     offs : int64 [Cout, Kp]
         Input offset of every stored weight for output pixel (0, 0); ``Kp`` is K rounded
         up to :data:`UNROLL` with zero weights at offset 0.
-    vals, bias : int32 [Cout, Kp], int32 [Cout]
-        Weights (zero for the padding entries) and bias.
-    acc : int32 [Cout, chunks, chunk]
-        Output: ``acc[o].ravel()[t]`` is the accumulator of pixel ``t = y*P + x``.
+    vals : int32 or float32 [Cout, Kp]
+        Weights (zero for the padding entries); the bias is added by :func:`requantize`.
+    acc : int32 or float32 [Cout, chunks, chunk]
+        Output: ``acc[o].ravel()[t]`` is the sum of products of pixel ``t = y*P + x``.
     """
     cout, nchunks, chunk = acc.shape
     for item in prange(nchunks * cout):
@@ -154,14 +153,13 @@ def accumulate(src, offs, vals, bias, acc):
         o = item - c * cout
         a = acc[o, c]
         t0 = c * chunk
-        b = bias[o]
         for t in range(chunk):
-            a[t] = b
+            a[t] = 0
         _gather_mac(a, chunk, src, t0, offs[o], vals[o])
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def requantize(acc, mult, shift, lo, hi, requant, pitch, ho, wo, dst, dst_rows, dst_plane, dst_stride, dst_pad,
+def requantize(acc, bias, mult, shift, lo, hi, requant, pitch, ho, wo, dst, dst_rows, dst_plane, dst_stride, dst_pad,
                dst_wq, scratch):
     """Requantize, activate, saturate and store the accumulators into the next layer's buffer.
 
@@ -176,8 +174,8 @@ def requantize(acc, mult, shift, lo, hi, requant, pitch, ho, wo, dst, dst_rows, 
     for y in prange(ho):
         for o in range(cout):
             a = flat[o, y * pitch:]
-            _store(a, 0, wo, mult[o], shift[o], lo, hi, requant, dst, o * dst_plane + dst_rows[y], dst_stride,
-                   dst_pad, dst_wq, scratch[y])
+            _store(a, np.int64(bias[o]), wo, mult[o], shift[o], lo, hi, requant, dst, o * dst_plane + dst_rows[y],
+                   dst_stride, dst_pad, dst_wq, scratch[y])
 
 
 FILTER_BLOCK = 4  # filters per pass of conv_rows_dense (Cout is padded to a multiple of it)

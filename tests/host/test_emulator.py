@@ -59,7 +59,9 @@ def test_shipped_architecture_at_full_resolution(balanced):
     # integer gather row by row for the wide and stride-2 layers, in chunks for the rest
     emus = [E.Emulator(model), E.Emulator(model, float_path="never")]
     assert [r.kind for r in emus[0].plan()] == ["dense", "rows", "rows", "rows", "chunks", "chunks", "chunks", "dense"]
+    assert {r.arith for r in emus[0].plan()} == {"float32"}
     assert [r.kind for r in emus[1].plan()] == ["rows", "rows", "rows", "rows", "chunks", "chunks", "chunks", "chunks"]
+    assert {r.arith for r in emus[1].plan()} == {"int32"}
     for f in (frame, smooth):
         want = R.run(model, f)
         for emu in emus:
@@ -108,9 +110,11 @@ def test_random_networks_are_bit_exact(specs, seed, height, width, input_bits, c
     frames = [random_frame(seed % 1000, height, width), random_frame(seed % 1000 + 1, height, width)]
     emu = _assert_same(model, frames, E.Emulator(model, row_width=row_width, float_path=float_path))
     for n, r in enumerate(emu.plan()):
-        assert (r.kind == "dense") == (r.exact_in_float and (float_path == "always" or (
-            float_path == "auto" and r.reason.endswith("cheaper than the gather by the cost model"))))
         assert r.bound == E.float_bound(model, n)
+        assert (r.arith == "float32") == (r.exact_in_float and float_path != "never")
+        assert r.kind != "dense" or r.arith == "float32"
+        if float_path == "always":
+            assert (r.kind == "dense") == r.exact_in_float
 
 
 @needs_numba
@@ -289,7 +293,8 @@ def test_layer_whose_bound_reaches_two_to_the_24_stays_integer(monkeypatch):
     for float_path in E.FLOAT_PATHS:
         emu = E.Emulator(model, float_path=float_path)
         route = emu.plan()[-1]
-        assert route.kind != "dense" and not route.exact_in_float and route.bound == 257 * 65535
+        assert route.kind != "dense" and route.arith == "int32" and not route.exact_in_float
+        assert route.bound == 257 * 65535
         assert "2^24" in route.reason
         assert np.array_equal(emu.run(frame), want)
     # the guard is what keeps it exact: without it the float path rounds
@@ -321,6 +326,6 @@ def test_shipped_model_on_sample_frames():
     emu = E.Emulator(model)
     # its dense layers (conv1, conv2, the classifier) run in float32, the sparse body as a gather
     assert [r.kind for r in emu.plan()] == ["dense", "dense", "rows", "rows", "chunks", "chunks", "chunks", "dense"]
-    assert all(r.exact_in_float for r in emu.plan())
+    assert all(r.exact_in_float and r.arith == "float32" for r in emu.plan())
     frames = [prepare_frame(load_image(p), q.height, q.width) for p in SAMPLES[:2]]
     _assert_same(model, frames, emu)
