@@ -42,6 +42,12 @@ def test_pynq_get_notebooks_finds_them():
     assert report["schema"] == "sentei-bench" and report["runs"]
 
 
+@pytest.fixture(autouse=True)
+def _inline_figures(monkeypatch):
+    """The kernel draws figures inline; an inherited MPLBACKEND (e.g. Agg in a CI shell) would hide them."""
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+
+
 def _bundled_or_skip():
     try:
         registry.resolve_model(None)
