@@ -3,8 +3,16 @@
 Only the K stored weights of each filter are multiplied, and every filter of a layer has
 the same K, so each layer is one regular gather-multiply-accumulate: for every filter and
 every stored weight, a contiguous multiply-accumulate over a run of output pixels
-(:mod:`sentei.host.emulator_kernels`, compiled by numba, parallel on all cores). The integers are exactly those of :func:`sentei.host.reference.run`
-(docs/model-format.md section 3): int32 accumulation, int64 requantization, no floats.
+(:mod:`sentei.host.emulator_kernels`, compiled by numba, parallel on all cores). Dense and
+high-density layers instead run every filter over the union of the layer's taps, four
+filters per pass (:func:`~sentei.host.emulator_kernels.conv_rows_dense`).
+
+The integers are exactly those of :func:`sentei.host.reference.run` (docs/model-format.md
+section 3). A layer accumulates in float32 only when no partial sum can reach ``2**24``
+(``max_o sum_j |w[o, j]| * amax < 2**24``, checked per layer at construction:
+:func:`route_layer`), so every partial sum is an integer float32 holds exactly; otherwise
+in int32. The bias, the requantization and the saturation are int64 in both cases.
+:meth:`Emulator.plan` says which layer runs how, and why (docs/emulator.md).
 
 All working buffers (the padded input of every layer, the accumulators, the logits)
 are allocated once, when the :class:`Emulator` is built; a frame only writes into them.

@@ -19,14 +19,19 @@ is one *contiguous* run of the input: each layer is, per filter, ``K`` contiguou
 multiply-accumulates, which LLVM vectorizes, with no per-filter branching and no strided
 access even for stride 2.
 
-Two schedules of the same arithmetic (:class:`sentei.host.emulator.Emulator` picks one
-per layer): :func:`conv_rows`, one output row per task, for wide or stride-2 layers, and
+Three schedules (:class:`sentei.host.emulator.Emulator` picks one per layer):
+:func:`conv_rows`, one output row per task, for wide or stride-2 layers,
 :func:`accumulate` + :func:`requantize`, chunks of the flattened map, for narrow stride-1
-layers whose rows are too short to vectorize well.
+layers whose rows are too short to vectorize well, and :func:`conv_rows_dense`, every
+filter over the union of the taps, four filters per pass, for dense layers.
 
-Exactness: int32 accumulation never overflows (the model file bounds it,
-docs/model-format.md section 3); requantization is done in int64 exactly as the
-specification writes it (``(acc * mult + R) >> shift``, arithmetic shift, then clamp).
+Exactness: the gathers run on int16/int32 buffers with int32 accumulators, or on float32
+buffers with float32 accumulators where the Emulator has proven that no partial sum can
+reach ``2**24`` (then every partial sum is an integer float32 holds exactly;
+docs/emulator.md). int32 accumulation never overflows (the model file bounds it,
+docs/model-format.md section 3). The bias is added, and the requantization done, in int64
+exactly as the specification writes it (``(acc + bias) * mult + R) >> shift``, arithmetic
+shift, then clamp), by :func:`_store`.
 """
 from __future__ import annotations
 
