@@ -35,6 +35,7 @@ done (the timeout test).
 """
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -465,6 +466,11 @@ class EmulatedMMIO:
         self.regs = np.zeros(R.ADDRESS_RANGE // 4, dtype=np.uint32)
         self.regs[R.AP_CTRL // 4] = R.AP_IDLE
         self._lock = threading.Lock()
+        # one long-lived worker thread runs every command, as one piece of hardware does: a thread
+        # per command would also give the engine's thread pool (numba/OpenMP) a new caller per frame
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle = threading.Event()
+        self._idle.set()
         self._worker: threading.Thread | None = None
         self.fault: Exception | None = None
         self.commands: list[tuple[int, int]] = EventLog(COMMANDS_LIMIT)  # (cmd, status) of finished commands
@@ -515,9 +521,21 @@ class EmulatedMMIO:
                 args[name] |= int(self.regs[(R.ARGUMENTS[name] + 4) // 4]) << 32
         if self.hang:
             return  # the hung accelerator: AP_START stays high, done never comes
-        self._worker = threading.Thread(target=self._execute, args=(args,), name="sentei-emulated-accelerator",
-                                        daemon=True)
-        self._worker.start()
+        self._idle.clear()
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._serve, name="sentei-emulated-accelerator", daemon=True)
+            self._worker.start()
+        self._jobs.put(args)
+
+    def _serve(self) -> None:
+        while True:
+            args = self._jobs.get()
+            if args is None:
+                return
+            try:
+                self._execute(args)
+            finally:
+                self._idle.set()
 
     def _execute(self, args: dict) -> None:
         t0 = time.perf_counter()
@@ -563,10 +581,16 @@ class EmulatedMMIO:
         return R.STATUS_BAD_COMMAND
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the worker thread of the last command (tests and close)."""
+        """Wait until the command in flight (if any) has finished (tests and close)."""
+        self._idle.wait(timeout)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish the command in flight, then end the worker thread."""
         worker = self._worker
-        if worker is not None:
+        if worker is not None and worker.is_alive():
+            self._jobs.put(None)
             worker.join(timeout)
+        self._worker = None
 
 
 # ---------------------------------------------------------------------------------------
@@ -631,7 +655,7 @@ class EmulatedOverlay:
 
     def close(self) -> None:
         """Stop the hardware model (the emulated bitstream is unloaded)."""
-        self.mmio.join(timeout=5.0)
+        self.mmio.stop(timeout=5.0)
         close = getattr(self.hardware, "close", None)
         if close is not None:
             close()
