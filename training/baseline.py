@@ -140,7 +140,7 @@ def export_onnx(module: nn.Module, path, input_size: tuple[int, int], opset: int
 
     if importlib.util.find_spec("onnx") is None:
         raise SenteiError("ONNX export needs the onnx package, which torch's exporter requires "
-                          "(pip install onnx)")
+                          "(pip install 'sentei[onnx]')")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     height, width = input_size
