@@ -96,7 +96,10 @@ def parse_source(text) -> Source:
     if not text.isprintable():
         raise SenteiError("the source file name contains control characters (a newline, NUL, ...); "
                           "pass a camera index, a URL or a plain file name")
-    path = Path(text).expanduser()
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # "~nobody/x": that user has no home directory
+        path = Path(text)
     try:
         is_file = path.is_file()
     except OSError:  # a name too long for the file system, a path through a file, ...

@@ -134,25 +134,17 @@ def export_onnx(module: nn.Module, path, input_size: tuple[int, int], opset: int
         ONNX opset (17 is read by TensorRT 8.5 and later).
     """
     import importlib.util
-    import os
-    import tempfile
-    from pathlib import Path
+    import io
+
+    from sentei.host.format import atomic_write_bytes
 
     if importlib.util.find_spec("onnx") is None:
         raise SenteiError("ONNX export needs the onnx package, which torch's exporter requires "
                           "(pip install 'sentei[onnx]')")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     height, width = input_size
     dummy = torch.zeros(1, 3, int(height), int(width))
     module = module.eval().cpu().float()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.onnx.export(module, (dummy,), tmp, dynamo=False, opset_version=opset,
-                          input_names=["pixels"], output_names=["logits"])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buf = io.BytesIO()
+    torch.onnx.export(module, (dummy,), buf, dynamo=False, opset_version=opset,
+                      input_names=["pixels"], output_names=["logits"])
+    atomic_write_bytes(path, buf.getvalue())

@@ -52,10 +52,14 @@ def register(sub) -> None:
     p.add_argument("--name", help="model name written into the model file")
     p.set_defaults(func=cmd_compress)
 
-    p = sub.add_parser("export", help="write the model file of a compressed (QAT) checkpoint")
-    p.add_argument("checkpoint", help="checkpoint of sentei compress (best.pt or last.pt)")
-    p.add_argument("-o", "--output", required=True, help="model file to write (.sentei)")
+    p = sub.add_parser("export", help="write the model file of a compressed (QAT) checkpoint, or a model "
+                                      "file's network as ONNX (--onnx)")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint of sentei compress (best.pt or last.pt)")
+    p.add_argument("-o", "--output", help="model file to write (.sentei)")
     p.add_argument("--name", help="model name (default: the run's name)")
+    p.add_argument("--onnx", metavar="FILE.onnx",
+                   help="instead: write the network of --model as float ONNX (for trtexec on a Jetson)")
+    p.add_argument("--model", help="with --onnx: model file or bundled name (default: the bundled model)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="QAT network vs integer reference engine, layer by layer")
@@ -206,6 +210,19 @@ def cmd_compress(args) -> int:
 
 def cmd_export(args) -> int:
     _need_torch()
+    if args.onnx:
+        if args.checkpoint or args.output:
+            raise SenteiError("--onnx exports a model file's network (--model); drop the checkpoint and -o")
+        from sentei.host.registry import load_model
+        from sentei.training import baseline
+
+        model = load_model(args.model)
+        baseline.export_onnx(baseline.build_module(model), args.onnx, (model.input.height, model.input.width))
+        print(f"wrote {args.onnx}: {model.name} as float ONNX, input 1x3x{model.input.height}x{model.input.width} "
+              f"pixels 0..255 -> logits at 1/{model.output_upsample}")
+        return 0
+    if not args.checkpoint or not args.output:
+        raise SenteiError("export needs a checkpoint and -o OUT.sentei (or --onnx FILE.onnx)")
     from sentei.training import export, train
     from sentei.training.quantize import QATNet
 

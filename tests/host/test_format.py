@@ -225,3 +225,11 @@ def test_file_that_is_not_a_model(tmp_path):
         F.load(path)
     with pytest.raises(ModelFormatError, match="directory"):
         F.load(tmp_path)
+
+
+def test_written_files_get_a_normal_mode(model, tmp_path):
+    path = F.save(model, tmp_path / "m.sentei")
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    path.chmod(0o640)
+    F.save(model, path)
+    assert path.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode

@@ -161,3 +161,11 @@ def test_any_source_string_is_accepted_safely_or_refused_in_one_line(text):
 def test_source_strings_that_used_to_escape_as_other_errors(text, fragment):
     with pytest.raises(SenteiError, match=fragment):
         camera.parse_source(text)
+
+
+def test_a_tilde_path_of_an_unknown_user_is_refused_in_one_line():
+    from sentei.errors import SenteiError
+    from sentei.host.camera import parse_source
+
+    with pytest.raises(SenteiError, match="video source not found"):
+        parse_source("~no-such-user-sentei/video.mp4")

@@ -101,3 +101,16 @@ def test_export_onnx_writes_a_checked_graph(model, tmp_path):
     onnx.checker.check_model(graph)
     assert [i.name for i in graph.graph.input] == ["pixels"]
     assert [o.name for o in graph.graph.output] == ["logits"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="needs the onnx package")
+def test_export_onnx_command(model, tmp_path, capsys):
+    from sentei import cli
+    from sentei.host import format
+
+    path = format.save(model, tmp_path / "m.sentei")
+    assert cli.main(["export", "--onnx", str(tmp_path / "m.onnx"), "--model", str(path)]) == 0
+    assert (tmp_path / "m.onnx").stat().st_size > 1000
+    assert cli.main(["export", "--onnx", str(tmp_path / "n.onnx"), "-o", str(tmp_path / "x.sentei")]) == 2
+    assert "drop the checkpoint and -o" in capsys.readouterr().err
+    assert not (tmp_path / "n.onnx").exists()
