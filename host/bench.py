@@ -23,6 +23,8 @@ Reports are JSON (``schema: sentei-bench``, ``schema_version``), written atomica
 """
 from __future__ import annotations
 
+import abc
+
 import importlib.util
 import os
 import platform
@@ -159,15 +161,16 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 # engines: infer(frame) -> (labels, accelerator seconds or None)
 
 
-class BenchEngine:
+class BenchEngine(abc.ABC):
     """What the timing loop needs from an engine."""
 
     backend = ""
     device = "cpu"  # cpu | cuda | fpga: which power source `auto` looks for
     precision = "int8"
 
+    @abc.abstractmethod
     def infer(self, frame: np.ndarray) -> tuple[np.ndarray, float | None]:
-        raise NotImplementedError
+        """Labels of one frame, and the accelerator-only seconds when the engine can tell them."""
 
     def reset_peak_memory(self) -> None:
         """Forget the device memory high-water mark (CUDA)."""

@@ -24,6 +24,8 @@ counters (RAPL) are differenced, so a sample is the mean power over its interval
 """
 from __future__ import annotations
 
+import abc
+
 import glob
 import os
 import re
@@ -215,7 +217,7 @@ def _read_number(path) -> float:
 # sources: open() -> read() -> close(); read() returns {rail: watts} or None (priming)
 
 
-class PowerSource:
+class PowerSource(abc.ABC):
     """Base of the power sources: ``read()`` returns ``{rail: watts}``; ``total()`` picks the device figure."""
 
     name = "none"
@@ -225,8 +227,9 @@ class PowerSource:
     def open(self) -> None:
         """Start whatever the source needs (a subprocess, a library handle)."""
 
+    @abc.abstractmethod
     def read(self) -> dict[str, float] | None:
-        raise NotImplementedError
+        """One reading: rail name -> watts, or None when nothing could be read this time."""
 
     def total(self, rails: dict[str, float]) -> tuple[float, str]:
         """Device power from one reading, and the rail (or sum) it came from."""

@@ -21,6 +21,8 @@ how a mask is chosen and what it guarantees:
 """
 from __future__ import annotations
 
+import abc
+
 
 import math
 
@@ -56,19 +58,19 @@ def _keep_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
     return mask
 
 
-class Scheme:
+class Scheme(abc.ABC):
     """How masks are chosen, and the invariant they keep. Subclasses set ``name``."""
 
     name = "scheme"
     global_ranking = False
 
+    @abc.abstractmethod
     def mask(self, weight: torch.Tensor, sparsity: float) -> torch.Tensor:
         """0/1 mask of ``weight`` ``[Cout, Cin, k, k]`` at ``sparsity``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def check(self, mask: torch.Tensor, sparsity: float, layer: str) -> None:
         """Raise :class:`SenteiError` naming ``layer`` if ``mask`` breaks the invariant."""
-        raise NotImplementedError
 
 
 def filter_k(fan_in: int, sparsity: float) -> int:
