@@ -14,6 +14,7 @@ import torch
 
 from sentei.host import reference
 from sentei.host.format import Model
+from sentei.training.models import upsample_logits
 
 
 @dataclass
@@ -30,7 +31,7 @@ def compare(qat, model: Model, frame: np.ndarray, exact: bool = True) -> tuple[l
     Returns the rows (input first, logits last) and the fraction of pixels whose label agrees.
     ``exact=False`` compares the training (float, straight-through) path instead.
     """
-    _, ref_acts = reference.run(model, frame, return_all=True)
+    ref_logits, ref_acts = reference.run(model, frame, return_all=True)
     x = torch.from_numpy(np.array(frame, dtype=np.uint8)).permute(2, 0, 1)[None]
     device = next(qat.parameters()).device
     with torch.no_grad():
@@ -46,10 +47,8 @@ def compare(qat, model: Model, frame: np.ndarray, exact: bool = True) -> tuple[l
             continue
         diff = np.abs(got - ref)
         rows.append(LayerAgreement(name, tuple(ref.shape), float(np.mean(diff == 0)), int(diff.max())))
-    ref_labels = reference.predict(model, frame)
-    up = torch.nn.functional.interpolate(logits.float().cpu(), size=frame.shape[:2], mode="bilinear",
-                                         align_corners=False)
-    labels = up.argmax(dim=1)[0].numpy()
+    ref_labels = reference.labels_from_logits(model, ref_logits)
+    labels = upsample_logits(logits.float().cpu(), *frame.shape[:2]).argmax(dim=1)[0].numpy()
     return rows, float(np.mean(labels == ref_labels))
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from sentei.host.camvid import VOID
 from sentei.training.models import upsample_logits
 
-VOID = 11
 
 
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None,

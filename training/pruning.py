@@ -114,7 +114,7 @@ class GroupWise(Scheme):
         return flat.reshape(-1, self.group_size)
 
     def kept(self, sparsity: float) -> int:
-        return max(1, min(self.group_size, int(math.floor((1.0 - sparsity) * self.group_size + 1e-9))))
+        return filter_k(self.group_size, sparsity)
 
     def mask(self, weight, sparsity):
         groups = self._groups(weight.detach().abs())
@@ -312,14 +312,6 @@ class Sparsifier:
         for _, conv in self.layers:
             parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
         self.layers = []
-
-    def layer_sparsity(self) -> dict[str, float]:
-        """Fraction of zero weights of every conv (masked value), by layer name."""
-        out = {}
-        for name, conv in self.layers:
-            w = conv.weight
-            out[name] = 1.0 - float((w != 0).sum()) / w.numel()
-        return out
 
 
 def nonzeros_per_filter(weight: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from sentei.host import format as fmt
+from sentei.training.train import target_sparsity
 
 
 def evaluate(model_path, data, split, backend="emu") -> dict:
@@ -44,8 +45,7 @@ def row(run_dir: Path, data, split) -> dict:
         scheme = f"{comp.get('n', 2)}:{comp.get('m', 4)}"
     elif scheme == "groupwise":
         scheme = f"groupwise G={comp.get('group_size')}"
-    target = 0.0 if not pruned else (1 - comp.get("n", 2) / comp.get("m", 4) if comp.get("scheme") == "nm"
-                                     else float(comp.get("sparsity", 0.9)))
+    target = 0.0 if not pruned else target_sparsity(comp)
     result = evaluate(run_dir / "model.sentei", data, split)
     return {"run": run_dir.name, "scheme": scheme, "target": target,
             "distill": bool((comp.get("distill") or {}).get("enabled", True)),

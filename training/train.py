@@ -30,7 +30,7 @@ from sentei.host.format import atomic_write_bytes
 from sentei.training import data as D
 from sentei.training.distill import Distillation
 from sentei.training.models import FCN, check_accelerator, upsample_logits
-from sentei.training.pruning import Sparsifier, make_schedule, make_scheme, nonzeros_per_filter
+from sentei.training.pruning import Sparsifier, make_schedule, make_scheme
 from sentei.training.quantize import QATNet
 
 CHECKPOINT_FORMAT = "sentei-checkpoint"
@@ -132,13 +132,17 @@ def build_from_checkpoint(ckpt: dict) -> nn.Module:
     return net
 
 
+def target_sparsity(comp: dict) -> float:
+    """The sparsity a compression config aims at: 1 - N/M for N:M, else its ``sparsity``."""
+    if comp.get("scheme") == "nm":
+        return 1.0 - int(comp.get("n", 2)) / int(comp.get("m", 4))
+    return float(comp.get("sparsity", 0.9))
+
+
 def make_sparsifier(comp: dict) -> Sparsifier:
     scheme = make_scheme(comp.get("scheme", "filterwise"), group_size=int(comp.get("group_size", 8)),
                          n=int(comp.get("n", 2)), m=int(comp.get("m", 4)))
-    sparsity = 0.5 if comp.get("scheme") == "nm" else float(comp.get("sparsity", 0.9))
-    if comp.get("scheme") == "nm":
-        sparsity = 1.0 - int(comp.get("n", 2)) / int(comp.get("m", 4))
-    return Sparsifier(scheme, sparsity, comp.get("overrides") or {})
+    return Sparsifier(scheme, target_sparsity(comp), comp.get("overrides") or {})
 
 
 # ---------------------------------------------------------------------------------------
@@ -525,11 +529,12 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         if frac != sparsifier.current and (steps[0] % mask_every == 0 or frac == 1.0):
             sparsifier.step(frac)
 
+    model = _ddp(net, env)  # wrapped once per phase, not per epoch (DDP broadcasts and builds its reducer)
     for epoch in _progress(range(start, epochs), "compress", total=epochs, enabled=env.main):
         if epoch >= p_epochs and not isinstance(net, QATNet):
             net, opt = into_qat()
-        if epoch < p_epochs:
             model = _ddp(net, env)
+        if epoch < p_epochs:
 
             stats = loop.epoch(model, opt, epoch, p_epochs, float(comp.get("lr", 1e-3)), cpu_gen, dev_gen,
                                distill, teacher, on_step=on_step)
@@ -540,7 +545,6 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
             loop.after_epoch(net, opt, epoch, epochs, stats, cpu_gen, dev_gen, extra,
                              eval_now=(epoch + 1) % loop.eval_every == 0 or epoch + 1 == p_epochs, selectable=False)
         else:
-            model = _ddp(net, env)
             qe = epoch - p_epochs
             stats = loop.epoch(model, opt, qe, q_epochs, float(comp.get("qat_lr", 2e-4)), cpu_gen, dev_gen,
                                distill, teacher, warmup=0.0)
@@ -602,4 +606,4 @@ def summarize(model, extra: dict | None = None) -> dict:
 
 
 __all__ = ["load_config", "inside", "save_checkpoint", "load_checkpoint", "build_from_checkpoint", "evaluate",
-           "setup_env", "load_data", "train_teacher", "compress", "summarize", "nonzeros_per_filter"]
+           "setup_env", "load_data", "train_teacher", "compress", "summarize", "target_sparsity"]
