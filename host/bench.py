@@ -403,6 +403,7 @@ def time_run(engine: BenchEngine, frames: list[np.ndarray], n: int, warmup: int,
         wall = time.perf_counter() - start
         cpu_after = os.times()
         trace = sampler.stop() if sampler is not None else None
+        power_device = source.device_info() if source is not None else {}  # before close() shuts NVML down
     finally:
         if source is not None:
             source.close()
@@ -417,8 +418,8 @@ def time_run(engine: BenchEngine, frames: list[np.ndarray], n: int, warmup: int,
                                                  - (cpu_before.user + cpu_before.system)) / wall if wall else None},
            "power": pw.summarize(trace, idle, len(e2e), wall, why_none),
            "engine": engine.info()}
-    if source is not None and hasattr(source, "device_info"):
-        run["engine"]["power_device"] = source.device_info()
+    if power_device:
+        run["engine"]["power_device"] = power_device
     return run
 
 

@@ -44,7 +44,8 @@ from typing import Callable
 import numpy as np
 
 from sentei.errors import SenteiError
-from sentei.host.format import BLOB_INPUT_WORDS, BLOB_MAGIC, ConvLayer, InputQuant, Model, blob_offsets
+from sentei.host.format import (BLOB_INPUT_WORDS, BLOB_MAGIC, ConvLayer, InputQuant, Model, blob_offsets,
+                                blob_words)
 from sentei.overlay import registers as R
 
 DDR_BASE = 0x1000_0000  # first device address the emulated allocator hands out
@@ -298,12 +299,6 @@ def model_from_blob(network: Model, blob: np.ndarray) -> Model:
     return Model(name=network.name, input=inp, layers=layers, output_upsample=network.output_upsample,
                  output_scale=network.output_scale, num_classes=network.num_classes,
                  class_names=network.class_names, class_colors=network.class_colors)
-
-
-def blob_words(network: Model) -> int:
-    """Length in words of the weight blob the bitstream of ``network`` reads."""
-    last = network.layers[-1]
-    return blob_offsets(network)[-1] + 3 * last.out_channels + last.out_channels * last.k_nonzero
 
 
 def check_blob_header(network: Model, read_words: Callable[[int, int], np.ndarray]) -> int:

@@ -616,12 +616,16 @@ def blob_offsets(model: Model) -> list[int]:
     return offsets
 
 
+def blob_words(model: Model) -> int:
+    """Length in 32-bit words of :func:`weight_blob` (fixed by the shapes and K per layer)."""
+    last = model.layers[-1]
+    return blob_offsets(model)[-1] + 3 * last.out_channels + last.out_channels * last.k_nonzero
+
+
 def weight_blob(model: Model) -> np.ndarray:
     """The weights as the accelerator loads them: one uint32 array (spec section 4)."""
     offsets = blob_offsets(model)
-    last = model.layers[-1]
-    total = offsets[-1] + 3 * last.out_channels + last.out_channels * last.k_nonzero
-    blob = np.zeros(total, dtype=np.uint32)
+    blob = np.zeros(blob_words(model), dtype=np.uint32)
     blob[0] = BLOB_MAGIC
     blob[1] = len(model.layers)
     q = model.input
@@ -673,7 +677,7 @@ def describe(model: Model) -> dict[str, Any]:
     totals["weights_dense"] = params_dense
     totals["weights_nonzero"] = nonzero
     totals["sparsity"] = 1.0 - nonzero / params_dense
-    totals["blob_bytes"] = int(weight_blob(model).nbytes)
+    totals["blob_bytes"] = 4 * blob_words(model)
     return {"name": model.name, "input": [model.input.channels, model.input.height, model.input.width],
             "num_classes": model.num_classes, "upsample": model.output_upsample,
             "layers": rows, "totals": totals, "metadata": model.metadata}

@@ -231,6 +231,10 @@ class PowerSource(abc.ABC):
     def read(self) -> dict[str, float] | None:
         """One reading: rail name -> watts, or None when nothing could be read this time."""
 
+    def device_info(self) -> dict:
+        """What the source knows about the measured device (name, clocks); empty by default."""
+        return {}
+
     def total(self, rails: dict[str, float]) -> tuple[float, str]:
         """Device power from one reading, and the rail (or sum) it came from."""
         return sum(rails.values()), "sum(" + "+".join(sorted(rails)) + ")"

@@ -173,7 +173,7 @@ class NetworkFacts:
 
 def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float | None = None) -> NetworkFacts:
     """Collect the compile-time facts of ``model`` with the chosen lanes per layer."""
-    from sentei.host.format import act_range, blob_offsets, weight_blob
+    from sentei.host.format import act_range, blob_offsets, blob_words
     from sentei.overlay import perf
 
     lanes = choose_lanes(model, lanes, board, clock_mhz)
@@ -199,7 +199,7 @@ def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float 
         in_type = out_type
     return NetworkFacts(model_name=model.name, height=model.input.height, width=model.input.width,
                         input_bits=model.input.bits, num_classes=model.num_classes, layers=tuple(layers),
-                        blob_words=int(weight_blob(model).size))
+                        blob_words=blob_words(model))
 
 
 # ---------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from sentei.errors import SenteiError
+from sentei.host.format import blob_words
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 
@@ -736,7 +737,7 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
     pipe["macs_dense_per_frame"] = sum(r["macs_dense"] for r in rows)
     pipe["macs_executed_per_frame"] = sum(r["macs_executed"] for r in rows)
     pipe["effective_gops"] = 2 * pipe["macs_dense_per_frame"] * pipe["frames_per_s"] / 1e9
-    pipe["load_weights_cycles"] = _blob_words(model)
+    pipe["load_weights_cycles"] = blob_words(model)
 
     dense = _pipeline(variants["dense"], clock_mhz)
     dense["speedup_of_zero_skipping"] = dense["interval_cycles"] / pipe["interval_cycles"]
@@ -774,13 +775,6 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
         "resources": resources,
         "assumptions": list(ASSUMPTIONS),
     }
-
-
-def _blob_words(model) -> int:
-    from sentei.host.format import blob_offsets
-
-    last = model.layers[-1]
-    return blob_offsets(model)[-1] + 3 * last.out_channels + last.out_channels * last.k_nonzero
 
 
 # ---------------------------------------------------------------------------------------

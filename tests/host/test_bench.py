@@ -225,3 +225,27 @@ def test_parse_trtexec_recorded_summary():
     assert t["throughput_qps"] == 2.54521e6 and t["gpu_compute"]["p90_ms"] is None
     with pytest.raises(SenteiError, match="no trtexec performance summary"):
         bench.parse_trtexec("&&&& FAILED TensorRT.trtexec")
+
+
+def test_power_device_info_is_read_before_the_source_closes(monkeypatch):
+    """NVML's device facts vanish with nvmlShutdown(): time_run must read them while the source is open."""
+    from sentei.host import power as pw
+
+    class ClosingSource(pw.PowerSource):
+        name = "fake"
+        interval_s = 0.01
+        closed = False
+
+        def read(self):
+            return {"board": 5.0}
+
+        def device_info(self):
+            return {} if self.closed else {"gpu": "Fake GPU"}
+
+        def close(self):
+            self.closed = True
+
+    source = ClosingSource()
+    monkeypatch.setattr(pw, "open_source", lambda choice, device: (source, ""))
+    run = bench.time_run(CountingEngine(), [np.zeros((2, 2, 3), np.uint8)], n=3, warmup=0, power="fake")
+    assert source.closed and run["engine"]["power_device"] == {"gpu": "Fake GPU"}
