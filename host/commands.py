@@ -2,6 +2,7 @@
 except ``eval --backend torch``)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -10,8 +11,9 @@ import numpy as np
 
 from sentei.errors import SenteiError
 
+from sentei.host.segmenter import BACKENDS as ENGINE_BACKENDS
+
 # every backend a command may name; which ones a machine can run is decided by the Segmenter
-ENGINE_BACKENDS = ("auto", "emu", "reference", "csim", "fpga")
 EVAL_BACKENDS = ENGINE_BACKENDS + ("torch",)
 
 
@@ -94,8 +96,7 @@ def cmd_segment(args) -> int:
     from sentei.host import preprocess, registry, visualize
     from sentei.host.segmenter import Segmenter
 
-    if not 0.0 <= args.alpha <= 1.0:
-        raise SenteiError(f"--alpha {args.alpha} is outside [0, 1]")
+    check_alpha(args.alpha)
     model = registry.load_model(args.model)
     frames = preprocess.load_images(args.images)  # all inputs checked before any output
     out = Path(args.out)
@@ -163,18 +164,22 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def check_alpha(alpha: float) -> None:
+    """``--alpha``: the labels' opacity in an overlay, within [0, 1]."""
+    if not 0.0 <= alpha <= 1.0:
+        raise SenteiError(f"--alpha {alpha} is outside [0, 1]")
+
+
 def _open_predictor(model_arg, backend: str):
     """A callable frame -> labels at the frame's size, plus the model's name and classes."""
     from sentei.host import preprocess, registry
 
     if backend == "torch":
-        try:
-            from sentei.training.engine import TorchEngine
-        except ImportError as exc:
-            if "torch" in str(exc):
-                raise SenteiError("--backend torch needs PyTorch: pip install 'sentei[train]'") from None
-            raise
-        path, _ = registry.resolve(model_arg)
+        if importlib.util.find_spec("torch") is None:
+            raise SenteiError("--backend torch needs PyTorch: pip install 'sentei[train]'")
+        from sentei.training.engine import TorchEngine
+
+        path, _ = registry.resolve(model_arg, kind="torch-checkpoint")
         engine = TorchEngine(path)
         height, width = engine.input_size
 
@@ -182,7 +187,7 @@ def _open_predictor(model_arg, backend: str):
             labels = engine.predict(preprocess.prepare_frame(frame, height, width))
             return preprocess.resize_labels(labels, *frame.shape[:2])
 
-        return predict, getattr(engine, "name", Path(path).stem), tuple(engine.class_names), "torch"
+        return predict, engine.name, tuple(engine.class_names), "torch"
     from sentei.host.segmenter import Segmenter
 
     model = registry.load_model(model_arg)

@@ -44,8 +44,8 @@ from typing import Callable
 import numpy as np
 
 from sentei.errors import SenteiError
-from sentei.host.format import (BLOB_INPUT_WORDS, BLOB_MAGIC, ConvLayer, InputQuant, Model, blob_offsets,
-                                blob_words)
+from sentei.host.format import (BLOB_INPUT_WORDS, BLOB_MAGIC, ConvLayer, InputQuant, Model, act_range,
+                                blob_offsets, blob_words)
 from sentei.overlay import registers as R
 
 DDR_BASE = 0x1000_0000  # first device address the emulated allocator hands out
@@ -329,7 +329,7 @@ def blob_entries_fit(network: Model, blob: np.ndarray) -> bool:
         c, k = layer.out_channels, layer.k_nonzero
         entries = words[off + 3 * c:off + 3 * c + c * k]
         values = (entries & 0xFF).astype(np.uint8).view(np.int8).astype(np.int64)
-        lo, hi = -(2 ** (layer.weight_bits - 1)), 2 ** (layer.weight_bits - 1) - 1
+        lo, hi = act_range("linear", layer.weight_bits)
         if np.any((entries >> 8) >= layer.fan_in) or np.any((values < lo) | (values > hi)):
             return False
     return True
@@ -360,16 +360,10 @@ class EngineHardware:
         self.close()  # like the hardware, a load that fails leaves no weights behind
         if not blob_entries_fit(self.network, blob):
             return R.STATUS_BAD_LAYOUT
-        loaded = model_from_blob(self.network, blob)
-        if self.engine == "emu":
-            from sentei.host.emulator import Emulator
+        from sentei.host.emulator import make_engine
 
-            emu = Emulator(loaded)
-            self._run, self._close = emu.run, emu.close
-        else:
-            from sentei.host import reference
-
-            self._run = lambda frame: reference.run(loaded, frame)
+        engine = make_engine(model_from_blob(self.network, blob), prefer=self.engine)
+        self._run, self._close = engine, engine.close
         return R.STATUS_OK
 
     def run_frame(self, frame: np.ndarray) -> tuple[int, np.ndarray | None]:

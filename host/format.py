@@ -173,8 +173,7 @@ class Model:
     def input_range(self, index: int) -> tuple[int, int]:
         """Inclusive integer range of the input activation of layer ``index``."""
         if index == 0:
-            b = self.input.bits
-            return -(2 ** (b - 1)), 2 ** (b - 1) - 1
+            return act_range("linear", self.input.bits)  # the frame's quantized input is signed
         prev = self.layers[index - 1]
         return act_range(prev.act, prev.out_bits)
 
@@ -545,7 +544,7 @@ def validate(model: Model) -> None:
                                    f"{list(vals.shape)} (K must be equal for every filter)")
         if k > fan_in:
             raise ModelFormatError(f"{where}.k_nonzero: K = {k} exceeds Cin*k*k = {fan_in}")
-        lo, hi = -(2 ** (layer.weight_bits - 1)), 2 ** (layer.weight_bits - 1) - 1
+        lo, hi = act_range("linear", layer.weight_bits)  # signed W-bit
         v64 = vals.astype(np.int64)
         if v64.min() < lo or v64.max() > hi:
             raise ModelFormatError(f"{where}.values: weights in [{int(v64.min())}, {int(v64.max())}] "

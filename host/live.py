@@ -4,7 +4,10 @@ Nothing heavy is imported here: OpenCV, pynq and numba are imported by the handl
 """
 from __future__ import annotations
 
-BACKEND_CHOICES = ("auto", "emu", "reference", "csim", "fpga")
+from sentei.host.commands import check_alpha
+from sentei.host.segmenter import BACKENDS as BACKEND_CHOICES
+from sentei.host.segmenter import FITS
+
 BACKEND_HELP = ("auto: the FPGA when there is one, else emulation (default); emu: emulated overlay on the "
                 "fast emulator; reference: on the numpy reference engine; csim: on the C-simulation of "
                 "the HLS sources; fpga: the board")
@@ -41,23 +44,16 @@ def register(sub) -> None:
     p.add_argument("--fps", type=float, default=None,
                    help="frame rate of the written video (default: the source's for a file, "
                         "the measured rate for a live source)")
-    p.add_argument("--fit", default="stretch", choices=("stretch", "letterbox"),
+    p.add_argument("--fit", default="stretch", choices=FITS,
                    help="bring frames of another aspect ratio to the model's input by stretching or with borders")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the labels in the overlay")
     p.set_defaults(func=cmd_camera)
 
 
-def _check_alpha(alpha: float) -> None:
-    from sentei.errors import SenteiError
-
-    if not 0.0 <= alpha <= 1.0:
-        raise SenteiError(f"--alpha {alpha} is outside [0, 1]")
-
-
 def cmd_demo(args) -> int:
     from sentei.host.demo import run_demo
 
-    _check_alpha(args.alpha)
+    check_alpha(args.alpha)
     run_demo(args.out, backend=args.backend, model=args.model, images=args.image, alpha=args.alpha)
     return 0
 
@@ -71,7 +67,7 @@ def cmd_camera(args) -> int:
     from sentei.host import camera, registry
     from sentei.host.segmenter import Segmenter
 
-    _check_alpha(args.alpha)
+    check_alpha(args.alpha)
     if args.frames is not None and args.frames < 1:
         raise SenteiError(f"--frames {args.frames} must be at least 1")
     source = camera.parse_source(args.source)

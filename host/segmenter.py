@@ -123,14 +123,6 @@ class _Box:
     inner_w: int
 
 
-def _load_model(model):
-    if hasattr(model, "layers"):
-        return model
-    from sentei.host import registry
-
-    return registry.load_model(model)
-
-
 class Segmenter:
     """Semantic segmentation of frames with one model on one accelerator.
 
@@ -178,7 +170,9 @@ class Segmenter:
             raise SenteiError(f"fit={fit!r}: use 'stretch' or 'letterbox'")
         if backend not in BACKENDS:
             raise SenteiError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-        self.model = _load_model(model)
+        from sentei.host import registry
+
+        self.model = registry.load_model(model)
         self.fit = fit
         self.timings = drv.FrameTiming()
         self.history: deque = deque(maxlen=HISTORY_FRAMES)

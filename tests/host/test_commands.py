@@ -98,3 +98,10 @@ def test_segment_bad_image_writes_nothing(model_file, tmp_path, capsys):
     assert cli.main(["segment", str(good), str(bad), "--model", str(model_file), "--out", str(out)]) == 2
     assert "b.png: not a readable image" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_eval_torch_on_a_model_file_says_so(model_file, dataset, capsys):
+    pytest.importorskip("torch")
+    root, _, _ = dataset
+    assert cli.main(["eval", "--model", str(model_file), "--data", str(root), "--backend", "torch"]) == 2
+    assert "is a model file, not a PyTorch checkpoint" in capsys.readouterr().err
