@@ -35,8 +35,6 @@ FALLBACK_MAX_LANES = 8
 # structure the code generator takes from sentei.overlay.perf.layer_geometry
 GEOMETRY_FIELDS = ("chunk_channels", "chunks", "pixel_iterations", "window_iterations", "line_slots",
                    "line_depth", "requant_units", "requant_span", "bank_bits", "slot_bits")
-# BIND_STORAGE implementation of the line-buffer rows, by perf.line_storage's answer
-LINE_IMPL = {"bram": "bram", "uram": "uram", "lutram": "lutram"}
 
 
 def default_lanes(model) -> list[int]:
@@ -64,12 +62,9 @@ def choose_lanes(model, lanes=None, board: str | None = None, clock_mhz: float |
     if lanes is not None:
         return check_lanes(model, lanes)
     if board is not None:
-        try:
-            from sentei.overlay import perf
-        except ImportError:
-            perf = None
-        if perf is not None and hasattr(perf, "allocate_lanes"):
-            return check_lanes(model, perf.allocate_lanes(model, board, clock_mhz))
+        from sentei.overlay import perf
+
+        return check_lanes(model, perf.allocate_lanes(model, board, clock_mhz))
     return default_lanes(model)
 
 
@@ -109,9 +104,6 @@ class LayerFacts:
     blob_offset: int
     geometry: tuple = ()  # (name, value) pairs of sentei.overlay.perf.layer_geometry
     line_storage: str = "bram"  # where the line-buffer rows go: bram, uram or lutram
-
-    def geo(self, key: str) -> int:
-        return dict(self.geometry)[key]
 
     @property
     def folds(self) -> int:
@@ -368,7 +360,7 @@ inline void layer${index}_window(hls::stream<in_pixel_t<layer${index}_config> >&
                           hls::stream<chunk_t<layer${index}_config> >& out) {
     line_word_t<layer${index}_config> lines[${line_slots}][${line_depth}];
 #pragma HLS ARRAY_PARTITION variable = lines dim = 1 complete  // one memory per row slot: k rows read per clock
-#pragma HLS BIND_STORAGE variable = lines type = ram_s2p impl = ${line_impl}  // chosen by the performance model
+#pragma HLS BIND_STORAGE variable = lines type = ram_s2p impl = ${line_storage}  // chosen by the performance model
     line_buffer<layer${index}_config>(in, out, lines);
 }
 
@@ -399,7 +391,7 @@ def _layer_fields(f: LayerFacts) -> dict:
             "in_height": f.in_height, "in_width": f.in_width, "out_height": f.out_height,
             "out_width": f.out_width, "k_nonzero": f.k_nonzero, "fan_in": f.cin * kk, "lanes": f.lanes,
             "folds": f.folds, "weight_bits": f.weight_bits, "blob_offset": f.blob_offset, "act": f.act,
-            "act_enum": ACT_ENUM[f.act], "line_storage": f.line_storage, "line_impl": LINE_IMPL[f.line_storage],
+            "act_enum": ACT_ENUM[f.act], "line_storage": f.line_storage,
             **dict(f.geometry),
             "out_bits": f.out_bits, "out_min": f.out_min, "out_max": f.out_max, "in_type": f.in_type,
             "out_type": f.out_type, "iterations": f.iterations}

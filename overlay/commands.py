@@ -81,7 +81,7 @@ def cmd_codegen(args) -> int:
 
 def cmd_csim(args) -> int:
     from sentei.host.registry import load_model
-    from sentei.overlay.csim import run_csim
+    from sentei.overlay.csim import frames_for, run_csim
 
     _check_clock(args)
     model = load_model(args.model)
@@ -91,11 +91,7 @@ def cmd_csim(args) -> int:
 
         frames = [prepare_frame(load_image(p), model.input.height, model.input.width) for p in args.image]
     if args.frames is not None:
-        if args.frames < 1:
-            raise SenteiError(f"--frames must be at least 1, got {args.frames}")
-        from sentei.host.synthetic import random_frame
-
-        frames += [random_frame(1000 + n, model.input.height, model.input.width) for n in range(args.frames)]
+        frames += frames_for(model, args.frames)
     if not frames:
         frames = 1
     report = run_csim(model, frames, _parse_lanes(args.lanes), args.workdir, board=args.board,

@@ -447,7 +447,8 @@ def write_vectors(model, frames: Sequence[np.ndarray], directory: str | os.PathL
     return out
 
 
-def _frames(model, frames) -> list[np.ndarray]:
+def frames_for(model, frames) -> list[np.ndarray]:
+    """``frames`` as uint8 frames of the model: a count N means N seeded random frames."""
     from sentei.host.synthetic import random_frame
 
     if isinstance(frames, (int, np.integer)):
@@ -503,7 +504,7 @@ def run_csim(model, frames=1, lanes=None, workdir: str | os.PathLike | None = No
     -------
     CsimReport
     """
-    frames = _frames(model, frames)
+    frames = frames_for(model, frames)
     b = build(model, lanes, cache_dir, board, clock_mhz)
     facts = b.facts
     names = ["input"] + [f.name for f in facts.layers]

@@ -109,7 +109,8 @@ ASSUMPTIONS = (
     "(banks x 64-word blocks):1 read multiplexer (N/4 LUT6 per bit)",
     "BRAM18/URAM: per lane one weight memory of (Cout/P)*K entries (weight, bank, slot bits), per "
     "requantizer one memory of NF*S x 69 bits; per layer with k>1, (k-1)*d+1 row memories of "
-    "W*Cin/Wc words of Wc*input_bits (URAM where the board has it and each URAM replaces >= 4 BRAM18); "
+    "W*Cin/Wc words of Wc*input_bits (URAM where the board has it: the layers whose rows save the most "
+    "BRAM18 per URAM, at least one, within the URAM ceiling); "
     "a chunk FIFO of L words; best BRAM18 aspect ratio; <= 64 words go to LUTRAM",
     "LUT: per lane 60 + window copy; per requantizer 300 + S:1 multiplexer of 32 bits; per layer 400 "
     "+ the row multiplexers (k x Wc*bits x ((k-1)*d+1):1); shell 6000 -- +-50%",
@@ -274,7 +275,9 @@ def mux_luts(inputs: int, width: int) -> int:
 
 
 def line_storage(depth: int, width: int, has_uram: bool) -> str:
-    """Where one line-buffer row memory goes: ``lutram``, ``bram`` or ``uram``."""
+    """Where one row memory goes when a layer is priced alone (no network-wide URAM budget):
+    ``lutram``, ``bram`` or ``uram`` (only where a URAM saves at least 4 BRAM18). Reports and
+    codegen use :func:`line_placement`, which shares the board's URAMs across layers."""
     if depth <= LUTRAM_MAX_DEPTH:
         return "lutram"
     if has_uram and uram_count(depth, width) * URAM_MIN_BRAM18 <= bram18_count(depth, width):
@@ -346,12 +349,6 @@ def layer_geometry(model, index: int, lanes: int) -> dict:
         "banks": banks, "bank_bits": field_bits(banks), "slot_bits": field_bits(chunks),
         "engine_cycles": ho * wo * max(t, chunks) + chunks + span + PIPELINE_FILL,
     }
-
-
-def entry_bits(model, index: int, lanes: int) -> int:
-    """Bits of one on-chip weight entry: value, window bank, window slot."""
-    g = layer_geometry(model, index, lanes)
-    return model.layers[index].weight_bits + g["bank_bits"] + g["slot_bits"]
 
 
 def line_placement(model, lanes, board=None, uram_limit: int | None = None) -> list[str]:
@@ -517,20 +514,9 @@ def window_cycles(model, index: int, lanes: int) -> int:
     return layer_geometry(model, index, lanes)["window_iterations"]
 
 
-def conv_stage_cycles(model, index: int, lanes: int, k: int | None = None) -> int:
-    """Clocks per frame of layer ``index``: the larger of its engine and its line buffer.
-
-    With ``k`` the engine is priced with ``k`` weights per filter instead of the model's K
-    (the line buffer as built for the model).
-    """
-    if k is None:
-        return max(engine_cycles(model, index, lanes), window_cycles(model, index, lanes))
-    layer = model.layers[index]
-    ho, wo = _out_hw(model)[index]
-    g = layer_geometry(model, index, lanes)
-    t = (layer.out_channels // lanes) * k
-    return max(ho * wo * max(t, g["chunks"]) + g["chunks"] + g["requant_span"] + PIPELINE_FILL,
-               g["window_iterations"])
+def conv_stage_cycles(model, index: int, lanes: int) -> int:
+    """Clocks per frame of layer ``index``: the larger of its engine and its line buffer."""
+    return max(engine_cycles(model, index, lanes), window_cycles(model, index, lanes))
 
 
 # ---------------------------------------------------------------------------------------
@@ -828,8 +814,8 @@ def register(sub) -> None:
     """Add ``sentei perf`` to the console script's subcommands."""
     p = sub.add_parser("perf", help="modeled cycles, frames/s, DSP/BRAM/LUT of a model on a board")
     p.add_argument("--model", default=None, help="model file or bundled name (default: the bundled model)")
-    p.add_argument("--board", default="zcu104", help=f"target board (default zcu104; one of the JSON files "
-                                                     f"in overlay/boards)")
+    p.add_argument("--board", default="zcu104", help="target board (default zcu104; one of the JSON files "
+                                                     "in overlay/boards)")
     p.add_argument("--clock-mhz", type=float, default=None, help="PL clock (default: the board's default)")
     p.add_argument("--lanes", default=None, metavar="P1,P2,...",
                    help="lanes per layer (default: the allocator's choice)")
