@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from sentei.cache import cache_dir
 from sentei.errors import SenteiError
 from sentei.host.format import ConvLayer, Model, act_range
 
@@ -70,6 +72,10 @@ def available() -> tuple[bool, str]:
 
 
 def _kernels():
+    # numba's cache=True writes beside the source by default, i.e. into site-packages; point it
+    # at sentei's cache unless the user chose a place (read when numba is first imported)
+    if "numba" not in sys.modules:
+        os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir("numba")))
     # import_module, not ``from sentei.host import ...``: it honours sys.modules, so a
     # missing numba is seen even after the kernels were imported once (the fallback test)
     emulator_kernels = importlib.import_module("sentei.host.emulator_kernels")

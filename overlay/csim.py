@@ -33,6 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
+from sentei.cache import cache_dir
 from sentei.errors import SenteiError
 from sentei.overlay import registers
 
@@ -77,8 +78,7 @@ def find_compiler() -> str:
 
 def cache_root() -> Path:
     """``$SENTEI_CACHE/csim``, or ``~/.cache/sentei/csim``."""
-    base = os.environ.get("SENTEI_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "sentei") / "csim"
+    return cache_dir("csim")
 
 
 def _sources() -> list[Path]:

@@ -1,4 +1,5 @@
 """The fast emulator against the reference engine: the same integers, bit for bit."""
+import os
 import dataclasses
 import sys
 from pathlib import Path
@@ -329,3 +330,18 @@ def test_shipped_model_on_sample_frames():
     assert all(r.exact_in_float and r.arith == "float32" for r in emu.plan())
     frames = [prepare_frame(load_image(p), q.height, q.width) for p in SAMPLES[:2]]
     _assert_same(model, frames, emu)
+
+
+@needs_numba
+def test_numba_cache_lands_in_sentei_cache_not_in_the_package(tmp_path):
+    """Kernels cached inside site-packages outlive `pip uninstall` and shadow a later editable install."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["SENTEI_CACHE"] = str(tmp_path)
+    code = ("from sentei.host import emulator, synthetic; m = synthetic.random_model(0, 12, 16);"
+            "emulator.Emulator(m).run(synthetic.random_frame(0, 12, 16))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert list((tmp_path / "numba").rglob("*.nbi")), "numba wrote no cache index under $SENTEI_CACHE/numba"
