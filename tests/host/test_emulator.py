@@ -1,6 +1,6 @@
 """The fast emulator against the reference engine: the same integers, bit for bit."""
-import os
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
