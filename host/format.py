@@ -31,6 +31,12 @@ BLOB_MAGIC = 0x544E4553  # b"SENT" read as a little-endian uint32
 ACTS = ("relu", "linear", "logits")
 SCHEMES = ("filterwise", "groupwise", "unstructured", "nm", "dense")
 INT32_MAX = 2**31 - 1
+# what the accelerator runs (spec section 2.2); the training-side checker uses the same limits
+KERNELS = (1, 3)
+STRIDES = (1, 2)
+MAX_DILATION = 16
+MAX_PADDING = 16
+MAX_CHANNELS = 4096
 
 # dtype of each per-layer array, in the file and in memory
 LAYER_ARRAYS = {
@@ -119,9 +125,7 @@ class ConvLayer:
         return self.in_channels * self.kernel * self.kernel
 
     def out_size(self, height: int, width: int) -> tuple[int, int]:
-        span = self.dilation * (self.kernel - 1) + 1
-        return ((height + 2 * self.padding - span) // self.stride + 1,
-                (width + 2 * self.padding - span) // self.stride + 1)
+        return conv_out_size(height, width, self.kernel, self.stride, self.dilation, self.padding)
 
     def dense_weights(self) -> np.ndarray:
         """The weights unpacked to a dense int32 array ``[Cout, Cin, k, k]``."""
@@ -185,6 +189,13 @@ class Model:
                 "output": {"upsample": self.output_upsample, "scale": float(self.output_scale)},
                 "layers": [layer.header() for layer in self.layers],
                 "metadata": self.metadata}
+
+
+def conv_out_size(height: int, width: int, kernel: int, stride: int, dilation: int,
+                  padding: int) -> tuple[int, int]:
+    """Output size of a conv layer (spec section 3): ``floor((H + 2p - d(k-1) - 1) / s) + 1``."""
+    span = dilation * (kernel - 1) + 1
+    return (height + 2 * padding - span) // stride + 1, (width + 2 * padding - span) // stride + 1
 
 
 def act_range(act: str, bits: int) -> tuple[int, int]:
@@ -509,14 +520,16 @@ def validate(model: Model) -> None:
         if layer.name in names:
             raise ModelFormatError(f"{where}.name: duplicate layer name")
         names.add(layer.name)
-        if layer.kernel not in (1, 3):
+        if layer.kernel not in KERNELS:
             raise ModelFormatError(f"{where}.kernel: {layer.kernel}, the accelerator runs k = 1 or 3")
-        if layer.stride not in (1, 2):
+        if layer.stride not in STRIDES:
             raise ModelFormatError(f"{where}.stride: {layer.stride}, the accelerator runs stride 1 or 2")
-        if not 1 <= layer.dilation <= 16 or (layer.kernel == 1 and layer.dilation != 1):
+        if not 1 <= layer.dilation <= MAX_DILATION or (layer.kernel == 1 and layer.dilation != 1):
             raise ModelFormatError(f"{where}.dilation: {layer.dilation} (1..16, and 1 for a 1x1 kernel)")
-        if not 0 <= layer.padding <= 16:
+        if not 0 <= layer.padding <= MAX_PADDING:
             raise ModelFormatError(f"{where}.padding: {layer.padding} is outside [0, 16]")
+        if not 1 <= layer.out_channels <= MAX_CHANNELS:
+            raise ModelFormatError(f"{where}.out_channels: {layer.out_channels} is outside [1, {MAX_CHANNELS}]")
         if layer.in_channels != channels:
             raise ModelFormatError(f"{where}.in_channels: {layer.in_channels}, but its input has "
                                    f"{channels} channels (shapes do not chain)")

@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sentei.errors import SenteiError
+from sentei.host import format as fmt
 from sentei.host.format import InputQuant
 
 DEFAULT_INPUT = {"height": 360, "width": 480, "mean": [0.390, 0.405, 0.414], "std": [0.297, 0.305, 0.301],
@@ -164,26 +165,24 @@ def check_accelerator(model: nn.Module, height: int | None = None, width: int | 
     cin = 3
     for (_, m), name in zip(convs, layer_names):
         k = m.kernel_size
-        if k[0] != k[1] or k[0] not in (1, 3):
+        if k[0] != k[1] or k[0] not in fmt.KERNELS:
             raise SenteiError(f"layer {name}: kernel {k[0]}x{k[1]}, the accelerator runs square 1x1 or 3x3")
-        if m.stride[0] != m.stride[1] or m.stride[0] not in (1, 2):
+        if m.stride[0] != m.stride[1] or m.stride[0] not in fmt.STRIDES:
             raise SenteiError(f"layer {name}: stride {tuple(m.stride)}, the accelerator runs stride 1 or 2")
         d = m.dilation[0]
-        if m.dilation[0] != m.dilation[1] or not 1 <= d <= 16 or (k[0] == 1 and d != 1):
+        if m.dilation[0] != m.dilation[1] or not 1 <= d <= fmt.MAX_DILATION or (k[0] == 1 and d != 1):
             raise SenteiError(f"layer {name}: dilation {tuple(m.dilation)}, expected 1..16 (1 for 1x1)")
         p = m.padding
-        if isinstance(p, str) or p[0] != p[1] or not 0 <= p[0] <= 16:
+        if isinstance(p, str) or p[0] != p[1] or not 0 <= p[0] <= fmt.MAX_PADDING:
             raise SenteiError(f"layer {name}: padding {p}, expected equal padding 0..16")
         if m.groups != 1:
             raise SenteiError(f"layer {name}: grouped convolution (groups={m.groups}) is not supported")
         if m.in_channels != cin:
             raise SenteiError(f"layer {name}: {m.in_channels} input channels after a layer with {cin} "
                               f"outputs (only a plain chain streams)")
-        if not 1 <= m.out_channels <= 4096:
+        if not 1 <= m.out_channels <= fmt.MAX_CHANNELS:
             raise SenteiError(f"layer {name}: {m.out_channels} filters, the accelerator takes 1..4096")
-        span = d * (k[0] - 1) + 1
-        h = (h + 2 * p[0] - span) // m.stride[0] + 1
-        w = (w + 2 * p[0] - span) // m.stride[0] + 1
+        h, w = fmt.conv_out_size(h, w, k[0], m.stride[0], d, p[0])
         if h < 1 or w < 1:
             raise SenteiError(f"layer {name}: output {h}x{w} is empty at the model's input size")
         cin = m.out_channels

@@ -233,3 +233,12 @@ def test_written_files_get_a_normal_mode(model, tmp_path):
     path.chmod(0o640)
     F.save(model, path)
     assert path.stat().st_mode & 0o777 == 0o640  # a replaced file keeps its mode
+
+
+def test_writer_refuses_what_the_reader_would(model, tmp_path):
+    """validate() (shared by save and load) caps the channels like the reader does."""
+    layer = model.layers[0]
+    layer.out_channels = 5000
+    with pytest.raises(ModelFormatError, match=r"out_channels: 5000 is outside \[1, 4096\]"):
+        F.save(model, tmp_path / "m.sentei")
+    assert not (tmp_path / "m.sentei").exists()
