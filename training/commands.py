@@ -223,7 +223,7 @@ def cmd_export(args) -> int:
         return 0
     if not args.checkpoint or not args.output:
         raise SenteiError("export needs a checkpoint and -o OUT.sentei (or --onnx FILE.onnx)")
-    from sentei.training import export, train
+    from sentei.training import train
     from sentei.training.quantize import QATNet
 
     ckpt = train.load_checkpoint(args.checkpoint)
@@ -232,11 +232,8 @@ def cmd_export(args) -> int:
         raise SenteiError(f"{args.checkpoint}: a {ckpt.get('kind')} checkpoint in float; only a checkpoint of "
                           f"sentei compress after quantization-aware training has the integers a model file "
                           f"holds (run sentei compress)")
-    comp = ckpt["compress"]
-    name = args.name or comp.get("name") or ckpt["config"].get("name") or Path(args.output).stem
-    schemes = {n: comp.get("scheme", "filterwise") for n, _ in net.sparsifier.layers}
-    model = export.export(net, args.output, name, schemes,
-                          {"config": ckpt["config"], "val": ckpt.get("val"), "epoch": int(ckpt["epoch"]) + 1})
+    name = args.name or ckpt["compress"].get("name") or ckpt["config"].get("name") or Path(args.output).stem
+    model = train.export_checkpoint(ckpt, net, args.output, name)
     print(f"wrote {args.output}: {len(model.layers)} layers, input {model.input.height}x{model.input.width}")
     return 0
 

@@ -570,18 +570,23 @@ def _optimizer(net, comp, phase):
     return torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=wd)
 
 
-def finish_compressed(run_dir: Path, cfg: dict, loop: _Loop) -> dict:
-    """Export the best QAT checkpoint to ``model.sentei`` and write ``metrics.json``."""
+def export_checkpoint(ckpt: dict, net, out, name: str):
+    """Write the model file of a QAT checkpoint (``net`` built from it), with its run's provenance."""
     from sentei.training import export
 
+    comp = ckpt["compress"]
+    schemes = {n: comp.get("scheme", "filterwise") for n, _ in net.sparsifier.layers}
+    meta = {"config": ckpt["config"], "val": ckpt.get("val"), "epoch": int(ckpt["epoch"]) + 1}
+    return export.export(net, out, name, schemes, meta)
+
+
+def finish_compressed(run_dir: Path, cfg: dict, loop: _Loop) -> dict:
+    """Export the best QAT checkpoint to ``model.sentei`` and write ``metrics.json``."""
     best = load_checkpoint(run_dir / "best.pt")
     net = build_from_checkpoint(best)
     comp = cfg["compress"]
-    name = comp.get("name") or cfg.get("name") or "sentei-model"
     out = inside(run_dir, comp.get("model_file", "model.sentei"))
-    schemes = {n: comp.get("scheme", "filterwise") for n, _ in net.sparsifier.layers}
-    meta = {"config": cfg, "val": best["val"], "epoch": int(best["epoch"]) + 1}
-    model = export.export(net, out, name, schemes, meta)
+    model = export_checkpoint(best, net, out, comp.get("name") or cfg.get("name") or "sentei-model")
     return summarize(model, dict(loop.finish(net), model_file=str(out.name)))
 
 
