@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from sentei.host import reference
+from sentei.host.bench import cpu_model
 from sentei.host.format import atomic_write_bytes, describe
 from sentei.host.synthetic import random_frame, shipped_model
 
@@ -203,16 +203,6 @@ def plot(rows: list[dict], path: Path) -> None:
             os.unlink(tmp)
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the table, JSON and plot")
@@ -230,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ok:
         print(f"emulator_scaling: {reason}", file=sys.stderr)
         return 2
-    meta = {"cpu": cpu_name(), "threads": args.threads, "numba": numba.__version__, "repeat": args.repeat,
+    meta = {"cpu": f"{cpu_model()} ({os.cpu_count()} cores)", "threads": args.threads, "numba": numba.__version__, "repeat": args.repeat,
             "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None else sys.argv[1:]))}
     try:
         import torch

@@ -28,7 +28,7 @@ Usage (from the repository root)::
     python benchmarks/soak.py --table benchmarks/results/soak-cpu2.json   # its Markdown table
 
 ``--model`` takes a model file, a bundled model's name, or ``synthetic`` (random weights of the
-shipped architecture, :func:`sentei.host.bench.synthetic_shipped_model`). Without it: the
+shipped architecture, :func:`sentei.host.synthetic.shipped_model`). Without it: the
 default bundled model, else ``synthetic`` (said in the report).
 """
 from __future__ import annotations
@@ -133,13 +133,13 @@ def verdict(samples: list[dict], fit_samples: int = DEFAULT_FIT_SAMPLES,
 def pick_model(name: str | None, size: tuple[int, int] | None, density: float):
     """``(model, description)``: a file, a bundled name, ``synthetic``, or the default."""
     from sentei.host import registry
-    from sentei.host.bench import synthetic_shipped_model
+    from sentei.host.synthetic import shipped_model
 
     if name is None and registry.default_model_name() is not None:
         name = registry.default_model_name()
     if name is None or name == "synthetic":
         h, w = size or (360, 480)
-        model = synthetic_shipped_model(height=h, width=w, density=density)
+        model = shipped_model(1.0 - density, h, w)
         why = "synthetic: random weights of the shipped architecture"
         if name is None:
             why += " (no trained model is bundled)"
@@ -224,15 +224,9 @@ def markdown_table(report: dict) -> str:
 
 def machine() -> dict:
     """What ran it: CPU model, cores, memory, Python and package versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    from sentei.host.bench import cpu_model
+
+    cpu = cpu_model()
     mem = None
     try:
         with open("/proc/meminfo", encoding="ascii") as fh:

@@ -36,16 +36,16 @@ from pathlib import Path
 import numpy as np
 
 from sentei.errors import SenteiError
+from sentei.host import power as pw_sources  # stdlib-only at import
 
 SCHEMA = "sentei-bench"
 SCHEMA_VERSION = 1
 BACKENDS = ("emu", "reference", "csim", "fpga", "torch", "perf")
 PRECISIONS = ("fp32", "fp16")
-POWER_CHOICES = ("auto", "none", "pynq", "ina3221", "tegrastats", "nvml", "rapl")
+POWER_CHOICES = ("auto", "none", *pw_sources.SOURCES)
 DEFAULT_FRAMES = {"reference": 3, "csim": 2, "perf": 1}
+TRTEXEC_TIMEOUT_S = 1800  # engine build + timed run; a hung GPU must not hang the benchmark
 
-# The shipped network's shape (docs/architecture.md): what `--model synthetic` builds with
-# random weights when no trained model is at hand. (out_channels, stride, dilation, kernel)
 def register(sub) -> None:
     """Add ``bench`` and ``bench-report`` to the ``sentei`` subcommands."""
     p = sub.add_parser("bench", help="latency, FPS and power of one or several backends (batch 1)",
@@ -535,7 +535,12 @@ def run_trtexec(args_text: str, power_choice: str, idle_s: float) -> dict:
         idle = pw.measure_idle(source, idle_s) if source is not None and idle_s > 0 else None
         sampler = pw.PowerSampler(source).start() if source is not None else None
         start = time.perf_counter()
-        done = subprocess.run([exe, *shlex.split(args_text)], capture_output=True, text=True)
+        try:
+            done = subprocess.run([exe, *shlex.split(args_text)], capture_output=True, text=True,
+                                  timeout=TRTEXEC_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise SenteiError(f"--trtexec: trtexec did not finish within {TRTEXEC_TIMEOUT_S} s "
+                              f"(lower its --duration/--iterations)") from None
         wall = time.perf_counter() - start
         trace = sampler.stop() if sampler is not None else None
     finally:
@@ -658,20 +663,14 @@ def default_label(env: dict) -> str:
 # models
 
 
-def synthetic_shipped_model(seed: int = 0, height: int = 360, width: int = 480, density: float = 0.1):
-    """A random, valid model of the shipped architecture (NOT trained): for timing only."""
-    from sentei.host.synthetic import shipped_model
-
-    return shipped_model(1.0 - density, height, width, seed)
-
-
 def load_bench_model(name):
     """``(model or None, description)``: None when ``name`` is a PyTorch checkpoint (the teacher)."""
     from sentei.host import format, registry
+    from sentei.host.synthetic import shipped_model
 
     if name == "synthetic":
-        model = synthetic_shipped_model()
-        return model, {"name": model.name, "synthetic": True, "source": "sentei.host.bench.synthetic_shipped_model"}
+        model = shipped_model()
+        return model, {"name": model.name, "synthetic": True, "source": "sentei.host.synthetic.shipped_model"}
     path, kind = registry.resolve(name)
     if kind == "torch-checkpoint":
         return None, {"name": str(name), "synthetic": False, "kind": kind, "file": Path(path).name}
