@@ -141,12 +141,16 @@ class SenteiDriver:
                 raise HardwareTimeoutError(
                     f"the accelerator did not signal done within {timeout:g} s of {name}; its buffers are "
                     f"freed -- reload the bitstream (power-cycle the board if it persists)")
-            time.sleep(pause)
+            self._pause(pause, deadline)
             pause = min(pause * 2, 2e-4)  # an MMIO read costs ~1 us: 200 us bounds the added latency
         if not self.read(R.STATUS_CTRL) & 1:
             raise SenteiError("the accelerator finished without writing STATUS: the bitstream does not "
                               "follow sentei's command protocol (rebuild it from this sentei's HLS sources)")
         return self.read(R.STATUS)
+
+    def _pause(self, seconds: float, deadline: float) -> None:
+        """Between two polls of ``AP_CTRL``: sleep (on a board the accelerator runs beside the CPU)."""
+        time.sleep(seconds)
 
 
 def check_status(status: int, what: str) -> None:
@@ -176,6 +180,22 @@ class EmulatedIP(SenteiDriver):
 
     def write(self, offset: int, value) -> None:
         self.mmio.write(offset, value)
+
+    def _pause(self, seconds: float, deadline: float) -> None:
+        """Sleep until the emulated accelerator finishes (or the deadline), not between polls.
+
+        The emulated accelerator computes on the same cores as the host: a poll every
+        200 us would wake this thread thousands of times a frame and preempt the engine's
+        worker threads (about 3 ms of a 17 ms frame on 2 cores). Its register file sets
+        ``done_event`` when it raises ``ap_done``, like the interrupt line of the real one,
+        so the wait wakes once, at done; ``wait_done`` still reads ``AP_CTRL`` and keeps
+        the same deadline.
+        """
+        event = getattr(self.mmio, "done_event", None)
+        if event is None:
+            time.sleep(seconds)
+        else:
+            event.wait(max(0.0, deadline - time.monotonic()))
 
 
 _BOARD_CLASS = None

@@ -460,6 +460,10 @@ class EmulatedMMIO:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._idle = threading.Event()
         self._idle.set()
+        # the interrupt line: cleared by an accepted AP_START, set when the command ends (also a hung
+        # one never sets it); EmulatedIP sleeps on it instead of polling AP_CTRL (driver.EmulatedIP._pause)
+        self.done_event = threading.Event()
+        self.done_event.set()
         self._worker: threading.Thread | None = None
         self.fault: Exception | None = None
         self.commands: list[tuple[int, int]] = EventLog(COMMANDS_LIMIT)  # (cmd, status) of finished commands
@@ -505,6 +509,7 @@ class EmulatedMMIO:
             if not value & R.AP_START or not ctrl & R.AP_IDLE:
                 return  # start while busy is ignored, as by ap_ctrl_hs
             self.regs[i] = np.uint32(R.AP_START)  # busy: idle, done and ready low
+            self.done_event.clear()
             args = {name: int(self.regs[off // 4]) for name, off in R.ARGUMENTS.items()}
             for name in ("frame", "weights", "logits"):
                 args[name] |= int(self.regs[(R.ARGUMENTS[name] + 4) // 4]) << 32
@@ -524,6 +529,7 @@ class EmulatedMMIO:
             try:
                 self._execute(args)
             finally:
+                self.done_event.set()
                 self._idle.set()
 
     def _execute(self, args: dict) -> None:

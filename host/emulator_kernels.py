@@ -39,6 +39,11 @@ import numpy as np
 from numba import njit, prange
 
 UNROLL = 4  # stored weights per pass over a chunk; K is padded to a multiple of it
+# LLVM may fuse ``a * b + c`` into one fused multiply-add (FMA: twice the multiply-adds per
+# cycle). Only float arithmetic is affected, and there only on the float path, where every
+# product and partial sum is an integer below 2**24: exact with or without the fusion
+# (docs/emulator.md, "Why the float path is exact"). Nothing else of fastmath is enabled.
+CONTRACT = {"contract"}
 
 
 @njit(inline="always")
@@ -113,7 +118,7 @@ def quantize_frame(frame, lut, dst, dst_rows, dst_cols, dst_plane):
                 dst[base + dst_cols[x]] = lut[c, frame[y, x, c]]
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CONTRACT)
 def conv_rows(src, offs, vals, bias, mult, shift, lo, hi, requant, pitch, wo, acc, dst, dst_rows, dst_plane,
               dst_stride, dst_pad, dst_wq, scratch):
     """One sparse conv layer, one output row at a time (parallel over rows): for wide rows.
@@ -136,7 +141,7 @@ def conv_rows(src, offs, vals, bias, mult, shift, lo, hi, requant, pitch, wo, ac
                    dst_wq, scratch[y])
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CONTRACT)
 def accumulate(src, offs, vals, acc):
     """The accumulators of one sparse conv layer, parallel over (chunk, filter).
 
@@ -187,7 +192,7 @@ FILTER_BLOCK = 4  # filters per pass of conv_rows_dense (Cout is padded to a mul
 TAP_BLOCK = 4  # taps per pass of conv_rows_dense (the tap count is padded to a multiple of it)
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CONTRACT)
 def conv_rows_dense(src, offs, w, bias, mult, shift, lo, hi, requant, pitch, wo, acc, dst, dst_rows, dst_plane,
                     dst_stride, dst_pad, dst_wq, scratch):
     """One dense (or dense-unpacked) conv layer in exact float32, one output row per task.

@@ -289,3 +289,34 @@ def test_accelerator_alone_frees_its_buffers_on_timeout(model):
     with pytest.raises(HardwareTimeoutError):
         drv.Accelerator(drv.EmulatedIP(hung.ip_dict[IP_NAME]), hung.allocate, model, timeout=0.1)
     assert hung.memory.live_buffers() == 0
+
+
+def test_emulated_wait_sleeps_until_done_instead_of_polling(model):
+    """The emulated accelerator shares the CPU: the driver wakes once at done (its interrupt-like
+    event), so a 150 ms command costs a handful of AP_CTRL reads, not one every 200 us."""
+    ov = EmulatedOverlay(model, delay_s=0.15)
+    seg = Segmenter(model, overlay=ov, timeout=5.0)
+    start = len(ov.log)
+    t0 = time.monotonic()
+    seg(synthetic.random_frame(0, 24, 32))
+    assert time.monotonic() - t0 >= 0.15
+    polls = sum(1 for kind, off, *_ in ov.log[start:] if kind == "read" and off == R.AP_CTRL)
+    assert polls <= 4, polls  # start_command's idle check, then done -- polling would be ~750
+    assert ov.mmio.done_event.is_set()
+    seg.close()
+
+
+def test_board_driver_still_polls_with_sleeps(model, monkeypatch):
+    """Without a done event (a board's MMIO) wait_done sleeps 10 us .. 200 us between polls."""
+    sleeps = []
+    ov = EmulatedOverlay(model, delay_s=0.05)
+    ip = drv.EmulatedIP(ov.ip_dict[IP_NAME])
+    monkeypatch.setattr(ip, "_pause", lambda s, deadline: (sleeps.append(s), time.sleep(s)))
+    blob = weight_blob(model)
+    buf = ov.allocate(blob.shape, blob.dtype)
+    buf[:] = blob
+    buf.flush()
+    ip.start_command(R.CMD_LOAD_WEIGHTS, weights=buf.device_address)
+    assert ip.wait_done(2.0) == R.STATUS_OK
+    assert len(sleeps) > 10 and sleeps[0] == pytest.approx(1e-5) and max(sleeps) == pytest.approx(2e-4)
+    ov.close()
