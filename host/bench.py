@@ -66,6 +66,9 @@ def register(sub) -> None:
     p.add_argument("--warmup-seconds", type=float, default=1.0, metavar="S",
                    help="keep warming up until this much time has passed (default 1; oneDNN and cuDNN "
                         "pick their kernels during the first calls)")
+    p.add_argument("--rounds", type=int, default=1, metavar="R",
+                   help="alternate the measured backends in R rounds of frames/R each (default 1: one "
+                        "after the other); on a shared machine a burst of load then falls on all of them")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads of the emulator and of torch (default: their own default, all cores)")
     p.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:N] (default cpu)")
@@ -377,50 +380,104 @@ def time_run(engine: BenchEngine, frames: list[np.ndarray], n: int, warmup: int,
     dict
         The run's entry of the report (without its label).
     """
-    from sentei.host import power as pw
+    timer = RunTimer(engine, power, idle_s, min_seconds)
+    timer.warm(frames, warmup, warmup_seconds)
+    timer.time(frames, n)
+    return timer.result()
 
-    source, why_none = pw.open_source(power, engine.device)
-    try:
-        idle = pw.measure_idle(source, idle_s) if source is not None and idle_s > 0 else None
+
+class RunTimer:
+    """The timed frames of one engine, taken in one round or several (``sentei bench --rounds``).
+
+    With several engines in one command, ``--rounds R`` alternates them: engine A times
+    n/R frames, then engine B, then A again... so a burst of other load on a shared machine
+    falls on both instead of on whichever ran at that moment, and their ratio is fair.
+    Power is sampled during each round; the rounds' energies are summed
+    (:func:`sentei.host.power.summarize_rounds`), never interpolated across another engine's round.
+    """
+
+    def __init__(self, engine: BenchEngine, power: str = "none", idle_s: float = 0.0, min_seconds: float = 0.0):
+        self.engine, self.power, self.idle_s, self.min_seconds = engine, power, idle_s, min_seconds
+        self.e2e: list[float] = []
+        self.accel: list[float | None] = []
+        self.rounds: list[tuple] = []  # (power trace or None, frames, wall seconds)
+        self.idle = None
+        self.why_none = ""
+        self.power_device: dict = {}
+        self.warmup = 0
+        self.wall = self.cpu = 0.0
+        self.load_before = self.load_after = None
+        self.final: dict | None = None
+
+    def warm(self, frames: list[np.ndarray], warmup: int, warmup_seconds: float = 0.0) -> None:
+        """Idle power first (the engine loaded, not running), then the untimed frames."""
+        from sentei.host import power as pw
+
+        if self.idle_s > 0:
+            source, _ = pw.open_source(self.power, self.engine.device)
+            if source is not None:
+                try:
+                    self.idle = pw.measure_idle(source, self.idle_s)
+                finally:
+                    source.close()
         t_warm, done = time.perf_counter(), 0
         while done < warmup or time.perf_counter() - t_warm < warmup_seconds:
-            engine.infer(frames[done % len(frames)])
+            self.engine.infer(frames[done % len(frames)])
             done += 1
-        engine.reset_peak_memory()
-        sampler = pw.PowerSampler(source).start() if source is not None else None
-        e2e, accel = [], []
-        load_before = _load_average()
-        cpu_before = os.times()
-        start = time.perf_counter()
-        i = 0
-        while i < n or (sampler is not None and time.perf_counter() - start < min_seconds):
-            frame = frames[i % len(frames)]
-            t0 = time.perf_counter()
-            _, acc = engine.infer(frame)
-            e2e.append(time.perf_counter() - t0)
-            accel.append(acc)
-            i += 1
-        wall = time.perf_counter() - start
-        cpu_after = os.times()
-        trace = sampler.stop() if sampler is not None else None
-        power_device = source.device_info() if source is not None else {}  # before close() shuts NVML down
-    finally:
-        if source is not None:
-            source.close()
-    run = {"kind": "measured", "backend": engine.backend, "device": engine.device, "precision": engine.precision,
-           "frames": len(e2e), "warmup": done, "wall_s": wall,
-           "latency": {"end_to_end": latency_stats(e2e),
-                       "accelerator": latency_stats(accel) if all(a is not None for a in accel) else None},
-           "memory": engine.peak_memory_mb(),
-           # other load on the machine skews every figure: what the kernel saw, and this process's share
-           "host_load": {"loadavg_1min_before": load_before, "loadavg_1min_after": _load_average(),
-                         "process_cpu_s_per_s": ((cpu_after.user + cpu_after.system)
-                                                 - (cpu_before.user + cpu_before.system)) / wall if wall else None},
-           "power": pw.summarize(trace, idle, len(e2e), wall, why_none),
-           "engine": engine.info()}
-    if power_device:
-        run["engine"]["power_device"] = power_device
-    return run
+        self.warmup += done
+        self.engine.reset_peak_memory()
+
+    def time(self, frames: list[np.ndarray], n: int) -> None:
+        """One round: ``n`` timed frames (more while power needs ``min_seconds``)."""
+        from sentei.host import power as pw
+
+        source, self.why_none = pw.open_source(self.power, self.engine.device)
+        try:
+            sampler = pw.PowerSampler(source).start() if source is not None else None
+            if self.load_before is None:
+                self.load_before = _load_average()
+            cpu_before = os.times()
+            start = time.perf_counter()
+            i = 0
+            while i < n or (sampler is not None and time.perf_counter() - start < self.min_seconds):
+                t0 = time.perf_counter()
+                _, acc = self.engine.infer(frames[(len(self.e2e)) % len(frames)])
+                self.e2e.append(time.perf_counter() - t0)
+                self.accel.append(acc)
+                i += 1
+            wall = time.perf_counter() - start
+            cpu_after = os.times()
+            trace = sampler.stop() if sampler is not None else None
+            if source is not None:
+                self.power_device = source.device_info()  # before close() shuts NVML down
+        finally:
+            if source is not None:
+                source.close()
+        self.load_after = _load_average()
+        self.wall += wall
+        self.cpu += (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
+        self.rounds.append((trace, i, wall))
+
+    def result(self) -> dict:
+        """The run's entry of the report (without its label)."""
+        from sentei.host import power as pw
+
+        engine = self.engine
+        run = {"kind": "measured", "backend": engine.backend, "device": engine.device,
+               "precision": engine.precision, "frames": len(self.e2e), "warmup": self.warmup, "wall_s": self.wall,
+               "rounds": len(self.rounds),
+               "latency": {"end_to_end": latency_stats(self.e2e),
+                           "accelerator": latency_stats(self.accel) if all(a is not None for a in self.accel)
+                           else None},
+               "memory": engine.peak_memory_mb(),
+               # other load on the machine skews every figure: what the kernel saw, and this process's share
+               "host_load": {"loadavg_1min_before": self.load_before, "loadavg_1min_after": self.load_after,
+                             "process_cpu_s_per_s": self.cpu / self.wall if self.wall else None},
+               "power": pw.summarize_rounds(self.rounds, self.idle, self.why_none),
+               "engine": engine.info()}
+        if self.power_device:
+            run["engine"]["power_device"] = self.power_device
+        return run
 
 
 def modeled_run(model, board: str, clock_mhz: float | None) -> dict:
@@ -748,40 +805,81 @@ def cmd_bench(args) -> int:
     model_info["capture"] = [ch, cw]
     frames = [random_frame(args.seed + i, ch, cw) for i in range(4)]
 
-    for backend in backends:
+    if args.rounds < 1:
+        raise SenteiError(f"--rounds {args.rounds}: at least 1")
+    if args.rounds > 1 and "fpga" in backends and len([b for b in backends if b != "perf"]) > 1:
+        raise SenteiError("--rounds alternates backends, but the fpga backend holds the board for the whole run; "
+                          "time fpga on its own (--rounds 1) or drop --rounds")
+    if "perf" in backends and model is None:
+        raise SenteiError("--backend perf models a model file, not a PyTorch checkpoint")
+    measured = [(b, p) for b in backends if b != "perf" for p in (precisions if b == "torch" else ["int8"])]
+    done = _interleaved(measured, args, model, frames, counts) if args.rounds > 1 else {}
+    for backend in backends:  # in the order asked for (the first is the ratios' reference)
         if backend == "perf":
-            if model is None:
-                raise SenteiError("--backend perf models a model file, not a PyTorch checkpoint")
-            run = modeled_run(model, args.board, args.clock)
-            run["label"] = run_label(run)
-            report["runs"].append(run)
-            _print_run(run)
+            _add_run(report, modeled_run(model, args.board, args.clock))
             continue
         for precision in (precisions if backend == "torch" else ["int8"]):
+            if (backend, precision) in done:
+                _add_run(report, done[(backend, precision)])
+                continue
             engine = open_engine(backend, args.model, model, args.device, precision, args.threads)
-            try:
+            try:  # one backend after the other, each opened and closed in turn
                 warmup = min(args.warmup, 1) if backend in ("reference", "csim") else args.warmup
                 run = time_run(engine, frames, counts[backend], warmup, args.power, args.idle,
                                args.min_seconds, args.warmup_seconds)
             finally:
                 engine.close()
-            run["label"] = run_label(run)
-            report["runs"].append(run)
-            _print_run(run)
+            _add_run(report, run)
     extra = []
     if args.trtexec:
         extra.append(run_trtexec(args.trtexec, args.power, args.idle))
     if args.trtexec_log:
         extra.append(trtexec_run(Path(args.trtexec_log).read_text(errors="replace")))
     for run in extra:
-        run["label"] = run_label(run)
-        report["runs"].append(run)
-        _print_run(run)
+        _add_run(report, run)
     _print_ratios(report["runs"])
     if args.json_out:
         write_json(args.json_out, report)
         print(f"report: {args.json_out}")
     return 0
+
+
+def _add_run(report: dict, run: dict) -> None:
+    run["label"] = run_label(run)
+    report["runs"].append(run)
+    _print_run(run)
+
+
+def _interleaved(measured, args, model, frames, counts) -> dict:
+    """``--rounds R``: the measured backends in turn, R times, each opened afresh for its round.
+
+    Each round opens the engine, warms it (idle power only before the first round), times
+    its share of the frames and closes it again: two engines left open side by side on a
+    small CPU disturb each other (their OpenMP thread pools; measured: torch 10-15 % slower
+    while an emulator that has run stays open), which alternation must not add.
+    Returns ``{(backend, precision): run}``.
+    """
+    timers = {}
+    for r in range(args.rounds):
+        for backend, precision in measured:
+            n = counts[backend]
+            share = n * (r + 1) // args.rounds - n * r // args.rounds  # this round's frames; they sum to n
+            if share == 0:
+                continue
+            engine = open_engine(backend, args.model, model, args.device, precision, args.threads)
+            try:
+                timer = timers.get((backend, precision))
+                if timer is None:
+                    timer = timers[(backend, precision)] = RunTimer(engine, args.power, args.idle, args.min_seconds)
+                else:
+                    timer.engine, timer.idle_s = engine, 0.0
+                warmup = min(args.warmup, 1) if backend in ("reference", "csim") else args.warmup
+                timer.warm(frames, warmup, args.warmup_seconds)
+                timer.time(frames, share)
+                timer.final = timer.result()  # while the engine is open (its info and memory); the last one stays
+            finally:
+                engine.close()
+    return {spec: timer.final for spec, timer in timers.items()}
 
 
 def _print_run(run: dict) -> None:

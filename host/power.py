@@ -614,3 +614,38 @@ def summarize(run: PowerTrace | None, idle: PowerTrace | None, frames: int, seco
         out.update({"idle_w": idle_mean, "idle_samples": len(idle.totals), "dynamic_w": dyn,
                     "dynamic_energy_per_frame_j": dyn * seconds / frames})
     return out
+
+
+def summarize_rounds(rounds, idle: PowerTrace | None, why_none: str = "") -> dict:
+    """:func:`summarize` of a run timed in rounds: ``[(trace, frames, seconds), ...]``.
+
+    One round is :func:`summarize` itself. Several (``sentei bench --rounds``): each round's
+    mean power times its duration is its energy; the run's mean is the energy over the
+    summed time (not a mean across the gaps when another engine ran), per frame over the
+    summed frames. A round without readings makes the whole run ``none``, with its reason.
+    """
+    if len(rounds) == 1:
+        trace, frames, seconds = rounds[0]
+        return summarize(trace, idle, frames, seconds, why_none)
+    parts = [summarize(trace, idle, frames, seconds, why_none) for trace, frames, seconds in rounds]
+    for part in parts:
+        if part["status"] != "measured":
+            return part
+    seconds = sum(r[2] for r in rounds)
+    frames = sum(r[1] for r in rounds)
+    energy = sum(p["mean_w"] * r[2] for p, r in zip(parts, rounds))
+    rails = sorted({k for p in parts for k in p["rails_mean_w"]})
+    out = {"status": "measured", "source": parts[0]["source"], "total_from": parts[0]["total_from"],
+           "samples": sum(p["samples"] for p in parts), "mean_w": energy / seconds,
+           "energy_per_frame_j": energy / frames, "frames_per_j": frames / energy,
+           "rails_mean_w": {k: sum(p["rails_mean_w"].get(k, 0.0) * r[2] for p, r in zip(parts, rounds)) / seconds
+                            for k in rails},
+           "rounds": len(rounds)}
+    warnings = sorted({p["warning"] for p in parts if "warning" in p})
+    if warnings:
+        out["warning"] = "; ".join(warnings)
+    if "idle_w" in parts[0]:
+        dyn = out["mean_w"] - parts[0]["idle_w"]
+        out.update({"idle_w": parts[0]["idle_w"], "idle_samples": parts[0]["idle_samples"], "dynamic_w": dyn,
+                    "dynamic_energy_per_frame_j": dyn * seconds / frames})
+    return out

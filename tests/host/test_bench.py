@@ -249,3 +249,33 @@ def test_power_device_info_is_read_before_the_source_closes(monkeypatch):
     monkeypatch.setattr(pw, "open_source", lambda choice, device: (source, ""))
     run = bench.time_run(CountingEngine(), [np.zeros((2, 2, 3), np.uint8)], n=3, warmup=0, power="fake")
     assert source.closed and run["engine"]["power_device"] == {"gpu": "Fake GPU"}
+
+
+def test_rounds_alternate_the_backends_and_reopen_each(tiny_model, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("numba")
+    order, opened = [], []
+    real = bench.open_engine
+
+    def spy(backend, *a, **k):
+        engine = real(backend, *a, **k)
+        opened.append(backend)
+        infer = engine.infer
+        engine.infer = lambda frame: (order.append(backend), infer(frame))[1]
+        return engine
+
+    monkeypatch.setattr(bench, "open_engine", spy)
+    out = tmp_path / "r.json"
+    args = parser().parse_args(["bench", "--model", str(tiny_model), "--backend", "reference,emu",
+                                "--frames", "5,reference=2", "--rounds", "3", "--warmup", "1",
+                                "--warmup-seconds", "0", "--power", "none", "--json", str(out)])
+    assert args.func(args) == 0
+    report = benchreport.load_report(out)
+    assert [r["backend"] for r in report["runs"]] == ["reference", "emu"]  # the order asked for
+    assert [r["frames"] for r in report["runs"]] == [2, 5] and [r["rounds"] for r in report["runs"]] == [2, 3]
+    assert opened == ["emu", "reference", "emu", "reference", "emu"]  # round 1: reference has 0 of its 2 frames
+    # warmup 1 (reference: 1) then the round's frames, per opening
+    assert order == ["emu"] * 2 + ["reference"] * 2 + ["emu"] * 3 + ["reference"] * 2 + ["emu"] * 3
+    assert "ratios to reference" in capsys.readouterr().out
+    with pytest.raises(SenteiError, match="--rounds 0"):
+        a = parser().parse_args(["bench", "--model", str(tiny_model), "--rounds", "0", "--power", "none"])
+        a.func(a)

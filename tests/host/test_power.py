@@ -301,3 +301,21 @@ def test_summary_energy_per_frame_and_dynamic_power():
     assert none == {"status": "none", "reason": "RAPL: absent"}
     short = pw.summarize(pw.PowerTrace("x", times=[0.0], totals=[3.0]), None, 1, 0.01)
     assert short["status"] == "none" and "1 reading" in short["reason"]
+
+
+def test_summary_of_rounds_sums_energy_and_skips_the_gaps():
+    """--rounds: energy = sum of each round's mean power x its time, never a trapezoid across the
+    gap when another engine ran (there the rounds' readings would be joined)."""
+    r1 = pw.PowerTrace("x", times=[0.0, 1.0, 2.0], totals=[10.0, 10.0, 10.0], rails=[{"r": 10.0}] * 3, total_from="r")
+    r2 = pw.PowerTrace("x", times=[50.0, 51.0], totals=[20.0, 20.0], rails=[{"r": 20.0}] * 2, total_from="r")
+    idle = pw.PowerTrace("x", times=[0.0, 1.0, 2.0], totals=[4.0, 4.0, 4.0])
+    s = pw.summarize_rounds([(r1, 10, 2.0), (r2, 30, 1.0)], idle)
+    energy = 10.0 * 2.0 + 20.0 * 1.0
+    assert s["mean_w"] == pytest.approx(energy / 3.0) and s["rounds"] == 2 and s["samples"] == 5
+    assert s["energy_per_frame_j"] == pytest.approx(energy / 40) and s["frames_per_j"] == pytest.approx(40 / energy)
+    assert s["rails_mean_w"]["r"] == pytest.approx(energy / 3.0)
+    assert s["dynamic_w"] == pytest.approx(energy / 3.0 - 4.0)
+    assert s["dynamic_energy_per_frame_j"] == pytest.approx((energy / 3.0 - 4.0) * 3.0 / 40)
+    assert pw.summarize_rounds([(r1, 10, 2.0)], idle) == pw.summarize(r1, idle, 10, 2.0)
+    short = pw.PowerTrace("x", times=[0.0], totals=[3.0])
+    assert pw.summarize_rounds([(r1, 10, 2.0), (short, 1, 0.01)], None)["status"] == "none"
