@@ -34,7 +34,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("compress", help="prune + distil + quantize a teacher checkpoint into a model file")
     _common(p, DEFAULT_COMPRESS_CONFIG)
-    p.add_argument("--teacher", required=True, help="teacher checkpoint (teacher.pt / best.pt of sentei train)")
+    p.add_argument("--teacher", required=True, help="teacher checkpoint (teacher.pt / best.pt of sentei train, or the bundled name teacher)")
     p.add_argument("--scheme", choices=("filterwise", "groupwise", "unstructured", "nm", "dense"),
                    help="pruning scheme; dense: no pruning, distillation and QAT only")
     p.add_argument("--sparsity", type=float, help="target fraction of zero weights per pruned layer, in (0, 1)")
@@ -50,6 +50,13 @@ def register(sub) -> None:
     p.add_argument("--dense", help="comma-separated layers kept dense, replacing the config's overrides "
                                    "(e.g. conv1,classifier)")
     p.add_argument("--name", help="model name written into the model file")
+    p.add_argument("--from", dest="init", metavar="CKPT",
+                   help="continue from a quantization-aware checkpoint of sentei compress (a run's best.pt or a "
+                        "bundled *-qat name): keep its masks, scales and bit widths, skip pruning, run "
+                        "--qat-epochs more epochs (longer training, or fine-tuning on your own data)")
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="average the weights over the QAT phase (exponential moving average per step, e.g. 0.999): "
+                        "the average is what is evaluated, selected and exported; 0: none")
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser("export", help="write the model file of a compressed (QAT) checkpoint, or a model "
@@ -155,7 +162,8 @@ def cmd_compress(args) -> int:
     comp = cfg["compress"]
     for key, value in (("scheme", args.scheme), ("sparsity", args.sparsity), ("group_size", args.group_size),
                        ("weight_bits", args.weight_bits), ("act_bits", args.act_bits),
-                       ("prune_epochs", args.prune_epochs), ("qat_epochs", args.qat_epochs), ("name", args.name)):
+                       ("prune_epochs", args.prune_epochs), ("qat_epochs", args.qat_epochs), ("name", args.name),
+                       ("ema", args.ema)):
         if value is not None:
             comp[key] = value
     if args.nm:
@@ -177,6 +185,18 @@ def cmd_compress(args) -> int:
         p, q = int(comp.get("prune_epochs", 100)), int(comp.get("qat_epochs", 30))
         comp["prune_epochs"] = max(1, round(args.epochs * p / (p + q)))
         comp["qat_epochs"] = max(1, args.epochs - comp["prune_epochs"])
+    if args.init is not None:
+        given = [flag for flag, value in (("--scheme", args.scheme), ("--sparsity", args.sparsity),
+                                          ("--group-size", args.group_size), ("--nm", args.nm),
+                                          ("--dense", args.dense), ("--schedule", args.schedule),
+                                          ("--weight-bits", args.weight_bits), ("--act-bits", args.act_bits),
+                                          ("--prune-epochs", args.prune_epochs), ("--epochs", args.epochs))
+                 if value is not None]
+        if given:
+            raise SenteiError(f"{given[0]} with --from: the checkpoint already fixes its pruning and bit widths "
+                              f"and is not pruned again; drop {given[0]} (set the length with --qat-epochs)")
+    if comp.get("ema") is not None and not 0.0 <= float(comp["ema"]) < 1.0:
+        raise SenteiError(f"--ema {comp['ema']}: the decay must lie in [0, 1), e.g. 0.999 (0: no averaging)")
     if comp.get("scheme") == "dense":  # quantization only: the pruning machinery at zero sparsity
         if args.sparsity not in (None, 0.0):
             raise SenteiError(f"--sparsity {args.sparsity} with --scheme dense: a dense model prunes nothing "
@@ -193,13 +213,24 @@ def cmd_compress(args) -> int:
         raise SenteiError(f"activation bits {comp.get('act_bits')}: use 8..16")
     train.inside(args.out, comp.get("model_file", "model.sentei"))  # a config cannot write outside the run
     env = train.setup_env(args.device)
+    from sentei.training.engine import resolve_checkpoint
+
+    args.teacher = resolve_checkpoint(args.teacher)  # a path, or a bundled name: --teacher teacher
     tck = train.load_checkpoint(args.teacher)
     if args.size is None:  # the student takes the teacher's input size
         cfg["model"] = tck["config"]["model"]
     elif tck["config"]["model"].get("input", {}).get("height") != cfg["model"]["input"]["height"]:
         raise SenteiError("--size differs from the teacher's input size; compress at the teacher's size")
+    init = None
+    if args.init is not None:
+        init = resolve_checkpoint(args.init)
+        size = lambda c: tuple(c["model"]["input"][k] for k in ("height", "width"))  # noqa: E731
+        ick = train.load_checkpoint(init)
+        if "config" in ick and size(ick["config"]) != size(tck["config"]):
+            raise SenteiError(f"--from {args.init}: its input {size(ick['config'])} differs from the teacher's "
+                              f"{size(tck['config'])}; distil from the teacher it was compressed from")
     data = train.load_data(dict(cfg, model=tck["config"]["model"]), env, args.workers, args.synthetic, args.limit)
-    result = train.compress(cfg, args.teacher, args.out, env, data, resume=args.resume)
+    result = train.compress(cfg, args.teacher, args.out, env, data, resume=args.resume, init_path=init)
     if env.main:
         train.write_json(Path(args.out) / "metrics.json", result)
         print(f"compressed: val mIoU {100 * result['val']['miou']:.2f} (integer path), "

@@ -139,6 +139,10 @@ def target_sparsity(comp: dict) -> float:
     return float(comp.get("sparsity", 0.9))
 
 
+# what a compression's network is (kept by ``compress --from``), as opposed to how it is trained
+STRUCTURE = ("scheme", "sparsity", "overrides", "group_size", "n", "m", "schedule", "weight_bits", "act_bits")
+
+
 def make_sparsifier(comp: dict) -> Sparsifier:
     scheme = make_scheme(comp.get("scheme", "filterwise"), group_size=int(comp.get("group_size", 8)),
                          n=int(comp.get("n", 2)), m=int(comp.get("m", 4)))
@@ -364,7 +368,7 @@ class _Loop:
         return start, cpu_gen, dev_gen
 
     def epoch(self, model, opt, epoch, epochs, base_lr, cpu_gen, dev_gen, distill: Distillation,
-              teacher=None, on_step=None, lr_progress=None, warmup=None):
+              teacher=None, on_step=None, lr_progress=None, warmup=None, after_step=None):
         env, data = self.env, self.data
         model.train()
         idx_batches = D.batches(len(data.train), self.batch_size, cpu_gen, rank=env.rank, world=env.world)
@@ -394,6 +398,8 @@ class _Loop:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if after_step is not None:
+                after_step()
             for k, v in parts.items():
                 totals[k] = totals.get(k, 0.0) + v
             count += 1
@@ -403,18 +409,28 @@ class _Loop:
         return stats
 
     def after_epoch(self, net, opt, epoch, epochs, stats, cpu_gen, dev_gen, extra, eval_now=None,
-                    selectable=True):
+                    selectable=True, averaged=None):
+        """Evaluate (every ``eval_every`` epochs), keep the best, checkpoint, log.
+
+        ``averaged``: an ``AveragedModel`` of ``net`` (``--ema``): its weights are the ones
+        evaluated, selected into ``best.pt`` and exported; ``last.pt`` keeps both.
+        """
         env = self.env
         do_eval = (epoch + 1) % self.eval_every == 0 or epoch + 1 == epochs if eval_now is None else eval_now
+        scored = net if averaged is None else averaged.module
         if do_eval and env.main:
-            res = evaluate(net, self.data.val, env.device, self.batch_size)
+            res = evaluate(scored, self.data.val, env.device, self.batch_size)
             stats["val_miou"] = res["miou"]
             if selectable and res["miou"] > self.best["miou"]:
                 self.best = {"miou": res["miou"], "epoch": epoch}
-                save_checkpoint(self._ckpt(net, opt, epoch, cpu_gen, dev_gen, extra, val=res), self.run_dir / "best.pt")
+                save_checkpoint(self._ckpt(scored, opt, epoch, cpu_gen, dev_gen, extra, val=res),
+                                self.run_dir / "best.pt")
         self.history.append(dict(stats, epoch=epoch))
         if env.main:  # checkpoint first: a logged epoch is a saved epoch
-            save_checkpoint(self._ckpt(net, opt, epoch, cpu_gen, dev_gen, extra), self.run_dir / "last.pt")
+            last = self._ckpt(net, opt, epoch, cpu_gen, dev_gen, extra)
+            if averaged is not None:
+                last["averaged"] = {k: v.detach().cpu() for k, v in averaged.state_dict().items()}
+            save_checkpoint(last, self.run_dir / "last.pt")
             parts = " ".join(f"{k} {v:.4f}" for k, v in stats.items() if k not in ("seconds", "lr", "val_miou"))
             val = f" val mIoU {100 * stats['val_miou']:.2f}" if "val_miou" in stats else ""
             self.log(f"{self.kind} epoch {epoch + 1}/{epochs} {parts} lr {stats['lr']:.2e} "
@@ -455,11 +471,18 @@ def _student_forward(model, frames, hint_layer):
 # compression
 
 
-def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: bool = False) -> dict:
+def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: bool = False,
+             init_path=None) -> dict:
     """Prune (gradually) with distillation, then quantization-aware training; export the model file.
 
     ``cfg['compress']`` holds: scheme, sparsity, overrides, group_size, n, m, schedule,
-    prune_epochs, qat_epochs, lr, qat_lr, distill, weight_bits, act_bits, batch_size, seed.
+    prune_epochs, qat_epochs, lr, qat_lr, distill, weight_bits, act_bits, batch_size, seed,
+    ema (decay of the weight average of the QAT phase; 0 or absent: none).
+
+    ``init_path``: a QAT checkpoint of an earlier compression (its ``best.pt``, or the
+    bundled ``*-qat`` one) to continue from (``sentei compress --from``): its network, masks,
+    activation scales and bit widths are kept, pruning is skipped, and ``qat_epochs`` more
+    epochs of distillation and QAT run -- more training, or fine-tuning on other data.
     """
     run_dir = Path(run_dir)
     comp = cfg["compress"]
@@ -479,9 +502,23 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     for p in teacher.parameters():
         p.requires_grad_(False)
 
-    fcn = FCN(cfg["model"])
-    fcn.load_state_dict(tck["model"])
-    sparsifier = make_sparsifier(comp).prepare(fcn)
+    init = None
+    if init_path is not None:
+        init = load_checkpoint(init_path)
+        if init.get("kind") != "compressed" or init.get("phase") != "qat":
+            raise SenteiError(f"{init_path}: --from needs a quantization-aware checkpoint of sentei compress "
+                              f"(a run's best.pt, or a bundled *-qat model)")
+        comp = cfg["compress"] = dict(comp, **{k: v for k, v in init["compress"].items() if k in STRUCTURE})
+        comp["prune_epochs"] = 0
+        cfg["model"] = copy.deepcopy(init["config"]["model"])
+        cfg["from"] = {"path": str(init_path), "epoch": int(init["epoch"]) + 1,
+                       "val": init.get("val", {}).get("miou"), "command": init["config"].get("command")}
+        qat = build_from_checkpoint(init)
+        fcn, sparsifier = qat.fcn, qat.sparsifier
+    else:
+        fcn = FCN(cfg["model"])
+        fcn.load_state_dict(tck["model"])
+        sparsifier = make_sparsifier(comp).prepare(fcn)
     fcn.to(env.device)
     if env.device.type == "cuda":
         fcn = fcn.to(memory_format=torch.channels_last)
@@ -499,17 +536,29 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     # resume: rebuild the phase the checkpoint was in
     start, phase = 0, "prune"
     last = run_dir / "last.pt"
-    if resume and last.exists() and load_checkpoint(last).get("phase") == "qat":
+    if init is not None or resume and last.exists() and load_checkpoint(last).get("phase") == "qat":
         phase = "qat"
     net = fcn
-    if phase == "qat":
+    if init is not None:
+        net = qat.to(env.device)  # its calibrated and learned activation scales come with it
+    elif phase == "qat":
         net = QATNet(fcn, weight_bits, act_bits).to(env.device)
     opt = _optimizer(net, comp, phase)
     start, cpu_gen, dev_gen = loop.start(net, opt, resume)
+    ema = float(comp.get("ema") or 0.0)
+    if not 0.0 <= ema < 1.0:
+        raise SenteiError(f"compress: ema {ema} must lie in [0, 1) (e.g. 0.999; 0 for no weight average)")
+    averaged = _averaged(net, ema) if phase == "qat" else None
     if resume:
-        sparsifier.current = float(load_checkpoint(last).get("sparsity_fraction", 1.0))
+        ck = load_checkpoint(last)
+        sparsifier.current = float(ck.get("sparsity_fraction", 1.0))
+        if averaged is not None and "averaged" in ck:
+            averaged.load_state_dict(ck["averaged"])
     elif env.main:
         atomic_write_bytes(run_dir / "config.yaml", dump_yaml(cfg).encode("utf-8"))
+    if init is not None and start == 0:
+        log(f"continuing from {init_path} (epoch {cfg['from']['epoch']}, val mIoU "
+            f"{100 * (cfg['from']['val'] or 0):.2f}): {q_epochs} more QAT epochs, pruning skipped")
 
     def into_qat():
         qat = QATNet(fcn, weight_bits, act_bits).to(env.device)
@@ -534,6 +583,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         if epoch >= p_epochs and not isinstance(net, QATNet):
             net, opt = into_qat()
             model = _ddp(net, env)
+            averaged = _averaged(net, ema)
         if epoch < p_epochs:
 
             stats = loop.epoch(model, opt, epoch, p_epochs, float(comp.get("lr", 1e-3)), cpu_gen, dev_gen,
@@ -547,16 +597,31 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         else:
             qe = epoch - p_epochs
             stats = loop.epoch(model, opt, qe, q_epochs, float(comp.get("qat_lr", 2e-4)), cpu_gen, dev_gen,
-                               distill, teacher, warmup=0.0)
+                               distill, teacher, warmup=0.0,
+                               after_step=None if averaged is None else lambda: averaged.update_parameters(net))
             sparsifier.check()
             extra = {"phase": "qat", "sparsity_fraction": sparsifier.current, "compress": comp}
             loop.after_epoch(net, opt, epoch, epochs, stats, cpu_gen, dev_gen, extra,
-                             eval_now=(qe + 1) % loop.eval_every == 0 or epoch + 1 == epochs)
+                             eval_now=(qe + 1) % loop.eval_every == 0 or epoch + 1 == epochs, averaged=averaged)
     result = {}
     if env.main:
         result = finish_compressed(run_dir, cfg, loop)
     _barrier(env)
     return result
+
+
+def _averaged(net, decay: float):
+    """The exponential moving average of ``net``'s weights (``torch.optim.swa_utils``), or None.
+
+    Only over the QAT phase: its masks are fixed, so the average of masked weights keeps
+    every zero (and every filter's K); batch-norm statistics are frozen in QAT, so nothing
+    needs recomputing. Averaging smooths the last epochs' noise (SWA / EMA of weights).
+    """
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(decay))
 
 
 def _optimizer(net, comp, phase):

@@ -2,6 +2,7 @@
 checkpoints (atomic, weights-only, resumable), and config paths kept inside the run."""
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -74,25 +75,33 @@ def test_export_and_compare_commands(tiny_runs, tmp_path, capsys):
     assert not (tmp_path / "t.sentei").exists()
 
 
-def test_resume_after_a_crash_is_bit_identical(tmp_path, monkeypatch):
+@contextlib.contextmanager
+def crash_after(epochs: int):
+    """Raise KeyboardInterrupt (a killed run) after ``epochs`` epochs have been checkpointed."""
+    real, calls = train._Loop.after_epoch, {"n": 0}
+
+    def crashing(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == epochs:
+            raise KeyboardInterrupt
+
+    train._Loop.after_epoch = crashing
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        train._Loop.after_epoch = real
+
+
+def test_resume_after_a_crash_is_bit_identical(tmp_path):
     torch.set_num_threads(1)
     env = train.setup_env("cpu")
     cfg = tiny_config(epochs=3)
     data = train.load_data(cfg, env, synthetic=True)
     train.train_teacher(cfg, tmp_path / "straight", env, data)
-    calls = {"n": 0}
-    real = train._Loop.after_epoch
-
-    def crash_after_two(self, *args, **kwargs):
-        real(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train._Loop, "after_epoch", crash_after_two)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after(2):
         train.train_teacher(cfg, tmp_path / "crashed", env, data)
-    monkeypatch.setattr(train._Loop, "after_epoch", real)
     assert train.load_checkpoint(tmp_path / "crashed" / "last.pt")["epoch"] == 1
     train.train_teacher(cfg, tmp_path / "crashed", env, data, resume=True)
     a = train.load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
@@ -164,3 +173,57 @@ def test_torchrun_two_processes_train_with_ddp(tmp_path):
     log = (tmp_path / "ddp" / "train.log").read_text()
     assert log.count("teacher epoch") == 2  # rank 0 alone writes
     assert train.load_checkpoint(tmp_path / "ddp" / "teacher.pt")["kind"] == "teacher"
+
+
+def test_compress_from_a_qat_checkpoint_with_weight_averaging(tiny_runs, tmp_path, capsys):
+    """--from continues a finished compression: same masks (K per filter), scales kept, no pruning;
+    --ema evaluates and exports the averaged weights, and resumes bit-identically."""
+    from sentei.training.pruning import nonzeros_per_filter
+
+    tdir, cdir, data, _ = tiny_runs
+    torch.set_num_threads(1)
+    env = train.setup_env("cpu")
+    base = train.load_checkpoint(cdir / "best.pt")
+    cfg = compress_config(qat_epochs=3, eval_every=3, ema=0.9, scheme="groupwise", sparsity=0.5)  # structure: ignored
+    cfg["model"] = base["config"]["model"]
+    out = tmp_path / "more"
+    result = train.compress(cfg, tdir / "teacher.pt", out, env, data, init_path=cdir / "best.pt")
+    last = train.load_checkpoint(out / "last.pt")
+    assert last["epoch"] == 2 and last["compress"]["prune_epochs"] == 0 and last["compress"]["scheme"] == "filterwise"
+    assert "averaged" in last and int(last["averaged"]["n_averaged"]) == 3 * 2  # 16 frames / batch 8, 3 epochs
+    log = (out / "train.log").read_text()
+    assert "continuing from" in log and "phase prune" not in log and "QAT: calibrated" not in log
+    best = train.load_checkpoint(out / "best.pt")
+    masks = [k for k in base["model"] if k.endswith("weight.0.mask")]
+    assert masks and all(torch.equal(best["model"][k], base["model"][k]) for k in masks)  # not pruned again
+    net = train.build_from_checkpoint(best)
+    for name, conv in net.sparsifier.layers:
+        nnz = nonzeros_per_filter(conv.weight.detach())
+        assert nnz.min() == nnz.max() > 0, name  # filter-wise: every filter keeps the same K
+    assert best["epoch"] == last["epoch"] == 2  # evaluated once, at the end (eval_every 3)
+    assert all(torch.equal(v, last["averaged"][f"module.{k}"]) for k, v in best["model"].items())  # the average...
+    assert any(not torch.equal(best["model"][k], v) for k, v in last["model"].items() if k.endswith("original"))
+    assert fmt.load(out / "model.sentei").layers[2].k_nonzero == fmt.load(cdir / "model.sentei").layers[2].k_nonzero
+    assert result["val"]["miou"] > 0.1
+    # resume from the middle gives the same end, the average included
+    crashed = tmp_path / "crashed"
+    with crash_after(1):
+        train.compress(cfg, tdir / "teacher.pt", crashed, env, data, init_path=cdir / "best.pt")
+    train.compress(cfg, tdir / "teacher.pt", crashed, env, data, resume=True, init_path=cdir / "best.pt")
+    again = train.load_checkpoint(crashed / "last.pt")
+    for key in last["averaged"]:
+        assert torch.equal(last["averaged"][key], again["averaged"][key]), key
+
+
+def test_compress_from_refuses_pruning_flags_and_float_checkpoints(tiny_runs, tmp_path, capsys):
+    tdir, cdir, _, _ = tiny_runs
+    assert main(["compress", "--synthetic", "--teacher", str(tdir / "teacher.pt"), "--from", str(cdir / "best.pt"),
+                 "--sparsity", "0.5", "--out", str(tmp_path / "r"), "--device", "cpu"]) == 2
+    assert "--sparsity with --from" in capsys.readouterr().err
+    assert main(["compress", "--synthetic", "--teacher", str(tdir / "teacher.pt"), "--from", str(cdir / "best.pt"),
+                 "--ema", "1.5", "--out", str(tmp_path / "r"), "--device", "cpu"]) == 2
+    assert "--ema 1.5" in capsys.readouterr().err
+    assert main(["compress", "--synthetic", "--size", "32x48", "--teacher", str(tdir / "teacher.pt"), "--from",
+                 str(tdir / "teacher.pt"), "--qat-epochs", "1", "--out", str(tmp_path / "r"), "--device", "cpu"]) == 2
+    assert "--from needs a quantization-aware checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "model.sentei").exists()
