@@ -258,3 +258,35 @@ def conv_rows_dense(src, offs, w, bias, mult, shift, lo, hi, requant, pitch, wo,
                 f = o + q
                 _store(a[q], np.int64(bias[f]), wo, mult[f], shift[f], lo, hi, requant, dst,
                        f * dst_plane + dst_rows[y], dst_stride, dst_pad, dst_wq, scratch[y])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def bilinear_argmax(scores, ylo, yhi, wy0, wy1, xlo, xhi, wx0, wx1, out):
+    """Labels: argmax over classes of the bilinearly resampled float32 maps (host post-processing).
+
+    Output pixel ``(y, x)`` of class ``c`` is ``r(xlo) * wx0 + r(xhi) * wx1`` with
+    ``r(q) = scores[c, ylo, q] * wy0 + scores[c, yhi, q] * wy1``: the float32 operations of
+    :func:`sentei.host.reference.resample`, in its order and without fused multiply-adds
+    (no fastmath), so each value -- and the first class of the largest, as ``np.argmax``
+    takes it -- is the reference's. Parallel over output rows; ``out`` is uint8 ``[H, W]``.
+    """
+    nc = scores.shape[0]
+    hh, ww = out.shape
+    for y in prange(hh):
+        y0 = ylo[y]
+        y1 = yhi[y]
+        a0 = wy0[y]
+        a1 = wy1[y]
+        for x in range(ww):
+            x0 = xlo[x]
+            x1 = xhi[x]
+            best = np.float32(0.0)
+            arg = 0
+            for c in range(nc):
+                lo = scores[c, y0, x0] * a0 + scores[c, y1, x0] * a1
+                hi = scores[c, y0, x1] * a0 + scores[c, y1, x1] * a1
+                v = lo * wx0[x] + hi * wx1[x]
+                if c == 0 or v > best:
+                    best = v
+                    arg = c
+            out[y, x] = arg

@@ -87,6 +87,38 @@ def run(model: Model, frame: np.ndarray, return_all: bool = False):
     return (logits, [a.astype(np.int32) for a in acts]) if return_all else logits
 
 
+def bilinear_axis(n_out: int, n_in: int, inner: float | None = None, offset: float = 0.0,
+                  n_model: int | None = None):
+    """Sampling positions of one axis: ``(lo, hi, frac)`` with output ``i`` = ``(1-frac) in[lo] + frac in[hi]``.
+
+    Half-pixel centres, source coordinates clamped at the edges. By default the ``n_out``
+    outputs span the ``n_in`` inputs. With ``inner``/``offset``/``n_model`` (a letterboxed
+    frame) output ``i`` sits at ``(i + 1/2) inner / n_out + offset`` on a model axis of
+    ``n_model`` pixels, which the ``n_in`` inputs span.
+    """
+    i = np.arange(n_out, dtype=np.float64) + 0.5
+    if inner is None:
+        src = i * (n_in / n_out) - 0.5
+    else:
+        src = (i * (inner / n_out) + offset) * (n_in / n_model) - 0.5
+    src = np.clip(src, 0, n_in - 1)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = (src - lo).astype(np.float32)
+    return lo, hi, frac
+
+
+def resample(maps: np.ndarray, ys, xs) -> np.ndarray:
+    """``[C, h, w]`` float32 maps sampled at the grid ``ys`` x ``xs`` (:func:`bilinear_axis` triples).
+
+    Rows first, then columns, each ``a * (1 - f) + b * f`` in float32: these operations, in
+    this order, define the labels (a fast path must give the same floats).
+    """
+    (ylo, yhi, fy), (xlo, xhi, fx) = ys, xs
+    rows = maps[:, ylo, :] * (1 - fy)[None, :, None] + maps[:, yhi, :] * fy[None, :, None]
+    return rows[:, :, xlo] * (1 - fx)[None, None, :] + rows[:, :, xhi] * fx[None, None, :]
+
+
 def upsample_bilinear(maps: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of ``[C, h, w]`` float maps to ``[C, height, width]``.
 
@@ -96,19 +128,7 @@ def upsample_bilinear(maps: np.ndarray, height: int, width: int) -> np.ndarray:
     """
     maps = np.asarray(maps, dtype=np.float32)
     _, h, w = maps.shape
-
-    def axis(n_out: int, n_in: int):
-        src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
-        src = np.clip(src, 0, n_in - 1)
-        lo = np.floor(src).astype(np.int64)
-        hi = np.minimum(lo + 1, n_in - 1)
-        frac = (src - lo).astype(np.float32)
-        return lo, hi, frac
-
-    ylo, yhi, fy = axis(height, h)
-    xlo, xhi, fx = axis(width, w)
-    rows = maps[:, ylo, :] * (1 - fy)[None, :, None] + maps[:, yhi, :] * fy[None, :, None]
-    return rows[:, :, xlo] * (1 - fx)[None, None, :] + rows[:, :, xhi] * fx[None, None, :]
+    return resample(maps, bilinear_axis(height, h), bilinear_axis(width, w))
 
 
 def labels_from_logits(model: Model, logits: np.ndarray, height: int | None = None,

@@ -223,6 +223,7 @@ class Segmenter:
             raise
         q = self.model.input
         self._pad = _pad_color(q)
+        self._grids: dict = {}  # frame box -> the upsampling grid (postprocess.grid)
 
     # -- the public API ----------------------------------------------------------------
 
@@ -370,13 +371,21 @@ class Segmenter:
         return SegmentedFrame(frame=frame, labels=lab, logits=logits, timing=timing)
 
     def _labels(self, logits: np.ndarray, box: _Box) -> np.ndarray:
-        from sentei.host import reference
+        """Upsample the logits to the frame (through the letterbox) and take the argmax.
 
-        q = self.model.input
-        if (box.top, box.left, box.inner_h, box.inner_w) == (0, 0, q.height, q.width):
-            return reference.labels_from_logits(self.model, logits, box.height, box.width)
+        The labels of :func:`sentei.host.reference.labels_from_logits` (same sampling grid,
+        same float32 operations), fused and on all cores when numba is there
+        (:func:`sentei.host.postprocess.labels`); the grid is computed once per frame size.
+        """
+        from sentei.host import postprocess
+
+        grid = self._grids.get(box)
+        if grid is None:
+            if len(self._grids) >= postprocess.GRIDS_KEPT:  # a stream of ever new sizes stays bounded
+                self._grids.clear()
+            grid = self._grids[box] = postprocess.grid(self.model, box)
         scores = logits.astype(np.float32) * np.float32(self.model.output_scale)
-        return np.argmax(_resample(scores, box, q.height, q.width), axis=0).astype(np.uint8)
+        return postprocess.labels(scores, *grid)
 
 
 def _pad_color(q) -> np.ndarray:
@@ -387,24 +396,3 @@ def _pad_color(q) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         pix = np.where(mul != 0, -add / np.where(mul != 0, mul, 1), 0)
     return np.clip(np.rint(pix), 0, 255).astype(np.uint8)
-
-
-def _resample(scores: np.ndarray, box: _Box, height: int, width: int) -> np.ndarray:
-    """Bilinear samples of ``[C, h, w]`` maps at the frame's pixels, through the letterbox.
-
-    A frame pixel centre maps to the model input (scaled into the content rectangle), then to
-    the logits grid with half-pixel centres, clamped at the edges -- the convention of
-    :func:`sentei.host.reference.upsample_bilinear`.
-    """
-    _, h, w = scores.shape
-
-    def axis(n_out, inner, offset, n_model, n_in):
-        pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (inner / n_out) + offset  # model-input coords
-        src = np.clip(pos * (n_in / n_model) - 0.5, 0, n_in - 1)
-        lo = np.floor(src).astype(np.int64)
-        return lo, np.minimum(lo + 1, n_in - 1), (src - lo).astype(np.float32)
-
-    ylo, yhi, fy = axis(box.height, box.inner_h, box.top, height, h)
-    xlo, xhi, fx = axis(box.width, box.inner_w, box.left, width, w)
-    rows = scores[:, ylo, :] * (1 - fy)[None, :, None] + scores[:, yhi, :] * fy[None, :, None]
-    return rows[:, :, xlo] * (1 - fx)[None, None, :] + rows[:, :, xhi] * fx[None, None, :]
