@@ -21,6 +21,7 @@ from torch import nn
 
 from sentei.errors import SenteiError
 from sentei.host.format import Model, act_range
+from sentei.training.models import class_argmax, upsample_logits
 
 
 class InputNormalize(nn.Module):
@@ -111,8 +112,7 @@ def frame_to_tensor(frame: np.ndarray, device="cpu", dtype=torch.float32) -> tor
 
 def labels(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Logits ``[1, C, h, w]`` -> label map ``[height, width]`` (bilinear, half-pixel centres, argmax)."""
-    up = nn.functional.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
-    return up.argmax(dim=1)[0].to(torch.uint8)
+    return class_argmax(upsample_logits(logits.float(), height, width))[0].to(torch.uint8)
 
 
 def export_onnx(module: nn.Module, path, input_size: tuple[int, int], opset: int = 17) -> None:

@@ -15,7 +15,7 @@ import torch
 
 from sentei.errors import SenteiError
 from sentei.host.format import CAMVID_CLASSES, CAMVID_COLORS
-from sentei.training.models import upsample_logits
+from sentei.training.models import class_argmax, upsample_logits
 from sentei.training.quantize import QATNet
 from sentei.training.train import build_from_checkpoint, load_checkpoint
 
@@ -78,4 +78,4 @@ class TorchEngine:
                               f"{self.input_size[0]}x{self.input_size[1]} (resize with sentei.host.preprocess)")
         logits = self.logits(frame[None])
         up = upsample_logits(logits, *self.input_size)
-        return up.argmax(dim=1)[0].to(torch.uint8).cpu().numpy()
+        return class_argmax(up)[0].to(torch.uint8).cpu().numpy()

@@ -29,7 +29,7 @@ from sentei.host import metrics
 from sentei.host.format import atomic_write_bytes
 from sentei.training import data as D
 from sentei.training.distill import Distillation
-from sentei.training.models import FCN, check_accelerator, upsample_logits
+from sentei.training.models import FCN, check_accelerator, class_argmax, upsample_logits
 from sentei.training.pruning import Sparsifier, make_schedule, make_scheme
 from sentei.training.quantize import QATNet
 
@@ -173,7 +173,7 @@ def evaluate(net: nn.Module, split: D.Split, device, batch_size: int = 8, exact:
             with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
                                 enabled=torch.device(device).type == "cuda"):
                 logits = net(frames)
-        pred = upsample_logits(logits.float(), labels.shape[-2], labels.shape[-1]).argmax(dim=1)
+        pred = class_argmax(upsample_logits(logits.float(), labels.shape[-2], labels.shape[-1]))
         keep = labels < num_classes
         conf += torch.bincount(labels[keep] * num_classes + pred[keep], minlength=num_classes**2)
     net.train(was_training)

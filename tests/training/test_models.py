@@ -63,3 +63,12 @@ def test_checker_refuses_a_stride_three_and_an_empty_map():
 def test_config_needs_layers():
     with pytest.raises(SenteiError, match="'layers' is empty"):
         models.FCN({"num_classes": 11, "layers": []})
+
+
+def test_class_argmax_is_argmax_with_the_first_class_on_ties():
+    from sentei.training.models import class_argmax
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(-3, 4, (2, 11, 17, 23), generator=g).float()  # many exact ties
+    assert torch.equal(class_argmax(scores), scores.argmax(dim=1))
+    assert torch.equal(class_argmax(torch.zeros(1, 5, 2, 2)), torch.zeros(1, 2, 2, dtype=torch.long))
