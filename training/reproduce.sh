@@ -10,13 +10,15 @@
 # used DENSE=conv1,classifier and DENSE=conv1,conv2,conv3,classifier). The table: EPOCHS=100.
 #
 # DATA is the CamVid root (train/, trainannot/, val/, valannot/). The table runs go in
-# parallel on one GPU. SENTEI is the command (default: python3 -m sentei).
+# parallel on one GPU. SENTEI is the command (default: python3 -m sentei). CONFIG picks the
+# teacher's architecture (default training/configs/camvid-fcn7.yaml; the wider candidate for
+# issue 3: CONFIG=training/configs/camvid-fcn7w.yaml).
 set -euo pipefail
 SENTEI=${SENTEI:-python3 -m sentei}
 what=$1; data=$2; out=$3
 case "$what" in
   teacher)
-    $SENTEI train --data "$data" --out "$out/teacher" --epochs "${4:-400}" --seed 0 ;;
+    $SENTEI train --data "$data" --out "$out/teacher" --epochs "${4:-400}" --seed 0 ${CONFIG:+--config "$CONFIG"} ;;
   shipped)
     $SENTEI compress --data "$data" --teacher "$out/teacher/teacher.pt" --out "$out/${RUN:-fw90-shipped}" \
       --scheme filterwise --sparsity 0.9 --distill --weight-bits 8 --act-bits 8 \

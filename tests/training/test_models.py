@@ -72,3 +72,15 @@ def test_class_argmax_is_argmax_with_the_first_class_on_ties():
     scores = torch.randint(-3, 4, (2, 11, 17, 23), generator=g).float()  # many exact ties
     assert torch.equal(class_argmax(scores), scores.argmax(dim=1))
     assert torch.equal(class_argmax(torch.zeros(1, 5, 2, 2)), torch.zeros(1, 2, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("name, weights", [("camvid-fcn7.yaml", 573_664), ("camvid-fcn7w.yaml", 895_640)])
+def test_shipped_configs_build_and_pass_the_accelerator_checker(name, weights):
+    from sentei.training.commands import CONFIGS
+    from sentei.training.train import load_config
+
+    net = models.FCN(load_config(CONFIGS / name)["model"])
+    models.check_accelerator(net, 360, 480)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert sum(m.weight.numel() for m in convs) == weights  # the conv weights a model file stores
+    assert tuple(net(torch.zeros(1, 3, 360, 480)).shape) == (1, 11, 45, 60)
