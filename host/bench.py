@@ -807,9 +807,6 @@ def cmd_bench(args) -> int:
 
     if args.rounds < 1:
         raise SenteiError(f"--rounds {args.rounds}: at least 1")
-    if args.rounds > 1 and "fpga" in backends and len([b for b in backends if b != "perf"]) > 1:
-        raise SenteiError("--rounds alternates backends, but the fpga backend holds the board for the whole run; "
-                          "time fpga on its own (--rounds 1) or drop --rounds")
     if "perf" in backends and model is None:
         raise SenteiError("--backend perf models a model file, not a PyTorch checkpoint")
     measured = [(b, p) for b in backends if b != "perf" for p in (precisions if b == "torch" else ["int8"])]
