@@ -502,6 +502,14 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     for p in teacher.parameters():
         p.requires_grad_(False)
 
+    last = run_dir / "last.pt"
+    if resume and last.exists():  # a run continued --from a checkpoint resumes only as one (and vice versa)
+        was_from = (load_checkpoint(last).get("config") or {}).get("from")
+        if was_from and init_path is None:
+            raise SenteiError(f"{run_dir} continued from {was_from['path']}: resume it with --from "
+                              f"{was_from['path']} --resume")
+        if init_path is not None and not was_from:
+            raise SenteiError(f"{run_dir} was not started with --from: resume it without --from")
     init = None
     if init_path is not None:
         init = load_checkpoint(init_path)
@@ -535,7 +543,6 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
 
     # resume: rebuild the phase the checkpoint was in
     start, phase = 0, "prune"
-    last = run_dir / "last.pt"
     if init is not None or resume and last.exists() and load_checkpoint(last).get("phase") == "qat":
         phase = "qat"
     net = fcn

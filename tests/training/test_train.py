@@ -209,6 +209,8 @@ def test_compress_from_a_qat_checkpoint_with_weight_averaging(tiny_runs, tmp_pat
     crashed = tmp_path / "crashed"
     with crash_after(1):
         train.compress(cfg, tdir / "teacher.pt", crashed, env, data, init_path=cdir / "best.pt")
+    with pytest.raises(SenteiError, match="resume it with --from"):
+        train.compress(cfg, tdir / "teacher.pt", crashed, env, data, resume=True)
     train.compress(cfg, tdir / "teacher.pt", crashed, env, data, resume=True, init_path=cdir / "best.pt")
     again = train.load_checkpoint(crashed / "last.pt")
     for key in last["averaged"]:
