@@ -64,7 +64,7 @@ def run_demo(out: str | Path, backend: str = "auto", model=None, images=None, al
         result = DemoResult(seg.backend, seg.backend_reason)
         echo(f"model {model.name}: {model.input.width}x{model.input.height} input, {model.num_classes} classes; "
              f"backend {seg.backend} ({seg.backend_reason})")
-        seg.logits(frames[0][1])  # one untimed frame: thread pools and caches warm up, as a camera loop would
+        seg.segment(frames[0][1])  # one untimed frame: kernels compiled, thread pools warm, as a camera loop would
         for path, frame in frames:
             res = seg.segment(frame)
             overlay = out / f"{path.stem}_overlay.png"
