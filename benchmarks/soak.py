@@ -44,6 +44,9 @@ import time
 
 import numpy as np
 
+from sentei.cli import parse_size
+from sentei.errors import SenteiError
+
 DEFAULT_FRAMES = 10_000
 DEFAULT_EVERY = 500
 DEFAULT_FIT_SAMPLES = 8
@@ -247,12 +250,9 @@ def machine() -> dict:
 
 def _size(text: str) -> tuple[int, int]:
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected HxW, e.g. 360x480") from None
-    if h < 8 or w < 8:
-        raise argparse.ArgumentTypeError(f"{text!r}: at least 8x8 (the network strides by 8)")
-    return h, w
+        return parse_size(text, "--size", minimum=8)  # the network strides by 8
+    except SenteiError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

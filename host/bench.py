@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sentei.cli import parse_size
 from sentei.errors import SenteiError
 from sentei.host import power as pw_sources  # stdlib-only at import
 
@@ -145,19 +146,6 @@ def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
     if not items or bad:
         raise SenteiError(f"{what} {text}: {', '.join(bad) or 'empty'} is not one of {', '.join(allowed)}")
     return items
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """``'640x480'`` -> ``(height, width)``."""
-    if text is None:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SenteiError(f"--capture {text}: expected WIDTHxHEIGHT, e.g. 640x480") from None
-    if w < 1 or h < 1:
-        raise SenteiError(f"--capture {text}: sizes must be positive")
-    return h, w
 
 
 # ---------------------------------------------------------------------------------------
@@ -788,7 +776,7 @@ def cmd_bench(args) -> int:
     backends = parse_list(args.backend, BACKENDS, "--backend")
     precisions = parse_list(args.precision, PRECISIONS, "--precision")
     counts = parse_frames(args.frames, backends)
-    capture = parse_size(args.capture)
+    capture = parse_size(args.capture, "--capture", width_first=True) if args.capture else None
     model, model_info = load_bench_model(args.model)
     if model is not None:
         model_info.update(describe_model(model))

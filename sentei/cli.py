@@ -28,6 +28,23 @@ COMMAND_MODULES = (
 )
 
 
+def parse_size(text: str, option: str, width_first: bool = False, minimum: int = 1) -> tuple[int, int]:
+    """A size option -> ``(height, width)``.
+
+    ``'360x480'`` is height x width (a model's, a network input's), or with ``width_first``
+    width x height (``'640x480'``: a camera's capture size). Both sides at least ``minimum``.
+    """
+    form = "WIDTHxHEIGHT, e.g. 640x480" if width_first else "HxW, e.g. 360x480"
+    try:
+        a, b = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise SenteiError(f"{option} {text!r}: expected {form}") from None
+    h, w = (b, a) if width_first else (a, b)
+    if h < minimum or w < minimum:
+        raise SenteiError(f"{option} {text}: too small (at least {minimum}x{minimum})")
+    return h, w
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the package's one-line errors (no usage block); subparsers inherit it."""
 

@@ -11,6 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from sentei.cli import parse_size
 from sentei.errors import SenteiError
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -107,16 +108,6 @@ def _common(p, default_config):
     p.add_argument("--eval-every", type=_positive_int, help="evaluate on val every N epochs")
 
 
-def _parse_size(text):
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SenteiError(f"--size {text!r}: expected HxW, e.g. 90x120") from None
-    if h < 8 or w < 8:
-        raise SenteiError(f"--size {text}: too small (at least 8x8)")
-    return h, w
-
-
 def _base_config(args, section):
     from sentei.training.train import load_config
 
@@ -126,7 +117,7 @@ def _base_config(args, section):
     if args.data:
         cfg["data"]["root"] = str(args.data)
     if args.size:
-        h, w = _parse_size(args.size)
+        h, w = parse_size(args.size, "--size", minimum=8)
         cfg.setdefault("model", {}).setdefault("input", {}).update(height=h, width=w)
     sec = cfg[section]
     for key, value in (("batch_size", args.batch_size), ("seed", args.seed), ("eval_every", args.eval_every)):

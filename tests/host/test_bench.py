@@ -44,9 +44,14 @@ def test_parse_lists_and_size():
     assert bench.parse_list("emu,torch", bench.BACKENDS, "--backend") == ["emu", "torch"]
     with pytest.raises(SenteiError, match="tpu"):
         bench.parse_list("emu,tpu", bench.BACKENDS, "--backend")
-    assert bench.parse_size("640x480") == (480, 640)
-    with pytest.raises(SenteiError):
-        bench.parse_size("640")
+    from sentei.cli import parse_size
+
+    assert parse_size("640x480", "--capture", width_first=True) == (480, 640)
+    assert parse_size("360x480", "--size") == (360, 480)
+    with pytest.raises(SenteiError, match="--capture '640': expected WIDTHxHEIGHT"):
+        parse_size("640", "--capture", width_first=True)
+    with pytest.raises(SenteiError, match="at least 8x8"):
+        parse_size("4x480", "--size", minimum=8)
 
 
 def test_latency_stats():
