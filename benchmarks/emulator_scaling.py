@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from sentei.host import reference
 from sentei.host.bench import cpu_model
 from sentei.host.format import atomic_write_bytes, describe
 from sentei.host.synthetic import random_frame, shipped_model
+from sentei.host.visualize import save_figure
 
 SPARSITIES = (0.50, 0.75, 0.90, 0.95)
 RESOLUTIONS = ((240, 320), (360, 480), (720, 960))
@@ -192,15 +194,8 @@ def plot(rows: list[dict], path: Path) -> None:
     ax2.legend(fontsize=8)
     ax2.set_title("time vs resolution")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_figure(fig, path)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emulator_scaling: {reason}", file=sys.stderr)
         return 2
     meta = {"cpu": f"{cpu_model()} ({os.cpu_count()} cores)", "threads": args.threads, "numba": numba.__version__, "repeat": args.repeat,
-            "command": "python " + " ".join([Path(sys.argv[0]).as_posix()] + (argv if argv is not None else sys.argv[1:]))}
+            "command": shlex.join(["python", Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])])}
     try:
         import torch
 

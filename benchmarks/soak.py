@@ -37,7 +37,7 @@ import argparse
 import gc
 import json
 import os
-import platform
+import shlex
 import sys
 import threading
 import time
@@ -46,6 +46,7 @@ import numpy as np
 
 from sentei.cli import parse_size
 from sentei.errors import SenteiError
+from sentei.host.bench import environment, set_emulator_threads
 
 DEFAULT_FRAMES = 10_000
 DEFAULT_EVERY = 500
@@ -225,29 +226,6 @@ def markdown_table(report: dict) -> str:
     return "\n".join(rows)
 
 
-def machine() -> dict:
-    """What ran it: CPU model, cores, memory, Python and package versions."""
-    from sentei.host.bench import cpu_model
-
-    cpu = cpu_model()
-    mem = None
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            mem = int(fh.readline().split()[1]) // 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    versions = {"python": platform.python_version(), "numpy": np.__version__}
-    try:
-        import numba
-
-        versions["numba"] = numba.__version__
-    except ImportError:
-        versions["numba"] = None
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "memory_mib": mem, "platform": platform.platform(), "versions": versions,
-            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
-
-
 def _size(text: str) -> tuple[int, int]:
     try:
         return parse_size(text, "--size", minimum=8)  # the network strides by 8
@@ -283,10 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.frames < 1 or args.every < 1:
         p.error("--frames and --every must be at least 1")
-    if args.threads is not None:
-        import numba
-
-        numba.set_num_threads(args.threads)
+    if args.threads is not None:  # before numba is imported; the emulator runs on the overlay's worker thread
+        try:
+            set_emulator_threads(args.threads)
+        except SenteiError as exc:
+            p.error(str(exc))
     model, why = pick_model(args.model, args.size, args.density)
     print(f"soak: {model.name} ({why}), input {model.input.height}x{model.input.width}, {args.frames} frames, "
           f"sample every {args.every}, emulated overlay on {args.hardware}", file=sys.stderr)
@@ -298,11 +277,13 @@ def main(argv: list[str] | None = None) -> int:
         judged["reasons"].append(f"{run['after_close']['live_buffers']} buffers live after close")
     report = {
         "schema": "sentei-soak", "schema_version": 1,
-        "command": "python benchmarks/soak.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": shlex.join(["python", "benchmarks/soak.py", *(sys.argv[1:] if argv is None else argv)]),
         "model": {"name": model.name, "source": why, "input": [model.input.height, model.input.width],
                   "layers": len(model.layers)},
         "frames": args.frames, "every": args.every, "hardware": args.hardware,
-        "machine": dict(machine(), label=args.label), **run, "verdict": judged,
+        "machine": dict(environment(args.label), threads=args.threads,
+                        load_average=list(os.getloadavg()) if hasattr(os, "getloadavg") else None),
+        **run, "verdict": judged,
     }
     if args.json_out:
         from sentei.host.format import atomic_write_bytes

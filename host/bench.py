@@ -37,14 +37,15 @@ import numpy as np
 
 from sentei.cli import parse_size
 from sentei.errors import SenteiError
-from sentei.host import power as pw_sources  # stdlib-only at import
+from sentei.host import power as pw  # stdlib-only at import
 
 SCHEMA = "sentei-bench"
 SCHEMA_VERSION = 1
 BACKENDS = ("emu", "reference", "csim", "fpga", "torch", "perf")
 PRECISIONS = ("fp32", "fp16")
-POWER_CHOICES = ("auto", "none", *pw_sources.SOURCES)
-DEFAULT_FRAMES = {"reference": 3, "csim": 2, "perf": 1}
+POWER_CHOICES = ("auto", "none", *pw.SOURCES)
+DEFAULT_FRAMES = {"reference": 3, "csim": 2}
+_OPTION_FLAGS: dict[str, str] = {}  # dest -> flag of every `sentei bench` option, filled by register()
 TRTEXEC_TIMEOUT_S = 1800  # engine build + timed run; a hung GPU must not hang the benchmark
 
 def register(sub) -> None:
@@ -52,46 +53,50 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="latency, FPS and power of one or several backends (batch 1)",
                        description="Time the network frame by frame on one or several backends and write "
                                    "a JSON report (see docs/benchmarks.md).")
-    p.add_argument("--model", default=None,
-                   help="model file or bundled name (default: the bundled model); 'teacher' is the dense "
-                        "PyTorch teacher (torch only); 'synthetic' is a random model of the shipped "
-                        "architecture (360x480, 90%% filter-wise sparse)")
-    p.add_argument("--backend", default="emu",
-                   help="comma-separated: emu, reference, csim, fpga, torch, perf (modeled FPGA); "
-                        "e.g. emu,torch,reference runs them side by side")
-    p.add_argument("--frames", default="30",
-                   help="timed frames: N for every backend, or e.g. '30,reference=3' per backend "
-                        f"(defaults: {', '.join(f'{k}={v}' for k, v in DEFAULT_FRAMES.items())})")
-    p.add_argument("--warmup", type=int, default=5,
-                   help="untimed frames first (default 5; 1 for reference/csim), and at least --warmup-seconds")
-    p.add_argument("--warmup-seconds", type=float, default=1.0, metavar="S",
-                   help="keep warming up until this much time has passed (default 1; oneDNN and cuDNN "
-                        "pick their kernels during the first calls)")
-    p.add_argument("--rounds", type=int, default=1, metavar="R",
-                   help="alternate the measured backends in R rounds of frames/R each (default 1: one "
-                        "after the other); on a shared machine a burst of load then falls on all of them")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="CPU threads of the emulator and of torch (default: their own default, all cores)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:N] (default cpu)")
-    p.add_argument("--precision", default="fp32", help="torch precision(s): fp32, fp16 or fp32,fp16")
-    p.add_argument("--power", default="auto", choices=POWER_CHOICES,
-                   help="power source (auto picks PYNQ PMBus, Jetson INA3221/tegrastats, NVML or RAPL)")
-    p.add_argument("--idle", type=float, default=2.0, metavar="S",
-                   help="seconds of idle power sampled before each run (0: no idle, no dynamic power)")
-    p.add_argument("--min-seconds", type=float, default=5.0, metavar="S",
-                   help="with power measured, keep timing frames until the run lasts this long (default 5)")
-    p.add_argument("--capture", default=None, metavar="WxH",
-                   help="camera frame size: end-to-end time then includes the resize to the model's input")
-    p.add_argument("--trtexec", default=None, metavar="ARGS",
-                   help="also run `trtexec ARGS` (TensorRT, e.g. on a Jetson: \"--onnx=m.onnx --fp16 "
-                        "--duration=20\") with power sampled, and add its figures as a run")
-    p.add_argument("--trtexec-log", default=None, metavar="FILE",
-                   help="add the figures of a saved trtexec output as a run (no power)")
-    p.add_argument("--board", default="zcu104", help="perf backend: board (default zcu104)")
-    p.add_argument("--clock", type=float, default=None, metavar="MHZ", help="perf backend: clock in MHz")
-    p.add_argument("--label", default=None, help="machine label in the report (default: CPU/GPU/board model)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random test frames")
-    p.add_argument("--json", dest="json_out", default=None, metavar="OUT", help="write the report here")
+
+    def option(*flags, **kwargs):  # each option is also written into the report's command (command_line)
+        _OPTION_FLAGS[p.add_argument(*flags, **kwargs).dest] = flags[0]
+
+    option("--model", default=None,
+           help="model file or bundled name (default: the bundled model); 'teacher' is the dense "
+                "PyTorch teacher (torch only); 'synthetic' is a random model of the shipped "
+                "architecture (360x480, 90%% filter-wise sparse)")
+    option("--backend", default="emu",
+           help="comma-separated: emu, reference, csim, fpga, torch, perf (modeled FPGA); "
+                "e.g. emu,torch,reference runs them side by side")
+    option("--frames", default="30",
+           help="timed frames: N for every backend, or e.g. '30,reference=3' per backend "
+                f"(defaults: {', '.join(f'{k}={v}' for k, v in DEFAULT_FRAMES.items())})")
+    option("--warmup", type=int, default=5,
+           help="untimed frames first (default 5; 1 for reference/csim), and at least --warmup-seconds")
+    option("--warmup-seconds", type=float, default=1.0, metavar="S",
+           help="keep warming up until this much time has passed (default 1; oneDNN and cuDNN "
+                "pick their kernels during the first calls)")
+    option("--rounds", type=int, default=1, metavar="R",
+           help="alternate the measured backends in R rounds of frames/R each (default 1: one "
+                "after the other); on a shared machine a burst of load then falls on all of them")
+    option("--threads", type=int, default=None, metavar="N",
+           help="CPU threads of the emulator and of torch (default: their own default, all cores)")
+    option("--device", default="cpu", help="torch device: cpu or cuda[:N] (default cpu)")
+    option("--precision", default="fp32", help="torch precision(s): fp32, fp16 or fp32,fp16")
+    option("--power", default="auto", choices=POWER_CHOICES,
+           help="power source (auto picks PYNQ PMBus, Jetson INA3221/tegrastats, NVML or RAPL)")
+    option("--idle", type=float, default=2.0, metavar="S",
+           help="seconds of idle power sampled before each run (0: no idle, no dynamic power)")
+    option("--min-seconds", type=float, default=5.0, metavar="S",
+           help="with power measured, keep timing frames until the run lasts this long (default 5)")
+    option("--capture", default=None, metavar="WxH",
+           help="camera frame size: end-to-end time then includes the resize to the model's input")
+    option("--trtexec", default=None, metavar="ARGS",
+           help="also run `trtexec ARGS` (TensorRT, e.g. on a Jetson: \"--onnx=m.onnx --fp16 "
+                "--duration=20\") with power sampled, and add its figures as a run")
+    option("--trtexec-log", default=None, metavar="FILE",
+           help="add the figures of a saved trtexec output as a run (no power)")
+    option("--board", default="zcu104", help="perf backend: board (default zcu104)")
+    option("--clock", type=float, default=None, metavar="MHZ", help="perf backend: clock in MHz")
+    option("--label", default=None, help="machine label in the report (default: CPU/GPU/board model)")
+    option("--seed", type=int, default=0, help="seed of the random test frames")
+    option("--json", dest="json_out", default=None, metavar="OUT", help="write the report here")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-report", help="merge bench reports into a Markdown table and a plot",
@@ -199,11 +204,10 @@ class SegmenterEngine(BenchEngine):
 
     def info(self):
         d = {"engine": f"Segmenter backend {self.backend}: {self.seg.backend_reason}"}
-        threads = os.environ.get("NUMBA_NUM_THREADS")
         if self.backend == "emu":
             import numba
 
-            d["numba_threads"] = int(threads) if threads else numba.config.NUMBA_NUM_THREADS
+            d["numba_threads"] = numba.config.NUMBA_NUM_THREADS
         return d
 
     def close(self):
@@ -399,8 +403,6 @@ class RunTimer:
 
     def warm(self, frames: list[np.ndarray], warmup: int, warmup_seconds: float = 0.0) -> None:
         """Idle power first (the engine loaded, not running), then the untimed frames."""
-        from sentei.host import power as pw
-
         if self.idle_s > 0:
             source, _ = pw.open_source(self.power, self.engine.device)
             if source is not None:
@@ -417,8 +419,6 @@ class RunTimer:
 
     def time(self, frames: list[np.ndarray], n: int) -> None:
         """One round: ``n`` timed frames (more while power needs ``min_seconds``)."""
-        from sentei.host import power as pw
-
         source, self.why_none = pw.open_source(self.power, self.engine.device)
         try:
             sampler = pw.PowerSampler(source).start() if source is not None else None
@@ -448,8 +448,6 @@ class RunTimer:
 
     def result(self) -> dict:
         """The run's entry of the report (without its label)."""
-        from sentei.host import power as pw
-
         engine = self.engine
         run = {"kind": "measured", "backend": engine.backend, "device": engine.device,
                "precision": engine.precision, "frames": len(self.e2e), "warmup": self.warmup, "wall_s": self.wall,
@@ -569,8 +567,6 @@ def run_trtexec(args_text: str, power_choice: str, idle_s: float) -> dict:
     import shutil
     import subprocess
 
-    from sentei.host import power as pw
-
     exe = shutil.which("trtexec") or ("/usr/src/tensorrt/bin/trtexec"
                                       if os.path.exists("/usr/src/tensorrt/bin/trtexec") else None)
     if exe is None:
@@ -668,8 +664,6 @@ def cpu_model() -> str:
 def environment(label: str | None = None) -> dict:
     """Where the run happened: CPU, cores, clocks, memory, board/GPU, versions."""
     from sentei import __version__
-    from sentei.host import power as pw
-
     cores = os.cpu_count()
     env = {"platform": platform.platform(), "machine": platform.machine(), "python": platform.python_version(),
            "cpu": {"model": cpu_model(), "logical_cores": cores,
@@ -737,22 +731,16 @@ def describe_model(model) -> dict:
 # commands
 
 
-_COMMAND_OPTIONS = ("model", "backend", "frames", "warmup", "warmup_seconds", "threads", "device", "precision",
-                    "power", "idle", "min_seconds", "capture", "trtexec", "trtexec_log", "board", "clock", "label",
-                    "seed", "json_out")
-
-
 def command_line(args) -> str:
     """The ``sentei bench`` command that reproduces ``args`` (every option spelled out)."""
     import shlex
 
     words = ["sentei", "bench"]
-    for key in _COMMAND_OPTIONS:
+    for key, flag in _OPTION_FLAGS.items():
         value = getattr(args, key, None)
         if value is not None:
-            flag = "--json" if key == "json_out" else "--" + key.replace("_", "-")
             words += [flag, str(value)]
-    return " ".join(shlex.quote(w) for w in words)
+    return shlex.join(words)
 
 
 def set_emulator_threads(threads: int) -> None:
@@ -798,23 +786,16 @@ def cmd_bench(args) -> int:
     if "perf" in backends and model is None:
         raise SenteiError("--backend perf models a model file, not a PyTorch checkpoint")
     measured = [(b, p) for b in backends if b != "perf" for p in (precisions if b == "torch" else ["int8"])]
-    done = _interleaved(measured, args, model, frames, counts) if args.rounds > 1 else {}
+    done = _interleaved(measured, args, model, frames, counts, args.rounds) if args.rounds > 1 else {}
     for backend in backends:  # in the order asked for (the first is the ratios' reference)
         if backend == "perf":
             _add_run(report, modeled_run(model, args.board, args.clock))
             continue
         for precision in (precisions if backend == "torch" else ["int8"]):
-            if (backend, precision) in done:
-                _add_run(report, done[(backend, precision)])
-                continue
-            engine = open_engine(backend, args.model, model, args.device, precision, args.threads)
-            try:  # one backend after the other, each opened and closed in turn
-                warmup = min(args.warmup, 1) if backend in ("reference", "csim") else args.warmup
-                run = time_run(engine, frames, counts[backend], warmup, args.power, args.idle,
-                               args.min_seconds, args.warmup_seconds)
-            finally:
-                engine.close()
-            _add_run(report, run)
+            spec = (backend, precision)
+            if spec not in done:  # one backend after the other, each opened and closed in turn
+                done.update(_interleaved([spec], args, model, frames, counts, 1))
+            _add_run(report, done[spec])
     extra = []
     if args.trtexec:
         extra.append(run_trtexec(args.trtexec, args.power, args.idle))
@@ -835,8 +816,8 @@ def _add_run(report: dict, run: dict) -> None:
     _print_run(run)
 
 
-def _interleaved(measured, args, model, frames, counts) -> dict:
-    """``--rounds R``: the measured backends in turn, R times, each opened afresh for its round.
+def _interleaved(measured, args, model, frames, counts, rounds: int) -> dict:
+    """The measured backends in turn, ``rounds`` times (``--rounds``), each opened afresh for its round.
 
     Each round opens the engine, warms it (idle power only before the first round), times
     its share of the frames and closes it again: two engines left open side by side on a
@@ -845,10 +826,10 @@ def _interleaved(measured, args, model, frames, counts) -> dict:
     Returns ``{(backend, precision): run}``.
     """
     timers = {}
-    for r in range(args.rounds):
+    for r in range(rounds):
         for backend, precision in measured:
             n = counts[backend]
-            share = n * (r + 1) // args.rounds - n * r // args.rounds  # this round's frames; they sum to n
+            share = n * (r + 1) // rounds - n * r // rounds  # this round's frames; they sum to n
             if share == 0:
                 continue
             engine = open_engine(backend, args.model, model, args.device, precision, args.threads)

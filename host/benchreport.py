@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 
 from sentei.errors import SenteiError
+from sentei.host.bench import SCHEMA, SCHEMA_VERSION
+from sentei.host.visualize import save_figure
 
-SCHEMA = "sentei-bench"
-SUPPORTED_VERSIONS = (1,)
+SUPPORTED_VERSIONS = (SCHEMA_VERSION,)
 
 
 def load_report(path) -> dict:
@@ -164,9 +165,7 @@ def draw_plot(rows: list[dict], path: Path) -> None:
         if uniq:
             ax.legend(uniq.values(), uniq.keys(), fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=110)
 
 
 def write_report(reports: list, out_dir, baseline=None, baseline_run: str | None = None,

@@ -84,21 +84,25 @@ def jetson_total(rails: dict[str, float]) -> tuple[float, str]:
     input; without one (AGX Xavier, AGX Orin) the rails are summed, which leaves out
     what the module's sensors do not cover.
     """
-    for name in JETSON_INPUT_RAILS:
-        if name in rails:
-            return rails[name], name
-    if not rails:
-        raise PowerUnavailable("no power rails in the reading")
-    return sum(rails.values()), "sum(" + "+".join(sorted(rails)) + ")"
+    return input_or_sum(rails, JETSON_INPUT_RAILS, "no power rails in the reading")
 
 
 def pynq_total(rails: dict[str, float]) -> tuple[float, str]:
     """Whole-board power from PYNQ PMBus rail powers (watts) and the rail used."""
-    for name in PYNQ_INPUT_RAILS:
+    return input_or_sum(rails, PYNQ_INPUT_RAILS, "pynq.get_rails() found no rail with a power sensor")
+
+
+def input_or_sum(rails: dict[str, float], inputs=(), empty: str = "no power rails in the reading"):
+    """The first of the ``inputs`` rails present (the device's input), else the sum of all rails.
+
+    Returns ``(watts, how)``, ``how`` naming the rail or ``sum(a+b+...)``; no rails at all
+    raise :class:`PowerUnavailable` with ``empty``.
+    """
+    for name in inputs:
         if name in rails:
             return rails[name], name
     if not rails:
-        raise PowerUnavailable("pynq.get_rails() found no rail with a power sensor")
+        raise PowerUnavailable(empty)
     return sum(rails.values()), "sum(" + "+".join(sorted(rails)) + ")"
 
 
@@ -237,7 +241,7 @@ class PowerSource(abc.ABC):
 
     def total(self, rails: dict[str, float]) -> tuple[float, str]:
         """Device power from one reading, and the rail (or sum) it came from."""
-        return sum(rails.values()), "sum(" + "+".join(sorted(rails)) + ")"
+        return input_or_sum(rails)
 
     def close(self) -> None:
         """Release what :meth:`open` took."""
@@ -574,12 +578,6 @@ class PowerSampler:
                 self.trace.error = self.trace.error or f"{self.source.name}: sampler did not stop within {timeout_s} s"
             self._thread = None
         return self.trace
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def measure_idle(source: PowerSource, seconds: float) -> PowerTrace:

@@ -30,3 +30,10 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     buf = io.BytesIO()
     Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
+    """Write a matplotlib figure as PNG, atomically (no half-written plot); closing it is the caller's."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return atomic_write_bytes(path, buf.getvalue())

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from sentei.host import format as fmt
+from sentei.host.visualize import save_figure
 from sentei.training.train import target_sparsity
 
 
@@ -97,7 +98,8 @@ def plot(rows: list[dict], teacher_miou: float | None, path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
+    plt.close(fig)
 
 
 def _dense(r: dict) -> list[str]:
