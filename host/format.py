@@ -358,7 +358,7 @@ def _read_arrays(header: dict, data: bytes, base: int) -> dict[str, np.ndarray]:
             raise ModelFormatError(f"{where}: must be an object")
         try:
             dtype = np.dtype(_get(entry, "dtype", str, where))
-        except TypeError:
+        except (TypeError, ValueError, SyntaxError):  # numpy parses some strings ('0:', '01') and fails otherwise
             raise ModelFormatError(f"{where}.dtype: unknown dtype {entry.get('dtype')!r}") from None
         if dtype.kind not in "iu" or dtype.itemsize > 4:
             raise ModelFormatError(f"{where}.dtype: {dtype.str} is not an integer type of at most 32 bits")
