@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emulator_scaling: {reason}", file=sys.stderr)
         return 2
     meta = {"cpu": f"{cpu_model()} ({os.cpu_count()} cores)", "threads": args.threads, "numba": numba.__version__, "repeat": args.repeat,
-            "command": shlex.join(["python", Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])])}
+            "command": shlex.join(["python", Path(sys.argv[0]).as_posix(),
+                                   *(argv if argv is not None else sys.argv[1:])])}
     try:
         import torch
 

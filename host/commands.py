@@ -103,17 +103,13 @@ def cmd_segment(args) -> int:
     with Segmenter(model, backend=args.backend) as seg:
         times = []
         for path, frame in frames:
-            t0 = time.perf_counter()
-            labels = seg(frame)
-            dt = time.perf_counter() - t0
-            times.append(dt)
-            visualize.save_png(labels, out / f"{path.stem}_labels.png")
-            visualize.save_png(visualize.blend(frame, labels, model.class_colors, args.alpha),
+            res = seg.segment(frame)
+            times.append(res.timing.total)
+            visualize.save_png(res.labels, out / f"{path.stem}_labels.png")
+            visualize.save_png(visualize.blend(frame, res.labels, model.class_colors, args.alpha),
                                out / f"{path.stem}_overlay.png")
-            acc = getattr(getattr(seg, "timings", None), "accelerator", None)
-            acc_text = f" (accelerator {acc * 1e3:.1f} ms)" if acc is not None else ""
-            print(f"{path.name}: {dt * 1e3:.1f} ms{acc_text} -> {out / (path.stem + '_labels.png')}, "
-                  f"{out / (path.stem + '_overlay.png')}")
+            print(f"{path.name}: {res.timing.total * 1e3:.1f} ms (accelerator {res.timing.accelerator * 1e3:.1f} ms) "
+                  f"-> {out / (path.stem + '_labels.png')}, {out / (path.stem + '_overlay.png')}")
         print(f"{len(times)} frame(s) on backend {seg.backend}: mean {np.mean(times) * 1e3:.1f} ms/frame")
     return 0
 

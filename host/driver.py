@@ -78,7 +78,7 @@ class SenteiDriver:
         offsets = {name.lower(): entry["address_offset"] for name, entry in table.items()}
         expected = {"ctrl": R.AP_CTRL, "status_ctrl": R.STATUS_CTRL}
         for arg, off in R.ARGUMENTS.items():
-            expected[arg if arg in ("cmd", "height", "width", "status") else f"{arg}_1"] = off
+            expected[f"{arg}_1" if arg in R.POINTER_ARGUMENTS else arg] = off
         for name, off in expected.items():
             found = offsets.get(name)
             if found is None and name.endswith("_1"):  # older Vitis HLS: one 64-bit register
@@ -191,11 +191,7 @@ class EmulatedIP(SenteiDriver):
         so the wait wakes once, at done; ``wait_done`` still reads ``AP_CTRL`` and keeps
         the same deadline.
         """
-        event = getattr(self.mmio, "done_event", None)
-        if event is None:
-            time.sleep(seconds)
-        else:
-            event.wait(max(0.0, deadline - time.monotonic()))
+        self.mmio.done_event.wait(max(0.0, deadline - time.monotonic()))
 
 
 _BOARD_CLASS = None
@@ -215,9 +211,6 @@ def board_driver_class():
             """PYNQ driver of the sentei accelerator (``overlay.sentei_top_0``)."""
 
             bindto = [R.VLNV]
-
-            def __init__(self, description):
-                super().__init__(description)
 
         _BOARD_CLASS = SenteiIP
     return _BOARD_CLASS
@@ -435,21 +428,23 @@ def find_ip(overlay) -> str:
     raise SenteiError(f"the overlay has no sentei accelerator ({R.VLNV}): is it the sentei bitstream?")
 
 
-def open_board(bitfile, owner: str):
+def open_board(bitfile, owner: str, overlay=None):
     """Load the bitstream and bind the driver: ``(overlay, ip, allocate, release)``.
 
     Takes the board lock first (downloading a bitstream replaces whatever the programmable
     logic held), then builds ``pynq.Overlay`` after :func:`board_driver_class`, so
-    ``overlay.<ip>`` is a ``SenteiIP``.
+    ``overlay.<ip>`` is a ``SenteiIP``. With ``overlay`` (a ``pynq.Overlay`` the caller
+    already loaded) nothing is downloaded: the lock is taken and the driver bound to it.
     """
     lock = _BoardLock(owner)
     try:
-        import pynq
-
         cls = board_driver_class()
-        overlay = pynq.Overlay(str(bitfile))
+        if overlay is None:
+            import pynq
+
+            overlay = pynq.Overlay(str(bitfile))
         name = find_ip(overlay)
-        ip = getattr(overlay, name)
+        ip = getattr(overlay, name, None)
         if not isinstance(ip, cls):  # an overlay object built before the class existed
             ip = cls(overlay.ip_dict[name])
         return overlay, ip, pynq_allocator(ip), lock.release

@@ -123,7 +123,7 @@ class EmulatedBuffer(np.ndarray):
 
     def flush(self) -> None:
         """Copy the host's bytes to the accelerator's view (host -> DDR)."""
-        self._owner().store(self.device_address, self._bytes())
+        self._owner().store(self.device_address, self._flat())
 
     def invalidate(self) -> None:
         """Refresh the host's bytes from the accelerator's view (DDR -> host)."""
@@ -147,9 +147,6 @@ class EmulatedBuffer(np.ndarray):
 
     def _flat(self) -> np.ndarray:
         return np.ndarray.view(self, np.ndarray).reshape(-1).view(np.uint8)
-
-    def _bytes(self) -> bytes:
-        return self._flat().tobytes()
 
     def __enter__(self):
         return self
@@ -229,19 +226,20 @@ class EmulatedMemory:
         with self._lock:
             region = self._region(address, nbytes, who, "read")
             start = address - region.address
-            data = bytes(region.device[start:start + nbytes])
+            data = bytes(memoryview(region.device)[start:start + nbytes])  # one copy, not a slice and a copy
         if who == "host invalidate":
             self.log.append(("invalidate", address, nbytes))
         return data
 
-    def store(self, address: int, data: bytes, who: str = "host flush") -> None:
-        """Write ``data`` into the device view at ``address``."""
+    def store(self, address: int, data, who: str = "host flush") -> None:
+        """Write ``data`` (bytes, or a contiguous uint8 array: copied once) into the device view at ``address``."""
+        data = memoryview(data).cast("B")
         with self._lock:
-            region = self._region(address, len(data), who, "write")
+            region = self._region(address, data.nbytes, who, "write")
             start = address - region.address
-            region.device[start:start + len(data)] = data
+            memoryview(region.device)[start:start + data.nbytes] = data
         if who == "host flush":
-            self.log.append(("flush", address, len(data)))
+            self.log.append(("flush", address, data.nbytes))
 
     def _region(self, address: int, nbytes: int, who: str, what: str) -> _Region:
         region = self._find(address, nbytes)
@@ -321,16 +319,15 @@ def check_blob_header(network: Model, read_words: Callable[[int, int], np.ndarra
     return R.STATUS_OK
 
 
-def blob_entries_fit(network: Model, blob: np.ndarray) -> bool:
+def entries_fit(model: Model) -> bool:
     """The check the hardware's weight loader makes per entry while it copies: every position
-    below Cin*k*k and every value within the layer's weight bits (else STATUS_BAD_LAYOUT)."""
-    words = np.asarray(blob, dtype=np.uint32)
-    for off, layer in zip(blob_offsets(network), network.layers):
-        c, k = layer.out_channels, layer.k_nonzero
-        entries = words[off + 3 * c:off + 3 * c + c * k]
-        values = (entries & 0xFF).astype(np.uint8).view(np.int8).astype(np.int64)
+    below Cin*k*k and every value within the layer's weight bits (else STATUS_BAD_LAYOUT).
+    ``model`` is the blob as decoded by :func:`model_from_blob`."""
+    for layer in model.layers:
+        if layer.values.size == 0:
+            continue
         lo, hi = act_range("linear", layer.weight_bits)
-        if np.any((entries >> 8) >= layer.fan_in) or np.any((values < lo) | (values > hi)):
+        if int(layer.indices.max()) >= layer.fan_in or int(layer.values.min()) < lo or int(layer.values.max()) > hi:
             return False
     return True
 
@@ -358,11 +355,12 @@ class EngineHardware:
     def load_weights(self, blob: np.ndarray) -> int:
         """Decode a blob whose header :func:`check_blob_header` accepted; a ``STATUS_*`` code."""
         self.close()  # like the hardware, a load that fails leaves no weights behind
-        if not blob_entries_fit(self.network, blob):
+        model = model_from_blob(self.network, blob)
+        if not entries_fit(model):
             return R.STATUS_BAD_LAYOUT
         from sentei.host.emulator import make_engine
 
-        engine = make_engine(model_from_blob(self.network, blob), prefer=self.engine)
+        engine = make_engine(model, prefer=self.engine)
         self._run, self._close = engine, engine.close
         return R.STATUS_OK
 
@@ -425,11 +423,11 @@ def register_table() -> dict:
         "IP_IER": reg(R.IER, "read-write", "IP Interrupt Enable Register"),
         "IP_ISR": reg(R.ISR, "read-write", "IP Interrupt Status Register"),
     }
-    for name in ("frame", "weights", "logits"):
+    for name in R.POINTER_ARGUMENTS:
         lo = R.ARGUMENTS[name]
         table[f"{name}_1"] = reg(lo, "write-only", f"Data signal of {name} (low word)")
         table[f"{name}_2"] = reg(lo + 4, "write-only", f"Data signal of {name} (high word)")
-    for name in ("cmd", "height", "width"):
+    for name in (n for n in R.ARGUMENTS if n not in R.POINTER_ARGUMENTS and n != "status"):
         table[name] = reg(R.ARGUMENTS[name], "write-only", f"Data signal of {name}")
     table["status"] = reg(R.STATUS, "read-only", "Data signal of status")
     table["status_ctrl"] = reg(R.STATUS_CTRL, "read-only", "Control signal of status")
@@ -467,7 +465,6 @@ class EmulatedMMIO:
         self._worker: threading.Thread | None = None
         self.fault: Exception | None = None
         self.commands: list[tuple[int, int]] = EventLog(COMMANDS_LIMIT)  # (cmd, status) of finished commands
-        self.busy_seconds = 0.0  # time the "hardware" spent computing, all commands
 
     def _index(self, offset: int) -> int:
         if offset % 4 or not 0 <= offset < R.ADDRESS_RANGE:
@@ -511,7 +508,7 @@ class EmulatedMMIO:
             self.regs[i] = np.uint32(R.AP_START)  # busy: idle, done and ready low
             self.done_event.clear()
             args = {name: int(self.regs[off // 4]) for name, off in R.ARGUMENTS.items()}
-            for name in ("frame", "weights", "logits"):
+            for name in R.POINTER_ARGUMENTS:
                 args[name] |= int(self.regs[(R.ARGUMENTS[name] + 4) // 4]) << 32
         if self.hang:
             return  # the hung accelerator: AP_START stays high, done never comes
@@ -533,7 +530,6 @@ class EmulatedMMIO:
                 self._idle.set()
 
     def _execute(self, args: dict) -> None:
-        t0 = time.perf_counter()
         try:
             status = self._command(args)
         except Exception as exc:  # a bus error or an engine failure: surfaces on the next register read
@@ -544,7 +540,6 @@ class EmulatedMMIO:
         if self.delay_s:
             time.sleep(self.delay_s)
         with self._lock:
-            self.busy_seconds += time.perf_counter() - t0
             self.commands.append((args["cmd"], status))
             self.regs[R.STATUS // 4] = status
             self.regs[R.STATUS_CTRL // 4] = 1
@@ -570,7 +565,7 @@ class EmulatedMMIO:
             frame = np.frombuffer(raw, dtype=np.uint8).reshape(q.height, q.width, 3)
             status, logits = self.hardware.run_frame(frame)
             if status == R.STATUS_OK:
-                self.memory.store(args["logits"], np.ascontiguousarray(logits, dtype="<i4").tobytes(),
+                self.memory.store(args["logits"], np.ascontiguousarray(logits, dtype="<i4").reshape(-1).view(np.uint8),
                                   who="accelerator")
             return int(status)
         return R.STATUS_BAD_COMMAND

@@ -39,6 +39,7 @@ import numpy as np
 
 from sentei.cache import cache_dir
 from sentei.errors import SenteiError
+from sentei.host import reference
 from sentei.host.format import ConvLayer, Model, act_range
 
 UNROLL = 4  # must equal sentei.host.emulator_kernels.UNROLL (checked when the kernels load)
@@ -99,6 +100,7 @@ class _Plan:
     bias: np.ndarray  # int32 [Cout]
     mult: np.ndarray  # int64 [Cout]
     shift: np.ndarray  # int64 [Cout]
+    requant: bool  # False for the logits (stored as accumulated)
     lo: int
     hi: int
     pitch: int  # input offset between two output rows
@@ -250,6 +252,7 @@ class Emulator:
             raise SenteiError(f"float_path={float_path!r}: use one of {', '.join(FLOAT_PATHS)}")
         import numba
 
+        self._numba = numba
         self._k = _kernels()
         self.model = model
         self.threads = int(threads) if threads else numba.config.NUMBA_NUM_THREADS
@@ -274,12 +277,9 @@ class Emulator:
                        for n, layer in enumerate(model.layers)]
         self._dst = [(lay.row_offsets(), lay.plane, lay.stride, lay.pad, lay.wq) for lay in layouts]
         self._cols = [lay.column_offsets() for lay in layouts]
-        q = model.input
-        lo, hi = -(2 ** (q.bits - 1)), 2 ** (q.bits - 1) - 1
-        pix = np.arange(256, dtype=np.int64)
-        rnd = (1 << (q.shift - 1)) if q.shift > 0 else 0
-        lut = [np.clip((pix * m + a + rnd) >> q.shift, lo, hi) for m, a in zip(q.mul, q.add)]
-        self._lut = np.stack(lut).astype(self.buffers[0].dtype)
+        # the input quantization of every 8-bit pixel value per channel, by the reference itself
+        ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # [1, 256, 3]
+        self._lut = reference.quantize_input(model, ramp)[:, 0, :].astype(self.buffers[0].dtype)  # [3, 256]
         self._closed = False
 
     @staticmethod
@@ -323,9 +323,9 @@ class Emulator:
         _, ho, wo = out_shape
         acc = np.zeros({"rows": (ho, wo), "chunks": (cout, nchunks, chunk), "dense": (ho, FILTER_BLOCK, wo)}[kind],
                        dtype=arith)
-        return _Plan(layer=layer, kind=kind, arith=route.arith, src=buf, out_shape=tuple(out_shape), offs=offs, vals=vals,
-                     bias=layer.bias.astype(np.int32), mult=mult, shift=shift, lo=int(lo), hi=int(hi),
-                     pitch=src.pitch, acc=acc, scratch=np.zeros((ho, wo), dtype=np.int32))
+        return _Plan(layer=layer, kind=kind, arith=route.arith, src=buf, out_shape=tuple(out_shape), offs=offs,
+                     vals=vals, bias=layer.bias.astype(np.int32), mult=mult, shift=shift, requant=requant,
+                     lo=int(lo), hi=int(hi), pitch=src.pitch, acc=acc, scratch=np.zeros((ho, wo), dtype=np.int32))
 
     def plan(self) -> list[LayerRoute]:
         """How each layer is computed (float or integer, which schedule) and why, in layer order."""
@@ -344,15 +344,13 @@ class Emulator:
         return np.ascontiguousarray(frame)
 
     def _forward(self, frame: np.ndarray) -> None:
-        import numba
-
-        k = self._k
+        k, numba = self._k, self._numba
         previous = numba.get_num_threads()
         numba.set_num_threads(self.threads)
         try:
             k.quantize_frame(frame, self._lut, self.buffers[0], self._dst[0][0], self._cols[0], self._dst[0][1])
             for n, p in enumerate(self._plans):
-                requant = p.layer.act != "logits"
+                requant = p.requant
                 dst = self.buffers[n + 1]
                 if p.kind == "dense":
                     k.conv_rows_dense(p.src, p.offs, p.vals, p.bias, p.mult, p.shift, p.lo, p.hi, requant, p.pitch,
@@ -479,8 +477,6 @@ def make_engine(model: Model, prefer: str = "emu", warn: Callable[[str], None] |
         ``engine(frame) -> int32 logits``; it has a ``name`` attribute
         (``"emu"`` or ``"reference"``) and a ``close()`` method.
     """
-    from sentei.host import reference
-
     if prefer not in ("emu", "reference"):
         raise SenteiError(f"unknown engine {prefer!r}: use 'emu' or 'reference'")
     if prefer == "emu":
@@ -489,8 +485,6 @@ def make_engine(model: Model, prefer: str = "emu", warn: Callable[[str], None] |
             emu = Emulator(model)
             return _Engine("emu", emu.run, emu.close)
         if warn is None:
-            import sys
-
             def warn(msg):
                 print(f"sentei: warning: {msg}", file=sys.stderr)
         warn(reason)

@@ -446,9 +446,7 @@ def _model_from_header(h: dict, arrays: dict[str, np.ndarray]) -> Model:
 
     o = _get(h, "output", dict, "header")
     upsample = _get_int(o, "upsample", "output", 1, 64)
-    scale = float(_get(o, "scale", float, "output"))
-    if scale <= 0:
-        raise ModelFormatError(f"output.scale: {scale} must be positive")
+    scale = float(_get(o, "scale", float, "output"))  # positive: validate() checks it
 
     layer_list = _get(h, "layers", list, "header")
     if not 1 <= len(layer_list) <= 256:
@@ -619,25 +617,28 @@ def validate(model: Model) -> None:
 BLOB_INPUT_WORDS = 7  # input mul[3], add[3], shift
 
 
+def _blob_bounds(model: Model) -> list[int]:
+    """Word offset of each layer's section in :func:`weight_blob`, then the blob's length."""
+    bounds = [2 + BLOB_INPUT_WORDS + len(model.layers)]
+    for layer in model.layers:  # bias, mult, shift per filter, then K entries per filter
+        bounds.append(bounds[-1] + 3 * layer.out_channels + layer.out_channels * layer.k_nonzero)
+    return bounds
+
+
 def blob_offsets(model: Model) -> list[int]:
     """Word offset of each layer's section in :func:`weight_blob`."""
-    offsets, pos = [], 2 + BLOB_INPUT_WORDS + len(model.layers)
-    for layer in model.layers:
-        offsets.append(pos)
-        pos += 3 * layer.out_channels + layer.out_channels * layer.k_nonzero
-    return offsets
+    return _blob_bounds(model)[:-1]
 
 
 def blob_words(model: Model) -> int:
     """Length in 32-bit words of :func:`weight_blob` (fixed by the shapes and K per layer)."""
-    last = model.layers[-1]
-    return blob_offsets(model)[-1] + 3 * last.out_channels + last.out_channels * last.k_nonzero
+    return _blob_bounds(model)[-1]
 
 
 def weight_blob(model: Model) -> np.ndarray:
     """The weights as the accelerator loads them: one uint32 array (spec section 4)."""
-    offsets = blob_offsets(model)
-    blob = np.zeros(blob_words(model), dtype=np.uint32)
+    *offsets, words = _blob_bounds(model)
+    blob = np.zeros(words, dtype=np.uint32)
     blob[0] = BLOB_MAGIC
     blob[1] = len(model.layers)
     q = model.input

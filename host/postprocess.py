@@ -6,7 +6,8 @@ that numpy code takes longer than the fast emulator's whole network (it builds t
 ``[C, H, W]`` float arrays and reduces them), so when numba is there :func:`labels` runs
 :func:`~sentei.host.emulator_kernels.bilinear_argmax` instead: the same float32
 operations in the same order, fused per pixel, on all cores -- the same labels, bit for
-bit (tests/host/test_postprocess.py), several times faster.
+bit (tests/host/test_postprocess.py), several times faster. :func:`fused_kernel` says once
+whether it can run.
 """
 from __future__ import annotations
 
@@ -32,15 +33,22 @@ def grid(model, box) -> tuple:
             reference.bilinear_axis(box.width, w, box.inner_w, box.left, q.width))
 
 
-def labels(scores: np.ndarray, ys, xs) -> np.ndarray:
-    """``argmax_c`` of the float32 maps ``scores [C, h, w]`` resampled at ``ys`` x ``xs``: uint8 ``[H, W]``."""
+def fused_kernel():
+    """:func:`~sentei.host.emulator_kernels.bilinear_argmax` when numba can run here, else None."""
     from sentei.host import emulator
 
     ok, _ = emulator.available()
-    if not ok:
+    return emulator._kernels().bilinear_argmax if ok else None
+
+
+def labels(scores: np.ndarray, ys, xs, kernel=None) -> np.ndarray:
+    """``argmax_c`` of the float32 maps ``scores [C, h, w]`` resampled at ``ys`` x ``xs``: uint8 ``[H, W]``.
+
+    ``kernel``: :func:`fused_kernel` (looked up once by the caller), or None for numpy.
+    """
+    if kernel is None:
         return np.argmax(reference.resample(scores, ys, xs), axis=0).astype(np.uint8)
     (ylo, yhi, fy), (xlo, xhi, fx) = ys, xs
     out = np.empty((ylo.size, xlo.size), dtype=np.uint8)
-    emulator._kernels().bilinear_argmax(np.ascontiguousarray(scores, dtype=np.float32), ylo, yhi, 1 - fy, fy,
-                                        xlo, xhi, 1 - fx, fx, out)
+    kernel(np.ascontiguousarray(scores, dtype=np.float32), ylo, yhi, 1 - fy, fy, xlo, xhi, 1 - fx, fx, out)
     return out

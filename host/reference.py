@@ -29,7 +29,7 @@ def quantize_input(model: Model, frame: np.ndarray) -> np.ndarray:
     add = np.asarray(q.add, dtype=np.int64)[:, None, None]
     rnd = (1 << (q.shift - 1)) if q.shift > 0 else 0
     y = (x * mul + add + rnd) >> q.shift
-    lo, hi = -(2 ** (q.bits - 1)), 2 ** (q.bits - 1) - 1
+    lo, hi = model.input_range(0)
     return np.clip(y, lo, hi)
 
 

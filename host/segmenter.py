@@ -36,6 +36,7 @@ import numpy as np
 
 from sentei.errors import HardwareTimeoutError, SenteiError
 from sentei.host import driver as drv
+from sentei.host import postprocess
 
 BACKENDS = ("auto", "fpga", "emu", "reference", "csim")
 FITS = ("stretch", "letterbox")
@@ -197,15 +198,7 @@ class Segmenter:
         owner = f"Segmenter(model {self.model.name!r}, backend {self.backend})"
         try:
             if self.backend == "fpga":
-                if overlay is None:
-                    self.overlay, ip, allocate, self._release = drv.open_board(choice.bitfile, owner)
-                else:
-                    lock = drv._BoardLock(owner)
-                    self._release = lock.release
-                    self.overlay = overlay
-                    cls = drv.board_driver_class()
-                    ip = cls(overlay.ip_dict[drv.find_ip(overlay)])
-                    allocate = drv.pynq_allocator(ip)
+                self.overlay, ip, allocate, self._release = drv.open_board(choice.bitfile, owner, overlay)
             else:
                 if overlay is None:
                     overlay = self._own_overlay = EmulatedOverlay(self.model, hardware=self.backend)
@@ -224,6 +217,7 @@ class Segmenter:
         q = self.model.input
         self._pad = _pad_color(q)
         self._grids: dict = {}  # frame box -> the upsampling grid (postprocess.grid)
+        self._argmax = postprocess.fused_kernel()  # the labels' fused kernel, or None: numpy
 
     # -- the public API ----------------------------------------------------------------
 
@@ -377,15 +371,13 @@ class Segmenter:
         same float32 operations), fused and on all cores when numba is there
         (:func:`sentei.host.postprocess.labels`); the grid is computed once per frame size.
         """
-        from sentei.host import postprocess
-
         grid = self._grids.get(box)
         if grid is None:
             if len(self._grids) >= postprocess.GRIDS_KEPT:  # a stream of ever new sizes stays bounded
                 self._grids.clear()
             grid = self._grids[box] = postprocess.grid(self.model, box)
         scores = logits.astype(np.float32) * np.float32(self.model.output_scale)
-        return postprocess.labels(scores, *grid)
+        return postprocess.labels(scores, *grid, kernel=self._argmax)
 
 
 def _pad_color(q) -> np.ndarray:

@@ -60,7 +60,7 @@ def random_layer(rng: np.random.Generator, name: str, cin: int, spec: LayerSpec,
     k = spec.kernel
     fan_in = cin * k * k
     kk = max(1, min(fan_in, int(round(spec.density * fan_in))))
-    lo, hi = -(2 ** (spec.weight_bits - 1)), 2 ** (spec.weight_bits - 1) - 1
+    lo, hi = act_range("linear", spec.weight_bits)
     cout = spec.out_channels
     values = np.zeros((cout, kk), dtype=np.int8)
     indices = np.zeros((cout, kk), dtype=np.uint32)
@@ -97,7 +97,7 @@ def random_model(seed: int = 0, height: int = 24, width: int = 32, specs=TINY, n
     inp = InputQuant.from_normalization(height, width, mean=(0.39, 0.40, 0.41), std=(0.30, 0.31, 0.30),
                                         scale=3.0 / 2 ** (input_bits - 1), bits=input_bits)
     layers, cin = [], 3
-    in_range = (-(2 ** (input_bits - 1)), 2 ** (input_bits - 1) - 1)
+    in_range = act_range("linear", input_bits)
     for n, spec in enumerate(specs):
         layer = random_layer(rng, f"conv{n + 1}", cin, spec, in_range, balanced=balanced)
         layers.append(layer)

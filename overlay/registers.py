@@ -39,6 +39,7 @@ ARGUMENTS = {
     "frame": FRAME_LO, "weights": WEIGHTS_LO, "logits": LOGITS_LO,
     "cmd": CMD, "height": HEIGHT, "width": WIDTH, "status": STATUS,
 }
+POINTER_ARGUMENTS = ("frame", "weights", "logits")  # 64-bit: low word at the offset, high word 4 bytes above
 
 # commands (CMD)
 CMD_LOAD_WEIGHTS = 1  # read the weight blob into on-chip memory, check it against the bitstream

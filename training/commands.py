@@ -13,6 +13,8 @@ from pathlib import Path
 
 from sentei.cli import parse_size
 from sentei.errors import SenteiError
+from sentei.host.commands import write_json
+from sentei.host.format import SCHEMES
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_TEACHER_CONFIG = CONFIGS / "camvid-fcn7.yaml"
@@ -35,8 +37,9 @@ def register(sub) -> None:
 
     p = sub.add_parser("compress", help="prune + distil + quantize a teacher checkpoint into a model file")
     _common(p, DEFAULT_COMPRESS_CONFIG)
-    p.add_argument("--teacher", required=True, help="teacher checkpoint (teacher.pt / best.pt of sentei train, or the bundled name teacher)")
-    p.add_argument("--scheme", choices=("filterwise", "groupwise", "unstructured", "nm", "dense"),
+    p.add_argument("--teacher", required=True,
+                   help="teacher checkpoint (teacher.pt / best.pt of sentei train, or the bundled name teacher)")
+    p.add_argument("--scheme", choices=SCHEMES,
                    help="pruning scheme; dense: no pruning, distillation and QAT only")
     p.add_argument("--sparsity", type=float, help="target fraction of zero weights per pruned layer, in (0, 1)")
     p.add_argument("--group-size", type=int, help="groupwise: weights fetched together (G)")
@@ -223,7 +226,7 @@ def cmd_compress(args) -> int:
     data = train.load_data(dict(cfg, model=tck["config"]["model"]), env, args.workers, args.synthetic, args.limit)
     result = train.compress(cfg, args.teacher, args.out, env, data, resume=args.resume, init_path=init)
     if env.main:
-        train.write_json(Path(args.out) / "metrics.json", result)
+        write_json(Path(args.out) / "metrics.json", result)
         print(f"compressed: val mIoU {100 * result['val']['miou']:.2f} (integer path), "
               f"pruned layers >= {100 * result['min_pruned_sparsity']:.1f} % zero, "
               f"{result['weight_bytes']} weight bytes -> {Path(args.out) / result['model_file']}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import io
-import json
 import math
 import os
 import sys
@@ -26,6 +25,7 @@ import torch.nn as nn
 
 from sentei.errors import SenteiError
 from sentei.host import metrics
+from sentei.host.commands import write_json
 from sentei.host.format import atomic_write_bytes
 from sentei.training import data as D
 from sentei.training.distill import Distillation
@@ -89,10 +89,6 @@ def load_checkpoint(path) -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise SenteiError(f"{path}: not a sentei checkpoint (written by sentei train/compress)")
     return ckpt
-
-
-def write_json(path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
 
 
 class Log:
@@ -320,7 +316,7 @@ def train_teacher(cfg: dict, run_dir, env: Env, data: Data, resume: bool = False
         slim = {k: best[k] for k in ("format", "kind", "config", "model", "epoch", "val")}
         slim["model"] = {k: v.float() if v.is_floating_point() else v for k, v in slim["model"].items()}
         save_checkpoint(slim, run_dir / "teacher.pt")
-        write_json(run_dir / "metrics.json", result)
+        write_json(run_dir / "metrics.json", result)  # sentei.host.commands: NaN -> null
     _barrier(env)
     return result
 
