@@ -6,7 +6,6 @@ friends. PyTorch is imported inside the handlers only.
 from __future__ import annotations
 
 import argparse
-import copy
 import shlex
 import sys
 from pathlib import Path
@@ -114,7 +113,7 @@ def _common(p, default_config):
 def _base_config(args, section):
     from sentei.training.train import load_config
 
-    cfg = copy.deepcopy(load_config(args.config))
+    cfg = load_config(args.config)  # a fresh dict from the YAML
     cfg.setdefault("data", {})
     cfg.setdefault(section, {})
     if args.data:
@@ -189,8 +188,6 @@ def cmd_compress(args) -> int:
         if given:
             raise SenteiError(f"{given[0]} with --from: the checkpoint already fixes its pruning and bit widths "
                               f"and is not pruned again; drop {given[0]} (set the length with --qat-epochs)")
-    if comp.get("ema") is not None and not 0.0 <= float(comp["ema"]) < 1.0:
-        raise SenteiError(f"--ema {comp['ema']}: the decay must lie in [0, 1), e.g. 0.999 (0: no averaging)")
     if comp.get("scheme") == "dense":  # quantization only: the pruning machinery at zero sparsity
         if args.sparsity not in (None, 0.0):
             raise SenteiError(f"--sparsity {args.sparsity} with --scheme dense: a dense model prunes nothing "
@@ -205,24 +202,17 @@ def cmd_compress(args) -> int:
             raise SenteiError(f"weight bits {b} for {name}: the model file stores 2..8-bit weights")
     if not 8 <= int(comp.get("act_bits", 8)) <= 16:
         raise SenteiError(f"activation bits {comp.get('act_bits')}: use 8..16")
-    train.inside(args.out, comp.get("model_file", "model.sentei"))  # a config cannot write outside the run
+    train.check_compress(comp, args.out)  # e.g. a config cannot write outside the run
     env = train.setup_env(args.device)
     from sentei.training.engine import resolve_checkpoint
 
     args.teacher = resolve_checkpoint(args.teacher)  # a path, or a bundled name: --teacher teacher
     tck = train.load_checkpoint(args.teacher)
-    if args.size is None:  # the student takes the teacher's input size
-        cfg["model"] = tck["config"]["model"]
-    elif tck["config"]["model"].get("input", {}).get("height") != cfg["model"]["input"]["height"]:
+    t_input = tck["config"]["model"].get("input", {})
+    if args.size is not None and parse_size(args.size, "--size") != (t_input.get("height"), t_input.get("width")):
         raise SenteiError("--size differs from the teacher's input size; compress at the teacher's size")
-    init = None
-    if args.init is not None:
-        init = resolve_checkpoint(args.init)
-        size = lambda c: tuple(c["model"]["input"][k] for k in ("height", "width"))  # noqa: E731
-        ick = train.load_checkpoint(init)
-        if "config" in ick and size(ick["config"]) != size(tck["config"]):
-            raise SenteiError(f"--from {args.init}: its input {size(ick['config'])} differs from the teacher's "
-                              f"{size(tck['config'])}; distil from the teacher it was compressed from")
+    init = resolve_checkpoint(args.init) if args.init is not None else None
+    # the student takes the teacher's input size (compress() takes the model from the teacher or --from)
     data = train.load_data(dict(cfg, model=tck["config"]["model"]), env, args.workers, args.synthetic, args.limit)
     result = train.compress(cfg, args.teacher, args.out, env, data, resume=args.resume, init_path=init)
     if env.main:

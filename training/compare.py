@@ -14,7 +14,7 @@ import torch
 
 from sentei.host import reference
 from sentei.host.format import Model
-from sentei.training.models import class_argmax, upsample_logits
+from sentei.training import baseline
 
 
 @dataclass
@@ -48,7 +48,7 @@ def compare(qat, model: Model, frame: np.ndarray, exact: bool = True) -> tuple[l
         diff = np.abs(got - ref)
         rows.append(LayerAgreement(name, tuple(ref.shape), float(np.mean(diff == 0)), int(diff.max())))
     ref_labels = reference.labels_from_logits(model, ref_logits)
-    labels = class_argmax(upsample_logits(logits.float().cpu(), *frame.shape[:2]))[0].numpy()
+    labels = baseline.labels(logits.cpu(), *frame.shape[:2]).numpy()
     return rows, float(np.mean(labels == ref_labels))
 
 

@@ -21,16 +21,25 @@ from sentei.training.models import upsample_logits
 def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None,
                       ignore: int = VOID) -> torch.Tensor:
     """Cross-entropy of low-resolution ``logits`` upsampled to the labels, void ignored."""
-    up = upsample_logits(logits.float(), labels.shape[-2], labels.shape[-1])
-    return F.cross_entropy(up, labels.long(), weight=weights, ignore_index=ignore)
+    return _ce(_up(logits, labels), labels, weights, ignore)
 
 
 def kd_kl(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float,
           ignore: int = VOID) -> torch.Tensor:
     """Mean over non-void pixels of ``T^2 KL(softmax(t/T) || softmax(s/T))`` at label resolution."""
-    h, w = labels.shape[-2:]
-    s = upsample_logits(student.float(), h, w) / temperature
-    t = upsample_logits(teacher.float(), h, w) / temperature
+    return _kl(_up(student, labels), _up(teacher, labels), labels, temperature, ignore)
+
+
+def _up(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return upsample_logits(logits.float(), labels.shape[-2], labels.shape[-1])
+
+
+def _ce(up, labels, weights, ignore=VOID):
+    return F.cross_entropy(up, labels.long(), weight=weights, ignore_index=ignore)
+
+
+def _kl(s_up, t_up, labels, temperature, ignore=VOID):
+    s, t = s_up / temperature, t_up / temperature
     kl = (F.softmax(t, dim=1) * (F.log_softmax(t, dim=1) - F.log_softmax(s, dim=1))).sum(dim=1)
     keep = (labels != ignore).to(kl.dtype)
     return kl.mul(keep).sum() / keep.sum().clamp_min(1.0) * temperature**2
@@ -59,12 +68,16 @@ class Distillation:
 
     def loss(self, student_logits, labels, class_weights, teacher_logits=None, student_feat=None,
              teacher_feat=None) -> tuple[torch.Tensor, dict]:
-        """The mixed loss and its parts (detached tensors, for the log)."""
-        ce = segmentation_loss(student_logits, labels, class_weights)
+        """The mixed loss and its parts (detached tensors, for the log).
+
+        The student's logits are upsampled to the labels once, for both losses.
+        """
+        up = _up(student_logits, labels)
+        ce = _ce(up, labels, class_weights)
         parts = {"ce": ce.detach()}
         if not self.enabled or teacher_logits is None:
             return ce, parts
-        kd = kd_kl(student_logits, teacher_logits, labels, self.temperature)
+        kd = _kl(up, _up(teacher_logits, labels), labels, self.temperature)
         parts["kd"] = kd.detach()
         total = (1.0 - self.alpha) * ce + self.alpha * kd
         if self.hint_layer is not None and self.hint_weight > 0 and student_feat is not None:

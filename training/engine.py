@@ -15,7 +15,7 @@ import torch
 
 from sentei.errors import SenteiError
 from sentei.host.format import CAMVID_CLASSES, CAMVID_COLORS
-from sentei.training.models import class_argmax, upsample_logits
+from sentei.training import baseline
 from sentei.training.quantize import QATNet
 from sentei.training.train import build_from_checkpoint, load_checkpoint
 
@@ -76,6 +76,4 @@ class TorchEngine:
         if tuple(frame.shape[:2]) != self.input_size:
             raise SenteiError(f"frame is {frame.shape[0]}x{frame.shape[1]}, the model takes "
                               f"{self.input_size[0]}x{self.input_size[1]} (resize with sentei.host.preprocess)")
-        logits = self.logits(frame[None])
-        up = upsample_logits(logits, *self.input_size)
-        return class_argmax(up)[0].to(torch.uint8).cpu().numpy()
+        return baseline.labels(self.logits(frame[None]), *self.input_size).cpu().numpy()

@@ -90,9 +90,6 @@ class IntLayer:
     act: str
     out_bits: int
     weight_bits: int
-    in_scale: float
-    out_scale: float | None  # activation scale of the output (None for logits)
-    weight_scale: np.ndarray  # float64 [Cout]
 
 
 class QATNet(nn.Module):
@@ -237,8 +234,7 @@ class QATNet(nn.Module):
             layers.append(IntLayer(name=spec["name"], weights=w_q.numpy().astype(np.int64),
                                    bias=b_q.numpy().astype(np.int64), mult=mult, shift=shift, act=act,
                                    out_bits=self.act_bits if act == "relu" else 32,
-                                   weight_bits=self.weight_bits[i], in_scale=s_in, out_scale=s_out,
-                                   weight_scale=s_w.numpy()))
+                                   weight_bits=self.weight_bits[i]))
             if s_out is not None:
                 s_in = s_out
         return layers, out_scale

@@ -119,9 +119,7 @@ def build_from_checkpoint(ckpt: dict) -> nn.Module:
         return fcn
     comp = ckpt["compress"]
     sparsifier = make_sparsifier(comp).prepare(fcn)
-    net = fcn
-    if ckpt.get("phase") == "qat":
-        net = QATNet(fcn, weight_bits=comp.get("weight_bits", 8), act_bits=int(comp.get("act_bits", 8)))
+    net = make_qat(fcn, comp) if ckpt.get("phase") == "qat" else fcn
     net.load_state_dict(ckpt["model"])
     sparsifier.current = float(ckpt.get("sparsity_fraction", 1.0))
     net.sparsifier = sparsifier
@@ -137,6 +135,22 @@ def target_sparsity(comp: dict) -> float:
 
 # what a compression's network is (kept by ``compress --from``), as opposed to how it is trained
 STRUCTURE = ("scheme", "sparsity", "overrides", "group_size", "n", "m", "schedule", "weight_bits", "act_bits")
+
+
+def make_qat(fcn: FCN, comp: dict) -> QATNet:
+    """The quantization-aware network of ``fcn`` at the bit widths of a compression config."""
+    return QATNet(fcn, weight_bits=comp.get("weight_bits", 8), act_bits=int(comp.get("act_bits", 8)))
+
+
+def check_compress(comp: dict, run_dir) -> None:
+    """Refuse a compression config before any work: its model file inside the run, at least one
+    QAT epoch, an ``ema`` decay in [0, 1)."""
+    inside(run_dir, comp.get("model_file", "model.sentei"))
+    if int(comp.get("qat_epochs", 30)) < 1:
+        raise SenteiError("compress: qat_epochs must be at least 1 (the model file is integer)")
+    ema = float(comp.get("ema") or 0.0)
+    if not 0.0 <= ema < 1.0:
+        raise SenteiError(f"--ema {comp.get('ema')}: the decay must lie in [0, 1), e.g. 0.999 (0: no averaging)")
 
 
 def make_sparsifier(comp: dict) -> Sparsifier:
@@ -301,7 +315,7 @@ def train_teacher(cfg: dict, run_dir, env: Env, data: Data, resume: bool = False
     opt = torch.optim.AdamW(net.parameters(), lr=float(tcfg.get("lr", 3e-3)),
                             weight_decay=float(tcfg.get("weight_decay", 1e-4)))
     state = _Loop(cfg, run_dir, env, data, log, kind="teacher")
-    start, cpu_gen, dev_gen = state.start(net, opt, resume)
+    start, cpu_gen, dev_gen = state.start(net, opt, resume_checkpoint(run_dir, resume))
     if env.main and not resume:
         atomic_write_bytes(run_dir / "config.yaml", dump_yaml(cfg).encode("utf-8"))
     model = _ddp(net, env)
@@ -310,15 +324,29 @@ def train_teacher(cfg: dict, run_dir, env: Env, data: Data, resume: bool = False
         stats = state.epoch(model, opt, epoch, epochs, float(tcfg.get("lr", 3e-3)), cpu_gen, dev_gen,
                             Distillation(enabled=False))
         state.after_epoch(net, opt, epoch, epochs, stats, cpu_gen, dev_gen, extra={})
-    result = state.finish(net)
+    result = {}
     if env.main:
         best = load_checkpoint(run_dir / "best.pt")
+        result = state.finish(best)
         slim = {k: best[k] for k in ("format", "kind", "config", "model", "epoch", "val")}
         slim["model"] = {k: v.float() if v.is_floating_point() else v for k, v in slim["model"].items()}
         save_checkpoint(slim, run_dir / "teacher.pt")
         write_json(run_dir / "metrics.json", result)  # sentei.host.commands: NaN -> null
     _barrier(env)
     return result
+
+
+def resume_checkpoint(run_dir, resume: bool) -> dict | None:
+    """``run_dir/last.pt`` for ``--resume`` (loaded once per run), or None without it."""
+    if not resume:
+        return None
+    last = Path(run_dir) / "last.pt"
+    if not last.exists():
+        raise SenteiError(f"--resume: no checkpoint {last} to continue from")
+    for stale in Path(run_dir).glob(".*.tmp"):  # half-written by a killed run (atomic_write_bytes)
+        if stale.name.split(".")[1] in RUN_FILES:
+            stale.unlink()
+    return load_checkpoint(last)
 
 
 def _ddp(net, env: Env):
@@ -342,38 +370,32 @@ class _Loop:
         self.batch_size = int(self.tcfg.get("batch_size", cfg.get("train", {}).get("batch_size", 8)))
         self.amp = env.device.type == "cuda" and self.tcfg.get("amp", "bf16") == "bf16"
 
-    def start(self, net, opt, resume):
+    def start(self, net, opt, ck: dict | None):
+        """Seeded generators, and with ``ck`` (:func:`resume_checkpoint`) the state it saved."""
         seed = int(self.tcfg.get("seed", self.cfg.get("train", {}).get("seed", 0)))
         cpu_gen = torch.Generator().manual_seed(seed)
         dev_gen = torch.Generator(device=self.env.device).manual_seed(seed * 1000 + self.env.rank + 1)
         start = 0
-        last = self.run_dir / "last.pt"
-        if resume:
-            if not last.exists():
-                raise SenteiError(f"--resume: no checkpoint {last} to continue from")
-            for stale in self.run_dir.glob(".*.tmp"):  # half-written by a killed run (atomic_write_bytes)
-                if stale.name.split(".")[1] in RUN_FILES:
-                    stale.unlink()
-            ck = load_checkpoint(last)
+        if ck is not None:
             net.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             _set_rng_state(ck["rng"], cpu_gen, dev_gen)
             self.best, self.history = ck["best"], ck["history"]
             start = int(ck["epoch"]) + 1
-            self.log(f"resumed from {last} at epoch {start}")
+            self.log(f"resumed from {self.run_dir / 'last.pt'} at epoch {start}")
         return start, cpu_gen, dev_gen
 
     def epoch(self, model, opt, epoch, epochs, base_lr, cpu_gen, dev_gen, distill: Distillation,
-              teacher=None, on_step=None, lr_progress=None, warmup=None, after_step=None):
+              teacher=None, on_step=None, warmup=None, after_step=None):
         env, data = self.env, self.data
         model.train()
         idx_batches = D.batches(len(data.train), self.batch_size, cpu_gen, rank=env.rank, world=env.world)
         totals, count, t0 = {}, 0, time.perf_counter()
         warm = float(self.tcfg.get("warmup", 0.02)) if warmup is None else warmup
+        want_feats = distill.enabled and distill.hint_layer is not None and distill.hint_weight > 0
         inner = _progress(idx_batches, f"epoch {epoch + 1}/{epochs}", enabled=env.main, leave=False)
         for it, idx in enumerate(inner):
-            progress = (epoch + it / max(1, len(idx_batches))) / epochs if lr_progress is None else \
-                lr_progress(epoch + it / max(1, len(idx_batches)))
+            progress = (epoch + it / max(1, len(idx_batches))) / epochs
             for group in opt.param_groups:
                 group["lr"] = lr_at(base_lr, progress, warm)
             if on_step is not None:
@@ -382,13 +404,15 @@ class _Loop:
             frames, labels = self.augment(data.train.frames[idx_dev], data.train.labels[idx_dev], dev_gen)
             if frames.is_cuda:
                 frames = frames.contiguous(memory_format=torch.channels_last)
-            want_feats = distill.enabled and distill.hint_layer is not None and distill.hint_weight > 0
             with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 t_logits = t_feat = s_feat = None
                 if teacher is not None and distill.enabled:
                     with torch.no_grad():
-                        t_logits, t_feats = teacher(frames, features=True)
-                        t_feat = t_feats[distill.hint_layer] if want_feats else None
+                        if want_feats:  # the teacher's block outputs only when a hint loss uses one
+                            t_logits, t_feats = teacher(frames, features=True)
+                            t_feat = t_feats[distill.hint_layer]
+                        else:
+                            t_logits = teacher(frames)
                 logits, s_feat = _student_forward(model, frames, distill.hint_layer if want_feats else None)
             loss, parts = distill.loss(logits, labels, data.class_weights, t_logits, s_feat, t_feat)
             opt.zero_grad(set_to_none=True)
@@ -444,10 +468,8 @@ class _Loop:
             ck["val"] = val
         return ck
 
-    def finish(self, net) -> dict:
-        if not self.env.main:
-            return {}
-        best = load_checkpoint(self.run_dir / "best.pt")
+    def finish(self, best: dict) -> dict:
+        """The run's metrics, with ``best`` the loaded ``best.pt``."""
         return {"best_epoch": int(best["epoch"]) + 1, "val": best["val"], "epochs": len(self.history),
                 "seconds": float(sum(h.get("seconds", 0.0) for h in self.history))}
 
@@ -482,9 +504,10 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     """
     run_dir = Path(run_dir)
     comp = cfg["compress"]
-    inside(run_dir, comp.get("model_file", "model.sentei"))  # refuse before any epoch runs
+    check_compress(comp, run_dir)  # refuse before any epoch runs
     run_dir.mkdir(parents=True, exist_ok=True)
     log = Log(run_dir / "train.log", env.main)
+    resumed = resume_checkpoint(run_dir, resume)
     tck = load_checkpoint(teacher_path)
     if tck.get("kind") != "teacher":
         raise SenteiError(f"{teacher_path}: --teacher must be a dense teacher checkpoint from sentei train")
@@ -498,9 +521,8 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     for p in teacher.parameters():
         p.requires_grad_(False)
 
-    last = run_dir / "last.pt"
-    if resume and last.exists():  # a run continued --from a checkpoint resumes only as one (and vice versa)
-        was_from = (load_checkpoint(last).get("config") or {}).get("from")
+    if resumed is not None:  # a run continued --from a checkpoint resumes only as one (and vice versa)
+        was_from = (resumed.get("config") or {}).get("from")
         if was_from and init_path is None:
             raise SenteiError(f"{run_dir} continued from {was_from['path']}: resume it with --from "
                               f"{was_from['path']} --resume")
@@ -512,8 +534,16 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         if init.get("kind") != "compressed" or init.get("phase") != "qat":
             raise SenteiError(f"{init_path}: --from needs a quantization-aware checkpoint of sentei compress "
                               f"(a run's best.pt, or a bundled *-qat model)")
-        comp = cfg["compress"] = dict(comp, **{k: v for k, v in init["compress"].items() if k in STRUCTURE})
+        size = [(c["model"]["input"].get("height"), c["model"]["input"].get("width"))
+                for c in (init["config"], tck["config"])]
+        if size[0] != size[1]:
+            raise SenteiError(f"--from {init_path}: its input {size[0]} differs from the teacher's {size[1]}; "
+                              f"distil from the teacher it was compressed from")
+        # the network is the checkpoint's: none of the config's structure keys may stay behind
+        comp = {k: v for k, v in comp.items() if k not in STRUCTURE}
+        comp.update((k, v) for k, v in init["compress"].items() if k in STRUCTURE)
         comp["prune_epochs"] = 0
+        cfg["compress"] = comp
         cfg["model"] = copy.deepcopy(init["config"]["model"])
         cfg["from"] = {"path": str(init_path), "epoch": int(init["epoch"]) + 1,
                        "val": init.get("val", {}).get("miou"), "command": init["config"].get("command")}
@@ -531,32 +561,25 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     distill = Distillation.from_config(comp.get("distill"))
     p_epochs, q_epochs = int(comp.get("prune_epochs", 100)), int(comp.get("qat_epochs", 30))
     epochs = p_epochs + q_epochs
-    if q_epochs < 1:
-        raise SenteiError("compress: qat_epochs must be at least 1 (the model file is integer)")
     loop = _Loop(cfg, run_dir, env, data, log, kind="compressed")
-    weight_bits = comp.get("weight_bits", 8)
-    act_bits = int(comp.get("act_bits", 8))
 
-    # resume: rebuild the phase the checkpoint was in
-    start, phase = 0, "prune"
-    if init is not None or resume and last.exists() and load_checkpoint(last).get("phase") == "qat":
-        phase = "qat"
-    net = fcn
+    # the network of the phase the run is in: a --from checkpoint's (its calibrated and learned
+    # activation scales come with it), or on resume the phase the checkpoint was in
     if init is not None:
-        net = qat.to(env.device)  # its calibrated and learned activation scales come with it
-    elif phase == "qat":
-        net = QATNet(fcn, weight_bits, act_bits).to(env.device)
+        net = qat.to(env.device)
+    elif resumed is not None and resumed.get("phase") == "qat":
+        net = make_qat(fcn, comp).to(env.device)
+    else:
+        net = fcn
+    phase = "qat" if isinstance(net, QATNet) else "prune"
     opt = _optimizer(net, comp, phase)
-    start, cpu_gen, dev_gen = loop.start(net, opt, resume)
+    start, cpu_gen, dev_gen = loop.start(net, opt, resumed)
     ema = float(comp.get("ema") or 0.0)
-    if not 0.0 <= ema < 1.0:
-        raise SenteiError(f"compress: ema {ema} must lie in [0, 1) (e.g. 0.999; 0 for no weight average)")
     averaged = _averaged(net, ema) if phase == "qat" else None
-    if resume:
-        ck = load_checkpoint(last)
-        sparsifier.current = float(ck.get("sparsity_fraction", 1.0))
-        if averaged is not None and "averaged" in ck:
-            averaged.load_state_dict(ck["averaged"])
+    if resumed is not None:
+        sparsifier.current = float(resumed.get("sparsity_fraction", 1.0))
+        if averaged is not None and "averaged" in resumed:
+            averaged.load_state_dict(resumed["averaged"])
     elif env.main:
         atomic_write_bytes(run_dir / "config.yaml", dump_yaml(cfg).encode("utf-8"))
     if init is not None and start == 0:
@@ -564,7 +587,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
             f"{100 * (cfg['from']['val'] or 0):.2f}): {q_epochs} more QAT epochs, pruning skipped")
 
     def into_qat():
-        qat = QATNet(fcn, weight_bits, act_bits).to(env.device)
+        qat = make_qat(fcn, comp).to(env.device)
         calib = [data.train.frames[i:i + loop.batch_size] for i in range(0, min(len(data.train), 64),
                                                                            loop.batch_size)]
         qat.calibrate(calib)
@@ -655,7 +678,7 @@ def finish_compressed(run_dir: Path, cfg: dict, loop: _Loop) -> dict:
     comp = cfg["compress"]
     out = inside(run_dir, comp.get("model_file", "model.sentei"))
     model = export_checkpoint(best, net, out, comp.get("name") or cfg.get("name") or "sentei-model")
-    return summarize(model, dict(loop.finish(net), model_file=str(out.name)))
+    return summarize(model, dict(loop.finish(best), model_file=str(out.name)))
 
 
 def summarize(model, extra: dict | None = None) -> dict:

@@ -229,3 +229,18 @@ def test_compress_from_refuses_pruning_flags_and_float_checkpoints(tiny_runs, tm
                  str(tdir / "teacher.pt"), "--qat-epochs", "1", "--out", str(tmp_path / "r"), "--device", "cpu"]) == 2
     assert "--from needs a quantization-aware checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "r" / "model.sentei").exists()
+
+
+def test_compress_from_keeps_no_structure_key_of_the_new_config(tiny_runs, tmp_path):
+    """--from: the network is the checkpoint's; a structure key the checkpoint leaves at its default
+    must not be taken from the new config (a 4-bit config would relabel an 8-bit network)."""
+    tdir, cdir, data, _ = tiny_runs
+    torch.set_num_threads(1)
+    init = train.load_checkpoint(cdir / "best.pt")
+    del init["compress"]["weight_bits"]  # 8 by default
+    train.save_checkpoint(init, tmp_path / "init.pt")
+    cfg = compress_config(qat_epochs=1, weight_bits=4)
+    out = tmp_path / "run"
+    train.compress(cfg, tdir / "teacher.pt", out, train.setup_env("cpu"), data, init_path=tmp_path / "init.pt")
+    assert "weight_bits" not in train.load_checkpoint(out / "last.pt")["compress"]
+    assert {layer.weight_bits for layer in fmt.load(out / "model.sentei").layers} == {8}
