@@ -168,6 +168,22 @@ def draw_plot(rows: list[dict], path: Path) -> None:
     save_figure(fig, path, dpi=110)
 
 
+def merge(reports: list, baseline=None, baseline_run: str | None = None) -> tuple[list, dict, list[str]]:
+    """The rows of every run of ``reports`` with their ratios: ``(rows, baseline row, sources)``.
+
+    ``baseline``/``baseline_run`` as :func:`write_report`; :func:`markdown` renders the result.
+    """
+    sources = [str(p) for p in reports]
+    if baseline is not None and str(baseline) not in sources:
+        sources.insert(0, str(baseline))
+    rows = []
+    for src in sources:
+        rows.extend(rows_of(load_report(src), src))
+    base = pick_baseline(rows, str(baseline) if baseline is not None else sources[0], baseline_run)
+    add_ratios(rows, base)
+    return rows, base, sources
+
+
 def write_report(reports: list, out_dir, baseline=None, baseline_run: str | None = None,
                  plot: bool = True) -> list[Path]:
     """Merge ``reports`` into ``out_dir/benchmarks.md`` (and ``benchmarks.png``); returns the paths written.
@@ -187,14 +203,7 @@ def write_report(reports: list, out_dir, baseline=None, baseline_run: str | None
     """
     from sentei.host.format import atomic_write_bytes
 
-    sources = [str(p) for p in reports]
-    if baseline is not None and str(baseline) not in sources:
-        sources.insert(0, str(baseline))
-    rows = []
-    for src in sources:
-        rows.extend(rows_of(load_report(src), src))
-    base = pick_baseline(rows, str(baseline) if baseline is not None else sources[0], baseline_run)
-    add_ratios(rows, base)
+    rows, base, sources = merge(reports, baseline, baseline_run)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [atomic_write_bytes(out / "benchmarks.md", markdown(rows, base, sources).encode("utf-8"))]

@@ -124,6 +124,11 @@ class ConvLayer:
         """Cin * k * k: the dense filter size."""
         return self.in_channels * self.kernel * self.kernel
 
+    @property
+    def stored_out_bits(self) -> int:
+        """Bits of each output value as computed and stored: ``out_bits``, 32 for the logits (int32)."""
+        return 32 if self.act == "logits" else self.out_bits
+
     def out_size(self, height: int, width: int) -> tuple[int, int]:
         return conv_out_size(height, width, self.kernel, self.stride, self.dilation, self.padding)
 
@@ -672,7 +677,7 @@ def describe(model: Model) -> dict[str, Any]:
         rows.append({
             "name": layer.name, "kernel": layer.kernel, "stride": layer.stride, "dilation": layer.dilation,
             "padding": layer.padding, "in": list(shapes[n]), "out": [cout, h, w], "act": layer.act,
-            "weight_bits": layer.weight_bits, "out_bits": layer.out_bits if layer.act != "logits" else 32,
+            "weight_bits": layer.weight_bits, "out_bits": layer.stored_out_bits,
             "fan_in": layer.fan_in, "k_nonzero": k, "scheme": layer.scheme,
             "sparsity": 1.0 - float(nnz.sum()) / (cout * layer.fan_in),
             "nnz_min": int(nnz.min()), "nnz_max": int(nnz.max()),

@@ -184,7 +184,7 @@ def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float 
             index=n, name=layer.name, cin=layer.in_channels, cout=layer.out_channels, kernel=layer.kernel,
             stride=layer.stride, dilation=layer.dilation, padding=layer.padding, in_height=h, in_width=w,
             out_height=ho, out_width=wo, k_nonzero=layer.k_nonzero, lanes=lanes[n],
-            weight_bits=layer.weight_bits, act=layer.act, out_bits=layer.out_bits if layer.act != "logits" else 32,
+            weight_bits=layer.weight_bits, act=layer.act, out_bits=layer.stored_out_bits,
             in_type=in_type, out_type=out_type, out_min=lo, out_max=hi, blob_offset=offsets[n],
             geometry=tuple((key, geo[key]) for key in GEOMETRY_FIELDS),
             line_storage=storage if storage != "none" else "bram"))
@@ -399,6 +399,9 @@ def _layer_fields(f: LayerFacts) -> dict:
 
 def render(facts: NetworkFacts) -> dict[str, str]:
     """The generated files' contents, by file name."""
+    from sentei.host.format import act_range
+
+    input_lo, input_hi = act_range("linear", facts.input_bits)
     layers = [_layer_fields(f) for f in facts.layers]
     stages = facts.stages()
     joined = {name: "".join(t.substitute(fields) for fields in layers)
@@ -413,7 +416,7 @@ def render(facts: NetworkFacts) -> dict[str, str]:
         stage_width=", ".join(str(w) for _, _, w in stages),
         layer_names=", ".join(json.dumps(f.name) for f in facts.layers),
         height=facts.height, width=facts.width, input_bits=facts.input_bits,
-        input_min=-(2 ** (facts.input_bits - 1)), input_max=2 ** (facts.input_bits - 1) - 1,
+        input_min=input_lo, input_max=input_hi,
         layer_configs=joined["layer_configs"])
     network = NETWORK_HEADER.substitute(common, storage=joined["storage"], windows=joined["windows"],
                                         loads=joined["loads"],

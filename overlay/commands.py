@@ -46,15 +46,6 @@ def _model_args(p) -> None:
     p.add_argument("--clock-mhz", type=float, default=None, help="target clock for the lane allocation")
 
 
-def _parse_lanes(text: str | None):
-    if text is None:
-        return None
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise SenteiError(f"--lanes {text!r}: expected comma-separated integers, e.g. 8,8,4,1") from None
-
-
 def _check_clock(args) -> None:
     if args.clock_mhz is not None and args.board is None:
         raise SenteiError(f"--clock-mhz {args.clock_mhz:g} needs --board (the clock only steers the board's "
@@ -64,10 +55,11 @@ def _check_clock(args) -> None:
 def cmd_codegen(args) -> int:
     from sentei.host.registry import load_model
     from sentei.overlay import codegen
+    from sentei.overlay.perf import parse_lanes
 
     _check_clock(args)
     model = load_model(args.model)
-    facts, paths = codegen.generate(model, args.out, _parse_lanes(args.lanes), args.board, args.clock_mhz)
+    facts, paths = codegen.generate(model, args.out, parse_lanes(args.lanes), args.board, args.clock_mhz)
     print(f"network of {model.name}: {len(facts.layers)} layers, signature {facts.signature()}")
     print(f"{'layer':<14}{'Cin':>5}{'Cout':>6}{'k':>3}{'s':>3}{'d':>3}{'p':>3}{'K':>6}{'lanes':>7}"
           f"{'out':>10}{'iter/frame':>13}")
@@ -82,6 +74,7 @@ def cmd_codegen(args) -> int:
 def cmd_csim(args) -> int:
     from sentei.host.registry import load_model
     from sentei.overlay.csim import frames_for, run_csim
+    from sentei.overlay.perf import parse_lanes
 
     _check_clock(args)
     model = load_model(args.model)
@@ -94,7 +87,7 @@ def cmd_csim(args) -> int:
         frames += frames_for(model, args.frames)
     if not frames:
         frames = 1
-    report = run_csim(model, frames, _parse_lanes(args.lanes), args.workdir, board=args.board,
+    report = run_csim(model, frames, parse_lanes(args.lanes), args.workdir, board=args.board,
                       clock_mhz=args.clock_mhz)
     print(f"C-simulation of {model.name}: {report.frames} frame(s), "
           f"build {report.build_seconds:.1f} s{' (cached)' if report.build_seconds == 0 else ''}, "

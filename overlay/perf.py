@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from sentei.errors import SenteiError
-from sentei.host.format import blob_words
+from sentei.host.format import blob_words, conv_out_size
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 
@@ -301,7 +301,7 @@ def window_iterations(h: int, w: int, k: int, s: int, d: int, p: int, cin: int, 
     """
     span = d * (k - 1) + 1
     hp, wp = h + 2 * p, w + 2 * p
-    ho, wo = (hp - span) // s + 1, (wp - span) // s + 1
+    ho, wo = conv_out_size(h, w, k, s, d, p)
     words = cin // wc if k > 1 else 1
     chunks = k * (cin // wc)
 
@@ -347,8 +347,18 @@ def layer_geometry(model, index: int, lanes: int) -> dict:
         "line_depth": w * (cin // wc) if k > 1 else 1,
         "requant_units": units, "requant_span": span,
         "banks": banks, "bank_bits": field_bits(banks), "slot_bits": field_bits(chunks),
-        "engine_cycles": ho * wo * max(t, chunks) + chunks + span + PIPELINE_FILL,
+        "engine_cycles": engine_clocks(ho * wo * t, ho * wo, chunks, span),
     }
+
+
+def engine_clocks(mac_clocks: int, pixels: int, chunks: int, span: int) -> int:
+    """Clocks per frame of a ``sparse_conv`` engine whose folds take ``mac_clocks`` in all.
+
+    Each pixel takes the larger of its MAC clocks and its L = ``chunks`` window reads (the
+    engine waits for the window), plus the first window, the last fold's requantization
+    (``span``) and the pipeline fill (see ASSUMPTIONS).
+    """
+    return max(mac_clocks, pixels * chunks) + chunks + span + PIPELINE_FILL
 
 
 def line_placement(model, lanes, board=None, uram_limit: int | None = None) -> list[str]:
@@ -398,7 +408,7 @@ def layer_resources(model, index: int, lanes: int, board=None, storage: str | No
     logits = layer.act == "logits"
     units = g["requant_units"]
     bits = input_bits(model, index)
-    out_bits = 32 if logits else layer.out_bits
+    out_bits = layer.stored_out_bits
     ebits = layer.weight_bits + g["bank_bits"] + g["slot_bits"]
     w_bram, w_lut = memory_cost(folds * k, ebits)
     q_bram, q_lut = memory_cost(folds * g["requant_span"], REQUANT_PARAM_BITS)
@@ -516,7 +526,8 @@ def window_cycles(model, index: int, lanes: int) -> int:
 
 def conv_stage_cycles(model, index: int, lanes: int) -> int:
     """Clocks per frame of layer ``index``: the larger of its engine and its line buffer."""
-    return max(engine_cycles(model, index, lanes), window_cycles(model, index, lanes))
+    g = layer_geometry(model, index, lanes)
+    return max(g["engine_cycles"], g["window_iterations"])
 
 
 # ---------------------------------------------------------------------------------------
@@ -583,14 +594,15 @@ def allocate_lanes(model, board, clock_mhz: float | None = None,
         if cycles[n] <= floor or step[n] + 1 >= len(options[n]):
             break
         new = options[n][step[n] + 1]
+        new_cycles = conv_stage_cycles(model, n, new)
+        if new_cycles >= cycles[n]:
+            break  # the layer's line buffer already sets its pace
         trial_lanes = lanes[:n] + [new] + lanes[n + 1:]
-        trial = design_resources(model, trial_lanes, b, limits["uram"])
-        if over_limits(trial, limits) or conv_stage_cycles(model, n, new) >= cycles[n]:
-            break  # no room, or the layer's line buffer already sets its pace
+        if over_limits(design_resources(model, trial_lanes, b, limits["uram"]), limits):
+            break  # no room
         step[n] += 1
         lanes = trial_lanes
-        used = trial
-        cycles[n] = conv_stage_cycles(model, n, new)
+        cycles[n] = new_cycles
     return lanes
 
 
@@ -676,8 +688,8 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
         res = layer_resources(model, n, p, b, places[n])
         window = g["window_iterations"]
 
-        def engine(mac_cycles: int) -> int:  # pixels take max(MAC clocks, L); first window, last fold, fill
-            return max(mac_cycles, ho * wo * g["chunks"]) + g["chunks"] + g["requant_span"] + PIPELINE_FILL
+        def engine(mac_cycles: int) -> int:
+            return engine_clocks(mac_cycles, ho * wo, g["chunks"], g["requant_span"])
 
         row = {
             "name": layer.name, "in": list(shapes[n]), "out": list(shapes[n + 1]),
@@ -846,6 +858,17 @@ def parse_ceilings(items) -> dict[str, float]:
     return out
 
 
+def parse_lanes(text: str | None) -> list[int] | None:
+    """``--lanes '8,8,4,1'`` -> lanes per layer (None: the allocator chooses)."""
+    if not text:
+        return None
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SenteiError(f"--lanes {text!r}: expected comma-separated integers, one per layer, "
+                          f"e.g. 8,8,4,1") from None
+
+
 def cmd_perf(args) -> int:
     """Handler of ``sentei perf``."""
     from sentei.host import registry
@@ -853,12 +876,7 @@ def cmd_perf(args) -> int:
 
     board = load_board(args.board)
     model = registry.load_model(args.model)
-    lanes = None
-    if args.lanes:
-        try:
-            lanes = [int(v) for v in args.lanes.split(",")]
-        except ValueError:
-            raise SenteiError(f"--lanes {args.lanes!r}: expected comma-separated integers, one per layer") from None
+    lanes = parse_lanes(args.lanes)
     clock = board.default_clock_mhz if args.clock_mhz is None else args.clock_mhz
     report = perf_report(model, board, clock, lanes=lanes, dsp_fraction=args.dsp_fraction, seed=args.seed,
                          ceilings=parse_ceilings(args.ceiling))

@@ -96,6 +96,26 @@ void write_chunk(typename CONFIG_T::in_t win[CONFIG_T::lanes][CONFIG_T::kernel *
 }
 
 /**
+ * \brief Step `j` of the R shared requantizers on the finished sums of fold `pf`:
+ *        requantizer r turns lane r*S + j into output channel pf*lanes + r*S + j.
+ * \tparam CONFIG_T layer configuration
+ */
+template <class CONFIG_T>
+void requant_step(out_pixel_t<CONFIG_T>& px, const acc_t done[CONFIG_T::lanes],
+                  const requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span],
+                  unsigned pf, unsigned j) {
+#pragma HLS INLINE  // part of the caller's pipelined loop
+    for (unsigned r = 0; r < CONFIG_T::requant_units; r++) {
+#pragma HLS UNROLL  // the R shared requantizers, lane r*S + j each
+        unsigned l = r * CONFIG_T::requant_span + j;
+        if (l < CONFIG_T::lanes) {
+            const requant_param& q = quant[r][pf * CONFIG_T::requant_span + j];
+            px.data[pf * CONFIG_T::lanes + l] = requantize<CONFIG_T>(done[l] + q.bias, q);
+        }
+    }
+}
+
+/**
  * \brief One layer: stream of window chunks -> stream of output pixels.
  *
  * One pipelined loop of Ho*Wo*pixel_iterations clocks (pixel, fold and weight flattened by
@@ -123,7 +143,6 @@ void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CO
     static const unsigned T = NF * K;             // MAC clocks per output pixel
     static const unsigned L = CONFIG_T::chunks;   // window chunks per output pixel
     static const unsigned TP = CONFIG_T::pixel_iterations;  // = max(T, L)
-    static const unsigned R = CONFIG_T::requant_units;
     static const unsigned S = CONFIG_T::requant_span;
     static const unsigned NPIX = CONFIG_T::out_height * CONFIG_T::out_width;
     static const unsigned BANKS = CONFIG_T::kernel * CONFIG_T::chunk_channels;
@@ -155,14 +174,7 @@ macs:
         if (i < T) {
             SENTEI_COUNT_ITERATION(CONFIG_T::index);
             if (pending && j < S) {
-                for (unsigned r = 0; r < R; r++) {
-#pragma HLS UNROLL  // the R shared requantizers, lane r*S + j each
-                    unsigned l = r * S + j;
-                    if (l < P) {
-                        const requant_param& q = quant[r][pf * S + j];
-                        px.data[pf * P + l] = requantize<CONFIG_T>(done[l] + q.bias, q);
-                    }
-                }
+                requant_step<CONFIG_T>(px, done, quant, pf, j);
                 if (j == S - 1) {
                     pending = false;
                     if (pf == NF - 1) {
@@ -197,14 +209,7 @@ macs:
 requantize_last:
     for (unsigned jj = 0; jj < S; jj++) {
 #pragma HLS PIPELINE II = 1  // the last fold of the frame, S clocks
-        for (unsigned r = 0; r < R; r++) {
-#pragma HLS UNROLL  // the R shared requantizers
-            unsigned l = r * S + jj;
-            if (l < P) {
-                const requant_param& q = quant[r][pf * S + jj];
-                px.data[pf * P + l] = requantize<CONFIG_T>(done[l] + q.bias, q);
-            }
-        }
+        requant_step<CONFIG_T>(px, done, quant, pf, jj);
     }
     SENTEI_RECORD(CONFIG_T::index + 1, px);
     out.write(px);

@@ -56,12 +56,12 @@ static unsigned long long compare(unsigned frame, unsigned stage, const std::vec
         errors++;
         unsigned c = i % C, x = (i / C) % W, y = i / ((size_t)C * W);
         mismatch m = {frame, stage, c, y, x, got[i], expected.data[i]};
-        if (found.size() < max_printed) {
+        if (found.size() < max_printed) {  // only the first few are reported: keep only those
             std::printf("MISMATCH frame %u %s %s: channel %u pixel (y=%u, x=%u): design %lld, reference %lld\n",
                         frame, stage == 0 ? "stage" : "layer", stage_name(stage).c_str(), c, y, x, m.got,
                         m.expected);
+            found.push_back(m);
         }
-        found.push_back(m);
     }
     return errors;
 }

@@ -1,15 +1,16 @@
 """The live loop on a generated video file: frames counted, output playable however the run
 ends (end of file, --frames, the camera vanishing, Ctrl-C); source strings checked as
 untrusted input."""
-import argparse
 
 import numpy as np
 import pytest
 
 from sentei.errors import SenteiError
-from sentei.host import camera, format, live, synthetic
+from sentei.host import camera, format, synthetic
 from sentei.host.camera import FrameReader, LiveReport, VideoSink, parse_source, run_live
 from sentei.host.segmenter import Segmenter
+
+from .conftest import live_cli
 
 cv2 = pytest.importorskip("cv2", reason="OpenCV is not installed (pip install 'sentei[camera]')")
 
@@ -206,17 +207,10 @@ def test_display_without_a_desktop_is_a_clear_error(monkeypatch):
         camera.WindowSink()
 
 
-def _cli(argv):
-    parser = argparse.ArgumentParser()
-    live.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
 def test_camera_command_on_a_video_file(model, video, tmp_path, capsys):
     path = format.save(model, tmp_path / "m.sentei")
     out = tmp_path / "o.mp4"
-    assert _cli(["camera", "--source", str(video), "--model", str(path), "--backend", "reference",
+    assert live_cli(["camera", "--source", str(video), "--model", str(path), "--backend", "reference",
                  "--out", str(out), "--frames", "4"]) == 0
     assert count_frames(out)[0] == 4
     assert "reached 4 frames: 4 frames" in capsys.readouterr().out
@@ -224,7 +218,7 @@ def test_camera_command_on_a_video_file(model, video, tmp_path, capsys):
 
 def test_camera_command_needs_display_or_out(model, tmp_path):
     with pytest.raises(SystemExit):
-        _cli(["camera", "--source", "0"])
+        live_cli(["camera", "--source", "0"])
 
 
 def test_live_report_fps():

@@ -1,11 +1,12 @@
 """``sentei demo``: overlays of the bundled samples, equal to the reference engine's, and the report."""
-import argparse
 
 import numpy as np
 import pytest
 
 from sentei.errors import SenteiError
-from sentei.host import demo, format, live, preprocess, reference, synthetic, visualize
+from sentei.host import demo, format, preprocess, reference, synthetic, visualize
+
+from .conftest import live_cli
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +43,11 @@ def test_demo_writes_overlays_equal_to_the_reference(model, tmp_path):
     assert "mean" in lines[-2] and "FPS" in lines[-2]
 
 
-def _cli(argv):
-    parser = argparse.ArgumentParser()
-    live.register(parser.add_subparsers())
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
 def test_demo_command(model, tmp_path, capsys):
     path = format.save(model, tmp_path / "m.sentei")
     image = tmp_path / "frame.png"
     visualize.save_png(synthetic.random_frame(3, 30, 40), image)
-    assert _cli(["demo", "--model", str(path), "--backend", "reference", "--out", str(tmp_path / "out"),
+    assert live_cli(["demo", "--model", str(path), "--backend", "reference", "--out", str(tmp_path / "out"),
                  "--image", str(image)]) == 0
     assert (tmp_path / "out" / "frame_overlay.png").is_file()
     out = capsys.readouterr().out
@@ -65,11 +59,11 @@ def test_demo_without_a_bundled_model_fails_in_one_line(monkeypatch, tmp_path):
 
     monkeypatch.setattr(registry, "MANIFEST", tmp_path / "models.json")
     with pytest.raises(SenteiError, match="no trained model is bundled") as err:
-        _cli(["demo", "--out", str(tmp_path / "out")])
+        live_cli(["demo", "--out", str(tmp_path / "out")])
     assert "\n" not in str(err.value)
     assert not (tmp_path / "out").exists()
 
 
 def test_bad_alpha(model, tmp_path):
     with pytest.raises(SenteiError, match="alpha"):
-        _cli(["demo", "--alpha", "2", "--out", str(tmp_path)])
+        live_cli(["demo", "--alpha", "2", "--out", str(tmp_path)])

@@ -10,6 +10,8 @@ from sentei.errors import ModelFormatError
 from sentei.host import format as F
 from sentei.host.synthetic import LayerSpec, random_model
 
+from .conftest import patch_header
+
 
 @pytest.fixture
 def model():
@@ -98,18 +100,6 @@ def test_describe_counts(model):
 # the validator: every kind of corruption, each with the field named
 
 
-def _header_patch(data: bytes, mutate) -> bytes:
-    """Rewrite the JSON header (keeping the data section aligned as the writer does)."""
-    _, hlen = struct.unpack_from("<II", data, 8)
-    header = json.loads(data[16:16 + hlen])
-    old_base = (16 + hlen + 63) // 64 * 64
-    mutate(header)
-    head = json.dumps(header).encode()
-    prefix = F.MAGIC + struct.pack("<II", 1, len(head)) + head
-    prefix += b"\0" * ((len(prefix) + 63) // 64 * 64 - len(prefix))
-    return prefix + data[old_base:]
-
-
 def _layer(i, **changes):
     def mutate(h):
         h["layers"][i].update(changes)
@@ -135,7 +125,7 @@ def _layer(i, **changes):
     (lambda h: h["arrays"].pop("layers.1.indices"), "layers.1.indices"),
 ])
 def test_header_corruptions_are_named(model, mutate, field):
-    bad = _header_patch(F.to_bytes(model), mutate)
+    bad = patch_header(F.to_bytes(model), mutate)
     with pytest.raises(ModelFormatError, match=field.replace(".", r"\.").replace("[", r"\[")):
         F.from_bytes(bad)
 

@@ -11,6 +11,8 @@ from sentei.errors import ModelFormatError
 from sentei.host import format as F
 from sentei.host.synthetic import random_model
 
+from .conftest import patch_header
+
 GOOD = F.to_bytes(random_model(seed=8, height=12, width=16))
 _, HLEN = struct.unpack_from("<II", GOOD, 8)
 HEADER = json.loads(GOOD[16:16 + HLEN])
@@ -72,16 +74,13 @@ PATHS = [p for p in _paths(HEADER) if p]
 @settings(max_examples=400, deadline=None)
 @given(st.sampled_from(PATHS), JSON_VALUES)
 def test_header_field_replaced(path, value):
-    header = json.loads(json.dumps(HEADER))
-    node = header
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    head = json.dumps(header).encode()
-    prefix = F.MAGIC + struct.pack("<II", 1, len(head)) + head
-    prefix += b"\0" * ((len(prefix) + 63) // 64 * 64 - len(prefix))
-    base = (16 + HLEN + 63) // 64 * 64
-    _load_or_refuse(prefix + GOOD[base:])
+    def replace(header):
+        node = header
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+
+    _load_or_refuse(patch_header(GOOD, replace))
 
 
 def test_the_unmodified_file_loads():
