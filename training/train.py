@@ -4,7 +4,8 @@ Everything a run writes lives in its run directory: ``last.pt`` (every epoch, at
 ``best.pt`` (best val mIoU), ``train.log`` (one line per epoch), ``config.yaml`` (the exact
 configuration), ``metrics.json``; compression also exports ``model.sentei``. ``resume``
 continues from ``last.pt`` with the optimizer, the epoch and every random generator, so
-an interrupted run ends where an uninterrupted one would. Under ``torchrun`` (WORLD_SIZE > 1)
+an interrupted run ends where an uninterrupted one would (resumed on another device type,
+CPU <-> CUDA, the augmentation generator is reseeded; see :func:`_set_rng_state`). Under ``torchrun`` (WORLD_SIZE > 1)
 the network is wrapped in DistributedDataParallel and each rank trains on its share of
 every epoch; rank 0 evaluates and writes.
 """
@@ -250,18 +251,35 @@ def lr_at(base: float, progress: float, warmup: float, floor: float = 0.01) -> f
 
 
 def _rng_state(cpu_gen, dev_gen) -> dict:
-    state = {"cpu_gen": cpu_gen.get_state(), "dev_gen": dev_gen.get_state(), "torch": torch.get_rng_state()}
+    state = {"cpu_gen": cpu_gen.get_state(), "dev_gen": dev_gen.get_state(), "torch": torch.get_rng_state(),
+             "dev_type": dev_gen.device.type}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
-def _set_rng_state(state: dict, cpu_gen, dev_gen) -> None:
+def _set_rng_state(state: dict, cpu_gen, dev_gen, reseed: int) -> str | None:
+    """Restore the generators a checkpoint saved; returns a note when the device's could not be.
+
+    A CPU generator's state (Mersenne twister) and a CUDA one's (Philox) do not convert, so a
+    run started on one device type and resumed on the other reseeds the augmentation generator
+    with ``reseed``: the run goes on from the same weights, optimizer and data order, but its
+    random crops and flips are no longer those of an uninterrupted run.
+    """
     cpu_gen.set_state(state["cpu_gen"])
-    dev_gen.set_state(state["dev_gen"])
     torch.set_rng_state(state["torch"])
+    saved = state.get("dev_type", "cuda" if state["dev_gen"].numel() != state["cpu_gen"].numel() else "cpu")
+    note = None
+    if saved == dev_gen.device.type:
+        dev_gen.set_state(state["dev_gen"])
+    else:
+        dev_gen.manual_seed(reseed)
+        note = (f"the checkpoint was written on {saved} and this run is on {dev_gen.device.type}: the "
+                f"augmentation generator is reseeded, so from here the run is not bit-identical to an "
+                f"uninterrupted one")
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
+    return note
 
 
 @dataclass
@@ -379,9 +397,11 @@ class _Loop:
         if ck is not None:
             net.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
-            _set_rng_state(ck["rng"], cpu_gen, dev_gen)
-            self.best, self.history = ck["best"], ck["history"]
             start = int(ck["epoch"]) + 1
+            note = _set_rng_state(ck["rng"], cpu_gen, dev_gen, reseed=(seed * 1000 + self.env.rank + 1) * 100003 + start)
+            if note:
+                self.log(note)
+            self.best, self.history = ck["best"], ck["history"]
             self.log(f"resumed from {self.run_dir / 'last.pt'} at epoch {start}")
         return start, cpu_gen, dev_gen
 

@@ -110,6 +110,33 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path):
         assert torch.equal(a[key], b[key]), key
 
 
+def test_resume_on_another_device_type_reseeds_only_the_augmentation(tmp_path, capsys):
+    """A run checkpointed on CUDA (Philox state) resumes on a CPU: same weights, optimizer and
+    data order, the augmentation generator reseeded and the log saying so."""
+    torch.set_num_threads(1)
+    env = train.setup_env("cpu")
+    cfg = tiny_config(epochs=3)
+    data = train.load_data(cfg, env, synthetic=True)
+    with crash_after(2):
+        train.train_teacher(cfg, tmp_path / "run", env, data)
+    last = tmp_path / "run" / "last.pt"
+    ck = train.load_checkpoint(last)
+    assert ck["rng"]["dev_type"] == "cpu"
+    ck["rng"]["dev_gen"] = torch.zeros(16, dtype=torch.uint8)  # what a CUDA generator saves
+    ck["rng"]["dev_type"] = "cuda"
+    train.save_checkpoint(ck, last)
+    train.train_teacher(cfg, tmp_path / "run", env, data, resume=True)
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "written on cuda and this run is on cpu" in log and "resumed from" in log
+    done = train.load_checkpoint(last)
+    assert done["epoch"] == 2 and done["rng"]["dev_type"] == "cpu"
+    # checkpoints from before dev_type was recorded: the state's size tells the device
+    del ck["rng"]["dev_type"]
+    gen = torch.Generator()
+    assert train._set_rng_state(ck["rng"], torch.Generator(), gen, reseed=7) is not None
+    assert torch.equal(gen.get_state(), torch.Generator().manual_seed(7).get_state())
+
+
 def test_checkpoint_is_weights_only_and_atomic(tmp_path):
     path = tmp_path / "c.pt"
     train.save_checkpoint({"format": train.CHECKPOINT_FORMAT, "kind": "teacher", "x": torch.ones(2)}, path)
