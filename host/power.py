@@ -29,6 +29,7 @@ import abc
 import glob
 import os
 import re
+import select
 import shutil
 import subprocess
 import threading
@@ -315,26 +316,55 @@ class TegrastatsSource(PowerSource):
     description = "Jetson tegrastats rails"
     interval_s = 0.0  # read() blocks until the next line
 
-    def __init__(self, interval_ms: int = 100, command: str | None = None):
+    def __init__(self, interval_ms: int = 100, command: str | None = None, timeout_s: float | None = None):
         self.interval_ms = interval_ms
         self.command = command or shutil.which("tegrastats")
+        # a line is due every interval; a stalled or silent tegrastats must not hang the run
+        self.timeout_s = max(2.0, 10 * interval_ms / 1000) if timeout_s is None else timeout_s
         self._proc = None
+        self._buf = b""
 
     def open(self):
         if not self.command:
             raise PowerUnavailable("tegrastats: not on PATH (not a Jetson)")
-        self._proc = subprocess.Popen([self.command, "--interval", str(self.interval_ms)],
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        first = self.read()
+        try:
+            self._proc = subprocess.Popen([self.command, "--interval", str(self.interval_ms)], bufsize=0,
+                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except OSError as exc:
+            raise PowerUnavailable(f"tegrastats: cannot start {self.command} ({exc.strerror})") from None
+        self._buf = b""
+        try:
+            first = self.read()
+        except PowerUnavailable:
+            self.close()
+            raise
         if not first:
             self.close()
             raise PowerUnavailable("tegrastats: its output has no power rails on this module")
 
     def read(self):
-        line = self._proc.stdout.readline() if self._proc else ""
-        if not line:
-            return None
-        return parse_tegrastats(line) or None
+        return parse_tegrastats(self._next_line()) or None
+
+    def _next_line(self) -> str:
+        """The next line tegrastats prints, waiting at most ``timeout_s`` for it.
+
+        Read from the pipe's descriptor (not a buffered file, whose readline cannot time out);
+        a process that stalls or exits raises, which ends the sampler with the reason.
+        """
+        if self._proc is None:
+            raise PowerUnavailable("tegrastats: not started")
+        fd = self._proc.stdout.fileno()
+        deadline = time.monotonic() + self.timeout_s
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise PowerUnavailable(f"tegrastats: no output within {self.timeout_s:g} s")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise PowerUnavailable(f"tegrastats: the process exited (status {self._proc.poll()})")
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.decode("utf-8", "replace")
 
     def total(self, rails):
         return jetson_total(rails)
@@ -346,6 +376,8 @@ class TegrastatsSource(PowerSource):
                 self._proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
+                self._proc.wait(timeout=2)
+            self._proc.stdout.close()
             self._proc = None
 
 
@@ -488,6 +520,12 @@ def open_source(choice: str, device: str) -> tuple[PowerSource | None, str]:
             return source, ""
         except PowerUnavailable as exc:
             reasons.append(str(exc))
+        except Exception as exc:  # a driver or sensor library failing in its own way (OSError, NVMLError, ...)
+            reasons.append(f"{name}: {exc.__class__.__name__}: {' '.join(str(exc).split())[:160]}")
+            try:
+                source.close()
+            except Exception:
+                pass
     if choice != "auto":
         raise SenteiError(f"--power {choice}: {reasons[0]}; use --power auto or none")
     return None, "; ".join(reasons)

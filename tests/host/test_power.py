@@ -92,6 +92,36 @@ def test_tegrastats_source_reads_a_subprocess(tmp_path):
     assert result.total_from == "VDD_IN" and not result.error
 
 
+
+def fake_tegrastats(tmp_path, body):
+    script = tmp_path / "tegrastats"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script)
+
+
+def test_tegrastats_that_stays_silent_times_out_instead_of_hanging(tmp_path):
+    source = pw.TegrastatsSource(command=fake_tegrastats(tmp_path, "sleep 30"), timeout_s=0.3)
+    t0 = time.perf_counter()
+    with pytest.raises(pw.PowerUnavailable, match="no output within 0.3 s"):
+        source.open()
+    assert time.perf_counter() - t0 < 5 and source._proc is None  # the child was stopped
+
+
+def test_tegrastats_that_exits_ends_the_sampler_with_the_reason(tmp_path):
+    line = tegra_line("orin_nx")
+    source = pw.TegrastatsSource(command=fake_tegrastats(tmp_path, f"for i in 1 2 3; do echo '{line}'; done"))
+    source.open()
+    try:
+        sampler = pw.PowerSampler(source).start()
+        sampler._thread.join(5)
+        assert not sampler._thread.is_alive()  # ended on EOF, not spinning on it
+        result = sampler.stop()
+    finally:
+        source.close()
+    assert result.totals == [pytest.approx(5.299)] * 2
+    assert "tegrastats: the process exited" in result.error
+
 # ---------------------------------------------------------------------------------------
 # INA3221 sysfs
 
@@ -252,6 +282,29 @@ def test_open_source_auto_none_and_explicit(monkeypatch):
     with pytest.raises(SenteiError, match="--power nvml: nvml: NVML Shared Library Not Found"):
         pw.open_source("nvml", "cuda")
     assert pw.open_source("none", "cpu") == (None, "not requested (--power none)")
+
+
+def test_open_source_reports_a_sensor_failing_its_own_way(monkeypatch):
+    """An OSError from a driver (not a PowerUnavailable) is a reason for auto and a one-line error when named."""
+
+    class Broken(pw.PowerSource):
+        name, closed = "ina3221", False
+
+        def open(self):
+            raise OSError(5, "Input/output error")
+
+        def read(self):
+            return None
+
+        def close(self):
+            Broken.closed = True
+
+    monkeypatch.setattr(pw, "make_source", lambda name: Broken())
+    monkeypatch.setattr(pw, "auto_candidates", lambda device: ["ina3221"])
+    assert pw.open_source("auto", "cpu") == (None, "ina3221: OSError: [Errno 5] Input/output error")
+    assert Broken.closed
+    with pytest.raises(SenteiError, match=r"^--power ina3221: ina3221: OSError: \[Errno 5\] Input/output error; use"):
+        pw.open_source("ina3221", "cpu")
 
 
 class RampSource(pw.PowerSource):
