@@ -363,7 +363,7 @@ def resume_checkpoint(run_dir, resume: bool) -> dict | None:
         raise SenteiError(f"--resume: no checkpoint {last} to continue from")
     for stale in Path(run_dir).glob(".*.tmp"):  # half-written by a killed run (atomic_write_bytes)
         if stale.name.split(".")[1] in RUN_FILES:
-            stale.unlink()
+            stale.unlink(missing_ok=True)  # under torchrun every rank looks
     return load_checkpoint(last)
 
 
@@ -418,8 +418,8 @@ class _Loop:
             progress = (epoch + it / max(1, len(idx_batches))) / epochs
             for group in opt.param_groups:
                 group["lr"] = lr_at(base_lr, progress, warm)
-            if on_step is not None:
-                on_step(epoch + it / max(1, len(idx_batches)))
+            if on_step is not None:  # the run's time in epochs, and its iteration count (1, 2, ...)
+                on_step(epoch + it / max(1, len(idx_batches)), epoch * len(idx_batches) + it + 1)
             idx_dev = idx.to(data.train.frames.device)
             frames, labels = self.augment(data.train.frames[idx_dev], data.train.labels[idx_dev], dev_gen)
             if frames.is_cuda:
@@ -615,13 +615,15 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         return qat, _optimizer(qat, comp, "qat")
 
     mask_every = int(comp.get("mask_every", 4))
-    steps = [0]
 
-    def on_step(t):
-        """Zhu & Gupta: new masks every ``mask_every`` iterations while the sparsity ramps up."""
+    def on_step(t, step):
+        """Zhu & Gupta: new masks every ``mask_every`` iterations while the sparsity ramps up.
+
+        ``step`` counts iterations from the run's start (not this process's), so a resumed run
+        updates its masks on the same iterations as an uninterrupted one.
+        """
         frac = schedule(1.0, t / p_epochs)
-        steps[0] += 1
-        if frac != sparsifier.current and (steps[0] % mask_every == 0 or frac == 1.0):
+        if frac != sparsifier.current and (step % mask_every == 0 or frac == 1.0):
             sparsifier.step(frac)
 
     model = _ddp(net, env)  # wrapped once per phase, not per epoch (DDP broadcasts and builds its reducer)

@@ -202,6 +202,27 @@ def test_torchrun_two_processes_train_with_ddp(tmp_path):
     assert train.load_checkpoint(tmp_path / "ddp" / "teacher.pt")["kind"] == "teacher"
 
 
+def test_compress_resumed_while_pruning_ends_where_a_straight_run_does(tiny_runs, tmp_path):
+    """Masks are recomputed every ``mask_every`` iterations of the *run*: a run resumed in the
+    middle of the sparsity ramp updates them on the same iterations (it restarted the count)."""
+    tdir, _, data, _ = tiny_runs
+    torch.set_num_threads(1)
+    env = train.setup_env("cpu")
+    cfg = compress_config(epochs=(4, 1), mask_every=3, eval_every=5,
+                          schedule={"type": "cubic", "start": 0.0, "end": 1.0})
+    cfg["model"] = train.load_checkpoint(tdir / "teacher.pt")["config"]["model"]
+    train.compress(cfg, tdir / "teacher.pt", tmp_path / "straight", env, data)
+    with crash_after(1):  # 2 iterations an epoch: stopped at iteration 2, between mask updates at 0 and 3
+        train.compress(cfg, tdir / "teacher.pt", tmp_path / "crashed", env, data)
+    assert train.load_checkpoint(tmp_path / "crashed" / "last.pt")["phase"] == "prune"
+    train.compress(cfg, tdir / "teacher.pt", tmp_path / "crashed", env, data, resume=True)
+    a = train.load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
+    b = train.load_checkpoint(tmp_path / "crashed" / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
 def test_compress_from_a_qat_checkpoint_with_weight_averaging(tiny_runs, tmp_path, capsys):
     """--from continues a finished compression: same masks (K per filter), scales kept, no pruning;
     --ema evaluates and exports the averaged weights, and resumes bit-identically."""
