@@ -316,12 +316,18 @@ def open_torch_engine(model_arg, model, device: str, precision: str, threads: in
         from sentei.training.engine import TorchEngine
     except ImportError:
         raise SenteiError("the teacher checkpoint needs sentei.training.engine, which this install lacks") from None
-    engine = TorchEngine(path)
-    what = f"{getattr(engine, 'name', Path(path).stem)}: dense teacher checkpoint"
+    engine = TorchEngine(path, device="cpu")
+    height, width = engine.input_size
+    if engine.kind == "teacher":
+        from sentei.training.baseline import teacher_module
+
+        return TorchModuleEngine(teacher_module(engine.net), height, width, device, precision,
+                                 f"{engine.name}: dense float teacher (batch-norm folded)")
     if device != "cpu" or precision != "fp32":
-        raise SenteiError("the teacher checkpoint is timed on the CPU in fp32 only (sentei.training.engine "
-                          "exposes predict() alone); for GPU figures time the model file's network")
-    return TorchPredictEngine(engine, what)
+        raise SenteiError(f"{model_arg}: a quantization-aware checkpoint is timed through its exact integer "
+                          f"path, on the CPU in fp32 only; for GPU or fp16 figures bench its model file "
+                          f"(sentei export CHECKPOINT -o M.sentei, then --model M.sentei)")
+    return TorchPredictEngine(engine, f"{engine.name}: quantization-aware checkpoint, exact integer path")
 
 
 def open_engine(backend: str, model_arg, model, device: str, precision: str,

@@ -10,6 +10,9 @@
 A ``model-file`` is a ``.sentei`` file (runs on every engine); a ``torch-checkpoint`` (the
 dense teacher) runs only with ``--backend torch`` and needs the ``train`` extra. Every
 command's ``--model`` takes a path or one of these names; without ``--model`` the default.
+A model file's entry may name, under ``"checkpoint"``, the bundled quantization-aware
+checkpoint it was exported from: where a command wants a checkpoint (``--backend torch``),
+the model file's name (or the default) stands for that checkpoint.
 """
 from __future__ import annotations
 
@@ -61,11 +64,17 @@ def resolve(name_or_path: str | Path | None, kind: str | None = None) -> tuple[P
             raise SenteiError(f"model not found: {key} is neither a file nor a bundled model "
                               f"(bundled: {known}; `sentei models` lists them)")
         found_kind = "torch-checkpoint" if path.suffix in (".pt", ".pth") else "model-file"
+    if kind == "torch-checkpoint" and found_kind == "model-file" and models.get(key, {}).get("checkpoint") in models:
+        linked = models[models[key]["checkpoint"]]  # the QAT checkpoint this model file was exported from
+        path, found_kind = Path(linked["path"]), linked["kind"]
     if kind is not None and found_kind != kind:
         if found_kind == "torch-checkpoint":
             raise SenteiError(f"{key} is a PyTorch checkpoint: it runs only with --backend torch "
                               f"(or export it: sentei export)")
-        raise SenteiError(f"{key} is a model file, not a PyTorch checkpoint")
+        checkpoints = ", ".join(n for n, e in sorted(models.items()) if e["kind"] == "torch-checkpoint")
+        raise SenteiError(f"{key} is a model file, not a PyTorch checkpoint: --backend torch runs a .pt "
+                          f"checkpoint{f' or a bundled one ({checkpoints})' if checkpoints else ''}; "
+                          f"run the model file with --backend emu")
     return path, found_kind
 
 

@@ -20,21 +20,22 @@ import torch
 from torch import nn
 
 from sentei.errors import SenteiError
-from sentei.host.format import Model, act_range
+from sentei.host.format import InputQuant, Model, act_range
 from sentei.training.models import class_argmax, upsample_logits
 
 
 class InputNormalize(nn.Module):
     """uint8-range pixels ``[N, 3, H, W]`` (float) -> the input activation in integer units.
 
-    ``a0 = (pix * mul + add) / 2^shift``, the model file's input quantization without its
-    rounding and clamp.
+    ``a0 = (pix * mul + add) / 2^shift * unit``, the input quantization ``q`` (a model file's
+    or a training network's :class:`~sentei.host.format.InputQuant`) without its rounding and
+    clamp; ``unit`` 1 keeps integer units (the model file's network), ``q.scale`` gives the
+    real values a float network takes (the teacher).
     """
 
-    def __init__(self, model: Model):
+    def __init__(self, q: InputQuant, unit: float = 1.0):
         super().__init__()
-        q = model.input
-        scale = 2.0 ** -q.shift
+        scale = 2.0 ** -q.shift * float(unit)
         self.register_buffer("mul", torch.tensor(q.mul, dtype=torch.float32).view(1, -1, 1, 1) * scale)
         self.register_buffer("add", torch.tensor(q.add, dtype=torch.float32).view(1, -1, 1, 1) * scale)
 
@@ -85,7 +86,7 @@ def build_module(model: Model, saturate: bool = True) -> nn.Sequential:
         ``InputNormalize``, then per layer a dense ``Conv2d`` and its activation; in
         eval mode, fp32, on the CPU.
     """
-    parts: list[nn.Module] = [InputNormalize(model)]
+    parts: list[nn.Module] = [InputNormalize(model.input)]
     for layer in model.layers:
         if layer.act == "logits":
             scale = np.full(layer.out_channels, float(model.output_scale))
@@ -99,6 +100,27 @@ def build_module(model: Model, saturate: bool = True) -> nn.Sequential:
         elif saturate:
             parts.append(Saturate(lo, hi))
     return nn.Sequential(*parts).eval()
+
+
+def teacher_module(fcn) -> nn.Sequential:
+    """A float training network (the dense teacher, :class:`~sentei.training.models.FCN`) as a
+    plain chain for timing and ONNX: pixels ``[N, 3, H, W]`` in 0..255 -> logits.
+
+    Batch-norm folded into each convolution (what inference libraries do), the input
+    quantization as in :class:`InputNormalize` (no rounding: a float baseline, not the
+    teacher's exact numbers), the classifier last; eval mode, fp32, on the CPU.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fcn = fcn.eval()
+    parts: list[nn.Module] = [InputNormalize(fcn.quant, unit=float(fcn.quant.scale))]
+    for block in fcn.blocks:
+        conv, bn = block[0], block[1]
+        parts += [fuse_conv_bn_eval(conv, bn), nn.ReLU(inplace=True)]
+    classifier = nn.Conv2d(fcn.classifier.in_channels, fcn.classifier.out_channels, 1, bias=True)
+    classifier.load_state_dict(fcn.classifier.state_dict())
+    parts.append(classifier)
+    return nn.Sequential(*parts).cpu().float().eval()
 
 
 def frame_to_tensor(frame: np.ndarray, device="cpu", dtype=torch.float32) -> torch.Tensor:

@@ -69,7 +69,8 @@ def register(sub) -> None:
     p.add_argument("--name", help="model name (default: the run's name)")
     p.add_argument("--onnx", metavar="FILE.onnx",
                    help="instead: write the network of --model as float ONNX (for trtexec on a Jetson)")
-    p.add_argument("--model", help="with --onnx: model file or bundled name (default: the bundled model)")
+    p.add_argument("--model", help="with --onnx: model file, bundled name or the teacher's checkpoint "
+                                   "(default: the bundled model)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="QAT network vs integer reference engine, layer by layer")
@@ -228,13 +229,27 @@ def cmd_export(args) -> int:
     if args.onnx:
         if args.checkpoint or args.output:
             raise SenteiError("--onnx exports a model file's network (--model); drop the checkpoint and -o")
-        from sentei.host.registry import load_model
+        from sentei.host import format, registry
         from sentei.training import baseline
 
-        model = load_model(args.model)
-        baseline.export_onnx(baseline.build_module(model), args.onnx, (model.input.height, model.input.width))
-        print(f"wrote {args.onnx}: {model.name} as float ONNX, input 1x3x{model.input.height}x{model.input.width} "
-              f"pixels 0..255 -> logits at 1/{model.output_upsample}")
+        path, kind = registry.resolve(args.model)
+        if kind == "torch-checkpoint":  # the dense teacher, for timing it with TensorRT too
+            from sentei.training import train
+
+            ckpt = train.load_checkpoint(path)
+            if ckpt.get("kind") != "teacher":
+                raise SenteiError(f"--onnx --model {args.model}: a compressed checkpoint; export its model file "
+                                  f"first (sentei export CHECKPOINT -o M.sentei) and pass --model M.sentei")
+            fcn = train.build_from_checkpoint(ckpt)
+            module, name, size, up = baseline.teacher_module(fcn), ckpt["config"].get("name") or path.stem, \
+                (fcn.quant.height, fcn.quant.width), fcn.upsample
+        else:
+            model = format.load(path)
+            module, name, size, up = baseline.build_module(model), model.name, \
+                (model.input.height, model.input.width), model.output_upsample
+        baseline.export_onnx(module, args.onnx, size)
+        print(f"wrote {args.onnx}: {name} as float ONNX, input 1x3x{size[0]}x{size[1]} "
+              f"pixels 0..255 -> logits at 1/{up}")
         return 0
     if not args.checkpoint or not args.output:
         raise SenteiError("export needs a checkpoint and -o OUT.sentei (or --onnx FILE.onnx)")

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from sentei import cli
+from sentei.errors import SenteiError
 from sentei.host import format as F
 from sentei.host import metrics, reference
 from sentei.host.synthetic import random_frame, random_model
@@ -105,3 +106,27 @@ def test_eval_torch_on_a_model_file_says_so(model_file, dataset, capsys):
     root, _, _ = dataset
     assert cli.main(["eval", "--model", str(model_file), "--data", str(root), "--backend", "torch"]) == 2
     assert "is a model file, not a PyTorch checkpoint" in capsys.readouterr().err
+
+
+def test_a_model_file_name_stands_for_its_bundled_checkpoint(monkeypatch, tmp_path):
+    """Where a checkpoint is wanted (`--backend torch`), a bundled model file's name -- or the
+    default -- resolves to the QAT checkpoint its entry names; without one the error says
+    which checkpoints there are and that the model file runs on --backend emu."""
+    from sentei.host import registry
+
+    for name in ("m.sentei", "m-qat.pt", "other.sentei", "teacher.pt"):
+        (tmp_path / name).write_bytes(b"x")
+    manifest = {"default": "m", "models": {
+        "m": {"file": "m.sentei", "kind": "model-file", "checkpoint": "m-qat"},
+        "m-qat": {"file": "m-qat.pt", "kind": "torch-checkpoint"},
+        "other": {"file": "other.sentei", "kind": "model-file"},
+        "teacher": {"file": "teacher.pt", "kind": "torch-checkpoint"}}}
+    (tmp_path / "models.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(registry, "MANIFEST", tmp_path / "models.json")
+    monkeypatch.setattr(registry, "BUNDLED", tmp_path)
+    assert registry.resolve(None, kind="torch-checkpoint") == (tmp_path / "m-qat.pt", "torch-checkpoint")
+    assert registry.resolve("m", kind="torch-checkpoint")[0] == tmp_path / "m-qat.pt"
+    assert registry.resolve("m")[0] == tmp_path / "m.sentei"  # a model file where one is wanted
+    with pytest.raises(SenteiError, match=r"^other is a model file, not a PyTorch checkpoint: --backend torch "
+                                          r"runs a \.pt checkpoint or a bundled one \(m-qat, teacher\); run"):
+        registry.resolve("other", kind="torch-checkpoint")

@@ -114,3 +114,59 @@ def test_export_onnx_command(model, tmp_path, capsys):
     assert cli.main(["export", "--onnx", str(tmp_path / "n.onnx"), "-o", str(tmp_path / "x.sentei")]) == 2
     assert "drop the checkpoint and -o" in capsys.readouterr().err
     assert not (tmp_path / "n.onnx").exists()
+
+
+def test_teacher_module_folds_batch_norm_and_keeps_the_input_scale(tiny_runs):
+    """The dense teacher as a plain chain: after the input step it computes the teacher's own
+    logits (batch-norm folded, to float rounding); the input step is the teacher's input
+    quantization without its rounding (within half a step)."""
+    from sentei.training import train
+
+    tdir, _, data, _ = tiny_runs
+    fcn = train.build_from_checkpoint(train.load_checkpoint(tdir / "teacher.pt")).eval()
+    module = baseline.teacher_module(fcn)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules())
+    frames = data.val.frames[:2]
+    with torch.inference_mode():
+        x = fcn.prepare(frames)
+        torch.testing.assert_close(module[1:](x), fcn(frames), atol=1e-4, rtol=1e-4)
+        step = float(fcn.quant.scale)
+        assert (module[0](frames.float()) - x).abs().max() <= 0.5 * step + 1e-6
+        agree = (module(frames.float()).argmax(1) == fcn(frames).argmax(1)).float().mean()
+    assert agree > 0.97
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="needs the onnx package")
+def test_export_onnx_of_the_teacher_checkpoint(tiny_runs, tmp_path, capsys):
+    import onnx
+
+    from sentei import cli
+
+    tdir, cdir, _, _ = tiny_runs
+    assert cli.main(["export", "--onnx", str(tmp_path / "t.onnx"), "--model", str(tdir / "teacher.pt")]) == 0
+    graph = onnx.load(str(tmp_path / "t.onnx"))
+    onnx.checker.check_model(graph)
+    ops = [n.op_type for n in graph.graph.node]
+    assert ops.count("Conv") == 5 and "BatchNormalization" not in ops  # 4 convs and the classifier, BN folded
+    assert cli.main(["export", "--onnx", str(tmp_path / "c.onnx"), "--model", str(cdir / "best.pt")]) == 2
+    assert "a compressed checkpoint; export its model file first" in capsys.readouterr().err
+    assert not (tmp_path / "c.onnx").exists()
+
+
+def test_bench_times_the_teacher_like_the_model_file_network(tiny_runs):
+    """`sentei bench --backend torch --model teacher.pt`: the folded teacher on the bench's
+    module engine (accelerator-only time, any device and precision); a QAT checkpoint runs its
+    exact integer path on the CPU in fp32 and says how to time it elsewhere."""
+    from sentei.host import bench
+
+    tdir, cdir, data, _ = tiny_runs
+    frame = data.val.frames[0].permute(1, 2, 0).numpy()
+    for precision in ("fp32", "fp16"):
+        engine = bench.open_engine("torch", str(tdir / "teacher.pt"), None, "cpu", precision)
+        labels, accel = engine.infer(frame)
+        assert labels.shape == (32, 48) and labels.dtype == np.uint8 and accel > 0
+        assert "dense float teacher" in engine.info()["module"]
+    qat = bench.open_engine("torch", str(cdir / "best.pt"), None, "cpu", "fp32")
+    assert qat.infer(frame)[1] is None  # no separate accelerator time on the exact path
+    with pytest.raises(SenteiError, match="exact integer path, on the CPU in fp32 only"):
+        bench.open_engine("torch", str(cdir / "best.pt"), None, "cpu", "fp16")
