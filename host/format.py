@@ -290,8 +290,11 @@ def save(model: Model, path: str | os.PathLike) -> Path:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that a reader sees the old file or the whole new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name the path asked for, not the hidden temporary one
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     try:
         # mkstemp makes the file 0600: give it the mode the file it replaces had, else rw-r--r--
         os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)
@@ -300,11 +303,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename in (tmp, str(path)):
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
         raise
     return path
 

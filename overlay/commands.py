@@ -11,7 +11,7 @@ from sentei.errors import SenteiError
 def register(sub) -> None:
     p = sub.add_parser("overlay", help="the accelerator's sources: code generation and C-simulation")
     osub = p.add_subparsers(dest="overlay_command", metavar="SUBCOMMAND")
-    p.set_defaults(func=lambda args: _usage(p))
+    p.set_defaults(func=None)  # no subcommand: sentei.cli.main says so in one line
 
     c = osub.add_parser("codegen", help="write the HLS network header (layer configs, K, lanes) for a model")
     _model_args(c)
@@ -30,11 +30,6 @@ def register(sub) -> None:
                    help="keep the golden vectors and the testbench report here (default: a temporary folder)")
     s.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="write the report as JSON")
     s.set_defaults(func=cmd_csim)
-
-
-def _usage(parser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _model_args(p) -> None:

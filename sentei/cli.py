@@ -45,6 +45,42 @@ def parse_size(text: str, option: str, width_first: bool = False, minimum: int =
     return h, w
 
 
+def check_output(path, option: str, inputs=(), folder: bool = False):
+    """Check an output path before any work is done; returns it as a ``Path``.
+
+    Refuses an empty path, a folder where a file is wanted (or a file where a folder is), a
+    place that cannot be written (the nearest existing folder is not writable, or a file is
+    in the way) and a path that is one of ``inputs`` (the output would replace what the
+    command reads). A command that runs for minutes then finds it cannot write its result
+    loses the run; this finds it first.
+    """
+    import os
+    from pathlib import Path
+
+    if path is None or str(path).strip() == "":
+        raise SenteiError(f"{option}: empty path; pass a {'folder' if folder else 'file name'}")
+    out = Path(path).expanduser()
+    if out.exists():
+        if folder and not out.is_dir():
+            raise SenteiError(f"{option} {path}: a file is there, not a folder; pass a folder")
+        if not folder and out.is_dir():
+            raise SenteiError(f"{option} {path}: a folder is there; pass a file name")
+    for other in inputs:
+        if other is None or str(other) == "":
+            continue
+        same = out.exists() and Path(other).exists() and os.path.samefile(out, other)
+        if same or out.resolve() == Path(other).expanduser().resolve():
+            raise SenteiError(f"{option} {path} is also the input {other}; write to another path")
+    parent = out if folder and out.is_dir() else out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SenteiError(f"{option} {path}: {parent} is a file, not a folder; pass another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SenteiError(f"{option} {path}: cannot write in {parent} (permission denied); pass another path")
+    return out
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the package's one-line errors (no usage block); subparsers inherit it."""
 
@@ -87,12 +123,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush does not fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real descriptor (captured in tests)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 0 if args.command is None else 2
+        if args.command is None:
+            parser.print_help()
+            return 0
+        print(f"sentei: error: `sentei {args.command}` needs a subcommand (see `sentei {args.command} --help`)",
+              file=sys.stderr)
+        return 2
     try:
         status = args.func(args)
     except SenteiError as exc:
@@ -105,6 +156,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"sentei: error: no such file: {exc.filename} (check the path)", file=sys.stderr)
         return 2
+    except BrokenPipeError as exc:
+        if args.debug:
+            raise
+        if exc.filename is not None:  # a pipe of ours, not stdout
+            print(f"sentei: error: {os_error_text(exc)}", file=sys.stderr)
+            return 2
+        # stdout's reader went away (`sentei perf | head -1`): stop quietly, as cat does
+        _silence_stdout()
+        return 141
     except OSError as exc:  # not a folder, no permission, disk full, ...
         if args.debug:
             raise

@@ -1,4 +1,6 @@
 """The console script: subcommands, one-line errors, exit status."""
+import os
+import re
 import subprocess
 import sys
 
@@ -44,3 +46,53 @@ def test_host_never_imports_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_check_output_refuses_before_any_work(tmp_path):
+    from sentei.cli import check_output
+    from sentei.errors import SenteiError
+
+    src = tmp_path / "in.pt"
+    src.write_bytes(b"x")
+    (tmp_path / "dir").mkdir()
+    assert check_output(tmp_path / "new" / "deeper" / "o.json", "--json") == tmp_path / "new" / "deeper" / "o.json"
+    cases = [("", "--json: empty path; pass a file name"),
+             (tmp_path / "dir", "a folder is there; pass a file name"),
+             (src / "o.json", "is a file, not a folder"),
+             (src, f"is also the input {src}; write to another path")]
+    for path, message in cases:
+        with pytest.raises(SenteiError, match=re.escape(message)):
+            check_output(path, "--json", inputs=[src])
+    with pytest.raises(SenteiError, match="a file is there, not a folder"):
+        check_output(src, "--out", folder=True)
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(SenteiError, match=r"cannot write in .*locked \(permission denied\)"):
+            check_output(locked / "o.json", "--json")
+
+
+def test_subcommand_group_without_subcommand_is_one_line(capsys):
+    assert cli.main(["overlay"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "`sentei overlay` needs a subcommand" in err
+
+
+def test_closed_stdout_pipe_ends_quietly(monkeypatch, capsys):
+    """`sentei perf | head -1`: the reader goes away; status 141 as for SIGPIPE, no error line.
+    A broken pipe of the command's own (a subprocess) is an error like any OS error."""
+    from sentei.host import commands
+
+    def reader_gone(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(commands, "cmd_models", reader_gone)
+    assert cli.main(["models"]) == 141
+    assert capsys.readouterr().err == ""
+
+    def own_pipe(args):
+        raise BrokenPipeError(32, "Broken pipe", "/usr/bin/tegrastats")
+
+    monkeypatch.setattr(commands, "cmd_models", own_pipe)
+    assert cli.main(["models"]) == 2
+    assert capsys.readouterr().err == "sentei: error: /usr/bin/tegrastats: Broken pipe (check the path)\n"
