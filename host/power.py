@@ -388,8 +388,8 @@ class NvmlSource(PowerSource):
     description = "NVIDIA GPU board power (NVML)"
     interval_s = 0.05
 
-    def __init__(self, index: int = 0, nvml=None):
-        self.index = index
+    def __init__(self, index: int | str = 0, nvml=None):
+        self.index = index  # NVML's index, or a GPU/MIG UUID (see nvml_device)
         self._nvml = nvml
         self._handle = None
 
@@ -402,7 +402,10 @@ class NvmlSource(PowerSource):
             self._nvml = pynvml
         try:
             self._nvml.nvmlInit()
-            self._handle = self._nvml.nvmlDeviceGetHandleByIndex(self.index)
+            if isinstance(self.index, str):
+                self._handle = self._nvml.nvmlDeviceGetHandleByUUID(self.index)
+            else:
+                self._handle = self._nvml.nvmlDeviceGetHandleByIndex(self.index)
             self._nvml.nvmlDeviceGetPowerUsage(self._handle)
         except Exception as exc:  # NVMLError subclasses: no driver, no GPU, not supported
             raise PowerUnavailable(f"nvml: {exc}") from None
@@ -466,12 +469,31 @@ class RaplSource(PowerSource):
                 for z, e0, e1 in zip(self.zones, last[1], energies)}
 
 
-def make_source(name: str) -> PowerSource:
-    """The source called ``name`` (one of :data:`SOURCES`), not yet opened."""
+def nvml_device(device: str, environ=None) -> int | str:
+    """NVML's index (or UUID) of the GPU torch calls ``device`` (``cuda``, ``cuda:N``).
+
+    torch numbers the GPUs that ``CUDA_VISIBLE_DEVICES`` leaves visible, NVML all of them:
+    ``cuda:1`` under ``CUDA_VISIBLE_DEVICES=2,3`` is NVML's 3. (CUDA orders GPUs fastest
+    first unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, NVML by PCI bus; on a machine of mixed
+    GPUs set that variable for the two to agree.)
+    """
+    environ = os.environ if environ is None else environ
+    _, _, index = device.partition(":")
+    n = int(index) if index.isdigit() else 0
+    visible = [v.strip() for v in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if n < len(visible):
+        return int(visible[n]) if visible[n].isdigit() else visible[n]
+    return n
+
+
+def make_source(name: str, device: str = "cpu") -> PowerSource:
+    """The source called ``name`` (one of :data:`SOURCES`) for a run on ``device``, not yet opened."""
     classes = {"pynq": PynqSource, "ina3221": Ina3221Source, "tegrastats": TegrastatsSource,
                "nvml": NvmlSource, "rapl": RaplSource}
     if name not in classes:
         raise SenteiError(f"--power {name}: unknown source; choose auto, none, or one of {', '.join(SOURCES)}")
+    if name == "nvml":
+        return NvmlSource(index=nvml_device(device) if device.startswith("cuda") else 0)
     return classes[name]()
 
 
@@ -493,12 +515,12 @@ def _device_tree_compatible() -> str:
 
 
 def auto_candidates(device: str) -> list[str]:
-    """Sources to try, in order, for a run on ``device`` (``cpu``, ``cuda``, ``fpga``)."""
+    """Sources to try, in order, for a run on ``device`` (``cpu``, ``cuda``, ``cuda:N``, ``fpga``)."""
     if is_zynq():
         return ["pynq"]
     if is_jetson():  # module power covers CPU and GPU alike
         return ["ina3221", "tegrastats"]
-    if device == "cuda":
+    if device.startswith("cuda"):
         return ["nvml"]
     return ["rapl"]
 
@@ -514,7 +536,7 @@ def open_source(choice: str, device: str) -> tuple[PowerSource | None, str]:
     names = auto_candidates(device) if choice == "auto" else [choice]
     reasons = []
     for name in names:
-        source = make_source(name)
+        source = make_source(name, device)
         try:
             source.open()
             return source, ""

@@ -243,6 +243,21 @@ def test_nvml_milliwatts_and_device_info():
     assert fake.shutdown
 
 
+def test_nvml_reads_the_gpu_torch_runs_on(monkeypatch):
+    """torch's cuda:N counts the visible GPUs; NVML counts them all (or takes a UUID)."""
+    assert pw.nvml_device("cuda", {}) == 0 and pw.nvml_device("cuda:1", {}) == 1
+    assert pw.nvml_device("cuda:1", {"CUDA_VISIBLE_DEVICES": "2,3"}) == 3
+    assert pw.nvml_device("cuda", {"CUDA_VISIBLE_DEVICES": "GPU-8f6a1c2e-0000"}) == "GPU-8f6a1c2e-0000"
+    fake = FakeNvml()
+    fake.nvmlDeviceGetHandleByUUID = lambda uuid: ("gpu", uuid)
+    source = pw.NvmlSource(index="GPU-8f6a1c2e-0000", nvml=fake)
+    source.open()
+    assert source._handle == ("gpu", "GPU-8f6a1c2e-0000")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert pw.make_source("nvml", "cuda:2").index == 2 and pw.make_source("nvml", "cpu").index == 0
+    assert pw.auto_candidates("cuda:1") == ["nvml"] or pw.is_jetson() or pw.is_zynq()
+
+
 def test_nvml_failure_is_a_reason():
     with pytest.raises(pw.PowerUnavailable, match="nvml: Driver Not Loaded"):
         pw.NvmlSource(nvml=FakeNvml(fail="Driver Not Loaded")).open()
@@ -299,7 +314,7 @@ def test_open_source_reports_a_sensor_failing_its_own_way(monkeypatch):
         def close(self):
             Broken.closed = True
 
-    monkeypatch.setattr(pw, "make_source", lambda name: Broken())
+    monkeypatch.setattr(pw, "make_source", lambda name, device: Broken())
     monkeypatch.setattr(pw, "auto_candidates", lambda device: ["ina3221"])
     assert pw.open_source("auto", "cpu") == (None, "ina3221: OSError: [Errno 5] Input/output error")
     assert Broken.closed
