@@ -45,6 +45,23 @@ def default_model_name() -> str | None:
     return manifest().get("default")
 
 
+def file_kind(path: Path) -> str:
+    """``model-file`` or ``torch-checkpoint``, from the file's first bytes (the name where they
+    say nothing: a folder, an unreadable or empty file -- the reader then says what is wrong)."""
+    from sentei.host.format import MAGIC
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(MAGIC))
+    except OSError:
+        head = b""
+    if head == MAGIC:
+        return "model-file"
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save: a zip archive, or a legacy pickle
+        return "torch-checkpoint"
+    return "torch-checkpoint" if path.suffix in (".pt", ".pth") else "model-file"
+
+
 def resolve(name_or_path: str | Path | None, kind: str | None = None) -> tuple[Path, str]:
     """``(path, kind)`` of a bundled name or a file path; ``None`` means the default model."""
     models = bundled_models()
@@ -63,7 +80,7 @@ def resolve(name_or_path: str | Path | None, kind: str | None = None) -> tuple[P
             known = ", ".join(sorted(models)) or "none bundled"
             raise SenteiError(f"model not found: {key} is neither a file nor a bundled model "
                               f"(bundled: {known}; `sentei models` lists them)")
-        found_kind = "torch-checkpoint" if path.suffix in (".pt", ".pth") else "model-file"
+        found_kind = file_kind(path)
     if kind == "torch-checkpoint" and found_kind == "model-file" and models.get(key, {}).get("checkpoint") in models:
         linked = models[models[key]["checkpoint"]]  # the QAT checkpoint this model file was exported from
         path, found_kind = Path(linked["path"]), linked["kind"]

@@ -130,3 +130,18 @@ def test_a_model_file_name_stands_for_its_bundled_checkpoint(monkeypatch, tmp_pa
     with pytest.raises(SenteiError, match=r"^other is a model file, not a PyTorch checkpoint: --backend torch "
                                           r"runs a \.pt checkpoint or a bundled one \(m-qat, teacher\); run"):
         registry.resolve("other", kind="torch-checkpoint")
+
+
+def test_a_file_is_taken_for_what_it_holds_not_its_name(model_file, tmp_path):
+    """A model file named .pt is a model file; a torch.save archive named .sentei is a checkpoint."""
+    from sentei.host import registry
+
+    renamed = tmp_path / "model.pt"
+    renamed.write_bytes(model_file.read_bytes())
+    assert registry.resolve(renamed) == (renamed, "model-file")
+    archive = tmp_path / "ckpt.sentei"
+    archive.write_bytes(b"PK\x03\x04" + bytes(60))
+    assert registry.resolve(archive)[1] == "torch-checkpoint"
+    (tmp_path / "folder.sentei").mkdir()
+    assert registry.resolve(tmp_path / "folder.sentei")[1] == "model-file"  # format.load then says "a directory"
+    assert cli.main(["info", "--model", str(renamed)]) == 0
