@@ -23,6 +23,7 @@ blocks are rendered once per layer and joined.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -431,6 +432,19 @@ def default_out_dir(model) -> Path:
     return Path("build") / "hls" / safe
 
 
+def check_out_dir(out: Path) -> None:
+    """Refuse an output folder inside the package's own sources (sentei/, host/, training/,
+    overlay/): a generated ``network.h`` there would sit beside, and be taken for, the
+    hand-written HLS."""
+    target = Path(out).resolve()
+    for package in ("sentei", "sentei.host", "sentei.training", "sentei.overlay"):
+        spec = importlib.util.find_spec(package)
+        for root in map(lambda p: Path(p).resolve(), (spec.submodule_search_locations or []) if spec else []):
+            if target == root or root in target.parents:
+                raise SenteiError(f"--out {out}: inside the package's sources ({root}); generated files go in a "
+                                  f"build folder (the default is build/hls/<model name>)")
+
+
 def generate(model, out_dir: str | os.PathLike | None = None, lanes=None, board: str | None = None,
              clock_mhz: float | None = None) -> tuple[NetworkFacts, dict[str, Path]]:
     """Write the generated files for ``model`` into ``out_dir``; return the facts and paths.
@@ -453,8 +467,9 @@ def generate(model, out_dir: str | os.PathLike | None = None, lanes=None, board:
     """
     from sentei.host.format import atomic_write_bytes
 
-    facts = network_facts(model, lanes, board, clock_mhz)
     out = Path(out_dir) if out_dir is not None else default_out_dir(model)
+    check_out_dir(out)
+    facts = network_facts(model, lanes, board, clock_mhz)
     paths = {}
     for name, text in render(facts).items():
         paths[name] = atomic_write_bytes(out / name, text.encode("utf-8"))

@@ -16,7 +16,7 @@ def register(sub) -> None:
     c = osub.add_parser("codegen", help="write the HLS network header (layer configs, K, lanes) for a model")
     _model_args(c)
     c.add_argument("--out", default=None, metavar="DIR",
-                   help="output folder (default build/hls/<model name>); never the repository")
+                   help="output folder (default build/hls/<model name>); never inside the package's sources")
     c.set_defaults(func=cmd_codegen)
 
     s = osub.add_parser("csim", help="C-simulate the HLS sources with g++ and compare with the reference engine "

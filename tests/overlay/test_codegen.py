@@ -114,6 +114,17 @@ def test_generate_writes_into_the_given_folder(tmp_path):
     assert json.loads(paths["network.json"].read_text())["blob_words"] == facts.blob_words
 
 
+def test_generate_refuses_the_package_sources():
+    """network.h written into overlay/hls (or any source folder) would pass for the hand-written HLS."""
+    hls = Path(codegen.__file__).resolve().parent / "hls"
+    before = sorted(p.name for p in hls.iterdir())
+    with pytest.raises(SenteiError, match=r"inside the package's sources .*build/hls/<model name>"):
+        codegen.generate(tiny(), hls / "gen")
+    with pytest.raises(SenteiError, match="inside the package's sources"):
+        codegen.generate(tiny(), Path(codegen.__file__).resolve().parent.parent / "host")
+    assert sorted(p.name for p in hls.iterdir()) == before
+
+
 def test_top_header_agrees_with_register_module():
     text = (HLS / "sentei_top.hpp").read_text()
     consts = {m[0]: int(m[1], 0) for m in re.findall(r"static const \w+ (\w+) = (0x[0-9A-Fa-f]+|\d+)u?;", text)}
