@@ -23,6 +23,7 @@ import os
 import string
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -45,11 +46,30 @@ OPEN_TIMEOUT_MS = 10_000
 
 
 def _cv2():
+    # FFmpeg's own lines ("[tcp @ 0x...] Connection refused") are silenced unless the user
+    # asks for them; OpenCV reads this when its FFmpeg backend first starts, so it is set here
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     try:
         import cv2
     except ImportError:
         raise SenteiError("live segmentation needs OpenCV: pip install 'sentei[camera]'") from None
     return cv2
+
+
+@contextmanager
+def _quiet(cv2):
+    """OpenCV's own log silenced (its ``[ WARN...]``/``[ERROR...]`` lines for a camera index, URL
+    or output file that does not open); our one-line error says what failed. ``OPENCV_LOG_LEVEL`` set by
+    the user wins."""
+    if "OPENCV_LOG_LEVEL" in os.environ:
+        yield
+        return
+    before = cv2.getLogLevel()
+    cv2.setLogLevel(0)  # LOG_LEVEL_SILENT: at ERROR a missing camera still prints an obsensor line
+    try:
+        yield
+    finally:
+        cv2.setLogLevel(before)
 
 
 @dataclass(frozen=True)
@@ -139,24 +159,8 @@ def _parse_url(text: str) -> Source:
 def open_capture(source: Source, timeout_ms: int = OPEN_TIMEOUT_MS):
     """An opened ``cv2.VideoCapture`` for ``source`` (raises :class:`SenteiError` if it does not open)."""
     cv2 = _cv2()
-    if source.kind == "camera":
-        cap = cv2.VideoCapture(source.target)
-    elif source.kind == "file":
-        cap = cv2.VideoCapture(str(source.target), cv2.CAP_FFMPEG)
-    else:
-        key = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-        before = os.environ.get(key)
-        scheme = urlsplit(source.target).scheme.lower()
-        os.environ[key] = f"protocol_whitelist;{URL_SCHEMES[scheme]}"
-        try:
-            cap = cv2.VideoCapture(source.target, cv2.CAP_FFMPEG,
-                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
-                                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
-        finally:
-            if before is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = before
+    with _quiet(cv2):
+        cap = _capture(cv2, source, timeout_ms)
     if not cap.isOpened():
         cap.release()
         hint = {"camera": "is a camera plugged in (ls /dev/video*) and not used by another program?",
@@ -164,6 +168,26 @@ def open_capture(source: Source, timeout_ms: int = OPEN_TIMEOUT_MS):
                 "url": "is the stream reachable from this machine?"}[source.kind]
         raise SenteiError(f"cannot open {source.label}: {hint}")
     return cap
+
+
+def _capture(cv2, source: Source, timeout_ms: int):
+    if source.kind == "camera":
+        return cv2.VideoCapture(source.target)
+    if source.kind == "file":
+        return cv2.VideoCapture(str(source.target), cv2.CAP_FFMPEG)
+    key = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+    before = os.environ.get(key)
+    scheme = urlsplit(source.target).scheme.lower()
+    os.environ[key] = f"protocol_whitelist;{URL_SCHEMES[scheme]}"
+    try:
+        return cv2.VideoCapture(source.target, cv2.CAP_FFMPEG,
+                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms,
+                                 cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms])
+    finally:
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 class FrameReader:
@@ -216,6 +240,23 @@ class StopLive(Exception):
     """Raised by a sink to end the loop (a key pressed in the window)."""
 
 
+def check_video_out(path, source: Source | None = None) -> Path:
+    """``--out``: a writable ``.mp4``/``.avi``/``.mkv`` path that is not the source file."""
+    from sentei.cli import check_output
+
+    inputs = (source.target,) if source is not None and source.kind == "file" else ()
+    out = check_output(path, "--out", inputs=inputs)
+    if out.suffix.lower() not in VIDEO_CODECS:
+        raise SenteiError(f"--out {path}: use a .mp4, .avi or .mkv file name")
+    return out
+
+
+def check_fps(fps: float | None) -> None:
+    """``--fps``: a frame rate in (0, 240], or None (measured)."""
+    if fps is not None and not 0 < fps <= 240:
+        raise SenteiError(f"--fps {fps:g} is outside (0, 240]; pass a frame rate such as 30")
+
+
 class VideoSink:
     """Frames to a video file, written under a temporary name and renamed when closed.
 
@@ -231,12 +272,9 @@ class VideoSink:
     WARMUP = 8  # frames buffered to measure the rate when fps is not given
 
     def __init__(self, path, fps: float | None = None):
-        self.path = Path(path)
+        self.path = check_video_out(path)
         suffix = self.path.suffix.lower()
-        if suffix not in VIDEO_CODECS:
-            raise SenteiError(f"--out {self.path}: use a .mp4, .avi or .mkv file name")
-        if fps is not None and not 0 < fps <= 240:
-            raise SenteiError(f"output frame rate {fps} is outside (0, 240]")
+        check_fps(fps)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{suffix}")
         self.fps = fps
@@ -267,11 +305,18 @@ class VideoSink:
         if self._writer is None:
             h, w = rgb.shape[:2]
             fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
-            self._writer = cv2.VideoWriter(str(self.tmp), fourcc, float(self.fps), (w, h))
+            with _quiet(cv2):
+                self._writer = cv2.VideoWriter(str(self.tmp), fourcc, float(self.fps), (w, h))
             if not self._writer.isOpened():
                 self._writer = None
+                try:  # a place that cannot be written, rather than a missing encoder?
+                    self.tmp.touch()
+                    self.tmp.unlink()
+                except OSError as exc:
+                    raise SenteiError(f"cannot write {self.path} ({exc.strerror}); pass another path") from None
+                others = " or ".join(s for s in VIDEO_CODECS if s != self.path.suffix.lower())
                 raise SenteiError(f"cannot write {self.path}: OpenCV has no encoder for "
-                                  f"{self.path.suffix} here (try .avi)")
+                                  f"{self.path.suffix} here (try {others})")
             self.size = (w, h)
         if rgb.shape[1::-1] != self.size:
             rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_AREA)

@@ -70,7 +70,10 @@ def cmd_camera(args) -> int:
     check_alpha(args.alpha)
     if args.frames is not None and args.frames < 1:
         raise SenteiError(f"--frames {args.frames} must be at least 1")
+    camera.check_fps(args.fps)
     source = camera.parse_source(args.source)
+    if args.out is not None:
+        camera.check_video_out(args.out, source)
     model = registry.load_model(args.model)
     reader = camera.FrameReader(source)
     try:
@@ -85,6 +88,9 @@ def cmd_camera(args) -> int:
             report = camera.run_live(seg, reader, [sink], max_frames=args.frames, alpha=args.alpha)
     finally:
         reader.close()
+    if report.frames == 0 and reader.end_reason is not None:
+        raise SenteiError(f"no frame could be read from {source.label}: pass a video file OpenCV can decode "
+                          f"(mp4, avi, mkv), a working camera or a live stream")
     written = f"; wrote {', '.join(str(p) for p in report.outputs)}" if report.outputs else ""
     print(f"{report.reason}: {report.frames} frames in {report.seconds:.1f} s, "
           f"{report.fps:.2f} FPS on backend {seg.backend}{written}")

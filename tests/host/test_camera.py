@@ -224,3 +224,66 @@ def test_camera_command_needs_display_or_out(model, tmp_path):
 def test_live_report_fps():
     assert LiveReport(frames=10, seconds=2.0).fps == 5.0
     assert LiveReport().fps == 0.0
+
+
+def test_a_source_without_frames_is_an_error_and_writes_nothing(model, tmp_path):
+    """A text file named .jpg opens (FFmpeg's image demuxer) but yields no frame: not a 0 FPS success."""
+    path = format.save(model, tmp_path / "m.sentei")
+    text = tmp_path / "text.jpg"
+    text.write_text("not an image")
+    out = tmp_path / "v.mp4"
+    with pytest.raises(SenteiError, match=f"no frame could be read from {text}"):
+        live_cli(["camera", "--source", str(text), "--model", str(path), "--backend", "reference",
+                  "--out", str(out)])
+    assert not list(tmp_path.glob("*.mp4")) and not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--fps", "0"], r"--fps 0 is outside \(0, 240\]"),
+    (["--out", "{video}"], "is also the input"),
+    (["--out", ""], "--out: empty path"),
+])
+def test_camera_options_are_checked_before_the_model_loads(video, argv, message):
+    argv = [a.format(video=video) for a in argv]
+    if "--out" not in argv:
+        argv += ["--out", "o.mp4"]
+    with pytest.raises(SenteiError, match=message):  # a model that does not exist: checked later
+        live_cli(["camera", "--source", str(video), "--model", "/no/such/model.sentei", *argv])
+
+
+class ClosedWriter:
+    """A cv2.VideoWriter that did not open (no encoder, or no place to write)."""
+
+    def __init__(self, *args):
+        pass
+
+    def isOpened(self):
+        return False
+
+
+def test_a_missing_encoder_suggests_another_suffix(tmp_path, monkeypatch):
+    monkeypatch.setattr(cv2, "VideoWriter", ClosedWriter)
+    sink = VideoSink(tmp_path / "x.avi", fps=10)
+    with pytest.raises(SenteiError, match=r"no encoder for \.avi here \(try \.mp4 or \.mkv\)"):
+        sink.write(np.zeros((H, W, 3), np.uint8))
+
+
+def test_an_unwritable_place_is_not_blamed_on_the_encoder(tmp_path, monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(cv2, "VideoWriter", ClosedWriter)
+    monkeypatch.setattr(camera.Path, "touch", refuse)
+    sink = VideoSink(tmp_path / "x.avi", fps=10)
+    with pytest.raises(SenteiError, match=r"cannot write .*x\.avi \(Permission denied\); pass another path"):
+        sink.write(np.zeros((H, W, 3), np.uint8))
+
+
+def test_opencv_says_nothing_when_a_camera_does_not_open(capfd, monkeypatch):
+    """Only our one-line error: OpenCV's [ WARN...]/[ERROR...] lines for a missing camera are silenced."""
+    monkeypatch.delenv("OPENCV_LOG_LEVEL", raising=False)
+    with pytest.raises(SenteiError, match="cannot open camera 63"):
+        camera.open_capture(camera.Source("camera", 63, "camera 63"))
+    assert cv2.getLogLevel() != 0  # restored afterwards
+    err = capfd.readouterr().err
+    assert "WARN" not in err and "ERROR" not in err
