@@ -24,7 +24,7 @@ Reports are JSON (``schema: sentei-bench``, ``schema_version``), written atomica
 from __future__ import annotations
 
 import abc
-
+import argparse
 import importlib.util
 import os
 import platform
@@ -38,6 +38,7 @@ import numpy as np
 from sentei.cli import parse_size
 from sentei.errors import SenteiError
 from sentei.host import power as pw  # stdlib-only at import
+from sentei.host.options import non_negative_int, non_negative_seconds
 
 SCHEMA = "sentei-bench"
 SCHEMA_VERSION = 1
@@ -47,6 +48,7 @@ POWER_CHOICES = ("auto", "none", *pw.SOURCES)
 DEFAULT_FRAMES = {"reference": 3, "csim": 2}
 _OPTION_FLAGS: dict[str, str] = {}  # dest -> flag of every `sentei bench` option, filled by register()
 TRTEXEC_TIMEOUT_S = 1800  # engine build + timed run; a hung GPU must not hang the benchmark
+MAX_CAPTURE = 8192  # pixels per side of --capture: 8K video, and 4 test frames of it fit in memory
 
 def register(sub) -> None:
     """Add ``bench`` and ``bench-report`` to the ``sentei`` subcommands."""
@@ -67,9 +69,9 @@ def register(sub) -> None:
     option("--frames", default="30",
            help="timed frames: N for every backend, or e.g. '30,reference=3' per backend "
                 f"(defaults: {', '.join(f'{k}={v}' for k, v in DEFAULT_FRAMES.items())})")
-    option("--warmup", type=int, default=5,
+    option("--warmup", type=non_negative_int, default=5,
            help="untimed frames first (default 5; 1 for reference/csim), and at least --warmup-seconds")
-    option("--warmup-seconds", type=float, default=1.0, metavar="S",
+    option("--warmup-seconds", type=non_negative_seconds, default=1.0, metavar="S",
            help="keep warming up until this much time has passed (default 1; oneDNN and cuDNN "
                 "pick their kernels during the first calls)")
     option("--rounds", type=int, default=1, metavar="R",
@@ -77,16 +79,17 @@ def register(sub) -> None:
                 "after the other); on a shared machine a burst of load then falls on all of them")
     option("--threads", type=int, default=None, metavar="N",
            help="CPU threads of the emulator and of torch (default: their own default, all cores)")
-    option("--device", default="cpu", help="torch device: cpu or cuda[:N] (default cpu)")
+    option("--device", type=parse_device, default="cpu", help="torch device: cpu or cuda[:N] (default cpu)")
     option("--precision", default="fp32", help="torch precision(s): fp32, fp16 or fp32,fp16")
     option("--power", default="auto", choices=POWER_CHOICES,
            help="power source (auto picks PYNQ PMBus, Jetson INA3221/tegrastats, NVML or RAPL)")
-    option("--idle", type=float, default=2.0, metavar="S",
+    option("--idle", type=non_negative_seconds, default=2.0, metavar="S",
            help="seconds of idle power sampled before each run (0: no idle, no dynamic power)")
-    option("--min-seconds", type=float, default=5.0, metavar="S",
+    option("--min-seconds", type=non_negative_seconds, default=5.0, metavar="S",
            help="with power measured, keep timing frames until the run lasts this long (default 5)")
     option("--capture", default=None, metavar="WxH",
-           help="camera frame size: end-to-end time then includes the resize to the model's input")
+           help="camera frame size: end-to-end time then includes the resize to the model's input "
+                f"(at most {MAX_CAPTURE} per side)")
     option("--trtexec", default=None, metavar="ARGS",
            help="also run `trtexec ARGS` (TensorRT, e.g. on a Jetson: \"--onnx=m.onnx --fp16 "
                 "--duration=20\") with power sampled, and add its figures as a run")
@@ -95,7 +98,7 @@ def register(sub) -> None:
     option("--board", default="zcu104", help="perf backend: board (default zcu104)")
     option("--clock", type=float, default=None, metavar="MHZ", help="perf backend: clock in MHz")
     option("--label", default=None, help="machine label in the report (default: CPU/GPU/board model)")
-    option("--seed", type=int, default=0, help="seed of the random test frames")
+    option("--seed", type=non_negative_int, default=0, help="seed of the random test frames")
     option("--json", dest="json_out", default=None, metavar="OUT", help="write the report here")
     p.set_defaults(func=cmd_bench)
 
@@ -142,6 +145,13 @@ def parse_frames(text: str, backends: list[str]) -> dict[str, int]:
         else:
             out[b] = default if default is not None else 30
     return out
+
+
+def parse_device(text: str) -> str:
+    """``--device``: ``cpu``, ``cuda`` or ``cuda:N`` (argparse ``type``)."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device; pass cpu, cuda or cuda:N")
+    return text
 
 
 def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -770,7 +780,7 @@ def cmd_bench(args) -> int:
     backends = parse_list(args.backend, BACKENDS, "--backend")
     precisions = parse_list(args.precision, PRECISIONS, "--precision")
     counts = parse_frames(args.frames, backends)
-    capture = parse_size(args.capture, "--capture", width_first=True) if args.capture else None
+    capture = parse_size(args.capture, "--capture", width_first=True, maximum=MAX_CAPTURE) if args.capture else None
     model, model_info = load_bench_model(args.model)
     if model is not None:
         model_info.update(describe_model(model))

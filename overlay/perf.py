@@ -28,6 +28,7 @@ import numpy as np
 
 from sentei.errors import SenteiError
 from sentei.host.format import blob_words, conv_out_size
+from sentei.host.options import non_negative_int
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 
@@ -474,7 +475,8 @@ def dsp_budget(board, dsp_fraction: float = DEFAULT_DSP_FRACTION) -> int:
 def resource_limits(board, dsp_fraction: float | None = None, ceilings: dict | None = None) -> dict[str, int]:
     """What the allocator may use of each resource: ``floor(budget * ceiling)``.
 
-    ``ceilings`` overrides entries of :data:`CEILINGS`; ``dsp_fraction`` the DSP one.
+    ``ceilings`` overrides entries of :data:`CEILINGS`; ``dsp_fraction``, when given, the DSP
+    one (``ceilings["dsp"]`` included).
     """
     share = dict(CEILINGS)
     share.update(ceilings or {})
@@ -535,7 +537,7 @@ def conv_stage_cycles(model, index: int, lanes: int) -> int:
 
 
 def allocate_lanes(model, board, clock_mhz: float | None = None,
-                   dsp_fraction: float = DEFAULT_DSP_FRACTION, ceilings: dict | None = None) -> list[int]:
+                   dsp_fraction: float | None = None, ceilings: dict | None = None) -> list[int]:
     """Lanes ``P`` per layer (each a divisor of ``Cout``) balancing cycles within every budget.
 
     Greedy on the bottleneck: start every layer at one lane; while the slowest conv stage
@@ -557,10 +559,11 @@ def allocate_lanes(model, board, clock_mhz: float | None = None,
     clock_mhz : float, optional
         Does not change the balance (every stage runs on one clock); checked against the
         board's maximum so that the code generator fails early.
-    dsp_fraction : float
-        Share of the board's DSP48s the accelerator may take.
+    dsp_fraction : float, optional
+        Share of the board's DSP48s the accelerator may take (default: ``ceilings["dsp"]``,
+        else :data:`DEFAULT_DSP_FRACTION`).
     ceilings : dict, optional
-        Shares of the other budgets (keys of :data:`CEILINGS`), overriding the defaults.
+        Shares of the budgets (keys of :data:`CEILINGS`), overriding the defaults.
 
     Returns
     -------
@@ -635,7 +638,7 @@ def _pipeline(stages: dict[str, int], clock_mhz: float) -> dict:
             "frames_per_s": clock_mhz * 1e6 / stages[name]}
 
 
-def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float = DEFAULT_DSP_FRACTION,
+def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float | None = None,
                 seed: int = UNSTRUCTURED_SEED, ceilings: dict | None = None) -> dict:
     """Price ``model`` on ``board`` at ``clock_mhz``: cycles, frames/s, resources, imbalance.
 
@@ -646,8 +649,8 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
     clock_mhz : float
     lanes : list of int, optional
         ``P`` per layer; default :func:`allocate_lanes`.
-    dsp_fraction : float
-        DSP48 ceiling (passed to :func:`allocate_lanes` when ``lanes`` is not given).
+    dsp_fraction : float, optional
+        DSP48 ceiling (as :func:`allocate_lanes`; default ``ceilings["dsp"]``, else 0.85).
     seed : int
         Seed of the hypothetical unstructured pruning (:func:`unstructured_nnz`; layer
         ``n`` uses ``seed + n``).
@@ -831,12 +834,13 @@ def register(sub) -> None:
     p.add_argument("--clock-mhz", type=float, default=None, help="PL clock (default: the board's default)")
     p.add_argument("--lanes", default=None, metavar="P1,P2,...",
                    help="lanes per layer (default: the allocator's choice)")
-    p.add_argument("--dsp-fraction", type=float, default=DEFAULT_DSP_FRACTION,
-                   help=f"share of the board's DSP48s the allocator may use (default {DEFAULT_DSP_FRACTION})")
+    p.add_argument("--dsp-fraction", type=float, default=None,
+                   help=f"share of the board's DSP48s the allocator may use (default {DEFAULT_DSP_FRACTION}); "
+                        f"the same as --ceiling dsp=SHARE")
     p.add_argument("--ceiling", action="append", default=[], metavar="RESOURCE=SHARE",
                    help="utilisation ceiling the allocator respects, e.g. lut=0.7 (repeatable; defaults: "
                         + ", ".join(f"{k}={v:g}" for k, v in CEILINGS.items()) + ")")
-    p.add_argument("--seed", type=int, default=UNSTRUCTURED_SEED,
+    p.add_argument("--seed", type=non_negative_int, default=UNSTRUCTURED_SEED,
                    help="seed of the hypothetical unstructured pruning")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the report as JSON")
     p.set_defaults(func=cmd_perf)
@@ -874,12 +878,16 @@ def cmd_perf(args) -> int:
     from sentei.host import registry
     from sentei.host.format import atomic_write_bytes
 
+    ceilings = parse_ceilings(args.ceiling)
+    if args.dsp_fraction is not None and "dsp" in ceilings:
+        raise SenteiError(f"--dsp-fraction {args.dsp_fraction:g} and --ceiling dsp={ceilings['dsp']:g} both set "
+                          f"the DSP48 share; pass one of them")
     board = load_board(args.board)
     model = registry.load_model(args.model)
     lanes = parse_lanes(args.lanes)
     clock = board.default_clock_mhz if args.clock_mhz is None else args.clock_mhz
     report = perf_report(model, board, clock, lanes=lanes, dsp_fraction=args.dsp_fraction, seed=args.seed,
-                         ceilings=parse_ceilings(args.ceiling))
+                         ceilings=ceilings)
     print(format_report(report))
     if args.json_out:
         atomic_write_bytes(args.json_out, (json.dumps(report, indent=1) + "\n").encode("utf-8"))

@@ -28,11 +28,13 @@ COMMAND_MODULES = (
 )
 
 
-def parse_size(text: str, option: str, width_first: bool = False, minimum: int = 1) -> tuple[int, int]:
+def parse_size(text: str, option: str, width_first: bool = False, minimum: int = 1,
+               maximum: int | None = None) -> tuple[int, int]:
     """A size option -> ``(height, width)``.
 
     ``'360x480'`` is height x width (a model's, a network input's), or with ``width_first``
-    width x height (``'640x480'``: a camera's capture size). Both sides at least ``minimum``.
+    width x height (``'640x480'``: a camera's capture size). Both sides at least ``minimum``
+    and, when given, at most ``maximum``.
     """
     form = "WIDTHxHEIGHT, e.g. 640x480" if width_first else "HxW, e.g. 360x480"
     try:
@@ -42,6 +44,8 @@ def parse_size(text: str, option: str, width_first: bool = False, minimum: int =
     h, w = (b, a) if width_first else (a, b)
     if h < minimum or w < minimum:
         raise SenteiError(f"{option} {text}: too small (at least {minimum}x{minimum})")
+    if maximum is not None and (h > maximum or w > maximum):
+        raise SenteiError(f"{option} {text}: too large (at most {maximum}x{maximum})")
     return h, w
 
 

@@ -54,6 +54,30 @@ def test_parse_lists_and_size():
         parse_size("4x480", "--size", minimum=8)
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--seed", "-1", "-1 is less than 0"),
+    ("--warmup", "-1", "-1 is less than 0"),
+    ("--warmup-seconds", "-1", "not a finite number of seconds"),
+    ("--warmup-seconds", "nan", "not a finite number of seconds"),
+    ("--idle", "-1", "not a finite number of seconds"),
+    ("--min-seconds", "-1", "not a finite number of seconds"),
+    ("--device", "tpu", "pass cpu, cuda or cuda:N"),
+])
+def test_bad_numbers_and_devices_are_refused_while_parsing(option, value, message, capsys):
+    with pytest.raises(SystemExit):
+        parser().parse_args(["bench", "--backend", "emu", option, value])
+    err = capsys.readouterr().err
+    assert f"argument {option}: " in err and message in err
+
+
+def test_devices_and_a_capture_size_limit():
+    for device in ("cpu", "cuda", "cuda:1"):
+        assert parser().parse_args(["bench", "--device", device]).device == device
+    args = parser().parse_args(["bench", "--capture", "100000x100000", "--model", "/no/such/model"])
+    with pytest.raises(SenteiError, match=r"--capture 100000x100000: too large \(at most 8192x8192\)"):
+        args.func(args)  # before the model is looked for, and before 4 frames of 30 GB each
+
+
 def test_latency_stats():
     s = bench.latency_stats([0.010, 0.020, 0.030, 0.040])
     assert s["p50_ms"] == pytest.approx(25.0)

@@ -303,6 +303,25 @@ def test_cli_ceiling_option(tmp_path, capsys, sentei_main):
     assert "the resource must be one of dsp, bram18, uram, lut, ff" in capsys.readouterr().err
 
 
+def test_cli_dsp_ceiling_takes_effect_and_is_given_once(tmp_path, capsys, sentei_main):
+    model_path = tmp_path / "m.sentei"
+    save(tiny(), model_path)
+    out = tmp_path / "out.json"
+    assert sentei_main(["perf", "--model", str(model_path), "--ceiling", "dsp=0.05", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["resources"]["dsp"]["limit"] == int(1728 * 0.05)  # not 0.85's
+    assert perf.resource_limits("zcu104", None, {"dsp": 0.05})["dsp"] == int(1728 * 0.05)
+    assert sentei_main(["perf", "--model", str(model_path), "--ceiling", "dsp=0.05", "--dsp-fraction", "0.5"]) == 2
+    assert "--dsp-fraction 0.5 and --ceiling dsp=0.05 both set the DSP48 share" in capsys.readouterr().err
+
+
+def test_cli_negative_seed_is_refused_while_parsing(capsys, sentei_main):
+    with pytest.raises(SystemExit) as done:
+        sentei_main(["perf", "--seed", "-1", "--model", "/no/such/model"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --seed: -1 is less than 0" in err
+
+
 def test_cli_unknown_board_is_one_line(tmp_path, capsys, sentei_main):
     model_path = tmp_path / "m.sentei"
     save(tiny(), model_path)
