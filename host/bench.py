@@ -577,16 +577,23 @@ def trtexec_run(text: str, power: dict | None = None, command: str | None = None
             "engine": {"trtexec_throughput_qps": t["throughput_qps"], "trtexec": command}}
 
 
+def find_trtexec() -> str:
+    """The trtexec executable: on PATH, or where a Jetson's TensorRT puts it."""
+    import shutil
+
+    exe = shutil.which("trtexec") or shutil.which("/usr/src/tensorrt/bin/trtexec")
+    if exe is None:
+        raise SenteiError("--trtexec: trtexec is not on PATH (TensorRT; on a Jetson /usr/src/tensorrt/bin); "
+                          "install TensorRT or drop --trtexec")
+    return exe
+
+
 def run_trtexec(args_text: str, power_choice: str, idle_s: float) -> dict:
     """Run ``trtexec`` with power sampled around it; energy per frame uses its throughput."""
     import shlex
-    import shutil
     import subprocess
 
-    exe = shutil.which("trtexec") or ("/usr/src/tensorrt/bin/trtexec"
-                                      if os.path.exists("/usr/src/tensorrt/bin/trtexec") else None)
-    if exe is None:
-        raise SenteiError("--trtexec: trtexec is not on PATH (TensorRT; on a Jetson /usr/src/tensorrt/bin)")
+    exe = find_trtexec()
     source, why_none = pw.open_source(power_choice, "cuda")
     try:
         idle = pw.measure_idle(source, idle_s) if source is not None and idle_s > 0 else None
@@ -774,13 +781,22 @@ def set_emulator_threads(threads: int) -> None:
 
 
 def cmd_bench(args) -> int:
-    from sentei.host.commands import write_json
+    from sentei.host.commands import check_json_out, model_file, write_json
     from sentei.host.synthetic import random_frame
 
     backends = parse_list(args.backend, BACKENDS, "--backend")
     precisions = parse_list(args.precision, PRECISIONS, "--precision")
     counts = parse_frames(args.frames, backends)
     capture = parse_size(args.capture, "--capture", width_first=True, maximum=MAX_CAPTURE) if args.capture else None
+    check_json_out(args, model_file(args.model), args.trtexec_log)
+    if args.trtexec:
+        find_trtexec()
+    saved = None  # the saved trtexec log's run, parsed before the benchmark (a log without figures fails now)
+    if args.trtexec_log is not None:
+        try:
+            saved = trtexec_run(Path(args.trtexec_log).read_text(errors="replace"))
+        except SenteiError as exc:
+            raise SenteiError(f"--trtexec-log {args.trtexec_log}: {exc}") from None
     model, model_info = load_bench_model(args.model)
     if model is not None:
         model_info.update(describe_model(model))
@@ -815,8 +831,8 @@ def cmd_bench(args) -> int:
     extra = []
     if args.trtexec:
         extra.append(run_trtexec(args.trtexec, args.power, args.idle))
-    if args.trtexec_log:
-        extra.append(trtexec_run(Path(args.trtexec_log).read_text(errors="replace")))
+    if saved is not None:
+        extra.append(saved)
     for run in extra:
         _add_run(report, run)
     _print_ratios(report["runs"])
@@ -903,8 +919,13 @@ def _print_ratios(runs: list[dict]) -> None:
 
 
 def cmd_bench_report(args) -> int:
+    from sentei.cli import check_output
     from sentei.host import benchreport
 
+    out = check_output(args.out, "--out", folder=True)
+    inputs = [*args.reports, args.baseline]
+    for name in benchreport.OUTPUTS[:1 if args.no_plot else None]:  # no report replaced by the table
+        check_output(out / name, "--out", inputs=inputs)
     paths = benchreport.write_report(args.reports, args.out, baseline=args.baseline,
                                      baseline_run=args.baseline_run, plot=not args.no_plot)
     for p in paths:

@@ -16,6 +16,7 @@ from sentei.host.bench import SCHEMA, SCHEMA_VERSION
 from sentei.host.visualize import save_figure
 
 SUPPORTED_VERSIONS = (SCHEMA_VERSION,)
+OUTPUTS = ("benchmarks.md", "benchmarks.png")  # what write_report writes into its folder
 
 
 def load_report(path) -> dict:
@@ -206,8 +207,9 @@ def write_report(reports: list, out_dir, baseline=None, baseline_run: str | None
     rows, base, sources = merge(reports, baseline, baseline_run)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = [atomic_write_bytes(out / "benchmarks.md", markdown(rows, base, sources).encode("utf-8"))]
+    table, png = (out / name for name in OUTPUTS)
+    written = [atomic_write_bytes(table, markdown(rows, base, sources).encode("utf-8"))]
     if plot:
-        draw_plot(rows, out / "benchmarks.png")
-        written.append(out / "benchmarks.png")
+        draw_plot(rows, png)
+        written.append(png)
     return written

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sentei.cli import check_output
 from sentei.errors import SenteiError
 
 from sentei.host.segmenter import BACKENDS as ENGINE_BACKENDS
@@ -69,6 +70,7 @@ def cmd_models(args) -> int:
 def cmd_info(args) -> int:
     from sentei.host import format, registry
 
+    check_json_out(args, model_file(args.model))
     model = registry.load_model(args.model)
     facts = format.describe(model)
     print(f"model {facts['name']}: input {facts['input'][1]}x{facts['input'][2]} RGB, "
@@ -97,6 +99,7 @@ def cmd_segment(args) -> int:
     from sentei.host.segmenter import Segmenter
 
     check_alpha(args.alpha)
+    check_output(args.out, "--out", folder=True)
     model = registry.load_model(args.model)
     frames = preprocess.load_images(args.images)  # all inputs checked before any output
     out = Path(args.out)
@@ -119,6 +122,7 @@ def cmd_eval(args) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise SenteiError(f"--limit {args.limit} must be at least 1")
+    check_json_out(args, model_file(args.model))
     pairs = camvid.list_split(args.data, args.split)
     if args.limit:
         pairs = pairs[:args.limit]
@@ -158,6 +162,23 @@ def cmd_eval(args) -> int:
     if args.json_out:
         write_json(args.json_out, result)
     return 0
+
+
+def model_file(arg):
+    """The file ``--model`` names (a path or a bundled name; None: the default), or None when it
+    names none: an output must not replace the model it reads (``check_output``'s ``inputs``)."""
+    from sentei.host import registry
+
+    try:
+        return registry.resolve(arg)[0]
+    except SenteiError:  # reported in its place, by the command's own loading
+        return None
+
+
+def check_json_out(args, *inputs) -> None:
+    """``--json`` (when given, even empty) checked before the work: :func:`sentei.cli.check_output`."""
+    if args.json_out is not None:
+        check_output(args.json_out, "--json", inputs=inputs)
 
 
 def check_alpha(alpha: float) -> None:

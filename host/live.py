@@ -51,9 +51,11 @@ def register(sub) -> None:
 
 
 def cmd_demo(args) -> int:
+    from sentei.cli import check_output
     from sentei.host.demo import run_demo
 
     check_alpha(args.alpha)
+    check_output(args.out, "--out", folder=True)
     run_demo(args.out, backend=args.backend, model=args.model, images=args.image, alpha=args.alpha)
     return 0
 

@@ -5,6 +5,7 @@ imported at registration: the handlers import numpy and the generator.
 """
 from __future__ import annotations
 
+from sentei.cli import check_output
 from sentei.errors import SenteiError
 
 
@@ -53,6 +54,8 @@ def cmd_codegen(args) -> int:
     from sentei.overlay.perf import parse_lanes
 
     _check_clock(args)
+    if args.out is not None:
+        check_output(args.out, "--out", folder=True)
     model = load_model(args.model)
     facts, paths = codegen.generate(model, args.out, parse_lanes(args.lanes), args.board, args.clock_mhz)
     print(f"network of {model.name}: {len(facts.layers)} layers, signature {facts.signature()}")
@@ -67,11 +70,15 @@ def cmd_codegen(args) -> int:
 
 
 def cmd_csim(args) -> int:
+    from sentei.host.commands import check_json_out, model_file
     from sentei.host.registry import load_model
     from sentei.overlay.csim import frames_for, run_csim
     from sentei.overlay.perf import parse_lanes
 
     _check_clock(args)
+    check_json_out(args, model_file(args.model), *args.image)
+    if args.workdir is not None:
+        check_output(args.workdir, "--workdir", folder=True)
     model = load_model(args.model)
     frames = []
     if args.image:

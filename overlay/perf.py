@@ -876,8 +876,10 @@ def parse_lanes(text: str | None) -> list[int] | None:
 def cmd_perf(args) -> int:
     """Handler of ``sentei perf``."""
     from sentei.host import registry
+    from sentei.host.commands import check_json_out, model_file
     from sentei.host.format import atomic_write_bytes
 
+    check_json_out(args, model_file(args.model))
     ceilings = parse_ceilings(args.ceiling)
     if args.dsp_fraction is not None and "dsp" in ceilings:
         raise SenteiError(f"--dsp-fraction {args.dsp_fraction:g} and --ceiling dsp={ceilings['dsp']:g} both set "

@@ -145,3 +145,52 @@ def test_a_file_is_taken_for_what_it_holds_not_its_name(model_file, tmp_path):
     (tmp_path / "folder.sentei").mkdir()
     assert registry.resolve(tmp_path / "folder.sentei")[1] == "model-file"  # format.load then says "a directory"
     assert cli.main(["info", "--model", str(renamed)]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["info", "--json", "{dir}"], "--json {dir}: a folder is there"),
+    (["info", "--json", ""], "--json: empty path"),
+    (["eval", "--data", "{dir}", "--json", "{dir}"], "--json {dir}: a folder is there"),
+    (["segment", "x.png", "--out", ""], "--out: empty path"),
+    (["segment", "x.png", "--out", "{file}"], "--out {file}: a file is there"),
+    (["demo", "--out", "{file}"], "--out {file}: a file is there"),
+    (["perf", "--json", "{dir}"], "--json {dir}: a folder is there"),
+    (["overlay", "csim", "--json", "{dir}"], "--json {dir}: a folder is there"),
+    (["overlay", "csim", "--workdir", "{file}"], "--workdir {file}: a file is there"),
+    (["overlay", "codegen", "--out", ""], "--out: empty path"),
+    (["bench", "--json", "{dir}"], "--json {dir}: a folder is there"),
+    (["bench", "--trtexec-log", "{dir}/nope.log"], "no such file: {dir}/nope.log"),
+    (["bench", "--trtexec-log", "{file}"], "--trtexec-log {file}: no trtexec performance summary"),
+    (["bench-report", "r.json", "--out", "{file}"], "--out {file}: a file is there"),
+])
+def test_outputs_and_inputs_are_checked_before_the_work(tmp_path, capsys, argv, message):
+    """A model that does not exist is looked for later: the output's error comes first."""
+    names = {"dir": tmp_path, "file": tmp_path / "f.txt"}
+    names["file"].write_text("x")
+    argv = [a.format(**names) for a in argv]
+    if argv[0] != "bench-report":
+        argv += ["--model", str(tmp_path / "missing.sentei")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message.format(**names) in err and err.count("\n") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_trtexec_is_looked_for_before_the_benchmark(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name, *a, **k: None)  # no trtexec on this machine
+    assert cli.main(["bench", "--trtexec=--onnx=m.onnx", "--model", str(tmp_path / "missing.sentei")]) == 2
+    assert "trtexec is not on PATH" in capsys.readouterr().err
+
+
+def test_info_json_never_replaces_the_model(model_file, capsys):
+    before = model_file.read_bytes()
+    assert cli.main(["info", "--model", str(model_file), "--json", str(model_file)]) == 2
+    assert "is also the input" in capsys.readouterr().err
+    assert model_file.read_bytes() == before
+
+
+def test_bench_report_never_replaces_a_report(tmp_path, capsys):
+    (tmp_path / "benchmarks.md").write_text("{}")
+    assert cli.main(["bench-report", str(tmp_path / "benchmarks.md"), "--out", str(tmp_path)]) == 2
+    assert "is also the input" in capsys.readouterr().err
+    assert (tmp_path / "benchmarks.md").read_text() == "{}"
