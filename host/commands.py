@@ -135,9 +135,11 @@ def cmd_eval(args) -> int:
         for frame_path, label_path in bar:
             frame = preprocess.load_image(frame_path)
             gt = camvid.read_label(label_path, n)
+            if gt.shape != frame.shape[:2]:  # scored anyway, the resized prediction gives a bogus mIoU
+                raise SenteiError(f"{label_path}: label map is {gt.shape[1]}x{gt.shape[0]} but its frame "
+                                  f"{frame_path.name} is {frame.shape[1]}x{frame.shape[0]}; the annotations "
+                                  f"must match their frames pixel for pixel")
             pred = predictor(frame)
-            if pred.shape != gt.shape:
-                pred = preprocess.resize_labels(pred, *gt.shape)
             conf += metrics.confusion(pred, gt, n)
     finally:
         for obj in (bar, predictor):  # the bar first: an error message then stands on its own line

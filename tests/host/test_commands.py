@@ -69,6 +69,17 @@ def test_eval_counts_errors_and_ignores_void(model_file, dataset, tmp_path, caps
     assert f"mIoU {100 * expected:.2f}" in capsys.readouterr().out
 
 
+def test_eval_refuses_a_label_map_of_another_size(model_file, dataset, tmp_path, capsys):
+    root, _, _ = dataset
+    Image.fromarray(np.zeros((10, 20), np.uint8)).save(root / "valannot" / "f1.png")  # frame f1 is 32x24
+    out = tmp_path / "metrics.json"
+    assert cli.main(["eval", "--model", str(model_file), "--data", str(root), "--backend", "reference",
+                     "--json", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{root / 'valannot' / 'f1.png'}: label map is 20x10 but its frame f1.png is 32x24" in err
+    assert not out.exists()
+
+
 def test_eval_on_a_missing_split_is_one_line(model_file, tmp_path, capsys):
     assert cli.main(["eval", "--model", str(model_file), "--data", str(tmp_path), "--split", "test"]) == 2
     assert "split folder not found" in capsys.readouterr().err
