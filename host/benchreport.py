@@ -2,13 +2,16 @@
 
 Every run of every report becomes one row: machine, what ran, whether it was measured or
 **modeled** (the FPGA performance model, no board), end-to-end and accelerator-only FPS,
-latency percentiles, power and energy, and the speedup and perf/W ratio against one
-baseline run. A ratio needs both figures; a missing power figure stays "–" with its reason
-in the notes, never a guess.
+latency percentiles, power and energy, and the speedups and perf/W ratio against one
+baseline run. Speedups compare like with like: end-to-end FPS with the baseline's
+end-to-end FPS, accelerator-only with accelerator-only (a modeled run has no end-to-end
+figure). A ratio needs both figures; a missing figure stays "–" (a missing power figure
+with its reason in the notes), never a guess.
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from sentei.errors import SenteiError
@@ -36,7 +39,53 @@ def load_report(path) -> dict:
                           f"supported (reads {', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade sentei")
     if not isinstance(report.get("runs"), list) or not report["runs"]:
         raise SenteiError(f"{path}: the report has no runs")
+    check_fields(path, report)
     return report
+
+
+def check_fields(path, report: dict) -> None:
+    """Every field a row is made of has its type: the file, the run and the field otherwise."""
+    for key, inner in (("environment", "label"), ("model", "name")):
+        _want(str(path), key, report.get(key), dict)
+        _want(str(path), f"{key}.{inner}", report[key].get(inner), str, optional=True)
+    for n, run in enumerate(report["runs"], 1):
+        where = f"{path}: run {n}"
+        _want(where, None, run, dict)
+        if isinstance(run.get("label"), str):
+            where += f" ({run['label']})"
+        _want(where, "label", run.get("label", run.get("backend")), str)
+        if run.get("kind", "measured") not in ("measured", "modeled"):
+            _fail(where, "kind", run["kind"], "'measured' or 'modeled'")
+        _want(where, "latency", run.get("latency"), dict)
+        for part in ("end_to_end", "accelerator"):
+            stats = run["latency"].get(part)
+            _want(where, f"latency.{part}", stats, dict, optional=True)
+            for key in ("fps", "p50_ms", "p90_ms", "p99_ms"):
+                _want(where, f"latency.{part}.{key}", (stats or {}).get(key), float, optional=True)
+        if not any((run["latency"].get(part) or {}).get("fps") for part in ("end_to_end", "accelerator")):
+            _fail(where, "latency", run["latency"], "an end_to_end or accelerator figure with its fps")
+        _want(where, "power", run.get("power"), dict)
+        _want(where, "power.status", run["power"].get("status"), str)
+        for key in ("mean_w", "dynamic_w", "energy_per_frame_j", "frames_per_j"):
+            _want(where, f"power.{key}", run["power"].get(key), float, optional=True)
+
+
+def _want(where: str, field: str, value, kind: type, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if kind is float:  # a finite JSON number, not a boolean
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+        if not ok:
+            _fail(where, field, value, "a number >= 0" + (" or null" if optional else ""))
+    elif not isinstance(value, kind):
+        _fail(where, field, value, {dict: "an object", str: "a string"}[kind] + (" or null" if optional else ""))
+
+
+def _fail(where: str, field: str | None, value, expected: str):
+    shown = json.dumps(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    what = f"{where}: '{field}'" if field else where
+    raise SenteiError(f"{what} is {shown}, expected {expected} (regenerate the report with `sentei bench --json`)")
 
 
 def rows_of(report: dict, source: str = "") -> list[dict]:
@@ -54,7 +103,7 @@ def rows_of(report: dict, source: str = "") -> list[dict]:
             "model": model.get("name", "?"), "synthetic": bool(model.get("synthetic")), "source": source,
             "fps": (e2e or {}).get("fps"), "accel_fps": (acc or {}).get("fps"),
             "p50": (e2e or acc or {}).get("p50_ms"), "p90": (e2e or acc or {}).get("p90_ms"),
-            "p99": (e2e or acc or {}).get("p99_ms"),
+            "p99": (e2e or acc or {}).get("p99_ms"), "latency_of": "end-to-end" if e2e else "accelerator",
             "watts": power.get("mean_w") if has_power else None,
             "dynamic_w": power.get("dynamic_w") if has_power else None,
             "j_per_frame": power.get("energy_per_frame_j") if has_power else None,
@@ -67,7 +116,7 @@ def rows_of(report: dict, source: str = "") -> list[dict]:
 
 
 def throughput(row: dict) -> float | None:
-    """The FPS a row is compared on: end-to-end when measured, else the (modeled) accelerator figure."""
+    """The FPS a row is plotted with: end-to-end, else (modeled, trtexec) the accelerator-only figure."""
     return row["fps"] if row["fps"] is not None else row["accel_fps"]
 
 
@@ -83,38 +132,49 @@ def pick_baseline(rows: list[dict], source: str, contains: str | None) -> dict:
 
 
 def add_ratios(rows: list[dict], base: dict) -> None:
-    """Speedup (FPS) and perf/W ratio (frames/J) of every row against ``base``."""
-    bf, bj = throughput(base), base["frames_per_j"]
+    """Speedups and perf/W ratio of every row against ``base``, like with like: end-to-end FPS
+    (``speedup_e2e``), accelerator-only FPS (``speedup_accel``), frames/J (``perf_per_w``)."""
     for r in rows:
-        f = throughput(r)
-        r["speedup"] = f / bf if f and bf else None
-        r["perf_per_w"] = r["frames_per_j"] / bj if r["frames_per_j"] and bj else None
+        r["speedup_e2e"] = _ratio(r["fps"], base["fps"])
+        r["speedup_accel"] = _ratio(r["accel_fps"], base["accel_fps"])
+        r["perf_per_w"] = _ratio(r["frames_per_j"], base["frames_per_j"])
+
+
+def _ratio(a, b) -> float | None:
+    return a / b if a and b else None
 
 
 def _fmt(value, spec: str, dash: str = "–") -> str:
     return dash if value is None else format(value, spec)
 
 
+def _times(value) -> str:
+    return "–" if value is None else f"{value:.2f}x"
+
+
 def markdown(rows: list[dict], base: dict, sources: list[str]) -> str:
     """The comparison as a Markdown table with notes."""
-    lines = [f"Baseline (1.0x): **{base['label']}** on {base['machine']}. FPS is end-to-end (capture to labels) "
-             "for measured runs and the accelerator figure for modeled ones; perf/W compares frames per joule.",
+    lines = [f"Baseline (1.0x): **{base['label']}** on {base['machine']}. Speedups compare like with like: "
+             "end-to-end FPS (capture to labels) with the baseline's end-to-end FPS, accelerator-only FPS with "
+             "its accelerator-only FPS; a modeled run has no end-to-end figure (–). Latency is end-to-end, "
+             "or accelerator-only where marked (accel.); perf/W compares frames per joule.",
              "",
-             "| machine | run | kind | FPS | accel FPS | p50 / p90 / p99 ms | W (dyn.) | mJ/frame | frames/J "
-             "| speedup | perf/W |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| machine | run | kind | end-to-end FPS | accel.-only FPS | p50 / p90 / p99 ms | W (dyn.) | mJ/frame "
+             "| frames/J | speedup end-to-end | speedup accel.-only | perf/W |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         kind = "**modeled**" if r["kind"] == "modeled" else "measured"
         lat = " / ".join(_fmt(r[k], ".1f") for k in ("p50", "p90", "p99"))
+        if r["latency_of"] == "accelerator":
+            lat += " (accel.)"
         watts = _fmt(r["watts"], ".2f")
         if r["dynamic_w"] is not None:
             watts += f" ({r['dynamic_w']:.2f})"
         lines.append(f"| {r['machine']} | {r['label']} | {kind} | {_fmt(r['fps'], '.2f')} | "
                      f"{_fmt(r['accel_fps'], '.2f')} | {lat} | {watts} | "
                      f"{_fmt(None if r['j_per_frame'] is None else r['j_per_frame'] * 1e3, '.1f')} | "
-                     f"{_fmt(r['frames_per_j'], '.3g')} | {_fmt(r['speedup'], '.2f', '–')}"
-                     f"{'x' if r['speedup'] is not None else ''} | "
-                     f"{_fmt(r['perf_per_w'], '.2f')}{'x' if r['perf_per_w'] is not None else ''} |")
+                     f"{_fmt(r['frames_per_j'], '.3g')} | {_times(r['speedup_e2e'])} | "
+                     f"{_times(r['speedup_accel'])} | {_times(r['perf_per_w'])} |")
     notes = []
     models = sorted({(r["model"], r["synthetic"]) for r in rows})
     for name, synthetic in models:
@@ -140,7 +200,8 @@ def draw_plot(rows: list[dict], path: Path) -> None:
              for r in rows]
     fig = Figure(figsize=(max(8, 1.3 * len(rows) + 4), 5.5))
     axes = fig.subplots(1, 2)
-    for ax, key, title in ((axes[0], "fps", "frames / s (log)"), (axes[1], "frames_per_j", "frames / J (log)")):
+    for ax, key, title in ((axes[0], "fps", "frames / s (log)\nend-to-end, else accelerator-only"),
+                           (axes[1], "frames_per_j", "frames / J (log)")):
         values = [throughput(r) if key == "fps" else r[key] for r in rows]
         if all(v is None for v in values):
             ax.text(0.5, 0.5, "no power figure in these reports\n(the table's notes say why)",
@@ -155,7 +216,8 @@ def draw_plot(rows: list[dict], path: Path) -> None:
                 continue
             modeled = r["kind"] == "modeled"
             ax.bar(i, v, color="#bbbbbb" if modeled else "#3b75af", hatch="//" if modeled else None,
-                   edgecolor="black", linewidth=0.5, label="modeled (no board)" if modeled else "measured")
+                   edgecolor="black", linewidth=0.5,
+                   label="modeled (no board; accelerator-only)" if modeled else "measured")
             ax.text(i, v, f"{v:.3g}", ha="center", va="bottom", fontsize=8)
         ax.set_yscale("log")
         ax.set_title(title)

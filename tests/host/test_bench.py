@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import types
 
@@ -179,13 +180,15 @@ def report(label, runs, synthetic=False):
             "model": {"name": "m", "synthetic": synthetic}, "runs": runs}
 
 
-def run(label, fps, frames_per_j=None, kind="measured", watts=None):
-    stats = {"p50_ms": 1e3 / fps, "p90_ms": 1e3 / fps, "p99_ms": 1e3 / fps, "fps": fps}
+def run(label, fps, frames_per_j=None, kind="measured", watts=None, accel_fps=None):
+    def stats(fps):
+        return {"p50_ms": 1e3 / fps, "p90_ms": 1e3 / fps, "p99_ms": 1e3 / fps, "fps": fps}
+
     power = ({"status": "measured", "source": "nvml", "mean_w": watts, "frames_per_j": frames_per_j,
               "energy_per_frame_j": 1 / frames_per_j} if frames_per_j else
              {"status": "none", "reason": "RAPL: absent"})
-    lat = {"end_to_end": None, "accelerator": stats} if kind == "modeled" else {"end_to_end": stats,
-                                                                                "accelerator": stats}
+    lat = {"end_to_end": None, "accelerator": stats(fps)} if kind == "modeled" else \
+        {"end_to_end": stats(fps), "accelerator": stats(accel_fps or fps)}
     return {"label": label, "kind": kind, "backend": "x", "latency": lat, "power": power, "frames": 10}
 
 
@@ -195,17 +198,21 @@ def write(path, obj):
 
 
 def test_bench_report_table_ratios_and_plot(tmp_path):
-    gpu = write(tmp_path / "gpu.json", report("Jetson", [run("torch cuda fp16", 20.0, frames_per_j=2.0, watts=10.0)]))
+    gpu = write(tmp_path / "gpu.json", report("Jetson", [run("torch cuda fp16", 20.0, frames_per_j=2.0, watts=10.0,
+                                                             accel_fps=40.0)]))
     fpga = write(tmp_path / "fpga.json", report("ZCU104", [run("fpga zcu104 (modeled)", 200.0, kind="modeled"),
-                                                           run("fpga", 100.0, frames_per_j=40.0, watts=2.5)]))
+                                                           run("fpga", 100.0, frames_per_j=40.0, watts=2.5,
+                                                               accel_fps=160.0)]))
     paths = benchreport.write_report([fpga], tmp_path / "out", baseline=gpu)
     text = (tmp_path / "out" / "benchmarks.md").read_text()
+    assert "| speedup end-to-end | speedup accel.-only | perf/W |" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "machine" not in line]
     assert len(rows) == 3
     base, modeled, board = rows
-    assert base.endswith("| 1.00x | 1.00x |")
-    assert "**modeled**" in modeled and "| 10.00x | – |" in modeled
-    assert "measured" in board and "| 5.00x | 20.00x |" in board
+    assert base.endswith("| 1.00x | 1.00x | 1.00x |")
+    # modeled 200 accelerator-only FPS against the baseline's 40 accelerator-only, not its 20 end-to-end
+    assert "**modeled**" in modeled and modeled.endswith("| – | 5.00x | – |") and "(accel.)" in modeled
+    assert "measured" in board and board.endswith("| 5.00x | 4.00x | 20.00x |")
     assert "ZCU104 / fpga zcu104 (modeled): power none" in text
     assert "ZCU104 / fpga: power from nvml" in text
     png = tmp_path / "out" / "benchmarks.png"
@@ -217,7 +224,7 @@ def test_bench_report_baseline_run_and_missing_power(tmp_path):
     benchreport.write_report([a], tmp_path / "o", baseline_run="torch", plot=False)
     text = (tmp_path / "o" / "benchmarks.md").read_text()
     assert "Baseline (1.0x): **torch cpu fp32**" in text
-    assert "| 2.00x | – |" in text  # emu: twice the FPS, no perf/W without power
+    assert "| 2.00x | 2.00x | – |" in text  # emu: twice the FPS, no perf/W without power
     assert "**synthetic**" in text and "cpu / emu, torch cpu fp32: power none — RAPL: absent" in text
     assert not (tmp_path / "o" / "benchmarks.png").exists()
     with pytest.raises(SenteiError, match="no run"):
@@ -234,6 +241,26 @@ def test_bench_report_rejects_other_files(tmp_path):
     (tmp_path / "t.json").write_text("{not json")
     with pytest.raises(SenteiError, match="not JSON"):
         benchreport.load_report(tmp_path / "t.json")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda r: r.update(environment=None), "'environment' is null, expected an object"),
+    (lambda r: r.update(model=None), "'model' is null, expected an object"),
+    (lambda r: r["runs"][0].update(latency=None), "run 1 (emu): 'latency' is null, expected an object"),
+    (lambda r: r["runs"][0].update(power="5 W"), "run 1 (emu): 'power' is \"5 W\", expected an object"),
+    (lambda r: r["runs"].__setitem__(0, 1), "run 1 is 1, expected an object"),
+    (lambda r: r["runs"].__setitem__(0, {"foo": 1}), "run 1: 'label' is null, expected a string"),
+    (lambda r: r["runs"][0].update(label="emu", latency={}), "run 1 (emu): 'latency' is {}, expected an "
+                                                             "end_to_end or accelerator figure"),
+    (lambda r: r["runs"][0]["latency"]["end_to_end"].update(fps="fast"),
+     "run 1 (emu): 'latency.end_to_end.fps' is \"fast\", expected a number"),
+])
+def test_bench_report_names_the_file_run_and_field_of_a_bad_report(tmp_path, change, message):
+    bad = report("cpu", [run("emu", 10.0)])
+    change(bad)
+    path = write(tmp_path / "r.json", bad)
+    with pytest.raises(SenteiError, match="^" + re.escape(f"{path}: {message}")):
+        benchreport.load_report(path)
 
 
 def test_parse_trtexec_recorded_summary():
