@@ -178,12 +178,18 @@ class BenchEngine(abc.ABC):
     def infer(self, frame: np.ndarray) -> tuple[np.ndarray, float | None]:
         """Labels of one frame, and the accelerator-only seconds when the engine can tell them."""
 
+    _rss_scope = "process"  # "run" once reset_peak_memory could reset the host's high-water mark
+
     def reset_peak_memory(self) -> None:
-        """Forget the device memory high-water mark (CUDA)."""
+        """Forget the memory high-water marks: the host's (Linux: VmHWM), the device's in subclasses."""
+        self._rss_scope = "run" if _reset_host_peak_rss() else "process"
 
     def peak_memory_mb(self) -> dict:
-        """Memory high-water marks in MiB."""
-        return {"host_rss_peak_mb": _host_peak_rss_mb()}
+        """Memory high-water marks in MiB, and whether the host's is this run's or the whole process's."""
+        peak = _host_peak_rss_since_reset_mb() if self._rss_scope == "run" else None
+        if peak is None:
+            return {"host_rss_peak_mb": _host_peak_rss_mb(), "host_rss_peak_scope": "process"}
+        return {"host_rss_peak_mb": peak, "host_rss_peak_scope": "run"}
 
     def info(self) -> dict:
         return {}
@@ -269,6 +275,7 @@ class TorchModuleEngine(BenchEngine):
         return out, t1 - t0
 
     def reset_peak_memory(self):
+        super().reset_peak_memory()
         if self.device == "cuda":
             self.torch.cuda.reset_peak_memory_stats(self._device)
 
@@ -409,6 +416,7 @@ class RunTimer:
         self.e2e: list[float] = []
         self.accel: list[float | None] = []
         self.rounds: list[tuple] = []  # (power trace or None, frames, wall seconds)
+        self.memory: dict = {}  # the largest high-water marks of the rounds
         self.idle = None
         self.why_none = ""
         self.power_device: dict = {}
@@ -454,6 +462,7 @@ class RunTimer:
             trace = sampler.stop() if sampler is not None else None
             if source is not None:
                 self.power_device = source.device_info()  # before close() shuts NVML down
+            self.memory = _larger(self.memory, self.engine.peak_memory_mb())  # reset by warm()
         finally:
             if source is not None:
                 source.close()
@@ -471,7 +480,7 @@ class RunTimer:
                "latency": {"end_to_end": latency_stats(self.e2e),
                            "accelerator": latency_stats(self.accel) if all(a is not None for a in self.accel)
                            else None},
-               "memory": engine.peak_memory_mb(),
+               "memory": self.memory,
                # other load on the machine skews every figure: what the kernel saw, and this process's share
                "host_load": {"loadavg_1min_before": self.load_before, "loadavg_1min_after": self.load_after,
                              "process_cpu_s_per_s": self.cpu / self.wall if self.wall else None},
@@ -480,6 +489,12 @@ class RunTimer:
         if self.power_device:
             run["engine"]["power_device"] = self.power_device
         return run
+
+
+def _larger(old: dict, new: dict) -> dict:
+    """``new`` with each figure the larger of it and ``old``'s (the rounds of one run)."""
+    return {key: max(value, old[key]) if isinstance(value, float) and isinstance(old.get(key), float) else value
+            for key, value in new.items()}
 
 
 def modeled_run(model, board: str, clock_mhz: float | None) -> dict:
@@ -657,6 +672,25 @@ def _host_peak_rss_mb() -> float | None:
         return peak / 1024.0 if sys.platform != "darwin" else peak / 2**20
     except (ImportError, OSError):
         return None
+
+
+def _reset_host_peak_rss() -> bool:
+    """Reset this process's RSS high-water mark (Linux: ``5`` into /proc/self/clear_refs resets
+    VmHWM); False where that cannot be done (another OS, an old kernel, a locked-down /proc)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _host_peak_rss_since_reset_mb() -> float | None:
+    """VmHWM of /proc/self/status in MiB: the peak RSS since :func:`_reset_host_peak_rss`."""
+    for line in (_read_text("/proc/self/status") or "").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return None
 
 
 def _read_text(path: str) -> str | None:

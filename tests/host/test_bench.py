@@ -109,6 +109,34 @@ def test_time_run_counts_warmup_and_reports_no_power():
     assert run["memory"]["host_rss_peak_mb"] > 0
 
 
+class AllocatingEngine(CountingEngine):
+    """Touches ``mb`` MiB of fresh memory on every frame."""
+
+    def __init__(self, mb):
+        super().__init__()
+        self.mb = mb
+
+    def infer(self, frame):
+        np.ones(self.mb * 2**20, np.uint8)
+        return super().infer(frame)
+
+
+def test_peak_memory_is_each_runs_own_where_linux_can_reset_it():
+    if not bench._reset_host_peak_rss():
+        pytest.skip("/proc/self/clear_refs cannot reset VmHWM here: the peak is the process's")
+    frames = [np.zeros((2, 2, 3), np.uint8)]
+    big = bench.time_run(AllocatingEngine(200), frames, n=2, warmup=0, power="none")["memory"]
+    small = bench.time_run(AllocatingEngine(0), frames, n=2, warmup=0, power="none")["memory"]
+    assert big["host_rss_peak_scope"] == small["host_rss_peak_scope"] == "run"
+    assert big["host_rss_peak_mb"] - small["host_rss_peak_mb"] > 150  # not the process's mark, twice
+
+
+def test_peak_memory_says_when_it_is_the_process_mark(monkeypatch):
+    monkeypatch.setattr(bench, "_reset_host_peak_rss", lambda: False)
+    run = bench.time_run(CountingEngine(), [np.zeros((2, 2, 3), np.uint8)], n=1, warmup=0, power="none")
+    assert run["memory"]["host_rss_peak_scope"] == "process" and run["memory"]["host_rss_peak_mb"] > 0
+
+
 def test_time_run_without_accelerator_time():
     engine = CountingEngine(accel=None)
     run = bench.time_run(engine, [np.zeros((2, 2, 3), np.uint8)], n=3, warmup=0, power="none")
