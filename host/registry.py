@@ -46,8 +46,9 @@ def default_model_name() -> str | None:
 
 
 def file_kind(path: Path) -> str:
-    """``model-file`` or ``torch-checkpoint``, from the file's first bytes (the name where they
-    say nothing: a folder, an unreadable or empty file -- the reader then says what is wrong)."""
+    """``model-file`` or ``torch-checkpoint``, from the file's first bytes: the model file's magic,
+    or torch.save's zip archive; the name where they say neither (a folder, an empty or
+    unreadable file, anything else -- the reader then says what is wrong)."""
     from sentei.host.format import MAGIC
 
     try:
@@ -57,7 +58,7 @@ def file_kind(path: Path) -> str:
         head = b""
     if head == MAGIC:
         return "model-file"
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch.save: a zip archive, or a legacy pickle
+    if head[:4] == b"PK\x03\x04":  # torch.save's archive (a bare pickle could be anything: the name decides)
         return "torch-checkpoint"
     return "torch-checkpoint" if path.suffix in (".pt", ".pth") else "model-file"
 

@@ -66,9 +66,9 @@ def check_output(path, option: str, inputs=(), folder: bool = False):
     out = Path(path).expanduser()
     if out.exists():
         if folder and not out.is_dir():
-            raise SenteiError(f"{option} {path}: a file is there, not a folder; pass a folder")
+            raise SenteiError(f"{option} {path}: {_OS_ERROR_HINTS[errno.ENOTDIR]}")
         if not folder and out.is_dir():
-            raise SenteiError(f"{option} {path}: a folder is there; pass a file name")
+            raise SenteiError(f"{option} {path}: {_OS_ERROR_HINTS[errno.EISDIR]}")
     for other in inputs:
         if other is None or str(other) == "":
             continue
@@ -79,9 +79,15 @@ def check_output(path, option: str, inputs=(), folder: bool = False):
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise SenteiError(f"{option} {path}: {parent} is a file, not a folder; pass another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise SenteiError(f"{option} {path}: cannot write in {parent} (permission denied); pass another path")
+        raise SenteiError(f"{option} {path}: {parent}: {_OS_ERROR_HINTS[errno.ENOTDIR]}")
+    try:  # create and remove a file there: permissions alone do not tell (root, read-only mounts, /sys)
+        import tempfile
+
+        with tempfile.TemporaryFile(dir=parent, prefix=".sentei-probe-"):
+            pass
+    except OSError as exc:
+        raise SenteiError(f"{option} {path}: cannot write in {parent} ({exc.strerror or exc}); "
+                          f"pass another path") from None
     return out
 
 

@@ -57,19 +57,22 @@ def test_check_output_refuses_before_any_work(tmp_path):
     (tmp_path / "dir").mkdir()
     assert check_output(tmp_path / "new" / "deeper" / "o.json", "--json") == tmp_path / "new" / "deeper" / "o.json"
     cases = [("", "--json: empty path; pass a file name"),
-             (tmp_path / "dir", "a folder is there; pass a file name"),
-             (src / "o.json", "is a file, not a folder"),
+             (tmp_path / "dir", "a folder is where a file is needed (pass a file name)"),
+             (src / "o.json", f"{src}: a file is where a folder is needed"),
              (src, f"is also the input {src}; write to another path")]
     for path, message in cases:
         with pytest.raises(SenteiError, match=re.escape(message)):
             check_output(path, "--json", inputs=[src])
-    with pytest.raises(SenteiError, match="a file is there, not a folder"):
+    with pytest.raises(SenteiError, match="a file is where a folder is needed"):
         check_output(src, "--out", folder=True)
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        with pytest.raises(SenteiError, match=r"cannot write in .*locked \(permission denied\)"):
+        with pytest.raises(SenteiError, match=r"cannot write in .*locked \(Permission denied\)"):
             check_output(locked / "o.json", "--json")
+    if os.path.isdir("/proc"):  # not writable even for root, whatever its mode bits say
+        with pytest.raises(SenteiError, match=r"^--json /proc/o.json: cannot write in /proc \("):
+            check_output("/proc/o.json", "--json")
 
 
 def test_subcommand_group_without_subcommand_is_one_line(capsys):
