@@ -172,6 +172,11 @@ class BenchEngine(abc.ABC):
 
     backend = ""
     device = "cpu"  # cpu | cuda | fpga: which power source `auto` looks for
+
+    @property
+    def power_target(self) -> str:
+        """The device power is read for (``cuda:1`` where a GPU index matters)."""
+        return self.device
     precision = "int8"
 
     @abc.abstractmethod
@@ -224,10 +229,38 @@ class SegmenterEngine(BenchEngine):
             import numba
 
             d["numba_threads"] = numba.config.NUMBA_NUM_THREADS
+        if self.backend == "fpga":
+            d.update(fpga_info(self.seg.overlay))
         return d
 
     def close(self):
         self.seg.close()
+
+
+def fpga_info(overlay) -> dict:
+    """The loaded bitstream (file, size, SHA-256) and the PL clock the accelerator runs at.
+
+    Every board's block design clocks the accelerator from PL clock 0 (overlay/boards/*.json),
+    read back through ``pynq.ps.Clocks.fclk0_mhz``; a figure that cannot be read is left out.
+    """
+    import hashlib
+
+    info = {}
+    bitfile = getattr(overlay, "bitfile_name", None)
+    if bitfile:
+        info["bitstream"] = str(bitfile)
+        try:
+            data = Path(bitfile).read_bytes()
+            info["bitstream_bytes"], info["bitstream_sha256"] = len(data), hashlib.sha256(data).hexdigest()
+        except OSError:
+            pass
+    try:
+        from pynq.ps import Clocks
+
+        info["pl_clock_mhz"] = float(Clocks.fclk0_mhz)
+    except Exception:  # not a Zynq PS, or pynq without its clock driver
+        pass
+    return info
 
 
 class TorchModuleEngine(BenchEngine):
@@ -258,6 +291,10 @@ class TorchModuleEngine(BenchEngine):
         from sentei.host.preprocess import prepare_frame
 
         self._prepare = prepare_frame
+
+    @property
+    def power_target(self) -> str:
+        return str(self._device)  # cuda:N: NVML reads that GPU
 
     def _sync(self):
         if self.device == "cuda":
@@ -428,7 +465,7 @@ class RunTimer:
     def warm(self, frames: list[np.ndarray], warmup: int, warmup_seconds: float = 0.0) -> None:
         """Idle power first (the engine loaded, not running), then the untimed frames."""
         if self.idle_s > 0:
-            source, _ = pw.open_source(self.power, self.engine.device)
+            source, _ = pw.open_source(self.power, self.engine.power_target)
             if source is not None:
                 try:
                     self.idle = pw.measure_idle(source, self.idle_s)
@@ -443,7 +480,7 @@ class RunTimer:
 
     def time(self, frames: list[np.ndarray], n: int) -> None:
         """One round: ``n`` timed frames (more while power needs ``min_seconds``)."""
-        source, self.why_none = pw.open_source(self.power, self.engine.device)
+        source, self.why_none = pw.open_source(self.power, self.engine.power_target)
         try:
             sampler = pw.PowerSampler(source).start() if source is not None else None
             if self.load_before is None:

@@ -363,3 +363,20 @@ def test_rounds_alternate_the_backends_and_reopen_each(tiny_model, tmp_path, cap
     with pytest.raises(SenteiError, match="--rounds 0"):
         a = parser().parse_args(["bench", "--model", str(tiny_model), "--rounds", "0", "--power", "none"])
         a.func(a)
+
+
+def test_fpga_runs_record_the_bitstream_and_the_pl_clock(tmp_path, monkeypatch):
+    import hashlib
+
+    bit = tmp_path / "sentei.bit"
+    bit.write_bytes(b"\x00\x09bitstream")
+    ps = types.ModuleType("pynq.ps")
+    ps.Clocks = types.SimpleNamespace(fclk0_mhz=187.5)
+    monkeypatch.setitem(sys.modules, "pynq", types.ModuleType("pynq"))
+    monkeypatch.setitem(sys.modules, "pynq.ps", ps)
+    info = bench.fpga_info(types.SimpleNamespace(bitfile_name=str(bit)))
+    assert info == {"bitstream": str(bit), "bitstream_bytes": 11, "pl_clock_mhz": 187.5,
+                    "bitstream_sha256": hashlib.sha256(b"\x00\x09bitstream").hexdigest()}
+    monkeypatch.delitem(sys.modules, "pynq.ps")
+    monkeypatch.setitem(sys.modules, "pynq", None)  # no pynq: what can be read is kept, nothing made up
+    assert bench.fpga_info(types.SimpleNamespace()) == {}
