@@ -14,7 +14,8 @@ Modules: :mod:`~sentei.training.data` (CamVid, synthetic set, GPU augmentation),
 :mod:`~sentei.training.pruning` (schemes, schedules, sparsifier),
 :mod:`~sentei.training.distill`, :mod:`~sentei.training.quantize` (QAT),
 :mod:`~sentei.training.export`, :mod:`~sentei.training.engine` (``--backend torch``),
-:mod:`~sentei.training.compare`, :mod:`~sentei.training.train` (loops, checkpoints, DDP),
+:mod:`~sentei.training.compare`, :mod:`~sentei.training.config` (config files and their keys),
+:mod:`~sentei.training.train` (loops, checkpoints, DDP),
 :mod:`~sentei.training.results` (docs/results.md). ``torchrun --nproc_per_node N -m sentei
 train ...`` trains on N GPUs with DistributedDataParallel. Configs: ``training/configs``;
 the command lines of the bundled models: ``training/reproduce.sh``.

@@ -10,10 +10,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from sentei.cli import parse_size
+from sentei.cli import check_output, parse_size
 from sentei.errors import SenteiError
 from sentei.host.commands import write_json
 from sentei.host.format import SCHEMES
+from sentei.training.config import option
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_TEACHER_CONFIG = CONFIGS / "camvid-fcn7.yaml"
@@ -30,18 +31,19 @@ def _need_torch():
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train the dense teacher network (PyTorch)")
-    _common(p, DEFAULT_TEACHER_CONFIG)
-    p.add_argument("--lr", type=float, help="peak learning rate (AdamW)")
+    _common(p, DEFAULT_TEACHER_CONFIG, "train")
+    p.add_argument("--lr", type=option("train", "lr"), help="peak learning rate (AdamW)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("compress", help="prune + distil + quantize a teacher checkpoint into a model file")
-    _common(p, DEFAULT_COMPRESS_CONFIG)
+    _common(p, DEFAULT_COMPRESS_CONFIG, "compress")
     p.add_argument("--teacher", required=True,
                    help="teacher checkpoint (teacher.pt / best.pt of sentei train, or the bundled name teacher)")
     p.add_argument("--scheme", choices=SCHEMES,
                    help="pruning scheme; dense: no pruning, distillation and QAT only")
     p.add_argument("--sparsity", type=float, help="target fraction of zero weights per pruned layer, in (0, 1)")
-    p.add_argument("--group-size", type=int, help="groupwise: weights fetched together (G)")
+    p.add_argument("--group-size", type=option("compress", "group_size"),
+                   help="groupwise: weights fetched together (G)")
     p.add_argument("--nm", help="nm: N:M, e.g. 2:4")
     p.add_argument("--distill", dest="distill", action="store_true", default=None, help="distil from the teacher")
     p.add_argument("--no-distill", dest="distill", action="store_false", help="label loss only")
@@ -57,7 +59,7 @@ def register(sub) -> None:
                    help="continue from a quantization-aware checkpoint of sentei compress (a run's best.pt or a "
                         "bundled *-qat name): keep its masks, scales and bit widths, skip pruning, run "
                         "--qat-epochs more epochs (longer training, or fine-tuning on your own data)")
-    p.add_argument("--ema", type=float, metavar="DECAY",
+    p.add_argument("--ema", type=option("compress", "ema"), metavar="DECAY",
                    help="average the weights over the QAT phase (exponential moving average per step, e.g. 0.999): "
                         "the average is what is evaluated, selected and exported; 0: none")
     p.set_defaults(func=cmd_compress)
@@ -95,26 +97,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _common(p, default_config):
+def _common(p, default_config, section):
     p.add_argument("--config", default=str(default_config), help=f"YAML config (default {Path(default_config).name})")
     p.add_argument("--data", help="CamVid root (holds train/, trainannot/, val/, valannot/)")
     p.add_argument("--synthetic", action="store_true", help="train on the small synthetic data set (tests)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, log, config, metrics)")
     p.add_argument("--epochs", type=_positive_int, help="epochs (compress: scales prune and QAT epochs together)")
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=option(section, "batch_size"))
+    p.add_argument("--seed", type=option(section, "seed"))
     p.add_argument("--size", help="input HxW, e.g. 90x120 (smoke runs at low resolution)")
     p.add_argument("--limit", type=_positive_int, help="use only the first N frames of each split")
     p.add_argument("--workers", type=_positive_int, default=4, help="threads decoding frames")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
-    p.add_argument("--eval-every", type=_positive_int, help="evaluate on val every N epochs")
+    p.add_argument("--eval-every", type=option(section, "eval_every"), help="evaluate on val every N epochs")
 
 
 def _base_config(args, section):
-    from sentei.training.train import load_config
+    """The config file's dict, checked as written (the options are checked where they are parsed or
+    applied), with the common options applied."""
+    from sentei.training.config import check_config, load_config
 
     cfg = load_config(args.config)  # a fresh dict from the YAML
+    check_config(cfg, section, f"config {args.config}")
     cfg.setdefault("data", {})
     cfg.setdefault(section, {})
     if args.data:
@@ -130,6 +135,15 @@ def _base_config(args, section):
     return cfg
 
 
+def _check_run_dir(args) -> None:
+    """``--out`` before any work: a folder that can be made or written, holding ``last.pt`` for ``--resume``."""
+    from sentei.training.train import last_checkpoint
+
+    check_output(args.out, "--out", folder=True)
+    if args.resume:
+        last_checkpoint(args.out)
+
+
 def cmd_train(args) -> int:
     _need_torch()
     from sentei.training import train
@@ -139,6 +153,7 @@ def cmd_train(args) -> int:
         cfg["train"]["epochs"] = args.epochs
     if args.lr is not None:
         cfg["train"]["lr"] = args.lr
+    _check_run_dir(args)
     env = train.setup_env(args.device)
     data = train.load_data(cfg, env, args.workers, args.synthetic, args.limit)
     result = train.train_teacher(cfg, args.out, env, data, resume=args.resume)
@@ -203,7 +218,8 @@ def cmd_compress(args) -> int:
             raise SenteiError(f"weight bits {b} for {name}: the model file stores 2..8-bit weights")
     if not 8 <= int(comp.get("act_bits", 8)) <= 16:
         raise SenteiError(f"activation bits {comp.get('act_bits')}: use 8..16")
-    train.check_compress(comp, args.out)  # e.g. a config cannot write outside the run
+    train.check_compress(cfg, args.out)  # e.g. a config cannot write outside the run
+    _check_run_dir(args)
     env = train.setup_env(args.device)
     from sentei.training.engine import resolve_checkpoint
 

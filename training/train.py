@@ -12,9 +12,12 @@ every epoch; rank 0 evaluates and writes.
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 import io
 import math
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -29,6 +32,7 @@ from sentei.host import metrics
 from sentei.host.commands import write_json
 from sentei.host.format import atomic_write_bytes
 from sentei.training import data as D
+from sentei.training.config import check_config, existing_file, load_config
 from sentei.training.distill import Distillation
 from sentei.training.models import FCN, check_accelerator, class_argmax, upsample_logits
 from sentei.training.pruning import Sparsifier, make_schedule, make_scheme
@@ -40,20 +44,6 @@ RUN_FILES = ("last", "best", "teacher", "metrics", "config", "model")  # stems a
 
 # ---------------------------------------------------------------------------------------
 # configuration and files
-
-
-def load_config(path) -> dict:
-    """A YAML (or JSON) config file as a dict."""
-    import yaml
-
-    path = Path(path)
-    if not path.exists():
-        raise SenteiError(f"config not found: {path}")
-    with open(path, encoding="utf-8") as fh:
-        cfg = yaml.safe_load(fh)
-    if not isinstance(cfg, dict):
-        raise SenteiError(f"{path}: a config must be a mapping with model/data/train sections")
-    return cfg
 
 
 def dump_yaml(cfg: dict) -> str:
@@ -80,9 +70,7 @@ def save_checkpoint(obj: dict, path) -> Path:
 
 def load_checkpoint(path) -> dict:
     """Load a checkpoint written here (plain dicts and tensors only: ``weights_only=True``)."""
-    path = Path(path)
-    if not path.exists():
-        raise SenteiError(f"checkpoint not found: {path}")
+    path = existing_file(path, "checkpoint", "a checkpoint file (e.g. RUN/best.pt)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling refuses anything but tensors and plain containers
@@ -143,15 +131,11 @@ def make_qat(fcn: FCN, comp: dict) -> QATNet:
     return QATNet(fcn, weight_bits=comp.get("weight_bits", 8), act_bits=int(comp.get("act_bits", 8)))
 
 
-def check_compress(comp: dict, run_dir) -> None:
-    """Refuse a compression config before any work: its model file inside the run, at least one
-    QAT epoch, an ``ema`` decay in [0, 1)."""
-    inside(run_dir, comp.get("model_file", "model.sentei"))
-    if int(comp.get("qat_epochs", 30)) < 1:
-        raise SenteiError("compress: qat_epochs must be at least 1 (the model file is integer)")
-    ema = float(comp.get("ema") or 0.0)
-    if not 0.0 <= ema < 1.0:
-        raise SenteiError(f"--ema {comp.get('ema')}: the decay must lie in [0, 1), e.g. 0.999 (0: no averaging)")
+def check_compress(cfg: dict, run_dir) -> None:
+    """Refuse a compression config before any work: its keys and values
+    (:func:`~sentei.training.config.check_config`), its model file inside the run."""
+    check_config(cfg, "compress")
+    inside(run_dir, cfg["compress"].get("model_file", "model.sentei"))
 
 
 def make_sparsifier(comp: dict) -> Sparsifier:
@@ -227,9 +211,17 @@ def setup_env(device: str | None = None) -> Env:
             torch.cuda.set_device(dev)
         return Env(dev, dist.get_rank(), world, local)
     if device:
-        dev = torch.device(device)
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            dev = None
+        if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+            raise SenteiError(f"--device {device}: not a device this can train on; pass cpu, cuda or cuda:N")
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise SenteiError("--device cuda: no CUDA device is visible; use --device cpu")
+        if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+            raise SenteiError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices "
+                              f"(cuda:0 ...); pass one of them")
     else:
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return Env(dev)
@@ -318,22 +310,47 @@ def _progress(iterable, desc, total=None, enabled=True, leave=True):
                 file=sys.stderr, dynamic_ncols=True)
 
 
+def removed_if_failed(run):
+    """Decorate a run (a function of ``run_dir`` and ``env``): should it fail before its first checkpoint, the
+    folders it created (``run_dir``, and parents that were missing) are removed again; a folder
+    that was there before is left alone."""
+
+    signature = inspect.signature(run)
+
+    @functools.wraps(run)
+    def guarded(*args, **kwargs):
+        given = signature.bind(*args, **kwargs).arguments
+        run_dir, env = Path(given["run_dir"]), given["env"]
+        missing = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+        try:
+            return run(*args, **kwargs)
+        except BaseException:
+            if missing and env.main and not (run_dir / "last.pt").exists():
+                shutil.rmtree(missing[-1], ignore_errors=True)
+            raise
+
+    return guarded
+
+
+@removed_if_failed
 def train_teacher(cfg: dict, run_dir, env: Env, data: Data, resume: bool = False) -> dict:
     """Train the dense network of ``cfg``; returns the final metrics (rank 0)."""
+    check_config(cfg, "train")
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = Log(run_dir / "train.log", env.main)
+    resumed = resume_checkpoint(run_dir, resume)
     tcfg = cfg["train"]
     torch.manual_seed(int(tcfg.get("seed", 0)))
     net = FCN(cfg["model"])
     check_accelerator(net)
+    run_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
+    log = Log(run_dir / "train.log", env.main)
     net.to(env.device)
     if env.device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(net.parameters(), lr=float(tcfg.get("lr", 3e-3)),
                             weight_decay=float(tcfg.get("weight_decay", 1e-4)))
     state = _Loop(cfg, run_dir, env, data, log, kind="teacher")
-    start, cpu_gen, dev_gen = state.start(net, opt, resume_checkpoint(run_dir, resume))
+    start, cpu_gen, dev_gen = state.start(net, opt, resumed)
     if env.main and not resume:
         atomic_write_bytes(run_dir / "config.yaml", dump_yaml(cfg).encode("utf-8"))
     model = _ddp(net, env)
@@ -354,13 +371,19 @@ def train_teacher(cfg: dict, run_dir, env: Env, data: Data, resume: bool = False
     return result
 
 
+def last_checkpoint(run_dir) -> Path:
+    """``run_dir/last.pt``, which ``--resume`` continues from; refused when it is not there."""
+    last = Path(run_dir) / "last.pt"
+    if not last.exists():
+        raise SenteiError(f"--resume: no checkpoint {last} to continue from (drop --resume to start a new run)")
+    return last
+
+
 def resume_checkpoint(run_dir, resume: bool) -> dict | None:
     """``run_dir/last.pt`` for ``--resume`` (loaded once per run), or None without it."""
     if not resume:
         return None
-    last = Path(run_dir) / "last.pt"
-    if not last.exists():
-        raise SenteiError(f"--resume: no checkpoint {last} to continue from")
+    last = last_checkpoint(run_dir)
     for stale in Path(run_dir).glob(".*.tmp"):  # half-written by a killed run (atomic_write_bytes)
         if stale.name.split(".")[1] in RUN_FILES:
             stale.unlink(missing_ok=True)  # under torchrun every rank looks
@@ -509,6 +532,7 @@ def _student_forward(model, frames, hint_layer):
 # compression
 
 
+@removed_if_failed
 def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: bool = False,
              init_path=None) -> dict:
     """Prune (gradually) with distillation, then quantization-aware training; export the model file.
@@ -524,9 +548,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     """
     run_dir = Path(run_dir)
     comp = cfg["compress"]
-    check_compress(comp, run_dir)  # refuse before any epoch runs
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = Log(run_dir / "train.log", env.main)
+    check_compress(cfg, run_dir)  # refuse before any epoch runs (and before the run directory is made)
     resumed = resume_checkpoint(run_dir, resume)
     tck = load_checkpoint(teacher_path)
     if tck.get("kind") != "teacher":
@@ -580,6 +602,16 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     schedule = make_schedule(comp.get("schedule"))
     distill = Distillation.from_config(comp.get("distill"))
     p_epochs, q_epochs = int(comp.get("prune_epochs", 100)), int(comp.get("qat_epochs", 30))
+    if p_epochs == 0 and init is None and target_sparsity(comp) > 0:
+        raise SenteiError(f"compress.prune_epochs 0: pruning to {100 * target_sparsity(comp):.0f} % zeros needs "
+                          f"at least one epoch (0 only with scheme dense); set prune_epochs")
+    bits = comp.get("weight_bits", 8)
+    unknown = sorted(set(bits) - set(fcn.layer_names()) - {"default"}) if isinstance(bits, dict) else []
+    if unknown:
+        raise SenteiError(f"compress.weight_bits: no layer {unknown[0]!r} in the network; its layers are "
+                          f"{', '.join(fcn.layer_names())} (default: the others)")
+    run_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
+    log = Log(run_dir / "train.log", env.main)
     epochs = p_epochs + q_epochs
     loop = _Loop(cfg, run_dir, env, data, log, kind="compressed")
 

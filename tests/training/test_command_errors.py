@@ -1,0 +1,125 @@
+"""Bad input to the training commands: one line naming the problem and the fix, exit status 2,
+and nothing left behind (no run directory, no replaced file); the config's keys and values."""
+from __future__ import annotations
+
+
+import pytest
+
+torch = pytest.importorskip("torch")
+yaml = pytest.importorskip("yaml")
+
+from sentei.cli import main  # noqa: E402
+from sentei.errors import SenteiError  # noqa: E402
+from sentei.training import train  # noqa: E402
+from sentei.training.commands import CONFIGS  # noqa: E402
+from sentei.training.config import check_config, load_config  # noqa: E402
+
+from .conftest import compress_config, tiny_config  # noqa: E402
+
+
+def refused(capsys, argv, message):
+    """``sentei argv`` exits 2 with one line that holds ``message`` (argparse's errors exit from main)."""
+    try:
+        status = main(argv)
+    except SystemExit as exc:
+        status = exc.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sentei: error: ") and err.count("\n") == 1, err
+    assert message in err, err
+
+
+def train_config(**train_keys) -> bytes:
+    cfg = tiny_config(epochs=1)
+    cfg["train"].update(train_keys)
+    return yaml.safe_dump(cfg).encode()
+
+
+@pytest.mark.parametrize("config, options, message", [
+    (b"model: [\n", [], "not valid YAML at line 2, column 1"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF", [], "not a text file (not UTF-8); pass a YAML config"),
+    (yaml.safe_dump({"train": {"epochs": 1}}).encode(), [], "no 'model:' section"),
+    (train_config(lr="abc"), [], "train.lr 'abc' must be a positive number, e.g. 0.003"),
+    (train_config(batch_size=-1), [], "train.batch_size -1 must be an integer of at least 1"),
+    (train_config(amp="fp16"), [], "train.amp 'fp16' must be one of bf16, fp32, false"),
+    (train_config(learning_rate=0.1), [], "train: unknown key 'learning_rate'; the known keys are amp, batch_size, "
+                                          "epochs, eval_every, lr, seed, warmup, weight_decay"),
+    (train_config(), ["--device", "tpu"], "--device tpu: not a device this can train on; pass cpu, cuda"),
+    (train_config(), ["--lr", "-1"], "argument --lr: -1 must be a positive number"),
+    (train_config(), ["--lr", "nan"], "argument --lr: nan must be a positive number"),
+    (train_config(), ["--lr", "0"], "argument --lr: 0 must be a positive number"),
+    (train_config(), ["--resume"], "--resume: no checkpoint"),
+], ids=["yaml", "binary", "no-model", "lr-text", "batch-size", "amp", "unknown-key", "device", "lr-negative",
+        "lr-nan", "lr-zero", "resume"])
+def test_train_refuses_before_making_the_run_directory(tmp_path, capsys, config, options, message):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(config)
+    out = tmp_path / "runs" / "run"
+    refused(capsys, ["train", "--synthetic", "--config", str(path), "--out", str(out), *options], message)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("keys, options, message", [
+    ({"amp": "fp16"}, [], "compress.amp 'fp16' must be one of bf16, fp32, false"),
+    ({"learning_rate": 0.1}, [], "compress: unknown key 'learning_rate'; the known keys are act_bits, amp,"),
+    ({"distill": {"alhpa": 0.5}}, [], "compress.distill: unknown key 'alhpa'; the known keys are alpha,"),
+    ({"prune_epochs": 0}, [], "compress.prune_epochs 0: pruning to 75 % zeros needs at least one epoch"),
+    ({"weight_bits": {"conv9": 4}}, [], "compress.weight_bits: no layer 'conv9' in the network; its layers are conv1,"),
+    ({}, ["--group-size", "0"], "argument --group-size: 0 must be an integer of at least 1"),
+    ({}, ["--dense", "convX"], "unknown layer(s) ['convX']"),
+    ({}, ["--resume"], "--resume: no checkpoint"),
+    ({}, ["--weight-bits", "9"], "weight bits 9 for all layers: the model file stores 2..8-bit weights"),
+], ids=["amp", "unknown-key", "distill-key", "no-prune-epochs", "bits-layer", "group-size", "dense", "resume",
+        "weight-bits"])
+def test_compress_refuses_before_making_the_run_directory(tiny_runs, tmp_path, capsys, keys, options, message):
+    tdir = tiny_runs[0]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(compress_config(epochs=(1, 1), **keys)))
+    out = tmp_path / "runs" / "run"
+    refused(capsys, ["compress", "--synthetic", "--teacher", str(tdir / "teacher.pt"), "--config", str(path),
+                     "--out", str(out), "--device", "cpu", *options], message)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_run_failing_before_its_first_checkpoint_removes_only_the_folders_it_made(tiny_runs, tmp_path, capsys,
+                                                                                     monkeypatch):
+    def fail(*args, **kwargs):
+        raise SenteiError("out of memory")
+
+    monkeypatch.setattr(train._Loop, "epoch", fail)
+    env = train.setup_env("cpu")
+    cfg = tiny_config(epochs=1)
+    data = train.load_data(cfg, env, synthetic=True)
+    with pytest.raises(SenteiError, match="out of memory"):
+        train.train_teacher(cfg, tmp_path / "a" / "b", env, data)
+    assert not (tmp_path / "a").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(SenteiError, match="out of memory"):
+        train.train_teacher(cfg, mine, env, data)
+    assert mine.is_dir()  # there before the run: not the run's to remove
+    tdir = tiny_runs[0]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(compress_config(epochs=(1, 1))))
+    refused(capsys, ["compress", "--synthetic", "--teacher", str(tdir / "teacher.pt"), "--config", str(path),
+                     "--out", str(tmp_path / "c"), "--device", "cpu"], "out of memory")
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_pass_the_checks(path):
+    cfg = load_config(path)
+    check_config(cfg, "compress" if "compress" in cfg else "train")
+
+
+def test_config_checks_beyond_single_values():
+    cfg = tiny_config()
+    cfg["train"]["lr"] = "1e-3"  # YAML 1.1 reads 1e-3 as a string
+    check_config(cfg, "train")
+    assert cfg["train"]["lr"] == 0.001
+    with pytest.raises(SenteiError, match="a oneshot schedule takes only start, not end"):
+        check_config(compress_config(schedule={"type": "oneshot", "end": 0.5}), "compress")
+    with pytest.raises(SenteiError, match="N:M needs N < M"):
+        check_config(compress_config("nm", n=4, m=4), "compress")
+    with pytest.raises(SenteiError, match=r"'train:' must be a mapping of keys, not 5"):
+        check_config(dict(tiny_config(), train=5), "train")

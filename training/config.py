@@ -1,0 +1,248 @@
+"""Run configurations: reading the YAML file, and the keys of its ``train`` and ``compress``
+sections with the values each may take.
+
+:func:`check_config` refuses a config before a run starts (no run directory, no epoch): an
+unknown key (a misspelt one would otherwise be ignored), a value of the wrong type or out of
+range, a missing ``model`` section. The command line's options take the same rules
+(:func:`option`). No PyTorch here: the commands register their options with it.
+:func:`existing_file` refuses a missing file or a folder (configs here, checkpoints in ``train``).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from sentei.errors import SenteiError
+
+
+@dataclass(frozen=True)
+class Number:
+    """An integer (``integer``) or a finite real from ``low`` to ``high`` (``*_open``: that end excluded)."""
+
+    low: float
+    high: float | None = None
+    integer: bool = False
+    low_open: bool = False
+    high_open: bool = False
+
+    def parse(self, text: str):
+        return int(text) if self.integer else float(text)
+
+    def problem(self, value) -> str | None:
+        """None when ``value`` is allowed, else what it must be (YAML reads 1e-3 as a string: parsed)."""
+        if isinstance(value, str):
+            try:
+                value = self.parse(value)
+            except ValueError:
+                return self.describe()
+        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
+            return self.describe()
+        if not math.isfinite(value) or value < self.low or (self.low_open and value == self.low):
+            return self.describe()
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            return self.describe()
+        return None
+
+    def describe(self) -> str:
+        if self.integer:
+            return f"an integer of at least {self.low}" if self.high is None else \
+                f"an integer from {self.low} to {self.high}"
+        if self.high is None:
+            return "a positive number" if self.low == 0 and self.low_open else f"a number of at least {self.low}"
+        return f"a number in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of ``values``."""
+
+    values: tuple
+
+    def parse(self, text: str):
+        return text
+
+    def problem(self, value) -> str | None:
+        if any(value == v and type(value) is type(v) for v in self.values):
+            return None
+        return "one of " + ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class Text:
+    """A string (``nullable``: or null)."""
+
+    nullable: bool = False
+
+    def problem(self, value) -> str | None:
+        return None if isinstance(value, str) or (self.nullable and value is None) else "a string"
+
+
+@dataclass(frozen=True)
+class Wrapped:
+    """A rule around a :class:`Number` ``rule``: an option's text is parsed as that number."""
+
+    rule: Number
+
+    def parse(self, text: str):
+        return self.rule.parse(text)
+
+
+@dataclass(frozen=True)
+class Nullable(Wrapped):
+    """``rule``, or null (the default)."""
+
+    def problem(self, value) -> str | None:
+        return None if value is None else self.rule.problem(value)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A mapping with these keys (``KEY: (rule, example)``), all optional."""
+
+    keys: dict
+
+    def problem(self, value) -> str | None:
+        return None if value is None or isinstance(value, dict) else "a mapping {key: value, ...}"
+
+
+@dataclass(frozen=True)
+class PerLayer(Wrapped):
+    """``rule`` for every layer, or a mapping ``{layer name: value}`` (``default``: the others)."""
+
+    def problem(self, value) -> str | None:
+        values = value.values() if isinstance(value, dict) else [value]
+        if any(self.rule.problem(v) for v in values):
+            return f"{self.rule.describe()}, or a mapping {{layer: value}}"
+        return None
+
+
+@dataclass(frozen=True)
+class Mapping(Wrapped):
+    """A mapping ``{name: value}`` (null: none), each value by ``rule``."""
+
+    def problem(self, value) -> str | None:
+        if value is None or isinstance(value, dict) and not any(self.rule.problem(v) for v in value.values()):
+            return None
+        return f"a mapping {{layer: {self.rule.describe()}}}"
+
+
+POSITIVE = Number(0, low_open=True)
+AMP = Choice(("bf16", "fp32", False))  # bfloat16 autocast on CUDA, or none
+
+COMMON = {"batch_size": (Number(1, integer=True), 8), "lr": (POSITIVE, 0.003),
+          "weight_decay": (Number(0), 0.0001), "warmup": (Number(0, 1, high_open=True), 0.02),
+          "eval_every": (Number(1, integer=True), 10), "seed": (Number(0, integer=True), 0), "amp": (AMP, "bf16")}
+
+TRAIN = dict(COMMON, epochs=(Number(1, integer=True), 300))
+
+SCHEDULE = {"type": (Choice(("cubic", "oneshot")), "cubic"), "start": (Number(0, 1), 0.0),
+            "end": (Number(0, 1), 0.6), "initial": (Number(0, 1, high_open=True), 0.0)}
+
+DISTILL = {"enabled": (Choice((True, False)), True), "alpha": (Number(0, 1), 0.7),
+           "temperature": (POSITIVE, 2.0), "hint_layer": (Nullable(Number(0, integer=True)), None),
+           "hint_weight": (Number(0), 0.0)}
+
+COMPRESS = dict(
+    COMMON, name=(Text(nullable=True), "sentei-camvid-fw90"),
+    scheme=(Choice(("filterwise", "groupwise", "unstructured", "nm", "dense")), "filterwise"),
+    sparsity=(Number(0, 1, high_open=True), 0.9), overrides=(Mapping(Number(0, 1, high_open=True)), "{conv1: 0.0}"),
+    group_size=(Number(1, integer=True), 144), n=(Number(1, integer=True), 2), m=(Number(2, integer=True), 4),
+    schedule=(Section(SCHEDULE), "{type: cubic, start: 0.0, end: 0.6}"),
+    prune_epochs=(Number(0, integer=True), 500), qat_epochs=(Number(1, integer=True), 120),
+    qat_lr=(POSITIVE, 0.0002), distill=(Section(DISTILL), "{enabled: true, alpha: 0.7}"),
+    weight_bits=(PerLayer(Number(2, 8, integer=True)), 8), act_bits=(Number(8, 16, integer=True), 8),
+    model_file=(Text(), "model.sentei"), ema=(Nullable(Number(0, 1, high_open=True)), 0.999),
+    mask_every=(Number(1, integer=True), 4))
+
+SECTIONS = {"train": TRAIN, "compress": COMPRESS}
+
+
+def load_config(path) -> dict:
+    """A YAML (or JSON) config file as a dict; one-line errors for what is not one."""
+    import yaml
+
+    path = existing_file(path, "config", "a YAML file")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            cfg = yaml.safe_load(fh)
+    except UnicodeDecodeError:
+        raise SenteiError(f"config {path}: not a text file (not UTF-8); pass a YAML config") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise SenteiError(f"config {path}: not valid YAML{where} ({what}); fix the file") from None
+    if not isinstance(cfg, dict):
+        raise SenteiError(f"{path}: a config must be a mapping with model/data/train sections")
+    return cfg
+
+
+def existing_file(path, what: str, example: str) -> Path:
+    """``path``, refused when it is missing or a folder (``what``: config, checkpoint; pass ``example``)."""
+    path = Path(path)
+    if not path.exists():
+        raise SenteiError(f"{what} not found: {path}")
+    if path.is_dir():
+        raise SenteiError(f"{what} {path}: a folder; pass {example}")
+    return path
+
+
+def check_config(cfg: dict, section: str, where="config") -> None:
+    """Refuse ``cfg`` for a run of ``section`` (``train`` or ``compress``) before any work.
+
+    ``where`` names the config in the messages (its path). ``train`` needs a ``model`` section;
+    ``compress`` takes the teacher's.
+    """
+    if section == "train" and not isinstance(cfg.get("model"), dict):
+        raise SenteiError(f"{where}: no 'model:' section (num_classes, input, layers); a teacher config needs "
+                          f"one, e.g. training/configs/camvid-fcn7.yaml")
+    for name in ("model", "data", section):
+        if cfg.get(name) is not None and not isinstance(cfg[name], dict):
+            raise SenteiError(f"{where}: '{name}:' must be a mapping of keys, not {cfg[name]!r}")
+    check_keys(cfg.get(section) or {}, SECTIONS[section], f"{where}: {section}")
+    if section == "compress":
+        comp = cfg.get("compress") or {}
+        schedule = comp.get("schedule") or {}
+        extra = set(schedule) - {"type", "start"} if schedule.get("type") == "oneshot" else set()
+        if extra:
+            raise SenteiError(f"{where}: compress.schedule: a oneshot schedule takes only start, not "
+                              f"{', '.join(sorted(extra))}; drop it")
+        if comp.get("scheme") == "nm" and not int(comp.get("n", 2)) < int(comp.get("m", 4)):
+            raise SenteiError(f"{where}: compress n {comp.get('n', 2)}, m {comp.get('m', 4)}: N:M needs N < M, "
+                              f"e.g. n: 2, m: 4")
+
+
+def check_keys(values: dict, keys: dict, where: str) -> None:
+    """Every key of ``values`` known in ``keys`` (``KEY: (rule, example)``) and allowed by its rule."""
+    unknown = sorted(str(k) for k in set(values) - set(keys))
+    if unknown:
+        raise SenteiError(f"{where}: unknown key {unknown[0]!r}; the known keys are {', '.join(sorted(keys))}")
+    for key, value in values.items():
+        rule, example = keys[key]
+        problem = rule.problem(value)
+        if problem:
+            raise SenteiError(f"{where}.{key} {value!r} must be {problem}, e.g. {example}")
+        if isinstance(value, str) and hasattr(rule, "parse"):
+            values[key] = rule.parse(value)  # lr: 1e-3 (YAML: a string) -> 0.001
+        if isinstance(rule, Section) and value:
+            check_keys(value, rule.keys, f"{where}.{key}")
+
+
+def option(section: str, key: str):
+    """argparse type for the option that sets ``key`` of ``section``: the config's rule for it."""
+    rule, example = SECTIONS[section][key]
+    rule = getattr(rule, "rule", rule)  # the number itself: an option is never null, nor per layer
+
+    def parse(text: str):
+        try:
+            value = rule.parse(text)
+        except ValueError:
+            value = text
+        problem = rule.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text} must be {problem}, e.g. {example}")
+        return value
+
+    return parse
