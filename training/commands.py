@@ -41,13 +41,19 @@ def register(sub) -> None:
                    help="teacher checkpoint (teacher.pt / best.pt of sentei train, or the bundled name teacher)")
     p.add_argument("--scheme", choices=SCHEMES,
                    help="pruning scheme; dense: no pruning, distillation and QAT only")
-    p.add_argument("--sparsity", type=float, help="target fraction of zero weights per pruned layer, in (0, 1)")
+    p.add_argument("--sparsity", type=float,
+                   help="target fraction of zero weights per pruned layer, in (0, 1) (not with nm: N:M fixes it "
+                        "at 1 - N/M)")
     p.add_argument("--group-size", type=option("compress", "group_size"),
                    help="groupwise: weights fetched together (G)")
-    p.add_argument("--nm", help="nm: N:M, e.g. 2:4")
-    p.add_argument("--distill", dest="distill", action="store_true", default=None, help="distil from the teacher")
-    p.add_argument("--no-distill", dest="distill", action="store_false", help="label loss only")
-    p.add_argument("--weight-bits", type=int, help="weight width of the pruned layers (2..8)")
+    p.add_argument("--nm", help="nm: N:M, e.g. 2:4 (sets --scheme nm)")
+    distill = p.add_mutually_exclusive_group()
+    distill.add_argument("--distill", dest="distill", action="store_true", default=None,
+                         help="distil from the teacher")
+    distill.add_argument("--no-distill", dest="distill", action="store_false", help="label loss only")
+    p.add_argument("--weight-bits", type=int,
+                   help="weight width of every layer, conv1 and the classifier included (2..8; a config's "
+                        "weight_bits: {default: 8, conv1: 8} sets it per layer)")
     p.add_argument("--act-bits", type=int, help="activation width (8..16)")
     p.add_argument("--prune-epochs", type=_positive_int, help="epochs of pruning and fine-tuning (float)")
     p.add_argument("--qat-epochs", type=_positive_int, help="epochs of quantization-aware training")
@@ -175,6 +181,8 @@ def cmd_compress(args) -> int:
                        ("ema", args.ema)):
         if value is not None:
             comp[key] = value
+    if args.nm and args.scheme not in (None, "nm"):
+        raise SenteiError(f"--nm with --scheme {args.scheme}: N:M is the nm scheme's; drop --nm, or use --scheme nm")
     if args.nm:
         try:
             comp["n"], comp["m"] = (int(v) for v in args.nm.split(":"))
@@ -204,6 +212,9 @@ def cmd_compress(args) -> int:
         if given:
             raise SenteiError(f"{given[0]} with --from: the checkpoint already fixes its pruning and bit widths "
                               f"and is not pruned again; drop {given[0]} (set the length with --qat-epochs)")
+    if comp.get("scheme") == "nm" and args.sparsity is not None:
+        raise SenteiError(f"--sparsity {args.sparsity} with N:M: N:M fixes the sparsity at 1 - N/M (2:4: 50 %); "
+                          f"drop --sparsity and pick --nm")
     if comp.get("scheme") == "dense":  # quantization only: the pruning machinery at zero sparsity
         if args.sparsity not in (None, 0.0):
             raise SenteiError(f"--sparsity {args.sparsity} with --scheme dense: a dense model prunes nothing "

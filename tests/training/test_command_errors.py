@@ -69,8 +69,11 @@ def test_train_refuses_before_making_the_run_directory(tmp_path, capsys, config,
     ({}, ["--dense", "convX"], "unknown layer(s) ['convX']"),
     ({}, ["--resume"], "--resume: no checkpoint"),
     ({}, ["--weight-bits", "9"], "weight bits 9 for all layers: the model file stores 2..8-bit weights"),
+    ({}, ["--scheme", "filterwise", "--nm", "2:4"], "--nm with --scheme filterwise: N:M is the nm scheme's"),
+    ({}, ["--scheme", "nm", "--sparsity", "0.9"], "--sparsity 0.9 with N:M: N:M fixes the sparsity at 1 - N/M"),
+    ({}, ["--distill", "--no-distill"], "argument --no-distill: not allowed with argument --distill"),
 ], ids=["amp", "unknown-key", "distill-key", "no-prune-epochs", "bits-layer", "group-size", "dense", "resume",
-        "weight-bits"])
+        "weight-bits", "nm-scheme", "nm-sparsity", "distill-both"])
 def test_compress_refuses_before_making_the_run_directory(tiny_runs, tmp_path, capsys, keys, options, message):
     tdir = tiny_runs[0]
     path = tmp_path / "config.yaml"
@@ -104,6 +107,16 @@ def test_a_run_failing_before_its_first_checkpoint_removes_only_the_folders_it_m
     refused(capsys, ["compress", "--synthetic", "--teacher", str(tdir / "teacher.pt"), "--config", str(path),
                      "--out", str(tmp_path / "c"), "--device", "cpu"], "out of memory")
     assert not (tmp_path / "c").exists()
+
+
+def test_weight_bits_apply_to_every_layer_as_the_help_says(capsys):
+    from sentei.training.models import FCN
+    from sentei.training.quantize import QATNet
+
+    assert QATNet(FCN(tiny_config()["model"]), weight_bits=4).weight_bits == [4] * 5  # conv1 .. classifier
+    with pytest.raises(SystemExit):
+        main(["compress", "--help"])
+    assert "weight width of every layer, conv1 and the classifier included" in " ".join(capsys.readouterr().out.split())
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
