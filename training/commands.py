@@ -72,7 +72,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("export", help="write the model file of a compressed (QAT) checkpoint, or a model "
                                       "file's network as ONNX (--onnx)")
-    p.add_argument("checkpoint", nargs="?", help="checkpoint of sentei compress (best.pt or last.pt)")
+    p.add_argument("checkpoint", nargs="?",
+                   help="checkpoint of sentei compress (best.pt or last.pt) or a bundled *-qat name")
     p.add_argument("-o", "--output", help="model file to write (.sentei)")
     p.add_argument("--name", help="model name (default: the run's name)")
     p.add_argument("--onnx", metavar="FILE.onnx",
@@ -260,6 +261,7 @@ def cmd_export(args) -> int:
         from sentei.training import baseline
 
         path, kind = registry.resolve(args.model)
+        check_output(args.onnx, "--onnx", inputs=(path,))
         if kind == "torch-checkpoint":  # the dense teacher, for timing it with TensorRT too
             from sentei.training import train
 
@@ -281,9 +283,12 @@ def cmd_export(args) -> int:
     if not args.checkpoint or not args.output:
         raise SenteiError("export needs a checkpoint and -o OUT.sentei (or --onnx FILE.onnx)")
     from sentei.training import train
+    from sentei.training.engine import resolve_checkpoint
     from sentei.training.quantize import QATNet
 
-    ckpt = train.load_checkpoint(args.checkpoint)
+    path = resolve_checkpoint(args.checkpoint)  # a path, or a bundled name (sentei-camvid-fw90-qat)
+    check_output(args.output, "-o", inputs=(path,))
+    ckpt = train.load_checkpoint(path)
     net = train.build_from_checkpoint(ckpt)
     if not isinstance(net, QATNet):
         raise SenteiError(f"{args.checkpoint}: a {ckpt.get('kind')} checkpoint in float; only a checkpoint of "

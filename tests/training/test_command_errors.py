@@ -2,7 +2,9 @@
 and nothing left behind (no run directory, no replaced file); the config's keys and values."""
 from __future__ import annotations
 
+import shutil
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -10,6 +12,8 @@ yaml = pytest.importorskip("yaml")
 
 from sentei.cli import main  # noqa: E402
 from sentei.errors import SenteiError  # noqa: E402
+from sentei.host import format as fmt  # noqa: E402
+from sentei.host import registry  # noqa: E402
 from sentei.training import train  # noqa: E402
 from sentei.training.commands import CONFIGS  # noqa: E402
 from sentei.training.config import check_config, load_config  # noqa: E402
@@ -107,6 +111,24 @@ def test_a_run_failing_before_its_first_checkpoint_removes_only_the_folders_it_m
     refused(capsys, ["compress", "--synthetic", "--teacher", str(tdir / "teacher.pt"), "--config", str(path),
                      "--out", str(tmp_path / "c"), "--device", "cpu"], "out of memory")
     assert not (tmp_path / "c").exists()
+
+
+def test_export_refuses_to_replace_its_checkpoint(tiny_runs, tmp_path, capsys):
+    ckpt = tmp_path / "q.pt"
+    shutil.copy(tiny_runs[1] / "best.pt", ckpt)
+    before = ckpt.read_bytes()
+    refused(capsys, ["export", str(ckpt), "-o", str(ckpt)], f"-o {ckpt} is also the input {ckpt}")
+    assert ckpt.read_bytes() == before
+
+
+def test_export_takes_bundled_checkpoint_names(tmp_path, capsys):
+    out = tmp_path / "fw90.sentei"
+    assert main(["export", "sentei-camvid-fw90-qat", "-o", str(out)]) == 0
+    shipped = fmt.load(registry.resolve_model("sentei-camvid-fw90"))
+    for a, b in zip(fmt.load(out).layers, shipped.layers):  # the bundled model file is this checkpoint's export
+        assert np.array_equal(a.values, b.values)
+    refused(capsys, ["export", "teacher", "-o", str(tmp_path / "t.sentei")], "teacher: a teacher checkpoint in float")
+    assert not (tmp_path / "t.sentei").exists()
 
 
 def test_weight_bits_apply_to_every_layer_as_the_help_says(capsys):
