@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,12 +72,18 @@ def save_checkpoint(obj: dict, path) -> Path:
 def load_checkpoint(path) -> dict:
     """Load a checkpoint written here (plain dicts and tensors only: ``weights_only=True``)."""
     path = existing_file(path, "checkpoint", "a checkpoint file (e.g. RUN/best.pt)")
+    not_ours = (f"{path}: not a sentei checkpoint (not a PyTorch file, or one written by something else); "
+                f"pass a checkpoint written by sentei train/compress")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling refuses anything but tensors and plain containers
-        raise SenteiError(f"{path}: not a sentei checkpoint ({exc.__class__.__name__}: {str(exc)[:120]})") from None
+        with warnings.catch_warnings():  # torch warns about a plain pickle's protocol before refusing it
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception:  # unpickling refuses anything but tensors and plain containers
+        raise SenteiError(not_ours) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise SenteiError(f"{path}: not a sentei checkpoint (written by sentei train/compress)")
+        raise SenteiError(not_ours)
     return ckpt
 
 

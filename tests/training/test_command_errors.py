@@ -2,6 +2,7 @@
 and nothing left behind (no run directory, no replaced file); the config's keys and values."""
 from __future__ import annotations
 
+import pickle
 import shutil
 
 import numpy as np
@@ -129,6 +130,28 @@ def test_export_takes_bundled_checkpoint_names(tmp_path, capsys):
         assert np.array_equal(a.values, b.values)
     refused(capsys, ["export", "teacher", "-o", str(tmp_path / "t.sentei")], "teacher: a teacher checkpoint in float")
     assert not (tmp_path / "t.sentei").exists()
+
+
+def _torch_dict(path):
+    torch.save({"a": 1}, path)
+
+
+def _pickle(path):  # protocol 4: torch warns before it refuses
+    path.write_bytes(pickle.dumps({"a": np.zeros(2)}, protocol=4))
+
+
+def _text(path):
+    path.write_text("hello\n")
+
+
+@pytest.mark.parametrize("write", [_torch_dict, _pickle, _text])
+def test_a_foreign_pt_file_is_one_line_without_warnings(tmp_path, capsys, recwarn, write):
+    path = tmp_path / "foreign.pt"
+    write(path)
+    refused(capsys, ["export", str(path), "-o", str(tmp_path / "m.sentei")],
+            f"{path}: not a sentei checkpoint (not a PyTorch file, or one written by something else); pass a "
+            f"checkpoint written by sentei train/compress\n")
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
 
 
 def test_weight_bits_apply_to_every_layer_as_the_help_says(capsys):
