@@ -89,7 +89,9 @@ def register(sub) -> None:
                         "e.g. sentei-camvid-fw90-qat)")
     p.add_argument("--image", required=True, help="a frame (resized to the model's input)")
     p.add_argument("--exact", action="store_true",
-                   help="compare the checkpoint's exact integer path instead of its fake-quantized forward")
+                   help="compare the checkpoint's exact integer path instead of its fake-quantized forward: it "
+                        "must match the model file bit for bit, and the exit status is 1 where it does not (the "
+                        "first diverging layer is named)")
     p.set_defaults(func=cmd_compare)
 
 
@@ -317,4 +319,11 @@ def cmd_compare(args) -> int:
     print(f"{'exact integer path' if args.exact else 'QAT (fake-quantized) forward'} of {args.checkpoint} "
           f"vs reference engine on {model.name}, {args.image}:")
     print(compare.format_rows(rows, agree))
+    diverged = compare.first_divergence(rows)
+    if args.exact and (diverged is not None or agree < 1.0):  # the exact path must be the model file's
+        where = f"first divergence at {diverged.name}" if diverged is not None else "every layer agrees"
+        print(f"sentei: compare: the exact integer path of {args.checkpoint} is not bit-exact with {model.name} "
+              f"({where}, labels agree on {100 * agree:.2f} %): the model file was not exported from this "
+              f"checkpoint, or the export is wrong", file=sys.stderr)
+        return 1
     return 0

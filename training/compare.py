@@ -52,15 +52,18 @@ def compare(qat, model: Model, frame: np.ndarray, exact: bool = True) -> tuple[l
     return rows, float(np.mean(labels == ref_labels))
 
 
+def first_divergence(rows: list[LayerAgreement]) -> LayerAgreement | None:
+    """The first row whose integers differ (or whose shapes do), or None when every layer is bit-exact."""
+    return next((r for r in rows if r.exact < 1.0 or r.max_abs != 0), None)
+
+
 def format_rows(rows: list[LayerAgreement], label_agreement: float) -> str:
     """A table of the rows; the first diverging layer is marked."""
+    first = first_divergence(rows)
     lines = [f"{'layer':<14}{'shape':<18}{'exact %':>10}{'max |diff|':>12}"]
-    flagged = False
     for r in rows:
-        mark = ""
-        if not flagged and (r.exact < 1.0 or r.max_abs != 0):
-            mark, flagged = "   <-- first divergence", True
+        mark = "   <-- first divergence" if r is first else ""
         lines.append(f"{r.name:<14}{'x'.join(map(str, r.shape)):<18}{100 * r.exact:>10.4f}{r.max_abs:>12d}{mark}")
     lines.append(f"labels agree on {100 * label_agreement:.4f} % of pixels"
-                 + ("" if flagged else " (every layer bit-exact)"))
+                 + ("" if first else " (every layer bit-exact)"))
     return "\n".join(lines)

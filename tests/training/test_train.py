@@ -75,6 +75,40 @@ def test_export_and_compare_commands(tiny_runs, tmp_path, capsys):
     assert not (tmp_path / "t.sentei").exists()
 
 
+def test_compare_exact_exits_1_and_names_the_first_divergence(tiny_runs, tmp_path, capsys):
+    """--exact: the checkpoint's integer path must be the model file's; a checkpoint it was not
+    exported from (activation scales changed) diverges at conv1, the input still agrees."""
+    from PIL import Image
+
+    _, cdir, data, _ = tiny_runs
+    ck = train.load_checkpoint(cdir / "best.pt")
+    ck["model"]["act_scale"] = ck["model"]["act_scale"] * 1.5
+    train.save_checkpoint(ck, tmp_path / "other.pt")
+    img = tmp_path / "f.png"
+    Image.fromarray(data.val.frames[0].permute(1, 2, 0).numpy()).save(img)
+    argv = ["compare", "--model", str(cdir / "model.sentei"), "--checkpoint", str(tmp_path / "other.pt"),
+            "--image", str(img)]
+    capsys.readouterr()
+    assert main(argv + ["--exact"]) == 1
+    out, err = capsys.readouterr()
+    marked = [line.split()[0] for line in out.splitlines() if line.endswith("<-- first divergence")]
+    assert marked == ["conv1"] and "every layer bit-exact" not in out
+    assert err.count("\n") == 1 and "not bit-exact" in err and "(first divergence at conv1, labels agree on" in err
+    assert main(argv) == 0  # the fake-quantized forward is compared for information only
+
+
+def test_format_rows_marks_only_the_first_diverging_layer():
+    from sentei.training.compare import LayerAgreement, first_divergence, format_rows
+
+    rows = [LayerAgreement("input", (3, 4, 4), 1.0, 0), LayerAgreement("conv1", (8, 2, 2), 0.5, 3),
+            LayerAgreement("conv2", (8, 2, 2), 0.25, 9)]
+    text = format_rows(rows, 0.48)
+    assert [line.split()[0] for line in text.splitlines() if "first divergence" in line] == ["conv1"]
+    assert text.splitlines()[-1] == "labels agree on 48.0000 % of pixels"
+    assert first_divergence(rows) is rows[1] and first_divergence(rows[:1]) is None
+    assert format_rows(rows[:1], 1.0).endswith("(every layer bit-exact)")
+
+
 @contextlib.contextmanager
 def crash_after(epochs: int):
     """Raise KeyboardInterrupt (a killed run) after ``epochs`` epochs have been checkpointed."""
