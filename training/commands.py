@@ -5,7 +5,6 @@ friends. PyTorch is imported inside the handlers only.
 """
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from pathlib import Path
@@ -14,7 +13,10 @@ from sentei.cli import check_output, parse_size
 from sentei.errors import SenteiError
 from sentei.host.commands import write_json
 from sentei.host.format import SCHEMES
+from sentei.host.options import int_at_least
 from sentei.training.config import option
+
+positive_int = int_at_least(1)
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
 DEFAULT_TEACHER_CONFIG = CONFIGS / "camvid-fcn7.yaml"
@@ -55,8 +57,8 @@ def register(sub) -> None:
                    help="weight width of every layer, conv1 and the classifier included (2..8; a config's "
                         "weight_bits: {default: 8, conv1: 8} sets it per layer)")
     p.add_argument("--act-bits", type=int, help="activation width (8..16)")
-    p.add_argument("--prune-epochs", type=_positive_int, help="epochs of pruning and fine-tuning (float)")
-    p.add_argument("--qat-epochs", type=_positive_int, help="epochs of quantization-aware training")
+    p.add_argument("--prune-epochs", type=positive_int, help="epochs of pruning and fine-tuning (float)")
+    p.add_argument("--qat-epochs", type=positive_int, help="epochs of quantization-aware training")
     p.add_argument("--schedule", choices=("cubic", "oneshot"), help="sparsity schedule")
     p.add_argument("--dense", help="comma-separated layers kept dense, replacing the config's overrides "
                                    "(e.g. conv1,classifier)")
@@ -95,28 +97,17 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_compare)
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
 def _common(p, default_config, section):
     p.add_argument("--config", default=str(default_config), help=f"YAML config (default {Path(default_config).name})")
     p.add_argument("--data", help="CamVid root (holds train/, trainannot/, val/, valannot/)")
     p.add_argument("--synthetic", action="store_true", help="train on the small synthetic data set (tests)")
     p.add_argument("--out", required=True, help="run directory (checkpoints, log, config, metrics)")
-    p.add_argument("--epochs", type=_positive_int, help="epochs (compress: scales prune and QAT epochs together)")
+    p.add_argument("--epochs", type=positive_int, help="epochs (compress: scales prune and QAT epochs together)")
     p.add_argument("--batch-size", type=option(section, "batch_size"))
     p.add_argument("--seed", type=option(section, "seed"))
     p.add_argument("--size", help="input HxW, e.g. 90x120 (smoke runs at low resolution)")
-    p.add_argument("--limit", type=_positive_int, help="use only the first N frames of each split")
-    p.add_argument("--workers", type=_positive_int, default=4, help="threads decoding frames")
+    p.add_argument("--limit", type=positive_int, help="use only the first N frames of each split")
+    p.add_argument("--workers", type=positive_int, default=4, help="threads decoding frames")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.add_argument("--eval-every", type=option(section, "eval_every"), help="evaluate on val every N epochs")

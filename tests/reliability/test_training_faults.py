@@ -131,8 +131,8 @@ def test_checkpoints_are_weights_only_through_every_command(tmp_path, capsys, im
     (["--nm", "2-4"], "expected N:M"),
     (["--nm", "4:2"], "needs 0 < N < M"),
     (["--scheme", "dense", "--sparsity", "0.5"], "a dense model prunes nothing"),
-    (["--epochs", "0"], "--epochs: 0 must be at least 1"),
-    (["--qat-epochs", "-3"], "--qat-epochs: -3 must be at least 1"),
+    (["--epochs", "0"], "--epochs: 0 is less than 1; pass 1 or more"),
+    (["--qat-epochs", "-3"], "--qat-epochs: -3 is less than 1; pass 1 or more"),
     (["--size", "axb"], "expected HxW"),
 ])
 def test_compress_options_are_refused_before_any_work(argv_tail, fragment, tmp_path, capsys):
