@@ -159,20 +159,20 @@ def test_a_file_is_taken_for_what_it_holds_not_its_name(model_file, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["info", "--json", "{dir}"], "--json {dir}: a folder is there"),
+    (["info", "--json", "{dir}"], "--json {dir}: a folder is where a file is needed"),
     (["info", "--json", ""], "--json: empty path"),
-    (["eval", "--data", "{dir}", "--json", "{dir}"], "--json {dir}: a folder is there"),
+    (["eval", "--data", "{dir}", "--json", "{dir}"], "--json {dir}: a folder is where a file is needed"),
     (["segment", "x.png", "--out", ""], "--out: empty path"),
-    (["segment", "x.png", "--out", "{file}"], "--out {file}: a file is there"),
-    (["demo", "--out", "{file}"], "--out {file}: a file is there"),
-    (["perf", "--json", "{dir}"], "--json {dir}: a folder is there"),
-    (["overlay", "csim", "--json", "{dir}"], "--json {dir}: a folder is there"),
-    (["overlay", "csim", "--workdir", "{file}"], "--workdir {file}: a file is there"),
+    (["segment", "x.png", "--out", "{file}"], "--out {file}: a file is where a folder is needed"),
+    (["demo", "--out", "{file}"], "--out {file}: a file is where a folder is needed"),
+    (["perf", "--json", "{dir}"], "--json {dir}: a folder is where a file is needed"),
+    (["overlay", "csim", "--json", "{dir}"], "--json {dir}: a folder is where a file is needed"),
+    (["overlay", "csim", "--workdir", "{file}"], "--workdir {file}: a file is where a folder is needed"),
     (["overlay", "codegen", "--out", ""], "--out: empty path"),
-    (["bench", "--json", "{dir}"], "--json {dir}: a folder is there"),
+    (["bench", "--json", "{dir}"], "--json {dir}: a folder is where a file is needed"),
     (["bench", "--trtexec-log", "{dir}/nope.log"], "no such file: {dir}/nope.log"),
     (["bench", "--trtexec-log", "{file}"], "--trtexec-log {file}: no trtexec performance summary"),
-    (["bench-report", "r.json", "--out", "{file}"], "--out {file}: a file is there"),
+    (["bench-report", "r.json", "--out", "{file}"], "--out {file}: a file is where a folder is needed"),
 ])
 def test_outputs_and_inputs_are_checked_before_the_work(tmp_path, capsys, argv, message):
     """A model that does not exist is looked for later: the output's error comes first."""
