@@ -48,22 +48,45 @@ def quantize_frames(frames: torch.Tensor, q: InputQuant) -> torch.Tensor:
     return y.clamp(-(2 ** (q.bits - 1)), 2 ** (q.bits - 1) - 1)
 
 
+def _integer(value, what: str, minimum: int) -> int:
+    """An integer field of a model config, at least ``minimum``; a one-line error naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise SenteiError(f"model config: {what} is {value!r}, not an integer; write a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise SenteiError(f"model config: {what} is {value!r}, not an integer; write a number") from None
+    if number != int(number):
+        raise SenteiError(f"model config: {what} is {value!r}, not a whole number")
+    if number < minimum:
+        raise SenteiError(f"model config: {what} is {int(number)}; it must be at least {minimum}")
+    return int(number)
+
+
 def normalize_layers(model_cfg: dict) -> list[dict]:
     """Layer specs with defaults filled in: name, out, kernel, stride, dilation, padding."""
     if not model_cfg.get("layers"):
         raise SenteiError("model config: 'layers' is empty; list the conv layers (out, kernel, stride, dilation)")
+    if not isinstance(model_cfg["layers"], list):
+        raise SenteiError("model config: 'layers' must be a list of layers ({out: N, kernel: K, ...})")
     layers = []
     for n, spec in enumerate(model_cfg["layers"]):
+        if not isinstance(spec, dict):
+            raise SenteiError(f"model config: layer {n} is {spec!r}; write it as {{out: N, kernel: K, stride: S}}")
         spec = dict(spec)
         if "out" not in spec:
             raise SenteiError(f"model config: layer {n} has no 'out' (number of filters)")
-        k = int(spec.get("kernel", 3))
-        d = int(spec.get("dilation", 1))
-        layers.append({"name": str(spec.get("name", f"conv{n + 1}")), "out": int(spec["out"]), "kernel": k,
-                       "stride": int(spec.get("stride", 1)), "dilation": d,
-                       "padding": int(spec.get("padding", d * (k - 1) // 2))})
-    cls = dict(model_cfg.get("classifier") or {})
-    layers.append({"name": str(cls.get("name", "classifier")), "out": int(model_cfg.get("num_classes", 11)),
+        name = str(spec.get("name", f"conv{n + 1}"))
+        field = {key: _integer(spec.get(key, default), f"layer {name} {key}", 1)
+                 for key, default in (("out", None), ("kernel", 3), ("stride", 1), ("dilation", 1))}
+        k, d = field["kernel"], field["dilation"]
+        layers.append(dict(name=name, **field,
+                           padding=_integer(spec.get("padding", d * (k - 1) // 2), f"layer {name} padding", 0)))
+    cls = model_cfg.get("classifier") or {}
+    if not isinstance(cls, dict):
+        raise SenteiError(f"model config: classifier is {cls!r}; write it as {{name: classifier}}")
+    layers.append({"name": str(cls.get("name", "classifier")),
+                   "out": _integer(model_cfg.get("num_classes", 11), "num_classes", 2),
                    "kernel": 1, "stride": 1, "dilation": 1, "padding": 0, "classifier": True})
     return layers
 
