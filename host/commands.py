@@ -44,6 +44,10 @@ def register(sub) -> None:
     p.add_argument("--backend", default="emu", choices=EVAL_BACKENDS,
                    help="engine: emu (default), reference, csim, fpga, or torch (a PyTorch checkpoint)")
     p.add_argument("--limit", type=int, default=None, help="only the first N frames (quick checks)")
+    p.add_argument("--agree-with", metavar="CHECKPOINT", default=None,
+                   help="also label every frame with this quantization-aware checkpoint's fake-quantized forward "
+                        "(what QAT trained; e.g. sentei-camvid-fw90-qat) and report the share of pixels whose "
+                        "labels agree with --model's (needs PyTorch)")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="write the metrics as JSON")
     p.set_defaults(func=cmd_eval)
 
@@ -126,9 +130,11 @@ def cmd_eval(args) -> int:
     pairs = camvid.list_split(args.data, args.split)
     if args.limit:
         pairs = pairs[:args.limit]
+    other = _torch_predictor(args.agree_with, exact=False) if args.agree_with else None
     predictor, model_name, class_names, backend = _open_predictor(args.model, args.backend)
     n = len(class_names)
     conf = np.zeros((n, n), dtype=np.int64)
+    same = pixels = 0
     t0 = time.perf_counter()
     bar = _progress(pairs, f"eval {args.split}")
     try:
@@ -141,6 +147,9 @@ def cmd_eval(args) -> int:
                                   f"must match their frames pixel for pixel")
             pred = predictor(frame)
             conf += metrics.confusion(pred, gt, n)
+            if other is not None:  # every pixel, void ones too: the engines' agreement, not accuracy
+                same += int(np.count_nonzero(other[0](frame) == pred))
+                pixels += pred.size
     finally:
         for obj in (bar, predictor):  # the bar first: an error message then stands on its own line
             close = getattr(obj, "close", None)
@@ -161,6 +170,11 @@ def cmd_eval(args) -> int:
           f"mIoU {100 * result['miou']:.2f}  pixel accuracy {100 * result['pixel_accuracy']:.2f}")
     for name, v in result["iou"].items():
         print(f"  {name:<12} {'-' if v is None else f'{100 * v:6.2f}'}")
+    if other is not None:
+        result["agreement"] = {"with": args.agree_with, "path": other[1].path, "pixels": pixels,
+                               "agree": same / pixels}
+        print(f"labels agree with {args.agree_with} ({other[1].path}) on {100 * same / pixels:.3f} % of "
+              f"{pixels} pixels")
     if args.json_out:
         write_json(args.json_out, result)
     return 0
@@ -189,23 +203,32 @@ def check_alpha(alpha: float) -> None:
         raise SenteiError(f"--alpha {alpha} is outside [0, 1]")
 
 
-def _open_predictor(model_arg, backend: str):
-    """A callable frame -> labels at the frame's size, plus the model's name and classes."""
+def _torch_predictor(model_arg, exact: bool = True):
+    """``(frame -> labels at the frame's size, TorchEngine)`` of a checkpoint (``exact``: a QAT
+    checkpoint's integer path, else its fake-quantized forward)."""
     from sentei.host import preprocess, registry
 
+    if importlib.util.find_spec("torch") is None:
+        raise SenteiError("--backend torch and --agree-with need PyTorch: pip install 'sentei[train]'")
+    from sentei.training.engine import TorchEngine
+
+    path, _ = registry.resolve(model_arg, kind="torch-checkpoint")
+    engine = TorchEngine(path, exact=exact)
+    height, width = engine.input_size
+
+    def predict(frame):
+        labels = engine.predict(preprocess.prepare_frame(frame, height, width))
+        return preprocess.resize_labels(labels, *frame.shape[:2])
+
+    return predict, engine
+
+
+def _open_predictor(model_arg, backend: str):
+    """A callable frame -> labels at the frame's size, plus the model's name and classes."""
+    from sentei.host import registry
+
     if backend == "torch":
-        if importlib.util.find_spec("torch") is None:
-            raise SenteiError("--backend torch needs PyTorch: pip install 'sentei[train]'")
-        from sentei.training.engine import TorchEngine
-
-        path, _ = registry.resolve(model_arg, kind="torch-checkpoint")
-        engine = TorchEngine(path)
-        height, width = engine.input_size
-
-        def predict(frame):
-            labels = engine.predict(preprocess.prepare_frame(frame, height, width))
-            return preprocess.resize_labels(labels, *frame.shape[:2])
-
+        predict, engine = _torch_predictor(model_arg)
         return predict, engine.name, tuple(engine.class_names), "torch"
     from sentei.host.segmenter import Segmenter
 

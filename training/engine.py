@@ -37,6 +37,9 @@ class TorchEngine:
     ----------
     path_or_name : checkpoint path or bundled name (``teacher``).
     device : ``"cpu"``, ``"cuda"`` or None (CUDA when available).
+    exact : for a quantization-aware checkpoint, its exact integer path (True, the model
+        file's numbers) or its fake-quantized training forward (False: what QAT optimised,
+        whose agreement with the integer engine ``sentei eval --agree-with`` measures).
 
     Attributes
     ----------
@@ -44,12 +47,15 @@ class TorchEngine:
     name, class_names, class_colors, kind (``teacher`` / ``compressed``), phase.
     """
 
-    def __init__(self, path_or_name, device: str | None = None):
+    def __init__(self, path_or_name, device: str | None = None, exact: bool = True):
         path = resolve_checkpoint(path_or_name)
         ckpt = load_checkpoint(path)
         self.kind = ckpt.get("kind")
         self.phase = ckpt.get("phase", "float")
         self.net = build_from_checkpoint(ckpt).eval()
+        self.exact = bool(exact)
+        self.path = ("exact integer path" if exact else "fake-quantized forward") if isinstance(self.net, QATNet) \
+            else "float forward"
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.net.to(self.device)
         cfg = ckpt["config"]
@@ -65,7 +71,7 @@ class TorchEngine:
         """uint8 frames ``[N, H, W, 3]`` -> real logits ``[N, classes, h, w]`` (float32)."""
         x = torch.from_numpy(np.array(frames, dtype=np.uint8)).permute(0, 3, 1, 2).to(self.device)
         if isinstance(self.net, QATNet):
-            return self.net(x, exact=True).float()
+            return self.net(x, exact=self.exact).float()
         return self.net(x).float()
 
     def predict(self, frame: np.ndarray) -> np.ndarray:

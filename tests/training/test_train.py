@@ -328,3 +328,40 @@ def test_compress_from_keeps_no_structure_key_of_the_new_config(tiny_runs, tmp_p
     train.compress(cfg, tdir / "teacher.pt", out, train.setup_env("cpu"), data, init_path=tmp_path / "init.pt")
     assert "weight_bits" not in train.load_checkpoint(out / "last.pt")["compress"]
     assert {layer.weight_bits for layer in fmt.load(out / "model.sentei").layers} == {8}
+
+
+def test_eval_agree_with_measures_the_qat_forward_against_the_integer_engine(tiny_runs, tmp_path, capsys):
+    """`sentei eval --agree-with CKPT`: the share of pixels whose labels the model file (integer
+    engine) and the checkpoint's fake-quantized forward agree on, over every pixel of the split."""
+    from PIL import Image
+
+    from sentei.host import reference
+    from sentei.training.engine import TorchEngine
+
+    _, cdir, data, _ = tiny_runs
+    root = tmp_path / "camvid"
+    (root / "val").mkdir(parents=True)
+    (root / "valannot").mkdir()
+    frames = [data.val.frames[i].permute(1, 2, 0).numpy() for i in range(4)]
+    for i, (frame, labels) in enumerate(zip(frames, data.val.labels[:4])):
+        Image.fromarray(frame).save(root / "val" / f"f{i}.png")
+        Image.fromarray(labels.numpy().astype(np.uint8)).save(root / "valannot" / f"f{i}.png")
+    fake = TorchEngine(cdir / "best.pt", device="cpu", exact=False)
+    paths, forward = [], fake.net.forward
+    fake.net.forward = lambda x, exact=False, **kw: paths.append(exact) or forward(x, exact=exact, **kw)
+    fake.logits(np.stack(frames))
+    assert paths == [False] and fake.path == "fake-quantized forward"  # (its labels equal the exact path's here)
+    # a model file that disagrees with the checkpoint on some pixels: class 3 favoured in its logits
+    model = fmt.load(cdir / "model.sentei")
+    model.layers[-1].bias[3] += int(np.abs(model.layers[-1].bias).max()) + 200
+    path = fmt.save(model, tmp_path / "shifted.sentei")
+    expected = np.mean([reference.predict(model, f) == fake.predict(f) for f in frames])
+    assert 0.05 < expected < 0.999
+    out = tmp_path / "e.json"
+    capsys.readouterr()
+    assert main(["eval", "--model", str(path), "--data", str(root), "--backend", "reference",
+                 "--agree-with", str(cdir / "best.pt"), "--json", str(out)]) == 0
+    agreement = json.loads(out.read_text())["agreement"]
+    assert agreement["path"] == "fake-quantized forward" and agreement["pixels"] == 4 * 32 * 48
+    assert agreement["agree"] == pytest.approx(expected, abs=1e-12)
+    assert f"{100 * expected:.3f} % of 6144 pixels" in capsys.readouterr().out
