@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from sentei.errors import SenteiError
 from sentei.host import format as fmt
 from sentei.host.format import InputQuant
+from sentei.training.config import Number
 
 DEFAULT_INPUT = {"height": 360, "width": 480, "mean": [0.390, 0.405, 0.414], "std": [0.297, 0.305, 0.301],
                  "scale": 3.0 / 128, "bits": 8, "shift": 16}
@@ -50,17 +51,10 @@ def quantize_frames(frames: torch.Tensor, q: InputQuant) -> torch.Tensor:
 
 def _integer(value, what: str, minimum: int) -> int:
     """An integer field of a model config, at least ``minimum``; a one-line error naming it otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise SenteiError(f"model config: {what} is {value!r}, not an integer; write a number")
-    try:
-        number = float(value)
-    except ValueError:
-        raise SenteiError(f"model config: {what} is {value!r}, not an integer; write a number") from None
-    if number != int(number):
-        raise SenteiError(f"model config: {what} is {value!r}, not a whole number")
-    if number < minimum:
-        raise SenteiError(f"model config: {what} is {int(number)}; it must be at least {minimum}")
-    return int(number)
+    problem = Number(minimum, integer=True).problem(value)
+    if problem is not None:
+        raise SenteiError(f"model config: {what} is {value!r}; it must be {problem}")
+    return int(value)
 
 
 def normalize_layers(model_cfg: dict) -> list[dict]:

@@ -66,18 +66,18 @@ def test_config_needs_layers():
 
 
 @pytest.mark.parametrize("layers, message", [
-    ([{"out": "abc"}], r"layer conv1 out is 'abc', not an integer"),
-    ([{"out": 8, "kernel": 2.5}], "layer conv1 kernel is 2.5, not a whole number"),
-    ([{"out": 8, "stride": 0, "name": "c"}], "layer c stride is 0; it must be at least 1"),
-    ([{"out": 8, "padding": -1}], "layer conv1 padding is -1; it must be at least 0"),
-    ([{"out": 8, "dilation": [2]}], r"layer conv1 dilation is \[2\], not an integer"),
+    ([{"out": "abc"}], r"layer conv1 out is 'abc'; it must be an integer of at least 1"),
+    ([{"out": 8, "kernel": 2.5}], "layer conv1 kernel is 2.5; it must be an integer of at least 1"),
+    ([{"out": 8, "stride": 0, "name": "c"}], "layer c stride is 0; it must be an integer of at least 1"),
+    ([{"out": 8, "padding": -1}], "layer conv1 padding is -1; it must be an integer of at least 0"),
+    ([{"out": 8, "dilation": [2]}], r"layer conv1 dilation is \[2\]; it must be an integer of at least 1"),
     (["conv"], "layer 0 is 'conv'; write it as"),
     ({"out": 8}, "'layers' must be a list"),
 ])
 def test_config_fields_are_checked_and_named(layers, message):
     with pytest.raises(SenteiError, match=f"^model config: {message}"):
         models.normalize_layers({"layers": layers})
-    assert models.normalize_layers({"layers": [{"out": "8", "kernel": 3.0}], "num_classes": 4})[0] == \
+    assert models.normalize_layers({"layers": [{"out": "8", "kernel": 3}], "num_classes": 4})[0] == \
         {"name": "conv1", "out": 8, "kernel": 3, "stride": 1, "dilation": 1, "padding": 1}
 
 
