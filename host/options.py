@@ -1,35 +1,74 @@
-"""argparse ``type=`` checks shared by the commands: a bad value is refused while the command
-line is parsed, in one line (``sentei: error: argument --seed: ...``), before any work."""
+"""Rules for numbers given on a command line or in a config, and argparse ``type=`` checks
+built from them: a bad value is refused while the command line is parsed, in one line
+(``sentei: error: argument --seed: -1 must be an integer of at least 0, e.g. 0``), before
+any work. training/config.py states its keys with the same rules."""
 from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import dataclass
 
 
-def int_at_least(minimum: int):
-    """An argparse type: an integer of at least ``minimum`` (``int_at_least(0)``: a seed, a count)."""
+@dataclass(frozen=True)
+class Number:
+    """An integer (``integer``) or a finite real from ``low`` to ``high`` (``*_open``: that end excluded)."""
 
-    def parse(text: str) -> int:
+    low: float
+    high: float | None = None
+    integer: bool = False
+    low_open: bool = False
+    high_open: bool = False
+
+    def parse(self, text: str):
+        return int(text) if self.integer else float(text)
+
+    def problem(self, value) -> str | None:
+        """None when ``value`` is allowed, else what it must be (YAML reads 1e-3 as a string: parsed)."""
+        if isinstance(value, str):
+            try:
+                value = self.parse(value)
+            except ValueError:
+                return self.describe()
+        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
+            return self.describe()
+        if not math.isfinite(value) or value < self.low or (self.low_open and value == self.low):
+            return self.describe()
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            return self.describe()
+        return None
+
+    def describe(self) -> str:
+        if self.integer:
+            return f"an integer of at least {self.low}" if self.high is None else \
+                f"an integer from {self.low} to {self.high}"
+        if self.high is None:
+            return "a positive number" if self.low == 0 and self.low_open else f"a number of at least {self.low}"
+        return f"a number in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+
+
+def as_option(rule, example):
+    """An argparse type: the text parsed by ``rule`` (a :class:`Number`, or any rule with
+    ``parse`` and ``problem``) and refused with what it must be and an ``example``."""
+
+    def parse(text: str):
         try:
-            value = int(text)
+            value = rule.parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}; pass {minimum} or more")
+            value = text
+        problem = rule.problem(value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text} must be {problem}, e.g. {example}")
         return value
 
     return parse
 
 
+def int_at_least(minimum: int):
+    """An argparse type: an integer of at least ``minimum`` (``int_at_least(0)``: a seed, a count)."""
+    return as_option(Number(minimum, integer=True), minimum)
+
+
 non_negative_int = int_at_least(0)
 
-
-def non_negative_seconds(text: str) -> float:
-    """A duration: a finite number of seconds, 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number of seconds >= 0; pass e.g. 0 or 2.5")
-    return value
+#: A duration: a finite number of seconds, 0 or more.
+non_negative_seconds = as_option(Number(0), "0 or 2.5")

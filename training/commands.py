@@ -43,7 +43,7 @@ def register(sub) -> None:
                    help="teacher checkpoint (teacher.pt / best.pt of sentei train, or the bundled name teacher)")
     p.add_argument("--scheme", choices=SCHEMES,
                    help="pruning scheme; dense: no pruning, distillation and QAT only")
-    p.add_argument("--sparsity", type=float,
+    p.add_argument("--sparsity", type=option("compress", "sparsity"),
                    help="target fraction of zero weights per pruned layer, in (0, 1) (not with nm: N:M fixes it "
                         "at 1 - N/M)")
     p.add_argument("--group-size", type=option("compress", "group_size"),
@@ -53,10 +53,10 @@ def register(sub) -> None:
     distill.add_argument("--distill", dest="distill", action="store_true", default=None,
                          help="distil from the teacher")
     distill.add_argument("--no-distill", dest="distill", action="store_false", help="label loss only")
-    p.add_argument("--weight-bits", type=int,
+    p.add_argument("--weight-bits", type=option("compress", "weight_bits"),
                    help="weight width of every layer, conv1 and the classifier included (2..8; a config's "
                         "weight_bits: {default: 8, conv1: 8} sets it per layer)")
-    p.add_argument("--act-bits", type=int, help="activation width (8..16)")
+    p.add_argument("--act-bits", type=option("compress", "act_bits"), help="activation width (8..16)")
     p.add_argument("--prune-epochs", type=positive_int, help="epochs of pruning and fine-tuning (float)")
     p.add_argument("--qat-epochs", type=positive_int, help="epochs of quantization-aware training")
     p.add_argument("--schedule", choices=("cubic", "oneshot"), help="sparsity schedule")
@@ -209,6 +209,7 @@ def cmd_compress(args) -> int:
     if comp.get("scheme") == "nm" and args.sparsity is not None:
         raise SenteiError(f"--sparsity {args.sparsity} with N:M: N:M fixes the sparsity at 1 - N/M (2:4: 50 %); "
                           f"drop --sparsity and pick --nm")
+    train.check_compress(cfg, args.out)  # every key's rule (bit widths, ...: training/config.py)
     if comp.get("scheme") == "dense":  # quantization only: the pruning machinery at zero sparsity
         if args.sparsity not in (None, 0.0):
             raise SenteiError(f"--sparsity {args.sparsity} with --scheme dense: a dense model prunes nothing "
@@ -217,13 +218,6 @@ def cmd_compress(args) -> int:
     elif not 0.0 < float(comp.get("sparsity", 0.9)) < 1.0:
         raise SenteiError(f"--sparsity {comp.get('sparsity')}: must lie in (0, 1), e.g. 0.9 "
                           f"(for quantization without pruning use --scheme dense)")
-    bits = comp.get("weight_bits", 8)
-    for name, b in (bits.items() if isinstance(bits, dict) else [("all layers", bits)]):
-        if not isinstance(b, int) or not 2 <= b <= 8:
-            raise SenteiError(f"weight bits {b} for {name}: the model file stores 2..8-bit weights")
-    if not 8 <= int(comp.get("act_bits", 8)) <= 16:
-        raise SenteiError(f"activation bits {comp.get('act_bits')}: use 8..16")
-    train.check_compress(cfg, args.out)  # e.g. a config cannot write outside the run
     _check_run_dir(args)
     env = train.setup_env(args.device)
     from sentei.training.engine import resolve_checkpoint

@@ -9,49 +9,11 @@ range, a missing ``model`` section. The command line's options take the same rul
 """
 from __future__ import annotations
 
-import argparse
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from sentei.errors import SenteiError
-
-
-@dataclass(frozen=True)
-class Number:
-    """An integer (``integer``) or a finite real from ``low`` to ``high`` (``*_open``: that end excluded)."""
-
-    low: float
-    high: float | None = None
-    integer: bool = False
-    low_open: bool = False
-    high_open: bool = False
-
-    def parse(self, text: str):
-        return int(text) if self.integer else float(text)
-
-    def problem(self, value) -> str | None:
-        """None when ``value`` is allowed, else what it must be (YAML reads 1e-3 as a string: parsed)."""
-        if isinstance(value, str):
-            try:
-                value = self.parse(value)
-            except ValueError:
-                return self.describe()
-        if isinstance(value, bool) or not isinstance(value, int if self.integer else (int, float)):
-            return self.describe()
-        if not math.isfinite(value) or value < self.low or (self.low_open and value == self.low):
-            return self.describe()
-        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
-            return self.describe()
-        return None
-
-    def describe(self) -> str:
-        if self.integer:
-            return f"an integer of at least {self.low}" if self.high is None else \
-                f"an integer from {self.low} to {self.high}"
-        if self.high is None:
-            return "a positive number" if self.low == 0 and self.low_open else f"a number of at least {self.low}"
-        return f"a number in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+from sentei.host.options import Number, as_option
 
 
 @dataclass(frozen=True)
@@ -199,6 +161,8 @@ def check_config(cfg: dict, section: str, where="config") -> None:
         raise SenteiError(f"{where}: no 'model:' section (num_classes, input, layers); a teacher config needs "
                           f"one, e.g. training/configs/camvid-fcn7.yaml")
     for name in ("model", "data", section):
+        if name in cfg and cfg[name] is None:  # `data:` with nothing under it: an empty section
+            cfg[name] = {}
         if cfg.get(name) is not None and not isinstance(cfg[name], dict):
             raise SenteiError(f"{where}: '{name}:' must be a mapping of keys, not {cfg[name]!r}")
     check_keys(cfg.get(section) or {}, SECTIONS[section], f"{where}: {section}")
@@ -226,23 +190,12 @@ def check_keys(values: dict, keys: dict, where: str) -> None:
             raise SenteiError(f"{where}.{key} {value!r} must be {problem}, e.g. {example}")
         if isinstance(value, str) and hasattr(rule, "parse"):
             values[key] = rule.parse(value)  # lr: 1e-3 (YAML: a string) -> 0.001
-        if isinstance(rule, Section) and value:
-            check_keys(value, rule.keys, f"{where}.{key}")
+        if isinstance(rule, Section):
+            values[key] = value if value is not None else {}  # `distill:` with nothing under it
+            check_keys(values[key], rule.keys, f"{where}.{key}")
 
 
 def option(section: str, key: str):
     """argparse type for the option that sets ``key`` of ``section``: the config's rule for it."""
     rule, example = SECTIONS[section][key]
-    rule = getattr(rule, "rule", rule)  # the number itself: an option is never null, nor per layer
-
-    def parse(text: str):
-        try:
-            value = rule.parse(text)
-        except ValueError:
-            value = text
-        problem = rule.problem(value)
-        if problem:
-            raise argparse.ArgumentTypeError(f"{text} must be {problem}, e.g. {example}")
-        return value
-
-    return parse
+    return as_option(getattr(rule, "rule", rule), example)  # the number itself: an option is never null

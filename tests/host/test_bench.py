@@ -56,12 +56,12 @@ def test_parse_lists_and_size():
 
 
 @pytest.mark.parametrize("option, value, message", [
-    ("--seed", "-1", "-1 is less than 0"),
-    ("--warmup", "-1", "-1 is less than 0"),
-    ("--warmup-seconds", "-1", "not a finite number of seconds"),
-    ("--warmup-seconds", "nan", "not a finite number of seconds"),
-    ("--idle", "-1", "not a finite number of seconds"),
-    ("--min-seconds", "-1", "not a finite number of seconds"),
+    ("--seed", "-1", "-1 must be an integer of at least 0"),
+    ("--warmup", "-1", "-1 must be an integer of at least 0"),
+    ("--warmup-seconds", "-1", "must be a number of at least 0, e.g. 0 or 2.5"),
+    ("--warmup-seconds", "nan", "must be a number of at least 0, e.g. 0 or 2.5"),
+    ("--idle", "-1", "must be a number of at least 0, e.g. 0 or 2.5"),
+    ("--min-seconds", "-1", "must be a number of at least 0, e.g. 0 or 2.5"),
     ("--device", "tpu", "pass cpu, cuda or cuda:N"),
 ])
 def test_bad_numbers_and_devices_are_refused_while_parsing(option, value, message, capsys):

@@ -319,7 +319,7 @@ def test_cli_negative_seed_is_refused_while_parsing(capsys, sentei_main):
         sentei_main(["perf", "--seed", "-1", "--model", "/no/such/model"])
     assert done.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "argument --seed: -1 is less than 0" in err
+    assert err.count("\n") == 1 and "argument --seed: -1 must be an integer of at least 0" in err
 
 
 def test_cli_unknown_board_is_one_line(tmp_path, capsys, sentei_main):

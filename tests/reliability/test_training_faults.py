@@ -121,18 +121,18 @@ def test_checkpoints_are_weights_only_through_every_command(tmp_path, capsys, im
 
 
 @pytest.mark.parametrize("argv_tail, fragment", [
-    (["--sparsity", "1.0"], "--sparsity 1.0: must lie in"),
-    (["--sparsity", "-0.1"], "--sparsity -0.1"),
+    (["--sparsity", "1.0"], "argument --sparsity: 1.0 must be a number in [0, 1)"),
+    (["--sparsity", "-0.1"], "argument --sparsity: -0.1 must be a number in [0, 1)"),
     (["--sparsity", "0"], "--sparsity 0.0: must lie in (0, 1)"),
-    (["--weight-bits", "9"], "weight bits 9"),  # bits the model file and the hardware do not take
-    (["--weight-bits", "1"], "weight bits 1"),
-    (["--act-bits", "20"], "activation bits 20"),
-    (["--act-bits", "3"], "activation bits 3"),
+    (["--weight-bits", "9"], "argument --weight-bits: 9 must be an integer from 2 to 8"),  # bits the model file and the hardware do not take
+    (["--weight-bits", "1"], "argument --weight-bits: 1 must be an integer from 2 to 8"),
+    (["--act-bits", "20"], "argument --act-bits: 20 must be an integer from 8 to 16"),
+    (["--act-bits", "3"], "argument --act-bits: 3 must be an integer from 8 to 16"),
     (["--nm", "2-4"], "expected N:M"),
     (["--nm", "4:2"], "needs 0 < N < M"),
     (["--scheme", "dense", "--sparsity", "0.5"], "a dense model prunes nothing"),
-    (["--epochs", "0"], "--epochs: 0 is less than 1; pass 1 or more"),
-    (["--qat-epochs", "-3"], "--qat-epochs: -3 is less than 1; pass 1 or more"),
+    (["--epochs", "0"], "--epochs: 0 must be an integer of at least 1, e.g. 1"),
+    (["--qat-epochs", "-3"], "--qat-epochs: -3 must be an integer of at least 1, e.g. 1"),
     (["--size", "axb"], "expected HxW"),
 ])
 def test_compress_options_are_refused_before_any_work(argv_tail, fragment, tmp_path, capsys):
