@@ -333,7 +333,12 @@ def removed_if_failed(run):
             return run(*args, **kwargs)
         except BaseException:
             if missing and env.main and not (run_dir / "last.pt").exists():
-                shutil.rmtree(missing[-1], ignore_errors=True)
+                shutil.rmtree(run_dir, ignore_errors=True)
+                for parent in missing[1:]:  # made for this run, and empty unless another run uses it
+                    try:
+                        parent.rmdir()
+                    except OSError:
+                        break
             raise
 
     return guarded

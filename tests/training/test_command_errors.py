@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,7 +74,7 @@ def test_train_refuses_before_making_the_run_directory(tmp_path, capsys, config,
     ({}, ["--group-size", "0"], "argument --group-size: 0 must be an integer of at least 1"),
     ({}, ["--dense", "convX"], "unknown layer(s) ['convX']"),
     ({}, ["--resume"], "--resume: no checkpoint"),
-    ({}, ["--weight-bits", "9"], "weight bits 9 for all layers: the model file stores 2..8-bit weights"),
+    ({}, ["--weight-bits", "9"], "argument --weight-bits: 9 must be an integer from 2 to 8, e.g. 8"),
     ({}, ["--scheme", "filterwise", "--nm", "2:4"], "--nm with --scheme filterwise: N:M is the nm scheme's"),
     ({}, ["--scheme", "nm", "--sparsity", "0.9"], "--sparsity 0.9 with N:M: N:M fixes the sparsity at 1 - N/M"),
     ({}, ["--distill", "--no-distill"], "argument --no-distill: not allowed with argument --distill"),
@@ -181,3 +182,40 @@ def test_config_checks_beyond_single_values():
         check_config(compress_config("nm", n=4, m=4), "compress")
     with pytest.raises(SenteiError, match=r"'train:' must be a mapping of keys, not 5"):
         check_config(dict(tiny_config(), train=5), "train")
+
+
+def test_an_empty_section_is_an_empty_mapping():
+    """`data:` or `distill:` with nothing under it (YAML null) is {} -- the commands then set keys in it."""
+    cfg = dict(tiny_config(epochs=1), data=None)
+    check_config(cfg, "train")
+    assert cfg["data"] == {}
+    comp = compress_config()
+    comp["compress"]["distill"] = None
+    comp["compress"]["schedule"] = None
+    check_config(comp, "compress")
+    assert comp["compress"]["distill"] == {} and comp["compress"]["schedule"] == {}
+
+
+def test_a_failed_run_removes_its_own_folders_only(tmp_path):
+    """A run that fails before its first checkpoint removes its run directory and the parents it
+    made while they are empty; a sibling run started in the same new parent is left alone."""
+    env = train.setup_env("cpu")
+
+    @train.removed_if_failed
+    def run(run_dir, env):
+        Path(run_dir).mkdir(parents=True)
+        (Path(run_dir) / "train.log").write_text("started\n")
+        sibling.mkdir(parents=True)
+        (sibling / "last.pt").write_bytes(b"another run's checkpoint")
+        raise RuntimeError("failed before the first epoch")
+
+    sibling = tmp_path / "new" / "deeper" / "y"
+    with pytest.raises(RuntimeError):
+        run(tmp_path / "new" / "deeper" / "x", env)
+    assert not (tmp_path / "new" / "deeper" / "x").exists()
+    assert (sibling / "last.pt").read_bytes() == b"another run's checkpoint"
+    sibling_parent = tmp_path / "alone"
+    sibling = tmp_path / "elsewhere" / "z"
+    with pytest.raises(RuntimeError):
+        run(sibling_parent / "a" / "b", env)
+    assert not sibling_parent.exists()  # every folder it made, once empty, is gone
