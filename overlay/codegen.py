@@ -432,17 +432,24 @@ def default_out_dir(model) -> Path:
     return Path("build") / "hls" / safe
 
 
+#: overlay/ folders that hold hand-written sources (build/ and csim_build/ beside them are outputs)
+SOURCE_FOLDERS = ("hls", "tb", "scripts", "boards")
+
+
 def check_out_dir(out: Path) -> None:
-    """Refuse an output folder inside the package's own sources (sentei/, host/, training/,
-    overlay/): a generated ``network.h`` there would sit beside, and be taken for, the
-    hand-written HLS."""
+    """Refuse an output folder among the package's own sources: a package folder itself
+    (sentei/, host/, training/, overlay/) or anything under host/, training/, sentei/ and
+    overlay's source folders. A generated ``network.h`` there would sit beside, and be taken
+    for, the hand-written HLS. overlay/build/ (the Makefile's) is an output folder."""
     target = Path(out).resolve()
-    for package in ("sentei", "sentei.host", "sentei.training", "sentei.overlay"):
-        spec = importlib.util.find_spec(package)
-        for root in map(lambda p: Path(p).resolve(), (spec.submodule_search_locations or []) if spec else []):
-            if target == root or root in target.parents:
-                raise SenteiError(f"--out {out}: inside the package's sources ({root}); generated files go in a "
-                                  f"build folder (the default is build/hls/<model name>)")
+    here = Path(__file__).resolve().parent
+    whole = [Path(p).resolve() for name in ("sentei", "sentei.host", "sentei.training")
+             for spec in [importlib.util.find_spec(name)] if spec for p in spec.submodule_search_locations or []]
+    trees = whole + [here / name for name in SOURCE_FOLDERS]
+    root = next((r for r in trees if target == r or r in target.parents), here if target == here else None)
+    if root is not None:
+        raise SenteiError(f"--out {out}: inside the package's sources ({root}); generated files go in a build "
+                          f"folder (the default is build/hls/<model name>)")
 
 
 def generate(model, out_dir: str | os.PathLike | None = None, lanes=None, board: str | None = None,

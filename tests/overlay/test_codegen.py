@@ -120,9 +120,12 @@ def test_generate_refuses_the_package_sources():
     before = sorted(p.name for p in hls.iterdir())
     with pytest.raises(SenteiError, match=r"inside the package's sources .*build/hls/<model name>"):
         codegen.generate(tiny(), hls / "gen")
-    with pytest.raises(SenteiError, match="inside the package's sources"):
-        codegen.generate(tiny(), Path(codegen.__file__).resolve().parent.parent / "host")
+    overlay = Path(codegen.__file__).resolve().parent
+    for folder in (overlay.parent / "host", overlay, overlay / "tb" / "x"):
+        with pytest.raises(SenteiError, match="inside the package's sources"):
+            codegen.check_out_dir(folder)
     assert sorted(p.name for p in hls.iterdir()) == before
+    codegen.check_out_dir(overlay / "build" / "zcu104" / "gen")  # the Makefile's own output folder
 
 
 def test_top_header_agrees_with_register_module():
