@@ -61,7 +61,7 @@ def _quiet(cv2):
     """OpenCV's own log silenced (its ``[ WARN...]``/``[ERROR...]`` lines for a camera index, URL
     or output file that does not open); our one-line error says what failed. ``OPENCV_LOG_LEVEL`` set by
     the user wins."""
-    if "OPENCV_LOG_LEVEL" in os.environ:
+    if "OPENCV_LOG_LEVEL" in os.environ or not hasattr(cv2, "setLogLevel"):  # (OpenCV < 4 lacks it)
         yield
         return
     before = cv2.getLogLevel()

@@ -402,12 +402,20 @@ class NvmlSource(PowerSource):
             self._nvml = pynvml
         try:
             self._nvml.nvmlInit()
+        except Exception as exc:  # NVMLError subclasses: no driver, no GPU
+            raise PowerUnavailable(f"nvml: {exc}") from None
+        try:
             if isinstance(self.index, str):
                 self._handle = self._nvml.nvmlDeviceGetHandleByUUID(self.index)
             else:
                 self._handle = self._nvml.nvmlDeviceGetHandleByIndex(self.index)
             self._nvml.nvmlDeviceGetPowerUsage(self._handle)
-        except Exception as exc:  # NVMLError subclasses: no driver, no GPU, not supported
+        except Exception as exc:  # no such GPU, power not supported: NVML was initialised, shut it down
+            self._handle = None
+            try:
+                self._nvml.nvmlShutdown()
+            except Exception:
+                pass
             raise PowerUnavailable(f"nvml: {exc}") from None
 
     def read(self):

@@ -63,7 +63,7 @@ def check_output(path, option: str, inputs=(), folder: bool = False):
 
     if path is None or str(path).strip() == "":
         raise SenteiError(f"{option}: empty path; pass a {'folder' if folder else 'file name'}")
-    out = Path(path).expanduser()
+    out = Path(path)  # as the command will write it: a shell expands ~, this does not
     if out.exists():
         if folder and not out.is_dir():
             raise SenteiError(f"{option} {path}: {_OS_ERROR_HINTS[errno.ENOTDIR]}")
@@ -73,7 +73,7 @@ def check_output(path, option: str, inputs=(), folder: bool = False):
         if other is None or str(other) == "":
             continue
         same = out.exists() and Path(other).exists() and os.path.samefile(out, other)
-        if same or out.resolve() == Path(other).expanduser().resolve():
+        if same or out.resolve() == Path(other).resolve():
             raise SenteiError(f"{option} {path} is also the input {other}; write to another path")
     parent = out if folder and out.is_dir() else out.parent
     while not parent.exists() and parent != parent.parent:

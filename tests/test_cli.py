@@ -3,6 +3,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,6 +66,8 @@ def test_check_output_refuses_before_any_work(tmp_path):
             check_output(path, "--json", inputs=[src])
     with pytest.raises(SenteiError, match="a file is where a folder is needed"):
         check_output(src, "--out", folder=True)
+    # no shell expanded it (--json=~/x.json): checked as written, where the command writes it
+    assert check_output("~/x.json", "--json") == Path("~/x.json")
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)

@@ -287,3 +287,19 @@ def test_opencv_says_nothing_when_a_camera_does_not_open(capfd, monkeypatch):
     assert cv2.getLogLevel() != 0  # restored afterwards
     err = capfd.readouterr().err
     assert "WARN" not in err and "ERROR" not in err
+
+
+def test_opencv_log_is_silenced_while_opening_and_restored(monkeypatch):
+    import types
+
+    monkeypatch.delenv("OPENCV_LOG_LEVEL", raising=False)
+    levels = []
+    cv2 = types.SimpleNamespace(getLogLevel=lambda: 3, setLogLevel=levels.append)
+    with camera._quiet(cv2):
+        assert levels == [0]
+    assert levels == [0, 3]
+    with camera._quiet(types.SimpleNamespace()):  # an OpenCV without the call (3.x): nothing to silence
+        pass
+    monkeypatch.setenv("OPENCV_LOG_LEVEL", "DEBUG")  # the user's choice wins
+    with camera._quiet(cv2):
+        assert levels == [0, 3]

@@ -261,6 +261,15 @@ def test_nvml_reads_the_gpu_torch_runs_on(monkeypatch):
 def test_nvml_failure_is_a_reason():
     with pytest.raises(pw.PowerUnavailable, match="nvml: Driver Not Loaded"):
         pw.NvmlSource(nvml=FakeNvml(fail="Driver Not Loaded")).open()
+    fake = FakeNvml()  # initialised, then no such GPU: NVML is shut down again
+
+    def no_such_gpu(uuid):
+        raise RuntimeError("Not Found")
+
+    fake.nvmlDeviceGetHandleByUUID = no_such_gpu
+    with pytest.raises(pw.PowerUnavailable, match="nvml: Not Found"):
+        pw.NvmlSource(index="GPU-0", nvml=fake).open()
+    assert fake.shutdown
 
 
 def pynq_rails():
