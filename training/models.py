@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from sentei.errors import SenteiError
 from sentei.host import format as fmt
 from sentei.host.format import InputQuant
-from sentei.training.config import Number
+from sentei.host.options import Number
 
 DEFAULT_INPUT = {"height": 360, "width": 480, "mean": [0.390, 0.405, 0.414], "std": [0.297, 0.305, 0.301],
                  "scale": 3.0 / 128, "bits": 8, "shift": 16}
