@@ -393,6 +393,10 @@ def test_make_checks_the_model(tmp_path):
     assert proc.returncode != 0 and "MODEL is not set" in proc.stderr
     proc = _make("-n", "BOARD=zcu104", f"MODEL={tmp_path / 'missing.sentei'}")
     assert proc.returncode != 0 and "missing.sentei' does not exist" in proc.stderr
+    bundled = sorted((Path(__file__).resolve().parents[2] / "host" / "bundled").glob("*.sentei"))
+    if bundled:  # a bundled model by its name, as the README writes it
+        proc = _make("-n", "perf", "BOARD=zcu104", f"MODEL={bundled[0].stem}", f"PYTHON={sys.executable}")
+        assert proc.returncode == 0 and f"--model {bundled[0]}" in proc.stdout, proc.stderr
 
 
 @needs_make
