@@ -216,9 +216,8 @@ def _torch_predictor(model_arg, exact: bool = True):
     engine = TorchEngine(path, exact=exact)
     height, width = engine.input_size
 
-    def predict(frame):
-        labels = engine.predict(preprocess.prepare_frame(frame, height, width))
-        return preprocess.resize_labels(labels, *frame.shape[:2])
+    def predict(frame):  # labels at the frame's size from the upsampled logits, as the Segmenter makes them
+        return engine.predict(preprocess.prepare_frame(frame, height, width), size=frame.shape[:2])
 
     return predict, engine
 

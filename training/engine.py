@@ -74,12 +74,13 @@ class TorchEngine:
             return self.net(x, exact=self.exact).float()
         return self.net(x).float()
 
-    def predict(self, frame: np.ndarray) -> np.ndarray:
-        """uint8 RGB ``[H, W, 3]`` at :attr:`input_size` -> uint8 labels ``[H, W]``."""
+    def predict(self, frame: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """uint8 RGB ``[H, W, 3]`` at :attr:`input_size` -> uint8 labels ``[H, W]``, or at ``size``
+        (the logits upsampled to it, as the Segmenter labels a frame at the frame's own size)."""
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise SenteiError(f"frame must be uint8 RGB [H, W, 3], got {frame.dtype} {list(frame.shape)}")
         if tuple(frame.shape[:2]) != self.input_size:
             raise SenteiError(f"frame is {frame.shape[0]}x{frame.shape[1]}, the model takes "
                               f"{self.input_size[0]}x{self.input_size[1]} (resize with sentei.host.preprocess)")
-        return baseline.labels(self.logits(frame[None]), *self.input_size).cpu().numpy()
+        return baseline.labels(self.logits(frame[None]), *(size or self.input_size)).cpu().numpy()

@@ -365,3 +365,22 @@ def test_eval_agree_with_measures_the_qat_forward_against_the_integer_engine(tin
     assert agreement["path"] == "fake-quantized forward" and agreement["pixels"] == 4 * 32 * 48
     assert agreement["agree"] == pytest.approx(expected, abs=1e-12)
     assert f"{100 * expected:.3f} % of 6144 pixels" in capsys.readouterr().out
+
+
+def test_torch_labels_a_frame_of_another_size_as_the_segmenter_does(tiny_runs):
+    """A frame larger than the model's input: the checkpoint's exact path labels it from the
+    logits upsampled to the frame (as the Segmenter does), not by resizing model-size labels."""
+    from sentei.host import preprocess
+    from sentei.host.segmenter import Segmenter
+    from sentei.training.engine import TorchEngine
+
+    _, cdir, data, _ = tiny_runs
+    engine = TorchEngine(cdir / "best.pt", device="cpu")
+    with Segmenter(fmt.load(cdir / "model.sentei"), backend="reference", quiet=True) as seg:
+        for i in range(3):
+            frame = preprocess.prepare_frame(data.val.frames[i].permute(1, 2, 0).numpy(), 72, 100)
+            want = seg(frame)
+            small = preprocess.prepare_frame(frame, *engine.input_size)
+            assert np.array_equal(engine.predict(small, size=frame.shape[:2]), want)
+    resized = preprocess.resize_labels(engine.predict(small), *frame.shape[:2])
+    assert not np.array_equal(resized, want)  # what eval --backend torch did before
