@@ -6,6 +6,8 @@
 #
 # MODEL defaults to `synthetic` (random weights, the shipped architecture, 360x480, 90 %
 # filter-wise sparse); pass the bundled model's name or a .sentei file for a trained one.
+# With TEACHER=1 the bundled dense teacher (batch-norm folded) is timed the same way into
+# OUT's name with -teacher before .json.
 # Needs: pip install -e '.[train,bench]' (torch with CUDA, nvidia-ml-py for NVML power).
 set -euo pipefail
 MODEL="${1:-synthetic}"
@@ -18,3 +20,8 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit -
 "$PY" -m sentei bench --model "$MODEL" --backend torch --device cuda --precision fp32,fp16 \
     --frames 200 --warmup 20 --power auto --idle 3 --min-seconds 10 --json "$OUT"
 echo "report written: $OUT"
+if [ "${TEACHER:-0}" = 1 ]; then
+  "$PY" -m sentei bench --model teacher --backend torch --device cuda --precision fp32,fp16 \
+      --frames 200 --warmup 20 --power auto --idle 3 --min-seconds 10 --json "${OUT%.json}-teacher.json"
+  echo "report written: ${OUT%.json}-teacher.json"
+fi
