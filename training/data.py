@@ -66,7 +66,9 @@ def load_camvid(root, split: str, size: tuple[int, int] | None = None, limit: in
         items = pool.map(lambda p: _read_pair(p, size, num_classes), pairs)
         if progress:
             from tqdm import tqdm
-            items = tqdm(items, total=len(pairs), desc=f"load {split}", unit="frame", leave=False)
+
+            # disable=None: drawn on a terminal only (a log file would collect every redraw)
+            items = tqdm(items, total=len(pairs), desc=f"load {split}", unit="frame", leave=False, disable=None)
         items = list(items)
     shapes = {f.shape for f, _ in items}
     if len(shapes) != 1:

@@ -33,6 +33,13 @@ def test_load_png_and_jpg_frames_and_resize(tmp_path):
     assert set(np.unique(va.labels.numpy())) <= set(range(12))  # nearest: no invented labels
 
 
+def test_loading_draws_no_progress_bar_into_a_log(tmp_path, capfd):
+    """stderr that is not a terminal (a log file, CI) gets no bar: tqdm's redraws would fill it."""
+    write_split(tmp_path, "val", 3, "png")
+    data.load_camvid(tmp_path, "val", progress=True)
+    assert "load val" not in capfd.readouterr().err
+
+
 def test_median_frequency_weights_known_case():
     labels = torch.zeros(2, 4, 4, dtype=torch.uint8)
     labels[0, :2] = 1  # frame 0: 8 px class 0, 8 px class 1
