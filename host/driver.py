@@ -140,7 +140,8 @@ class SenteiDriver:
                 name = COMMAND_NAMES.get(getattr(self, "_cmd", None), "the command")
                 raise HardwareTimeoutError(
                     f"the accelerator did not signal done within {timeout:g} s of {name}; its buffers are "
-                    f"freed -- reload the bitstream (power-cycle the board if it persists)")
+                    f"kept (it may still write them) -- reload the bitstream, as a new Segmenter does "
+                    f"(power-cycle the board if it persists)")
             self._pause(pause, deadline)
             pause = min(pause * 2, 2e-4)  # an MMIO read costs ~1 us: 200 us bounds the added latency
         if not self.read(R.STATUS_CTRL) & 1:
@@ -230,6 +231,16 @@ class FrameTiming:
     total: float = 0.0  # the frame in -> its labels out (overlaps the previous frame when pipelined)
 
 
+#: Buffers of a command that never finished: the accelerator may still write them, so their
+#: memory is never handed back (pynq's ``freebuffer`` frees at once, and Linux reuses freed
+#: contiguous memory for ordinary pages). They live until the process ends; downloading the
+#: bitstream again (a new Segmenter) resets the accelerator.
+STRANDED: list = []
+
+#: Seconds ``Accelerator.close`` waits for a command still in flight before stranding its buffers.
+CLOSE_WAIT_S = 10.0
+
+
 class Accelerator:
     """The buffers of one model on one accelerator, and the commands that use them.
 
@@ -256,6 +267,7 @@ class Accelerator:
         self.timeout = float(timeout)
         self._buffers: list = []
         self.running: int | None = None  # the slot whose frame the accelerator is computing
+        self._in_flight = False  # a command started and its done not yet seen
         q = model.input
         c, h, w = model.shapes()[-1]
         try:
@@ -265,7 +277,7 @@ class Accelerator:
             self.logits = [self._allocate(allocate, (h, w, c), np.int32) for _ in range(slots)]
             self.weights[:] = blob
             self.weights.flush()
-            self.ip.start_command(R.CMD_LOAD_WEIGHTS, weights=self.weights.device_address)
+            self._start(R.CMD_LOAD_WEIGHTS, weights=self.weights.device_address)
             check_status(self._wait(), f"the weights of {model.name}")
         except BaseException:
             self.close()
@@ -276,12 +288,18 @@ class Accelerator:
         self._buffers.append(buf)
         return buf
 
+    def _start(self, command: int, **pointers) -> None:
+        self._in_flight = True
+        self.ip.start_command(command, **pointers)
+
     def _wait(self) -> int:
         try:
-            return self.ip.wait_done(self.timeout)
+            status = self.ip.wait_done(self.timeout)
         except HardwareTimeoutError:
-            self.close()
+            self.close(wait=False)  # it had its timeout: strand the buffers at once
             raise
+        self._in_flight = False
+        return status
 
     def load_frame(self, slot: int, frame: np.ndarray) -> None:
         """Copy a prepared frame (uint8 ``[H, W, 3]`` at the model's size) into buffer ``slot`` and flush it.
@@ -299,8 +317,8 @@ class Accelerator:
         if self.running is not None:
             raise SenteiError(f"frame slot {self.running} is still running; collect it first")
         q = self.model.input
-        self.ip.start_command(R.CMD_RUN_FRAME, frame=self.frames[slot].device_address,
-                      logits=self.logits[slot].device_address, height=q.height, width=q.width)
+        self._start(R.CMD_RUN_FRAME, frame=self.frames[slot].device_address,
+                    logits=self.logits[slot].device_address, height=q.height, width=q.width)
         self.running = slot
 
     def collect(self) -> np.ndarray:
@@ -317,11 +335,25 @@ class Accelerator:
     def closed(self) -> bool:
         return not self._buffers
 
-    def close(self) -> None:
-        """Free every buffer (idempotent)."""
+    def close(self, wait: bool = True) -> None:
+        """Free every buffer (idempotent), never under a running accelerator.
+
+        A command still in flight (closed mid-frame, Ctrl-C during the weight load) is given
+        up to :data:`CLOSE_WAIT_S` to finish (``wait``); one that does not finish leaves its
+        buffers allocated in :data:`STRANDED` rather than freed under the accelerator's writes.
+        """
         buffers, self._buffers = self._buffers, []
-        for buf in buffers:
-            buf.freebuffer()
+        if buffers and self._in_flight and wait:
+            try:
+                self.ip.wait_done(min(self.timeout, CLOSE_WAIT_S))
+                self._in_flight = False
+            except Exception:  # hung, or the driver already gone: keep the memory away from Linux
+                pass
+        if self._in_flight:
+            STRANDED.extend(buffers)
+        else:
+            for buf in buffers:
+                buf.freebuffer()
         self.running = None
 
 

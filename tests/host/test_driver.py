@@ -87,23 +87,45 @@ def test_all_buffers_are_freed_on_close(model):
         seg(synthetic.random_frame(0, 24, 32))
 
 
-def test_timeout_when_weights_never_load_frees_everything(model):
+@pytest.fixture
+def stranded(monkeypatch):
+    """drv.STRANDED for one test (a hung accelerator's buffers, never freed)."""
+    monkeypatch.setattr(drv, "STRANDED", [])
+    return drv.STRANDED
+
+
+def test_timeout_when_weights_never_load_strands_the_buffers(model, stranded):
+    """A command that never finishes: its buffers are kept allocated (the accelerator may still
+    write them; freed memory goes back to Linux), the accelerator is given back, one line says so."""
     ov = EmulatedOverlay(model, hang=True)
     t0 = time.monotonic()
-    with pytest.raises(HardwareTimeoutError, match="LOAD_WEIGHTS"):
+    with pytest.raises(HardwareTimeoutError, match="LOAD_WEIGHTS.*buffers are kept .* reload the bitstream"):
         Segmenter(model, overlay=ov, timeout=0.2)
     assert 0.2 <= time.monotonic() - t0 < 3.0
-    assert ov.memory.live_buffers() == 0 and ov.owner is None
+    assert ov.memory.live_buffers() == 5 and len(stranded) == 5 and ov.owner is None
 
 
-def test_timeout_mid_stream_frees_everything_and_closes(model):
+def test_timeout_mid_stream_strands_the_buffers_and_closes(model, stranded):
     ov = EmulatedOverlay(model)
     seg = Segmenter(model, overlay=ov, timeout=0.3)
     seg(synthetic.random_frame(0, 24, 32))
     ov.mmio.hang = True  # the accelerator stops answering
     with pytest.raises(HardwareTimeoutError, match="RUN_FRAME"):
         seg(synthetic.random_frame(1, 24, 32))
-    assert seg.closed and ov.memory.live_buffers() == 0 and ov.owner is None
+    assert seg.closed and ov.memory.live_buffers() == 5 == len(stranded) and ov.owner is None
+
+
+def test_closing_mid_frame_waits_for_the_accelerator_before_freeing(model):
+    """Closed while a frame runs (a camera loop stopped, Ctrl-C): the buffers are freed only after
+    the accelerator's last write -- on a board freeing first lets it write into reused memory."""
+    ov = EmulatedOverlay(model, delay_s=0.3)
+    seg = Segmenter(model, overlay=ov, timeout=5.0)
+    frames = seg.stream([synthetic.random_frame(i, 24, 32) for i in range(3)])
+    next(frames)  # the first frame's labels; the second is on the accelerator
+    seg.close()
+    assert ov.memory.live_buffers() == 0 and ov.owner is None
+    time.sleep(0.4)
+    assert ov.mmio.fault is None  # no write landed outside a live buffer
 
 
 def test_second_segmenter_on_the_same_overlay_is_refused(model):
@@ -274,8 +296,9 @@ def test_blob_is_what_the_driver_flushes(model):
     assert np.array_equal(device_view, weight_blob(model))
 
 
-def test_accelerator_alone_frees_its_buffers_on_timeout(model):
-    """Without a Segmenter around it, the Accelerator itself frees everything when the hardware hangs."""
+def test_accelerator_alone_strands_its_buffers_on_timeout(model, stranded):
+    """Without a Segmenter around it, the Accelerator itself closes when the hardware hangs, and
+    keeps the buffers of the command that never finished allocated."""
     ov = EmulatedOverlay(model)
     ip = drv.EmulatedIP(ov.ip_dict[IP_NAME])
     acc = drv.Accelerator(ip, ov.allocate, model, timeout=0.2)
@@ -284,11 +307,11 @@ def test_accelerator_alone_frees_its_buffers_on_timeout(model):
     acc.submit(0)
     with pytest.raises(HardwareTimeoutError):
         acc.collect()
-    assert acc.closed and ov.memory.live_buffers() == 0
+    assert acc.closed and ov.memory.live_buffers() == 5  # stranded, not freed under the accelerator
     hung = EmulatedOverlay(model, hang=True)
     with pytest.raises(HardwareTimeoutError):
         drv.Accelerator(drv.EmulatedIP(hung.ip_dict[IP_NAME]), hung.allocate, model, timeout=0.1)
-    assert hung.memory.live_buffers() == 0
+    assert hung.memory.live_buffers() == 5 and len(stranded) == 10
 
 
 def test_emulated_wait_sleeps_until_done_instead_of_polling(model):
