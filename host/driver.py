@@ -30,6 +30,7 @@ imports -- before ``pynq.Overlay`` is built, so PYNQ binds the accelerator to it
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -383,29 +384,77 @@ def pynq_device_status() -> tuple[bool, str]:
     return True, f"pynq finds {getattr(devices[0], 'name', 'a device')}"
 
 
-def find_bitstream(bitfile: str | os.PathLike | None = None) -> Path | None:
+def find_bitstream(bitfile: str | os.PathLike | None = None, root: Path | None = None,
+                   environ=None) -> Path | None:
     """The accelerator's ``.bit``: ``bitfile``, else ``$SENTEI_BITSTREAM``, else the installed one.
 
-    Installed bitstreams live in ``sentei/overlay/bitstreams/<board>/sentei.bit`` (with the
-    ``.hwh`` beside); with several, the one for the board PYNQ names in ``$BOARD``.
+    Installed bitstreams live in ``sentei/overlay/bitstreams/<board>/sentei.bit`` (``.hwh`` and
+    ``network.json`` beside). On a PYNQ image the one whose board is the board PYNQ names in
+    ``$BOARD`` (``pynq_board`` of ``overlay/boards/<board>.json``: ``Ultra96`` for ultra96v2); a
+    board with none is refused, never given another board's design. A ``.bit`` directly in
+    ``bitstreams/`` is taken for any board.
     """
+    environ = os.environ if environ is None else environ
     if bitfile is None:
-        bitfile = os.environ.get(BITSTREAM_ENV) or None
+        bitfile = environ.get(BITSTREAM_ENV) or None
     if bitfile is not None:
         path = Path(bitfile)
         if not path.is_file():
-            raise SenteiError(f"bitstream not found: {path} (build it with `sentei overlay build`)")
+            raise SenteiError(f"bitstream not found: {path} (build it with `make -C overlay`, docs/build.md)")
         if not path.with_suffix(".hwh").is_file():
             raise SenteiError(f"{path.with_suffix('.hwh')} is missing: PYNQ needs the .hwh beside the .bit")
         return path
     import sentei.overlay
 
-    root = Path(sentei.overlay.__file__).resolve().parent / "bitstreams"
+    overlay_dir = Path(sentei.overlay.__file__).resolve().parent
+    root = overlay_dir / "bitstreams" if root is None else Path(root)
     found = sorted(root.glob("*/*.bit")) + sorted(root.glob("*.bit"))
-    if len(found) > 1:
-        board = os.environ.get("BOARD", "").lower().replace("-", "")
-        found = [p for p in found if p.parent.name.lower().replace("-", "") == board] or found[:1]
-    return found[0] if found else None
+    board = environ.get("BOARD")
+    if not found or (board is None and len(found) == 1):
+        return found[0] if found else None
+    if board is None:
+        raise SenteiError(f"{len(found)} bitstreams are installed ({', '.join(str(p.relative_to(root)) for p in found)}) "
+                          f"and $BOARD is not set: set BOARD, or pass bitfile= (or ${BITSTREAM_ENV})")
+
+    def norm(name: str) -> str:
+        return name.lower().replace("-", "").replace("_", "")
+
+    def for_board(path: Path) -> bool:
+        if path.parent == root:  # a .bit for any board
+            return True
+        spec = overlay_dir / "boards" / f"{path.parent.name}.json"
+        names = {path.parent.name, json.loads(spec.read_text()).get("pynq_board", "")} if spec.is_file() else \
+            {path.parent.name}
+        return norm(board) in {norm(n) for n in names}
+
+    match = [p for p in found if for_board(p)]
+    if not match:
+        raise SenteiError(f"no installed bitstream is for this board ($BOARD={board}); installed: "
+                          f"{', '.join(str(p.relative_to(root)) for p in found)}: build one for it "
+                          f"(make -C overlay BOARD=..., docs/build.md) or pass bitfile=")
+    return match[0]
+
+
+def check_network(model, bitfile) -> None:
+    """Refuse a model whose weight blob is not the length the bitstream was built for.
+
+    The accelerator reads exactly its compiled ``blob_words`` (the header's offsets do not pin
+    the last layer's K), so a shorter blob would be read past its end and a longer one
+    misaligned, with ``STATUS_OK``. ``network.json``, published beside the ``.bit`` by the
+    build, says what the bitstream was built for.
+    """
+    from sentei.host.format import weight_blob
+
+    facts_path = Path(bitfile).with_name("network.json")
+    if not facts_path.is_file():
+        raise SenteiError(f"{facts_path} is missing: the build publishes it beside {Path(bitfile).name} "
+                          f"(make -C overlay); without it the model cannot be checked against the bitstream")
+    facts = json.loads(facts_path.read_text())
+    words = int(weight_blob(model).size)
+    if words != int(facts.get("blob_words", -1)):
+        raise SenteiError(f"{model.name}: its weight blob is {words} words, the bitstream {bitfile} was built "
+                          f"for {facts.get('model', 'another network')} ({facts.get('blob_words')} words): build "
+                          f"the bitstream for this model (make -C overlay MODEL=...)")
 
 
 class _BoardLock:

@@ -198,6 +198,9 @@ class Segmenter:
         owner = f"Segmenter(model {self.model.name!r}, backend {self.backend})"
         try:
             if self.backend == "fpga":
+                bitfile = choice.bitfile if overlay is None else getattr(overlay, "bitfile_name", None)
+                if bitfile:  # before downloading anything: the model must be the bitstream's network
+                    drv.check_network(self.model, bitfile)
                 self.overlay, ip, allocate, self._release = drv.open_board(choice.bitfile, owner, overlay)
             else:
                 if overlay is None:

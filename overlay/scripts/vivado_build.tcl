@@ -8,7 +8,8 @@
 # from the PS at the requested frequency, the IP's AXI4-Lite slave on the PS master port
 # through a SmartConnect, the IP's m_axi masters into one HP slave port through another,
 # one proc_sys_reset. Out: <out_dir>/sentei.bit and sentei.hwh (PYNQ loads the .hwh beside
-# the .bit by name), sentei_build.json, utilization and timing reports.
+# the .bit by name), network.json (what the driver checks a model against), sentei_build.json,
+# utilization and timing reports.
 # Written for Vivado 2023.1/2023.2.
 
 set sentei_scripts [file dirname [file normalize [info script]]]
@@ -17,7 +18,7 @@ source [file join $sentei_scripts common.tcl]
 sentei_load_settings {board part board_part board_connections family ps_ip ps_rule ps_master ps_slave ps_config
              clock_source clock_property clock_actual_property reset_source master_clock_pin
              slave_clock_pin peripheral_base vlnv top ctrl_interface ctrl_range clock_mhz ip_repo
-             project_dir out_dir jobs}
+             project_dir out_dir jobs gen_dir}
 set design sentei
 set ps ps
 set ip ${sentei(top)}_0
@@ -166,6 +167,10 @@ proc sentei_publish {src dst} {
 }
 sentei_publish $bit [file join $sentei(out_dir) sentei.bit]
 sentei_publish $hwh [file join $sentei(out_dir) sentei.hwh]
+# the network the bitstream was built for: the driver checks a model's blob length against it
+set network [file join $sentei(gen_dir) network.json]
+if {![file exists $network]} { sentei_fail "no $network: run `sentei overlay codegen --out $sentei(gen_dir)` first" }
+sentei_publish $network [file join $sentei(out_dir) network.json]
 set info [open [file join $sentei(out_dir) sentei_build.json.tmp] w]
 puts $info [format {{"board": "%s", "part": "%s", "vlnv": "%s", "clock_mhz_requested": %s,\
  "clock_mhz_actual": %s, "wns_ns": %s, "vivado": "%s"}} $sentei(board) $sentei(part) $sentei(vlnv) \

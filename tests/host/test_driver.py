@@ -343,3 +343,48 @@ def test_board_driver_still_polls_with_sleeps(model, monkeypatch):
     assert ip.wait_done(2.0) == R.STATUS_OK
     assert len(sleeps) > 10 and sleeps[0] == pytest.approx(1e-5) and max(sleeps) == pytest.approx(2e-4)
     ov.close()
+
+
+def installed(root, *names):
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"BIT")
+        path.with_suffix(".hwh").write_text("<hwh/>")
+    return root
+
+
+def test_the_installed_bitstream_is_the_one_for_this_board(tmp_path):
+    """$BOARD is PYNQ's board name (Ultra96 on an Ultra96-V2 image: pynq_board in
+    overlay/boards/ultra96v2.json); no bitstream for it is an error, never another board's."""
+    root = installed(tmp_path / "bitstreams", "kv260/sentei.bit", "ultra96v2/sentei.bit", "zcu104/sentei.bit")
+    find = drv.find_bitstream
+    assert find(root=root, environ={"BOARD": "Ultra96"}) == root / "ultra96v2" / "sentei.bit"
+    assert find(root=root, environ={"BOARD": "ZCU104"}) == root / "zcu104" / "sentei.bit"
+    with pytest.raises(SenteiError, match=r"no installed bitstream is for this board \(\$BOARD=Pynq-Z2\); installed: "
+                                          r"kv260/sentei.bit, ultra96v2/sentei.bit, zcu104/sentei.bit"):
+        find(root=root, environ={"BOARD": "Pynq-Z2"})
+    with pytest.raises(SenteiError, match=r"3 bitstreams are installed .* \$BOARD is not set"):
+        find(root=root, environ={})
+    single = installed(tmp_path / "one", "kv260/sentei.bit")
+    with pytest.raises(SenteiError, match=r"\$BOARD=ZCU104"):  # one installed, for another board: refused too
+        find(root=single, environ={"BOARD": "ZCU104"})
+    assert find(root=single, environ={}) == single / "kv260" / "sentei.bit"
+    anyboard = installed(tmp_path / "any", "sentei.bit")
+    assert find(root=anyboard, environ={"BOARD": "ZCU104"}) == anyboard / "sentei.bit"
+    assert find(root=tmp_path / "none", environ={"BOARD": "ZCU104"}) is None
+
+
+def test_a_model_must_have_the_blob_length_the_bitstream_was_built_for(model, tmp_path):
+    import json
+
+    bit = installed(tmp_path, "zcu104/sentei.bit") / "zcu104" / "sentei.bit"
+    with pytest.raises(SenteiError, match="network.json is missing"):
+        drv.check_network(model, bit)
+    words = int(weight_blob(model).size)
+    (bit.parent / "network.json").write_text(json.dumps({"model": "camvid-x", "blob_words": words + 4}))
+    with pytest.raises(SenteiError, match=rf"weight blob is {words} words, the bitstream .* built for camvid-x "
+                                          rf"\({words + 4} words\)"):
+        drv.check_network(model, bit)
+    (bit.parent / "network.json").write_text(json.dumps({"model": model.name, "blob_words": words}))
+    drv.check_network(model, bit)

@@ -313,6 +313,7 @@ def test_vivado_script_block_design(tmp_path, board):
     out = tmp_path / "out"
     assert (out / "sentei.bit").read_bytes() == b"BIT" * 10
     assert (out / "sentei.hwh").read_text() == "<hwh/>"
+    assert (out / "network.json").read_text() == (tmp_path / "gen" / "network.json").read_text()
     info = json.loads((out / "sentei_build.json").read_text())
     assert info == {"board": board, "part": spec["part"], "vlnv": registers.VLNV, "clock_mhz_requested": 100,
                     "clock_mhz_actual": 199.998, "wns_ns": 0.125, "vivado": "2023.2"}
