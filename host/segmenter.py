@@ -79,11 +79,16 @@ def choose_backend(requested: str = "auto", bitfile=None) -> BackendChoice:
     if requested in ("auto", "fpga"):
         ok, why = drv.pynq_device_status()
         if ok:
-            path = drv.find_bitstream(bitfile)
+            path, missing = None, f"no sentei bitstream is installed (pass bitfile= or set ${drv.BITSTREAM_ENV})"
+            try:
+                path = drv.find_bitstream(bitfile)
+            except SenteiError as exc:  # installed ones, none for this board: auto emulates and says why
+                if requested == "fpga" or bitfile is not None:
+                    raise
+                missing = str(exc)
             if path is not None:
                 return BackendChoice("fpga", f"the FPGA: {why}, bitstream {path}", path)
-            why = (f"{why}, but no sentei bitstream is installed (pass bitfile= or set "
-                   f"${drv.BITSTREAM_ENV})")
+            why = f"{why}, but {missing}"
         if requested == "fpga":
             raise SenteiError(f"backend fpga: {why}; use --backend emu to run the emulated overlay")
         suffix = f" -- no FPGA: {why}"

@@ -151,3 +151,22 @@ def test_no_default_model_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "MANIFEST", tmp_path / "models.json")
     with pytest.raises(SenteiError, match="no trained model is bundled"):
         Segmenter(None, backend="reference")
+
+
+def test_on_a_board_without_its_bitstream_auto_emulates_and_fpga_refuses(monkeypatch):
+    """A PYNQ board whose installed bitstreams are all for other boards: `auto` runs the
+    emulation and says why; `fpga` is a one-line error naming the board."""
+    from sentei.host import driver as drv
+
+    monkeypatch.setattr(drv, "pynq_device_status", lambda: (True, "pynq finds the ZCU104"))
+
+    def other_boards(bitfile=None):
+        raise SenteiError("no installed bitstream is for this board ($BOARD=ZCU104); installed: kv260/sentei.bit")
+
+    monkeypatch.setattr(drv, "find_bitstream", other_boards)
+    choice = choose_backend("auto")
+    assert choice.name in ("emu", "reference") and "$BOARD=ZCU104" in choice.reason
+    with pytest.raises(SenteiError, match=r"no installed bitstream is for this board \(\$BOARD=ZCU104\)"):
+        choose_backend("fpga")
+    monkeypatch.setattr(drv, "find_bitstream", lambda bitfile=None: None)
+    assert "no sentei bitstream is installed" in choose_backend("auto").reason
