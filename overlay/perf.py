@@ -499,10 +499,6 @@ def over_limits(used: dict, limits: dict) -> list[str]:
 # the pipeline's stages
 
 
-def _out_hw(model) -> list[tuple[int, int]]:
-    return [(c[1], c[2]) for c in model.shapes()[1:]]
-
-
 def fixed_stages(model) -> dict[str, int]:
     """Clocks per frame of the stages lanes do not change.
 

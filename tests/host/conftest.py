@@ -5,6 +5,8 @@ import argparse
 import json
 import struct
 
+import pytest
+
 from sentei.host import format as F
 from sentei.host import live
 
@@ -27,3 +29,12 @@ def live_cli(argv) -> int:
     live.register(parser.add_subparsers())
     args = parser.parse_args(argv)
     return args.func(args)
+
+
+@pytest.fixture
+def stranded(monkeypatch):
+    """``driver.STRANDED`` for one test (a hung accelerator's buffers, never freed)."""
+    from sentei.host import driver
+
+    monkeypatch.setattr(driver, "STRANDED", [])
+    return driver.STRANDED

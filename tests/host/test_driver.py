@@ -87,13 +87,6 @@ def test_all_buffers_are_freed_on_close(model):
         seg(synthetic.random_frame(0, 24, 32))
 
 
-@pytest.fixture
-def stranded(monkeypatch):
-    """drv.STRANDED for one test (a hung accelerator's buffers, never freed)."""
-    monkeypatch.setattr(drv, "STRANDED", [])
-    return drv.STRANDED
-
-
 def test_timeout_when_weights_never_load_strands_the_buffers(model, stranded):
     """A command that never finishes: its buffers are kept allocated (the accelerator may still
     write them; freed memory goes back to Linux), the accelerator is given back, one line says so."""

@@ -74,12 +74,16 @@ def test_tegrastats_line_without_power():
         pw.jetson_total({})
 
 
-def test_tegrastats_source_reads_a_subprocess(tmp_path):
+def fake_tegrastats(tmp_path, body):
     script = tmp_path / "tegrastats"
-    lines = tegra_line("orin_nx")
-    script.write_text(f"#!/bin/sh\nwhile true; do echo '{lines}'; sleep 0.02; done\n")
+    script.write_text(f"#!/bin/sh\n{body}\n")
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    source = pw.TegrastatsSource(command=str(script))
+    return str(script)
+
+
+def test_tegrastats_source_reads_a_subprocess(tmp_path):
+    lines = tegra_line("orin_nx")
+    source = pw.TegrastatsSource(command=fake_tegrastats(tmp_path, f"while true; do echo '{lines}'; sleep 0.02; done"))
     source.open()
     try:
         trace = pw.PowerSampler(source).start()
@@ -91,13 +95,6 @@ def test_tegrastats_source_reads_a_subprocess(tmp_path):
     assert result.totals == [pytest.approx(5.299)] * len(result.totals)
     assert result.total_from == "VDD_IN" and not result.error
 
-
-
-def fake_tegrastats(tmp_path, body):
-    script = tmp_path / "tegrastats"
-    script.write_text(f"#!/bin/sh\n{body}\n")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return str(script)
 
 
 def test_tegrastats_that_stays_silent_times_out_instead_of_hanging(tmp_path):

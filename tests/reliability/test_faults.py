@@ -146,23 +146,21 @@ def hanging_overlays(monkeypatch):
 
 
 def test_segment_with_a_hung_accelerator_times_out_in_one_line(tmp_path, capsys, model_file, image_file,
-                                                              hanging_overlays, monkeypatch):
-    monkeypatch.setattr(drv, "STRANDED", [])
+                                                              hanging_overlays, stranded):
     t0 = time.monotonic()
     status, _, err = run_main(["segment", image_file, "--model", model_file, "--out", tmp_path / "o"], capsys)
     assert time.monotonic() - t0 < 10
     assert_one_line_error(status, err, "LOAD_WEIGHTS")
     (overlay,) = hanging_overlays
     # the hung command's buffers stay allocated (it may still write them), nothing else is kept
-    assert overlay.memory.live_buffers() == len(drv.STRANDED) == 5 and overlay.owner is None
+    assert overlay.memory.live_buffers() == len(stranded) == 5 and overlay.owner is None
     assert files_under(tmp_path / "o") == []
 
 
 def test_accelerator_hanging_mid_run_strands_only_its_buffers(tmp_path, capsys, model_file, image_file,
-                                                             monkeypatch):
+                                                             monkeypatch, stranded):
     """Weights load, then the first frame never finishes: one line, no output, the accelerator
     given back, and only the hung command's buffers kept (never freed under its writes)."""
-    monkeypatch.setattr(drv, "STRANDED", [])
     overlays = []
     original_overlay = EmulatedOverlay.__init__
     original_accelerator = drv.Accelerator.__init__
@@ -184,12 +182,11 @@ def test_accelerator_hanging_mid_run_strands_only_its_buffers(tmp_path, capsys, 
                               capsys)
     assert_one_line_error(status, err, "RUN_FRAME")
     (overlay,) = overlays
-    assert overlay.memory.live_buffers() == len(drv.STRANDED) == 5 and overlay.owner is None
+    assert overlay.memory.live_buffers() == len(stranded) == 5 and overlay.owner is None
     assert files_under(tmp_path / "o") == []
 
 
-def test_a_stream_that_hangs_with_a_frame_in_flight_gives_the_accelerator_back(monkeypatch):
-    monkeypatch.setattr(drv, "STRANDED", [])
+def test_a_stream_that_hangs_with_a_frame_in_flight_gives_the_accelerator_back(stranded):
     model = tiny_model()
     overlay = EmulatedOverlay(model, hardware="reference")
     seg = Segmenter(model, overlay=overlay, timeout=0.3)
@@ -208,7 +205,7 @@ def test_a_stream_that_hangs_with_a_frame_in_flight_gives_the_accelerator_back(m
     assert 1 <= len(got) <= 3
     for labels, frame in zip(got, frames):
         assert np.array_equal(labels, reference.predict(model, frame))
-    assert seg.closed and overlay.memory.live_buffers() == len(drv.STRANDED) == 5 and overlay.owner is None
+    assert seg.closed and overlay.memory.live_buffers() == len(stranded) == 5 and overlay.owner is None
     with pytest.raises(SenteiError, match="closed"):
         seg(frames[0])
 

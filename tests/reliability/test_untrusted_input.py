@@ -157,15 +157,9 @@ def test_any_source_string_is_accepted_safely_or_refused_in_one_line(text):
     ("clip\n.mp4", "control characters"),
     ("clip\x00.mp4", "control characters"),
     ("\u00b2", "video source not found"),  # a digit to str.isdigit(), not to int()
+    ("~no-such-user-sentei/video.mp4", "video source not found"),  # ~user of no user
 ])
 def test_source_strings_that_used_to_escape_as_other_errors(text, fragment):
     with pytest.raises(SenteiError, match=fragment):
         camera.parse_source(text)
 
-
-def test_a_tilde_path_of_an_unknown_user_is_refused_in_one_line():
-    from sentei.errors import SenteiError
-    from sentei.host.camera import parse_source
-
-    with pytest.raises(SenteiError, match="video source not found"):
-        parse_source("~no-such-user-sentei/video.mp4")

@@ -20,19 +20,15 @@ from sentei.training import train  # noqa: E402
 from sentei.training.commands import CONFIGS  # noqa: E402
 from sentei.training.config import check_config, load_config  # noqa: E402
 
+from tests.reliability.conftest import assert_one_line_error, run_main  # noqa: E402
+
 from .conftest import compress_config, tiny_config  # noqa: E402
 
 
 def refused(capsys, argv, message):
-    """``sentei argv`` exits 2 with one line that holds ``message`` (argparse's errors exit from main)."""
-    try:
-        status = main(argv)
-    except SystemExit as exc:
-        status = exc.code
-    assert status == 2
-    err = capsys.readouterr().err
-    assert err.startswith("sentei: error: ") and err.count("\n") == 1, err
-    assert message in err, err
+    """``sentei argv`` exits 2 with one line that holds ``message`` (the reliability suite's checks)."""
+    status, _, err = run_main(argv, capsys)
+    assert_one_line_error(status, err, message)
 
 
 def train_config(**train_keys) -> bytes:
@@ -98,7 +94,7 @@ def test_a_run_failing_before_its_first_checkpoint_removes_only_the_folders_it_m
     monkeypatch.setattr(train._Loop, "epoch", fail)
     env = train.setup_env("cpu")
     cfg = tiny_config(epochs=1)
-    data = train.load_data(cfg, env, synthetic=True)
+    data = tiny_runs[2]  # the same synthetic split as the config's
     with pytest.raises(SenteiError, match="out of memory"):
         train.train_teacher(cfg, tmp_path / "a" / "b", env, data)
     assert not (tmp_path / "a").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -128,14 +129,24 @@ def crash_after(epochs: int):
         train._Loop.after_epoch = real
 
 
-def test_resume_after_a_crash_is_bit_identical(tmp_path):
+@pytest.fixture(scope="module")
+def crashed_teacher(tmp_path_factory):
+    """(cfg, env, data, run dir) of a 3-epoch teacher run killed after its second epoch, trained once."""
     torch.set_num_threads(1)
     env = train.setup_env("cpu")
     cfg = tiny_config(epochs=3)
     data = train.load_data(cfg, env, synthetic=True)
-    train.train_teacher(cfg, tmp_path / "straight", env, data)
+    run = tmp_path_factory.mktemp("crashed") / "run"
     with crash_after(2):
-        train.train_teacher(cfg, tmp_path / "crashed", env, data)
+        train.train_teacher(cfg, run, env, data)
+    return cfg, env, data, run
+
+
+def test_resume_after_a_crash_is_bit_identical(tmp_path, crashed_teacher):
+    cfg, env, data, crashed = crashed_teacher
+    shutil.copytree(crashed, tmp_path / "crashed")
+    torch.set_num_threads(1)
+    train.train_teacher(cfg, tmp_path / "straight", env, data)
     assert train.load_checkpoint(tmp_path / "crashed" / "last.pt")["epoch"] == 1
     train.train_teacher(cfg, tmp_path / "crashed", env, data, resume=True)
     a = train.load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
@@ -144,15 +155,12 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path):
         assert torch.equal(a[key], b[key]), key
 
 
-def test_resume_on_another_device_type_reseeds_only_the_augmentation(tmp_path, capsys):
+def test_resume_on_another_device_type_reseeds_only_the_augmentation(tmp_path, crashed_teacher):
     """A run checkpointed on CUDA (Philox state) resumes on a CPU: same weights, optimizer and
     data order, the augmentation generator reseeded and the log saying so."""
+    cfg, env, data, crashed = crashed_teacher
+    shutil.copytree(crashed, tmp_path / "run")
     torch.set_num_threads(1)
-    env = train.setup_env("cpu")
-    cfg = tiny_config(epochs=3)
-    data = train.load_data(cfg, env, synthetic=True)
-    with crash_after(2):
-        train.train_teacher(cfg, tmp_path / "run", env, data)
     last = tmp_path / "run" / "last.pt"
     ck = train.load_checkpoint(last)
     assert ck["rng"]["dev_type"] == "cpu"
