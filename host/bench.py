@@ -337,14 +337,13 @@ class TorchPredictEngine(BenchEngine):
     backend = "torch"
 
     def __init__(self, engine, what: str):
-        from sentei.host.preprocess import prepare_frame, resize_labels
+        from sentei.host.preprocess import prepare_frame
 
         self.engine, self.what = engine, what
-        self._prepare, self._resize = prepare_frame, resize_labels
+        self._prepare = prepare_frame
 
-    def infer(self, frame):
-        labels = self.engine.predict(self._prepare(frame, *self.engine.input_size))
-        return self._resize(labels, frame.shape[0], frame.shape[1]), None
+    def infer(self, frame):  # labels from the logits upsampled to the frame, as the Segmenter and eval make them
+        return self.engine.predict(self._prepare(frame, *self.engine.input_size), size=frame.shape[:2]), None
 
     def info(self):
         return {"module": self.what}
@@ -858,6 +857,8 @@ def cmd_bench(args) -> int:
     backends = parse_list(args.backend, BACKENDS, "--backend")
     precisions = parse_list(args.precision, PRECISIONS, "--precision")
     counts = parse_frames(args.frames, backends)
+    if args.rounds < 1:
+        raise SenteiError(f"--rounds {args.rounds}: at least 1")
     capture = parse_size(args.capture, "--capture", width_first=True, maximum=MAX_CAPTURE) if args.capture else None
     check_json_out(args, model_file(args.model), args.trtexec_log)
     if args.trtexec:
@@ -884,21 +885,16 @@ def cmd_bench(args) -> int:
     model_info["capture"] = [ch, cw]
     frames = [random_frame(args.seed + i, ch, cw) for i in range(4)]
 
-    if args.rounds < 1:
-        raise SenteiError(f"--rounds {args.rounds}: at least 1")
     if "perf" in backends and model is None:
         raise SenteiError("--backend perf models a model file, not a PyTorch checkpoint")
     measured = [(b, p) for b in backends if b != "perf" for p in (precisions if b == "torch" else ["int8"])]
-    done = _interleaved(measured, args, model, frames, counts, args.rounds) if args.rounds > 1 else {}
+    done = _interleaved(measured, args, model, frames, counts, args.rounds)
     for backend in backends:  # in the order asked for (the first is the ratios' reference)
         if backend == "perf":
             _add_run(report, modeled_run(model, args.board, args.clock))
             continue
         for precision in (precisions if backend == "torch" else ["int8"]):
-            spec = (backend, precision)
-            if spec not in done:  # one backend after the other, each opened and closed in turn
-                done.update(_interleaved([spec], args, model, frames, counts, 1))
-            _add_run(report, done[spec])
+            _add_run(report, done[(backend, precision)])
     extra = []
     if args.trtexec:
         extra.append(run_trtexec(args.trtexec, args.power, args.idle))
@@ -945,7 +941,8 @@ def _interleaved(measured, args, model, frames, counts, rounds: int) -> dict:
                 warmup = min(args.warmup, 1) if backend in ("reference", "csim") else args.warmup
                 timer.warm(frames, warmup, args.warmup_seconds)
                 timer.time(frames, share)
-                timer.final = timer.result()  # while the engine is open (its info and memory); the last one stays
+                if r == rounds - 1:  # every run has frames in the last round (its share >= 1)
+                    timer.final = timer.result()  # while the engine is open: its info
             finally:
                 engine.close()
     return {spec: timer.final for spec, timer in timers.items()}

@@ -443,14 +443,14 @@ def check_network(model, bitfile) -> None:
     misaligned, with ``STATUS_OK``. ``network.json``, published beside the ``.bit`` by the
     build, says what the bitstream was built for.
     """
-    from sentei.host.format import weight_blob
+    from sentei.host.format import blob_words
 
     facts_path = Path(bitfile).with_name("network.json")
     if not facts_path.is_file():
         raise SenteiError(f"{facts_path} is missing: the build publishes it beside {Path(bitfile).name} "
                           f"(make -C overlay); without it the model cannot be checked against the bitstream")
     facts = json.loads(facts_path.read_text())
-    words = int(weight_blob(model).size)
+    words = blob_words(model)  # from the shapes: the blob itself is built once, by the Accelerator
     if words != int(facts.get("blob_words", -1)):
         raise SenteiError(f"{model.name}: its weight blob is {words} words, the bitstream {bitfile} was built "
                           f"for {facts.get('model', 'another network')} ({facts.get('blob_words')} words): build "

@@ -669,15 +669,19 @@ def summarize(run: PowerTrace | None, idle: PowerTrace | None, frames: int, seco
                                f"(run more frames)")
         return {"status": "none", "source": run.source, "reason": reason}
     out = {"status": "measured", "source": run.source, "total_from": run.total_from,
-           "samples": len(run.totals), "mean_w": mean,
-           "energy_per_frame_j": mean * seconds / frames, "frames_per_j": frames / (mean * seconds),
-           "rails_mean_w": run.rail_means()}
+           "samples": len(run.totals), "rails_mean_w": run.rail_means()}
     if run.error:
         out["warning"] = run.error
     idle_mean = idle.mean_w() if idle is not None else None
-    if idle_mean is not None:
-        dyn = mean - idle_mean
-        out.update({"idle_w": idle_mean, "idle_samples": len(idle.totals), "dynamic_w": dyn,
+    return dict(out, **_energy(mean, seconds, frames, idle_mean, len(idle.totals) if idle_mean is not None else 0))
+
+
+def _energy(mean: float, seconds: float, frames: int, idle_w: float | None, idle_samples: int) -> dict:
+    """Mean W, J/frame and frames/J of ``frames`` in ``seconds``, and over idle the dynamic part."""
+    out = {"mean_w": mean, "energy_per_frame_j": mean * seconds / frames, "frames_per_j": frames / (mean * seconds)}
+    if idle_w is not None:
+        dyn = mean - idle_w
+        out.update({"idle_w": idle_w, "idle_samples": idle_samples, "dynamic_w": dyn,
                     "dynamic_energy_per_frame_j": dyn * seconds / frames})
     return out
 
@@ -702,16 +706,12 @@ def summarize_rounds(rounds, idle: PowerTrace | None, why_none: str = "") -> dic
     energy = sum(p["mean_w"] * r[2] for p, r in zip(parts, rounds))
     rails = sorted({k for p in parts for k in p["rails_mean_w"]})
     out = {"status": "measured", "source": parts[0]["source"], "total_from": parts[0]["total_from"],
-           "samples": sum(p["samples"] for p in parts), "mean_w": energy / seconds,
-           "energy_per_frame_j": energy / frames, "frames_per_j": frames / energy,
+           "samples": sum(p["samples"] for p in parts),
            "rails_mean_w": {k: sum(p["rails_mean_w"].get(k, 0.0) * r[2] for p, r in zip(parts, rounds)) / seconds
                             for k in rails},
            "rounds": len(rounds)}
     warnings = sorted({p["warning"] for p in parts if "warning" in p})
     if warnings:
         out["warning"] = "; ".join(warnings)
-    if "idle_w" in parts[0]:
-        dyn = out["mean_w"] - parts[0]["idle_w"]
-        out.update({"idle_w": parts[0]["idle_w"], "idle_samples": parts[0]["idle_samples"], "dynamic_w": dyn,
-                    "dynamic_energy_per_frame_j": dyn * seconds / frames})
-    return out
+    return dict(out, **_energy(energy / seconds, seconds, frames, parts[0].get("idle_w"),
+                               parts[0].get("idle_samples", 0)))
