@@ -15,6 +15,8 @@ module (:func:`labels`), as in the host and in the ONNX file for TensorRT.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -117,9 +119,7 @@ def teacher_module(fcn) -> nn.Sequential:
     for block in fcn.blocks:
         conv, bn = block[0], block[1]
         parts += [fuse_conv_bn_eval(conv, bn), nn.ReLU(inplace=True)]
-    classifier = nn.Conv2d(fcn.classifier.in_channels, fcn.classifier.out_channels, 1, bias=True)
-    classifier.load_state_dict(fcn.classifier.state_dict())
-    parts.append(classifier)
+    parts.append(copy.deepcopy(fcn.classifier))
     return nn.Sequential(*parts).cpu().float().eval()
 
 

@@ -14,7 +14,7 @@ from sentei.errors import SenteiError
 from sentei.host.commands import write_json
 from sentei.host.format import SCHEMES
 from sentei.host.options import int_at_least
-from sentei.training.config import option
+from sentei.training.config import SCHEDULE, option
 
 positive_int = int_at_least(1)
 
@@ -59,7 +59,7 @@ def register(sub) -> None:
     p.add_argument("--act-bits", type=option("compress", "act_bits"), help="activation width (8..16)")
     p.add_argument("--prune-epochs", type=positive_int, help="epochs of pruning and fine-tuning (float)")
     p.add_argument("--qat-epochs", type=positive_int, help="epochs of quantization-aware training")
-    p.add_argument("--schedule", choices=("cubic", "oneshot"), help="sparsity schedule")
+    p.add_argument("--schedule", choices=SCHEDULE["type"][0].values, help="sparsity schedule")
     p.add_argument("--dense", help="comma-separated layers kept dense, replacing the config's overrides "
                                    "(e.g. conv1,classifier)")
     p.add_argument("--name", help="model name written into the model file")
@@ -250,15 +250,14 @@ def cmd_export(args) -> int:
         path, kind = registry.resolve(args.model)
         check_output(args.onnx, "--onnx", inputs=(path,))
         if kind == "torch-checkpoint":  # the dense teacher, for timing it with TensorRT too
-            from sentei.training import train
+            from sentei.training.engine import TorchEngine
 
-            ckpt = train.load_checkpoint(path)
-            if ckpt.get("kind") != "teacher":
+            engine = TorchEngine(path, device="cpu")
+            if engine.kind != "teacher":
                 raise SenteiError(f"--onnx --model {args.model}: a compressed checkpoint; export its model file "
                                   f"first (sentei export CHECKPOINT -o M.sentei) and pass --model M.sentei")
-            fcn = train.build_from_checkpoint(ckpt)
-            module, name, size, up = baseline.teacher_module(fcn), ckpt["config"].get("name") or path.stem, \
-                (fcn.quant.height, fcn.quant.width), fcn.upsample
+            module, name, size, up = baseline.teacher_module(engine.net), engine.name, engine.input_size, \
+                engine.net.upsample
         else:
             model = format.load(path)
             module, name, size, up = baseline.build_module(model), model.name, \

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sentei.errors import SenteiError
+from sentei.host.format import SCHEMES
 from sentei.host.options import Number, as_option
 
 
@@ -21,9 +22,6 @@ class Choice:
     """One of ``values``."""
 
     values: tuple
-
-    def parse(self, text: str):
-        return text
 
     def problem(self, value) -> str | None:
         if any(value == v and type(value) is type(v) for v in self.values):
@@ -108,7 +106,7 @@ DISTILL = {"enabled": (Choice((True, False)), True), "alpha": (Number(0, 1), 0.7
 
 COMPRESS = dict(
     COMMON, name=(Text(nullable=True), "sentei-camvid-fw90"),
-    scheme=(Choice(("filterwise", "groupwise", "unstructured", "nm", "dense")), "filterwise"),
+    scheme=(Choice(SCHEMES), "filterwise"),
     sparsity=(Number(0, 1, high_open=True), 0.9), overrides=(Mapping(Number(0, 1, high_open=True)), "{conv1: 0.0}"),
     group_size=(Number(1, integer=True), 144), n=(Number(1, integer=True), 2), m=(Number(2, integer=True), 4),
     schedule=(Section(SCHEDULE), "{type: cubic, start: 0.0, end: 0.6}"),
@@ -168,11 +166,12 @@ def check_config(cfg: dict, section: str, where="config") -> None:
     check_keys(cfg.get(section) or {}, SECTIONS[section], f"{where}: {section}")
     if section == "compress":
         comp = cfg.get("compress") or {}
-        schedule = comp.get("schedule") or {}
-        extra = set(schedule) - {"type", "start"} if schedule.get("type") == "oneshot" else set()
-        if extra:
-            raise SenteiError(f"{where}: compress.schedule: a oneshot schedule takes only start, not "
-                              f"{', '.join(sorted(extra))}; drop it")
+        from sentei.training.pruning import make_schedule  # (torch: compress has it; registration does not)
+
+        try:  # the schedule's own rules (a oneshot takes only start; cubic needs start < end)
+            make_schedule(comp.get("schedule"))
+        except SenteiError as exc:
+            raise SenteiError(f"{where}: compress.schedule: {exc}") from None
         if comp.get("scheme") == "nm" and not int(comp.get("n", 2)) < int(comp.get("m", 4)):
             raise SenteiError(f"{where}: compress n {comp.get('n', 2)}, m {comp.get('m', 4)}: N:M needs N < M, "
                               f"e.g. n: 2, m: 4")

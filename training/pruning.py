@@ -236,6 +236,9 @@ def make_schedule(cfg: dict | None):
     if kind == "cubic":
         return Cubic(**cfg)
     if kind == "oneshot":
+        if set(cfg) - {"start"}:
+            raise SenteiError(f"a oneshot schedule takes only start, not {', '.join(sorted(set(cfg) - {'start'}))}; "
+                              f"drop it")
         return OneShot(**cfg)
     raise SenteiError(f"unknown pruning schedule {kind!r}: use cubic or oneshot")
 

@@ -92,6 +92,19 @@ class IntLayer:
     weight_bits: int
 
 
+def per_layer_bits(weight_bits, names: list[str]) -> list[int]:
+    """Weight bits of each layer ``names``: one width, or ``{layer: bits, "default": bits}``;
+    a layer name the network does not have is refused (it would silently get the default)."""
+    if not isinstance(weight_bits, dict):
+        return [int(weight_bits)] * len(names)
+    unknown = sorted(set(weight_bits) - set(names) - {"default"})
+    if unknown:
+        raise SenteiError(f"compress.weight_bits: no layer {unknown[0]!r} in the network; its layers are "
+                          f"{', '.join(names)} (default: the others)")
+    default = int(weight_bits.get("default", 8))
+    return [int(weight_bits.get(n, default)) for n in names]
+
+
 class QATNet(nn.Module):
     """Fake-quantized FCN with folded batch-norm (see the module docstring).
 
@@ -109,11 +122,7 @@ class QATNet(nn.Module):
         super().__init__()
         self.fcn = fcn
         names = fcn.layer_names()
-        if isinstance(weight_bits, dict):
-            default = int(weight_bits.get("default", 8))
-            self.weight_bits = [int(weight_bits.get(n, default)) for n in names]
-        else:
-            self.weight_bits = [int(weight_bits)] * len(names)
+        self.weight_bits = per_layer_bits(weight_bits, names)
         for n, b in zip(names, self.weight_bits):
             if not 2 <= b <= 8:
                 raise SenteiError(f"layer {n}: weight bits {b} outside 2..8 (the model file stores int8)")

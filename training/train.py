@@ -37,7 +37,7 @@ from sentei.training.config import check_config, existing_file, load_config
 from sentei.training.distill import Distillation
 from sentei.training.models import FCN, check_accelerator, class_argmax, upsample_logits
 from sentei.training.pruning import Sparsifier, make_schedule, make_scheme
-from sentei.training.quantize import QATNet
+from sentei.training.quantize import QATNet, per_layer_bits
 
 CHECKPOINT_FORMAT = "sentei-checkpoint"
 RUN_FILES = ("last", "best", "teacher", "metrics", "config", "model")  # stems a run writes atomically
@@ -617,11 +617,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     if p_epochs == 0 and init is None and target_sparsity(comp) > 0:
         raise SenteiError(f"compress.prune_epochs 0: pruning to {100 * target_sparsity(comp):.0f} % zeros needs "
                           f"at least one epoch (0 only with scheme dense); set prune_epochs")
-    bits = comp.get("weight_bits", 8)
-    unknown = sorted(set(bits) - set(fcn.layer_names()) - {"default"}) if isinstance(bits, dict) else []
-    if unknown:
-        raise SenteiError(f"compress.weight_bits: no layer {unknown[0]!r} in the network; its layers are "
-                          f"{', '.join(fcn.layer_names())} (default: the others)")
+    per_layer_bits(comp.get("weight_bits", 8), fcn.layer_names())  # before the run exists, not at QAT
     run_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
     log = Log(run_dir / "train.log", env.main)
     epochs = p_epochs + q_epochs

@@ -174,6 +174,8 @@ def test_config_checks_beyond_single_values():
     assert cfg["train"]["lr"] == 0.001
     with pytest.raises(SenteiError, match="a oneshot schedule takes only start, not end"):
         check_config(compress_config(schedule={"type": "oneshot", "end": 0.5}), "compress")
+    with pytest.raises(SenteiError, match="compress.schedule: cubic schedule: need 0 <= start < end"):
+        check_config(compress_config(schedule={"type": "cubic", "start": 0.7, "end": 0.6}), "compress")
     with pytest.raises(SenteiError, match="N:M needs N < M"):
         check_config(compress_config("nm", n=4, m=4), "compress")
     with pytest.raises(SenteiError, match=r"'train:' must be a mapping of keys, not 5"):
