@@ -335,11 +335,14 @@ ${loads}    return ok ? STATUS_OK : STATUS_BAD_LAYOUT;
 
 /// CMD_RUN_FRAME: frame -> logits through every layer at once.
 inline void run(const word_t* frame, logit_t* logits, const input_quant_param& iq) {
+#pragma HLS INLINE off  // stays a function: inlined into sentei_top, its DATAFLOW pragma would be dropped
 #pragma HLS DATAFLOW  // one process per block: all layers work at once on successive pixels, no DDR between them
+    hls::stream<word_t> words("words");
     hls::stream<rgb_t> rgb("rgb");
     hls::stream<in_pixel_t<layer0_config> > act0("act0");
 ${streams}
-    read_frame<input_config>(frame, rgb);
+    read_words<input_config>(frame, words);
+    unpack_pixels<input_config>(words, rgb);
     quantize_input<input_config>(rgb, act0, iq);
 ${calls}    write_logits<layer${last}_config>(act${num_layers}, logits);
 }
@@ -359,7 +362,9 @@ LAYER_WINDOW = Template("""\
 /// layer ${index}'s line buffer process: its row memories, bound to ${line_storage} for this board.
 inline void layer${index}_window(hls::stream<in_pixel_t<layer${index}_config> >& in,
                           hls::stream<chunk_t<layer${index}_config> >& out) {
+#pragma HLS INLINE off  // a dataflow process of its own: inlined, its memory would become a variable of run()
     line_word_t<layer${index}_config> lines[${line_slots}][${line_depth}];
+#pragma HLS AGGREGATE variable = lines compact = bit  // a word's Wc channels in one memory word of Wc*bits, read and written whole (no padding)
 #pragma HLS ARRAY_PARTITION variable = lines dim = 1 complete  // one memory per row slot: k rows read per clock
 #pragma HLS BIND_STORAGE variable = lines type = ram_s2p impl = ${line_storage}  // chosen by the performance model
     line_buffer<layer${index}_config>(in, out, lines);

@@ -83,7 +83,7 @@ FF_SHELL = 8000
 # window read, multiply, accumulate and requantize stages, about ten clocks
 PIPELINE_FILL = 10
 # stages that move data rather than compute (stream_utils.hpp, input_quant.hpp)
-INPUT_PIXELS_PER_CYCLE = 1  # read_frame / quantize_input: one RGB pixel per clock
+INPUT_PIXELS_PER_CYCLE = 1  # unpack_pixels / quantize_input: one RGB pixel per clock
 OUTPUT_WORDS_PER_CYCLE = 1  # write_logits: one int32 per clock
 UNSTRUCTURED_SEED = 0
 

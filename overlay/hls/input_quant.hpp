@@ -48,7 +48,7 @@ void quantize_input(hls::stream<rgb_t>& in, hls::stream<vec<typename CONFIG_T::o
                     const input_quant_param& q) {
 quantize_pixels:
     for (unsigned n = 0; n < CONFIG_T::height * CONFIG_T::width; n++) {
-#pragma HLS PIPELINE II = 1  // one pixel per cycle, matching read_frame
+#pragma HLS PIPELINE II = 1  // one pixel per cycle, matching unpack_pixels
         rgb_t px = in.read();
         vec<typename CONFIG_T::out_t, 3> a;
         for (unsigned c = 0; c < 3; c++) {

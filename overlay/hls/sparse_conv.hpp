@@ -14,7 +14,12 @@
  * through a `k*Wc`-to-1 bank multiplexer, instead of picking it out of `k*k*Cin` window
  * registers. The copies are double-buffered: while the lanes work on pixel n from one half,
  * the next window arrives from the line buffer as L = k*Cin/Wc chunks, one per clock, and is
- * written into the other half of every copy -- inside the same pipelined loop.
+ * written into the other half of every copy -- inside the same pipelined loop. The chunks
+ * are written in the middle of the pixel's clocks, not at its start, so that a write is
+ * never near a read of the same half: the last read of a half (the previous pixel) and the
+ * first write into it, and the last write and the first read of it (the next pixel), are
+ * at least `window_distance` loop iterations apart -- the dependence distance the loop
+ * declares to the scheduler, which is true for every weight pattern.
  *
  * Requantization is shared: R = ceil(P/K) requantizers each serve S = ceil(P/R) <= K lanes,
  * one lane per clock during the first S weights of the next fold, so a layer needs 4R
@@ -101,7 +106,7 @@ void write_chunk(typename CONFIG_T::in_t win[CONFIG_T::lanes][CONFIG_T::kernel *
  * \tparam CONFIG_T layer configuration
  */
 template <class CONFIG_T>
-void requant_step(out_pixel_t<CONFIG_T>& px, const acc_t done[CONFIG_T::lanes],
+void requant_step(typename CONFIG_T::out_t px[CONFIG_T::cout], const acc_t done[CONFIG_T::lanes],
                   const requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span],
                   unsigned pf, unsigned j) {
 #pragma HLS INLINE  // part of the caller's pipelined loop
@@ -110,17 +115,34 @@ void requant_step(out_pixel_t<CONFIG_T>& px, const acc_t done[CONFIG_T::lanes],
         unsigned l = r * CONFIG_T::requant_span + j;
         if (l < CONFIG_T::lanes) {
             const requant_param& q = quant[r][pf * CONFIG_T::requant_span + j];
-            px.data[pf * CONFIG_T::lanes + l] = requantize<CONFIG_T>(done[l] + q.bias, q);
+            px[pf * CONFIG_T::lanes + l] = requantize<CONFIG_T>(done[l] + q.bias, q);
         }
     }
+}
+
+/**
+ * \brief Send a finished output pixel: its channels leave as one stream word.
+ * \tparam CONFIG_T layer configuration
+ */
+template <class CONFIG_T>
+void emit_pixel(const typename CONFIG_T::out_t px[CONFIG_T::cout], hls::stream<out_pixel_t<CONFIG_T> >& out) {
+#pragma HLS INLINE  // part of the caller's pipelined loop
+    out_pixel_t<CONFIG_T> word;
+    for (unsigned c = 0; c < CONFIG_T::cout; c++) {
+#pragma HLS UNROLL  // wires: every channel of the partitioned pixel into the word
+        word.data[c] = px[c];
+    }
+    SENTEI_RECORD(CONFIG_T::index + 1, word);
+    out.write(word);
 }
 
 /**
  * \brief One layer: stream of window chunks -> stream of output pixels.
  *
  * One pipelined loop of Ho*Wo*pixel_iterations clocks (pixel, fold and weight flattened by
- * hand), so the pipeline fills once per frame: at clock i of a pixel, chunk i of the *next*
- * window is written into the idle half of the window copies (i < L), and, for i < NF*K, each
+ * hand), so the pipeline fills once per frame: at clock i of a pixel, chunk i - D of the *next*
+ * window is written into the idle half of the window copies (D <= i < D + L, D = (TP - L)/2
+ * centres the writes in the TP clocks of the pixel), and, for i < NF*K, each
  * lane does the MAC of weight j of fold f (i = f*K + j); at j = K-1 the lanes' sums move to
  * `done`, and during the first S weights of the following fold the R requantizers turn
  * them into output activations, one lane each per clock. The pixel leaves when its last fold
@@ -146,6 +168,15 @@ void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CO
     static const unsigned S = CONFIG_T::requant_span;
     static const unsigned NPIX = CONFIG_T::out_height * CONFIG_T::out_width;
     static const unsigned BANKS = CONFIG_T::kernel * CONFIG_T::chunk_channels;
+    static const unsigned D = (TP - L) / 2;  // clock of the pixel at which the next window starts to arrive
+    // Loop iterations between accesses of one window half, whatever the weights' addresses:
+    // a half is last read at clock <= T-1 of pixel n-1 and first written at clock D of pixel n
+    // (WAR: >= TP - T + 1 + D), last written at clock D+L-1 of pixel n and first read at
+    // clock 0 of pixel n+1 (RAW: >= TP - D - L + 1); writes of one half are a pixel apart.
+    static const unsigned WAR = TP - T + 1 + D;
+    static const unsigned RAW = TP - D - L + 1;
+    static const unsigned DIST = WAR < RAW ? WAR : RAW;
+    static_assert(TP >= T && TP >= L && D + L <= TP, "pixel_iterations must be max(folds * k_nonzero, chunks)");
 
     typename CONFIG_T::in_t win[P][BANKS][2 * L];
 #pragma HLS ARRAY_PARTITION variable = win dim = 1 complete  // a window copy per lane: P independent reads per clock
@@ -155,7 +186,8 @@ void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CO
 #pragma HLS ARRAY_PARTITION variable = acc complete  // one accumulator register per lane
     acc_t done[P];
 #pragma HLS ARRAY_PARTITION variable = done complete  // finished sums waiting for a requantizer
-    out_pixel_t<CONFIG_T> px;
+    typename CONFIG_T::out_t px[CONFIG_T::cout];
+#pragma HLS ARRAY_PARTITION variable = px complete  // R requantizers write R channels per clock, at fold-dependent positions
 
 load_first:
     for (unsigned c = 0; c < L; c++) {
@@ -169,18 +201,15 @@ load_first:
 macs:
     for (unsigned it = 0; it < NPIX * TP; it++) {
 #pragma HLS PIPELINE II = 1  // one stored weight per lane per clock: the loop the zero skipping shortens
-#pragma HLS DEPENDENCE variable = win type = inter false  // the half being written is never the half being read
-        if (i < L && pix + 1 < NPIX) write_chunk<CONFIG_T>(win, half ^ 1, i, in.read());
+#pragma HLS DEPENDENCE variable = win type = inter dependent = true distance = DIST  // see DIST: the analysis cannot see the halves through the data-dependent read address
+        if (i >= D && i < D + L && pix + 1 < NPIX) write_chunk<CONFIG_T>(win, half ^ 1, i - D, in.read());
         if (i < T) {
             SENTEI_COUNT_ITERATION(CONFIG_T::index);
             if (pending && j < S) {
                 requant_step<CONFIG_T>(px, done, quant, pf, j);
                 if (j == S - 1) {
                     pending = false;
-                    if (pf == NF - 1) {
-                        SENTEI_RECORD(CONFIG_T::index + 1, px);
-                        out.write(px);
-                    }
+                    if (pf == NF - 1) emit_pixel<CONFIG_T>(px, out);
                 }
             }
             for (unsigned l = 0; l < P; l++) {
@@ -211,8 +240,7 @@ requantize_last:
 #pragma HLS PIPELINE II = 1  // the last fold of the frame, S clocks
         requant_step<CONFIG_T>(px, done, quant, pf, jj);
     }
-    SENTEI_RECORD(CONFIG_T::index + 1, px);
-    out.write(px);
+    emit_pixel<CONFIG_T>(px, out);
 }
 
 /**

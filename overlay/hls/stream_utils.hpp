@@ -2,10 +2,11 @@
  * \file stream_utils.hpp
  * \brief Stream plumbing between DDR and the layer pipeline.
  *
- * `read_frame` turns the frame buffer (uint8 RGB, row-major HWC, read as 32-bit words)
- * into a stream of RGB pixels; `write_logits` writes the classifier's stream of int32
- * class-score vectors back as row-major HWC. Both run one pixel or one word per cycle and
- * walk their buffer strictly in address order, so the m_axi adapters can burst.
+ * `read_words` streams the frame buffer (uint8 RGB, row-major HWC, as 32-bit words) and
+ * `unpack_pixels` turns the words into a stream of RGB pixels; `write_logits` writes the
+ * classifier's stream of int32 class-score vectors back as row-major HWC. The two that touch
+ * DDR access it unconditionally, one word per cycle, strictly in address order, so the
+ * m_axi adapters can burst.
  */
 #ifndef SENTEI_STREAM_UTILS_HPP
 #define SENTEI_STREAM_UTILS_HPP
@@ -15,23 +16,41 @@
 namespace sentei {
 
 /**
- * \brief Frame buffer -> stream of RGB pixels, one pixel per cycle.
+ * \brief Frame buffer -> stream of its 32-bit words, one per cycle.
  *
- * Three bytes per pixel are consumed from 32-bit words: a 64-bit carry register keeps
- * the bytes not used yet, and a new word is read whenever fewer than three remain, so at
- * most one word is read per iteration and exactly ceil(3*H*W/4) words in all.
+ * An unconditional pipelined walk over the buffer in address order: the m_axi adapter turns
+ * it into bursts. (Reading a word only when the unpacker needs one would be a conditional
+ * access, which Vitis HLS cannot burst: every word would be a single-beat transaction.)
  * \tparam CONFIG_T input configuration (`height`, `width`); not deducible, name it
  */
 template <class CONFIG_T>
-void read_frame(const word_t* frame, hls::stream<rgb_t>& out) {
+void read_words(const word_t* frame, hls::stream<word_t>& out) {
+    static const unsigned WORDS = (3 * CONFIG_T::height * CONFIG_T::width + 3) / 4;  // ceil(3*H*W/4)
+read_words:
+    for (unsigned n = 0; n < WORDS; n++) {
+#pragma HLS PIPELINE II = 1  // one word per cycle, consecutive addresses: one long read burst
+        out.write(frame[n]);
+    }
+}
+
+/**
+ * \brief Stream of frame words -> stream of RGB pixels, one pixel per cycle.
+ *
+ * Three bytes per pixel are consumed from 32-bit words: a 64-bit carry register keeps
+ * the bytes not used yet, and a new word is taken whenever fewer than three remain, so at
+ * most one word is taken per iteration and exactly ceil(3*H*W/4) words in all -- what
+ * read_words sends.
+ * \tparam CONFIG_T input configuration (`height`, `width`); not deducible, name it
+ */
+template <class CONFIG_T>
+void unpack_pixels(hls::stream<word_t>& in, hls::stream<rgb_t>& out) {
     ap_uint<64> carry = 0;  // unread bytes, lowest first
     unsigned have = 0;      // number of valid bytes in carry (0..5)
-    unsigned word = 0;
-read_pixels:
+unpack_pixels:
     for (unsigned n = 0; n < CONFIG_T::height * CONFIG_T::width; n++) {
 #pragma HLS PIPELINE II = 1  // one pixel per cycle: the pipeline's input rate
         if (have < 3) {
-            ap_uint<64> w = frame[word++];
+            ap_uint<64> w = in.read();
             carry |= w << (8 * have);
             have += 4;
         }
