@@ -35,12 +35,22 @@ if {[info exists ::env(SENTEI_BOARD_REPO)]} {
     # board files not shipped with Vivado (Ultra96-V2, PYNQ-Z2): a local copy of the board store
     set_param board.repoPaths [concat $::env(SENTEI_BOARD_REPO) [get_param board.repoPaths]]
 }
-if {[llength [get_board_parts -quiet $sentei(board_part)]] == 0} {
-    sentei_fail "board file $sentei(board_part) is not installed: install it from the Vivado board store\
-                 (Tools > Vivado Store > Boards) or point SENTEI_BOARD_REPO at a copy of\
-                 github.com/Xilinx/XilinxBoardStore"
+# The board JSON names the board file version it was written against; Vivado releases ship
+# different ones (KV260 SOM 1.3 in 2022.1, 1.4 later), so another version of the same board
+# (vendor:board:part0) is taken, newest first, with a warning.
+set board_part $sentei(board_part)
+if {[llength [get_board_parts -quiet $board_part]] == 0} {
+    set board_family [join [lrange [split $board_part :] 0 2] :]
+    set others [get_board_parts -quiet -latest_file_version "${board_family}:*"]
+    if {[llength $others] == 0} {
+        sentei_fail "board file $board_part is not installed (nor another version of $board_family):\
+                     install it from the Vivado board store (Tools > Vivado Store > Boards) or point\
+                     SENTEI_BOARD_REPO at a copy of github.com/Xilinx/XilinxBoardStore"
+    }
+    puts "sentei build: warning: board file $board_part is not installed, using [lindex $others end]"
+    set board_part [lindex $others end]
 }
-set_property board_part $sentei(board_part) [current_project]
+set_property board_part $board_part [current_project]
 if {$sentei(board_connections) ne ""} {
     set_property board_connections $sentei(board_connections) [current_project]
 }
@@ -172,8 +182,8 @@ set network [file join $sentei(gen_dir) network.json]
 if {![file exists $network]} { sentei_fail "no $network: run `sentei overlay codegen --out $sentei(gen_dir)` first" }
 sentei_publish $network [file join $sentei(out_dir) network.json]
 set info [open [file join $sentei(out_dir) sentei_build.json.tmp] w]
-puts $info [format {{"board": "%s", "part": "%s", "vlnv": "%s", "clock_mhz_requested": %s,\
- "clock_mhz_actual": %s, "wns_ns": %s, "vivado": "%s"}} $sentei(board) $sentei(part) $sentei(vlnv) \
+puts $info [format {{"board": "%s", "part": "%s", "board_part": "%s", "vlnv": "%s", "clock_mhz_requested": %s,\
+ "clock_mhz_actual": %s, "wns_ns": %s, "vivado": "%s"}} $sentei(board) $sentei(part) $board_part $sentei(vlnv) \
     $sentei(clock_mhz) $actual_mhz [expr {$wns eq "" ? "null" : $wns}] $tool_version]
 close $info
 file rename -force [file join $sentei(out_dir) sentei_build.json.tmp] [file join $sentei(out_dir) sentei_build.json]

@@ -106,7 +106,11 @@ proc unknown {name args} { rec $name {*}$args; return "" }
 rename exit __exit
 proc exit {{code 0}} { catch {rec exit $code; close $::calls}; __exit $code }
 proc version {args} { return 2023.2 }
-proc get_board_parts {args} { return [lindex $args end] }
+proc get_board_parts {args} {
+    set hits [lsort -dictionary [lsearch -all -inline -glob $::stub(board_parts) [lindex $args end]]]
+    if {[lsearch $args -latest_file_version] >= 0 && [llength $hits]} { return [lindex $hits end] }
+    return $hits
+}
 proc get_param {args} { return "" }
 proc current_project {args} { return proj }
 proc current_fileset {args} { return sources_1 }
@@ -174,7 +178,8 @@ def _masters():
 
 def _run_tcl(tmp_path, script, settings, stub=None):
     stub = {"vlnv": registers.VLNV, "ipdef": registers.VLNV, "masters": " ".join(_masters()),
-            "actual_mhz": "199.998", "slack": "0.125", "impl_dir": str(tmp_path / "impl"), **(stub or {})}
+            "actual_mhz": "199.998", "slack": "0.125", "impl_dir": str(tmp_path / "impl"),
+            "board_parts": " ".join(load_board(b).spec["board_part"] for b in DEVICES), **(stub or {})}
     log = tmp_path / "calls.log"
     prelude = STUBS + "".join(f"set ::stub({k}) {{{v}}}\n" for k, v in stub.items())
     driver = tmp_path / "driver.tcl"
@@ -315,9 +320,34 @@ def test_vivado_script_block_design(tmp_path, board):
     assert (out / "sentei.hwh").read_text() == "<hwh/>"
     assert (out / "network.json").read_text() == (tmp_path / "gen" / "network.json").read_text()
     info = json.loads((out / "sentei_build.json").read_text())
-    assert info == {"board": board, "part": spec["part"], "vlnv": registers.VLNV, "clock_mhz_requested": 100,
-                    "clock_mhz_actual": 199.998, "wns_ns": 0.125, "vivado": "2023.2"}
+    assert info == {"board": board, "part": spec["part"], "board_part": spec["board_part"], "vlnv": registers.VLNV,
+                    "clock_mhz_requested": 100, "clock_mhz_actual": 199.998, "wns_ns": 0.125, "vivado": "2023.2"}
     assert not list(out.glob("*.tmp"))
+
+
+@needs_tclsh
+def test_vivado_script_takes_another_version_of_the_board_file(tmp_path):
+    """A Vivado that ships KV260 SOM 1.3 (2022.1) and not the JSON's 1.4: the newest installed
+    version of the same board is used, said in a warning and in sentei_build.json."""
+    _fake_outputs(tmp_path)
+    installed = "xilinx.com:kv260_som:part0:1.2 xilinx.com:kv260_som:part0:1.3 xilinx.com:zcu104:part0:1.1"
+    proc, calls = _run_tcl(tmp_path, "vivado_build.tcl", _settings(tmp_path, "kv260"), {"board_parts": installed})
+    assert proc.returncode == 0, proc.stderr
+    assert "board file xilinx.com:kv260_som:part0:1.4 is not installed, using xilinx.com:kv260_som:part0:1.3" \
+        in proc.stdout
+    assert ["set_property", "board_part", "xilinx.com:kv260_som:part0:1.3", "proj"] in calls
+    info = json.loads((tmp_path / "out" / "sentei_build.json").read_text())
+    assert info["board_part"] == "xilinx.com:kv260_som:part0:1.3"
+
+
+@needs_tclsh
+def test_vivado_script_without_the_board_file_says_how_to_install_it(tmp_path):
+    proc, calls = _run_tcl(tmp_path, "vivado_build.tcl", _settings(tmp_path, "kv260"),
+                           {"board_parts": "xilinx.com:zcu104:part0:1.1"})
+    assert proc.returncode != 0
+    assert "board file xilinx.com:kv260_som:part0:1.4 is not installed" in proc.stderr
+    assert "Vivado Store" in proc.stderr and "SENTEI_BOARD_REPO" in proc.stderr
+    assert "create_bd_design" not in _names(calls)
 
 
 @needs_tclsh
@@ -382,10 +412,32 @@ def test_make_unknown_board_lists_the_known_ones(model_file):
 def test_make_without_xilinx_tools_stops_before_doing_anything(model_file, tmp_path):
     proc = _make("-n", "BOARD=zcu104", f"MODEL={model_file}", f"PYTHON={sys.executable}",
                  f"BUILD_DIR={tmp_path / 'b'}")
-    assert proc.returncode != 0 and "vitis_hls is not on PATH" in proc.stderr and "settings64.sh" in proc.stderr
+    assert proc.returncode != 0 and "neither vitis_hls nor vitis-run is on PATH" in proc.stderr
+    assert "settings64.sh" in proc.stderr
     proc = _make("vivado", "BOARD=ultra96v2", f"PYTHON={sys.executable}", f"BUILD_DIR={tmp_path / 'b'}")
     assert proc.returncode != 0 and "vivado is not on PATH" in proc.stderr
     assert not (tmp_path / "b").exists()
+
+
+@needs_make
+@pytest.mark.parametrize("tool, command", [
+    ("vitis_hls", "vitis_hls -f {scripts}/hls_build.tcl -l {build}/vitis_hls.log"),
+    ("vitis-run", "vitis-run --mode hls --tcl {scripts}/hls_build.tcl 2>&1 | tee {build}/vitis_hls.log"),
+])
+def test_make_runs_whichever_vitis_hls_launcher_is_installed(model_file, tmp_path, tool, command):
+    """`vitis_hls -f` (to 2024.1) or, where only the unified Vitis is installed, `vitis-run --tcl`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / tool).chmod(0o755)
+    build = tmp_path / "b"
+    proc = subprocess.run(["make", "--no-print-directory", "-C", str(OVERLAY), "-n", "hls", "BOARD=zcu104",
+                           f"MODEL={model_file}", f"PYTHON={sys.executable}", f"BUILD_DIR={build}"],
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": "/tmp"})
+    assert proc.returncode == 0, proc.stderr
+    assert command.format(scripts=SCRIPTS, build=build) in proc.stdout
+    assert not build.exists()
 
 
 @needs_make
@@ -405,8 +457,6 @@ def test_make_settings_and_perf_run_here(model_file, tmp_path):
     build = tmp_path / "b"
     proc = _make("settings", "perf", "BOARD=pynqz2", "CLOCK_MHZ=125", f"MODEL={model_file}",
                  f"PYTHON={sys.executable}", f"BUILD_DIR={build}")
-    if "invalid choice: 'perf'" in proc.stderr:
-        pytest.skip("sentei.overlay.perf is not yet in sentei.cli.COMMAND_MODULES")
     assert proc.returncode == 0, proc.stderr
     text = (build / "settings.tcl").read_text()
     assert "set sentei(part) {xc7z020clg400-1}" in text and "set sentei(clock_period_ns) {8.000}" in text
