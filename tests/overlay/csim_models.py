@@ -30,6 +30,18 @@ def wide(seed: int = 2):
     return random_model(seed=seed, height=9, width=14, specs=WIDE_SPECS, num_classes=3)
 
 
+# one or two stored weights per filter and all filters in parallel (lanes = Cout: NF*K = 1, 2
+# < L = 3): the engine's pixel is as long as its window load, the next window's chunks fill
+# every clock of the pixel (with the seed, 75 % and 67 % of the two layers' outputs nonzero)
+STARVED_SPECS = (LayerSpec(4, kernel=3, stride=1, padding=1, density=0.04),
+                 LayerSpec(6, kernel=3, stride=2, padding=1, density=0.05))
+STARVED_LANES = [4, 6, 3]
+
+
+def starved(seed: int = 0):
+    return random_model(seed=seed, height=10, width=12, specs=STARVED_SPECS, num_classes=3)
+
+
 def camvid_standin(last_dilation: int = 8, seed: int = 0, density: float = 0.1):
     """The CamVid network's shapes (training/configs/camvid-fcn7.yaml) at 360x480 with random
     filter-wise weights: conv5/conv6 at dilation 2/4, conv7 at ``last_dilation`` (8 in the real

@@ -15,7 +15,7 @@ from sentei.host import reference
 from sentei.host.format import save
 from sentei.host.synthetic import TINY, LayerSpec, random_frame, random_model
 from sentei.overlay import csim
-from tests.overlay.csim_models import odd, tiny, wide
+from tests.overlay.csim_models import STARVED_LANES, odd, starved, tiny, wide
 
 
 def assert_exact(report):
@@ -39,12 +39,29 @@ def test_tiny_model_is_bit_exact_and_skips_zeros():
     (odd, [1, 2, 10, 1, 5]),
     (wide, None),
     (tiny, [1, 2, 16, 4, 11]),
+    (starved, STARVED_LANES),
 ])
 def test_corner_models_are_bit_exact(make, lanes):
     report = csim.run_csim(make(), 2, lanes=lanes)
     assert_exact(report)
     if lanes is not None:
         assert report.lanes == lanes
+
+
+def test_the_starved_model_runs_the_engine_at_its_window_load_rate():
+    """The corner model for pixels as long as their window load (NF*K < L): its layers are in
+    that regime and their outputs are not all zero, so a window written to the wrong slots or
+    too late would show in the comparison above."""
+    from sentei.host import reference
+    from sentei.overlay import codegen
+
+    model = starved()
+    facts = codegen.network_facts(model, STARVED_LANES)
+    for layer in facts.layers[:2]:
+        geometry = dict(layer.geometry)
+        assert layer.folds * layer.k_nonzero < geometry["chunks"] == geometry["pixel_iterations"]
+    _, stages = reference.run(model, random_frame(0, 10, 12), return_all=True)
+    assert all(np.count_nonzero(stage) > 0.5 * stage.size for stage in stages[1:3])
 
 
 @pytest.mark.slow
