@@ -17,10 +17,12 @@ PACKAGES = {
     "sentei.notebooks": "notebooks",  # found by `pynq get-notebooks sentei`
 }
 
-# torch is pinned to the CPU build that lies on disk for this project's machines; any
-# torch that satisfies the range works for a user with a GPU.
+# torch: a range that an installed build satisfies keeps it (NVIDIA's JetPack 6 wheel, a CUDA
+# build), and whose newest release is 2.13.0, the CPU build that lies on disk for this
+# project's machines: a wider range would fetch the registry's newest CUDA build into a fresh
+# environment. Tested with 2.13 (CPU) and 2.11 (CUDA); 2.3 is the JetPack 6.0 wheel's.
 EXTRAS = {
-    "train": ["torch==2.13.0", "tqdm>=4.60", "pyyaml>=5.4", "matplotlib>=3.5"],
+    "train": ["torch>=2.3,<=2.13.0", "tqdm>=4.60", "pyyaml>=5.4", "matplotlib>=3.5"],
     # pynq 4 pins numpy<2: every other extra must accept numpy 1.x.
     "board": ["pynq>=4.0"],  # 3.x pins a git URL dependency that pip refuses from PyPI
     # opencv-python-headless 4.12+ needs numpy>=2, which pynq does not allow.

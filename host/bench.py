@@ -277,15 +277,32 @@ class TorchModuleEngine(BenchEngine):
 
         from sentei.training.baseline import frame_to_tensor, labels
 
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise SenteiError(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; "
-                              f"use --device cpu")
+        if device.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise SenteiError(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; "
+                                  f"use --device cpu")
+            index = torch.device(device).index or 0
+            if index >= torch.cuda.device_count():
+                raise SenteiError(f"--device {device}: this machine has {torch.cuda.device_count()} visible GPU(s), "
+                                  f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+            # Settings a deployed fp32/fp16 baseline would use, recorded in info(): cuDNN picks its
+            # fastest algorithm for the one input shape during the warm-up, and fp32 means fp32
+            # (Ampere and newer would otherwise run fp32 convolutions in TF32).
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         self.torch = torch
         self.device = "cuda" if device.startswith("cuda") else "cpu"
         self._device = torch.device(device)
         self.precision = precision
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
-        self.module = module.to(self._device, self.dtype).eval()
+        # NHWC for weights and input alike (the input arrives as an HWC frame): cuDNN's tensor-core
+        # kernels and oneDNN prefer it, and a module left NCHW would re-lay out every weight per call
+        try:
+            self.module = module.to(self._device, self.dtype).to(memory_format=torch.channels_last).eval()
+        except RuntimeError as exc:  # out of memory, a CUDA error
+            raise SenteiError(f"--device {device}: cannot place the network there: "
+                              f"{' '.join(str(exc).split())[:200]}") from None
         self.height, self.width, self.what = height, width, what
         self._to_tensor, self._labels = frame_to_tensor, labels
         from sentei.host.preprocess import prepare_frame
@@ -303,6 +320,7 @@ class TorchModuleEngine(BenchEngine):
     def infer(self, frame):
         with self.torch.inference_mode():
             x = self._to_tensor(self._prepare(frame, self.height, self.width), self._device, self.dtype)
+            x = x.contiguous(memory_format=self.torch.channels_last)
             self._sync()
             t0 = time.perf_counter()
             logits = self.module(x)
@@ -324,11 +342,19 @@ class TorchModuleEngine(BenchEngine):
 
     def info(self):
         t = self.torch
-        d = {"module": self.what, "torch_threads": t.get_num_threads()}
+        d = {"module": self.what, "torch_threads": t.get_num_threads(), "memory_format": "channels_last"}
         if self.device == "cuda":
             d["gpu"] = t.cuda.get_device_name(self._device)
             d["cudnn"] = t.backends.cudnn.version()
+            d["cudnn_benchmark"] = bool(t.backends.cudnn.benchmark)
+            d["tf32"] = bool(t.backends.cudnn.allow_tf32)
         return d
+
+    def close(self):
+        """Free the module, so that the next run's device peak memory does not count it."""
+        self.module = None
+        if self.device == "cuda":
+            self.torch.cuda.empty_cache()
 
 
 class TorchPredictEngine(BenchEngine):
@@ -613,7 +639,7 @@ def parse_trtexec(text: str) -> dict:
         out["latency" if m.group(1) == "Latency" else "gpu_compute"] = stats
     if "throughput_qps" not in out or "gpu_compute" not in out:
         raise SenteiError("no trtexec performance summary found (expected 'Throughput: ... qps' and "
-                          "'GPU Compute Time: ...' lines)")
+                          "'GPU Compute Time: ...' lines, as TensorRT 8 and later print them)")
     return out
 
 
@@ -639,37 +665,96 @@ def find_trtexec() -> str:
     return exe
 
 
+_TRT_INFERENCE_START = "Starting inference"  # "[I] Starting inference" (8, 10), "... threads" (7)
+_TRT_TIMING_DONE = re.compile(r"Timing trace has (\d+) queries over ([-+\d.eE]+) s")
+_TRT_WARMUP = re.compile(r"Warmup completed (\d+) queries over")
+
+
+def _trtexec_frames(lines: list[str]) -> int | None:
+    """Queries trtexec ran between 'Starting inference' and its timing trace: warm-up + timed."""
+    warm = timed = None
+    for line in lines:
+        m = _TRT_WARMUP.search(line)
+        warm = int(m.group(1)) if m else warm
+        m = _TRT_TIMING_DONE.search(line)
+        timed = int(m.group(1)) if m else timed
+    return None if timed is None else timed + (warm or 0)
+
+
 def run_trtexec(args_text: str, power_choice: str, idle_s: float) -> dict:
-    """Run ``trtexec`` with power sampled around it; energy per frame uses its throughput."""
+    """Run ``trtexec`` with power sampled over its inference phase only.
+
+    trtexec first parses the ONNX file and builds the engine (minutes on a Jetson, mostly on
+    the CPU while the GPU idles), then runs inference. Its output is read line by line as it
+    comes (under ``stdbuf -oL`` where available): the sampler starts at "Starting inference"
+    and stops at "Timing trace has N queries", and energy per frame is that window's energy
+    over the warm-up and timed queries trtexec reports for it. Where the lines do not come
+    (another format, output held back until exit) the power is ``none`` with the reason,
+    never a mean over the engine build.
+    """
     import shlex
+    import shutil
     import subprocess
+    import threading
 
     exe = find_trtexec()
+    command = [exe, *shlex.split(args_text)]
+    if shutil.which("stdbuf"):
+        command = ["stdbuf", "-oL", "-eL", *command]
     source, why_none = pw.open_source(power_choice, "cuda")
+    lines: list[str] = []
+    window: dict = {}  # start/end times, the sampler and its trace
+
+    def pump(stream):
+        for line in stream:
+            now = time.perf_counter()
+            lines.append(line)
+            if "start" not in window and _TRT_INFERENCE_START in line:
+                window["start"] = now
+                if source is not None:
+                    window["sampler"] = pw.PowerSampler(source).start()
+            elif "start" in window and "end" not in window and _TRT_TIMING_DONE.search(line):
+                window["end"] = now
+                if "sampler" in window:
+                    window["trace"] = window["sampler"].stop()
+
     try:
         idle = pw.measure_idle(source, idle_s) if source is not None and idle_s > 0 else None
-        sampler = pw.PowerSampler(source).start() if source is not None else None
-        start = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        reader = threading.Thread(target=pump, args=(proc.stdout,), name="sentei-trtexec-output", daemon=True)
+        reader.start()
         try:
-            done = subprocess.run([exe, *shlex.split(args_text)], capture_output=True, text=True,
-                                  timeout=TRTEXEC_TIMEOUT_S)
+            returncode = proc.wait(timeout=TRTEXEC_TIMEOUT_S)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
             raise SenteiError(f"--trtexec: trtexec did not finish within {TRTEXEC_TIMEOUT_S} s "
                               f"(lower its --duration/--iterations)") from None
-        wall = time.perf_counter() - start
-        trace = sampler.stop() if sampler is not None else None
+        finally:
+            reader.join(timeout=10)
     finally:
+        if "sampler" in window and "trace" not in window:
+            window["trace"] = window["sampler"].stop()
         if source is not None:
             source.close()
-    if done.returncode != 0:
-        tail = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["no output"]
-        raise SenteiError(f"--trtexec: trtexec exited with status {done.returncode}: {tail[0]}")
-    qps = parse_trtexec(done.stdout)["throughput_qps"]
-    # trtexec also spends time parsing and building: the mean power is over its whole run, an upper bound
-    summary = pw.summarize(trace, idle, max(1, round(qps * wall)), wall, why_none)
-    if summary["status"] == "measured":
-        summary["note"] = "mean over the whole trtexec process (engine build included): an upper bound"
-    return trtexec_run(done.stdout, summary, "trtexec " + args_text)
+    text = "".join(lines)
+    if returncode != 0:
+        tail = text.strip().splitlines()[-1:] or ["no output"]
+        raise SenteiError(f"--trtexec: trtexec exited with status {returncode}: {tail[0]}")
+    if source is None:
+        summary = pw.summarize(None, None, 1, 0.0, why_none)
+    elif "end" not in window:
+        summary = {"status": "none", "source": source.name,
+                   "reason": "trtexec printed no 'Starting inference' ... 'Timing trace has N queries' lines: "
+                             "its inference phase, and so its power, could not be told from the engine build"}
+    else:
+        seconds = window["end"] - window["start"]
+        frames = _trtexec_frames(lines) or max(1, round(parse_trtexec(text)["throughput_qps"] * seconds))
+        summary = pw.summarize(window["trace"], idle, frames, seconds, why_none)
+        if summary["status"] == "measured":
+            summary["note"] = (f"over trtexec's inference phase ({seconds:.2f} s, {frames} queries including "
+                               f"its warm-up), not its engine build")
+    return trtexec_run(text, summary, "trtexec " + args_text)
 
 
 def run_label(run: dict) -> str:

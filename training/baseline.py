@@ -53,7 +53,9 @@ class Saturate(nn.Module):
         self.lo, self.hi = float(lo), float(hi)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.clamp(x, self.lo, self.hi)
+        # a 16-bit activation's 65535 is above fp16's largest value (65504): clamp at what the dtype holds
+        info = torch.finfo(x.dtype)
+        return torch.clamp(x, max(self.lo, info.min), min(self.hi, info.max))
 
     def extra_repr(self) -> str:
         return f"lo={self.lo:g}, hi={self.hi:g}"
@@ -137,7 +139,7 @@ def labels(logits: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return class_argmax(upsample_logits(logits.float(), height, width))[0].to(torch.uint8)
 
 
-def export_onnx(module: nn.Module, path, input_size: tuple[int, int], opset: int = 17) -> None:
+def export_onnx(module: nn.Module, path, input_size: tuple[int, int], opset: int = 13) -> None:
     """Write ``module`` as an ONNX file with input ``pixels [1, 3, H, W]`` and output ``logits``.
 
     For ``trtexec --onnx=PATH --fp16`` on a Jetson. Uses the TorchScript-based exporter
@@ -153,7 +155,9 @@ def export_onnx(module: nn.Module, path, input_size: tuple[int, int], opset: int
     input_size : (int, int)
         ``(height, width)`` of the input.
     opset : int, optional
-        ONNX opset (17 is read by TensorRT 8.5 and later).
+        ONNX opset. 13, the oldest that holds every operator of these networks (Conv, Mul,
+        Add, Clip with tensor bounds, Relu), is read by TensorRT 8.0 and later (JetPack 4.6 on),
+        where 17 needs TensorRT 8.5 (JetPack 5.1).
     """
     import importlib.util
     import io
@@ -167,6 +171,10 @@ def export_onnx(module: nn.Module, path, input_size: tuple[int, int], opset: int
     dummy = torch.zeros(1, 3, int(height), int(width))
     module = module.eval().cpu().float()
     buf = io.BytesIO()
-    torch.onnx.export(module, (dummy,), buf, dynamo=False, opset_version=opset,
-                      input_names=["pixels"], output_names=["logits"])
+    import inspect
+
+    # the TorchScript exporter: the default before torch 2.5 had the `dynamo` switch, chosen after
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    torch.onnx.export(module, (dummy,), buf, opset_version=opset, input_names=["pixels"],
+                      output_names=["logits"], **legacy)
     atomic_write_bytes(path, buf.getvalue())

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
+import time
 import types
 
 import numpy as np
@@ -309,6 +311,96 @@ def test_parse_trtexec_recorded_summary():
     assert t["throughput_qps"] == 2.54521e6 and t["gpu_compute"]["p90_ms"] is None
     with pytest.raises(SenteiError, match="no trtexec performance summary"):
         bench.parse_trtexec("&&&& FAILED TensorRT.trtexec")
+
+
+def _fake_trtexec(tmp_path, monkeypatch, body: str):
+    """A trtexec on PATH that prints a build phase, then ``body`` (shell), then the recorded summary."""
+    from pathlib import Path
+
+    summary = Path(__file__).parent / "fixtures" / "trtexec_summary.txt"
+    exe = tmp_path / "trtexec"
+    exe.write_text("#!/bin/sh\necho '[I] [TRT] building the engine'\nsleep 0.4\n" + body + f"cat '{summary}'\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+
+
+class _ConstantSource:
+    """A power source reading 5 W before 'Starting inference' would be sampled and 9 W after."""
+
+    name = "fake"
+    interval_s = 0.01
+
+    def __init__(self):
+        self.watts, self.closed = 5.0, False
+
+    def read(self):
+        return {"board": self.watts}
+
+    def total(self, rails):
+        return rails["board"], "board"
+
+    def device_info(self):
+        return {}
+
+    def close(self):
+        self.closed = True
+
+
+def test_trtexec_power_covers_its_inference_phase_only(tmp_path, monkeypatch):
+    """Energy per frame is the inference window's energy over the warm-up and timed queries of
+    that window, not a mean over the engine build (where the GPU idles)."""
+    from sentei.host import power as pw
+
+    source = _ConstantSource()
+    monkeypatch.setattr(pw, "open_source", lambda choice, device: (source, ""))
+    started = []
+    real_start = pw.PowerSampler.start
+
+    def start(self):
+        started.append(time.perf_counter())
+        if len(started) == 2:  # the first is the idle measurement before trtexec starts
+            source.watts = 9.0  # the GPU under load from here on
+        return real_start(self)
+
+    monkeypatch.setattr(pw.PowerSampler, "start", start)
+    _fake_trtexec(tmp_path, monkeypatch, "echo '[I] Starting inference'\nsleep 0.5\n"
+                  "echo '[I] Warmup completed 14 queries over 200 ms'\n"
+                  "echo '[I] Timing trace has 101 queries over 0.3 s'\n")
+    t0 = time.perf_counter()
+    run = bench.run_trtexec("--onnx=m.onnx --fp16", "auto", idle_s=0.05)
+    assert len(started) == 2 and started[1] - t0 > 0.35  # the run's sampler waited out the build phase
+    power = run["power"]
+    assert power["status"] == "measured" and source.closed
+    assert power["mean_w"] == pytest.approx(9.0) and power["idle_w"] == pytest.approx(5.0)
+    window = power["energy_per_frame_j"] * 115 / 9.0  # J/frame = mean W * window / (14 + 101) queries
+    assert 0.4 < window < 1.5 and "115 queries" in power["note"]
+    assert run["engine"]["trtexec"] == "trtexec --onnx=m.onnx --fp16"
+    assert run["latency"]["accelerator"]["p50_ms"] == 8.19409
+
+
+def test_trtexec_without_an_inference_phase_gives_no_power_and_says_why(tmp_path, monkeypatch):
+    from sentei.host import power as pw
+
+    source = _ConstantSource()
+    monkeypatch.setattr(pw, "open_source", lambda choice, device: (source, ""))
+    _fake_trtexec(tmp_path, monkeypatch, "")
+    run = bench.run_trtexec("--onnx=m.onnx", "auto", idle_s=0)
+    assert run["power"]["status"] == "none" and "Starting inference" in run["power"]["reason"]
+    assert source.closed and run["engine"]["trtexec_throughput_qps"] == 120.699
+
+
+def test_trtexec_failure_is_one_line_and_closes_the_power_source(tmp_path, monkeypatch):
+    from sentei.host import power as pw
+
+    source = _ConstantSource()
+    monkeypatch.setattr(pw, "open_source", lambda choice, device: (source, ""))
+    exe = tmp_path / "trtexec"
+    exe.write_text("#!/bin/sh\necho '[I] Starting inference'\necho '&&&& FAILED TensorRT.trtexec'\nexit 1\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    with pytest.raises(SenteiError, match=r"trtexec exited with status 1: &&&& FAILED TensorRT.trtexec$"):
+        bench.run_trtexec("--onnx=m.onnx", "auto", idle_s=0)
+    assert source.closed
 
 
 def test_power_device_info_is_read_before_the_source_closes(monkeypatch):

@@ -83,6 +83,49 @@ def test_fp16_stays_finite_and_close(model):
     assert np.abs(fp16 - fp32).mean() < 0.05 * np.abs(fp32).mean()
 
 
+def test_fp16_holds_a_16_bit_activation():
+    """A 16-bit ReLU layer's upper clamp (65535) is above fp16's largest value (65504): the
+    half module clamps at what it can hold instead of failing to convert the bound."""
+    wide = random_model(3, 16, 20, specs=(LayerSpec(6, density=0.5, out_bits=16), LayerSpec(6, density=0.5)))
+    module = baseline.build_module(wide).half()
+    x = torch.full((1, 6, 4, 4), 60000.0, dtype=torch.float16)
+    assert torch.equal(module[2](x), x) and module[2].hi == 65535  # module[2]: conv1's Saturate
+    assert torch.isinf(module[2](torch.full((1,), float("inf"), dtype=torch.float16))).sum() == 0
+    try:
+        fp16 = forward(baseline.build_module(wide), random_frame(4, 16, 20), torch.float16)
+    except RuntimeError as exc:
+        if "Half" in str(exc) and "overflow" in str(exc):
+            raise
+        pytest.skip(f"no fp16 conv on this CPU build: {exc}")
+    assert np.isfinite(fp16).all()
+
+
+def test_bench_module_runs_channels_last_and_frees_itself(model):
+    """The torch engine lays weights and input out NHWC alike (no per-call weight re-layout),
+    says so, and drops its module when closed (the next run's device memory peak)."""
+    from sentei.host import bench
+
+    engine = bench.open_engine("torch", None, model, "cpu", "fp32")
+    conv = engine.module[1]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    labels, accel = engine.infer(random_frame(5, 40, 56))
+    assert labels.shape == (40, 56) and accel > 0
+    assert engine.info()["memory_format"] == "channels_last"
+    reference_labels = reference.predict(model, random_frame(5, 40, 56))
+    assert (labels == reference_labels).mean() > 0.95
+    engine.close()
+    assert engine.module is None
+
+
+def test_bench_refuses_a_gpu_index_the_machine_lacks(model, monkeypatch):
+    from sentei.host import bench
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(SenteiError, match=r"^--device cuda:2: this machine has 2 visible GPU\(s\), cuda:0 to cuda:1$"):
+        bench.open_engine("torch", None, model, "cuda:2", "fp32")
+
+
 def test_export_onnx_without_onnx_says_what_to_install(model, tmp_path, monkeypatch):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else find_spec(name, *a))
@@ -99,6 +142,7 @@ def test_export_onnx_writes_a_checked_graph(model, tmp_path):
     baseline.export_onnx(baseline.build_module(model), path, (40, 56))
     graph = onnx.load(str(path))
     onnx.checker.check_model(graph)
+    assert [o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")] == [13]  # TensorRT >= 8.0
     assert [i.name for i in graph.graph.input] == ["pixels"]
     assert [o.name for o in graph.graph.output] == ["logits"]
 
