@@ -10,17 +10,19 @@ source         what it reads                                               total
 ``pynq``       PMBus rails of a Zynq UltraScale+ board (``pynq.get_rails``)  ``12V`` board input
 ``ina3221``    Jetson INA3221 sysfs rails (hwmon on L4T >= 34, iio before)   ``VDD_IN`` / ``POM_5V_IN``
 ``tegrastats`` Jetson ``tegrastats`` output (any L4T)                        ``VDD_IN`` / ``POM_5V_IN``
-``nvml``       NVIDIA GPU board power (``nvmlDeviceGetPowerUsage``)          the GPU board
+``nvml``       NVIDIA GPU board energy counter, differenced (Volta and      the GPU board
+               newer; ``nvmlDeviceGetPowerUsage`` where there is none)
 ``rapl``       x86 RAPL energy counters (``/sys/class/powercap``)            CPU packages
 =============  ==========================================================  =================
 
 Where a device has no input rail (Jetson AGX Xavier and AGX Orin report module rails
-only) the total is the sum of the rails, and the report says so. Where nothing can be
-read, the result is ``none`` with the reason -- never a made-up figure.
+only) the total is a sum of rails, the same rails for both Jetson sources, and the report
+says which (:func:`jetson_total`). Where nothing can be read, the result is ``none`` with
+the reason -- never a made-up figure.
 
 The parsers are pure functions tested on recorded outputs (tests/host/fixtures). The
 sampler polls a source in a daemon thread with a stop event and a bounded join; energy
-counters (RAPL) are differenced, so a sample is the mean power over its interval.
+counters (RAPL, NVML's) are differenced, so a sample is the mean power over its interval.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import os
 import re
 import select
 import shutil
+import statistics
 import subprocess
 import threading
 import time
@@ -41,6 +44,14 @@ from sentei.errors import SenteiError
 
 SOURCES = ("pynq", "ina3221", "tegrastats", "nvml", "rapl")
 JETSON_INPUT_RAILS = ("VDD_IN", "POM_5V_IN")  # whole-module input, when the module has one
+# Jetson AGX Orin has no input rail. NVIDIA's Jetson Linux Developer Guide (r35/r36, "Jetson Orin
+# Nano Series, Jetson Orin NX Series and Jetson AGX Orin Series", Software-Based Power Consumption
+# Modeling) describes its INA3221 rails: VDD_GPU_SOC and VDD_CPU_CV (1-0040 ch 1, 2), VIN_SYS_5V0
+# (1-0040 ch 3), and VDDQ_VDD2_1V8AO (1-0041 ch 2), of which it says "VDDQ_VDD2_1V8AO power is
+# also included in VIN_SYS_5V0 power". The module's figure is the sum of the first three; adding
+# the fourth would count the DDR rail twice (some L4T releases' tegrastats print it, some do not).
+AGX_ORIN_MODULE_RAILS = ("VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0")
+AGX_ORIN_NOTE = "AGX Orin module rails; VDDQ_VDD2_1V8AO is within VIN_SYS_5V0 (NVIDIA Jetson Linux guide)"
 PYNQ_INPUT_RAILS = ("12V", "VCC12", "12V_SW", "VCCPSINTFP")  # first found is the board input
 
 
@@ -82,9 +93,15 @@ def jetson_total(rails: dict[str, float]) -> tuple[float, str]:
     """Whole-module power of Jetson rails and how it was obtained.
 
     ``VDD_IN`` (Xavier NX, Orin NX/Nano, TX1/TX2) or ``POM_5V_IN`` (Nano) is the module
-    input; without one (AGX Xavier, AGX Orin) the rails are summed, which leaves out
-    what the module's sensors do not cover.
+    input. Without one the rails are summed, which leaves out what the module's sensors do
+    not cover: on AGX Orin :data:`AGX_ORIN_MODULE_RAILS` (``VDDQ_VDD2_1V8AO``, which the
+    INA3221 sysfs always has and tegrastats prints on some releases only, is part of
+    ``VIN_SYS_5V0``), on AGX Xavier all six rails. Both Jetson sources total through here,
+    so they agree on the same readings.
     """
+    if not any(name in rails for name in JETSON_INPUT_RAILS) and all(r in rails for r in AGX_ORIN_MODULE_RAILS):
+        watts, how = input_or_sum({r: rails[r] for r in AGX_ORIN_MODULE_RAILS})
+        return watts, f"{how}: {AGX_ORIN_NOTE}"
     return input_or_sum(rails, JETSON_INPUT_RAILS, "no power rails in the reading")
 
 
@@ -231,6 +248,10 @@ class PowerSource(abc.ABC):
 
     def open(self) -> None:
         """Start whatever the source needs (a subprocess, a library handle)."""
+
+    def begin(self) -> None:
+        """A new series of readings starts (:meth:`PowerSampler.start`): an energy counter is primed
+        afresh, so its first difference does not span the time since the previous series."""
 
     @abc.abstractmethod
     def read(self) -> dict[str, float] | None:
@@ -381,19 +402,50 @@ class TegrastatsSource(PowerSource):
             self._proc = None
 
 
+NVML_ENERGY = "gpu board (nvmlDeviceGetTotalEnergyConsumption, differenced)"
+NVML_POWER = "gpu board (nvmlDeviceGetPowerUsage: averaged over 1 s on Ampere and newer)"
+NVML_WHOLE_GPU = "the whole GPU's power, not the MIG instance's (NVML has none of its own)"
+_PCI_BUS_ID = re.compile(r"(?:[0-9A-Fa-f]{4,8}:)?[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]")
+_MIG_LEGACY = re.compile(r"MIG-(GPU-[0-9A-Fa-f-]+)/\d+/\d+")  # CUDA 11.0-11.3: parent GPU/instance/compute
+
+
 class NvmlSource(PowerSource):
-    """NVIDIA GPU board power through NVML (``nvidia-ml-py``): ``nvmlDeviceGetPowerUsage`` in mW."""
+    """NVIDIA GPU board power through NVML (``nvidia-ml-py``).
+
+    Where the GPU has an energy counter (``nvmlDeviceGetTotalEnergyConsumption``: millijoules
+    since the driver loaded, Volta and newer) it is differenced between readings like RAPL's:
+    a reading is the mean power over its interval, and the first one only primes the counter.
+    Where the counter raises (older GPUs, some virtual GPUs), ``nvmlDeviceGetPowerUsage`` (mW),
+    which NVML documents as averaged over 1 s on Ampere (except GA100) and newer: a run's
+    first second then counts idle power in. The total's label says which was read.
+
+    ``index`` is what :func:`nvml_device` gives: NVML's index, a GPU or MIG UUID (or the start
+    of one, as ``CUDA_VISIBLE_DEVICES`` allows), or a PCI bus id. NVML reads no power of a MIG
+    instance: its parent GPU is read, and the label says the figure is the whole GPU's.
+
+    Each reading also records the SM clock, so :meth:`device_info` gives the clock the run
+    ran at (the median over the latest series of readings, since :meth:`begin`), not the idle
+    one after it.
+    """
 
     name = "nvml"
     description = "NVIDIA GPU board power (NVML)"
-    interval_s = 0.05
+    interval_s = 0.1
 
-    def __init__(self, index: int | str = 0, nvml=None):
-        self.index = index  # NVML's index, or a GPU/MIG UUID (see nvml_device)
+    def __init__(self, index: int | str = 0, nvml=None, clock=time.perf_counter):
+        self.index = index
         self._nvml = nvml
+        self._clock = clock
         self._handle = None
+        self.whole_gpu = False  # the run is on a MIG instance (or a GPU in MIG mode): its parent is read
+        self.total_from = ""
+        self._energy = False
+        self._last = None
+        self._sm_clocks: list[float] = []
 
     def open(self):
+        if self._handle is not None:
+            self.close()
         if self._nvml is None:
             try:
                 import pynvml
@@ -404,49 +456,165 @@ class NvmlSource(PowerSource):
             self._nvml.nvmlInit()
         except Exception as exc:  # NVMLError subclasses: no driver, no GPU
             raise PowerUnavailable(f"nvml: {exc}") from None
-        try:
-            if isinstance(self.index, str):
-                self._handle = self._nvml.nvmlDeviceGetHandleByUUID(self.index)
-            else:
-                self._handle = self._nvml.nvmlDeviceGetHandleByIndex(self.index)
-            self._nvml.nvmlDeviceGetPowerUsage(self._handle)
-        except Exception as exc:  # no such GPU, power not supported: NVML was initialised, shut it down
+        self.whole_gpu = False
+        try:  # from here on NVML is initialised: every failure shuts it down again
+            self._handle = self._find_handle()
+            self.total_from = self._pick_method()
+        except Exception as exc:  # no such GPU, no power reading
             self._handle = None
+            self._shutdown()
+            raise (exc if isinstance(exc, PowerUnavailable) else PowerUnavailable(f"nvml: {exc}")) from None
+        if self.whole_gpu:
+            self.total_from += "; " + NVML_WHOLE_GPU
+        self.description = f"NVIDIA GPU board power (NVML): {self.total_from}"
+        self.begin()
+
+    def begin(self):
+        self._last, self._sm_clocks = None, []
+
+    def _find_handle(self):
+        """The handle of the GPU ``index`` names; a MIG instance's parent GPU."""
+        n, ident = self._nvml, self.index
+        if isinstance(ident, int):
+            handle = n.nvmlDeviceGetHandleByIndex(ident)
+        elif _PCI_BUS_ID.fullmatch(ident):
+            handle = n.nvmlDeviceGetHandleByPciBusId(ident)
+        else:
+            handle = self._by_uuid(ident)
+        try:
+            mig_instance = bool(n.nvmlDeviceIsMigDeviceHandle(handle))
+        except Exception:  # an older driver or nvidia-ml-py: no MIG
+            mig_instance = False
+        if mig_instance:
+            self.whole_gpu = True
+            return n.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(handle)
+        try:  # a GPU in MIG mode shares its power among its instances
+            mig_mode = n.nvmlDeviceGetMigMode(handle)[0] == getattr(n, "NVML_DEVICE_MIG_ENABLE", 1)
+            self.whole_gpu = self.whole_gpu or mig_mode
+        except Exception:
+            pass
+        return handle
+
+    def _by_uuid(self, ident: str):
+        """A GPU or MIG instance by its UUID, or by the start of one (CUDA accepts prefixes, NVML not).
+
+        A whole ``GPU-`` UUID that NVML does not know is tried as ``MIG-`` too (torch gives a
+        MIG instance's UUID without its kind); the old ``MIG-GPU-<uuid>/<gi>/<ci>`` names the parent.
+        """
+        n = self._nvml
+        legacy = _MIG_LEGACY.fullmatch(ident)
+        if legacy:
+            self.whole_gpu, ident = True, legacy.group(1)
+        tries = [ident] + (["MIG-" + ident[4:]] if ident.startswith("GPU-") and len(ident) == 40 else [])
+        first = None
+        for uuid in tries:
             try:
-                self._nvml.nvmlShutdown()
-            except Exception:
-                pass
-            raise PowerUnavailable(f"nvml: {exc}") from None
+                return n.nvmlDeviceGetHandleByUUID(uuid)
+            except Exception as exc:
+                first = first or exc
+        try:
+            matches = [h for uuid, h in self._devices() if uuid.startswith(ident)]
+        except Exception:
+            matches = []
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise PowerUnavailable(f"nvml: {ident} is the start of {len(matches)} UUIDs; give more of it")
+        raise first
+
+    def _devices(self) -> list:
+        """``(UUID, handle)`` of every GPU NVML sees and of their MIG instances."""
+        n, found = self._nvml, []
+        for i in range(n.nvmlDeviceGetCount()):
+            gpu = n.nvmlDeviceGetHandleByIndex(i)
+            found.append((_text(n.nvmlDeviceGetUUID(gpu)), gpu))
+            try:
+                count = n.nvmlDeviceGetMaxMigDeviceCount(gpu)
+            except Exception:  # no MIG here
+                continue
+            for k in range(count):
+                try:
+                    mig = n.nvmlDeviceGetMigDeviceHandleByIndex(gpu, k)
+                    found.append((_text(n.nvmlDeviceGetUUID(mig)), mig))
+                except Exception:  # an empty slot
+                    continue
+        return found
+
+    def _pick_method(self) -> str:
+        """The energy counter where the GPU has one, else the power reading; the total's label."""
+        n, h = self._nvml, self._handle
+        try:
+            n.nvmlDeviceGetTotalEnergyConsumption(h)
+            self._energy = True
+            return NVML_ENERGY
+        except Exception as exc:  # NVMLError_NotSupported (before Volta), a missing function
+            no_counter = exc
+        self._energy = False
+        try:
+            n.nvmlDeviceGetPowerUsage(h)
+        except Exception as exc:
+            raise PowerUnavailable(f"nvml: no energy counter ({no_counter}) and no power reading ({exc})") from None
+        return f"{NVML_POWER}; no energy counter: {no_counter}"
 
     def read(self):
-        return {"gpu": self._nvml.nvmlDeviceGetPowerUsage(self._handle) / 1000.0}
+        n, h = self._nvml, self._handle
+        try:
+            self._sm_clocks.append(float(n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)))
+        except Exception:  # a clock NVML does not give is left out, the power still counts
+            pass
+        if not self._energy:
+            return {"gpu": n.nvmlDeviceGetPowerUsage(h) / 1000.0}
+        now, mj = self._clock(), n.nvmlDeviceGetTotalEnergyConsumption(h)
+        last, self._last = self._last, (now, mj)
+        if last is None or now <= last[0] or mj < last[1]:  # priming, or a counter that restarted
+            return None
+        return {"gpu": (mj - last[1]) / 1000.0 / (now - last[0])}
 
     def total(self, rails):
-        return rails["gpu"], "gpu board (nvmlDeviceGetPowerUsage)"
+        return rails["gpu"], self.total_from
 
     def device_info(self) -> dict:
-        """GPU name, driver, clocks and power limit where NVML gives them."""
+        """GPU name, UUID, driver, clocks and power limit where NVML gives them.
+
+        ``sm_clock_mhz`` is the median of the SM clocks recorded at each reading of the latest
+        series (``sm_clock_mhz_during_run: true``; read it before another sampler starts on
+        this source), else the clock now.
+        """
         n, h, info = self._nvml, self._handle, {}
         for key, call in (("name", lambda: n.nvmlDeviceGetName(h)),
+                          ("uuid", lambda: n.nvmlDeviceGetUUID(h)),
                           ("driver", lambda: n.nvmlSystemGetDriverVersion()),
                           ("sm_clock_mhz", lambda: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)),
                           ("mem_clock_mhz", lambda: n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_MEM)),
                           ("max_sm_clock_mhz", lambda: n.nvmlDeviceGetMaxClockInfo(h, n.NVML_CLOCK_SM)),
                           ("power_limit_w", lambda: n.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0)):
             try:
-                value = call()
-                info[key] = value.decode() if isinstance(value, bytes) else value
+                info[key] = _text(call())
             except Exception:
                 continue
+        if self._sm_clocks:
+            info["sm_clock_mhz"] = statistics.median(self._sm_clocks)
+            info["sm_clock_readings"] = len(self._sm_clocks)
+        info["sm_clock_mhz_during_run"] = bool(self._sm_clocks)
+        if self.total_from:
+            info["power_from"] = self.total_from
         return info
 
     def close(self):
-        if self._nvml is not None and self._handle is not None:
-            try:
-                self._nvml.nvmlShutdown()
-            except Exception:
-                pass
+        if self._handle is not None:
             self._handle = None
+            self._shutdown()
+
+    def _shutdown(self):
+        try:
+            self._nvml.nvmlShutdown()
+        except Exception:
+            pass
+
+
+def _text(value):
+    """NVML's strings come as bytes from older nvidia-ml-py."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class RaplSource(PowerSource):
@@ -466,6 +634,9 @@ class RaplSource(PowerSource):
         self.zones = find_rapl(self.root)
         self._last = None
 
+    def begin(self):
+        self._last = None
+
     def read(self):
         now = self._clock()
         energies = [int(_read_number(z.energy_file)) for z in self.zones]
@@ -478,20 +649,59 @@ class RaplSource(PowerSource):
 
 
 def nvml_device(device: str, environ=None) -> int | str:
-    """NVML's index (or UUID) of the GPU torch calls ``device`` (``cuda``, ``cuda:N``).
+    """How NVML finds the GPU torch calls ``device`` (``cuda``, ``cuda:N``): index, UUID or PCI bus id.
 
-    torch numbers the GPUs that ``CUDA_VISIBLE_DEVICES`` leaves visible, NVML all of them:
-    ``cuda:1`` under ``CUDA_VISIBLE_DEVICES=2,3`` is NVML's 3. (CUDA orders GPUs fastest
-    first unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, NVML by PCI bus; on a machine of mixed
-    GPUs set that variable for the two to agree.)
+    torch's own answer first, where torch is installed and sees a GPU: the UUID of
+    ``torch.cuda.get_device_properties(N)`` (see :func:`torch_gpu`). That holds however CUDA
+    numbers the GPUs (fastest first unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, while NVML's
+    indices follow the PCI bus) and however ``CUDA_VISIBLE_DEVICES`` names them.
+
+    Otherwise, and always with an explicit ``environ`` (torch read the process's own), the
+    mapping through ``CUDA_VISIBLE_DEVICES``: torch numbers the GPUs it leaves visible, NVML
+    all of them, so ``cuda:1`` under ``CUDA_VISIBLE_DEVICES=2,3`` is NVML's 3 -- right where
+    CUDA's order is the PCI bus's; a UUID (or the start of one) there is passed on.
     """
-    environ = os.environ if environ is None else environ
     _, _, index = device.partition(":")
-    n = int(index) if index.isdigit() else 0
+    n = int(index) if index.isdigit() else None
+    if environ is None:
+        found = torch_gpu(n)
+        if found is not None:
+            return found
+        environ = os.environ
+    n = n or 0
     visible = [v.strip() for v in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
     if n < len(visible):
         return int(visible[n]) if visible[n].isdigit() else visible[n]
     return n
+
+
+def torch_gpu(n: int | None = None) -> str | None:
+    """NVML's name for torch's ``cuda:n`` (``None``: torch's current device), or None where torch gives none.
+
+    ``torch.cuda.get_device_properties(n).uuid`` prints as 32 hex digits in 8-4-4-4-12 groups;
+    NVML spells a GPU's ``GPU-<those>`` (a MIG instance's ``MIG-<those>``, which
+    :class:`NvmlSource` tries next). A build without ``uuid`` but with ``pci_bus_id`` gives the
+    PCI bus id in NVML's ``%08X:%02X:%02X.0``. Nothing without torch, without a GPU torch sees,
+    or on ROCm.
+    """
+    try:
+        import torch
+    except ImportError:
+        return None
+    try:
+        if getattr(torch.version, "hip", None) or not torch.cuda.is_available():
+            return None
+        props = torch.cuda.get_device_properties(torch.cuda.current_device() if n is None else n)
+    except Exception:  # no such device, a broken driver: the fallback decides
+        return None
+    uuid = str(getattr(props, "uuid", "") or "").lower()
+    if re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", uuid) and uuid.strip("0-"):
+        return "GPU-" + uuid
+    bus = getattr(props, "pci_bus_id", None)
+    if isinstance(bus, int):
+        domain, slot = getattr(props, "pci_domain_id", 0) or 0, getattr(props, "pci_device_id", 0) or 0
+        return "%08X:%02X:%02X.0" % (domain, bus, slot)
+    return None
 
 
 def make_source(name: str, device: str = "cpu") -> PowerSource:
@@ -615,6 +825,9 @@ class PowerSampler:
         """Begin sampling in the background (a fresh trace)."""
         if self._thread is not None:
             raise SenteiError("power sampler is already running")
+        begin = getattr(self.source, "begin", None)  # a duck-typed source may not have it
+        if begin is not None:
+            begin()
         self.trace = PowerTrace(self.source.name)
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name=f"sentei-power-{self.source.name}", daemon=True)

@@ -151,8 +151,31 @@ def test_ina3221_agx_orin_skips_nc_and_sums(tmp_path):
     rails = source.read()
     assert sorted(rails) == ["VDDQ_VDD2_1V8AO", "VDD_CPU_CV", "VDD_GPU_SOC", "VIN_SYS_5V0"]
     total, label = source.total(rails)
-    assert total == pytest.approx(3.205 + 4.405 + 4.765 + 0.6)
-    assert label.startswith("sum(")
+    assert total == pytest.approx(3.205 + 4.405 + 4.765)  # VDDQ_VDD2_1V8AO is part of VIN_SYS_5V0
+    assert label.startswith("sum(VDD_CPU_CV+VDD_GPU_SOC+VIN_SYS_5V0): AGX Orin module rails")
+
+
+def test_agx_orin_ina3221_and_tegrastats_agree_on_the_same_readings(tmp_path):
+    """The sysfs tree holds the readings of tegrastats_agx_orin.txt's first line (to the mW, as
+    tegrastats prints them), plus the VDDQ_VDD2_1V8AO channel that the INA3221 always has and
+    tegrastats prints on some L4T releases only: all three give one module total."""
+    ina = pw.Ina3221Source(sysfs_tree(tmp_path, "sysfs_agx_orin_l4t36.json"))
+    ina.open()
+    rails = ina.read()
+    watts = {name: f"{round(w * 1000)}mW/{round(w * 1000)}mW" for name, w in rails.items()}
+    three = " ".join(f"{name} {watts[name]}" for name in ("VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0"))
+    for line in (three, three + f" VDDQ_VDD2_1V8AO {watts['VDDQ_VDD2_1V8AO']}"):
+        tegra = pw.TegrastatsSource(command=fake_tegrastats(tmp_path, f"while true; do echo 'RAM 1/2MB {line}'; "
+                                                                      f"sleep 0.02; done"))
+        tegra.open()
+        try:
+            reading = tegra.read()
+        finally:
+            tegra.close()
+        assert tegra.total(reading) == (pytest.approx(ina.total(rails)[0]), ina.total(rails)[1])
+    # and the recorded line itself, whose VIN_SYS_5V0 the tree reproduces to 2 mW
+    recorded = pw.jetson_total(pw.parse_tegrastats(tegra_line("agx_orin")))[0]
+    assert recorded == pytest.approx(ina.total(rails)[0], abs=0.003)
 
 
 def test_ina3221_absent(tmp_path):
@@ -201,72 +224,298 @@ def test_rapl_unreadable_says_why(tmp_path, monkeypatch):
 # NVML and PYNQ through stand-ins of their libraries
 
 
-class FakeNvml:
-    NVML_CLOCK_SM, NVML_CLOCK_MEM = 1, 2
+class NvmlError(Exception):
+    """What nvidia-ml-py raises (its NVMLError subclasses print like this)."""
 
-    def __init__(self, mw=71234, fail=None):
-        self.mw, self.fail, self.shutdown = mw, fail, False
+
+GPU0 = "GPU-5a0c5b4e-9f41-7d2c-1a3b-2c4d6e8f0a1b"
+GPU1 = "GPU-8f6a1c2e-3b4d-5e6f-7a8b-9c0d1e2f3a4b"
+MIG1 = "MIG-0d1e2f3a-4b5c-6d7e-8f9a-0b1c2d3e4f5a"  # an instance of GPU1
+
+
+class FakeNvml:
+    """nvidia-ml-py stand-in: GPUs in NVML's (PCI bus) order, MIG instances, and a board whose
+    energy is ``energy_j(t)`` joules at time ``t`` (``self.t``, which the tests move).
+
+    ``nvmlDeviceGetTotalEnergyConsumption`` is that counter in mJ (``counter=False``: Not
+    Supported, as before Volta); ``nvmlDeviceGetPowerUsage`` is what NVML documents for Ampere
+    and newer, the mean over the last second (mW). A MIG instance reads neither (Not Supported).
+    Every successful nvmlInit and every nvmlShutdown is counted.
+    """
+
+    NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_DEVICE_MIG_ENABLE = 1, 2, 1
+
+    def __init__(self, gpus=(GPU0,), migs=None, pci=None, energy_j=lambda t: 1e6 + 71.234 * t, counter=True,
+                 fail=None):
+        self.gpus, self.migs, self.pci = list(gpus), dict(migs or {}), dict(pci or {})
+        self.energy_j, self.counter, self.fail = energy_j, counter, fail
+        self.t, self.sm_clock = 0.0, 1980
+        self.inits = self.shutdowns = 0
+
+    @property
+    def shutdown(self):
+        return self.shutdowns > 0
 
     def nvmlInit(self):
         if self.fail:
-            raise RuntimeError(self.fail)
+            raise NvmlError(self.fail)
+        self.inits += 1
+
+    def nvmlShutdown(self):
+        self.shutdowns += 1
+
+    def nvmlDeviceGetCount(self):
+        return len(self.gpus)
 
     def nvmlDeviceGetHandleByIndex(self, i):
-        return ("gpu", i)
+        return ("gpu", self.gpus[i])
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        if uuid in self.gpus or uuid in self.migs:
+            return ("gpu" if uuid in self.gpus else "mig", uuid)
+        raise NvmlError("Not Found")
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus_id):
+        return ("gpu", self.pci[bus_id])
+
+    def nvmlDeviceGetUUID(self, handle):
+        return handle[1]
+
+    def nvmlDeviceIsMigDeviceHandle(self, handle):
+        return int(handle[0] == "mig")
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle):
+        return ("gpu", self.migs[handle[1]])
+
+    def nvmlDeviceGetMigMode(self, handle):
+        return [int(handle[1] in self.migs.values()), 0]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle):
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle, k):
+        mine = [m for m, parent in self.migs.items() if parent == handle[1]]
+        if k >= len(mine):
+            raise NvmlError("Not Found")
+        return ("mig", mine[k])
+
+    def _board(self, handle):
+        if handle[0] == "mig":
+            raise NvmlError("Not Supported")
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        self._board(handle)
+        if not self.counter:
+            raise NvmlError("Not Supported")
+        return int(round(self.energy_j(self.t) * 1000))
 
     def nvmlDeviceGetPowerUsage(self, handle):
-        return self.mw
+        self._board(handle)
+        return int(round((self.energy_j(self.t) - self.energy_j(self.t - 1.0)) * 1000))
 
     def nvmlDeviceGetName(self, handle):
         return b"NVIDIA H200"
 
     def nvmlDeviceGetClockInfo(self, handle, which):
-        return {1: 1980, 2: 3201}[which]
-
-    def nvmlShutdown(self):
-        self.shutdown = True
+        return {1: self.sm_clock, 2: 3201}[which]
 
 
-def test_nvml_milliwatts_and_device_info():
-    fake = FakeNvml()
-    source = pw.NvmlSource(nvml=fake)
+def nvml_source(fake, index=0):
+    return pw.NvmlSource(index, nvml=fake, clock=lambda: fake.t)
+
+
+def test_nvml_without_energy_counter_reads_power_usage_and_device_info():
+    fake = FakeNvml(counter=False)
+    source = nvml_source(fake)
     source.open()
     rails = source.read()
     assert rails == {"gpu": pytest.approx(71.234)}
-    assert source.total(rails)[0] == pytest.approx(71.234)
+    total, label = source.total(rails)
+    assert total == pytest.approx(71.234)
+    assert label.startswith("gpu board (nvmlDeviceGetPowerUsage: averaged over 1 s") and "Not Supported" in label
     info = source.device_info()
-    assert info["name"] == "NVIDIA H200" and info["sm_clock_mhz"] == 1980 and "driver" not in info
+    assert info["name"] == "NVIDIA H200" and info["uuid"] == GPU0 and "driver" not in info
+    assert info["power_from"] == label
     source.close()
-    assert fake.shutdown
+    assert fake.inits == fake.shutdowns == 1
+
+
+def test_nvml_energy_counter_is_differenced_so_the_run_is_not_averaged_with_idle():
+    """A board idling at 50 W steps to 300 W when the run starts (t = 0). The energy counter
+    differenced gives 300 W from the first interval on; nvmlDeviceGetPowerUsage, a 1 s mean on
+    Ampere and newer, would count the idle second in (about 237 W over a 2 s run)."""
+    fake = FakeNvml(energy_j=lambda t: 5000.0 + (50.0 * t if t < 0 else 300.0 * t))
+    source = nvml_source(fake)
+    source.open()
+    trace = pw.PowerTrace("nvml")
+    for i in range(21):  # one reading every 0.1 s over the 2 s run
+        fake.t = i * 0.1
+        rails = source.read()
+        if rails:
+            trace.times.append(fake.t)
+            trace.totals.append(source.total(rails)[0])
+    assert len(trace.totals) == 20  # the first reading only primes the counter
+    assert trace.totals == [pytest.approx(300.0)] * 20 and trace.mean_w() == pytest.approx(300.0)
+    assert source.total({"gpu": 1.0})[1] == "gpu board (nvmlDeviceGetTotalEnergyConsumption, differenced)"
+    usage = sum(fake.nvmlDeviceGetPowerUsage(("gpu", GPU0)) for fake.t in [i * 0.1 for i in range(1, 21)]) / 20000
+    assert usage < 250  # what the old reading gave
+    source.close()
+    assert fake.inits == fake.shutdowns == 1
+
+
+def test_nvml_counter_primed_afresh_for_each_sampling():
+    """run_trtexec samples one source twice (inference, then idle): the idle series' first
+    reading must not be the mean over the gap since the run's last reading."""
+    fake = FakeNvml(energy_j=lambda t: 300.0 * min(t, 1.0) + 50.0 * max(t - 1.0, 0.0))  # 300 W, then 50 W
+    source = nvml_source(fake)
+    source.open()
+    source.begin()
+    for fake.t in (0.0, 0.5, 1.0):
+        run = source.read()
+    assert run == {"gpu": pytest.approx(300.0)}
+    fake.t = 1.1
+    source.begin()
+    assert source.read() is None
+    fake.t = 1.2
+    assert source.read() == {"gpu": pytest.approx(50.0)}
+    source.close()
+
+
+def test_sampler_start_begins_a_series():
+    source = RampSource()
+    source.begin = lambda: setattr(source, "begun", getattr(source, "begun", 0) + 1)
+    sampler = pw.PowerSampler(source).start()
+    sampler.stop()
+    assert source.begun == 1
+
+
+def test_nvml_median_sm_clock_of_the_run_not_the_idle_one_after_it():
+    fake = FakeNvml()
+    source = nvml_source(fake)
+    source.open()
+    assert source.device_info()["sm_clock_mhz"] == 1980  # nothing recorded yet: the clock now
+    assert source.device_info()["sm_clock_mhz_during_run"] is False
+    for clock in (1980, 1755, 1980, 1830, 1980):
+        fake.sm_clock, fake.t = clock, fake.t + 0.1
+        source.read()
+    fake.sm_clock = 345  # the run is over, the GPU idles
+    info = source.device_info()
+    assert info["sm_clock_mhz"] == 1980 and info["sm_clock_mhz_during_run"] is True
+    assert info["sm_clock_readings"] == 5
+    source.close()
+
+
+class CudaUuid:
+    """torch's _CUuuid: prints as the 8-4-4-4-12 hex of the UUID, without NVML's GPU-/MIG- kind."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def __str__(self):
+        return self.text
+
+
+def fake_torch(monkeypatch, props, available=True):
+    cuda = SimpleNamespace(is_available=lambda: available, current_device=lambda: 1,
+                           get_device_properties=lambda n: props[n])
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(cuda=cuda, version=SimpleNamespace(hip=None)))
+
+
+def test_nvml_finds_the_gpu_by_torchs_uuid_not_by_counting(monkeypatch):
+    """CUDA numbered the faster GPU first: torch's cuda:0 is NVML's 1 although CUDA_VISIBLE_DEVICES
+    says nothing of it; torch's UUID finds it whatever the order."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    fake_torch(monkeypatch, [SimpleNamespace(uuid=CudaUuid(GPU1[4:])), SimpleNamespace(uuid=CudaUuid(GPU0[4:]))])
+    assert pw.nvml_device("cuda:0") == GPU1 and pw.nvml_device("cuda") == GPU0  # cuda: torch's current device
+    assert pw.make_source("nvml", "cuda:0").index == GPU1
+    fake = FakeNvml(gpus=(GPU0, GPU1))
+    source = nvml_source(fake, pw.nvml_device("cuda:0"))
+    source.open()
+    assert source._handle == ("gpu", GPU1) and source.device_info()["uuid"] == GPU1
+    source.close()
+    # a build without uuid but with the PCI location: NVML's bus id format
+    fake_torch(monkeypatch, [SimpleNamespace(pci_domain_id=0, pci_bus_id=0x65, pci_device_id=0)])
+    assert pw.nvml_device("cuda:0") == "00000000:65:00.0"
+    source = nvml_source(FakeNvml(gpus=(GPU0, GPU1), pci={"00000000:65:00.0": GPU1}), "00000000:65:00.0")
+    source.open()
+    assert source._handle == ("gpu", GPU1)
+    source.close()
+    # torch without a GPU, or no such device: CUDA_VISIBLE_DEVICES as before
+    fake_torch(monkeypatch, [], available=False)
+    assert pw.nvml_device("cuda:1") == 1
+    fake_torch(monkeypatch, [])
+    assert pw.nvml_device("cuda:1") == 1
+
+
+def test_nvml_mig_instance_reads_its_parent_gpu_and_says_so(monkeypatch):
+    fake_torch(monkeypatch, [SimpleNamespace(uuid=CudaUuid(MIG1[4:]))])
+    ident = pw.nvml_device("cuda:0")
+    assert ident == "GPU-" + MIG1[4:]  # torch does not say GPU or MIG: NvmlSource tries both
+    fake = FakeNvml(gpus=(GPU0, GPU1), migs={MIG1: GPU1})
+    for name in (ident, MIG1, "MIG-" + GPU1 + "/1/0"):  # torch's, CUDA >= 11.4's and CUDA 11.0-11.3's spelling
+        source = nvml_source(fake, name)
+        source.open()
+        assert source._handle == ("gpu", GPU1)
+        fake.t += 0.1
+        source.read()
+        fake.t += 0.1
+        rails = source.read()
+        assert rails == {"gpu": pytest.approx(71.234, abs=0.01)}  # the counter counts whole mJ
+        assert "the whole GPU's power, not the MIG instance's" in source.total(rails)[1]
+        source.close()
+    assert fake.inits == fake.shutdowns == 3
+
+
+def test_nvml_uuid_prefix_as_cuda_accepts_it():
+    fake = FakeNvml(gpus=(GPU0, GPU1), migs={MIG1: GPU1})
+    assert pw.nvml_device("cuda", {"CUDA_VISIBLE_DEVICES": "GPU-8f6a"}) == "GPU-8f6a"
+    source = nvml_source(fake, "GPU-8f6a")
+    source.open()
+    assert source._handle == ("gpu", GPU1)
+    source.close()
+    source = nvml_source(fake, "MIG-0d1e")
+    source.open()
+    assert source._handle == ("gpu", GPU1) and source.whole_gpu
+    source.close()
+    with pytest.raises(pw.PowerUnavailable, match="GPU- is the start of 2 UUIDs"):
+        nvml_source(fake, "GPU-").open()
+    assert fake.inits == fake.shutdowns == 3
 
 
 def test_nvml_reads_the_gpu_torch_runs_on(monkeypatch):
-    """torch's cuda:N counts the visible GPUs; NVML counts them all (or takes a UUID)."""
+    """Without torch's answer: torch's cuda:N counts the visible GPUs; NVML counts them all (or takes a UUID)."""
     assert pw.nvml_device("cuda", {}) == 0 and pw.nvml_device("cuda:1", {}) == 1
     assert pw.nvml_device("cuda:1", {"CUDA_VISIBLE_DEVICES": "2,3"}) == 3
-    assert pw.nvml_device("cuda", {"CUDA_VISIBLE_DEVICES": "GPU-8f6a1c2e-0000"}) == "GPU-8f6a1c2e-0000"
-    fake = FakeNvml()
-    fake.nvmlDeviceGetHandleByUUID = lambda uuid: ("gpu", uuid)
-    source = pw.NvmlSource(index="GPU-8f6a1c2e-0000", nvml=fake)
+    assert pw.nvml_device("cuda", {"CUDA_VISIBLE_DEVICES": GPU1}) == GPU1
+    source = nvml_source(FakeNvml(gpus=(GPU0, GPU1)), GPU1)
     source.open()
-    assert source._handle == ("gpu", "GPU-8f6a1c2e-0000")
+    assert source._handle == ("gpu", GPU1)
+    source.close()
+    fake_torch(monkeypatch, [], available=False)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert pw.make_source("nvml", "cuda:2").index == 2 and pw.make_source("nvml", "cpu").index == 0
     assert pw.auto_candidates("cuda:1") == ["nvml"] or pw.is_jetson() or pw.is_zynq()
 
 
-def test_nvml_failure_is_a_reason():
+def test_nvml_failure_is_a_reason_and_nvml_is_shut_down_on_every_path():
     with pytest.raises(pw.PowerUnavailable, match="nvml: Driver Not Loaded"):
         pw.NvmlSource(nvml=FakeNvml(fail="Driver Not Loaded")).open()
     fake = FakeNvml()  # initialised, then no such GPU: NVML is shut down again
-
-    def no_such_gpu(uuid):
-        raise RuntimeError("Not Found")
-
-    fake.nvmlDeviceGetHandleByUUID = no_such_gpu
     with pytest.raises(pw.PowerUnavailable, match="nvml: Not Found"):
-        pw.NvmlSource(index="GPU-0", nvml=fake).open()
-    assert fake.shutdown
+        nvml_source(fake, GPU1).open()
+    assert fake.inits == fake.shutdowns == 1
+    fake = FakeNvml(counter=False)  # neither an energy counter nor a power reading
+    fake.nvmlDeviceGetPowerUsage = lambda handle: (_ for _ in ()).throw(NvmlError("Not Supported"))
+    with pytest.raises(pw.PowerUnavailable, match=r"no energy counter \(Not Supported\) and no power reading"):
+        nvml_source(fake).open()
+    assert fake.inits == fake.shutdowns == 1
+    fake = FakeNvml()
+    source = nvml_source(fake)
+    source.open()
+    source.open()  # opened twice: the first is closed
+    source.close()
+    source.close()
+    assert fake.inits == fake.shutdowns == 2
 
 
 def pynq_rails():
