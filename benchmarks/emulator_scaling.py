@@ -38,7 +38,11 @@ BASE = (0.90, (360, 480))
 
 
 def torch_dense(model, threads: int):
-    """The same convolutions as a dense fp32 ``nn.Sequential`` (Conv2d + ReLU), or None without torch."""
+    """The same convolutions as a dense fp32 ``nn.Sequential`` (Conv2d + ReLU), or None without torch.
+
+    Weights and input NHWC (``channels_last``), as ``sentei bench`` runs its torch baseline:
+    all NCHW is about 1.3x slower on the 2-core machine (``benchmarks/torch_layout.py``).
+    """
     try:
         import torch
     except ImportError:
@@ -50,8 +54,8 @@ def torch_dense(model, threads: int):
                                     layer.padding, layer.dilation))
         if layer.act == "relu":
             mods.append(torch.nn.ReLU())
-    net = torch.nn.Sequential(*mods).eval()
-    x = torch.randn(1, 3, model.input.height, model.input.width)
+    net = torch.nn.Sequential(*mods).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, model.input.height, model.input.width).contiguous(memory_format=torch.channels_last)
 
     def run():
         with torch.inference_mode():

@@ -16,7 +16,8 @@ PY="${PYTHON:-python}"
 "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'torch sees no CUDA GPU')"
 "$PY" -c "import pynvml" 2>/dev/null || echo "note: nvidia-ml-py missing, the report will say power: none" >&2
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,power.limit --format=csv || true
-# 200 timed frames per precision; power needs >= 10 s of load for NVML's ~100 ms averaging window
+# 200 timed frames per precision, each run >= 10 s so that NVML power has many readings (from the
+# energy counter where the GPU has one, Volta and newer; else the 1 s averaged power reading)
 "$PY" -m sentei bench --model "$MODEL" --backend torch --device cuda --precision fp32,fp16 \
     --frames 200 --warmup 20 --power auto --idle 3 --min-seconds 10 --json "$OUT"
 echo "report written: $OUT"
