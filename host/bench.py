@@ -10,9 +10,10 @@ One run = one engine (backend x device x precision) timed frame by frame at batc
 
 Each run reports latency p50/p90/p99, mean FPS (frames / summed latency), peak memory,
 power (:mod:`sentei.host.power`: mean W, J/frame, frames/J, idle and dynamic power) and
-the environment. Several backends run side by side in one process
-(``--backend emu,torch,reference``), each with its own frame count
-(``--frames 50,reference=3``), and the ratios are printed.
+the environment. Several backends run in one process (``--backend emu,torch``), taking
+turns with ``--rounds``, each with its own frame count (``--frames 50,reference=3``), and the
+ratios are printed. (A slow engine's rounds can disturb the next engine's: the reference
+engine is best timed in its own command.)
 
 The ``perf`` backend is not a measurement: it asks the overlay's performance model
 (``sentei.overlay.perf.perf_report``) for a board and clock and is labelled ``modeled``
@@ -65,7 +66,7 @@ def register(sub) -> None:
                 "architecture (360x480, 90%% filter-wise sparse)")
     option("--backend", default="emu",
            help="comma-separated: emu, reference, csim, fpga, torch, perf (modeled FPGA); "
-                "e.g. emu,torch,reference runs them side by side")
+                "e.g. emu,torch runs both and prints their ratios")
     option("--frames", default="30",
            help="timed frames: N for every backend, or e.g. '30,reference=3' per backend "
                 f"(defaults: {', '.join(f'{k}={v}' for k, v in DEFAULT_FRAMES.items())})")

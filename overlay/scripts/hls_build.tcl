@@ -2,12 +2,13 @@
 # co-simulation, export as a Vivado IP (docs/build.md).
 #
 #   SENTEI_SETTINGS=build/zcu104/settings.tcl vitis_hls -f hls_build.tcl
+#   SENTEI_SETTINGS=build/zcu104/settings.tcl vitis-run --mode hls --tcl hls_build.tcl   (where vitis_hls is gone)
 #
 # The settings (scripts/write_settings.py, run by the Makefile) name the part, the clock,
 # the HLS sources (overlay/hls), the generated network headers (`sentei overlay codegen`),
 # the testbench (overlay/tb) and its golden vectors (`sentei overlay csim --keep`), and the
 # IP's VLNV from overlay/registers.py. Settings are passed through the environment because
-# vitis_hls and vivado hand -tclargs to a script differently. Written for Vitis HLS 2023.1/2023.2.
+# vitis_hls and vivado hand -tclargs to a script differently. Written for Vitis HLS 2023.x (docs/build.md, Requirements).
 
 set sentei_scripts [file dirname [file normalize [info script]]]
 if {[info exists ::env(SENTEI_SCRIPTS)]} { set sentei_scripts $::env(SENTEI_SCRIPTS) }

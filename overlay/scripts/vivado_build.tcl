@@ -10,7 +10,7 @@
 # one proc_sys_reset. Out: <out_dir>/sentei.bit and sentei.hwh (PYNQ loads the .hwh beside
 # the .bit by name), network.json (what the driver checks a model against), sentei_build.json,
 # utilization and timing reports.
-# Written for Vivado 2023.1/2023.2.
+# Written for Vivado 2023.x (docs/build.md, Requirements).
 
 set sentei_scripts [file dirname [file normalize [info script]]]
 if {[info exists ::env(SENTEI_SCRIPTS)]} { set sentei_scripts $::env(SENTEI_SCRIPTS) }
@@ -36,8 +36,8 @@ if {[info exists ::env(SENTEI_BOARD_REPO)]} {
     set_param board.repoPaths [concat $::env(SENTEI_BOARD_REPO) [get_param board.repoPaths]]
 }
 # The board JSON names the board file version it was written against; Vivado releases ship
-# different ones (KV260 SOM 1.3 in 2022.1, 1.4 later), so another version of the same board
-# (vendor:board:part0) is taken, newest first, with a warning.
+# different ones (KV260 SOM 1.3 in 2022.1, 1.4 later), so the newest installed version of the
+# same board (vendor:board:part0) is taken instead, with a warning.
 set board_part $sentei(board_part)
 if {[llength [get_board_parts -quiet $board_part]] == 0} {
     set board_family [join [lrange [split $board_part :] 0 2] :]
@@ -47,8 +47,9 @@ if {[llength [get_board_parts -quiet $board_part]] == 0} {
                      install it from the Vivado board store (Tools > Vivado Store > Boards) or point\
                      SENTEI_BOARD_REPO at a copy of github.com/Xilinx/XilinxBoardStore"
     }
-    puts "sentei build: warning: board file $board_part is not installed, using [lindex $others end]"
-    set board_part [lindex $others end]
+    set newest [lindex [lsort -dictionary $others] end]
+    puts "sentei build: warning: board file $board_part is not installed, using $newest"
+    set board_part $newest
 }
 set_property board_part $board_part [current_project]
 if {$sentei(board_connections) ne ""} {
