@@ -721,7 +721,8 @@ def run_trtexec(args_text: str, power_choice: str, idle_s: float) -> dict:
 
     try:
         idle = pw.measure_idle(source, idle_s) if source is not None and idle_s > 0 else None
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                errors="replace")  # a stray byte must not end the reader thread
         reader = threading.Thread(target=pump, args=(proc.stdout,), name="sentei-trtexec-output", daemon=True)
         reader.start()
         try:

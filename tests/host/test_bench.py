@@ -363,7 +363,8 @@ def test_trtexec_power_covers_its_inference_phase_only(tmp_path, monkeypatch):
         return real_start(self)
 
     monkeypatch.setattr(pw.PowerSampler, "start", start)
-    _fake_trtexec(tmp_path, monkeypatch, "echo '[I] Starting inference'\nsleep 0.5\n"
+    _fake_trtexec(tmp_path, monkeypatch, "printf 'a stray byte \\377 in a log line\\n'\n"  # not UTF-8
+                  "echo '[I] Starting inference'\nsleep 0.5\n"
                   "echo '[I] Warmup completed 14 queries over 200 ms'\n"
                   "echo '[I] Timing trace has 101 queries over 0.3 s'\n")
     t0 = time.perf_counter()
