@@ -24,7 +24,10 @@ PACKAGES = {
 EXTRAS = {
     "train": ["torch>=2.3,<=2.13.0", "tqdm>=4.60", "pyyaml>=5.4", "matplotlib>=3.5"],
     # pynq 4 pins numpy<2: every other extra must accept numpy 1.x.
-    "board": ["pynq>=4.0"],  # 3.x pins a git URL dependency that pip refuses from PyPI
+    # >= 3.0 so that a PYNQ 3.0/3.1 image keeps its own pynq (an upgrade to 4.0, source-only on
+    # PyPI, rebuilds the board's libraries and overwrites its notebooks); a fresh environment
+    # gets 4.0 (3.x from PyPI pins a git URL dependency that pip refuses)
+    "board": ["pynq>=3.0"],
     # opencv-python-headless 4.12+ needs numpy>=2, which pynq does not allow.
     "camera": ["opencv-python-headless>=4.8,<4.12"],
     "bench": ["matplotlib>=3.5", "psutil>=5.8", "nvidia-ml-py>=12"],
@@ -58,7 +61,8 @@ setup(
                         "bundled/*.yaml", "bundled/*.log", "bundled/*.csv", "samples/*"],
         "sentei.overlay": ["hls/*.hpp", "hls/*.h", "hls/*.cpp", "tb/*.cpp", "tb/*.hpp",
                            "scripts/*.tcl", "scripts/*.py", "boards/*.json", "Makefile",
-                           "bitstreams/*/*.bit", "bitstreams/*/*.hwh"],
+                           "bitstreams/*/*.bit", "bitstreams/*/*.hwh", "bitstreams/*/*.json",
+                           "bitstreams/*.bit", "bitstreams/*.hwh", "bitstreams/*.json"],
         "sentei.training": ["configs/*.yaml"],
         "sentei.notebooks": ["*.ipynb", "data/*"],
     },

@@ -49,6 +49,9 @@ def _cv2():
     # FFmpeg's own lines ("[tcp @ 0x...] Connection refused") are silenced unless the user
     # asks for them; OpenCV reads this when its FFmpeg backend first starts, so it is set here
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    # a V4L2 camera that stops sending (a USB hiccup) blocks each read for this many seconds
+    # (OpenCV's default 10; CAP_PROP_READ_TIMEOUT_MSEC does not reach V4L2): 2 s, unless set
+    os.environ.setdefault("OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT", "2")
     try:
         import cv2
     except ImportError:
@@ -77,7 +80,7 @@ class Source:
     """A checked frame source."""
 
     kind: str  # "camera" | "url" | "file"
-    target: object  # camera index, URL, or absolute path
+    target: object  # camera index or V4L2 device path, URL, or absolute path
     label: str  # for messages: the URL without credentials
 
     @property
@@ -122,11 +125,14 @@ def parse_source(text) -> Source:
         path = Path(text)
     try:
         is_file = path.is_file()
+        is_device = not is_file and path.resolve().is_char_device()  # /dev/video2, /dev/v4l/by-id/... links
     except OSError:  # a name too long for the file system, a path through a file, ...
-        is_file = False
+        is_file = is_device = False
+    if is_device:
+        return Source("camera", str(path.resolve()), f"camera {path}")
     if not is_file:
-        raise SenteiError(f"video source not found: {text} (pass a camera index like 0, an rtsp:// or "
-                          f"http(s):// URL, or a video file)")
+        raise SenteiError(f"video source not found: {text} (pass a camera index like 0 or a device like "
+                          f"/dev/video0, an rtsp:// or http(s):// URL, or a video file)")
     return Source("file", path.resolve(), str(path))
 
 
@@ -172,7 +178,12 @@ def open_capture(source: Source, timeout_ms: int = OPEN_TIMEOUT_MS):
 
 def _capture(cv2, source: Source, timeout_ms: int):
     if source.kind == "camera":
-        return cv2.VideoCapture(source.target)
+        cap = cv2.VideoCapture(source.target, cv2.CAP_V4L2) if isinstance(source.target, str) else \
+            cv2.VideoCapture(source.target)
+        # one frame queued, not V4L2's default four: when segmentation is slower than the camera the
+        # overlay shows the newest frame instead of lagging four behind (ignored where unsupported)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        return cap
     if source.kind == "file":
         return cv2.VideoCapture(str(source.target), cv2.CAP_FFMPEG)
     key = "OPENCV_FFMPEG_CAPTURE_OPTIONS"

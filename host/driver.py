@@ -403,7 +403,7 @@ def find_bitstream(bitfile: str | os.PathLike | None = None, root: Path | None =
             raise SenteiError(f"bitstream not found: {path} (build it with `make -C overlay`, docs/build.md)")
         if not path.with_suffix(".hwh").is_file():
             raise SenteiError(f"{path.with_suffix('.hwh')} is missing: PYNQ needs the .hwh beside the .bit")
-        return path
+        return _with_network(path)
     import sentei.overlay
 
     overlay_dir = Path(sentei.overlay.__file__).resolve().parent
@@ -411,7 +411,7 @@ def find_bitstream(bitfile: str | os.PathLike | None = None, root: Path | None =
     found = sorted(root.glob("*/*.bit")) + sorted(root.glob("*.bit"))
     board = environ.get("BOARD")
     if not found or (board is None and len(found) == 1):
-        return found[0] if found else None
+        return _with_network(found[0]) if found else None
     if board is None:
         raise SenteiError(f"{len(found)} bitstreams are installed ({', '.join(str(p.relative_to(root)) for p in found)}) "
                           f"and $BOARD is not set: set BOARD, or pass bitfile= (or ${BITSTREAM_ENV})")
@@ -432,7 +432,17 @@ def find_bitstream(bitfile: str | os.PathLike | None = None, root: Path | None =
         raise SenteiError(f"no installed bitstream is for this board ($BOARD={board}); installed: "
                           f"{', '.join(str(p.relative_to(root)) for p in found)}: build one for it "
                           f"(make -C overlay BOARD=..., docs/build.md) or pass bitfile=")
-    return match[0]
+    return _with_network(match[0])
+
+
+def _with_network(path: Path) -> Path:
+    """``path``, once its ``network.json`` is there: without it no model can be checked against the
+    bitstream (:func:`check_network`), so the bitstream is not usable -- said before anything opens,
+    where ``auto`` can still fall back to the emulation."""
+    if not path.with_name("network.json").is_file():
+        raise SenteiError(f"{path.with_name('network.json')} is missing: the build publishes it beside "
+                          f"{path.name} (make -C overlay); copy it with the .bit and .hwh")
+    return path
 
 
 def check_network(model, bitfile) -> None:
@@ -468,7 +478,7 @@ class _BoardLock:
         import fcntl
 
         path = Path(LOCK_DIR or tempfile.gettempdir()) / LOCK_NAME
-        self._fh = open(path, "a+")
+        self._fh = self._open(path)
         try:
             fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -481,6 +491,27 @@ class _BoardLock:
         self._fh.truncate()
         self._fh.write(f"{owner} (pid {os.getpid()})")
         self._fh.flush()
+
+    @staticmethod
+    def _open(path: Path):
+        """The lock file, shared by every user: an existing one opened without O_CREAT (in a sticky
+        /tmp, Linux's fs.protected_regular refuses a create-open of another user's file, even
+        to root), a new one created exclusively and made writable for all (past the umask)."""
+        for _ in range(2):
+            try:
+                return os.fdopen(os.open(path, os.O_RDWR), "r+")
+            except FileNotFoundError:
+                pass
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue  # another process created it just now: open theirs
+            try:
+                os.fchmod(fd, 0o666)
+            except OSError:
+                pass
+            return os.fdopen(fd, "r+")
+        return os.fdopen(os.open(path, os.O_RDWR), "r+")
 
     def release(self) -> None:
         if self._fh is not None and not self._fh.closed:

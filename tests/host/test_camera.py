@@ -2,6 +2,8 @@
 ends (end of file, --frames, the camera vanishing, Ctrl-C); source strings checked as
 untrusted input."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -175,6 +177,45 @@ def test_accepted_sources(text, kind):
 def test_rejected_sources(text, message):
     with pytest.raises(SenteiError, match=message):
         parse_source(text)
+
+
+def test_a_v4l2_device_path_is_a_camera(tmp_path):
+    """`--source /dev/video2` (or a /dev/v4l/by-id link to it) is a camera like an index; a
+    character device stands in for the camera node here."""
+    src = parse_source("/dev/null")
+    assert (src.kind, src.target, src.label, src.live) == ("camera", "/dev/null", "camera /dev/null", True)
+    link = tmp_path / "usb-cam-video-index0"
+    link.symlink_to("/dev/null")
+    assert parse_source(str(link)).target == "/dev/null"
+
+
+def test_a_camera_queues_one_frame_and_a_device_path_goes_to_v4l2(monkeypatch):
+    """The overlay shows the newest frame (V4L2 would queue four), a stalled camera blocks a read
+    for 2 s rather than OpenCV's 10 unless the user chose, and a device path opens through V4L2."""
+    calls = []
+
+    class Capture:
+        def __init__(self, *args):
+            calls.append(("open", args))
+
+        def set(self, prop, value):
+            calls.append(("set", prop, value))
+            return True
+
+        def isOpened(self):
+            return True
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoCapture", Capture)
+    monkeypatch.delenv("OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT", raising=False)
+    camera.open_capture(parse_source("0"))
+    assert calls == [("open", (0,)), ("set", cv2.CAP_PROP_BUFFERSIZE, 1)]
+    assert os.environ["OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT"] == "2"
+    calls.clear()
+    camera.open_capture(parse_source("/dev/null"))
+    assert calls[0] == ("open", ("/dev/null", cv2.CAP_V4L2))
 
 
 def test_credentials_never_appear_in_messages():

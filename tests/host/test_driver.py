@@ -1,6 +1,7 @@
 """The driver's register protocol and buffer handling, through the emulated overlay -- and the
 PYNQ ``DefaultIP`` subclass itself, on PYNQ's own MMIO, through a mock pynq device that
 forwards to the emulated register file (the way PYNQ's tests mock devices)."""
+import os
 import struct
 import subprocess
 import sys
@@ -338,13 +339,47 @@ def test_board_driver_still_polls_with_sleeps(model, monkeypatch):
     ov.close()
 
 
-def installed(root, *names):
+def installed(root, *names, network=True):
     for name in names:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"BIT")
         path.with_suffix(".hwh").write_text("<hwh/>")
+        if network:
+            path.with_name("network.json").write_text("{}")
     return root
+
+
+def test_a_bitstream_without_its_network_json_is_not_usable(tmp_path, monkeypatch):
+    """The build publishes network.json beside the .bit; without it no model can be checked, so
+    find_bitstream refuses it by name -- before anything opens, where `auto` still emulates."""
+    from sentei.host import segmenter
+
+    root = installed(tmp_path / "bitstreams", "zcu104/sentei.bit", network=False)
+    with pytest.raises(SenteiError, match=r"zcu104/network.json is missing: the build publishes it beside sentei.bit"):
+        drv.find_bitstream(root=root, environ={"BOARD": "ZCU104"})
+    with pytest.raises(SenteiError, match="network.json is missing"):
+        drv.find_bitstream(root / "zcu104" / "sentei.bit")
+    monkeypatch.setattr(drv, "pynq_device_status", lambda: (True, "pynq finds the ZCU104"))
+    real_find = drv.find_bitstream
+    monkeypatch.setattr(drv, "find_bitstream", lambda bitfile=None: real_find(root=root, environ={"BOARD": "ZCU104"}))
+    choice = segmenter.choose_backend("auto")
+    assert choice.name in ("emu", "reference") and "network.json is missing" in choice.reason
+
+
+def test_the_board_lock_file_is_shared_by_every_user(tmp_path):
+    """Created writable for all (a later user, or root under fs.protected_regular, opens it
+    without O_CREAT), and an existing file is opened as it is."""
+    import stat
+
+    lock = drv._BoardLock("first")
+    path = tmp_path / drv.LOCK_NAME
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666
+    lock.release()
+    path.chmod(0o644)
+    again = drv._BoardLock("second")  # the existing file, not a new one
+    assert path.read_text() == f"second (pid {os.getpid()})"
+    again.release()
 
 
 def test_the_installed_bitstream_is_the_one_for_this_board(tmp_path):
@@ -371,7 +406,7 @@ def test_the_installed_bitstream_is_the_one_for_this_board(tmp_path):
 def test_a_model_must_have_the_blob_length_the_bitstream_was_built_for(model, tmp_path):
     import json
 
-    bit = installed(tmp_path, "zcu104/sentei.bit") / "zcu104" / "sentei.bit"
+    bit = installed(tmp_path, "zcu104/sentei.bit", network=False) / "zcu104" / "sentei.bit"
     with pytest.raises(SenteiError, match="network.json is missing"):
         drv.check_network(model, bit)
     words = int(weight_blob(model).size)
