@@ -537,7 +537,108 @@ def test_pynq_zcu104_board_input_rail():
 def test_pynq_board_without_pmbus():
     with pytest.raises(pw.PowerUnavailable, match="no PMBus"):
         pw.PynqSource({}).open()
-    assert pw.pynq_total({"INT": 3.5, "1V8": 0.5}) == (4.0, "sum(1V8+INT)")
+
+
+ULTRA96_V2_RAILS = ("AUX", "1V2", "PSDDR", "INT", "3V3_D", "PSAUX", "PSINT_LP", "3V3", "PSINT_FP", "PSPLL", "5V")
+
+
+def test_pynq_total_is_the_board_input_only_where_there_is_one():
+    """ZCU104's 12V is its input. Ultra96-V2's labels (Avnet/Ultra96-PYNQ, sensorconf-v2/ultra96.conf)
+    have none ("5V" is its IR38060 buck's output), nor KV260's libsensors default labels, and
+    VCCPSINTFP is a core rail: there the sum is given, and said to be the SoC rails, not the board."""
+    assert pw.pynq_total({"12V": 14.05, "INT": 3.5}) == (14.05, "12V")
+    watts, how = pw.pynq_total({name: 0.5 for name in ULTRA96_V2_RAILS})
+    assert watts == pytest.approx(5.5)
+    assert how == pw.PYNQ_SUM + ": sum(" + "+".join(sorted(ULTRA96_V2_RAILS)) + ")"
+    assert pw.pynq_total({"VCCPSINTFP": 1.0, "VCCINT": 2.0}) == (3.0, pw.PYNQ_SUM + ": sum(VCCINT+VCCPSINTFP)")
+    watts, how = pw.pynq_total({"power1": 1.5, "power2": 0.25})  # KV260: no sensors.d config
+    assert watts == 1.75 and how.startswith(pw.PYNQ_SUM) and "same-named rails of other chips are not read" in how
+
+
+def fake_pmbus(monkeypatch, watts):
+    """pynq.pmbus stand-in: ``_lib.sensors_get_value(chip, number, out)`` writes ``watts[(chip, number)]``
+    and returns 0, or returns -4 (-SENSORS_ERR_KERNEL) and leaves ``out`` alone where that is None;
+    ``Sensor.value``, as pynq's, ignores the return and gives ``_value[0]`` (0.0 before a good read)."""
+    mod = SimpleNamespace()
+
+    class Lib:
+        def sensors_get_value(self, chip, number, out):
+            if watts[(chip, number)] is None:
+                return -4
+            out[0] = watts[(chip, number)]
+            return 0
+
+    class Sensor:
+        def __init__(self, chip, number):
+            self._chip, self._number, self._value = chip, number, [0.0]
+
+        @property
+        def value(self):
+            mod._lib.sensors_get_value(self._chip, self._number, self._value)
+            return self._value[0]
+
+    Sensor.__module__ = "fake_pynq_pmbus"
+    mod._lib, mod.Sensor = Lib(), Sensor
+    monkeypatch.setitem(sys.modules, "fake_pynq_pmbus", mod)
+    return {name: SimpleNamespace(power=Sensor(name, 1)) for name, _ in watts}
+
+
+def test_pynq_failed_sensor_read_is_refused_not_a_zero_or_stale_figure(monkeypatch):
+    watts = {("12V", 1): None, ("INT", 1): 3.5}
+    source = pw.PynqSource(fake_pmbus(monkeypatch, watts))
+    with pytest.raises(pw.PowerUnavailable, match=r"rail 12V's power failed .*sensors_get_value returned -4"):
+        source.open()  # through Sensor.value: 12V reads 0.0, "measured"
+    watts[("12V", 1)] = 14.05
+    source = pw.PynqSource(fake_pmbus(monkeypatch, watts))
+    source.open()
+    assert source.total(source.read()) == (14.05, "12V")
+    watts[("12V", 1)] = None
+    assert source._rails["12V"].power.value == 14.05  # what pynq gives now: the last good value
+    with pytest.raises(pw.PowerUnavailable, match="rail 12V's power failed"):
+        source.read()
+
+
+def test_pynq_total_of_exactly_zero_is_refused():
+    """Where sensors_get_value cannot be reached, a failed first read still shows as 0.0 W."""
+    rails = pynq_rails()
+    rails["12V"] = SimpleNamespace(power=SimpleNamespace(value=0.0))
+    with pytest.raises(pw.PowerUnavailable, match="12V reads exactly 0.0 W: a failed sensor read"):
+        pw.PynqSource(rails).open()
+    with pytest.raises(pw.PowerUnavailable, match="exactly 0.0 W"):
+        pw.PynqSource({"INT": SimpleNamespace(power=SimpleNamespace(value=0.0))}).open()
+
+
+def fake_pynq(monkeypatch, rails, lib=True):
+    """A ``pynq`` module whose get_rails() returns ``rails`` and counts its calls; ``pmbus._lib`` is
+    None for ``lib=False`` (libsensors not loaded). The process-wide cache starts empty."""
+    pynq = SimpleNamespace(calls=0, pmbus=SimpleNamespace(_lib=object() if lib else None))
+
+    def get_rails(config_file=None):
+        pynq.calls += 1
+        return rails
+
+    pynq.get_rails = get_rails
+    monkeypatch.setitem(sys.modules, "pynq", pynq)
+    monkeypatch.setattr(pw, "_PYNQ_RAILS", None, raising=False)
+    return pynq
+
+
+def test_pynq_get_rails_once_per_process(monkeypatch):
+    """Every get_rails() re-runs sensors_init, which leaks: the idle reading and each --rounds round
+    open a source, and all of them share one call."""
+    pynq = fake_pynq(monkeypatch, pynq_rails())
+    for _ in range(2):
+        source = pw.PynqSource()
+        source.open()
+        assert source.total(source.read()) == (14.05, "12V")
+    assert pynq.calls == 1
+
+
+def test_pynq_without_libsensors_says_so(monkeypatch):
+    pynq = fake_pynq(monkeypatch, {}, lib=False)
+    with pytest.raises(pw.PowerUnavailable, match=r"pynq could not load libsensors \(apt install libsensors-dev\)"):
+        pw.PynqSource().open()
+    assert pynq.calls == 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -624,6 +725,22 @@ def test_summary_energy_per_frame_and_dynamic_power():
     assert none == {"status": "none", "reason": "RAPL: absent"}
     short = pw.summarize(pw.PowerTrace("x", times=[0.0], totals=[3.0]), None, 1, 0.01)
     assert short["status"] == "none" and "1 reading" in short["reason"]
+
+
+def test_summary_flags_a_run_whose_readings_are_all_identical():
+    def run(totals):
+        return pw.PowerTrace("x", times=[0.1 * i for i in range(len(totals))], totals=totals,
+                             rails=[{"r": t} for t in totals], total_from="r")
+
+    flat = pw.summarize(run([14.05] * 10), None, frames=10, seconds=1.0)
+    assert flat["status"] == "measured" and flat["mean_w"] == pytest.approx(14.05)
+    assert flat["warning"] == "x: every reading identical (10 x 14.05 W): a stuck sensor?"
+    assert "warning" not in pw.summarize(run([14.05] * 9), None, frames=10, seconds=1.0)
+    assert "warning" not in pw.summarize(run([14.05] * 9 + [14.1]), None, frames=10, seconds=1.0)
+    ended = run([14.05] * 10)
+    ended.error = "x: OSError: gone"
+    assert pw.summarize(ended, None, 10, 1.0)["warning"] == ("x: OSError: gone; x: every reading identical "
+                                                            "(10 x 14.05 W): a stuck sensor?")
 
 
 def test_summary_of_rounds_sums_energy_and_skips_the_gaps():
