@@ -155,8 +155,11 @@ def cmd_train(args) -> int:
         cfg["train"]["lr"] = args.lr
     _check_run_dir(args)
     env = train.setup_env(args.device)
-    data = train.load_data(cfg, env, args.workers, args.synthetic, args.limit)
-    result = train.train_teacher(cfg, args.out, env, data, resume=args.resume)
+    try:
+        data = train.load_data(cfg, env, args.workers, args.synthetic, args.limit)
+        result = train.train_teacher(cfg, args.out, env, data, resume=args.resume)
+    finally:
+        train.teardown_env(env)
     if env.main:
         print(f"teacher: best val mIoU {100 * result['val']['miou']:.2f} at epoch {result['best_epoch']} "
               f"-> {Path(args.out) / 'teacher.pt'}")
@@ -220,6 +223,22 @@ def cmd_compress(args) -> int:
                           f"(for quantization without pruning use --scheme dense)")
     _check_run_dir(args)
     env = train.setup_env(args.device)
+    if env.device.type == "mps":  # known before hours of pruning, not at the first QAT evaluation
+        raise SenteiError("--device mps: compress scores the exact integer network in float64, which MPS "
+                          "lacks; use --device cpu (or a CUDA GPU)")
+    try:
+        result = _compress(args, cfg, train, env)
+    finally:
+        train.teardown_env(env)
+    if env.main:
+        write_json(Path(args.out) / "metrics.json", result)
+        print(f"compressed: val mIoU {100 * result['val']['miou']:.2f} (integer path), "
+              f"pruned layers >= {100 * result['min_pruned_sparsity']:.1f} % zero, "
+              f"{result['weight_bytes']} weight bytes -> {Path(args.out) / result['model_file']}")
+    return 0
+
+
+def _compress(args, cfg, train, env) -> dict:
     from sentei.training.engine import resolve_checkpoint
 
     args.teacher = resolve_checkpoint(args.teacher)  # a path, or a bundled name: --teacher teacher
@@ -230,13 +249,7 @@ def cmd_compress(args) -> int:
     init = resolve_checkpoint(args.init) if args.init is not None else None
     # the student takes the teacher's input size (compress() takes the model from the teacher or --from)
     data = train.load_data(dict(cfg, model=tck["config"]["model"]), env, args.workers, args.synthetic, args.limit)
-    result = train.compress(cfg, args.teacher, args.out, env, data, resume=args.resume, init_path=init)
-    if env.main:
-        write_json(Path(args.out) / "metrics.json", result)
-        print(f"compressed: val mIoU {100 * result['val']['miou']:.2f} (integer path), "
-              f"pruned layers >= {100 * result['min_pruned_sparsity']:.1f} % zero, "
-              f"{result['weight_bytes']} weight bytes -> {Path(args.out) / result['model_file']}")
-    return 0
+    return train.compress(cfg, args.teacher, args.out, env, data, resume=args.resume, init_path=init)
 
 
 def cmd_export(args) -> int:

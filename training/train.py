@@ -157,7 +157,7 @@ def make_sparsifier(comp: dict) -> Sparsifier:
 
 @torch.no_grad()
 def evaluate(net: nn.Module, split: D.Split, device, batch_size: int = 8, exact: bool = True,
-             num_classes: int = 11) -> dict:
+             num_classes: int = 11, amp: bool = True) -> dict:
     """mIoU of ``net`` on a split (frames at the model's input size), by the CamVid protocol.
 
     A :class:`QATNet` runs its exact integer path (``exact``): the figure is the integer
@@ -173,7 +173,7 @@ def evaluate(net: nn.Module, split: D.Split, device, batch_size: int = 8, exact:
             logits = net(frames, exact=exact)
         else:
             with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
-                                enabled=torch.device(device).type == "cuda"):
+                                enabled=amp and torch.device(device).type == "cuda"):
                 logits = net(frames)
         pred = class_argmax(upsample_logits(logits.float(), labels.shape[-2], labels.shape[-1]))
         keep = labels < num_classes
@@ -204,18 +204,27 @@ class Env:
 
 
 def setup_env(device: str | None = None) -> Env:
-    """The device, and the process group under torchrun (WORLD_SIZE > 1)."""
+    """The device, and the process group under torchrun (WORLD_SIZE > 1).
+
+    Under torchrun each process takes ``cuda:LOCAL_RANK`` (NCCL) unless ``--device cpu`` asks
+    for the CPU (gloo); a LOCAL_RANK beyond the visible GPUs is refused in one line.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         import torch.distributed as dist
 
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if not dist.is_initialized():
-            dist.init_process_group(backend)
-        dev = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
+        on_gpu = torch.cuda.is_available() and (device is None or not str(device).startswith("cpu"))
+        if device is not None and str(device).startswith("cuda") and not torch.cuda.is_available():
+            raise SenteiError(f"--device {device}: no CUDA device is visible; use --device cpu")
+        if on_gpu and local >= torch.cuda.device_count():
+            raise SenteiError(f"torchrun started process {local} of this node, but {torch.cuda.device_count()} "
+                              f"GPU(s) are visible: use --nproc_per_node {torch.cuda.device_count()} or fewer")
+        dev = torch.device(f"cuda:{local}") if on_gpu else torch.device("cpu")
         if dev.type == "cuda":
-            torch.cuda.set_device(dev)
+            torch.cuda.set_device(dev)  # before the process group, so NCCL binds this GPU
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if on_gpu else "gloo")
         return Env(dev, dist.get_rank(), world, local)
     if device:
         try:
@@ -239,6 +248,24 @@ def _barrier(env: Env) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def teardown_env(env: Env) -> None:
+    """Leave the process group (torchrun's runs; nothing on one device)."""
+    if env.world > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def bf16_autocast_ok(device: torch.device) -> bool:
+    """bf16 autocast pays on this device: the CPU, or a GPU of compute capability 8.0 or more
+    (Ampere and later). Older GPUs (V100, T4, RTX 20xx, Xavier) emulate bf16 convolutions
+    outside cuDNN, far slower than fp32 -- torch's ``is_bf16_supported()`` still says yes."""
+    if device.type != "cuda":
+        return device.type == "cpu"
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def lr_at(base: float, progress: float, warmup: float, floor: float = 0.01) -> float:
@@ -421,7 +448,16 @@ class _Loop:
         self.history = []
         self.eval_every = int(self.tcfg.get("eval_every", cfg.get("train", {}).get("eval_every", 5)))
         self.batch_size = int(self.tcfg.get("batch_size", cfg.get("train", {}).get("batch_size", 8)))
-        self.amp = env.device.type == "cuda" and self.tcfg.get("amp", "bf16") == "bf16"
+        if self.batch_size % env.world:
+            raise SenteiError(f"batch_size {self.batch_size} does not split over {env.world} processes: "
+                              f"give a multiple of {env.world} (the batch is divided among them)")
+        self.rank_batch = self.batch_size // env.world  # each process's share of one batch
+        wants_bf16 = self.tcfg.get("amp", "bf16") == "bf16"
+        self.amp = env.device.type == "cuda" and wants_bf16 and bf16_autocast_ok(env.device)
+        if env.device.type == "cuda" and wants_bf16 and not self.amp:
+            cc = ".".join(str(v) for v in torch.cuda.get_device_capability(env.device))
+            log(f"amp bf16 off: this GPU (compute capability {cc}) has no bf16 convolutions in cuDNN; "
+                f"training in fp32")
 
     def start(self, net, opt, ck: dict | None):
         """Seeded generators, and with ``ck`` (:func:`resume_checkpoint`) the state it saved."""
@@ -433,7 +469,14 @@ class _Loop:
             net.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
             start = int(ck["epoch"]) + 1
-            note = _set_rng_state(ck["rng"], cpu_gen, dev_gen, reseed=(seed * 1000 + self.env.rank + 1) * 100003 + start)
+            reseed = (seed * 1000 + self.env.rank + 1) * 100003 + start
+            note = _set_rng_state(ck["rng"], cpu_gen, dev_gen, reseed=reseed)
+            if self.env.world > 1:
+                # only rank 0's generator was saved: every rank restoring it would draw the same crops
+                # and flips; each reseeds its own instead (the data order, cpu_gen, is shared anyway)
+                dev_gen.manual_seed(reseed)
+                note = ("resumed under DDP: each process's augmentation generator is reseeded (only rank 0's "
+                        "was saved), so from here the run is not bit-identical to an uninterrupted one")
             if note:
                 self.log(note)
             self.best, self.history = ck["best"], ck["history"]
@@ -444,7 +487,7 @@ class _Loop:
               teacher=None, on_step=None, warmup=None, after_step=None):
         env, data = self.env, self.data
         model.train()
-        idx_batches = D.batches(len(data.train), self.batch_size, cpu_gen, rank=env.rank, world=env.world)
+        idx_batches = D.batches(len(data.train), self.rank_batch, cpu_gen, rank=env.rank, world=env.world)
         totals, count, t0 = {}, 0, time.perf_counter()
         warm = float(self.tcfg.get("warmup", 0.02)) if warmup is None else warmup
         want_feats = distill.enabled and distill.hint_layer is not None and distill.hint_weight > 0
@@ -494,7 +537,7 @@ class _Loop:
         do_eval = (epoch + 1) % self.eval_every == 0 or epoch + 1 == epochs if eval_now is None else eval_now
         scored = net if averaged is None else averaged.module
         if do_eval and env.main:
-            res = evaluate(scored, self.data.val, env.device, self.batch_size)
+            res = evaluate(scored, self.data.val, env.device, self.batch_size, amp=self.amp)
             stats["val_miou"] = res["miou"]
             if selectable and res["miou"] > self.best["miou"]:
                 self.best = {"miou": res["miou"], "epoch": epoch}
@@ -568,6 +611,10 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     cfg = copy.deepcopy(cfg)
     cfg["model"] = copy.deepcopy(tck["config"]["model"])
     cfg["teacher"] = {"path": str(teacher_path), "val": tck.get("val", {}).get("miou")}
+    if env.device.type == "cuda" and max(int(comp.get("act_bits", 8)), int(comp.get("weight_bits", 8))) > 11:
+        # TF32 (cuDNN's default for fp32 convolutions on Ampere and later) keeps 11 significant bits:
+        # a fake-quantized value of 12 bits or more would no longer be the integer it stands for
+        torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(int(comp.get("seed", 0)))
     teacher = FCN(cfg["model"])
     teacher.load_state_dict(tck["model"])

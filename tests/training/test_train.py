@@ -223,6 +223,39 @@ def test_cli_refuses_without_data(tmp_path, capsys):
     assert "--data" in capsys.readouterr().err
 
 
+def test_a_batch_is_split_over_the_processes(tmp_path):
+    """Under torchrun the configured batch is the global one: each of N processes takes 1/N of
+    it (the recipe's steps per epoch and learning rate stay those of one device)."""
+    cfg = tiny_config(epochs=1)
+    cfg["train"]["batch_size"] = 8
+    two = train._Loop(cfg, tmp_path, train.Env(torch.device("cpu"), rank=1, world=2), None, print, "teacher")
+    assert (two.batch_size, two.rank_batch) == (8, 4)
+    with pytest.raises(SenteiError, match="batch_size 8 does not split over 3 processes: give a multiple of 3"):
+        train._Loop(cfg, tmp_path, train.Env(torch.device("cpu"), rank=0, world=3), None, print, "teacher")
+
+
+def test_torchrun_with_more_processes_than_gpus_is_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(SenteiError, match=r"^torchrun started process 1 of this node, but 1 GPU\(s\) are visible"):
+        train.setup_env(None)
+
+
+def test_bf16_autocast_only_where_the_gpu_has_bf16_convolutions(tmp_path, monkeypatch):
+    """A pre-Ampere GPU (T4: 7.5) trains in fp32 and says so; Ampere (8.0) keeps bf16."""
+    lines = []
+    cuda = train.Env(torch.device("cuda:0"))
+    for cc, amp in (((7, 5), False), ((8, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, cc=cc: cc)
+        assert train.bf16_autocast_ok(cuda.device) is amp
+        loop = train._Loop(tiny_config(epochs=1), tmp_path, cuda, None, lines.append, "teacher")
+        assert loop.amp is amp
+    assert lines == ["amp bf16 off: this GPU (compute capability 7.5) has no bf16 convolutions in cuDNN; "
+                     "training in fp32"]
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_train_with_ddp(tmp_path):
     import os
@@ -242,6 +275,17 @@ def test_torchrun_two_processes_train_with_ddp(tmp_path):
     log = (tmp_path / "ddp" / "train.log").read_text()
     assert log.count("teacher epoch") == 2  # rank 0 alone writes
     assert train.load_checkpoint(tmp_path / "ddp" / "teacher.pt")["kind"] == "teacher"
+    assert "process group has NOT been destroyed" not in proc.stderr
+    # compression too (masks, distillation, QAT under DDP), from that teacher
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29518", "-m", "sentei", "compress",
+                           "--synthetic", "--teacher", str(tmp_path / "ddp" / "teacher.pt"), "--prune-epochs", "2",
+                           "--qat-epochs", "1", "--sparsity", "0.5", "--device", "cpu", "--out", str(tmp_path / "c")],
+                          capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert metrics["nnz_spread"] == 0 and metrics["min_pruned_sparsity"] >= 0.49  # filter-wise, equal K
+    assert fmt.load(tmp_path / "c" / "model.sentei").layers
+    assert (tmp_path / "c" / "train.log").read_text().count("compressed epoch") == 3
 
 
 def test_compress_resumed_while_pruning_ends_where_a_straight_run_does(tiny_runs, tmp_path):
