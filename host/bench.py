@@ -682,6 +682,16 @@ def _trtexec_frames(lines: list[str]) -> int | None:
     return None if timed is None else timed + (warm or 0)
 
 
+def trtexec_device(args: list[str]) -> str:
+    """The GPU trtexec runs on as torch names it: ``--device=N`` (or ``--device N``), else ``cuda``."""
+    for i, arg in enumerate(args):
+        value = arg.split("=", 1)[1] if arg.startswith("--device=") else \
+            (args[i + 1] if arg == "--device" and i + 1 < len(args) else None)
+        if value is not None and value.isdigit():
+            return f"cuda:{value}"
+    return "cuda"
+
+
 def run_trtexec(args_text: str, power_choice: str, idle_s: float) -> dict:
     """Run ``trtexec`` with power sampled over its inference phase only.
 
@@ -699,10 +709,11 @@ def run_trtexec(args_text: str, power_choice: str, idle_s: float) -> dict:
     import threading
 
     exe = find_trtexec()
-    command = [exe, *shlex.split(args_text)]
+    args = shlex.split(args_text)
+    command = [exe, *args]
     if shutil.which("stdbuf"):
         command = ["stdbuf", "-oL", "-eL", *command]
-    source, why_none = pw.open_source(power_choice, "cuda")
+    source, why_none = pw.open_source(power_choice, trtexec_device(args))
     lines: list[str] = []
     window: dict = {}  # start/end times, the sampler and its trace
 

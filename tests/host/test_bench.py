@@ -379,6 +379,19 @@ def test_trtexec_power_covers_its_inference_phase_only(tmp_path, monkeypatch):
     assert run["latency"]["accelerator"]["p50_ms"] == 8.19409
 
 
+def test_trtexec_power_is_read_on_the_gpu_it_runs_on(tmp_path, monkeypatch):
+    from sentei.host import power as pw
+
+    assert bench.trtexec_device(["--onnx=m.onnx", "--device=1"]) == "cuda:1"
+    assert bench.trtexec_device(["--device", "2", "--fp16"]) == "cuda:2"
+    assert bench.trtexec_device(["--onnx=m.onnx"]) == "cuda"
+    asked = []
+    monkeypatch.setattr(pw, "open_source", lambda choice, device: (asked.append(device), (None, "none"))[1])
+    _fake_trtexec(tmp_path, monkeypatch, "")
+    bench.run_trtexec("--onnx=m.onnx --device=1", "auto", idle_s=0)
+    assert asked == ["cuda:1"]
+
+
 def test_trtexec_without_an_inference_phase_gives_no_power_and_says_why(tmp_path, monkeypatch):
     from sentei.host import power as pw
 
