@@ -478,7 +478,11 @@ class _BoardLock:
         import fcntl
 
         path = Path(LOCK_DIR or tempfile.gettempdir()) / LOCK_NAME
-        self._fh = self._open(path)
+        try:
+            self._fh = self._open(path)
+        except PermissionError:  # e.g. left read-only for others by an older sentei
+            raise SenteiError(f"cannot open the accelerator lock {path}: another user owns it read-only; "
+                              f"remove it (sudo rm {path}) when no sentei program is running") from None
         try:
             fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

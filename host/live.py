@@ -34,7 +34,8 @@ def register(sub) -> None:
                                    "complete and playable however the run ends (end of video, camera "
                                    "unplugged, --frames, Ctrl-C).")
     p.add_argument("--source", default="0",
-                   help="camera index (0 = /dev/video0), rtsp:// or http(s):// URL, or a video file (default 0)")
+                   help="camera index (0 = /dev/video0) or device path (/dev/video2, /dev/v4l/by-id/...), "
+                        "rtsp:// or http(s):// URL, or a video file (default 0)")
     p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help=BACKEND_HELP)
     p.add_argument("--model", default=None, help="model file or bundled name (default: the bundled model)")
     out = p.add_mutually_exclusive_group(required=True)

@@ -611,10 +611,6 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     cfg = copy.deepcopy(cfg)
     cfg["model"] = copy.deepcopy(tck["config"]["model"])
     cfg["teacher"] = {"path": str(teacher_path), "val": tck.get("val", {}).get("miou")}
-    if env.device.type == "cuda" and max(int(comp.get("act_bits", 8)), int(comp.get("weight_bits", 8))) > 11:
-        # TF32 (cuDNN's default for fp32 convolutions on Ampere and later) keeps 11 significant bits:
-        # a fake-quantized value of 12 bits or more would no longer be the integer it stands for
-        torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(int(comp.get("seed", 0)))
     teacher = FCN(cfg["model"])
     teacher.load_state_dict(tck["model"])
@@ -654,6 +650,10 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         fcn = FCN(cfg["model"])
         fcn.load_state_dict(tck["model"])
         sparsifier = make_sparsifier(comp).prepare(fcn)
+    if env.device.type == "cuda" and int(comp.get("act_bits", 8)) > 11:  # weights are 8 bits at most
+        # TF32 (cuDNN's default for fp32 convolutions on Ampere and later) keeps 11 significant bits:
+        # a fake-quantized activation of 12 bits or more would no longer be the integer it stands for
+        torch.backends.cudnn.allow_tf32 = False
     fcn.to(env.device)
     if env.device.type == "cuda":
         fcn = fcn.to(memory_format=torch.channels_last)

@@ -381,6 +381,17 @@ def test_the_board_lock_file_is_shared_by_every_user(tmp_path):
     assert path.read_text() == f"second (pid {os.getpid()})"
     again.release()
 
+def test_a_lock_file_this_user_cannot_open_is_one_line(tmp_path, monkeypatch):
+    """One an older sentei left read-only for others (the EACCES a non-root user gets; root
+    writes anyway, so the refusal is stood in for)."""
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(drv._BoardLock, "_open", staticmethod(refuse))
+    with pytest.raises(SenteiError, match=r"^cannot open the accelerator lock .*: another user owns it read-only; "
+                                          r"remove it \(sudo rm .*\) when no sentei program is running$"):
+        drv._BoardLock("third")
+
 
 def test_the_installed_bitstream_is_the_one_for_this_board(tmp_path):
     """$BOARD is PYNQ's board name (Ultra96 on an Ultra96-V2 image: pynq_board in
