@@ -319,6 +319,17 @@ def check_blob_header(network: Model, read_words: Callable[[int, int], np.ndarra
     return R.STATUS_OK
 
 
+def constants_fit(network: Model, blob: np.ndarray) -> bool:
+    """The hardware loader's check of the per-filter constants: every multiplier word below 2^31
+    and every shift word at most 62 (spec section 3), on the raw words, before any decoding."""
+    words = np.asarray(blob, dtype=np.uint32)
+    for off, layer in zip(blob_offsets(network), network.layers):
+        c = layer.out_channels
+        if (words[off + c:off + 2 * c] >> 31).any() or (words[off + 2 * c:off + 3 * c] > 62).any():
+            return False
+    return True
+
+
 def entries_fit(model: Model) -> bool:
     """The check the hardware's weight loader makes per entry while it copies: every position
     below Cin*k*k and every value within the layer's weight bits (else STATUS_BAD_LAYOUT).
@@ -355,6 +366,8 @@ class EngineHardware:
     def load_weights(self, blob: np.ndarray) -> int:
         """Decode a blob whose header :func:`check_blob_header` accepted; a ``STATUS_*`` code."""
         self.close()  # like the hardware, a load that fails leaves no weights behind
+        if not constants_fit(self.network, blob):
+            return R.STATUS_BAD_LAYOUT
         model = model_from_blob(self.network, blob)
         if not entries_fit(model):
             return R.STATUS_BAD_LAYOUT

@@ -11,6 +11,7 @@ the arrays are raw little-endian integers.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import tempfile
@@ -493,7 +494,8 @@ def _model_from_header(h: dict, arrays: dict[str, np.ndarray]) -> Model:
             kernel=_get_int(lh, "kernel", where, 1, 3), stride=_get_int(lh, "stride", where, 1, 2),
             dilation=_get_int(lh, "dilation", where, 1, 16), padding=_get_int(lh, "padding", where, 0, 16),
             weight_bits=_get_int(lh, "weight_bits", where, 2, 8), act=act,
-            out_bits=_get_int(lh, "out_bits", where, 2, 16),
+            # ignored for logits (always int32, spec section 2.2): any integer, as validate() lets through
+            out_bits=_get(lh, "out_bits", int, where) if act == "logits" else _get_int(lh, "out_bits", where, 2, 16),
             sparsity=float(sparsity) if isinstance(sparsity, (int, float)) else None,
             scheme=str(lh.get("scheme", "dense")), **kwargs)
         k_declared = _get_int(lh, "k_nonzero", where, 1, 2**24)
@@ -521,6 +523,12 @@ def validate(model: Model) -> None:
         raise ModelFormatError(f"input.shift: {inp.shift} is outside [0, 31]")
     if not 2 <= inp.bits <= 16:
         raise ModelFormatError(f"input.bits: {inp.bits} is outside [2, 16]")
+    # what the reader enforces, so that a model that saves also loads (and its blob words do not wrap)
+    for key, values in (("mul", inp.mul), ("add", inp.add)):
+        if not all(-INT32_MAX - 1 <= int(v) <= INT32_MAX for v in values):
+            raise ModelFormatError(f"input.{key}: {list(values)} must be 32-bit signed integers")
+    if not (1 <= inp.height <= 8192 and 1 <= inp.width <= 8192):
+        raise ModelFormatError(f"input: {inp.height}x{inp.width} is outside 1..8192 in either dimension")
     names = set()
     channels, h, w = inp.channels, inp.height, inp.width
     for n, layer in enumerate(model.layers):
@@ -612,8 +620,8 @@ def validate(model: Model) -> None:
         raise ModelFormatError(f"class_names/class_colors: expected {channels} entries")
     if not 1 <= model.output_upsample <= 64:
         raise ModelFormatError(f"output.upsample: {model.output_upsample} is outside [1, 64]")
-    if not model.output_scale > 0:
-        raise ModelFormatError(f"output.scale: {model.output_scale} must be positive")
+    if not (model.output_scale > 0 and math.isfinite(model.output_scale)):
+        raise ModelFormatError(f"output.scale: {model.output_scale} must be a positive finite number")
     try:
         json.dumps(model.metadata)
     except (TypeError, ValueError):

@@ -251,8 +251,9 @@ requantize_last:
  * Filter o goes to lane l = o % P, fold f = o / P; its constants to requantizer l / S, word
  * f*S + l % S. Each position idx = (ci*k + ky)*k + kx becomes the window address the lane
  * reads (bank ky*Wc + ci % Wc, slot kx*Cin/Wc + ci / Wc). An entry whose position lies
- * outside Cin*k*k or whose value does not fit `weight_bits` cannot come from a model of
- * this bitstream, and fails the load.
+ * outside Cin*k*k or whose value does not fit `weight_bits`, a multiplier word with bit 31
+ * set or a shift word above 62 cannot come from a valid model file, and fails the load
+ * (spec section 3: 0 <= mult < 2^31, 0 <= shift <= 62).
  *
  * \tparam CONFIG_T layer configuration
  * \return true when every entry fits the compiled layer
@@ -272,6 +273,7 @@ bool load_conv_weights(const word_t* blob,
     static const unsigned base = CONFIG_T::blob_offset;
     static const int wmax = (1 << (CONFIG_T::weight_bits - 1)) - 1;
 
+    bool ok = true;
 bias:
     for (unsigned o = 0; o < C; o++) {
 #pragma HLS PIPELINE II = 1  // sequential words: one burst
@@ -280,15 +282,18 @@ bias:
 mult:
     for (unsigned o = 0; o < C; o++) {
 #pragma HLS PIPELINE II = 1  // sequential words: one burst
-        quant[(o % P) / S][(o / P) * S + (o % P) % S].mult = blob[base + C + o].range(30, 0);
+        word_t m = blob[base + C + o];
+        if (m[31]) ok = false;
+        quant[(o % P) / S][(o / P) * S + (o % P) % S].mult = m.range(30, 0);
     }
 shift:
     for (unsigned o = 0; o < C; o++) {
 #pragma HLS PIPELINE II = 1  // sequential words: one burst
-        quant[(o % P) / S][(o / P) * S + (o % P) % S].shift = blob[base + 2 * C + o].range(5, 0);
+        word_t sh = blob[base + 2 * C + o];
+        if (sh > 62) ok = false;
+        quant[(o % P) / S][(o / P) * S + (o % P) % S].shift = sh.range(5, 0);
     }
 
-    bool ok = true;
     unsigned lane = 0, fold = 0, j = 0;  // filter o = fold*P + lane, weight j
 entries:
     for (unsigned n = 0; n < C * K; n++) {

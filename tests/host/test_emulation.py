@@ -137,7 +137,7 @@ def test_blob_header_check_codes(model):
     assert check_blob_header(model, reader(bad)) == R.STATUS_BAD_LAYOUT
 
 
-@pytest.mark.parametrize("corrupt", ["index", "value"])
+@pytest.mark.parametrize("corrupt", ["index", "value", "mult", "shift"])
 def test_entry_check_fails_the_load_and_drops_old_weights(model, corrupt):
     """Like the HLS loader: an entry out of range fails the load and leaves no weights."""
     from sentei.host.emulation import EngineHardware
@@ -148,10 +148,15 @@ def test_entry_check_fails_the_load_and_drops_old_weights(model, corrupt):
     bad = blob.copy()
     layer = model.layers[2]  # 4-bit weights in the TINY spec
     entry = blob_offsets(model)[2] + 3 * layer.out_channels
+    off, c = blob_offsets(model)[2], layer.out_channels
     if corrupt == "index":
         bad[entry] = (layer.fan_in << 8) | (bad[entry] & 0xFF)
-    else:
+    elif corrupt == "value":
         bad[entry] = (bad[entry] & ~np.uint32(0xFF)) | np.uint32(0x7F)  # +127 > 4-bit max 7
+    elif corrupt == "mult":
+        bad[off + c] |= np.uint32(1 << 31)  # multipliers are below 2^31
+    else:
+        bad[off + 2 * c] = 63  # shifts are at most 62
     assert hw.load_weights(bad) == R.STATUS_BAD_LAYOUT
     assert hw.run_frame(synthetic.random_frame(0, 24, 32))[0] == R.STATUS_NO_WEIGHTS
 

@@ -232,3 +232,28 @@ def test_writer_refuses_what_the_reader_would(model, tmp_path):
     with pytest.raises(ModelFormatError, match=r"out_channels: 5000 is outside \[1, 4096\]"):
         F.save(model, tmp_path / "m.sentei")
     assert not (tmp_path / "m.sentei").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: setattr(m.input, "mul", (2**31, 1, 1)), r"input.mul: \[2147483648, 1, 1\] must be 32-bit signed"),
+    (lambda m: setattr(m.input, "add", (0, -2**31 - 1, 0)), r"input.add: .* must be 32-bit signed"),
+    (lambda m: setattr(m.input, "height", 9000), r"input: 9000x32 is outside 1..8192"),
+    (lambda m: setattr(m, "output_scale", float("inf")), r"output.scale: inf must be a positive finite number"),
+], ids=["mul", "add", "height", "scale"])
+def test_what_the_reader_refuses_the_writer_refuses_too(change, message, tmp_path):
+    """A model that saves also loads: the int32 input constants (which the weight blob would wrap),
+    the frame size and a finite output scale are checked on save as on load."""
+    model = random_model(0, 24, 32)
+    change(model)
+    with pytest.raises(ModelFormatError, match=message):
+        F.save(model, tmp_path / "m.sentei")
+    assert not (tmp_path / "m.sentei").exists()
+
+
+def test_a_logits_layer_may_say_any_out_bits(tmp_path):
+    """out_bits is ignored for logits (always int32): a writer that records 32 there (the QAT
+    network's IntLayer does) writes a file that loads."""
+    model = random_model(0, 24, 32)
+    model.layers[-1].out_bits = 32
+    F.save(model, tmp_path / "m.sentei")
+    assert F.load(tmp_path / "m.sentei").layers[-1].out_bits == 32

@@ -198,6 +198,10 @@ def test_load_errors(acc, model):
     bad = good.copy()
     bad[off2 + 3 * c2] = (bad[off2 + 3 * c2] & ~np.uint32(0xFF)) | np.uint32(8)  # +8 does not fit 4 bits
     assert acc.load_weights(bad) == r.STATUS_BAD_LAYOUT
+    for word, value in ((off2 + c2, 1 << 31), (off2 + 2 * c2, 63)):  # a multiplier >= 2^31, a shift > 62
+        bad = good.copy()
+        bad[word] = value
+        assert acc.load_weights(bad) == r.STATUS_BAD_LAYOUT
 
     # a blob of another network: another K in the first layer moves every offset
     other = random_model(seed=0, specs=(LayerSpec(8, stride=2, density=0.6),) + TINY[1:])
