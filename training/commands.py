@@ -47,7 +47,7 @@ def register(sub) -> None:
                    help="target fraction of zero weights per pruned layer, in (0, 1) (not with nm: N:M fixes it "
                         "at 1 - N/M)")
     p.add_argument("--group-size", type=option("compress", "group_size"),
-                   help="groupwise: weights fetched together (G)")
+                   help="groupwise: consecutive weights of the flattened filter (ci, ky, kx) that keep the same count (G)")
     p.add_argument("--nm", help="nm: N:M, e.g. 2:4 (sets --scheme nm)")
     distill = p.add_mutually_exclusive_group()
     distill.add_argument("--distill", dest="distill", action="store_true", default=None,

@@ -8,16 +8,23 @@ how a mask is chosen and what it guarantees:
 ``filterwise`` (SENTEI)
     every output filter keeps exactly ``K = floor((1 - s) * Cin*k*k)`` weights, the
     largest magnitudes within that filter: the same K for every filter of a layer.
-``groupwise`` (Kang, accelerator-aware pruning)
+``groupwise`` (after Kang, accelerator-aware pruning)
     the flattened filter (model-file index order ``(ci, ky, kx)``) is cut into groups of
-    ``G`` consecutive weights, the words the accelerator fetches together; every group
-    keeps the same number ``floor((1 - s) * G)`` (at least 1) of its largest weights.
+    ``G`` consecutive weights; every group keeps the same number ``floor((1 - s) * G)`` (at
+    least 1) of its largest weights. Kang's groups are the weights of activations an engine
+    fetches together -- ``G`` consecutive input channels at one kernel position. With ``G`` a
+    multiple of ``k*k`` (the shipped configs' 144 = 16 channels x 3x3), these groups are
+    instead blocks of whole channels: a finer-grained filter-wise balance, not Kang's layout
+    (sentei's engine reads one stored weight per lane per clock and fetches no groups).
 ``unstructured``
-    one global magnitude threshold over all pruned layers (filters end up unequal; the
-    model file pads them to the largest count).
+    one global magnitude threshold over all pruned layers, so the layers end up at unequal
+    sparsities (and filters at unequal counts; the model file pads them to the largest
+    count); a nonzero per-layer override is not honoured per layer, only layers kept dense
+    are left out.
 ``nm``
     N:M: in every run of ``M`` consecutive input channels at each kernel tap, ``N`` weights
-    are kept (2:4 is the 50 % point).
+    are kept (2:4 is the 50 % point; the layout of NVIDIA's ASP for convolutions). A gradual
+    schedule can only step the kept count (4, 3, 2 of 4), not ramp it.
 """
 from __future__ import annotations
 
@@ -303,7 +310,10 @@ class Sparsifier:
         for (name, conv), mask, s in zip(self.layers, masks, targets):
             self.scheme.check(mask, s, name)
             self._mask_buffer(conv).copy_(mask.to(self._mask_buffer(conv).dtype))
-            self._raw(conv).mul_(mask)  # pruned weights restart from zero if they come back
+            # pruned weights are zeroed; they get no gradient while masked, but AdamW's momentum
+            # still moves them a little, so one that a later mask update brings back starts
+            # from that small value, not exactly from zero
+            self._raw(conv).mul_(mask)
 
     def check(self) -> None:
         """Check the scheme's invariant on the masks as they are now."""
