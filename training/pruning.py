@@ -267,6 +267,12 @@ class Sparsifier:
             raise SenteiError(f"sparsity {sparsity} must lie in [0, 1)")
         self.scheme, self.sparsity = scheme, float(sparsity)
         self.overrides = {str(k): float(v) for k, v in (overrides or {}).items()}
+        if getattr(scheme, "global_ranking", False):
+            odd = {k: v for k, v in self.overrides.items() if v not in (0.0, self.sparsity)}
+            if odd:
+                name, value = next(iter(odd.items()))
+                raise SenteiError(f"{scheme.name}: a per-layer sparsity ({name}: {value:g}) has no meaning under one "
+                                  f"global threshold; keep a layer dense (0) or drop the override")
         self.layers: list[tuple[str, nn.Conv2d]] = []
         self.current = 0.0
 

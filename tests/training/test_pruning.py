@@ -94,3 +94,14 @@ def test_sparsifier_lifecycle_overrides_and_squash():
     assert pruning.sparsity_of(conv2.weight) >= 0.9
     with pytest.raises(SenteiError, match="unknown layer"):
         pruning.Sparsifier(pruning.FilterWise(), 0.9, {"conv9": 0.0}).prepare(FCN(TINY))
+
+
+def test_unstructured_refuses_a_per_layer_sparsity_it_cannot_honour():
+    """One global threshold has no per-layer target: an override other than 0 (dense) or the
+    run's own sparsity was folded into the global budget in silence."""
+    scheme = pruning.make_scheme("unstructured")
+    with pytest.raises(SenteiError, match=r"^unstructured: a per-layer sparsity \(conv3: 0.5\) has no meaning under "
+                                          r"one global threshold; keep a layer dense \(0\) or drop the override$"):
+        pruning.Sparsifier(scheme, 0.9, {"conv1": 0.0, "conv3": 0.5})
+    pruning.Sparsifier(scheme, 0.9, {"conv1": 0.0, "conv2": 0.9})  # dense, or the run's own: fine
+    pruning.Sparsifier(pruning.make_scheme("filterwise"), 0.9, {"conv3": 0.5})  # per-layer schemes honour it
