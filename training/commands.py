@@ -154,12 +154,9 @@ def cmd_train(args) -> int:
     if args.lr is not None:
         cfg["train"]["lr"] = args.lr
     _check_run_dir(args)
-    env = train.setup_env(args.device)
-    try:
+    with train.run_env(args.device) as env:
         data = train.load_data(cfg, env, args.workers, args.synthetic, args.limit)
         result = train.train_teacher(cfg, args.out, env, data, resume=args.resume)
-    finally:
-        train.teardown_env(env)
     if env.main:
         print(f"teacher: best val mIoU {100 * result['val']['miou']:.2f} at epoch {result['best_epoch']} "
               f"-> {Path(args.out) / 'teacher.pt'}")
@@ -222,14 +219,11 @@ def cmd_compress(args) -> int:
         raise SenteiError(f"--sparsity {comp.get('sparsity')}: must lie in (0, 1), e.g. 0.9 "
                           f"(for quantization without pruning use --scheme dense)")
     _check_run_dir(args)
-    env = train.setup_env(args.device)
-    if env.device.type == "mps":  # known before hours of pruning, not at the first QAT evaluation
-        raise SenteiError("--device mps: compress scores the exact integer network in float64, which MPS "
-                          "lacks; use --device cpu (or a CUDA GPU)")
-    try:
+    with train.run_env(args.device) as env:
+        if env.device.type == "mps":  # known before hours of pruning, not at the first QAT evaluation
+            raise SenteiError("--device mps: compress scores the exact integer network in float64, which MPS "
+                              "lacks; use --device cpu (or a CUDA GPU)")
         result = _compress(args, cfg, train, env)
-    finally:
-        train.teardown_env(env)
     if env.main:
         write_json(Path(args.out) / "metrics.json", result)
         print(f"compressed: val mIoU {100 * result['val']['miou']:.2f} (integer path), "

@@ -11,6 +11,7 @@ every epoch; rank 0 evaluates and writes.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
@@ -135,7 +136,12 @@ STRUCTURE = ("scheme", "sparsity", "overrides", "group_size", "n", "m", "schedul
 
 def make_qat(fcn: FCN, comp: dict) -> QATNet:
     """The quantization-aware network of ``fcn`` at the bit widths of a compression config."""
-    return QATNet(fcn, weight_bits=comp.get("weight_bits", 8), act_bits=int(comp.get("act_bits", 8)))
+    act_bits = int(comp.get("act_bits", 8))
+    if act_bits > 11:  # weights are 8 bits at most
+        # TF32 (cuDNN's default for fp32 convolutions on Ampere and later) keeps 11 significant bits:
+        # a fake-quantized activation of 12 bits or more would no longer be the integer it stands for
+        torch.backends.cudnn.allow_tf32 = False
+    return QATNet(fcn, weight_bits=comp.get("weight_bits", 8), act_bits=act_bits)
 
 
 def check_compress(cfg: dict, run_dir) -> None:
@@ -157,7 +163,7 @@ def make_sparsifier(comp: dict) -> Sparsifier:
 
 @torch.no_grad()
 def evaluate(net: nn.Module, split: D.Split, device, batch_size: int = 8, exact: bool = True,
-             num_classes: int = 11, amp: bool = True) -> dict:
+             num_classes: int = 11, *, amp: bool) -> dict:
     """mIoU of ``net`` on a split (frames at the model's input size), by the CamVid protocol.
 
     A :class:`QATNet` runs its exact integer path (``exact``): the figure is the integer
@@ -174,8 +180,7 @@ def evaluate(net: nn.Module, split: D.Split, device, batch_size: int = 8, exact:
         if isinstance(net, QATNet):
             logits = net(frames, exact=exact)
         else:
-            with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16,
-                                enabled=amp and torch.device(device).type == "cuda"):
+            with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
                 logits = net(frames)
         pred = class_argmax(upsample_logits(logits.float(), labels.shape[-2], labels.shape[-1]))
         keep = labels < num_classes
@@ -261,12 +266,20 @@ def teardown_env(env: Env) -> None:
             dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def run_env(device: str | None = None):
+    """:func:`setup_env` for the length of a command, the process group left however it ends."""
+    env = setup_env(device)
+    try:
+        yield env
+    finally:
+        teardown_env(env)
+
+
 def bf16_autocast_ok(device: torch.device) -> bool:
-    """bf16 autocast pays on this device: the CPU, or a GPU of compute capability 8.0 or more
-    (Ampere and later). Older GPUs (V100, T4, RTX 20xx, Xavier) emulate bf16 convolutions
-    outside cuDNN, far slower than fp32 -- torch's ``is_bf16_supported()`` still says yes."""
-    if device.type != "cuda":
-        return device.type == "cpu"
+    """bf16 autocast pays on this CUDA device: compute capability 8.0 or more (Ampere and later).
+    Older GPUs (V100, T4, RTX 20xx, Xavier) emulate bf16 convolutions outside cuDNN, far slower
+    than fp32 -- torch's ``is_bf16_supported()`` still says yes."""
     return torch.cuda.get_device_capability(device)[0] >= 8
 
 
@@ -454,9 +467,9 @@ class _Loop:
             raise SenteiError(f"batch_size {self.batch_size} does not split over {env.world} processes: "
                               f"give a multiple of {env.world} (the batch is divided among them)")
         self.rank_batch = self.batch_size // env.world  # each process's share of one batch
-        wants_bf16 = self.tcfg.get("amp", "bf16") == "bf16"
-        self.amp = env.device.type == "cuda" and wants_bf16 and bf16_autocast_ok(env.device)
-        if env.device.type == "cuda" and wants_bf16 and not self.amp:
+        self.amp = env.device.type == "cuda" and self.tcfg.get("amp", "bf16") == "bf16"
+        if self.amp and not bf16_autocast_ok(env.device):
+            self.amp = False
             cc = ".".join(str(v) for v in torch.cuda.get_device_capability(env.device))
             log(f"amp bf16 off: this GPU (compute capability {cc}) has no bf16 convolutions in cuDNN; "
                 f"training in fp32")
@@ -652,10 +665,6 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         fcn = FCN(cfg["model"])
         fcn.load_state_dict(tck["model"])
         sparsifier = make_sparsifier(comp).prepare(fcn)
-    if env.device.type == "cuda" and int(comp.get("act_bits", 8)) > 11:  # weights are 8 bits at most
-        # TF32 (cuDNN's default for fp32 convolutions on Ampere and later) keeps 11 significant bits:
-        # a fake-quantized activation of 12 bits or more would no longer be the integer it stands for
-        torch.backends.cudnn.allow_tf32 = False
     fcn.to(env.device)
     if env.device.type == "cuda":
         fcn = fcn.to(memory_format=torch.channels_last)
