@@ -44,7 +44,7 @@ def median_ms(module, x, frames: int, warmup: int, torch) -> float:
 def main(argv=None) -> int:
     import torch
 
-    from sentei.host import format, registry
+    from sentei.host import registry
     from sentei.training.baseline import build_module
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,12 +55,12 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    path, _ = registry.resolve(args.model)
-    model = format.load(path)
+    model = registry.load_model(args.model)
     frame = torch.rand(1, model.input.height, model.input.width, 3) * 255
+    runs = layouts(build_module(model).eval(), frame, torch)
     results: dict[str, list[float]] = {}
     for _ in range(args.rounds):
-        for name, (module, x) in layouts(build_module(model).eval(), frame, torch).items():
+        for name, (module, x) in runs.items():
             results.setdefault(name, []).append(median_ms(module, x, args.frames, args.warmup, torch))
     print(f"{args.model}, {model.input.height}x{model.input.width}, torch {torch.__version__}, "
           f"{args.threads} threads: median ms per forward, one figure per round")

@@ -320,8 +320,8 @@ class TorchModuleEngine(BenchEngine):
 
     def infer(self, frame):
         with self.torch.inference_mode():
+            # channels_last already: frame_to_tensor permutes the HWC frame, like the module's weights
             x = self._to_tensor(self._prepare(frame, self.height, self.width), self._device, self.dtype)
-            x = x.contiguous(memory_format=self.torch.channels_last)
             self._sync()
             t0 = time.perf_counter()
             logits = self.module(x)
@@ -667,19 +667,8 @@ def find_trtexec() -> str:
 
 
 _TRT_INFERENCE_START = "Starting inference"  # "[I] Starting inference" (8, 10), "... threads" (7)
-_TRT_TIMING_DONE = re.compile(r"Timing trace has (\d+) queries over ([-+\d.eE]+) s")
-_TRT_WARMUP = re.compile(r"Warmup completed (\d+) queries over")
-
-
-def _trtexec_frames(lines: list[str]) -> int | None:
-    """Queries trtexec ran between 'Starting inference' and its timing trace: warm-up + timed."""
-    warm = timed = None
-    for line in lines:
-        m = _TRT_WARMUP.search(line)
-        warm = int(m.group(1)) if m else warm
-        m = _TRT_TIMING_DONE.search(line)
-        timed = int(m.group(1)) if m else timed
-    return None if timed is None else timed + (warm or 0)
+_TRT_TIMING_DONE = re.compile(r"Timing trace has (\d+) queries")
+_TRT_WARMUP = re.compile(r"Warmup completed (\d+) queries")
 
 
 def trtexec_device(args: list[str]) -> str:
@@ -692,7 +681,7 @@ def trtexec_device(args: list[str]) -> str:
     return "cuda"
 
 
-def run_trtexec(args_text: str, power_choice: str, idle_s: float) -> dict:
+def run_trtexec(args_text: str, power_choice: str, idle_s: float, exe: str | None = None) -> dict:
     """Run ``trtexec`` with power sampled over its inference phase only.
 
     trtexec first parses the ONNX file and builds the engine (minutes on a Jetson, mostly on
@@ -708,14 +697,14 @@ def run_trtexec(args_text: str, power_choice: str, idle_s: float) -> dict:
     import subprocess
     import threading
 
-    exe = find_trtexec()
+    exe = exe or find_trtexec()
     args = shlex.split(args_text)
     command = [exe, *args]
     if shutil.which("stdbuf"):
         command = ["stdbuf", "-oL", "-eL", *command]
     source, why_none = pw.open_source(power_choice, trtexec_device(args))
     lines: list[str] = []
-    window: dict = {}  # start/end times, the sampler and its trace
+    window: dict = {}  # start/end times, the sampler and its trace, the queries in between
 
     def pump(stream):
         for line in stream:
@@ -725,10 +714,14 @@ def run_trtexec(args_text: str, power_choice: str, idle_s: float) -> dict:
                 window["start"] = now
                 if source is not None:
                     window["sampler"] = pw.PowerSampler(source).start()
-            elif "start" in window and "end" not in window and _TRT_TIMING_DONE.search(line):
-                window["end"] = now
-                if "sampler" in window:
-                    window["trace"] = window["sampler"].stop()
+            elif "start" in window and "end" not in window:
+                warm, done = _TRT_WARMUP.search(line), _TRT_TIMING_DONE.search(line)
+                if warm:
+                    window["warmup"] = int(warm.group(1))
+                if done:  # the window's queries: warm-up + timed
+                    window["end"], window["queries"] = now, int(done.group(1)) + window.get("warmup", 0)
+                    if "sampler" in window:
+                        window["trace"] = window["sampler"].stop()
 
     try:
         idle = pw.measure_idle(source, idle_s) if source is not None and idle_s > 0 else None
@@ -762,7 +755,7 @@ def run_trtexec(args_text: str, power_choice: str, idle_s: float) -> dict:
                              "its inference phase, and so its power, could not be told from the engine build"}
     else:
         seconds = window["end"] - window["start"]
-        frames = _trtexec_frames(lines) or max(1, round(parse_trtexec(text)["throughput_qps"] * seconds))
+        frames = window["queries"] or max(1, round(parse_trtexec(text)["throughput_qps"] * seconds))
         summary = pw.summarize(window["trace"], idle, frames, seconds, why_none)
         if summary["status"] == "measured":
             summary["note"] = (f"over trtexec's inference phase ({seconds:.2f} s, {frames} queries including "
@@ -959,8 +952,7 @@ def cmd_bench(args) -> int:
         raise SenteiError(f"--rounds {args.rounds}: at least 1")
     capture = parse_size(args.capture, "--capture", width_first=True, maximum=MAX_CAPTURE) if args.capture else None
     check_json_out(args, model_file(args.model), args.trtexec_log)
-    if args.trtexec:
-        find_trtexec()
+    trtexec = find_trtexec() if args.trtexec else None  # looked for before anything is timed
     saved = None  # the saved trtexec log's run, parsed before the benchmark (a log without figures fails now)
     if args.trtexec_log is not None:
         try:
@@ -995,7 +987,7 @@ def cmd_bench(args) -> int:
             _add_run(report, done[(backend, precision)])
     extra = []
     if args.trtexec:
-        extra.append(run_trtexec(args.trtexec, args.power, args.idle))
+        extra.append(run_trtexec(args.trtexec, args.power, args.idle, exe=trtexec))
     if saved is not None:
         extra.append(saved)
     for run in extra:

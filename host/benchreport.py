@@ -144,12 +144,12 @@ def _ratio(a, b) -> float | None:
     return a / b if a and b else None
 
 
-def _fmt(value, spec: str, dash: str = "–") -> str:
-    return dash if value is None else format(value, spec)
+def _fmt(value, spec: str, suffix: str = "") -> str:
+    return "–" if value is None else format(value, spec) + suffix
 
 
 def _times(value) -> str:
-    return "–" if value is None else f"{value:.2f}x"
+    return _fmt(value, ".2f", "x")
 
 
 def markdown(rows: list[dict], base: dict, sources: list[str]) -> str:

@@ -715,7 +715,7 @@ class RaplSource(PowerSource):
 
     def open(self):
         self.zones = find_rapl(self.root)
-        self._last = None
+        self.begin()
 
     def begin(self):
         self._last = None
@@ -908,9 +908,7 @@ class PowerSampler:
         """Begin sampling in the background (a fresh trace)."""
         if self._thread is not None:
             raise SenteiError("power sampler is already running")
-        begin = getattr(self.source, "begin", None)  # a duck-typed source may not have it
-        if begin is not None:
-            begin()
+        self.source.begin()
         self.trace = PowerTrace(self.source.name)
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name=f"sentei-power-{self.source.name}", daemon=True)

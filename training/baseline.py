@@ -126,7 +126,8 @@ def teacher_module(fcn) -> nn.Sequential:
 
 
 def frame_to_tensor(frame: np.ndarray, device="cpu", dtype=torch.float32) -> torch.Tensor:
-    """uint8 RGB ``[H, W, 3]`` -> float pixels ``[1, 3, H, W]`` on ``device``."""
+    """uint8 RGB ``[H, W, 3]`` -> float pixels ``[1, 3, H, W]`` on ``device``, laid out NHWC
+    (``channels_last`` strides: a permuted view of the HWC frame, which ``.to`` keeps)."""
     frame = np.ascontiguousarray(frame)
     if not frame.flags.writeable:  # torch.from_numpy wants a writable array (PIL's are read-only)
         frame = frame.copy()

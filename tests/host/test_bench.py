@@ -14,6 +14,7 @@ import pytest
 
 from sentei.errors import SenteiError
 from sentei.host import bench, benchreport
+from sentei.host import power as pw
 from sentei.host.format import save
 from sentei.host.synthetic import random_model
 
@@ -324,7 +325,7 @@ def _fake_trtexec(tmp_path, monkeypatch, body: str):
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
 
 
-class _ConstantSource:
+class _ConstantSource(pw.PowerSource):
     """A power source reading 5 W before 'Starting inference' would be sampled and 9 W after."""
 
     name = "fake"
@@ -349,7 +350,6 @@ class _ConstantSource:
 def test_trtexec_power_covers_its_inference_phase_only(tmp_path, monkeypatch):
     """Energy per frame is the inference window's energy over the warm-up and timed queries of
     that window, not a mean over the engine build (where the GPU idles)."""
-    from sentei.host import power as pw
 
     source = _ConstantSource()
     monkeypatch.setattr(pw, "open_source", lambda choice, device: (source, ""))
@@ -380,7 +380,6 @@ def test_trtexec_power_covers_its_inference_phase_only(tmp_path, monkeypatch):
 
 
 def test_trtexec_power_is_read_on_the_gpu_it_runs_on(tmp_path, monkeypatch):
-    from sentei.host import power as pw
 
     assert bench.trtexec_device(["--onnx=m.onnx", "--device=1"]) == "cuda:1"
     assert bench.trtexec_device(["--device", "2", "--fp16"]) == "cuda:2"
@@ -393,7 +392,6 @@ def test_trtexec_power_is_read_on_the_gpu_it_runs_on(tmp_path, monkeypatch):
 
 
 def test_trtexec_without_an_inference_phase_gives_no_power_and_says_why(tmp_path, monkeypatch):
-    from sentei.host import power as pw
 
     source = _ConstantSource()
     monkeypatch.setattr(pw, "open_source", lambda choice, device: (source, ""))
@@ -404,7 +402,6 @@ def test_trtexec_without_an_inference_phase_gives_no_power_and_says_why(tmp_path
 
 
 def test_trtexec_failure_is_one_line_and_closes_the_power_source(tmp_path, monkeypatch):
-    from sentei.host import power as pw
 
     source = _ConstantSource()
     monkeypatch.setattr(pw, "open_source", lambda choice, device: (source, ""))
@@ -419,7 +416,6 @@ def test_trtexec_failure_is_one_line_and_closes_the_power_source(tmp_path, monke
 
 def test_power_device_info_is_read_before_the_source_closes(monkeypatch):
     """NVML's device facts vanish with nvmlShutdown(): time_run must read them while the source is open."""
-    from sentei.host import power as pw
 
     class ClosingSource(pw.PowerSource):
         name = "fake"

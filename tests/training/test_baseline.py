@@ -108,6 +108,8 @@ def test_bench_module_runs_channels_last_and_frees_itself(model):
     engine = bench.open_engine("torch", None, model, "cpu", "fp32")
     conv = engine.module[1]
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = baseline.frame_to_tensor(random_frame(5, 40, 56))
+    assert x.is_contiguous(memory_format=torch.channels_last)  # the input as NHWC as the weights
     labels, accel = engine.infer(random_frame(5, 40, 56))
     assert labels.shape == (40, 56) and accel > 0
     assert engine.info()["memory_format"] == "channels_last"
