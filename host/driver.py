@@ -419,12 +419,13 @@ def find_bitstream(bitfile: str | os.PathLike | None = None, root: Path | None =
     def norm(name: str) -> str:
         return name.lower().replace("-", "").replace("_", "")
 
+    from sentei.overlay.perf import known_boards, load_board
+
     def for_board(path: Path) -> bool:
         if path.parent == root:  # a .bit for any board
             return True
-        spec = overlay_dir / "boards" / f"{path.parent.name}.json"
-        names = {path.parent.name, json.loads(spec.read_text()).get("pynq_board", "")} if spec.is_file() else \
-            {path.parent.name}
+        name = path.parent.name
+        names = {name, load_board(name).spec["pynq_board"]} if name in known_boards() else {name}
         return norm(board) in {norm(n) for n in names}
 
     match = [p for p in found if for_board(p)]
@@ -455,11 +456,7 @@ def check_network(model, bitfile) -> None:
     """
     from sentei.host.format import blob_words
 
-    facts_path = Path(bitfile).with_name("network.json")
-    if not facts_path.is_file():
-        raise SenteiError(f"{facts_path} is missing: the build publishes it beside {Path(bitfile).name} "
-                          f"(make -C overlay); without it the model cannot be checked against the bitstream")
-    facts = json.loads(facts_path.read_text())
+    facts = json.loads(_with_network(Path(bitfile)).with_name("network.json").read_text())
     words = blob_words(model)  # from the shapes: the blob itself is built once, by the Accelerator
     if words != int(facts.get("blob_words", -1)):
         raise SenteiError(f"{model.name}: its weight blob is {words} words, the bitstream {bitfile} was built "
@@ -501,21 +498,15 @@ class _BoardLock:
         """The lock file, shared by every user: an existing one opened without O_CREAT (in a sticky
         /tmp, Linux's fs.protected_regular refuses a create-open of another user's file, even
         to root), a new one created exclusively and made writable for all (past the umask)."""
-        for _ in range(2):
-            try:
-                return os.fdopen(os.open(path, os.O_RDWR), "r+")
-            except FileNotFoundError:
-                pass
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                continue  # another process created it just now: open theirs
-            try:
-                os.fchmod(fd, 0o666)
-            except OSError:
-                pass
-            return os.fdopen(fd, "r+")
-        return os.fdopen(os.open(path, os.O_RDWR), "r+")
+        try:  # O_EXCL answers EEXIST before fs.protected_regular is consulted
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            return os.fdopen(os.open(path, os.O_RDWR), "r+")
+        try:
+            os.fchmod(fd, 0o666)
+        except OSError:
+            pass
+        return os.fdopen(fd, "r+")
 
     def release(self) -> None:
         if self._fh is not None and not self._fh.closed:

@@ -44,7 +44,7 @@ from typing import Callable
 import numpy as np
 
 from sentei.errors import SenteiError
-from sentei.host.format import (BLOB_INPUT_WORDS, BLOB_MAGIC, ConvLayer, InputQuant, Model, act_range,
+from sentei.host.format import (BLOB_INPUT_WORDS, BLOB_MAGIC, MAX_SHIFT, ConvLayer, InputQuant, Model, act_range,
                                 blob_offsets, blob_words)
 from sentei.overlay import registers as R
 
@@ -325,7 +325,7 @@ def constants_fit(network: Model, blob: np.ndarray) -> bool:
     words = np.asarray(blob, dtype=np.uint32)
     for off, layer in zip(blob_offsets(network), network.layers):
         c = layer.out_channels
-        if (words[off + c:off + 2 * c] >> 31).any() or (words[off + 2 * c:off + 3 * c] > 62).any():
+        if (words[off + c:off + 2 * c] >> 31).any() or (words[off + 2 * c:off + 3 * c] > MAX_SHIFT).any():
             return False
     return True
 

@@ -38,6 +38,9 @@ STRIDES = (1, 2)
 MAX_DILATION = 16
 MAX_PADDING = 16
 MAX_CHANNELS = 4096
+MAX_INPUT_SIDE = 8192  # input.height, input.width
+INT32_MIN = -INT32_MAX - 1
+MAX_SHIFT = 62  # requantization shift (spec section 3)
 
 # dtype of each per-layer array, in the file and in memory
 LAYER_ARRAYS = {
@@ -446,10 +449,10 @@ def _model_from_header(h: dict, arrays: dict[str, np.ndarray]) -> Model:
     if channels != 3:
         raise ModelFormatError(f"input.channels: {channels}, version 1 takes RGB frames (3)")
     inp = InputQuant(
-        height=_get_int(i, "height", "input", 1, 8192), width=_get_int(i, "width", "input", 1, 8192),
+        height=_get_int(i, "height", "input", 1, MAX_INPUT_SIDE), width=_get_int(i, "width", "input", 1, MAX_INPUT_SIDE),
         channels=channels, bits=_get_int(i, "bits", "input", 2, 16),
-        mul=_int_list(i, "mul", "input", channels, -INT32_MAX - 1, INT32_MAX),
-        add=_int_list(i, "add", "input", channels, -INT32_MAX - 1, INT32_MAX),
+        mul=_int_list(i, "mul", "input", channels, INT32_MIN, INT32_MAX),
+        add=_int_list(i, "add", "input", channels, INT32_MIN, INT32_MAX),
         shift=_get_int(i, "shift", "input", 0, 31),
         scale=float(_get(i, "scale", float, "input")) if "scale" in i else None,
         mean=tuple(i["mean"]) if isinstance(i.get("mean"), list) else None,
@@ -494,8 +497,7 @@ def _model_from_header(h: dict, arrays: dict[str, np.ndarray]) -> Model:
             kernel=_get_int(lh, "kernel", where, 1, 3), stride=_get_int(lh, "stride", where, 1, 2),
             dilation=_get_int(lh, "dilation", where, 1, 16), padding=_get_int(lh, "padding", where, 0, 16),
             weight_bits=_get_int(lh, "weight_bits", where, 2, 8), act=act,
-            # ignored for logits (always int32, spec section 2.2): any integer, as validate() lets through
-            out_bits=_get(lh, "out_bits", int, where) if act == "logits" else _get_int(lh, "out_bits", where, 2, 16),
+            out_bits=_get(lh, "out_bits", int, where),  # its range (not for logits): validate(), right after
             sparsity=float(sparsity) if isinstance(sparsity, (int, float)) else None,
             scheme=str(lh.get("scheme", "dense")), **kwargs)
         k_declared = _get_int(lh, "k_nonzero", where, 1, 2**24)
@@ -525,10 +527,10 @@ def validate(model: Model) -> None:
         raise ModelFormatError(f"input.bits: {inp.bits} is outside [2, 16]")
     # what the reader enforces, so that a model that saves also loads (and its blob words do not wrap)
     for key, values in (("mul", inp.mul), ("add", inp.add)):
-        if not all(-INT32_MAX - 1 <= int(v) <= INT32_MAX for v in values):
+        if not all(INT32_MIN <= int(v) <= INT32_MAX for v in values):
             raise ModelFormatError(f"input.{key}: {list(values)} must be 32-bit signed integers")
-    if not (1 <= inp.height <= 8192 and 1 <= inp.width <= 8192):
-        raise ModelFormatError(f"input: {inp.height}x{inp.width} is outside 1..8192 in either dimension")
+    if not (1 <= inp.height <= MAX_INPUT_SIDE and 1 <= inp.width <= MAX_INPUT_SIDE):
+        raise ModelFormatError(f"input: {inp.height}x{inp.width} is outside 1..{MAX_INPUT_SIDE} in either dimension")
     names = set()
     channels, h, w = inp.channels, inp.height, inp.width
     for n, layer in enumerate(model.layers):
@@ -600,8 +602,8 @@ def validate(model: Model) -> None:
             if m.min() < 0 or m.max() > INT32_MAX:
                 raise ModelFormatError(f"{where}.mult: multipliers must lie in [0, 2^31)")
             s = layer.shift.astype(np.int64)
-            if s.min() < 0 or s.max() > 62:
-                raise ModelFormatError(f"{where}.shift: shifts must lie in [0, 62]")
+            if s.min() < 0 or s.max() > MAX_SHIFT:
+                raise ModelFormatError(f"{where}.shift: shifts must lie in [0, {MAX_SHIFT}]")
         alo, ahi = model.input_range(n)
         amax = max(abs(alo), abs(ahi))
         worst = np.abs(layer.bias.astype(np.int64)) + np.abs(v64).sum(axis=1) * amax

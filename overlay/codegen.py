@@ -235,6 +235,7 @@ static const char* const layer_names[num_layers] = {${layer_names}};
 struct input_config : input_config_default {
     static const unsigned height = ${height};
     static const unsigned width = ${width};
+    static const unsigned frame_words = SENTEI_FRAME_WORDS;
     static const unsigned bits = ${input_bits};
     typedef ap_int<${input_bits}> out_t;
     static const long long out_min = ${input_min}LL;

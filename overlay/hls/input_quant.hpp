@@ -19,6 +19,7 @@ namespace sentei {
 struct input_config_default {
     static const unsigned height = 1;  ///< frame height (compile-time input size)
     static const unsigned width = 1;   ///< frame width
+    static const unsigned frame_words = 1;  ///< 32-bit words of the uint8 RGB frame: ceil(3*height*width/4)
     static const unsigned bits = 8;    ///< width of the signed input activation
     typedef ap_int<8> out_t;           ///< the input activation type, ap_int<bits>
     static const long long out_min = -128;

@@ -21,13 +21,12 @@ namespace sentei {
  * An unconditional pipelined walk over the buffer in address order: the m_axi adapter turns
  * it into bursts. (Reading a word only when the unpacker needs one would be a conditional
  * access, which Vitis HLS cannot burst: every word would be a single-beat transaction.)
- * \tparam CONFIG_T input configuration (`height`, `width`); not deducible, name it
+ * \tparam CONFIG_T input configuration (`frame_words`); not deducible, name it
  */
 template <class CONFIG_T>
 void read_words(const word_t* frame, hls::stream<word_t>& out) {
-    static const unsigned WORDS = (3 * CONFIG_T::height * CONFIG_T::width + 3) / 4;  // ceil(3*H*W/4)
 read_words:
-    for (unsigned n = 0; n < WORDS; n++) {
+    for (unsigned n = 0; n < CONFIG_T::frame_words; n++) {
 #pragma HLS PIPELINE II = 1  // one word per cycle, consecutive addresses: one long read burst
         out.write(frame[n]);
     }

@@ -52,7 +52,6 @@ def test_the_starved_model_runs_the_engine_at_its_window_load_rate():
     """The corner model for pixels as long as their window load (NF*K < L): its layers are in
     that regime and their outputs are not all zero, so a window written to the wrong slots or
     too late would show in the comparison above."""
-    from sentei.host import reference
     from sentei.overlay import codegen
 
     model = starved()
