@@ -106,6 +106,8 @@ def _common(p, default_config, section):
     p.add_argument("--batch-size", type=option(section, "batch_size"))
     p.add_argument("--seed", type=option(section, "seed"))
     p.add_argument("--size", help="input HxW, e.g. 90x120 (smoke runs at low resolution)")
+    p.add_argument("--crop", help="train on random HxW crops, e.g. 240x320 (less compute per step; "
+                                  "evaluation stays on whole frames)")
     p.add_argument("--limit", type=positive_int, help="use only the first N frames of each split")
     p.add_argument("--workers", type=positive_int, default=4, help="threads decoding frames")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
@@ -127,6 +129,8 @@ def _base_config(args, section):
     if args.size:
         h, w = parse_size(args.size, "--size", minimum=8)
         cfg.setdefault("model", {}).setdefault("input", {}).update(height=h, width=w)
+    if args.crop:
+        cfg["data"]["augment"] = dict(cfg["data"]["augment"] or {}, crop=list(parse_size(args.crop, "--crop", minimum=8)))
     sec = cfg[section]
     for key, value in (("batch_size", args.batch_size), ("seed", args.seed), ("eval_every", args.eval_every)):
         if value is not None:

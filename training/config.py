@@ -1,5 +1,5 @@
-"""Run configurations: reading the YAML file, and the keys of its ``train`` and ``compress``
-sections with the values each may take.
+"""Run configurations: reading the YAML file, and the keys of its ``data``, ``train`` and
+``compress`` sections with the values each may take.
 
 :func:`check_config` refuses a config before a run starts (no run directory, no epoch): an
 unknown key (a misspelt one would otherwise be ignored), a value of the wrong type or out of
@@ -88,6 +88,23 @@ class Mapping(Wrapped):
         return f"a mapping {{layer: {self.rule.describe()}}}"
 
 
+@dataclass(frozen=True)
+class Pair(Wrapped):
+    """Two values by ``rule``, the first not above the second when ``ordered`` (null: the default)."""
+
+    ordered: bool = False
+    what: str = "[low, high]"
+
+    def problem(self, value) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, (list, tuple)) and len(value) == 2 and not any(self.rule.problem(v) for v in value) \
+                and not (self.ordered and float(value[0]) > float(value[1])):
+            return None
+        order = ", the first not above the second" if self.ordered else ""
+        return f"a pair {self.what}, each {self.rule.describe()}{order}"
+
+
 POSITIVE = Number(0, low_open=True)
 AMP = Choice(("bf16", "fp32", False))  # bfloat16 autocast on CUDA, or none
 
@@ -115,6 +132,15 @@ COMPRESS = dict(
     weight_bits=(PerLayer(Number(2, 8, integer=True)), 8), act_bits=(Number(8, 16, integer=True), 8),
     model_file=(Text(), "model.sentei"), ema=(Nullable(Number(0, 1, high_open=True)), 0.999),
     mask_every=(Number(1, integer=True), 4))
+
+AUGMENT = {"scale": (Pair(POSITIVE, ordered=True, what="[min zoom, max zoom]"), "[0.8, 1.6]"),
+           "flip": (Choice((True, False)), True), "brightness": (Number(0, 1), 0.25),
+           "contrast": (Number(0, 1), 0.25), "saturation": (Number(0, 1), 0.25),
+           "crop": (Pair(Number(8, integer=True), what="[height, width]"), "[240, 320]")}
+
+DATA = {"root": (Text(nullable=True), "/data/camvid"), "train_split": (Text(), "train"),
+        "val_split": (Text(), "val"), "synthetic_frames": (Number(1, integer=True), 24),
+        "augment": (Section(AUGMENT), "{scale: [0.8, 1.6], flip: true}")}
 
 SECTIONS = {"train": TRAIN, "compress": COMPRESS}
 
@@ -163,6 +189,7 @@ def check_config(cfg: dict, section: str, where="config") -> None:
             cfg[name] = {}
         if cfg.get(name) is not None and not isinstance(cfg[name], dict):
             raise SenteiError(f"{where}: '{name}:' must be a mapping of keys, not {cfg[name]!r}")
+    check_keys(cfg.get("data") or {}, DATA, f"{where}: data")
     check_keys(cfg.get(section) or {}, SECTIONS[section], f"{where}: {section}")
     if section == "compress":
         comp = cfg.get("compress") or {}

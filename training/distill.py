@@ -31,7 +31,8 @@ def kd_kl(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, te
 
 
 def _up(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return upsample_logits(logits.float(), labels.shape[-2], labels.shape[-1])
+    # NCHW for the full-resolution losses: softmax over dim 1 of a channels_last tensor is slower on CPU
+    return upsample_logits(logits.float().contiguous(), labels.shape[-2], labels.shape[-1])
 
 
 def _ce(up, labels, weights, ignore=VOID):

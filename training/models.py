@@ -141,9 +141,7 @@ class FCN(nn.Module):
 
     def forward(self, frames: torch.Tensor, features: bool = False):
         """uint8-valued frames ``[N, 3, H, W]`` -> logits ``[N, classes, H/8, W/8]`` (and block outputs)."""
-        x = self.prepare(frames)
-        if frames.is_cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.prepare(frames).contiguous(memory_format=torch.channels_last)  # NHWC convs, CPU and CUDA
         feats = []
         for block in self.blocks:
             x = block(x)

@@ -337,6 +337,7 @@ def load_data(cfg: dict, env: Env, workers: int = 4, synthetic: bool = False, li
     inp = cfg["model"].get("input", {})
     size = (int(inp.get("height", 360)), int(inp.get("width", 480)))
     dcfg = cfg.get("data", {})
+    D.Augment.from_config(dcfg.get("augment")).check(*size)  # before the frames are read
     if synthetic:
         train = D.synthetic_split(int(dcfg.get("synthetic_frames", 24)), *size, seed=1)
         val = D.synthetic_split(max(4, int(dcfg.get("synthetic_frames", 24)) // 3), *size, seed=2)
@@ -398,9 +399,7 @@ def train_teacher(cfg: dict, run_dir, env: Env, data: Data, resume: bool = False
     check_accelerator(net)
     run_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
     log = Log(run_dir / "train.log", env.main)
-    net.to(env.device)
-    if env.device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
+    net = net.to(env.device, memory_format=torch.channels_last)  # NHWC: faster on CUDA and on CPU (oneDNN)
     opt = torch.optim.AdamW(net.parameters(), lr=float(tcfg.get("lr", 3e-3)),
                             weight_decay=float(tcfg.get("weight_decay", 1e-4)))
     state = _Loop(cfg, run_dir, env, data, log, kind="teacher")
@@ -515,8 +514,7 @@ class _Loop:
                 on_step(epoch + it / max(1, len(idx_batches)), epoch * len(idx_batches) + it + 1)
             idx_dev = idx.to(data.train.frames.device)
             frames, labels = self.augment(data.train.frames[idx_dev], data.train.labels[idx_dev], dev_gen)
-            if frames.is_cuda:
-                frames = frames.contiguous(memory_format=torch.channels_last)
+            frames = frames.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=env.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 t_logits = t_feat = s_feat = None
                 if teacher is not None and distill.enabled:
@@ -665,10 +663,8 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         fcn = FCN(cfg["model"])
         fcn.load_state_dict(tck["model"])
         sparsifier = make_sparsifier(comp).prepare(fcn)
-    fcn.to(env.device)
-    if env.device.type == "cuda":
-        fcn = fcn.to(memory_format=torch.channels_last)
-        teacher = teacher.to(memory_format=torch.channels_last)
+    fcn = fcn.to(env.device, memory_format=torch.channels_last)
+    teacher = teacher.to(memory_format=torch.channels_last)
     schedule = make_schedule(comp.get("schedule"))
     distill = Distillation.from_config(comp.get("distill"))
     p_epochs, q_epochs = int(comp.get("prune_epochs", 100)), int(comp.get("qat_epochs", 30))

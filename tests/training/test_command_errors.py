@@ -51,8 +51,21 @@ def train_config(**train_keys) -> bytes:
     (train_config(), ["--lr", "nan"], "argument --lr: nan must be a positive number"),
     (train_config(), ["--lr", "0"], "argument --lr: 0 must be a positive number"),
     (train_config(), ["--resume"], "--resume: no checkpoint"),
+    (train_config(), ["--crop", "64x48"], "crop 64x48 (--crop, data.augment.crop) is larger than the 32x48 frames; "
+                                          "crop at most 32x48"),
+    (train_config(), ["--crop", "16"], "--crop '16': expected HxW"),
+    (yaml.safe_dump(dict(tiny_config(1), data={"augment": {"scale": [1.5, 0.8]}})).encode(), [],
+     "data.augment.scale [1.5, 0.8] must be a pair [min zoom, max zoom], each a positive number, the first not "
+     "above the second"),
+    (yaml.safe_dump(dict(tiny_config(1), data={"augment": {"crop": [240]}})).encode(), [],
+     "data.augment.crop [240] must be a pair [height, width], each an integer of at least 8"),
+    (yaml.safe_dump(dict(tiny_config(1), data={"augment": {"zoom": [1, 2]}})).encode(), [],
+     "data.augment: unknown key 'zoom'; the known keys are brightness, contrast, crop, flip, saturation, scale"),
+    (yaml.safe_dump(dict(tiny_config(1), data={"trian_split": "train"})).encode(), [],
+     "data: unknown key 'trian_split'"),
 ], ids=["yaml", "binary", "no-model", "lr-text", "batch-size", "amp", "unknown-key", "device", "lr-negative",
-        "lr-nan", "lr-zero", "resume"])
+        "lr-nan", "lr-zero", "resume", "crop-too-large", "crop-form", "scale-order", "crop-pair", "augment-key",
+        "data-key"])
 def test_train_refuses_before_making_the_run_directory(tmp_path, capsys, config, options, message):
     path = tmp_path / "config.yaml"
     path.write_bytes(config)

@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 
 from PIL import Image  # noqa: E402
 
+from sentei.errors import SenteiError  # noqa: E402
 from sentei.training import data  # noqa: E402
 
 CAMVID = __import__("pathlib").Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "camvid"
@@ -64,6 +65,35 @@ def test_augment_keeps_frames_and_labels_aligned():
     inside = lab2 != 11
     near = (same[:, 0] - lab2.float()).abs() <= 0.5
     assert float(near[inside].float().mean()) > 0.9
+
+
+def test_augment_crop_cuts_windows_of_the_frame():
+    """At zoom 1 a crop is a window of the frame: its labels are the frame's, shifted by whole pixels."""
+    split = data.synthetic_split(6, 40, 56, seed=3)
+    aug = data.Augment(scale=(1.0, 1.0), flip=False, brightness=0.0, contrast=0.0, saturation=0.0, crop=(24, 32))
+    x, lab = aug(split.frames.float(), split.labels, torch.Generator().manual_seed(0))
+    assert x.shape == (6, 3, 24, 32) and lab.shape == (6, 24, 32)
+    found = []
+    for i in range(6):
+        hits = [(oy, ox) for oy in range(40 - 24 + 1) for ox in range(56 - 32 + 1)
+                if torch.equal(lab[i], split.labels[i, oy:oy + 24, ox:ox + 32].long())]
+        assert hits, f"sample {i}: the label crop is no window of its frame"
+        found.append(hits[0])
+    assert len(set(found)) > 1  # the offsets are drawn, not fixed
+
+
+def test_augment_whole_frame_crop_is_no_crop():
+    """``crop`` equal to the frame draws the same numbers as no crop: older runs reproduce."""
+    split = data.synthetic_split(4, 40, 56, seed=3)
+    a = data.Augment()(split.frames.float(), split.labels, torch.Generator().manual_seed(5))
+    b = data.Augment(crop=(40, 56))(split.frames.float(), split.labels, torch.Generator().manual_seed(5))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_augment_refuses_a_crop_larger_than_the_frames():
+    data.Augment(crop=(40, 56)).check(40, 56)
+    with pytest.raises(SenteiError, match="crop 41x56 .* larger than the 40x56 frames"):
+        data.Augment(crop=(41, 56)).check(40, 56)
 
 
 def test_batches_cover_an_epoch_once_and_split_across_ranks():

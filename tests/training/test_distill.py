@@ -42,3 +42,20 @@ def test_mixture_weights():
     assert float(total) == pytest.approx(0.75 * float(parts["ce"]) + 0.25 * float(parts["kd"]), rel=1e-5)
     off, parts = Distillation(enabled=False).loss(s, labels, None, t)
     assert "kd" not in parts and float(off) == pytest.approx(float(parts["ce"]))
+
+
+def test_the_loss_does_not_depend_on_the_logits_memory_layout():
+    """Training runs NHWC (channels_last) on every device; the loss and its gradient are the NCHW ones."""
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(2, 11, 4, 6, generator=g), torch.randn(2, 11, 4, 6, generator=g)
+    labels = torch.randint(0, 12, (2, 32, 48), generator=g)
+    d = Distillation(alpha=0.7, temperature=2.0)
+    results = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        sv = s.clone().contiguous(memory_format=fmt).requires_grad_()
+        loss, _ = d.loss(sv, labels, torch.rand(11, generator=torch.Generator().manual_seed(4)),
+                         t.contiguous(memory_format=fmt))
+        loss.backward()
+        results.append((float(loss.detach()), sv.grad.contiguous()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-6)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-5, atol=1e-7)
