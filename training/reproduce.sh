@@ -12,18 +12,21 @@
 # DATA is the CamVid root (train/, trainannot/, val/, valannot/). The table runs go in
 # parallel on one GPU. SENTEI is the command (default: python3 -m sentei). CONFIG picks the
 # teacher's architecture (default training/configs/camvid-fcn7.yaml; the wider candidate for
-# issue 3: CONFIG=training/configs/camvid-fcn7w.yaml).
+# issue 3: CONFIG=training/configs/camvid-fcn7w.yaml). CROP=HxW trains the shipped recipe on
+# random crops (--crop; the CPU-only run of the wide student: CROP=240x320 PRUNE_EPOCHS=300
+# QAT_EPOCHS=100). EXTRA adds options to every command (e.g. EXTRA="--device cpu").
 set -euo pipefail
 SENTEI=${SENTEI:-python3 -m sentei}
 what=$1; data=$2; out=$3
 case "$what" in
   teacher)
-    $SENTEI train --data "$data" --out "$out/teacher" --epochs "${4:-400}" --seed 0 ${CONFIG:+--config "$CONFIG"} ;;
+    $SENTEI train --data "$data" --out "$out/teacher" --epochs "${4:-400}" --seed 0 ${CONFIG:+--config "$CONFIG"} \
+      ${EXTRA:-} ;;
   shipped)
     $SENTEI compress --data "$data" --teacher "$out/teacher/teacher.pt" --out "$out/${RUN:-fw90-shipped}" \
       --scheme filterwise --sparsity 0.9 --distill --weight-bits 8 --act-bits 8 \
       --dense "${DENSE:-conv1,conv2,classifier}" --prune-epochs "${PRUNE_EPOCHS:-500}" --qat-epochs "${QAT_EPOCHS:-120}" \
-      --seed 0 ;;
+      --seed 0 ${CROP:+--crop "$CROP"} ${EXTRA:-} ;;
   table)
     ep=${4:-100}
     mkdir -p "$out/table"
@@ -31,7 +34,7 @@ case "$what" in
       local name=$1; shift
       $SENTEI compress --data "$data" --teacher "$out/teacher/teacher.pt" --out "$out/table/$name" \
         --prune-epochs $((ep * 77 / 100)) --qat-epochs $((ep - ep * 77 / 100)) --batch-size 16 --seed 0 \
-        --dense conv1,classifier --name "$name" "$@" > "$out/table/$name.out" 2>&1 &
+        --dense conv1,classifier --name "$name" ${EXTRA:-} "$@" > "$out/table/$name.out" 2>&1 &
     }
     for s in 90 95; do
       run "fw$s-kd"    --scheme filterwise   --sparsity 0.$s --distill

@@ -1,0 +1,65 @@
+"""training/reproduce.sh: every command line it runs is one the ``sentei`` parser takes, with the
+recipe's options (the bundled models come from these lines)."""
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sentei.cli import build_parser
+
+SCRIPT = Path(__file__).resolve().parents[2] / "training" / "reproduce.sh"
+
+
+def lines(tmp_path, *args, **env):
+    """The ``sentei`` argument lists reproduce.sh runs, recorded by a stand-in command."""
+    log = tmp_path / "calls"
+    log.unlink(missing_ok=True)
+    fake = tmp_path / "fake-sentei"
+    fake.write_text(f'#!/bin/sh\nfor a in "$@"; do printf "%s\\037" "$a"; done >> {shlex.quote(str(log))}\n'
+                    f'printf "\\n" >> {shlex.quote(str(log))}\n')
+    fake.chmod(0o755)
+    subprocess.run(["bash", str(SCRIPT), *args], check=True, capture_output=True, timeout=60,
+                   env={"PATH": "/usr/bin:/bin", "SENTEI": str(fake), **env})
+    calls = [line.split("\x1f")[:-1] for line in log.read_text().splitlines()]
+    for argv in calls:
+        build_parser().parse_args(argv)  # argparse exits (SystemExit) on an option it does not know
+    return calls
+
+
+def options(argv: list[str]) -> dict:
+    return vars(build_parser().parse_args(argv))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_teacher_and_shipped_lines(tmp_path):
+    (teacher,) = lines(tmp_path, "teacher", "DATA", "OUT", "400", CONFIG="training/configs/camvid-fcn7w.yaml")
+    t = options(teacher)
+    assert (t["command"], t["epochs"], t["config"], t["out"]) == ("train", 400, "training/configs/camvid-fcn7w.yaml",
+                                                                  "OUT/teacher")
+    (shipped,) = lines(tmp_path, "shipped", "DATA", "OUT")
+    s = options(shipped)
+    assert (s["command"], s["scheme"], s["sparsity"], s["dense"], s["prune_epochs"], s["qat_epochs"], s["crop"]) == \
+        ("compress", "filterwise", 0.9, "conv1,conv2,classifier", 500, 120, None)
+    assert s["teacher"] == "OUT/teacher/teacher.pt" and s["distill"] is True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_the_cpu_recipe_of_the_wide_student(tmp_path):
+    (shipped,) = lines(tmp_path, "shipped", "DATA", "OUT", CROP="240x320", PRUNE_EPOCHS="300", QAT_EPOCHS="100",
+                       EXTRA="--device cpu", RUN="fw90w")
+    s = options(shipped)
+    assert (s["crop"], s["prune_epochs"], s["qat_epochs"], s["device"], s["out"]) == \
+        ("240x320", 300, 100, "cpu", "OUT/fw90w")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_the_table_runs_ten_compressions(tmp_path):
+    calls = lines(tmp_path, "table", "DATA", "OUT", "100")
+    runs = sorted(options(c)["name"] for c in calls)
+    assert runs == sorted(["fw90-kd", "fw90-nokd", "gw90-kd", "un90-kd", "fw95-kd", "fw95-nokd", "gw95-kd",
+                           "un95-kd", "nm24-kd", "dense-q8"])
+    assert {(options(c)["prune_epochs"], options(c)["qat_epochs"]) for c in calls} == {(77, 23)}
