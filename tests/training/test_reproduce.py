@@ -22,7 +22,7 @@ def lines(tmp_path, *args, **env):
     fake.write_text(f'#!/bin/sh\nfor a in "$@"; do printf "%s\\037" "$a"; done >> {shlex.quote(str(log))}\n'
                     f'printf "\\n" >> {shlex.quote(str(log))}\n')
     fake.chmod(0o755)
-    subprocess.run(["bash", str(SCRIPT), *args], check=True, capture_output=True, timeout=60,
+    subprocess.run(["bash", str(SCRIPT), *args], check=True, capture_output=True, timeout=60, cwd=tmp_path,
                    env={"PATH": "/usr/bin:/bin", "SENTEI": str(fake), **env})
     calls = [line.split("\x1f")[:-1] for line in log.read_text().splitlines()]
     for argv in calls:
