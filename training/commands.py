@@ -14,7 +14,7 @@ from sentei.errors import SenteiError
 from sentei.host.commands import write_json
 from sentei.host.format import SCHEMES
 from sentei.host.options import int_at_least
-from sentei.training.config import SCHEDULE, option
+from sentei.training.config import GROUP_LAYOUTS, SCHEDULE, option
 
 positive_int = int_at_least(1)
 
@@ -47,7 +47,10 @@ def register(sub) -> None:
                    help="target fraction of zero weights per pruned layer, in (0, 1) (not with nm: N:M fixes it "
                         "at 1 - N/M)")
     p.add_argument("--group-size", type=option("compress", "group_size"),
-                   help="groupwise: consecutive weights of the flattened filter (ci, ky, kx) that keep the same count (G)")
+                   help="groupwise: the weights in a group that keep the same count (G)")
+    p.add_argument("--group-layout", choices=GROUP_LAYOUTS,
+                   help="groupwise: channels -- G consecutive input channels at one kernel position (Kang's); "
+                        "flat (default) -- G consecutive weights of the flattened filter (ci, ky, kx)")
     p.add_argument("--nm", help="nm: N:M, e.g. 2:4 (sets --scheme nm)")
     distill = p.add_mutually_exclusive_group()
     distill.add_argument("--distill", dest="distill", action="store_true", default=None,
@@ -174,7 +177,7 @@ def cmd_compress(args) -> int:
     cfg = _base_config(args, "compress")
     comp = cfg["compress"]
     for key, value in (("scheme", args.scheme), ("sparsity", args.sparsity), ("group_size", args.group_size),
-                       ("weight_bits", args.weight_bits), ("act_bits", args.act_bits),
+                       ("group_layout", args.group_layout), ("weight_bits", args.weight_bits), ("act_bits", args.act_bits),
                        ("prune_epochs", args.prune_epochs), ("qat_epochs", args.qat_epochs), ("name", args.name),
                        ("ema", args.ema)):
         if value is not None:
@@ -202,7 +205,8 @@ def cmd_compress(args) -> int:
         comp["qat_epochs"] = max(1, args.epochs - comp["prune_epochs"])
     if args.init is not None:
         given = [flag for flag, value in (("--scheme", args.scheme), ("--sparsity", args.sparsity),
-                                          ("--group-size", args.group_size), ("--nm", args.nm),
+                                          ("--group-size", args.group_size),
+                                          ("--group-layout", args.group_layout), ("--nm", args.nm),
                                           ("--dense", args.dense), ("--schedule", args.schedule),
                                           ("--weight-bits", args.weight_bits), ("--act-bits", args.act_bits),
                                           ("--prune-epochs", args.prune_epochs), ("--epochs", args.epochs))

@@ -9,13 +9,15 @@ how a mask is chosen and what it guarantees:
     every output filter keeps exactly ``K = floor((1 - s) * Cin*k*k)`` weights, the
     largest magnitudes within that filter: the same K for every filter of a layer.
 ``groupwise`` (after Kang, accelerator-aware pruning)
-    the flattened filter (model-file index order ``(ci, ky, kx)``) is cut into groups of
-    ``G`` consecutive weights; every group keeps the same number ``floor((1 - s) * G)`` (at
-    least 1) of its largest weights. Kang's groups are the weights of activations an engine
-    fetches together -- ``G`` consecutive input channels at one kernel position. With ``G`` a
-    multiple of ``k*k`` (the shipped configs' 144 = 16 channels x 3x3), these groups are
-    instead blocks of whole channels: a finer-grained filter-wise balance, not Kang's layout
-    (sentei's engine reads one stored weight per lane per clock and fetches no groups).
+    every filter is cut into groups of ``G`` weights and every group keeps the same number
+    ``floor((1 - s) * G)`` (at least 1) of its largest weights. The groups follow
+    ``layout``: ``channels`` is Kang's -- ``G`` consecutive input channels at one kernel
+    position, the weights of the activations an engine fetches together (``G`` divides
+    ``Cin``); ``flat`` (the default, and what the shipped configs' G = 144 ran) takes ``G``
+    consecutive weights of the flattened filter in model-file order ``(ci, ky, kx)``: with
+    ``G`` a multiple of ``k*k`` these are blocks of whole channels, a finer-grained
+    filter-wise balance rather than Kang's layout (sentei's engine reads one stored weight
+    per lane per clock and fetches no groups).
 ``unstructured``
     one global magnitude threshold over all pruned layers, so the layers end up at unequal
     sparsities (and filters at unequal counts; the model file pads them to the largest
@@ -38,6 +40,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 
 from sentei.errors import SenteiError
+from sentei.training.config import GROUP_LAYOUTS
 
 
 class Mask(nn.Module):
@@ -104,35 +107,53 @@ class FilterWise(Scheme):
 
 
 class GroupWise(Scheme):
-    """Kang: the same number of nonzeros in every group of ``group_size`` consecutive weights."""
+    """Kang: the same number of nonzeros in every group of ``group_size`` weights.
+
+    ``layout``: ``channels`` -- ``G`` consecutive input channels at one kernel position
+    (Kang's); ``flat`` -- ``G`` consecutive weights of the flattened filter ``(ci, ky, kx)``.
+    """
 
     name = "groupwise"
 
-    def __init__(self, group_size: int = 8):
+    def __init__(self, group_size: int = 8, layout: str = "flat"):
         if group_size < 1:
             raise SenteiError(f"groupwise: group size {group_size} must be at least 1")
-        self.group_size = int(group_size)
+        if layout not in GROUP_LAYOUTS:
+            raise SenteiError(f"groupwise: group layout {layout!r}: use {' or '.join(GROUP_LAYOUTS)}")
+        self.group_size, self.layout = int(group_size), layout
 
     def _groups(self, t: torch.Tensor) -> torch.Tensor:
+        if self.layout == "channels":
+            if t.shape[1] % self.group_size:
+                raise SenteiError(f"groupwise: {t.shape[1]} input channels are not a multiple of the group size "
+                                  f"{self.group_size}; pick G dividing Cin with group layout channels (or keep "
+                                  f"the layer dense)")
+            return t.permute(0, 2, 3, 1).reshape(-1, self.group_size)  # (co, ky, kx, ci): channels at a tap
         flat = t.reshape(t.shape[0], -1)
         if flat.shape[1] % self.group_size:
             raise SenteiError(f"groupwise: filter size {flat.shape[1]} is not a multiple of the group size "
                               f"{self.group_size}; pick G dividing Cin*k*k (or keep the layer dense)")
         return flat.reshape(-1, self.group_size)
 
+    def _ungroup(self, g: torch.Tensor, shape) -> torch.Tensor:
+        if self.layout == "channels":
+            cout, cin, kh, kw = shape
+            return g.reshape(cout, kh, kw, cin).permute(0, 3, 1, 2).contiguous()
+        return g.reshape(shape)
+
     def kept(self, sparsity: float) -> int:
         return filter_k(self.group_size, sparsity)
 
     def mask(self, weight, sparsity):
         groups = self._groups(weight.detach().abs())
-        return _keep_topk(groups, self.kept(sparsity)).reshape(weight.shape)
+        return self._ungroup(_keep_topk(groups, self.kept(sparsity)), weight.shape)
 
     def check(self, mask, sparsity, layer):
         counts = self._groups(mask).sum(dim=1)
         n = self.kept(sparsity)
         if not bool((counts == n).all()):
             raise SenteiError(f"layer {layer}: group-wise invariant broken: nonzeros per group of "
-                              f"{self.group_size} range {int(counts.min())}..{int(counts.max())}, expected {n}")
+                              f"{self.group_size} ({self.layout}) range {int(counts.min())}..{int(counts.max())}, expected {n}")
 
 
 class NM(Scheme):
@@ -198,12 +219,12 @@ class Unstructured(Scheme):
             raise SenteiError(f"layer {layer}: global pruning removed every weight; lower the sparsity")
 
 
-def make_scheme(name: str, group_size: int = 8, n: int = 2, m: int = 4) -> Scheme:
+def make_scheme(name: str, group_size: int = 8, n: int = 2, m: int = 4, group_layout: str = "flat") -> Scheme:
     """A scheme by name: ``filterwise``, ``groupwise``, ``unstructured``, ``nm``."""
     if name == "filterwise":
         return FilterWise()
     if name == "groupwise":
-        return GroupWise(group_size)
+        return GroupWise(group_size, group_layout)
     if name == "unstructured":
         return Unstructured()
     if name == "nm":
@@ -288,6 +309,10 @@ class Sparsifier:
         for name, conv in model.convs():
             if self.target(name) <= 0.0:
                 continue
+            try:  # a layer the scheme cannot group (G or M not dividing it) is refused before any epoch
+                self.scheme.mask(conv.weight.detach(), self.target(name))
+            except SenteiError as exc:
+                raise SenteiError(f"layer {name}: {exc}") from None
             if not parametrize.is_parametrized(conv, "weight"):
                 parametrize.register_parametrization(conv, "weight", Mask(conv.weight.shape))
             self.layers.append((name, conv))

@@ -45,7 +45,8 @@ def row(run_dir: Path, data, split) -> dict:
     if scheme == "nm":
         scheme = f"{comp.get('n', 2)}:{comp.get('m', 4)}"
     elif scheme == "groupwise":
-        scheme = f"groupwise G={comp.get('group_size')}"
+        layout = " channels" if comp.get("group_layout", "flat") == "channels" else ""
+        scheme = f"groupwise G={comp.get('group_size')}{layout}"
     target = 0.0 if not pruned else target_sparsity(comp)
     result = evaluate(run_dir / "model.sentei", data, split)
     return {"run": run_dir.name, "scheme": scheme, "target": target,

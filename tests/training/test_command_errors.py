@@ -81,6 +81,11 @@ def test_train_refuses_before_making_the_run_directory(tmp_path, capsys, config,
     ({"prune_epochs": 0}, [], "compress.prune_epochs 0: pruning to 75 % zeros needs at least one epoch"),
     ({"weight_bits": {"conv9": 4}}, [], "compress.weight_bits: no layer 'conv9' in the network; its layers are conv1,"),
     ({}, ["--group-size", "0"], "argument --group-size: 0 must be an integer of at least 1"),
+    ({}, ["--scheme", "groupwise", "--group-size", "6", "--group-layout", "channels"],
+     "layer conv2: groupwise: 8 input channels are not a multiple of the group size 6; pick G dividing Cin"),
+    ({}, ["--scheme", "groupwise", "--group-size", "7"], "layer conv2: groupwise: filter size 72 is not a multiple"),
+    ({}, ["--group-layout", "taps"], "argument --group-layout: invalid choice: 'taps'"),
+    ({"group_layout": "kang"}, [], "compress.group_layout 'kang' must be one of flat, channels"),
     ({}, ["--dense", "convX"], "unknown layer(s) ['convX']"),
     ({}, ["--resume"], "--resume: no checkpoint"),
     ({}, ["--weight-bits", "9"], "argument --weight-bits: 9 must be an integer from 2 to 8, e.g. 8"),
@@ -88,8 +93,8 @@ def test_train_refuses_before_making_the_run_directory(tmp_path, capsys, config,
     ({}, ["--scheme", "nm", "--sparsity", "0.9"], "--sparsity 0.9 with N:M: N:M fixes the sparsity at 1 - N/M"),
     ({}, ["--distill", "--no-distill"], "argument --no-distill: not allowed with argument --distill"),
     ({}, ["--device", "mps"], "--device mps: compress scores the exact integer network in float64, which MPS lacks"),
-], ids=["amp", "unknown-key", "distill-key", "no-prune-epochs", "bits-layer", "group-size", "dense", "resume",
-        "weight-bits", "nm-scheme", "nm-sparsity", "distill-both", "mps"])
+], ids=["amp", "unknown-key", "distill-key", "no-prune-epochs", "bits-layer", "group-size", "group-channels",
+        "group-flat", "group-layout", "group-layout-key", "dense", "resume", "weight-bits", "nm-scheme", "nm-sparsity", "distill-both", "mps"])
 def test_compress_refuses_before_making_the_run_directory(tiny_runs, tmp_path, capsys, keys, options, message):
     tdir = tiny_runs[0]
     path = tmp_path / "config.yaml"

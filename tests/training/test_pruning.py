@@ -39,6 +39,28 @@ def test_groupwise_same_count_in_every_group():
         pruning.GroupWise(10).mask(w, 0.5)
 
 
+def test_groupwise_channels_layout_is_kangs_channels_at_each_tap():
+    """Kang's groups: G consecutive input channels at one kernel position keep the same count."""
+    w = weights(8, 16, 3)
+    scheme = pruning.GroupWise(8, "channels")
+    mask = scheme.mask(w, 0.75)
+    at_taps = mask.permute(0, 2, 3, 1).reshape(-1, 8)  # (co, ky, kx, ci) runs of 8 channels
+    assert torch.all(at_taps.sum(1) == 2)
+    scheme.check(mask, 0.75, "x")
+    # the largest magnitudes of each group are the kept ones
+    mags, kept = w.abs().permute(0, 2, 3, 1).reshape(-1, 8), at_taps.bool()
+    assert torch.all(mags.masked_fill(~kept, float("inf")).min(1).values >= mags.masked_fill(kept, 0).max(1).values)
+    # not the flat layout's groups: those counts are unequal for the same weights
+    flat_counts = mask.reshape(-1, 8).sum(1)
+    assert int(flat_counts.max() - flat_counts.min()) > 0
+    with pytest.raises(SenteiError, match="group-wise invariant broken: nonzeros per group of 8 \\(channels\\)"):
+        scheme.check(pruning.GroupWise(8, "flat").mask(w, 0.75), 0.75, "x")
+    with pytest.raises(SenteiError, match="16 input channels are not a multiple of the group size 6"):
+        pruning.GroupWise(6, "channels").mask(w, 0.5)
+    with pytest.raises(SenteiError, match="group layout 'taps'"):
+        pruning.GroupWise(8, "taps")
+
+
 def test_nm_two_of_four_over_input_channels():
     w = weights(4, 8, 3)
     mask = pruning.NM(2, 4).mask(w, 0.5)
