@@ -14,7 +14,7 @@ from sentei.errors import SenteiError
 from sentei.host.commands import write_json
 from sentei.host.format import SCHEMES
 from sentei.host.options import int_at_least
-from sentei.training.config import GROUP_LAYOUTS, SCHEDULE, option
+from sentei.training.config import GROUP_LAYOUTS, RANKINGS, SCHEDULE, option
 
 positive_int = int_at_least(1)
 
@@ -51,6 +51,9 @@ def register(sub) -> None:
     p.add_argument("--group-layout", choices=GROUP_LAYOUTS,
                    help="groupwise: channels -- G consecutive input channels at one kernel position (Kang's); "
                         "flat (default) -- G consecutive weights of the flattened filter (ci, ky, kx)")
+    p.add_argument("--ranking", choices=RANKINGS,
+                   help="unstructured: global (default) -- one magnitude threshold over all pruned layers; layer -- "
+                        "each layer at its own sparsity")
     p.add_argument("--nm", help="nm: N:M, e.g. 2:4 (sets --scheme nm)")
     distill = p.add_mutually_exclusive_group()
     distill.add_argument("--distill", dest="distill", action="store_true", default=None,
@@ -177,8 +180,8 @@ def cmd_compress(args) -> int:
     cfg = _base_config(args, "compress")
     comp = cfg["compress"]
     for key, value in (("scheme", args.scheme), ("sparsity", args.sparsity), ("group_size", args.group_size),
-                       ("group_layout", args.group_layout), ("weight_bits", args.weight_bits), ("act_bits", args.act_bits),
-                       ("prune_epochs", args.prune_epochs), ("qat_epochs", args.qat_epochs), ("name", args.name),
+                       ("group_layout", args.group_layout), ("ranking", args.ranking),
+                       ("weight_bits", args.weight_bits), ("act_bits", args.act_bits), ("prune_epochs", args.prune_epochs), ("qat_epochs", args.qat_epochs), ("name", args.name),
                        ("ema", args.ema)):
         if value is not None:
             comp[key] = value
@@ -206,7 +209,8 @@ def cmd_compress(args) -> int:
     if args.init is not None:
         given = [flag for flag, value in (("--scheme", args.scheme), ("--sparsity", args.sparsity),
                                           ("--group-size", args.group_size),
-                                          ("--group-layout", args.group_layout), ("--nm", args.nm),
+                                          ("--group-layout", args.group_layout), ("--ranking", args.ranking),
+                                          ("--nm", args.nm),
                                           ("--dense", args.dense), ("--schedule", args.schedule),
                                           ("--weight-bits", args.weight_bits), ("--act-bits", args.act_bits),
                                           ("--prune-epochs", args.prune_epochs), ("--epochs", args.epochs))

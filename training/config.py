@@ -106,6 +106,7 @@ class Pair(Wrapped):
 
 
 GROUP_LAYOUTS = ("flat", "channels")  # groupwise: flattened filter (ci, ky, kx), or Kang's channels at a tap
+RANKINGS = ("global", "layer")  # unstructured: one magnitude threshold over all pruned layers, or one per layer
 POSITIVE = Number(0, low_open=True)
 AMP = Choice(("bf16", "fp32", False))  # bfloat16 autocast on CUDA, or none
 
@@ -126,7 +127,7 @@ COMPRESS = dict(
     COMMON, name=(Text(nullable=True), "sentei-camvid-fw90"),
     scheme=(Choice(SCHEMES), "filterwise"),
     sparsity=(Number(0, 1, high_open=True), 0.9), overrides=(Mapping(Number(0, 1, high_open=True)), "{conv1: 0.0}"),
-    group_size=(Number(1, integer=True), 144), group_layout=(Choice(GROUP_LAYOUTS), "channels"), n=(Number(1, integer=True), 2), m=(Number(2, integer=True), 4),
+    group_size=(Number(1, integer=True), 144), group_layout=(Choice(GROUP_LAYOUTS), "channels"), ranking=(Choice(RANKINGS), "layer"), n=(Number(1, integer=True), 2), m=(Number(2, integer=True), 4),
     schedule=(Section(SCHEDULE), "{type: cubic, start: 0.0, end: 0.6}"),
     prune_epochs=(Number(0, integer=True), 500), qat_epochs=(Number(1, integer=True), 120),
     qat_lr=(POSITIVE, 0.0002), distill=(Section(DISTILL), "{enabled: true, alpha: 0.7}"),

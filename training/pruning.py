@@ -19,10 +19,12 @@ how a mask is chosen and what it guarantees:
     filter-wise balance rather than Kang's layout (sentei's engine reads one stored weight
     per lane per clock and fetches no groups).
 ``unstructured``
-    one global magnitude threshold over all pruned layers, so the layers end up at unequal
-    sparsities (and filters at unequal counts; the model file pads them to the largest
-    count); a nonzero per-layer override is not honoured per layer, only layers kept dense
-    are left out.
+    magnitude pruning that ignores the hardware. ``ranking`` ``global`` (the default): one
+    threshold over all pruned layers, so the layers end up at unequal sparsities (a nonzero
+    per-layer override is not honoured per layer, only layers kept dense are left out);
+    ``layer``: each layer's own threshold at its own target, the control that changes only
+    the balance within layers against filter-wise pruning. Either way filters end up at
+    unequal counts, and the model file pads them to the largest count.
 ``nm``
     N:M: in every run of ``M`` consecutive input channels at each kernel tap, ``N`` weights
     are kept (2:4 is the 50 % point; the layout of NVIDIA's ASP for convolutions). A gradual
@@ -40,7 +42,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrize
 
 from sentei.errors import SenteiError
-from sentei.training.config import GROUP_LAYOUTS
+from sentei.training.config import GROUP_LAYOUTS, RANKINGS
 
 
 class Mask(nn.Module):
@@ -192,10 +194,16 @@ class NM(Scheme):
 
 
 class Unstructured(Scheme):
-    """Global magnitude pruning: one threshold over every pruned layer."""
+    """Magnitude pruning: one threshold over every pruned layer (``ranking`` global), or one
+    per layer at its own target (``layer``)."""
 
     name = "unstructured"
-    global_ranking = True
+
+    def __init__(self, ranking: str = "global"):
+        if ranking not in RANKINGS:
+            raise SenteiError(f"unstructured: ranking {ranking!r}: use {' or '.join(RANKINGS)}")
+        self.ranking = ranking
+        self.global_ranking = ranking == "global"
 
     def global_masks(self, weights: list[torch.Tensor], sparsities: list[float]) -> list[torch.Tensor]:
         """Masks of all layers at once: the smallest ``sum(s_i * n_i)`` magnitudes go."""
@@ -216,17 +224,23 @@ class Unstructured(Scheme):
 
     def check(self, mask, sparsity, layer):
         if mask.sum() < 1:
-            raise SenteiError(f"layer {layer}: global pruning removed every weight; lower the sparsity")
+            raise SenteiError(f"layer {layer}: {self.ranking} pruning removed every weight; lower the sparsity")
+        if not self.global_ranking:
+            zeros, want = int(mask.numel() - mask.sum()), int(round(sparsity * mask.numel()))
+            if zeros != want:
+                raise SenteiError(f"layer {layer}: per-layer invariant broken: {zeros} weights pruned, expected "
+                                  f"{want} ({100 * sparsity:.1f} % of {mask.numel()})")
 
 
-def make_scheme(name: str, group_size: int = 8, n: int = 2, m: int = 4, group_layout: str = "flat") -> Scheme:
+def make_scheme(name: str, group_size: int = 8, n: int = 2, m: int = 4, group_layout: str = "flat",
+                ranking: str = "global") -> Scheme:
     """A scheme by name: ``filterwise``, ``groupwise``, ``unstructured``, ``nm``."""
     if name == "filterwise":
         return FilterWise()
     if name == "groupwise":
         return GroupWise(group_size, group_layout)
     if name == "unstructured":
-        return Unstructured()
+        return Unstructured(ranking)
     if name == "nm":
         return NM(n, m)
     raise SenteiError(f"unknown pruning scheme {name!r}: use filterwise, groupwise, unstructured or nm")

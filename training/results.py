@@ -44,6 +44,8 @@ def row(run_dir: Path, data, split) -> dict:
     scheme = comp.get("scheme", "filterwise") if pruned else "dense"
     if scheme == "nm":
         scheme = f"{comp.get('n', 2)}:{comp.get('m', 4)}"
+    elif scheme == "unstructured" and comp.get("ranking", "global") == "layer":
+        scheme = "unstructured per layer"
     elif scheme == "groupwise":
         layout = " channels" if comp.get("group_layout", "flat") == "channels" else ""
         scheme = f"groupwise G={comp.get('group_size')}{layout}"

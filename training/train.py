@@ -131,8 +131,8 @@ def target_sparsity(comp: dict) -> float:
 
 
 # what a compression's network is (kept by ``compress --from``), as opposed to how it is trained
-STRUCTURE = ("scheme", "sparsity", "overrides", "group_size", "group_layout", "n", "m", "schedule", "weight_bits",
-             "act_bits")
+STRUCTURE = ("scheme", "sparsity", "overrides", "group_size", "group_layout", "ranking", "n", "m", "schedule",
+             "weight_bits", "act_bits")
 
 
 def make_qat(fcn: FCN, comp: dict) -> QATNet:
@@ -155,7 +155,8 @@ def check_compress(cfg: dict, run_dir) -> None:
 def make_sparsifier(comp: dict) -> Sparsifier:
     scheme = make_scheme(comp.get("scheme", "filterwise"), group_size=int(comp.get("group_size", 8)),
                          n=int(comp.get("n", 2)), m=int(comp.get("m", 4)),
-                         group_layout=comp.get("group_layout", "flat"))  # absent: the layout of older runs
+                         group_layout=comp.get("group_layout", "flat"),  # absent: what older runs did
+                         ranking=comp.get("ranking", "global"))
     return Sparsifier(scheme, target_sparsity(comp), comp.get("overrides") or {})
 
 
@@ -607,7 +608,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
              init_path=None) -> dict:
     """Prune (gradually) with distillation, then quantization-aware training; export the model file.
 
-    ``cfg['compress']`` holds: scheme, sparsity, overrides, group_size, group_layout, n, m, schedule,
+    ``cfg['compress']`` holds: scheme, sparsity, overrides, group_size, group_layout, ranking, n, m, schedule,
     prune_epochs, qat_epochs, lr, qat_lr, distill, weight_bits, act_bits, batch_size, seed,
     ema (decay of the weight average of the QAT phase; 0 or absent: none).
 

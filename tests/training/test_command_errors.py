@@ -86,6 +86,7 @@ def test_train_refuses_before_making_the_run_directory(tmp_path, capsys, config,
     ({}, ["--scheme", "groupwise", "--group-size", "7"], "layer conv2: groupwise: filter size 72 is not a multiple"),
     ({}, ["--group-layout", "taps"], "argument --group-layout: invalid choice: 'taps'"),
     ({"group_layout": "kang"}, [], "compress.group_layout 'kang' must be one of flat, channels"),
+    ({}, ["--ranking", "local"], "argument --ranking: invalid choice: 'local'"),
     ({}, ["--dense", "convX"], "unknown layer(s) ['convX']"),
     ({}, ["--resume"], "--resume: no checkpoint"),
     ({}, ["--weight-bits", "9"], "argument --weight-bits: 9 must be an integer from 2 to 8, e.g. 8"),
@@ -94,7 +95,7 @@ def test_train_refuses_before_making_the_run_directory(tmp_path, capsys, config,
     ({}, ["--distill", "--no-distill"], "argument --no-distill: not allowed with argument --distill"),
     ({}, ["--device", "mps"], "--device mps: compress scores the exact integer network in float64, which MPS lacks"),
 ], ids=["amp", "unknown-key", "distill-key", "no-prune-epochs", "bits-layer", "group-size", "group-channels",
-        "group-flat", "group-layout", "group-layout-key", "dense", "resume", "weight-bits", "nm-scheme", "nm-sparsity", "distill-both", "mps"])
+        "group-flat", "group-layout", "group-layout-key", "ranking", "dense", "resume", "weight-bits", "nm-scheme", "nm-sparsity", "distill-both", "mps"])
 def test_compress_refuses_before_making_the_run_directory(tiny_runs, tmp_path, capsys, keys, options, message):
     tdir = tiny_runs[0]
     path = tmp_path / "config.yaml"

@@ -77,6 +77,28 @@ def test_unstructured_one_global_threshold():
     assert float(ma.mean()) < 0.5 < float(mb.mean())
 
 
+def test_unstructured_per_layer_ranking_prunes_each_layer_to_its_own_target():
+    """ranking layer: the control for balance alone -- every layer exactly at its sparsity (an
+    override honoured), the smallest magnitudes of that layer gone, filters left unequal."""
+    net = FCN(TINY)
+    sparsifier = pruning.Sparsifier(pruning.make_scheme("unstructured", ranking="layer"), 0.75,
+                                    {"conv1": 0.0, "conv3": 0.5}).prepare(net)
+    with torch.no_grad():
+        net.blocks[3][0].weight.mul_(10)  # a global threshold would spare this layer
+    sparsifier.step(1.0)
+    for name, conv in sparsifier.layers:
+        target = {"conv3": 0.5}.get(name, 0.75)
+        w, m = conv.parametrizations.weight.original.detach(), sparsifier._mask_buffer(conv).bool()
+        assert int((~m).sum()) == round(target * m.numel()), name
+        assert float(w.abs()[m].min()) >= float(w.abs()[~m].max())
+    counts = pruning.nonzeros_per_filter(net.blocks[2][0].weight)
+    assert int(counts.max() - counts.min()) > 0  # unbalanced: what filter-wise pruning removes
+    with pytest.raises(SenteiError, match="per-layer invariant broken: 1 weights pruned, expected 2"):
+        pruning.Unstructured("layer").check(torch.tensor([1.0, 1.0, 0.0, 1.0]), 0.5, "x")
+    with pytest.raises(SenteiError, match="ranking 'local'"):
+        pruning.Unstructured("local")
+
+
 def test_check_names_the_layer():
     mask = torch.ones(4, 2, 3, 3)
     mask[0, 0, 0, 0] = 0

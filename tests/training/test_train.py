@@ -206,8 +206,9 @@ def test_config_paths_stay_inside_the_run(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("scheme, extra", [("groupwise", {"group_size": 8}), ("unstructured", {}),
                                            ("nm", {"n": 2, "m": 4}),
-                                           ("groupwise", {"group_size": 8, "group_layout": "channels"})],
-                         ids=["groupwise", "unstructured", "nm", "groupwise-channels"])
+                                           ("groupwise", {"group_size": 8, "group_layout": "channels"}),
+                                           ("unstructured", {"ranking": "layer"})],
+                         ids=["groupwise", "unstructured", "nm", "groupwise-channels", "unstructured-layer"])
 def test_every_scheme_exports(tiny_runs, tmp_path, scheme, extra):
     tdir, _, data, _ = tiny_runs
     cfg = compress_config(scheme, 0.75 if scheme != "nm" else 0.5, epochs=(2, 1), **extra)
@@ -218,6 +219,8 @@ def test_every_scheme_exports(tiny_runs, tmp_path, scheme, extra):
     assert result["min_pruned_sparsity"] >= (0.5 if scheme == "nm" else 0.6)
     if scheme in ("groupwise", "nm"):
         assert result["nnz_spread"] <= 2  # balanced by construction (up to quantization zeros)
+    if extra.get("ranking") == "layer":  # every pruned layer at the target, not only the network on average
+        assert result["min_pruned_sparsity"] >= 0.74
     if extra.get("group_layout") == "channels":  # Kang's groups in the file: 8 channels at a tap keep 2 (or
         for layer in model.layers[1:-1]:        # fewer where a kept weight rounded to 0)
             groups = (layer.dense_weights() != 0).transpose(0, 2, 3, 1).reshape(-1, 8).sum(1)
