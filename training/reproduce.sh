@@ -4,6 +4,8 @@
 #   bash training/reproduce.sh teacher  DATA OUT [EPOCHS]      dense teacher        -> OUT/teacher
 #   bash training/reproduce.sh shipped  DATA OUT               sentei-camvid-fw90   -> OUT/fw90-shipped
 #   bash training/reproduce.sh table    DATA OUT [EPOCHS]      results-table runs   -> OUT/table/<run>
+#   bash training/reproduce.sh controls DATA OUT [EPOCHS]      Kang's groupwise layout and per-layer
+#                                                              unstructured, as the table (not run yet)
 #
 # The bundled models: teacher with EPOCHS=400, shipped with the defaults (RUN names the run
 # directory, DENSE the layers kept dense: the ablations fw90-a/fw90-c of docs/results.md
@@ -27,7 +29,7 @@ case "$what" in
       --scheme filterwise --sparsity 0.9 --distill --weight-bits 8 --act-bits 8 \
       --dense "${DENSE:-conv1,conv2,classifier}" --prune-epochs "${PRUNE_EPOCHS:-500}" --qat-epochs "${QAT_EPOCHS:-120}" \
       --seed 0 ${CROP:+--crop "$CROP"} ${EXTRA:-} ;;
-  table)
+  table|controls)
     ep=${4:-100}
     mkdir -p "$out/table"
     run() {  # name, extra args
@@ -36,6 +38,13 @@ case "$what" in
         --prune-epochs $((ep * 77 / 100)) --qat-epochs $((ep - ep * 77 / 100)) --batch-size 16 --seed 0 \
         --dense conv1,classifier --name "$name" ${EXTRA:-} "$@" > "$out/table/$name.out" 2>&1 &
     }
+    if [ "$what" = controls ]; then
+      for s in 90 95; do
+        run "gwk$s-kd" --scheme groupwise    --sparsity 0.$s --group-size 16 --group-layout channels --distill
+        run "unl$s-kd" --scheme unstructured --sparsity 0.$s --ranking layer --distill
+      done
+      wait; exit 0
+    fi
     for s in 90 95; do
       run "fw$s-kd"    --scheme filterwise   --sparsity 0.$s --distill
       run "fw$s-nokd"  --scheme filterwise   --sparsity 0.$s --no-distill
@@ -45,5 +54,5 @@ case "$what" in
     run "nm24-kd" --scheme nm --nm 2:4 --distill
     run "dense-q8" --scheme dense --distill
     wait ;;
-  *) echo "usage: $0 teacher|shipped|table DATA OUT [EPOCHS]" >&2; exit 2 ;;
+  *) echo "usage: $0 teacher|shipped|table|controls DATA OUT [EPOCHS]" >&2; exit 2 ;;
 esac

@@ -3,6 +3,7 @@ recipe's options (the bundled models come from these lines)."""
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,16 +16,18 @@ SCRIPT = Path(__file__).resolve().parents[2] / "training" / "reproduce.sh"
 
 
 def lines(tmp_path, *args, **env):
-    """The ``sentei`` argument lists reproduce.sh runs, recorded by a stand-in command."""
-    log = tmp_path / "calls"
-    log.unlink(missing_ok=True)
+    """The ``sentei`` argument lists reproduce.sh runs, recorded by a stand-in command (one file a
+    call: the table's calls run in parallel)."""
+    calls_dir = tmp_path / "calls"
+    shutil.rmtree(calls_dir, ignore_errors=True)
+    calls_dir.mkdir()
     fake = tmp_path / "fake-sentei"
-    fake.write_text(f'#!/bin/sh\nfor a in "$@"; do printf "%s\\037" "$a"; done >> {shlex.quote(str(log))}\n'
-                    f'printf "\\n" >> {shlex.quote(str(log))}\n')
+    fake.write_text(f'#!/bin/sh\nf=$(mktemp {shlex.quote(str(calls_dir))}/call.XXXXXX)\n'
+                    f'for a in "$@"; do printf "%s\\037" "$a"; done > "$f"\n')
     fake.chmod(0o755)
     subprocess.run(["bash", str(SCRIPT), *args], check=True, capture_output=True, timeout=60, cwd=tmp_path,
                    env={"PATH": "/usr/bin:/bin", "SENTEI": str(fake), **env})
-    calls = [line.split("\x1f")[:-1] for line in log.read_text().splitlines()]
+    calls = [f.read_text().split("\x1f")[:-1] for f in sorted(calls_dir.iterdir())]
     for argv in calls:
         build_parser().parse_args(argv)  # argparse exits (SystemExit) on an option it does not know
     return calls
@@ -63,3 +66,11 @@ def test_the_table_runs_ten_compressions(tmp_path):
     assert runs == sorted(["fw90-kd", "fw90-nokd", "gw90-kd", "un90-kd", "fw95-kd", "fw95-nokd", "gw95-kd",
                            "un95-kd", "nm24-kd", "dense-q8"])
     assert {(options(c)["prune_epochs"], options(c)["qat_epochs"]) for c in calls} == {(77, 23)}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_the_controls_are_kangs_layout_and_per_layer_unstructured(tmp_path):
+    calls = {options(c)["name"]: options(c) for c in lines(tmp_path, "controls", "DATA", "OUT")}
+    assert sorted(calls) == ["gwk90-kd", "gwk95-kd", "unl90-kd", "unl95-kd"]
+    assert (calls["gwk90-kd"]["group_layout"], calls["gwk90-kd"]["group_size"]) == ("channels", 16)
+    assert (calls["unl95-kd"]["ranking"], calls["unl95-kd"]["sparsity"]) == ("layer", 0.95)
