@@ -136,7 +136,7 @@ def _base_config(args, section):
         h, w = parse_size(args.size, "--size", minimum=8)
         cfg.setdefault("model", {}).setdefault("input", {}).update(height=h, width=w)
     if args.crop:
-        cfg["data"]["augment"] = dict(cfg["data"]["augment"] or {}, crop=list(parse_size(args.crop, "--crop", minimum=8)))
+        cfg["data"]["augment"] = dict(cfg["data"].get("augment") or {}, crop=list(parse_size(args.crop, "--crop", minimum=8)))
     sec = cfg[section]
     for key, value in (("batch_size", args.batch_size), ("seed", args.seed), ("eval_every", args.eval_every)):
         if value is not None:
@@ -185,6 +185,11 @@ def cmd_compress(args) -> int:
                        ("ema", args.ema)):
         if value is not None:
             comp[key] = value
+    for flag, value, scheme in (("--group-layout", args.group_layout, "groupwise"),
+                                ("--ranking", args.ranking, "unstructured")):
+        if value is not None and comp.get("scheme", "filterwise") != scheme:
+            raise SenteiError(f"{flag} {value} with scheme {comp.get('scheme', 'filterwise')}: it is the {scheme} "
+                              f"scheme's; drop {flag}, or pick --scheme {scheme}")
     if args.nm and args.scheme not in (None, "nm"):
         raise SenteiError(f"--nm with --scheme {args.scheme}: N:M is the nm scheme's; drop --nm, or use --scheme nm")
     if args.nm:

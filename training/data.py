@@ -150,11 +150,20 @@ class Augment:
                    saturation=float(cfg.get("saturation", 0.25)),
                    crop=None if cfg.get("crop") is None else (int(cfg["crop"][0]), int(cfg["crop"][1])))
 
-    def check(self, height: int, width: int) -> None:
-        """Refuse a crop larger than the ``height`` x ``width`` frames it would be cut from."""
-        if self.crop is not None and (self.crop[0] > height or self.crop[1] > width):
-            raise SenteiError(f"crop {self.crop[0]}x{self.crop[1]} (--crop, data.augment.crop) is larger than the "
+    def check(self, height: int, width: int, stride: int = 1) -> None:
+        """Refuse a crop larger than the ``height`` x ``width`` frames it would be cut from, or
+        one whose sides are not multiples of the network's output ``stride`` (its logits would
+        then not line up with the labels as they do on whole frames)."""
+        if self.crop is None:
+            return
+        ch, cw = self.crop
+        if ch > height or cw > width:
+            raise SenteiError(f"crop {ch}x{cw} (--crop, data.augment.crop) is larger than the "
                               f"{height}x{width} frames; crop at most {height}x{width}, or leave it out for whole frames")
+        if ch % stride or cw % stride:
+            fit = f"{max(stride, ch - ch % stride)}x{max(stride, cw - cw % stride)}"
+            raise SenteiError(f"crop {ch}x{cw} (--crop, data.augment.crop): its sides must be multiples of the "
+                              f"network's output stride {stride}, e.g. {fit}")
 
     def __call__(self, frames: torch.Tensor, labels: torch.Tensor, gen: torch.Generator):
         n, _, h, w = frames.shape

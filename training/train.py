@@ -36,7 +36,7 @@ from sentei.host.format import atomic_write_bytes
 from sentei.training import data as D
 from sentei.training.config import check_config, existing_file, load_config
 from sentei.training.distill import Distillation
-from sentei.training.models import FCN, check_accelerator, class_argmax, upsample_logits
+from sentei.training.models import FCN, check_accelerator, class_argmax, normalize_layers, upsample_logits
 from sentei.training.pruning import Sparsifier, make_schedule, make_scheme
 from sentei.training.quantize import QATNet, per_layer_bits
 
@@ -340,7 +340,8 @@ def load_data(cfg: dict, env: Env, workers: int = 4, synthetic: bool = False, li
     inp = cfg["model"].get("input", {})
     size = (int(inp.get("height", 360)), int(inp.get("width", 480)))
     dcfg = cfg.get("data", {})
-    D.Augment.from_config(dcfg.get("augment")).check(*size)  # before the frames are read
+    stride = math.prod(spec["stride"] for spec in normalize_layers(cfg["model"]))
+    D.Augment.from_config(dcfg.get("augment")).check(*size, stride)  # before the frames are read
     if synthetic:
         train = D.synthetic_split(int(dcfg.get("synthetic_frames", 24)), *size, seed=1)
         val = D.synthetic_split(max(4, int(dcfg.get("synthetic_frames", 24)) // 3), *size, seed=2)

@@ -54,6 +54,9 @@ def train_config(**train_keys) -> bytes:
     (train_config(), ["--crop", "64x48"], "crop 64x48 (--crop, data.augment.crop) is larger than the 32x48 frames; "
                                           "crop at most 32x48"),
     (train_config(), ["--crop", "16"], "--crop '16': expected HxW"),
+    (yaml.safe_dump(dict(tiny_config(1), data={"synthetic_frames": 16})).encode(), ["--crop", "20x24"],
+     "crop 20x24 (--crop, data.augment.crop): its sides must be multiples of the network's output stride 8, "
+     "e.g. 16x24"),
     (yaml.safe_dump(dict(tiny_config(1), data={"augment": {"scale": [1.5, 0.8]}})).encode(), [],
      "data.augment.scale [1.5, 0.8] must be a pair [min zoom, max zoom], each a positive number, the first not "
      "above the second"),
@@ -64,7 +67,7 @@ def train_config(**train_keys) -> bytes:
     (yaml.safe_dump(dict(tiny_config(1), data={"trian_split": "train"})).encode(), [],
      "data: unknown key 'trian_split'"),
 ], ids=["yaml", "binary", "no-model", "lr-text", "batch-size", "amp", "unknown-key", "device", "lr-negative",
-        "lr-nan", "lr-zero", "resume", "crop-too-large", "crop-form", "scale-order", "crop-pair", "augment-key",
+        "lr-nan", "lr-zero", "resume", "crop-too-large", "crop-form", "crop-stride-no-augment-section", "scale-order", "crop-pair", "augment-key",
         "data-key"])
 def test_train_refuses_before_making_the_run_directory(tmp_path, capsys, config, options, message):
     path = tmp_path / "config.yaml"
@@ -87,6 +90,10 @@ def test_train_refuses_before_making_the_run_directory(tmp_path, capsys, config,
     ({}, ["--group-layout", "taps"], "argument --group-layout: invalid choice: 'taps'"),
     ({"group_layout": "kang"}, [], "compress.group_layout 'kang' must be one of flat, channels"),
     ({}, ["--ranking", "local"], "argument --ranking: invalid choice: 'local'"),
+    ({}, ["--group-layout", "channels"], "--group-layout channels with scheme filterwise: it is the groupwise "
+                                         "scheme's; drop --group-layout, or pick --scheme groupwise"),
+    ({}, ["--scheme", "groupwise", "--ranking", "layer"], "--ranking layer with scheme groupwise: it is the "
+                                                          "unstructured scheme's"),
     ({}, ["--dense", "convX"], "unknown layer(s) ['convX']"),
     ({}, ["--resume"], "--resume: no checkpoint"),
     ({}, ["--weight-bits", "9"], "argument --weight-bits: 9 must be an integer from 2 to 8, e.g. 8"),
@@ -95,7 +102,8 @@ def test_train_refuses_before_making_the_run_directory(tmp_path, capsys, config,
     ({}, ["--distill", "--no-distill"], "argument --no-distill: not allowed with argument --distill"),
     ({}, ["--device", "mps"], "--device mps: compress scores the exact integer network in float64, which MPS lacks"),
 ], ids=["amp", "unknown-key", "distill-key", "no-prune-epochs", "bits-layer", "group-size", "group-channels",
-        "group-flat", "group-layout", "group-layout-key", "ranking", "dense", "resume", "weight-bits", "nm-scheme", "nm-sparsity", "distill-both", "mps"])
+        "group-flat", "group-layout", "group-layout-key", "ranking", "layout-scheme", "ranking-scheme", "dense",
+        "resume", "weight-bits", "nm-scheme", "nm-sparsity", "distill-both", "mps"])
 def test_compress_refuses_before_making_the_run_directory(tiny_runs, tmp_path, capsys, keys, options, message):
     tdir = tiny_runs[0]
     path = tmp_path / "config.yaml"

@@ -83,17 +83,25 @@ def test_augment_crop_cuts_windows_of_the_frame():
 
 
 def test_augment_whole_frame_crop_is_no_crop():
-    """``crop`` equal to the frame draws the same numbers as no crop: older runs reproduce."""
+    """``crop`` equal to the frame draws the same numbers as no crop, and both give what the
+    augmentation gave before crops existed (figures from commit 779fdbf): older runs reproduce."""
     split = data.synthetic_split(4, 40, 56, seed=3)
     a = data.Augment()(split.frames.float(), split.labels, torch.Generator().manual_seed(5))
     b = data.Augment(crop=(40, 56))(split.frames.float(), split.labels, torch.Generator().manual_seed(5))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    x, lab = a
+    assert float(x.sum()) == 3703485.0
+    assert x[0, :, 10, 20].tolist() == [253.0, 56.0, 255.0] and x[3, :, 33, 7].tolist() == [47.0, 61.0, 216.0]
+    assert torch.bincount(lab.flatten(), minlength=12).tolist() == [4365, 279, 672, 0, 1176, 1279, 60, 0, 477, 0, 0,
+                                                                     652]
 
 
-def test_augment_refuses_a_crop_larger_than_the_frames():
-    data.Augment(crop=(40, 56)).check(40, 56)
+def test_augment_refuses_a_crop_larger_than_the_frames_or_off_the_stride():
+    data.Augment(crop=(40, 56)).check(40, 56, 8)
     with pytest.raises(SenteiError, match="crop 41x56 .* larger than the 40x56 frames"):
         data.Augment(crop=(41, 56)).check(40, 56)
+    with pytest.raises(SenteiError, match="crop 36x20 .* multiples of the network's output stride 8, e.g. 32x16$"):
+        data.Augment(crop=(36, 20)).check(40, 56, 8)
 
 
 def test_batches_cover_an_epoch_once_and_split_across_ranks():

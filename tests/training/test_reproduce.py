@@ -71,6 +71,19 @@ def test_the_table_runs_ten_compressions(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")
 def test_the_controls_are_kangs_layout_and_per_layer_unstructured(tmp_path):
     calls = {options(c)["name"]: options(c) for c in lines(tmp_path, "controls", "DATA", "OUT")}
-    assert sorted(calls) == ["gwk90-kd", "gwk95-kd", "unl90-kd", "unl95-kd"]
-    assert (calls["gwk90-kd"]["group_layout"], calls["gwk90-kd"]["group_size"]) == ("channels", 16)
+    assert sorted(calls) == ["gwk90-kd", "unl90-kd", "unl95-kd"]
+    # G = 32 divides every pruned layer's input channels (32, 64, 128) and keeps 3 of 32 at 90 %
+    assert (calls["gwk90-kd"]["group_layout"], calls["gwk90-kd"]["group_size"]) == ("channels", 32)
     assert (calls["unl95-kd"]["ranking"], calls["unl95-kd"]["sparsity"]) == ("layer", 0.95)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_a_failed_run_of_the_table_fails_the_script(tmp_path):
+    """The runs go in the background: one that fails must still fail the script, named."""
+    fake = tmp_path / "fake-sentei"
+    fake.write_text('#!/bin/sh\ncase "$*" in *"--name un95-kd"*) exit 3 ;; esac\nexit 0\n')
+    fake.chmod(0o755)
+    done = subprocess.run(["bash", str(SCRIPT), "table", "DATA", "OUT"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "SENTEI": str(fake)})
+    assert done.returncode == 1
+    assert done.stderr.strip() == "run un95-kd failed: see OUT/table/un95-kd.out"
