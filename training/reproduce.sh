@@ -18,16 +18,17 @@
 # DATA is the CamVid root (train/, trainannot/, val/, valannot/). The table runs go in
 # parallel on one GPU. SENTEI is the command (default: python3 -m sentei). CONFIG picks the
 # teacher's architecture (default training/configs/camvid-fcn7.yaml; the wider candidate for
-# issue 3: CONFIG=training/configs/camvid-fcn7w.yaml). CROP=HxW trains the shipped recipe on
-# random crops (--crop; the CPU-only run of the wide student: CROP=240x320 PRUNE_EPOCHS=300
-# QAT_EPOCHS=100). EXTRA adds options to every command (e.g. EXTRA="--device cpu").
+# issue 3: CONFIG=training/configs/camvid-fcn7w.yaml). CROP=HxW trains the teacher or the shipped
+# recipe on random crops (--crop; the CPU-only runs of the wide pair: CROP=240x320, teacher
+# EPOCHS=300, student PRUNE_EPOCHS and QAT_EPOCHS as docs/results.md states them).
+# EXTRA adds options to every command (e.g. EXTRA="--device cpu").
 set -euo pipefail
 SENTEI=${SENTEI:-python3 -m sentei}
 what=$1; data=$2; out=$3
 case "$what" in
   teacher)
     $SENTEI train --data "$data" --out "$out/teacher" --epochs "${4:-400}" --seed 0 ${CONFIG:+--config "$CONFIG"} \
-      ${EXTRA:-} ;;
+      ${CROP:+--crop "$CROP"} ${EXTRA:-} ;;
   shipped)
     $SENTEI compress --data "$data" --teacher "$out/teacher/teacher.pt" --out "$out/${RUN:-fw90-shipped}" \
       --scheme filterwise --sparsity 0.9 --distill --weight-bits 8 --act-bits 8 \

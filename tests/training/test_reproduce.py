@@ -51,12 +51,16 @@ def test_teacher_and_shipped_lines(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")
-def test_the_cpu_recipe_of_the_wide_student(tmp_path):
-    (shipped,) = lines(tmp_path, "shipped", "DATA", "OUT", CROP="240x320", PRUNE_EPOCHS="300", QAT_EPOCHS="100",
+def test_the_cpu_recipe_of_the_wide_pair(tmp_path):
+    (teacher,) = lines(tmp_path, "teacher", "DATA", "OUT", "300", CONFIG="training/configs/camvid-fcn7w.yaml",
+                       CROP="240x320", EXTRA="--device cpu")
+    t = options(teacher)
+    assert (t["crop"], t["epochs"], t["device"]) == ("240x320", 300, "cpu")
+    (shipped,) = lines(tmp_path, "shipped", "DATA", "OUT", CROP="240x320", PRUNE_EPOCHS="140", QAT_EPOCHS="40",
                        EXTRA="--device cpu", RUN="fw90w")
     s = options(shipped)
     assert (s["crop"], s["prune_epochs"], s["qat_epochs"], s["device"], s["out"]) == \
-        ("240x320", 300, 100, "cpu", "OUT/fw90w")
+        ("240x320", 140, 40, "cpu", "OUT/fw90w")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")
