@@ -223,6 +223,35 @@ def check_keys(values: dict, keys: dict, where: str) -> None:
             check_keys(values[key], rule.keys, f"{where}.{key}")
 
 
+# what a resumed run may take from its new command line instead of its own: where the data and
+# the checkpoints lie (a run carried to another machine), the command line itself, and how often
+# val is scored (which changes the choice of best.pt, not the training)
+RESUME_FREE = {("command",), ("data", "root"), ("teacher", "path"), ("from", "path"),
+               ("train", "eval_every"), ("compress", "eval_every")}
+_UNSET = "(not set)"
+
+
+def first_difference(run: dict, new: dict, path: tuple = ()):
+    """The first key (a path of keys, in ``run``'s order) where the config a run was started with and
+    a new one differ, leaving out :data:`RESUME_FREE`; ``(path, run's value, new value)``, or None."""
+    if path in RESUME_FREE:
+        return None
+    if isinstance(run, dict) and isinstance(new, dict):
+        for key in [*run, *(k for k in new if k not in run)]:
+            found = first_difference(run.get(key, _UNSET), new.get(key, _UNSET), (*path, key))
+            if found is not None:
+                return found
+        return None
+    sequence = (list, tuple)  # a YAML list and a parsed pair are the same value
+    if isinstance(run, sequence) and isinstance(new, sequence) and len(run) == len(new):
+        for i, (a, b) in enumerate(zip(run, new)):
+            found = first_difference(a, b, (*path, i))
+            if found is not None:
+                return found
+        return None
+    return None if run == new else (path, run, new)
+
+
 def option(section: str, key: str):
     """argparse type for the option that sets ``key`` of ``section``: the config's rule for it."""
     rule, example = SECTIONS[section][key]

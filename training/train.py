@@ -34,7 +34,7 @@ from sentei.host import metrics
 from sentei.host.commands import write_json
 from sentei.host.format import atomic_write_bytes
 from sentei.training import data as D
-from sentei.training.config import check_config, existing_file, load_config
+from sentei.training.config import check_config, existing_file, first_difference, load_config
 from sentei.training.distill import Distillation
 from sentei.training.models import FCN, check_accelerator, class_argmax, normalize_layers, upsample_logits
 from sentei.training.pruning import Sparsifier, make_schedule, make_scheme
@@ -399,6 +399,7 @@ def train_teacher(cfg: dict, run_dir, env: Env, data: Data, resume: bool = False
     resumed = resume_checkpoint(run_dir, resume)
     tcfg = cfg["train"]
     torch.manual_seed(int(tcfg.get("seed", 0)))
+    check_resumed(resumed, cfg, run_dir)
     net = FCN(cfg["model"])
     check_accelerator(net)
     run_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
@@ -445,6 +446,23 @@ def resume_checkpoint(run_dir, resume: bool) -> dict | None:
         if stale.name.split(".")[1] in RUN_FILES:
             stale.unlink(missing_ok=True)  # under torchrun every rank looks
     return load_checkpoint(last)
+
+
+def check_resumed(resumed: dict | None, cfg: dict, run_dir) -> None:
+    """Refuse to resume a run under another recipe than the one it was started with: a resumed run
+    takes its options from the new command line, and a forgotten ``--crop`` or another ``--epochs``
+    would silently train the rest of it otherwise (the learning-rate schedule spans the epochs)."""
+    if resumed is None:
+        return
+    found = first_difference(resumed.get("config") or {}, cfg)
+    if found is not None:
+        path, was, now = found
+        command = (resumed.get("config") or {}).get("command")
+        if command and "--resume" not in command.split():
+            command += " --resume"
+        raise SenteiError(f"--resume: {run_dir} was started with {'.'.join(map(str, path))} = {was}, this command "
+                          f"gives {now}; resume with the run's own options" + (f" ({command})" if command else "")
+                          + " or start a new run in another --out")
 
 
 def _ddp(net, env: Env):
@@ -676,6 +694,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         raise SenteiError(f"compress.prune_epochs 0: pruning to {100 * target_sparsity(comp):.0f} % zeros needs "
                           f"at least one epoch (0 only with scheme dense); set prune_epochs")
     per_layer_bits(comp.get("weight_bits", 8), fcn.layer_names())  # before the run exists, not at QAT
+    check_resumed(resumed, cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
     log = Log(run_dir / "train.log", env.main)
     epochs = p_epochs + q_epochs

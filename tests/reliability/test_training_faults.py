@@ -100,6 +100,20 @@ def test_resume_with_no_checkpoint_yet_is_one_line(config, tmp_path, capsys):
     assert_one_line_error(status, err, "--resume: no checkpoint", "last.pt")
 
 
+def test_resume_with_other_options_is_one_line_naming_the_runs_command(config, straight_run, tmp_path, capsys):
+    """A run carried to another session is resumed with its own options; others are refused."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(straight_run, out)
+    before = (out / "last.pt").read_bytes()
+    status, _, err = run_main(["train", "--config", config, "--synthetic", "--out", out, "--device", "cpu",
+                               "--epochs", "80", "--resume"], capsys)
+    assert_one_line_error(status, err, "train.epochs = 60, this command gives 80", "--out", "run's own options")
+    assert f"--out {straight_run}" in err and err.rstrip().endswith("in another --out")
+    assert (out / "last.pt").read_bytes() == before
+
+
 def test_checkpoints_are_weights_only_through_every_command(tmp_path, capsys, image_file):
     """A checkpoint that would run code when unpickled is refused; the code never runs."""
     marker = tmp_path / "pwned"

@@ -3,7 +3,9 @@ checkpoints (atomic, weights-only, resumable), and config paths kept inside the 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
+import re
 import shutil
 
 import numpy as np
@@ -295,6 +297,49 @@ def test_torchrun_two_processes_train_with_ddp(tmp_path):
     assert metrics["nnz_spread"] == 0 and metrics["min_pruned_sparsity"] >= 0.49  # filter-wise, equal K
     assert fmt.load(tmp_path / "c" / "model.sentei").layers
     assert (tmp_path / "c" / "train.log").read_text().count("compressed epoch") == 3
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["train"].update(epochs=5), "train.epochs = 3, this command gives 5"),
+    (lambda c: c["data"]["augment"].update(crop=[16, 24]), "data.augment.crop = (not set), this command gives [16, 24]"),
+    (lambda c: c["model"]["layers"][2].update(out=12), "model.layers.2.out = 16, this command gives 12"),
+    (lambda c: c["train"].update(lr=0.02), "train.lr = 0.01, this command gives 0.02"),
+], ids=["epochs", "crop", "width", "lr"])
+def test_resume_under_another_recipe_is_refused_and_keeps_the_run(tmp_path, crashed_teacher, change, message):
+    """A resumed run takes its options from the new command: one that differs from the run's own
+    (a forgotten --crop, another --epochs) is refused instead of training the rest on it."""
+    cfg, env, data, crashed = crashed_teacher
+    run = tmp_path / "run"
+    shutil.copytree(crashed, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    other = copy.deepcopy(cfg)
+    change(other)
+    with pytest.raises(SenteiError, match="--resume: .* was started with " + re.escape(message)):
+        train.train_teacher(other, run, env, data, resume=True)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_resume_may_move_the_data_and_score_val_more_often(tmp_path, crashed_teacher):
+    cfg, env, data, crashed = crashed_teacher
+    shutil.copytree(crashed, tmp_path / "run")
+    torch.set_num_threads(1)
+    other = copy.deepcopy(cfg)
+    other["data"]["root"], other["train"]["eval_every"], other["command"] = "/elsewhere/camvid", 1, "sentei train"
+    train.train_teacher(other, tmp_path / "run", env, data, resume=True)
+    assert train.load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
+
+
+def test_compress_resumed_under_another_sparsity_is_refused(tiny_runs, tmp_path):
+    tdir, _, data, _ = tiny_runs
+    torch.set_num_threads(1)
+    env = train.setup_env("cpu")
+    cfg = compress_config(epochs=(2, 1), eval_every=5)
+    cfg["model"] = train.load_checkpoint(tdir / "teacher.pt")["config"]["model"]
+    with crash_after(1):
+        train.compress(cfg, tdir / "teacher.pt", tmp_path / "run", env, data)
+    cfg["compress"]["sparsity"] = 0.5
+    with pytest.raises(SenteiError, match=r"was started with compress\.sparsity = 0\.75, this command gives 0\.5"):
+        train.compress(cfg, tdir / "teacher.pt", tmp_path / "run", env, data, resume=True)
 
 
 def test_compress_resumed_while_pruning_ends_where_a_straight_run_does(tiny_runs, tmp_path):
