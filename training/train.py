@@ -454,6 +454,12 @@ def check_resumed(resumed: dict | None, cfg: dict, run_dir) -> None:
     would silently train the rest of it otherwise (the learning-rate schedule spans the epochs)."""
     if resumed is None:
         return
+    best = resumed.get("best") or {}
+    if best.get("epoch", -1) >= 0 and not (Path(run_dir) / "best.pt").is_file():
+        # the run's product is taken from best.pt at its end: without it the run would train on
+        # and then fail (or, beaten later, select from the evaluations after the move only)
+        raise SenteiError(f"--resume: {run_dir}/last.pt records its best evaluation at epoch {best['epoch'] + 1} "
+                          f"but {run_dir}/best.pt is missing; carry best.pt with last.pt when moving a run")
     found = first_difference(resumed.get("config") or {}, cfg)
     if found is not None:
         path, was, now = found

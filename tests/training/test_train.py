@@ -319,6 +319,25 @@ def test_resume_under_another_recipe_is_refused_and_keeps_the_run(tmp_path, cras
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
+def test_resume_without_the_best_checkpoint_is_refused(tmp_path, crashed_teacher):
+    """A run carried to another place without its best.pt would train on and then have nothing to
+    take its product from (or select among the later evaluations only): refused before training."""
+    cfg, env, data, _ = crashed_teacher
+    cfg = copy.deepcopy(cfg)
+    cfg["train"]["eval_every"] = 1  # an evaluation, hence a best.pt, before the crash
+    run = tmp_path / "run"
+    torch.set_num_threads(1)
+    with crash_after(2):
+        train.train_teacher(cfg, run, env, data)
+    assert train.load_checkpoint(run / "last.pt")["best"]["epoch"] >= 0
+    (run / "best.pt").unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(SenteiError, match=r"--resume: .*last.pt records its best evaluation at epoch \d+ "
+                                          r"but .*best.pt is missing; carry best.pt"):
+        train.train_teacher(cfg, run, env, data, resume=True)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
 def test_resume_may_move_the_data_and_score_val_more_often(tmp_path, crashed_teacher):
     cfg, env, data, crashed = crashed_teacher
     shutil.copytree(crashed, tmp_path / "run")
