@@ -25,11 +25,12 @@ BUNDLED = Path(__file__).resolve().parent / "bundled"
 MANIFEST = BUNDLED / "models.json"
 
 
-def manifest() -> dict:
-    """The parsed ``models.json`` (an empty registry when none is bundled)."""
-    if not MANIFEST.exists():
+def manifest(path: Path | None = None) -> dict:
+    """The parsed ``models.json`` (``path``, default the package's; an empty registry when none is bundled)."""
+    path = MANIFEST if path is None else Path(path)
+    if not path.exists():
         return {"default": None, "models": {}}
-    with open(MANIFEST, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 
 

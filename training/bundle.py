@@ -39,6 +39,7 @@ from pathlib import Path
 from sentei.errors import SenteiError
 from sentei.host import format as fmt
 from sentei.host import registry
+from sentei.host.commands import write_json
 
 #: what a checkpoint keeps in the bundle: enough to run and export it, not to resume training
 RESUME_ONLY = ("optimizer", "rng", "best", "history", "averaged")
@@ -48,17 +49,6 @@ TARGET_GAP = 0.8
 
 # ---------------------------------------------------------------------------------------
 # the folder and its manifest
-
-def read_manifest(dest: Path) -> dict:
-    path = dest / "models.json"
-    if not path.exists():
-        return {"default": None, "models": {}}
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    fmt.atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
-
 
 def details_of(dest: Path, entry: dict) -> tuple[str | None, dict]:
     name = entry.get("metrics", {}).get("details")
@@ -76,7 +66,7 @@ def install(dest: Path, staging: Path, files: list[str], manifest: dict) -> None
     """Move the staged ``files`` into ``dest``, then switch ``models.json`` to ``manifest``."""
     for name in files:
         os.replace(staging / name, dest / name)
-    write_json_atomic(dest / "models.json", manifest)
+    write_json(dest / "models.json", manifest)
 
 
 def check_free(dest: Path, manifest: dict, names: list[str], files: list[str], replace: bool) -> None:
@@ -178,7 +168,7 @@ def bundle_teacher(run: Path, name: str, data, trained_on: str, dest: Path, spli
     if ckpt.get("kind") != "teacher":
         raise SenteiError(f"{run}/teacher.pt is a {ckpt.get('kind')} checkpoint; `bundle teacher` takes a "
                           f"sentei train run (a compressed run: `bundle model`)")
-    manifest = read_manifest(dest)
+    manifest = registry.manifest(dest / "models.json")
     files = [f"{name}.pt", f"{name}.yaml", f"{name}.log", f"{name}.json"]
     check_free(dest, manifest, [name], files, replace)
     weights = sum(v.numel() for k, v in ckpt["model"].items() if k.endswith("weight") and v.dim() == 4)
@@ -199,7 +189,7 @@ def bundle_teacher(run: Path, name: str, data, trained_on: str, dest: Path, spli
             "conv_weights": int(weights),
             "eval": result,
         }
-        write_json_atomic(staging / files[3], info)
+        write_json(staging / files[3], info)
         entry = {"file": files[0], "kind": "torch-checkpoint",
                  "description": description or (f"dense float teacher ({cfg['name']}, {weights / 1e6:.2f} M conv "
                                                 f"weights, {info['epochs']} epochs from scratch)"),
@@ -218,7 +208,7 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
     from sentei.training import train
 
     metrics, cfg, _ = finished_run(run, "best.pt")
-    manifest = read_manifest(dest)
+    manifest = registry.manifest(dest / "models.json")
     models = manifest["models"]
     if teacher not in models or models[teacher]["kind"] != "torch-checkpoint":
         known = ", ".join(n for n, e in sorted(models.items()) if e["kind"] == "torch-checkpoint") or "none"
@@ -256,8 +246,7 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
         fps = json.loads(perf_json.read_text(encoding="utf-8"))["frames_per_s"]
         perf_json.unlink()
         model = fmt.load(staging / files[1])
-        d = fmt.describe(model)
-        pruned = [layer for layer in d["layers"] if layer["scheme"] != "dense"]
+        summary = train.summarize(model)
         teacher_val = models[teacher]["metrics"]["val_miou"]
         gap = round(100 * (teacher_val - emu["miou"]), 2)
         fps_key = f"{board}_{clock_mhz:g}mhz_fps_modeled"
@@ -274,16 +263,11 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
             "miou_below_teacher_val": gap, "target_below_teacher_val": TARGET_GAP, "target_met": gap <= TARGET_GAP,
             "perf": {"command": f"sentei perf --model {name} --board {board} --clock-mhz {clock_mhz:g}",
                      "frames_per_s": fps, "kind": "modeled"},
-            "layers": {row["name"]: {k: row[k] for k in ("sparsity", "k_nonzero", "nnz_min", "nnz_max", "scheme",
-                                                            "weight_bits")} for row in d["layers"]},
-            "min_pruned_sparsity": min((layer["sparsity"] for layer in pruned), default=0.0),
-            "total_sparsity": d["totals"]["sparsity"],
-            "weight_bytes": d["totals"]["weight_bytes_packed"],
-            "nnz_spread": max((layer["nnz_max"] - layer["nnz_min"] for layer in pruned), default=0),
+            **{k: v for k, v in summary.items() if k != "name"},  # layers, sparsity, weight bytes, spread
         }
-        write_json_atomic(staging / files[4], info)
+        write_json(staging / files[4], info)
         entry = {"file": files[1], "kind": "model-file", "checkpoint": qat,
-                 "description": description or describe_model(d, cfg, teacher),
+                 "description": description or describe_model(model, summary, cfg, teacher),
                  "metrics": {"val_miou": emu["miou"], "backend": "emu", "val_miou_teacher": teacher_val,
                              "pruned_layer_sparsity_min": info["min_pruned_sparsity"],
                              "total_sparsity": info["total_sparsity"], "weight_bytes": info["weight_bytes"],
@@ -299,25 +283,25 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
     return entry
 
 
-def describe_model(d: dict, cfg: dict, teacher: str) -> str:
-    """The one-line description of a compressed model, from its model file and config."""
-    pruned = [layer["name"] for layer in d["layers"] if layer["scheme"] != "dense"]
-    dense = [layer["name"] for layer in d["layers"] if layer["scheme"] == "dense"]
-    schemes = sorted({layer["scheme"] for layer in d["layers"] if layer["scheme"] != "dense"})
-    low = min((layer["sparsity"] for layer in d["layers"] if layer["scheme"] != "dense"), default=0.0)
+def describe_model(model, summary: dict, cfg: dict, teacher: str) -> str:
+    """The one-line description of a compressed model, from its model file, its summary and its config."""
+    layers = summary["layers"]
+    pruned = [name for name, layer in layers.items() if layer["scheme"] != "dense"]
+    dense = [name for name, layer in layers.items() if layer["scheme"] == "dense"]
+    schemes = sorted({layers[name]["scheme"] for name in pruned})
     comp = cfg.get("compress", {})
     distilled = f"distilled from '{teacher}'" if comp.get("distill", {}).get("enabled") else "not distilled"
-    wbits = sorted({layer["weight_bits"] for layer in d["layers"]})
-    h, w = d["input"][1:]
-    return (f"{d['num_classes']} classes, {h}x{w}: plain {len(d['layers']) - 1}-conv FCN, {'/'.join(schemes) or 'not'}"
-            f" pruned to >= {100 * low:.0f} % zeros in {', '.join(pruned) or 'no layer'} "
+    wbits = sorted({layer["weight_bits"] for layer in layers.values()})
+    return (f"{model.num_classes} classes, {model.input.height}x{model.input.width}: plain "
+            f"{len(model.layers) - 1}-conv FCN, {'/'.join(schemes) or 'not'} pruned to >= "
+            f"{100 * summary['min_pruned_sparsity']:.0f} % zeros in {', '.join(pruned) or 'no layer'} "
             f"({', '.join(dense) or 'none'} dense), {distilled}, "
             f"{'/'.join(map(str, wbits))}-bit weights and {comp.get('act_bits', 8)}-bit activations")
 
 
 def rename(old: str, new: str, dest: Path) -> None:
     """Rename bundled entry ``old`` to ``new``: its files (those named ``old.*``) and every reference."""
-    manifest = read_manifest(dest)
+    manifest = registry.manifest(dest / "models.json")
     models = manifest["models"]
     if old not in models:
         raise SenteiError(f"{old}: not bundled (bundled: {', '.join(sorted(models)) or 'none'})")
@@ -344,7 +328,7 @@ def rename(old: str, new: str, dest: Path) -> None:
             if f != details_name:
                 shutil.copyfile(dest / f, staging / g)
         if details_name:
-            write_json_atomic(staging / renamed(details_name), info)
+            write_json(staging / renamed(details_name), info)
         models[new] = entry
         quoted = (f"'{old}'", f"'{new}'")
         updates = {}  # other details JSONs that name it as their teacher
@@ -359,7 +343,7 @@ def rename(old: str, new: str, dest: Path) -> None:
             manifest["default"] = new
         install(dest, staging, list(moves.values()), manifest)
     for name, other_info in updates.items():
-        write_json_atomic(dest / name, other_info)
+        write_json(dest / name, other_info)
     for f in moves:
         (dest / f).unlink()
 
