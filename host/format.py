@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 import tempfile
 import zlib
@@ -41,6 +42,13 @@ MAX_CHANNELS = 4096
 MAX_INPUT_SIDE = 8192  # input.height, input.width
 INT32_MIN = -INT32_MAX - 1
 MAX_SHIFT = 62  # requantization shift (spec section 3)
+# Names are data that reaches generated C++, Tcl, Markdown, file names and terminals: the
+# model's and the layers' names keep to an identifier-like alphabet, class names to printable
+# ASCII without markup or quoting characters (spec section 1, "names").
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+CLASS_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.,+()/-]{0,63}")
+NAME_RULE = "1-64 characters of A-Z a-z 0-9 _ . + -, starting with a letter or digit"
+CLASS_NAME_RULE = "1-64 characters of A-Z a-z 0-9, space and _ . , + ( ) / -, starting with a letter or digit"
 
 # dtype of each per-layer array, in the file and in memory
 LAYER_ARRAYS = {
@@ -514,6 +522,15 @@ def _model_from_header(h: dict, arrays: dict[str, np.ndarray]) -> Model:
 # validation (shared by the writer and the reader)
 
 
+def check_name(name, where: str, pattern: re.Pattern = NAME_PATTERN, rule: str = NAME_RULE) -> None:
+    """Refuse a name outside its alphabet; the message shows it escaped (``ascii()``), never raw."""
+    if not isinstance(name, str) or not pattern.fullmatch(name):
+        shown = ascii(name)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise ModelFormatError(f"{where}: {shown} is not a valid name ({rule})")
+
+
+
 def validate(model: Model) -> None:
     """Check every invariant of the spec; raise :class:`ModelFormatError` naming the field."""
     if not model.layers:
@@ -531,9 +548,11 @@ def validate(model: Model) -> None:
             raise ModelFormatError(f"input.{key}: {list(values)} must be 32-bit signed integers")
     if not (1 <= inp.height <= MAX_INPUT_SIDE and 1 <= inp.width <= MAX_INPUT_SIDE):
         raise ModelFormatError(f"input: {inp.height}x{inp.width} is outside 1..{MAX_INPUT_SIDE} in either dimension")
+    check_name(model.name, "name")
     names = set()
     channels, h, w = inp.channels, inp.height, inp.width
     for n, layer in enumerate(model.layers):
+        check_name(layer.name, f"layers[{n}].name")
         where = f"layers[{n}] ({layer.name})"
         if layer.name in names:
             raise ModelFormatError(f"{where}.name: duplicate layer name")
@@ -620,6 +639,8 @@ def validate(model: Model) -> None:
         raise ModelFormatError(f"num_classes: {model.num_classes}, but the classifier has {channels} outputs")
     if len(model.class_names) != channels or len(model.class_colors) != channels:
         raise ModelFormatError(f"class_names/class_colors: expected {channels} entries")
+    for c, class_name in enumerate(model.class_names):
+        check_name(class_name, f"class_names[{c}]", CLASS_NAME_PATTERN, CLASS_NAME_RULE)
     if not 1 <= model.output_upsample <= 64:
         raise ModelFormatError(f"output.upsample: {model.output_upsample} is outside [1, 64]")
     if not (model.output_scale > 0 and math.isfinite(model.output_scale)):

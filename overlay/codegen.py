@@ -69,6 +69,26 @@ def choose_lanes(model, lanes=None, board: str | None = None, clock_mhz: float |
     return default_lanes(model)
 
 
+# characters a generated comment or C string may carry as they are; everything else is escaped
+_C_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 _.,+-()")
+
+
+def c_comment_text(text: str) -> str:
+    """``text`` made safe inside a ``//`` comment of generated C++: every character outside a
+    plain alphabet (a newline, a backslash that would continue the comment, ``*/``, a
+    non-ASCII character) becomes ``?``. The model validator already restricts names; this
+    keeps generated code safe even for a model that bypassed it."""
+    return "".join(c if c in _C_PLAIN else "?" for c in str(text))
+
+
+def c_string_literal(text: str) -> str:
+    """``text`` as a C string literal: plain characters as they are, every other byte of its
+    UTF-8 encoding as a three-digit octal escape (no quote, backslash, newline, trigraph or
+    universal character name can end or change the literal)."""
+    raw = str(text).encode("utf-8", "backslashreplace")
+    return '"' + "".join(chr(b) if chr(b) in _C_PLAIN else f"\\{b:03o}" for b in raw) + '"'
+
+
 def _act_type(act: str, bits: int) -> str:
     if act == "relu":
         return f"ap_uint<{bits}>"
@@ -393,7 +413,7 @@ ACT_ENUM = {"relu": "ACT_RELU", "linear": "ACT_LINEAR", "logits": "ACT_LOGITS"}
 
 def _layer_fields(f: LayerFacts) -> dict:
     kk = f.kernel * f.kernel
-    return {"index": f.index, "next": f.index + 1, "name": f.name, "cin": f.cin, "cout": f.cout,
+    return {"index": f.index, "next": f.index + 1, "name": c_comment_text(f.name), "cin": f.cin, "cout": f.cout,
             "kernel": f.kernel, "stride": f.stride, "dilation": f.dilation, "padding": f.padding,
             "in_height": f.in_height, "in_width": f.in_width, "out_height": f.out_height,
             "out_width": f.out_width, "k_nonzero": f.k_nonzero, "fan_in": f.cin * kk, "lanes": f.lanes,
@@ -421,7 +441,7 @@ def render(facts: NetworkFacts) -> dict[str, str]:
         stage_channels=", ".join(str(c) for c, _, _ in stages),
         stage_height=", ".join(str(h) for _, h, _ in stages),
         stage_width=", ".join(str(w) for _, _, w in stages),
-        layer_names=", ".join(json.dumps(f.name) for f in facts.layers),
+        layer_names=", ".join(c_string_literal(f.name) for f in facts.layers),
         height=facts.height, width=facts.width, input_bits=facts.input_bits,
         input_min=input_lo, input_max=input_hi,
         layer_configs=joined["layer_configs"])

@@ -193,6 +193,7 @@ def check_config(cfg: dict, section: str, where="config") -> None:
             raise SenteiError(f"{where}: '{name}:' must be a mapping of keys, not {cfg[name]!r}")
     check_keys(cfg.get("data") or {}, DATA, f"{where}: data")
     check_keys(cfg.get(section) or {}, SECTIONS[section], f"{where}: {section}")
+    _check_names(cfg, section, where)
     if section == "compress":
         comp = cfg.get("compress") or {}
         from sentei.training.pruning import make_schedule  # (torch: compress has it; registration does not)
@@ -204,6 +205,27 @@ def check_config(cfg: dict, section: str, where="config") -> None:
         if comp.get("scheme") == "nm" and not int(comp.get("n", 2)) < int(comp.get("m", 4)):
             raise SenteiError(f"{where}: compress n {comp.get('n', 2)}, m {comp.get('m', 4)}: N:M needs N < M, "
                               f"e.g. n: 2, m: 4")
+
+
+def _check_names(cfg: dict, section: str, where: str) -> None:
+    """The names a run writes into its model file, refused before the run, not after it
+    (the model file's rules: sentei.host.format.check_name)."""
+    from sentei.errors import ModelFormatError
+    from sentei.host.format import CLASS_NAME_PATTERN, CLASS_NAME_RULE, check_name
+
+    checks = [(cfg.get("name"), "name"), ((cfg.get(section) or {}).get("name"), f"{section}.name")]
+    model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+    layers = model.get("layers") if isinstance(model.get("layers"), list) else []
+    checks += [(layer.get("name"), f"model.layers[{n}].name") for n, layer in enumerate(layers)
+               if isinstance(layer, dict) and "name" in layer]
+    try:
+        for value, key in checks:
+            if value is not None:
+                check_name(value, key)
+        for c, value in enumerate(model.get("class_names") or []):
+            check_name(value, f"model.class_names[{c}]", CLASS_NAME_PATTERN, CLASS_NAME_RULE)
+    except ModelFormatError as exc:
+        raise SenteiError(f"{where}: {exc}") from None
 
 
 def check_keys(values: dict, keys: dict, where: str) -> None:

@@ -101,9 +101,10 @@ def test_train_refuses_before_making_the_run_directory(tmp_path, capsys, config,
     ({}, ["--scheme", "nm", "--sparsity", "0.9"], "--sparsity 0.9 with N:M: N:M fixes the sparsity at 1 - N/M"),
     ({}, ["--distill", "--no-distill"], "argument --no-distill: not allowed with argument --distill"),
     ({}, ["--device", "mps"], "--device mps: compress scores the exact integer network in float64, which MPS lacks"),
+    ({}, ["--name", "x\n#error"], "compress.name: 'x\\n#error' is not a valid name"),
 ], ids=["amp", "unknown-key", "distill-key", "no-prune-epochs", "bits-layer", "group-size", "group-channels",
         "group-flat", "group-layout", "group-layout-key", "ranking", "layout-scheme", "ranking-scheme", "dense",
-        "resume", "weight-bits", "nm-scheme", "nm-sparsity", "distill-both", "mps"])
+        "resume", "weight-bits", "nm-scheme", "nm-sparsity", "distill-both", "mps", "name"])
 def test_compress_refuses_before_making_the_run_directory(tiny_runs, tmp_path, capsys, keys, options, message):
     tdir = tiny_runs[0]
     path = tmp_path / "config.yaml"
