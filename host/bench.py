@@ -39,6 +39,7 @@ import numpy as np
 from sentei.cli import parse_size
 from sentei.errors import SenteiError
 from sentei.host import power as pw  # stdlib-only at import
+from sentei.host.driver import MAX_BATCH
 from sentei.host.options import non_negative_int, non_negative_seconds
 
 SCHEMA = "sentei-bench"
@@ -53,7 +54,8 @@ MAX_CAPTURE = 8192  # pixels per side of --capture: 8K video, and 4 test frames 
 
 def register(sub) -> None:
     """Add ``bench`` and ``bench-report`` to the ``sentei`` subcommands."""
-    p = sub.add_parser("bench", help="latency, FPS and power of one or several backends (batch 1)",
+    p = sub.add_parser("bench", help="latency, FPS and power of one or several backends (batch 1; "
+                                     "--batch N adds the throughput of N frames per accelerator start)",
                        description="Time the network frame by frame on one or several backends and write "
                                    "a JSON report (see docs/benchmarks.md).")
 
@@ -70,6 +72,10 @@ def register(sub) -> None:
     option("--frames", default="30",
            help="timed frames: N for every backend, or e.g. '30,reference=3' per backend "
                 f"(defaults: {', '.join(f'{k}={v}' for k, v in DEFAULT_FRAMES.items())})")
+    option("--batch", type=non_negative_int, default=1, metavar="N",
+           help="also time the Segmenter backends (emu, reference, csim, fpga) with N frames per accelerator "
+                f"start (FRAMES = N, 2 to {MAX_BATCH}) and report that throughput beside the single-frame "
+                "latency (default 1: single frames only)")
     option("--warmup", type=non_negative_int, default=5,
            help="untimed frames first (default 5; 1 for reference/csim), and at least --warmup-seconds")
     option("--warmup-seconds", type=non_negative_seconds, default=1.0, metavar="S",
@@ -223,6 +229,10 @@ class SegmenterEngine(BenchEngine):
     def infer(self, frame):
         result = self.seg.segment(frame)
         return result.labels, float(result.timing.accelerator)
+
+    def infer_batch(self, frames: list[np.ndarray]) -> float:
+        """Labels of ``frames`` in one accelerator start; the batch's accelerator-only seconds."""
+        return float(sum(r.timing.accelerator for r in self.seg.segment_batch(frames)))
 
     def info(self):
         d = {"engine": f"Segmenter backend {self.backend}: {self.seg.backend_reason}"}
@@ -552,6 +562,30 @@ class RunTimer:
         if self.power_device:
             run["engine"]["power_device"] = self.power_device
         return run
+
+
+SEGMENTER_BACKENDS = ("emu", "reference", "csim", "fpga")
+
+
+def batched_run(engine: SegmenterEngine, frames: list[np.ndarray], n: int, batch: int) -> dict:
+    """Throughput of ``batch`` frames per accelerator start: one untimed batch, then batches until
+    ``n`` frames (at least one batch). Throughput only: a frame of a batch waits for the others, so
+    its latency is not the single-frame latency the run reports beside it."""
+    def group(k):
+        return [frames[(k * batch + i) % len(frames)] for i in range(batch)]
+
+    engine.infer_batch(group(0))
+    starts = max(1, -(-n // batch))
+    accel = 0.0
+    t0 = time.perf_counter()
+    for k in range(starts):
+        accel += engine.infer_batch(group(k + 1))
+    wall = time.perf_counter() - t0
+    done = starts * batch
+    return {"batch": batch, "starts": starts, "frames": done, "wall_s": wall,
+            "fps": done / wall if wall > 0 else None, "accelerator_fps": done / accel if accel > 0 else None,
+            "note": f"throughput of {batch} frames per accelerator start (FRAMES={batch}), end-to-end and "
+                    f"accelerator-only; no power; the latency figures of this run are single frames"}
 
 
 def _larger(old: dict, new: dict) -> dict:
@@ -950,6 +984,8 @@ def cmd_bench(args) -> int:
     counts = parse_frames(args.frames, backends)
     if args.rounds < 1:
         raise SenteiError(f"--rounds {args.rounds}: at least 1")
+    if not 1 <= args.batch <= MAX_BATCH:
+        raise SenteiError(f"--batch {args.batch}: 1 to {MAX_BATCH} frames per accelerator start")
     capture = parse_size(args.capture, "--capture", width_first=True, maximum=MAX_CAPTURE) if args.capture else None
     check_json_out(args, model_file(args.model), args.trtexec_log)
     trtexec = find_trtexec() if args.trtexec else None  # looked for before anything is timed
@@ -979,6 +1015,13 @@ def cmd_bench(args) -> int:
         raise SenteiError("--backend perf models a model file, not a PyTorch checkpoint")
     measured = [(b, p) for b in backends if b != "perf" for p in (precisions if b == "torch" else ["int8"])]
     done = _interleaved(measured, args, model, frames, counts, args.rounds)
+    if args.batch > 1:  # after every single-frame run, so the batched runs disturb none of them
+        for backend in (b for b in backends if b in SEGMENTER_BACKENDS):
+            engine = open_engine(backend, args.model, model, args.device, "int8", args.threads)
+            try:
+                done[(backend, "int8")]["batched"] = batched_run(engine, frames, counts[backend], args.batch)
+            finally:
+                engine.close()
     for backend in backends:  # in the order asked for (the first is the ratios' reference)
         if backend == "perf":
             _add_run(report, modeled_run(model, args.board, args.clock))
@@ -1055,6 +1098,11 @@ def _print_run(run: dict) -> None:
         parts.append(f"power: none ({p['reason']})")
     frames = f" [{run['frames']} frames]" if run.get("frames") else ""
     print(" | ".join(parts) + frames)
+    b = run.get("batched")
+    if b:
+        acc = f", accelerator {b['accelerator_fps']:.2f} FPS" if b.get("accelerator_fps") else ""
+        print(f"  {'batched x' + str(b['batch']) + ' (throughput)':<30} end-to-end {b['fps'] or 0:.2f} FPS{acc} "
+              f"[{b['frames']} frames in {b['starts']} starts of FRAMES={b['batch']}; latency above is single-frame]")
 
 
 def _print_ratios(runs: list[dict]) -> None:

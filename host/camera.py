@@ -11,7 +11,8 @@ accelerator, out to a window, a video file, or a notebook cell.
 - :class:`VideoSink` writes to a temporary file and renames it on :meth:`~VideoSink.close`:
   the video is complete and playable, or absent. :class:`WindowSink` shows an OpenCV window
   (not on a headless OpenCV), :class:`InlineSink` a notebook cell.
-- :func:`run_live` is the loop: :meth:`Segmenter.stream` (pipelined), the blended overlay with
+- :func:`run_live` is the loop: :meth:`Segmenter.stream` (pipelined; a video file in batches of
+  :data:`FILE_BATCH` frames per accelerator start), the blended overlay with
   the FPS written on it, the sinks; it closes every sink whatever ends the loop -- the
   source ending, the camera vanishing, ``--frames``, a key in the window, Ctrl-C.
 
@@ -449,8 +450,20 @@ class LiveReport:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
+FILE_BATCH = 4  # frames per accelerator start when reading a file (no one waits for the newest frame)
+
+
+def live_batch(seg, frames) -> int:
+    """Frames per accelerator start for ``frames``: :data:`FILE_BATCH` (at least the Segmenter's)
+    for a video file, where throughput is what counts; the Segmenter's own (1 by default) for a
+    live source, where a batch would show every frame up to ``batch - 1`` frame periods late."""
+    source = getattr(frames, "source", None)
+    own = getattr(seg, "batch", 1)
+    return max(own, FILE_BATCH) if source is not None and not source.live else own
+
+
 def run_live(seg, frames: Iterable[np.ndarray], sinks: list, max_frames: int | None = None,
-             alpha: float = 0.5) -> LiveReport:
+             alpha: float = 0.5, batch: int | None = None) -> LiveReport:
     """Segment ``frames`` and send the annotated overlays to ``sinks`` until the frames end.
 
     Parameters
@@ -464,6 +477,9 @@ def run_live(seg, frames: Iterable[np.ndarray], sinks: list, max_frames: int | N
         Stop after this many frames.
     alpha : float
         Opacity of the labels in the overlay.
+    batch : int, optional
+        Frames per accelerator start (default :func:`live_batch`: 4 for a video file, the
+        Segmenter's own for a live source).
 
     Returns
     -------
@@ -480,7 +496,7 @@ def run_live(seg, frames: Iterable[np.ndarray], sinks: list, max_frames: int | N
                 return
             yield frame
 
-    results = seg.stream(limited())
+    results = seg.stream(limited(), batch=live_batch(seg, frames) if batch is None else batch)
     t0 = time.perf_counter()
     try:
         for res in results:

@@ -14,9 +14,10 @@ Three layers, each small:
 
 - :class:`Accelerator` owns the buffers of one model on one accelerator: the weight blob
   (allocated, flushed and loaded once per model), two frame buffers and two logits buffers
-  (so frame n+1 is prepared while frame n runs), ``flush()`` before a start and
-  ``invalidate()`` after done, and ``close()`` that frees them all -- also when the
-  accelerator times out.
+  (so batch n+1 is prepared while batch n runs), each holding ``batch`` frames (logit maps)
+  back to back for one ``CMD_RUN_FRAME`` of up to ``batch`` frames (:meth:`Accelerator.run_frames`),
+  ``flush()`` before a start and ``invalidate()`` after done, and ``close()`` that frees them
+  all -- also when the accelerator times out.
 
 - :func:`open_board` loads the bitstream with ``pynq.Overlay`` and takes the board for one
   user at a time (a lock file), :func:`detect_board` says whether there is a board at all.
@@ -47,6 +48,36 @@ COMMAND_NAMES = {R.CMD_LOAD_WEIGHTS: "LOAD_WEIGHTS", R.CMD_RUN_FRAME: "RUN_FRAME
 BITSTREAM_ENV = "SENTEI_BITSTREAM"  # path of the .bit (its .hwh beside it) to use on a board
 LOCK_NAME = "sentei-accelerator.lock"
 LOCK_DIR = None  # folder of the board lock file (None: the system's temporary folder)
+MAX_BATCH = 64  # frames one RUN_FRAME may carry (bounds the contiguous memory of a batch's buffers)
+
+
+def frame_words(height: int, width: int) -> int:
+    """32-bit words of one frame in the frame buffer: ``ceil(3*H*W/4)`` (frame n starts at word n times this)."""
+    return (3 * int(height) * int(width) + 3) // 4
+
+
+def logit_words(model) -> int:
+    """int32 values of one logit map in the logits buffer: ``h*w*num_classes``."""
+    c, h, w = model.shapes()[-1]
+    return int(c) * int(h) * int(w)
+
+
+def check_batch(frames: int, frame_buffer, logits_buffer, model) -> None:
+    """Refuse a ``RUN_FRAME`` of ``frames`` frames whose buffers cannot hold them (one line, before any start).
+
+    The accelerator cannot see a buffer's length: it reads ``frames * frame_words`` words from
+    the frame buffer and writes ``frames * logit_words`` int32 into the logits buffer, past the
+    end of a smaller buffer (into whatever memory follows it).
+    """
+    if not 1 <= int(frames) <= MAX_BATCH:
+        raise SenteiError(f"a RUN_FRAME runs 1 to {MAX_BATCH} frames, not {frames}")
+    q = model.input
+    need_f, need_l = frames * frame_words(q.height, q.width) * 4, frames * logit_words(model) * 4
+    if frame_buffer.nbytes < need_f or logits_buffer.nbytes < need_l:
+        which, have, need = (("frame", frame_buffer.nbytes, need_f) if frame_buffer.nbytes < need_f
+                             else ("logits", logits_buffer.nbytes, need_l))
+        raise SenteiError(f"the {which} buffer holds {have} bytes, a batch of {frames} frames needs {need}: "
+                          f"allocate it for the batch (Accelerator(..., batch={frames}) or Segmenter(batch={frames}))")
 
 
 class SenteiDriver:
@@ -97,7 +128,7 @@ class SenteiDriver:
         self.write(lo + 4, (address >> 32) & 0xFFFFFFFF)
 
     def start_command(self, cmd: int, frame: int = 0, weights: int = 0, logits: int = 0,
-              height: int = 0, width: int = 0) -> None:
+                      height: int = 0, width: int = 0, frames: int = 1) -> None:
         """Write the arguments of one command and set ``AP_START``.
 
         Parameters
@@ -108,6 +139,10 @@ class SenteiDriver:
             Device addresses of the buffers (``buffer.device_address``).
         height, width : int
             The frame size (the bitstream refuses another than its compiled one).
+        frames : int
+            Frames of a ``CMD_RUN_FRAME`` (``FRAMES``, at least 1: the bitstream answers
+            ``STATUS_BAD_FRAMES`` to 0), back to back in both buffers; :meth:`wait_done` then
+            allows ``frames`` times its timeout.
         """
         ctrl = self.read(R.AP_CTRL)
         if not ctrl & R.AP_IDLE:
@@ -119,7 +154,9 @@ class SenteiDriver:
         self.write(R.CMD, int(cmd))
         self.write(R.HEIGHT, int(height))
         self.write(R.WIDTH, int(width))
+        self.write(R.FRAMES, int(frames))
         self._cmd = cmd
+        self._frames = int(frames) if cmd == R.CMD_RUN_FRAME else 1
         self.write(R.AP_CTRL, R.AP_START)
 
     def done(self) -> bool:
@@ -131,14 +168,17 @@ class SenteiDriver:
 
         Polls ``AP_CTRL`` (sleeping 10 us, growing to 200 us, between polls) until ``ap_done``
         or ``ap_idle``; raises :class:`HardwareTimeoutError` after ``timeout`` seconds instead
-        of spinning forever like ``while not ip.idle``.
+        of spinning forever like ``while not ip.idle``. Without ``timeout``: :attr:`timeout`
+        per frame of the started command (a ``RUN_FRAME`` of n frames gets n times it).
         """
-        timeout = self.timeout if timeout is None else timeout
+        timeout = self.timeout * max(1, getattr(self, "_frames", 1)) if timeout is None else timeout
         deadline = time.monotonic() + timeout
         pause = 1e-5
         while not self.done():
             if time.monotonic() > deadline:
                 name = COMMAND_NAMES.get(getattr(self, "_cmd", None), "the command")
+                if getattr(self, "_frames", 1) > 1:
+                    name = f"{name} of {self._frames} frames"
                 raise HardwareTimeoutError(
                     f"the accelerator did not signal done within {timeout:g} s of {name}; its buffers are "
                     f"kept (it may still write them) -- reload the bitstream, as a new Segmenter does "
@@ -255,27 +295,36 @@ class Accelerator:
     model : Model
         The model whose weight blob is loaded, once, here.
     timeout : float
-        Seconds to wait for each command.
+        Seconds to wait for each command, per frame: a ``RUN_FRAME`` of n frames waits n times it.
     slots : int
         Frame/logits buffer pairs (2: one running, one being prepared).
+    batch : int
+        Frames each pair holds (1 to :data:`MAX_BATCH`): a frame buffer is ``[batch, 4*frame_words]``
+        uint8 (frame n at word ``n*frame_words``), a logits buffer ``[batch, h, w, C]`` int32.
+        :meth:`reserve` grows them.
     """
 
-    def __init__(self, ip: SenteiDriver, allocate: Callable, model, timeout: float, slots: int = 2):
+    def __init__(self, ip: SenteiDriver, allocate: Callable, model, timeout: float, slots: int = 2,
+                 batch: int = 1):
         from sentei.host.format import weight_blob
 
         self.ip = ip
         self.model = model
         self.timeout = float(timeout)
+        self._allocator = allocate
         self._buffers: list = []
-        self.running: int | None = None  # the slot whose frame the accelerator is computing
+        self.running: int | None = None  # the slot whose frames the accelerator is computing
+        self._running_count = 0  # frames of the running command
+        self._loaded = [0] * slots  # frames loaded into each slot
         self._in_flight = False  # a command started and its done not yet seen
-        q = model.input
-        c, h, w = model.shapes()[-1]
+        self.frames: list = []
+        self.logits: list = []
+        self.batch = 0
+        self._check_batch_size(batch)
         try:
             blob = weight_blob(model)
             self.weights = self._allocate(allocate, blob.shape, np.uint32)
-            self.frames = [self._allocate(allocate, (q.height, q.width, 3), np.uint8) for _ in range(slots)]
-            self.logits = [self._allocate(allocate, (h, w, c), np.int32) for _ in range(slots)]
+            self._allocate_slots(batch, slots)
             self.weights[:] = blob
             self.weights.flush()
             self._start(R.CMD_LOAD_WEIGHTS, weights=self.weights.device_address)
@@ -284,18 +333,48 @@ class Accelerator:
             self.close()
             raise
 
+    @staticmethod
+    def _check_batch_size(batch) -> None:
+        if not isinstance(batch, (int, np.integer)) or not 1 <= batch <= MAX_BATCH:
+            raise SenteiError(f"batch={batch!r}: a batch is 1 to {MAX_BATCH} frames")
+
     def _allocate(self, allocate, shape, dtype):
         buf = allocate(shape, dtype=dtype)
         self._buffers.append(buf)
         return buf
 
+    def _allocate_slots(self, batch: int, slots: int) -> None:
+        q = self.model.input
+        c, h, w = self.model.shapes()[-1]
+        stride = 4 * frame_words(q.height, q.width)
+        self.frames = [self._allocate(self._allocator, (batch, stride), np.uint8) for _ in range(slots)]
+        self.logits = [self._allocate(self._allocator, (batch, h, w, c), np.int32) for _ in range(slots)]
+        self.batch = batch
+
+    def reserve(self, batch: int) -> None:
+        """Make every slot hold at least ``batch`` frames (reallocates its buffers; only while idle)."""
+        self._check_batch_size(batch)
+        if batch <= self.batch:
+            return
+        if self.closed:
+            raise SenteiError("the accelerator's buffers are closed")
+        if self._in_flight or self.running is not None:
+            raise SenteiError("cannot grow the frame buffers while a batch runs; collect it first")
+        for buf in self._buffers[1:]:  # every buffer but the weights (allocated first)
+            buf.freebuffer()
+        del self._buffers[1:]
+        slots = len(self.frames)
+        self.frames, self.logits = [], []
+        self._loaded = [0] * slots
+        self._allocate_slots(batch, slots)
+
     def _start(self, command: int, **pointers) -> None:
         self._in_flight = True
         self.ip.start_command(command, **pointers)
 
-    def _wait(self) -> int:
+    def _wait(self, frames: int = 1) -> int:
         try:
-            status = self.ip.wait_done(self.timeout)
+            status = self.ip.wait_done(self.timeout * max(1, frames))
         except HardwareTimeoutError:
             self.close(wait=False)  # it had its timeout: strand the buffers at once
             raise
@@ -303,34 +382,69 @@ class Accelerator:
         return status
 
     def load_frame(self, slot: int, frame: np.ndarray) -> None:
-        """Copy a prepared frame (uint8 ``[H, W, 3]`` at the model's size) into buffer ``slot`` and flush it.
+        """Copy one prepared frame (uint8 ``[H, W, 3]`` at the model's size) into buffer ``slot``, flush it."""
+        self.load_frames(slot, [frame])
 
-        Safe while the other slot's frame runs: the accelerator reads only the buffer whose
-        address it was given.
+    def load_frames(self, slot: int, frames) -> None:
+        """Copy prepared frames (each uint8 ``[H, W, 3]``) back to back into buffer ``slot``, flush them.
+
+        Frame n goes to word ``n*frame_words`` (its padding to a whole word stays 0). Safe
+        while the other slot runs: the accelerator reads only the buffer whose address it was given.
         """
         if slot == self.running:
-            raise SenteiError(f"frame slot {slot} is in use by the running frame")
-        np.copyto(self.frames[slot], frame)
-        self.frames[slot].flush()
+            raise SenteiError(f"frame slot {slot} is in use by the running frames")
+        frames = list(frames)
+        buf = self.frames[slot]
+        check_batch(len(frames), buf, self.logits[slot], self.model)
+        q = self.model.input
+        size = q.height * q.width * 3
+        for n, frame in enumerate(frames):
+            np.copyto(buf[n, :size].reshape(q.height, q.width, 3), frame)
+        (buf if len(frames) == self.batch else buf[:len(frames)]).flush()
+        self._loaded[slot] = len(frames)
 
-    def submit(self, slot: int) -> None:
-        """Start ``CMD_RUN_FRAME`` on frame buffer ``slot`` (loaded and flushed); returns at once."""
+    def submit(self, slot: int, frames: int | None = None) -> None:
+        """Start ``CMD_RUN_FRAME`` on the frames loaded into ``slot`` (or its first ``frames``); returns at once."""
         if self.running is not None:
             raise SenteiError(f"frame slot {self.running} is still running; collect it first")
+        count = (self._loaded[slot] or 1) if frames is None else int(frames)
+        check_batch(count, self.frames[slot], self.logits[slot], self.model)
         q = self.model.input
         self._start(R.CMD_RUN_FRAME, frame=self.frames[slot].device_address,
-                    logits=self.logits[slot].device_address, height=q.height, width=q.width)
-        self.running = slot
+                    logits=self.logits[slot].device_address, height=q.height, width=q.width, frames=count)
+        self.running, self._running_count = slot, count
 
     def collect(self) -> np.ndarray:
-        """Wait for the running frame, invalidate its logits buffer; int32 logits ``[C, h, w]``."""
+        """Wait for a running single frame, invalidate its logits; int32 logits ``[C, h, w]``."""
+        if self.running is not None and self._running_count != 1:
+            raise SenteiError(f"{self._running_count} frames are running: collect them with collect_frames()")
+        return self.collect_frames()[0]
+
+    def collect_frames(self) -> np.ndarray:
+        """Wait for the running frames, invalidate their logits; int32 logits ``[n, C, h, w]``."""
         slot, self.running = self.running, None
         if slot is None:
             raise SenteiError("no frame is running")
-        check_status(self._wait(), "the frame")
+        count = self._running_count
+        check_status(self._wait(count), "the frame" if count == 1 else f"the batch of {count} frames")
         buf = self.logits[slot]
-        buf.invalidate()
-        return np.array(buf, dtype=np.int32).transpose(2, 0, 1)
+        view = buf if count == self.batch else buf[:count]
+        view.invalidate()
+        return np.array(view, dtype=np.int32).transpose(0, 3, 1, 2)
+
+    def run_frames(self, frames) -> np.ndarray:
+        """int32 logits ``[n, C, h, w]`` of prepared frames, ``batch`` frames per start (one start for n <= batch)."""
+        frames = list(frames)
+        if not frames:
+            return np.zeros((0, *self.model.shapes()[-1]), dtype=np.int32)
+        if self.running is not None:
+            raise SenteiError(f"frame slot {self.running} is still running; collect it first")
+        out = []
+        for first in range(0, len(frames), self.batch):
+            self.load_frames(0, frames[first:first + self.batch])
+            self.submit(0)
+            out.append(self.collect_frames())
+        return np.concatenate(out)
 
     @property
     def closed(self) -> bool:
@@ -340,13 +454,14 @@ class Accelerator:
         """Free every buffer (idempotent), never under a running accelerator.
 
         A command still in flight (closed mid-frame, Ctrl-C during the weight load) is given
-        up to :data:`CLOSE_WAIT_S` to finish (``wait``); one that does not finish leaves its
-        buffers allocated in :data:`STRANDED` rather than freed under the accelerator's writes.
+        up to :data:`CLOSE_WAIT_S` per frame to finish (``wait``); one that does not finish leaves
+        its buffers allocated in :data:`STRANDED` rather than freed under the accelerator's writes.
         """
         buffers, self._buffers = self._buffers, []
         if buffers and self._in_flight and wait:
             try:
-                self.ip.wait_done(min(self.timeout, CLOSE_WAIT_S))
+                n = max(1, self._running_count if self.running is not None else 1)
+                self.ip.wait_done(min(self.timeout, CLOSE_WAIT_S) * n)
                 self._in_flight = False
             except Exception:  # hung, or the driver already gone: keep the memory away from Linux
                 pass

@@ -16,8 +16,9 @@ FPGA -- runs against an :class:`EmulatedOverlay`. It offers what PYNQ offers on 
 The host's view of a buffer and the accelerator's view are two copies, as with the caches
 of a Zynq: what the host writes reaches the accelerator only after ``flush()``, and what the
 accelerator writes reaches the host only after ``invalidate()``. On ``AP_START`` the emulated
-accelerator decodes ``CMD`` and the 64-bit buffer addresses and reads its inputs from the
-emulated DDR *by address*: a wrong, stale or freed address is a bus error
+accelerator decodes ``CMD``, ``FRAMES`` and the 64-bit buffer addresses and reads its inputs from the
+emulated DDR *by address* (a ``RUN_FRAME`` of ``FRAMES`` frames reads them back to back, frame n
+at word ``n*frame_words``, and writes logit map n at value ``n*logit_words``): a wrong, stale or freed address is a bus error
 (:class:`EmulatedBusError`), exactly where real hardware would read garbage.
 
 The "hardware" is pluggable (:func:`make_hardware`):
@@ -240,6 +241,11 @@ class EmulatedMemory:
             memoryview(region.device)[start:start + data.nbytes] = data
         if who == "host flush":
             self.log.append(("flush", address, data.nbytes))
+
+    def check(self, address: int, nbytes: int, who: str = "accelerator", what: str = "read") -> None:
+        """Raise :class:`EmulatedBusError` unless ``nbytes`` at ``address`` lie inside one live buffer."""
+        with self._lock:
+            self._region(address, nbytes, who, what)
 
     def _region(self, address: int, nbytes: int, who: str, what: str) -> _Region:
         region = self._find(address, nbytes)
@@ -574,13 +580,25 @@ class EmulatedMMIO:
             q = self.network.input
             if (args["height"], args["width"]) != (q.height, q.width):
                 return R.STATUS_BAD_SIZE
-            raw = self.memory.load(args["frame"], q.height * q.width * 3)
-            frame = np.frombuffer(raw, dtype=np.uint8).reshape(q.height, q.width, 3)
-            status, logits = self.hardware.run_frame(frame)
-            if status == R.STATUS_OK:
-                self.memory.store(args["logits"], np.ascontiguousarray(logits, dtype="<i4").reshape(-1).view(np.uint8),
+            count = args["frames"]
+            if count == 0:
+                return R.STATUS_BAD_FRAMES
+            # the buffers as the m_axi ports see them: frame n at word n*frame_words (each frame
+            # padded to a whole word), logit map n at value n*logit_words, both read/written whole
+            stride, size = 4 * ((3 * q.height * q.width + 3) // 4), q.height * q.width * 3
+            c, h, w = self.network.shapes()[-1]
+            out_bytes = 4 * c * h * w
+            raw = self.memory.load(args["frame"], count * stride)
+            self.memory.check(args["logits"], count * out_bytes, what="write")  # the whole output: a bus error up front
+            for n in range(count):  # the csim hardware computes one frame per call (frames=1)
+                frame = np.frombuffer(raw, dtype=np.uint8, count=size, offset=n * stride).reshape(q.height, q.width, 3)
+                status, logits = self.hardware.run_frame(frame)
+                if status != R.STATUS_OK:
+                    return int(status)
+                self.memory.store(args["logits"] + n * out_bytes,
+                                  np.ascontiguousarray(logits, dtype="<i4").reshape(-1).view(np.uint8),
                                   who="accelerator")
-            return int(status)
+            return R.STATUS_OK
         return R.STATUS_BAD_COMMAND
 
     def join(self, timeout: float | None = None) -> None:

@@ -3,6 +3,7 @@
 >>> from sentei.host import Segmenter
 >>> with Segmenter("model.sentei", backend="auto") as seg:   # the board if there is one
 ...     labels = seg(frame)              # uint8 class per pixel, at the frame's size
+...     maps = seg([f0, f1, f2, f3])     # four frames in one accelerator start (FRAMES = 4)
 ...     print(seg.backend, seg.timings)  # "fpga" or "emu", where the time went
 
 Backends (every one runs :class:`sentei.host.driver.SenteiDriver`, the board's driver code,
@@ -145,11 +146,16 @@ class Segmenter:
     bitfile : str or Path, optional
         The ``.bit`` to load on a board (default ``$SENTEI_BITSTREAM`` or the installed one).
     timeout : float, optional
-        Seconds each accelerator command may take (default by backend, :data:`DEFAULT_TIMEOUT`).
+        Seconds each accelerator command may take per frame (default by backend,
+        :data:`DEFAULT_TIMEOUT`): a batch of n frames in one start may take n times it.
     fit : {"stretch", "letterbox"}
         How a frame of another aspect ratio is brought to the model's input.
     quiet : bool
         Do not print which backend ``auto`` picked.
+    batch : int
+        Frames per accelerator start in :meth:`stream` (1 to ``driver.MAX_BATCH``; default 1,
+        the lowest latency); the buffers are sized for it. :meth:`segment_batch` and a list
+        given to ``seg(...)`` run all their frames in one start whatever it is.
 
     Attributes
     ----------
@@ -171,7 +177,7 @@ class Segmenter:
     """
 
     def __init__(self, model=None, backend: str = "auto", *, overlay=None, bitfile=None,
-                 timeout: float | None = None, fit: str = "stretch", quiet: bool = False):
+                 timeout: float | None = None, fit: str = "stretch", quiet: bool = False, batch: int = 1):
         if fit not in FITS:
             raise SenteiError(f"fit={fit!r}: use 'stretch' or 'letterbox'")
         if backend not in BACKENDS:
@@ -200,6 +206,9 @@ class Segmenter:
         self.timeout = DEFAULT_TIMEOUT.get(self.backend, 300.0) if timeout is None else float(timeout)
         if self.timeout <= 0:
             raise SenteiError(f"timeout={timeout}: must be positive seconds")
+        if not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or not 1 <= batch <= drv.MAX_BATCH:
+            raise SenteiError(f"batch={batch!r}: frames per accelerator start, 1 to {drv.MAX_BATCH}")
+        self.batch = int(batch)
         owner = f"Segmenter(model {self.model.name!r}, backend {self.backend})"
         try:
             if self.backend == "fpga":
@@ -218,7 +227,7 @@ class Segmenter:
             ip.timeout = self.timeout
             ip.check_register_map()
             self.ip = ip
-            self._acc = drv.Accelerator(ip, allocate, self.model, self.timeout)
+            self._acc = drv.Accelerator(ip, allocate, self.model, self.timeout, batch=self.batch)
         except BaseException:
             self.close()
             raise
@@ -229,8 +238,14 @@ class Segmenter:
 
     # -- the public API ----------------------------------------------------------------
 
-    def __call__(self, frame: np.ndarray) -> np.ndarray:
-        """uint8 label map ``[H, W]`` of ``frame`` (any size; RGB, grayscale or RGBA)."""
+    def __call__(self, frame):
+        """uint8 label map ``[H, W]`` of ``frame`` (any size; RGB, grayscale or RGBA).
+
+        A list (or tuple) of frames gives the list of their label maps, all in one accelerator
+        start (:meth:`segment_batch`).
+        """
+        if isinstance(frame, (list, tuple)):
+            return [r.labels for r in self.segment_batch(frame)]
         return self.segment(frame).labels
 
     def logits(self, frame: np.ndarray) -> np.ndarray:
@@ -243,12 +258,26 @@ class Segmenter:
         for result in self.stream([frame]):
             return result
 
-    def stream(self, frames: Iterable[np.ndarray], labels: bool = True) -> Iterator[SegmentedFrame]:
-        """Segment a sequence of frames, pipelined: frame n+1 is prepared while frame n runs.
+    def segment_batch(self, frames, labels: bool = True) -> list[SegmentedFrame]:
+        """Labels, logits and timing of several frames, in one accelerator start.
 
-        Two frame/logits buffer pairs alternate: while the accelerator computes frame n from
-        one, the host converts frame n+1 into the other, then waits for n, starts n+1, and
-        post-processes n while n+1 runs. Results come in order, one frame behind the input.
+        All of ``frames`` go through one ``CMD_RUN_FRAME`` with ``FRAMES = len(frames)``,
+        overlapped in the accelerator's pipeline (more than :data:`sentei.host.driver.MAX_BATCH`:
+        several starts of that many). The frame/logits buffers grow to the batch on first use.
+        Every backend runs it (the emulated ones through the same registers).
+        """
+        frames = list(frames)
+        if not frames:
+            return []
+        return list(self.stream(frames, labels=labels, batch=min(len(frames), drv.MAX_BATCH)))
+
+    def stream(self, frames: Iterable[np.ndarray], labels: bool = True,
+               batch: int | None = None) -> Iterator[SegmentedFrame]:
+        """Segment a sequence of frames, pipelined: batch n+1 is prepared while batch n runs.
+
+        Two frame/logits buffer pairs alternate: while the accelerator computes batch n from
+        one, the host converts batch n+1 into the other, then waits for n, starts n+1, and
+        post-processes n while n+1 runs. Results come in order, one batch behind the input.
 
         Parameters
         ----------
@@ -256,38 +285,58 @@ class Segmenter:
             Frames of any size (a camera, a video, a list of images).
         labels : bool
             Also compute the label maps (False: logits only).
+        batch : int, optional
+            Frames per accelerator start (``FRAMES``; default the Segmenter's ``batch``). A
+            batch waits for its frames: more throughput, up to ``batch - 1`` frames more latency.
+            The last batch of a finite iterable may be shorter.
 
         Yields
         ------
         SegmentedFrame
+            ``timing.accelerator`` of a frame is its batch's start -> done time divided by the
+            batch's frames.
         """
         self._check_open()
         acc = self._acc
+        batch = self.batch if batch is None else batch
+        acc.reserve(batch)
         pending = None
         slot = 0
+        it = iter(frames)
         try:
-            for frame in frames:
-                t0 = time.perf_counter()
-                prepared, box = self._prepare(frame)
-                acc.load_frame(slot, prepared)
-                t1 = time.perf_counter()
+            while True:
+                group = []  # (frame, box, t0, t_pre) of this batch
+                prepared = []
+                for frame in it:
+                    t0 = time.perf_counter()
+                    image, box = self._prepare(frame)
+                    prepared.append(image)
+                    group.append((frame, box, t0, time.perf_counter() - t0))
+                    if len(group) == batch:
+                        break
+                if not group:
+                    break
+                t_load = time.perf_counter()
+                acc.load_frames(slot, prepared)  # the copy and flush count in each frame's preprocess share
+                t_load = (time.perf_counter() - t_load) / len(group)
+                group = [(frame, box, t0, t_pre + t_load) for frame, box, t0, t_pre in group]
                 finished = self._collect(pending) if pending is not None else None
                 t_start = time.perf_counter()
-                acc.submit(slot)
-                pending = (frame, box, t0, t1 - t0, t_start)
+                acc.submit(slot, len(group))
+                pending = (group, t_start)
                 slot ^= 1
                 if finished is not None:
-                    yield self._finish(*finished, labels=labels)
+                    yield from self._finish_batch(*finished, labels=labels)
             if pending is not None:
                 finished, pending = self._collect(pending), None
-                yield self._finish(*finished, labels=labels)
+                yield from self._finish_batch(*finished, labels=labels)
         except HardwareTimeoutError:
             self.close()
             raise
         finally:
             if pending is not None and self._acc is not None and self._acc.running is not None:
                 try:  # the consumer stopped early: leave the accelerator idle for the next call
-                    self._acc.collect()
+                    self._acc.collect_frames()
                 except SenteiError:
                     self.close()
 
@@ -359,9 +408,13 @@ class Segmenter:
         return canvas, _Box(fh, fw, top, left, ih, iw)
 
     def _collect(self, pending):
-        frame, box, t0, t_pre, t_start = pending
-        logits = self._acc.collect()
-        return frame, box, t0, t_pre, time.perf_counter() - t_start, logits
+        group, t_start = pending
+        logits = self._acc.collect_frames()
+        return group, (time.perf_counter() - t_start) / len(group), logits
+
+    def _finish_batch(self, group, t_acc, logits, labels: bool = True) -> Iterator[SegmentedFrame]:
+        for (frame, box, t0, t_pre), out in zip(group, logits):
+            yield self._finish(frame, box, t0, t_pre, t_acc, out, labels=labels)
 
     def _finish(self, frame, box, t0, t_pre, t_acc, logits, labels: bool = True) -> SegmentedFrame:
         t1 = time.perf_counter()

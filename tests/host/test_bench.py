@@ -171,6 +171,32 @@ def test_bench_command_side_by_side(tiny_model, tmp_path, capsys):
         assert lat["p50_ms"] <= lat["p90_ms"] <= lat["p99_ms"]
 
 
+def test_batched_throughput_is_reported_beside_the_single_frame_latency(tiny_model, tmp_path, capsys, monkeypatch):
+    from sentei.host.emulation import EmulatedMMIO
+    from sentei.overlay import registers as R
+
+    starts = []
+    real = EmulatedMMIO._execute
+    monkeypatch.setattr(EmulatedMMIO, "_execute", lambda self, a: (starts.append((a["cmd"], a["frames"])), real(self, a))[1])
+    out = tmp_path / "r.json"
+    args = parser().parse_args(["bench", "--model", str(tiny_model), "--backend", "reference", "--frames", "5",
+                                "--batch", "3", "--warmup", "0", "--warmup-seconds", "0", "--power", "none",
+                                "--idle", "0", "--json", str(out)])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"batched x3 \(throughput\) +end-to-end [0-9.]+ FPS, accelerator [0-9.]+ FPS \[6 frames in 2 "
+                     r"starts of FRAMES=3; latency above is single-frame\]", printed), printed
+    run = benchreport.load_report(out)["runs"][0]
+    assert run["frames"] == 5 and run["latency"]["end_to_end"]["fps"] > 0  # the single-frame figures, as before
+    b = run["batched"]
+    assert (b["batch"], b["starts"], b["frames"]) == (3, 2, 6) and b["fps"] > 0 and b["accelerator_fps"] > 0
+    runs = [f for c, f in starts if c == R.CMD_RUN_FRAME]
+    assert runs.count(3) == 3 and runs.count(1) == 5  # one untimed batch + two timed; 5 single frames
+    with pytest.raises(SenteiError, match=r"^--batch 65: 1 to 64 frames per accelerator start$"):
+        a = parser().parse_args(["bench", "--model", str(tiny_model), "--batch", "65", "--power", "none"])
+        a.func(a)
+
+
 def test_torch_engine_labels_match_reference_at_capture_size(tiny_model):
     pytest.importorskip("torch")
     from sentei.host import format, reference

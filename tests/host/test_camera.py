@@ -74,6 +74,38 @@ def test_frames_limit_and_measured_output_rate(model, video, tmp_path):
     assert n == 5 and 1.0 <= fps <= 60.0
 
 
+def test_a_video_file_runs_in_batches_and_a_live_camera_frame_by_frame(model, video, tmp_path):
+    """A file: FILE_BATCH frames per accelerator start (throughput; the last batch shorter); a live
+    source: one (the newest frame shown at once). Same frames out, in order."""
+    from sentei.host.emulation import EmulatedOverlay
+    from sentei.overlay import registers as R
+
+    def frames_per_start(ov):
+        return [e[2] for e in ov.log if e[:2] == ("write", R.FRAMES)][1:]  # after LOAD_WEIGHTS
+
+    class Collect:
+        def __init__(self):
+            self.images = []
+
+        def write(self, rgb):
+            self.images.append(rgb)
+
+        def close(self):
+            return None
+
+    ov = EmulatedOverlay(model)
+    with Segmenter(model, overlay=ov) as seg:
+        sink = Collect()
+        report = run_live(seg, FrameReader(parse_source(str(video))), [sink], max_frames=10)
+        assert report.frames == 10 and len(sink.images) == 10
+        assert frames_per_start(ov) == [camera.FILE_BATCH, camera.FILE_BATCH, 2]
+        reader = FrameReader(camera.Source("camera", 0, "camera 0"), capture=VanishingCamera(3))
+        assert camera.live_batch(seg, reader) == 1
+        mark = len(frames_per_start(ov))
+        assert run_live(seg, reader, [Collect()]).frames == 3
+        assert frames_per_start(ov)[mark:] == [1, 1, 1]
+
+
 class VanishingCamera:
     """A live source that delivers a few frames, then stops (the camera was unplugged)."""
 

@@ -44,7 +44,7 @@ def test_one_frame_writes_the_documented_registers_in_order(model):
         assert _writes(ov.log, mark) == [
             (R.FRAME_LO, f), (R.FRAME_HI, 0), (R.WEIGHTS_LO, 0), (R.WEIGHTS_HI, 0),
             (R.LOGITS_LO, lg), (R.LOGITS_HI, 0), (R.CMD, R.CMD_RUN_FRAME), (R.HEIGHT, 24), (R.WIDTH, 32),
-            (R.AP_CTRL, R.AP_START)]
+            (R.FRAMES, 1), (R.AP_CTRL, R.AP_START)]
         events = ov.log[mark:]
         flush = events.index(("flush", f, 24 * 32 * 3))
         start = events.index(("write", R.AP_CTRL, R.AP_START))
@@ -187,6 +187,99 @@ def test_stopping_a_stream_early_leaves_the_accelerator_idle(model):
 
 
 # ---------------------------------------------------------------------------------------
+# batches: FRAMES frames per RUN_FRAME
+
+
+def _accelerator(ov, model, **kw):
+    return drv.Accelerator(drv.EmulatedIP(ov.ip_dict[IP_NAME]), ov.allocate, model, **kw)
+
+
+def test_a_batch_in_one_start_equals_single_runs_bit_for_bit(model):
+    ov = EmulatedOverlay(model)
+    acc = _accelerator(ov, model, timeout=5.0, batch=4)
+    frames = [synthetic.random_frame(40 + i, 24, 32) for i in range(4)]
+    mark, cmds = len(ov.log), len(ov.mmio.commands)
+    batch = acc.run_frames(frames)
+    writes = _writes(ov.log, mark)
+    assert writes.count((R.AP_CTRL, R.AP_START)) == 1 and (R.FRAMES, 4) in writes
+    assert writes[-2:] == [(R.FRAMES, 4), (R.AP_CTRL, R.AP_START)]
+    assert ("flush", acc.frames[0].device_address, 4 * 24 * 32 * 3) in ov.log[mark:]
+    singles = [acc.run_frames([f])[0] for f in frames]
+    assert batch.shape == (4, *model.shapes()[-1]) and batch.dtype == np.int32
+    for i, frame in enumerate(frames):
+        assert np.array_equal(batch[i], singles[i])
+        assert np.array_equal(batch[i], reference.run(model, frame))
+    assert [c for c, _ in ov.mmio.commands][cmds:] == [R.CMD_RUN_FRAME] * 5
+    seven = acc.run_frames([synthetic.random_frame(i, 24, 32) for i in range(7)])  # starts of 4 and 3
+    assert [v for off, v in _writes(ov.log) if off == R.FRAMES][-2:] == [4, 3] and seven.shape[0] == 7
+    acc.close()
+    assert ov.memory.live_buffers() == 0
+
+
+def test_buffers_too_small_for_the_batch_are_refused_in_one_line(model):
+    ov = EmulatedOverlay(model)
+    acc = _accelerator(ov, model, timeout=5.0, batch=2)
+    frames = [synthetic.random_frame(i, 24, 32) for i in range(3)]
+    mark = len(ov.log)
+    with pytest.raises(SenteiError, match=r"^the frame buffer holds 4608 bytes, a batch of 3 frames needs 6912: "
+                                          r"allocate it for the batch \(Accelerator\(\.\.\., batch=3\).*\)$") as exc:
+        acc.load_frames(0, frames)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(SenteiError, match=r"^the frame buffer holds 4608 bytes, a batch of 3 frames needs 6912"):
+        acc.submit(0, 3)
+    acc.logits[1] = acc.logits[1][:1]  # a logits buffer of one map behind a frame buffer of two
+    with pytest.raises(SenteiError, match=r"^the logits buffer holds \d+ bytes, a batch of 2 frames needs \d+"):
+        acc.submit(1, 2)
+    with pytest.raises(SenteiError, match="^a RUN_FRAME runs 1 to 64 frames, not 0$"):
+        acc.submit(0, 0)
+    assert (R.AP_CTRL, R.AP_START) not in _writes(ov.log, mark)  # nothing started
+    acc.reserve(3)  # grown: now it fits, in one start
+    assert acc.batch == 3 and acc.run_frames(frames).shape[0] == 3
+    with pytest.raises(SenteiError, match="^batch=65: a batch is 1 to 64 frames$"):
+        acc.reserve(65)
+    acc.close()
+    assert ov.memory.live_buffers() == 0
+
+
+def test_frames_zero_is_refused_by_the_accelerator_with_its_meaning(model):
+    ov = EmulatedOverlay(model)
+    acc = _accelerator(ov, model, timeout=5.0)
+    ip = acc.ip
+    ip.start_command(R.CMD_RUN_FRAME, frame=acc.frames[0].device_address, logits=acc.logits[0].device_address,
+                     height=24, width=32, frames=0)
+    status = ip.wait_done(2.0)
+    assert status == R.STATUS_BAD_FRAMES
+    with pytest.raises(SenteiError, match=r"refused the frame: FRAMES is 0: a RUN_FRAME runs at least one frame "
+                                          r"\(status 6\)$"):
+        drv.check_status(status, "the frame")
+    acc.close()
+
+
+def test_the_timeout_of_a_batch_grows_with_its_frames(model, stranded):
+    ov = EmulatedOverlay(model)
+    acc = _accelerator(ov, model, timeout=0.15, batch=3)
+    ov.mmio.hang = True
+    acc.load_frames(0, [synthetic.random_frame(i, 24, 32) for i in range(3)])
+    acc.submit(0)
+    t0 = time.monotonic()
+    with pytest.raises(HardwareTimeoutError, match=r"within 0.45 s of RUN_FRAME of 3 frames"):
+        acc.collect_frames()
+    assert 0.45 <= time.monotonic() - t0 < 3.0
+    assert acc.closed and len(stranded) == 5
+
+
+def test_a_bitstream_without_the_frames_register_is_refused(model):
+    ov = EmulatedOverlay(model)
+    ov.ip_dict[IP_NAME]["registers"]["frames"]["address_offset"] = R.STATUS  # the old map: no FRAMES
+    with pytest.raises(SenteiError, match="register frames is at 0x54.*expected at 0x4c"):
+        Segmenter(model, overlay=ov)
+    del ov.ip_dict[IP_NAME]["registers"]["frames"]
+    with pytest.raises(SenteiError, match="register frames is missing"):
+        Segmenter(model, overlay=ov)
+    assert not _writes(ov.log)
+
+
+# ---------------------------------------------------------------------------------------
 # the real PYNQ classes
 
 
@@ -252,13 +345,16 @@ def test_pynq_default_ip_subclass_runs_bit_exact_on_pynq_mmio(model):
         for frame, res in zip(frames, seg.stream(frames)):
             assert np.array_equal(res.logits, reference.run(model, frame))
         assert np.array_equal(seg(frames[0]), reference.predict(model, frames[0]))
-        # pynq.allocate went to the IP's device: five buffers, the blob first
-        assert len(board.device.allocations) == 5
+        batch = seg.segment_batch(frames)  # FRAMES=3 through PYNQ's MMIO; the buffers grown with pynq.allocate
+        assert all(np.array_equal(r.logits, reference.run(model, f)) for f, r in zip(frames, batch))
+        assert (R.FRAMES, 3) in _writes(emulated.log)
+        # pynq.allocate went to the IP's device: five buffers, the blob first, then the four grown ones
+        assert len(board.device.allocations) == 9
         assert seg._acc.weights.device_address == board.device.allocations[0]
         with pytest.raises(SenteiError, match="FPGA accelerator is in use"):
             Segmenter(model, overlay=board)
     assert emulated.memory.live_buffers() == 0
-    assert [c for c, _ in emulated.mmio.commands] == [R.CMD_LOAD_WEIGHTS] + [R.CMD_RUN_FRAME] * 4
+    assert [c for c, _ in emulated.mmio.commands] == [R.CMD_LOAD_WEIGHTS] + [R.CMD_RUN_FRAME] * 5
     np.testing.assert_array_equal(emulated.memory.live_bytes(), 0)
 
 

@@ -174,7 +174,7 @@ def _wait_done(ov, timeout=5.0):
     return ov.mmio.read(R.STATUS)
 
 
-def _command(ov, cmd, frame=0, weights=0, logits=0, height=0, width=0):
+def _command(ov, cmd, frame=0, weights=0, logits=0, height=0, width=0, frames=1):
     io = ov.mmio
     for lo, addr in ((R.FRAME_LO, frame), (R.WEIGHTS_LO, weights), (R.LOGITS_LO, logits)):
         io.write(lo, addr & 0xFFFFFFFF)
@@ -182,6 +182,7 @@ def _command(ov, cmd, frame=0, weights=0, logits=0, height=0, width=0):
     io.write(R.CMD, cmd)
     io.write(R.HEIGHT, height)
     io.write(R.WIDTH, width)
+    io.write(R.FRAMES, frames)
     io.write(R.AP_CTRL, R.AP_START)
     return _wait_done(ov)
 
@@ -266,6 +267,8 @@ def test_register_table_matches_the_register_map():
     assert table["weights_2"]["address_offset"] == R.WEIGHTS_HI
     assert table["logits_1"]["address_offset"] == R.LOGITS_LO
     assert table["status_ctrl"]["address_offset"] == R.STATUS_CTRL
+    assert (table["frames"]["address_offset"], table["status"]["address_offset"], table["status_ctrl"]["address_offset"]) \
+        == (0x4C, 0x54, 0x58)  # sentei_top(frame, weights, logits, cmd, height, width, frames, status)
     offsets = [e["address_offset"] for e in table.values()]
     assert len(set(offsets)) == len(offsets) and max(offsets) < R.ADDRESS_RANGE
 
@@ -277,3 +280,87 @@ def test_claim_is_exclusive(model):
         ov.claim("second")
     ov.release()
     ov.claim("second")
+
+
+# ---------------------------------------------------------------------------------------
+# RUN_FRAME of FRAMES frames
+
+
+def _loaded(model):
+    """An overlay with the weights of ``model`` loaded, by hand."""
+    ov = EmulatedOverlay(model)
+    wbuf = ov.allocate(weight_blob(model).shape, np.uint32)
+    wbuf[:] = weight_blob(model)
+    wbuf.flush()
+    assert _command(ov, R.CMD_LOAD_WEIGHTS, weights=wbuf.device_address) == R.STATUS_OK
+    return ov
+
+
+def test_status_sits_at_its_new_offsets(model):
+    assert (R.FRAMES, R.STATUS, R.STATUS_CTRL, R.STATUS_BAD_FRAMES) == (0x4C, 0x54, 0x58, 6)
+    ov = EmulatedOverlay(model)
+    _command(ov, 7)
+    assert ov.mmio.regs[0x54 // 4] == R.STATUS_BAD_COMMAND and ov.mmio.regs[0x4C // 4] == 1
+    ov.mmio.write(0x54, 0)  # read-only
+    assert ov.mmio.read(0x54) == R.STATUS_BAD_COMMAND
+
+
+def test_a_batch_is_bit_exact_with_single_runs_and_laid_out_back_to_back():
+    """FRAMES = 3 through one start: frame n at word n*ceil(3HW/4) (here 3HW is not a whole number
+    of words, so the padding matters), logit map n at value n*h*w*C; the same logits as three
+    single-frame starts, bit for bit."""
+    m = synthetic.random_model(seed=4, height=13, width=17)  # 3*13*17 = 663 bytes: 166 words, 1 byte padding
+    q, (c, h, w) = m.input, m.shapes()[-1]
+    ov = _loaded(m)
+    words, n = (3 * q.height * q.width + 3) // 4, 3
+    frames = [synthetic.random_frame(20 + i, q.height, q.width) for i in range(n)]
+    fbuf = ov.allocate((n, 4 * words), np.uint8)
+    fbuf[:] = 0xEE  # the padding bytes are never part of a frame
+    for i, frame in enumerate(frames):
+        fbuf[i, :frame.size] = frame.reshape(-1)
+    fbuf.flush()
+    lbuf = ov.allocate((n, h, w, c), np.int32)
+    mark = len(ov.mmio.commands)
+    assert _command(ov, R.CMD_RUN_FRAME, frame=fbuf.device_address, logits=lbuf.device_address,
+                    height=q.height, width=q.width, frames=n) == R.STATUS_OK
+    assert list(ov.mmio.commands[mark:]) == [(R.CMD_RUN_FRAME, R.STATUS_OK)]  # one start
+    lbuf.invalidate()
+    single = ov.allocate((h, w, c), np.int32)
+    for i, frame in enumerate(frames):
+        assert _command(ov, R.CMD_RUN_FRAME, frame=fbuf[i].device_address, logits=single.device_address,
+                        height=q.height, width=q.width, frames=1) == R.STATUS_OK
+        single.invalidate()
+        assert np.array_equal(lbuf[i], single)
+        assert np.array_equal(lbuf[i].transpose(2, 0, 1), reference.run(m, frame))
+    ov.close()
+
+
+def test_frames_zero_is_bad_frames_and_touches_no_buffer(model):
+    q, (c, h, w) = model.input, model.shapes()[-1]
+    ov = EmulatedOverlay(model)
+    lbuf = ov.allocate((h, w, c), np.int32)
+    args = dict(frame=0xDEAD0000, logits=lbuf.device_address, height=q.height, width=q.width)  # no frame buffer
+    assert _command(ov, R.CMD_RUN_FRAME, frames=0, **args) == R.STATUS_BAD_FRAMES  # before NO_WEIGHTS
+    assert _command(ov, R.CMD_RUN_FRAME, frames=0, **dict(args, width=q.width + 1)) == R.STATUS_BAD_SIZE  # after it
+    ov = _loaded(model)
+    lbuf = ov.allocate((h, w, c), np.int32)
+    assert _command(ov, R.CMD_RUN_FRAME, frames=0, **dict(args, logits=lbuf.device_address)) == R.STATUS_BAD_FRAMES
+    lbuf.invalidate()
+    assert not lbuf.any() and ov.mmio.fault is None
+    assert R.STATUS_TEXT[R.STATUS_BAD_FRAMES].startswith("FRAMES is 0")
+
+
+@pytest.mark.parametrize("short", ["frame", "logits"])
+def test_a_batch_larger_than_its_buffers_is_a_bus_error(model, short):
+    q, (c, h, w) = model.input, model.shapes()[-1]
+    ov = _loaded(model)
+    fbuf = ov.allocate((2 if short == "frame" else 3, q.height, q.width, 3), np.uint8)
+    lbuf = ov.allocate((2 if short == "logits" else 3, h, w, c), np.int32)
+    for reg, value in ((R.FRAME_LO, fbuf.device_address), (R.LOGITS_LO, lbuf.device_address), (R.CMD, R.CMD_RUN_FRAME),
+                       (R.HEIGHT, q.height), (R.WIDTH, q.width), (R.FRAMES, 3), (R.AP_CTRL, R.AP_START)):
+        ov.mmio.write(reg, value)
+    ov.mmio.join()
+    with pytest.raises(EmulatedBusError, match="outside every live buffer"):
+        ov.mmio.read(R.AP_CTRL)
+    lbuf.invalidate()
+    assert not lbuf.any()  # refused before the first logit map is written

@@ -170,3 +170,56 @@ def test_on_a_board_without_its_bitstream_auto_emulates_and_fpga_refuses(monkeyp
         choose_backend("fpga")
     monkeypatch.setattr(drv, "find_bitstream", lambda bitfile=None: None)
     assert "no sentei bitstream is installed" in choose_backend("auto").reason
+
+
+# ---------------------------------------------------------------------------------------
+# several frames in one accelerator start
+
+
+def _frames_written(ov):
+    from sentei.overlay import registers as R
+
+    return [e[2] for e in ov.log if e[:2] == ("write", R.FRAMES)]
+
+
+def test_a_list_of_frames_runs_in_one_start_and_equals_single_frames(model):
+    from sentei.host.emulation import EmulatedOverlay
+
+    frames = [synthetic.random_frame(60 + i, 24, 32) for i in range(3)] + [synthetic.random_frame(63, 50, 70)]
+    ov = EmulatedOverlay(model)
+    with Segmenter(model, overlay=ov) as seg:
+        singles = [seg.segment(f) for f in frames]
+        mark = len(_frames_written(ov))
+        labels = seg(frames)  # a list: one start
+        batch = seg.segment_batch(frames)
+        assert _frames_written(ov)[mark:] == [4, 4]
+        assert seg(tuple(frames[:2])) and seg([]) == []
+    assert len(labels) == 4
+    for single, lab, res, frame in zip(singles, labels, batch, frames):
+        assert res.frame is frame
+        assert np.array_equal(res.logits, single.logits) and np.array_equal(lab, single.labels)
+        assert np.array_equal(res.labels, single.labels)
+    assert np.array_equal(batch[0].logits, reference.run(model, frames[0]))
+
+
+def test_stream_in_batches_keeps_the_order_and_a_short_last_batch(model):
+    from sentei.host.emulation import EmulatedOverlay
+
+    frames = [synthetic.random_frame(70 + i, 24, 32) for i in range(5)]
+    ov = EmulatedOverlay(model, delay_s=0.01)
+    with Segmenter(model, overlay=ov, batch=2) as seg:
+        results = list(seg.stream(iter(frames)))
+        assert _frames_written(ov) == [1, 2, 2, 1]  # LOAD_WEIGHTS (FRAMES written as 1), then the batches
+        assert len(seg.history) == 5 and all(t.accelerator > 0 for t in seg.history)
+        for frame, res in zip(frames, results):
+            assert res.frame is frame and np.array_equal(res.logits, reference.run(model, frame))
+        for res in seg.stream(frames, batch=3):  # stopped early: the batch in flight is collected
+            break
+        assert seg._acc.running is None
+        assert np.array_equal(seg.logits(frames[4]), reference.run(model, frames[4]))
+
+
+@pytest.mark.parametrize("batch", [0, 65, 2.0, True])
+def test_a_bad_batch_is_a_one_line_error(model, batch):
+    with pytest.raises(SenteiError, match=r"^batch=.*: frames per accelerator start, 1 to 64$"):
+        Segmenter(model, backend="reference", batch=batch)
