@@ -104,21 +104,61 @@ def cmd_segment(args) -> int:
 
     check_alpha(args.alpha)
     check_output(args.out, "--out", folder=True)
-    model = registry.load_model(args.model)
-    frames = preprocess.load_images(args.images)  # all inputs checked before any output
     out = Path(args.out)
-    with Segmenter(model, backend=args.backend) as seg:
-        times = []
-        for path, frame in frames:
-            res = seg.segment(frame)
-            times.append(res.timing.total)
-            visualize.save_png(res.labels, out / f"{path.stem}_labels.png")
-            visualize.save_png(visualize.blend(frame, res.labels, model.class_colors, args.alpha),
-                               out / f"{path.stem}_overlay.png")
-            print(f"{path.name}: {res.timing.total * 1e3:.1f} ms (accelerator {res.timing.accelerator * 1e3:.1f} ms) "
-                  f"-> {out / (path.stem + '_labels.png')}, {out / (path.stem + '_overlay.png')}")
-        print(f"{len(times)} frame(s) on backend {seg.backend}: mean {np.mean(times) * 1e3:.1f} ms/frame")
+    outputs = {Path(p): (out / f"{Path(p).stem}_labels.png", out / f"{Path(p).stem}_overlay.png")
+               for p in args.images}
+    check_not_inputs([o for pair in outputs.values() for o in pair], [*args.images, model_file(args.model)])
+    model = registry.load_model(args.model)
+    frames = preprocess.iter_images(args.images)  # every header checked before any output; one frame in memory
+    written: list[Path] = []  # new files of this run: removed if a later frame fails (no partial set)
+    try:
+        with Segmenter(model, backend=args.backend) as seg:
+            times = []
+            for path, frame in frames:
+                res = seg.segment(frame)
+                times.append(res.timing.total)
+                labels_png, overlay_png = outputs[path]
+                for target, image in ((labels_png, res.labels),
+                                      (overlay_png, visualize.blend(frame, res.labels, model.class_colors, args.alpha))):
+                    existed = target.exists()
+                    visualize.save_png(image, target)
+                    if not existed:
+                        written.append(target)
+                print(f"{safe_text(path.name)}: {res.timing.total * 1e3:.1f} ms (accelerator "
+                      f"{res.timing.accelerator * 1e3:.1f} ms) -> {safe_text(labels_png)}, {safe_text(overlay_png)}")
+            print(f"{len(times)} frame(s) on backend {seg.backend}: mean {np.mean(times) * 1e3:.1f} ms/frame")
+    except BaseException:
+        for path in written:
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        raise
     return 0
+
+
+def check_not_inputs(outputs, inputs) -> None:
+    """Refuse, before any work, an output that is one of the inputs (``a.jpg a_labels.png
+    --out same_dir``: the second input's name is the first's output)."""
+    import os
+
+    for out in outputs:
+        for other in inputs:
+            if other is None or str(other) == "":
+                continue
+            same = out.exists() and Path(other).exists() and os.path.samefile(out, other)
+            if same or out.resolve() == Path(other).resolve():
+                raise SenteiError(f"{safe_text(out)} would be written over the input {safe_text(other)}; "
+                                  f"pass another --out folder or rename the input")
+
+
+def safe_text(value) -> str:
+    """``value`` as text fit for a terminal: control characters (escape sequences, newlines,
+    carriage returns) shown escaped, never sent to the terminal raw."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 def cmd_eval(args) -> int:

@@ -21,6 +21,16 @@ def load_image(path: str | Path) -> np.ndarray:
     Grayscale, palette, 16-bit and RGBA images are converted (see :func:`prepare_frame`);
     a missing file or one that is not an image raises :class:`SenteiError`.
     """
+    return _read_image(path, decode=True)
+
+
+def check_image(path: str | Path) -> tuple[int, int]:
+    """Open ``path``'s header only (no pixel decoded): ``(height, width)``, or one
+    :class:`SenteiError` line for a missing, unreadable, empty or too large image."""
+    return _read_image(path, decode=False)
+
+
+def _read_image(path, decode: bool):
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -28,6 +38,8 @@ def load_image(path: str | Path) -> np.ndarray:
         raise SenteiError(f"image not found: {path} (check the path)")
     if path.is_dir():
         raise SenteiError(f"{path} is a directory, not an image (pass image files)")
+    if not path.is_file():  # a FIFO or a device would be read without end
+        raise SenteiError(f"{path} is not a regular file, not an image (pass image files)")
     try:
         with warnings.catch_warnings():
             # Pillow warns above ~89 M pixels and refuses above ~179 M as it reads the header:
@@ -39,6 +51,8 @@ def load_image(path: str | Path) -> np.ndarray:
                                       f"(more than {MAX_PIXELS} pixels); downscale it first")
                 if img.width == 0 or img.height == 0:
                     raise SenteiError(f"{path}: the image is empty (0 pixels)")
+                if not decode:
+                    return img.height, img.width
                 if img.mode in ("I;16", "I;16B", "I;16L", "I", "F", "RGB", "L", "RGBA"):
                     arr = np.asarray(img)  # 16/32-bit and float values go to to_rgb8 as they are
                 else:
@@ -53,6 +67,25 @@ def load_image(path: str | Path) -> np.ndarray:
     return to_rgb8(arr, str(path))
 
 
+def iter_images(paths):
+    """Every image's header checked (and the stems, as :func:`load_images`) before the first
+    is decoded, then ``(path, rgb)`` one at a time: memory holds one frame, not all of them."""
+    paths = [Path(p) for p in paths]
+    _check_stems(paths)
+    for path in paths:
+        check_image(path)
+    return ((path, load_image(path)) for path in paths)
+
+
+def _check_stems(paths) -> None:
+    seen: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in seen:
+            raise SenteiError(f"{seen[path.stem]} and {path} would write the same outputs "
+                              f"({path.stem}_*.png); rename one or run them separately")
+        seen[path.stem] = path
+
+
 def load_images(paths) -> list[tuple[Path, np.ndarray]]:
     """Read every image of a command before it writes anything: ``[(path, rgb), ...]``.
 
@@ -61,12 +94,7 @@ def load_images(paths) -> list[tuple[Path, np.ndarray]]:
     the other's results.
     """
     paths = [Path(p) for p in paths]
-    seen: dict[str, Path] = {}
-    for path in paths:
-        if path.stem in seen:
-            raise SenteiError(f"{seen[path.stem]} and {path} would write the same outputs "
-                              f"({path.stem}_*.png); rename one or run them separately")
-        seen[path.stem] = path
+    _check_stems(paths)
     return [(path, load_image(path)) for path in paths]
 
 
@@ -92,7 +120,10 @@ def to_rgb8(image: np.ndarray, what: str = "frame") -> np.ndarray:
     img = img[:, :, :3]
     if img.dtype == np.uint8:
         return np.ascontiguousarray(img)
-    if img.dtype in (np.uint16, np.int32, np.int64) and img.min() >= 0 and img.max() <= 65535:
+    if img.dtype in (np.int32, np.int64, np.uint32, np.uint64) and img.min() >= 0 and img.max() <= 255:
+        # a 32-bit image (Pillow's mode I) holding 8-bit values: taken as they are, not >> 8 (black)
+        return np.ascontiguousarray(img.astype(np.uint8))
+    if img.dtype in (np.uint16, np.int32, np.int64, np.uint32, np.uint64) and img.min() >= 0 and img.max() <= 65535:
         return np.ascontiguousarray((img.astype(np.uint32) >> 8).astype(np.uint8))
     raise SenteiError(f"{what}: pixel type {img.dtype} is not supported (use uint8 or uint16 RGB)")
 

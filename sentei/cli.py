@@ -75,7 +75,22 @@ def check_output(path, option: str, inputs=(), folder: bool = False):
         same = out.exists() and Path(other).exists() and os.path.samefile(out, other)
         if same or out.resolve() == Path(other).resolve():
             raise SenteiError(f"{option} {path} is also the input {other}; write to another path")
-    parent = out if folder and out.is_dir() else out.parent
+    if not folder and out.exists():
+        import stat
+
+        mode = os.stat(out).st_mode  # through links
+        if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):  # written in place (host.format.atomic_write_bytes)
+            if not os.access(out, os.W_OK):
+                raise SenteiError(f"{option} {path}: {_OS_ERROR_HINTS[errno.EACCES]}")
+            return out
+        if not stat.S_ISREG(mode):
+            raise SenteiError(f"{option} {path}: not a regular file, character device or FIFO; "
+                              f"pass a file name")
+    if not folder and out.is_symlink():  # the file the link names is what is replaced
+        out_real = Path(os.path.realpath(out))
+    else:
+        out_real = out
+    parent = out if folder and out.is_dir() else out_real.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():

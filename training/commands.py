@@ -118,6 +118,8 @@ def _common(p, default_config, section):
     p.add_argument("--workers", type=positive_int, default=4, help="threads decoding frames")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out that already holds one, replacing its files")
     p.add_argument("--eval-every", type=option(section, "eval_every"), help="evaluate on val every N epochs")
 
 
@@ -145,13 +147,35 @@ def _base_config(args, section):
     return cfg
 
 
-def _check_run_dir(args) -> None:
-    """``--out`` before any work: a folder that can be made or written, holding ``last.pt`` for ``--resume``."""
+RUN_MARKERS = ("last.pt", "best.pt", "teacher.pt", "metrics.json")  # trained state a slip would lose
+
+
+def _check_run_dir(args, inputs=()) -> None:
+    """``--out`` before any work: a folder that can be made or written, holding ``last.pt`` for
+    ``--resume``; one that holds a run already is refused without ``--resume`` or ``--overwrite``
+    (a slip would write over its checkpoints), and one that holds an input of the run (the
+    teacher, ``--from``) is refused always."""
     from sentei.training.train import last_checkpoint
 
     check_output(args.out, "--out", folder=True)
+    if args.resume and getattr(args, "overwrite", False):
+        raise SenteiError("--resume and --overwrite: continue the run or replace it, not both; drop one")
+    out = Path(args.out)
+    for given in inputs:
+        if given is None or not Path(given).exists():
+            continue
+        path = Path(given).resolve()
+        if out.resolve() == path.parent or out.resolve() in path.parents:
+            raise SenteiError(f"--out {args.out} holds the input {given}; the run would write over it "
+                              f"(pass another --out)")
     if args.resume:
         last_checkpoint(args.out)
+    elif not getattr(args, "overwrite", False) and out.is_dir():
+        found = [name for name in RUN_MARKERS if (out / name).exists()] + \
+            sorted(p.name for p in out.glob("*.sentei"))
+        if found:
+            raise SenteiError(f"--out {args.out} already holds a run ({', '.join(found[:3])}); pass --resume "
+                              f"to continue it, --overwrite to replace it, or another --out")
 
 
 def cmd_train(args) -> int:
@@ -235,7 +259,7 @@ def cmd_compress(args) -> int:
     elif not 0.0 < float(comp.get("sparsity", 0.9)) < 1.0:
         raise SenteiError(f"--sparsity {comp.get('sparsity')}: must lie in (0, 1), e.g. 0.9 "
                           f"(for quantization without pruning use --scheme dense)")
-    _check_run_dir(args)
+    _check_run_dir(args, inputs=(args.teacher, args.init))
     with train.run_env(args.device) as env:
         if env.device.type == "mps":  # known before hours of pruning, not at the first QAT evaluation
             raise SenteiError("--device mps: compress scores the exact integer network in float64, which MPS "
