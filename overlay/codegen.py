@@ -38,34 +38,31 @@ GEOMETRY_FIELDS = ("chunk_channels", "chunks", "pixel_iterations", "window_itera
                    "line_depth", "requant_units", "requant_span", "bank_bits", "slot_bits")
 
 
-def default_lanes(model) -> list[int]:
-    """Fallback lane allocation: the largest divisor of each layer's Cout that is <= 8."""
-    return [max(p for p in range(1, FALLBACK_MAX_LANES + 1) if layer.out_channels % p == 0)
+def default_lanes(model) -> list:
+    """Fallback plan without a board: the sparse engine with the largest divisor of each
+    layer's Cout that is <= 8 lanes."""
+    from sentei.overlay.perf import LayerPlan
+
+    return [LayerPlan("sparse", max(p for p in range(1, FALLBACK_MAX_LANES + 1) if layer.out_channels % p == 0))
             for layer in model.layers]
 
 
-def check_lanes(model, lanes) -> list[int]:
-    """Validate an explicit lane list: one positive divisor of Cout per layer."""
-    lanes = [int(p) for p in lanes]
-    if len(lanes) != len(model.layers):
-        raise SenteiError(f"--lanes has {len(lanes)} entries but the model has {len(model.layers)} layers "
-                          f"(give one lane count per layer)")
-    for n, (p, layer) in enumerate(zip(lanes, model.layers)):
-        if p < 1 or layer.out_channels % p:
-            raise SenteiError(f"lanes of layer {n} ({layer.name}): {p} does not divide Cout = "
-                              f"{layer.out_channels} (every lane must get the same number of filters)")
-    return lanes
+def check_lanes(model, lanes) -> list:
+    """Validate explicit plans (ints: sparse lanes; labels such as ``d4w32``): one per layer."""
+    from sentei.overlay.perf import check_plans
+
+    return check_plans(model, lanes)
 
 
-def choose_lanes(model, lanes=None, board: str | None = None, clock_mhz: float | None = None) -> list[int]:
-    """Lanes per layer: explicit ``lanes``, else the performance model's allocation for
-    ``board`` (``sentei.overlay.perf.allocate_lanes``), else :func:`default_lanes`."""
+def choose_lanes(model, lanes=None, board: str | None = None, clock_mhz: float | None = None) -> list:
+    """Plans per layer: explicit ``lanes``, else the performance model's allocation for
+    ``board`` (``sentei.overlay.perf.allocate``), else :func:`default_lanes`."""
     if lanes is not None:
         return check_lanes(model, lanes)
     if board is not None:
         from sentei.overlay import perf
 
-        return check_lanes(model, perf.allocate_lanes(model, board, clock_mhz))
+        return perf.allocate(model, board, clock_mhz)
     return default_lanes(model)
 
 
@@ -125,15 +122,19 @@ class LayerFacts:
     blob_offset: int
     geometry: tuple = ()  # (name, value) pairs of sentei.overlay.perf.layer_geometry
     line_storage: str = "bram"  # where the line-buffer rows go: bram, uram or lutram
+    engine: str = "sparse"  # sparse_conv.hpp or dense_conv.hpp
+    act_depth: int = 2  # FIFO depth of the layer's input pixels
+    win_depth: int = 2  # FIFO depth of its window chunks
 
     @property
     def folds(self) -> int:
-        return self.cout // self.lanes
+        return -(-self.cout // self.lanes)
 
     @property
     def iterations(self) -> int:
-        """MAC-loop iterations per frame: Ho * Wo * (Cout / P) * K."""
-        return self.out_height * self.out_width * self.folds * self.k_nonzero
+        """MAC-loop iterations per frame: Ho * Wo * NF * K (sparse) or Ho * Wo * NF * L (dense)."""
+        steps = self.k_nonzero if self.engine == "sparse" else dict(self.geometry)["chunks"]
+        return self.out_height * self.out_width * self.folds * steps
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,8 @@ class NetworkFacts:
                         "dilation": f.dilation, "padding": f.padding, "in": [f.in_height, f.in_width],
                         "out": [f.out_height, f.out_width], "k_nonzero": f.k_nonzero, "lanes": f.lanes,
                         "folds": f.folds, "weight_bits": f.weight_bits, "act": f.act, "out_bits": f.out_bits,
-                        "blob_offset": f.blob_offset, "iterations": f.iterations,
+                        "blob_offset": f.blob_offset, "iterations": f.iterations, "engine": f.engine,
+                        "act_depth": f.act_depth, "win_depth": f.win_depth,
                         "line_storage": f.line_storage, **dict(f.geometry)} for f in self.layers],
         }
 
@@ -179,7 +181,8 @@ class NetworkFacts:
         """Hash of the compile-time facts (the model name excluded): equal for models that
         run on the same bitstream."""
         facts = [(f.cin, f.cout, f.kernel, f.stride, f.dilation, f.padding, f.k_nonzero, f.lanes,
-                  f.weight_bits, f.act, f.out_bits, f.line_storage) for f in self.layers]
+                  f.weight_bits, f.act, f.out_bits, f.line_storage, f.engine, dict(f.geometry)["chunk_channels"],
+                  f.act_depth, f.win_depth) for f in self.layers]
         text = json.dumps([self.height, self.width, self.input_bits, facts])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -201,10 +204,12 @@ def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float 
         out_type = _act_type(layer.act, layer.out_bits)
         geo = perf.layer_geometry(model, n, lanes[n])
         storage = places[n]
+        depths = {"act_depth": perf.fifo_depth_pixels(model, n, geo), "win_depth": perf.fifo_depth_chunks(geo)}
         layers.append(LayerFacts(
             index=n, name=layer.name, cin=layer.in_channels, cout=layer.out_channels, kernel=layer.kernel,
             stride=layer.stride, dilation=layer.dilation, padding=layer.padding, in_height=h, in_width=w,
-            out_height=ho, out_width=wo, k_nonzero=layer.k_nonzero, lanes=lanes[n],
+            out_height=ho, out_width=wo, k_nonzero=layer.k_nonzero, lanes=geo["lanes"], engine=geo["engine"],
+            **depths,
             weight_bits=layer.weight_bits, act=layer.act, out_bits=layer.stored_out_bits,
             in_type=in_type, out_type=out_type, out_min=lo, out_max=hi, blob_offset=offsets[n],
             geometry=tuple((key, geo[key]) for key in GEOMETRY_FIELDS),
@@ -220,19 +225,23 @@ def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float 
 
 CONFIG_HEADER = Template("""\
 // network_config.h -- generated by `sentei overlay codegen`; do not edit, regenerate.
-// Compile-time facts of the network (signature ${signature}): shapes, K, lanes, bit widths
-// and the weight-blob layout. Weights, biases and requantization constants are NOT here:
-// they are loaded at run time by CMD_LOAD_WEIGHTS (docs/model-format.md, section 6).
+// Compile-time facts of the network (signature ${signature}): shapes, K, engines, lanes, bit
+// widths and the weight-blob layout. Weights, biases and requantization constants are NOT
+// here: they are loaded at run time by CMD_LOAD_WEIGHTS (docs/model-format.md, section 6).
 #ifndef SENTEI_NETWORK_CONFIG_H
 #define SENTEI_NETWORK_CONFIG_H
 
+#include "dense_conv.hpp"
 #include "input_quant.hpp"
 #include "sparse_conv.hpp"
 
 #define SENTEI_NUM_LAYERS ${num_layers}
-#define SENTEI_FRAME_WORDS ${frame_words}   // ceil(height * width * 3 / 4)
+#define SENTEI_FRAME_WORDS ${frame_words}   // ceil(height * width * 3 / 4), one frame
 #define SENTEI_BLOB_WORDS ${blob_words}
-#define SENTEI_LOGIT_WORDS ${logit_words}  // out_height * out_width * num_classes
+#define SENTEI_LOGIT_WORDS ${logit_words}  // out_height * out_width * num_classes, one frame
+#define SENTEI_COSIM_FRAMES ${cosim_frames}  // frames the m_axi depths of co-simulation allow in one start
+#define SENTEI_FRAME_BUFFER_WORDS ${frame_buffer_words}  // SENTEI_FRAME_WORDS * SENTEI_COSIM_FRAMES
+#define SENTEI_LOGIT_BUFFER_WORDS ${logit_buffer_words}  // SENTEI_LOGIT_WORDS * SENTEI_COSIM_FRAMES
 
 namespace sentei {
 namespace network {
@@ -271,7 +280,7 @@ ${layer_configs}
 
 LAYER_CONFIG = Template("""\
 /// layer ${index} (${name}): ${cin} -> ${cout}, k=${kernel} s=${stride} d=${dilation} p=${padding},
-/// ${in_height}x${in_width} -> ${out_height}x${out_width}, K=${k_nonzero} of ${fan_in}, ${lanes} lanes x ${folds} folds,
+/// ${in_height}x${in_width} -> ${out_height}x${out_width}, K=${k_nonzero} of ${fan_in}, ${engine} engine, ${lanes} lanes x ${folds} folds,
 /// ${act} ${out_bits}-bit; ${iterations} MAC iterations per frame; window in ${chunks} chunks of
 /// ${chunk_channels} channels x ${kernel} taps, line-buffer rows in ${line_storage}
 struct layer${index}_config : conv_config_default {
@@ -313,10 +322,11 @@ struct layer${index}_config : conv_config_default {
 NETWORK_HEADER = Template("""\
 // network.h -- generated by `sentei overlay codegen`; do not edit, regenerate.
 // The network of signature ${signature}: on-chip weight storage, the blob loader, and the
-// dataflow pipeline (one line buffer + sparse engine per layer). Included by sentei_top.cpp only.
+// dataflow pipeline (one window generator + engine per layer). Included by sentei_top.cpp only.
 #ifndef SENTEI_NETWORK_H
 #define SENTEI_NETWORK_H
 
+#include "dense_conv.hpp"
 #include "input_quant.hpp"
 #include "line_buffer.hpp"
 #include "network_config.h"
@@ -327,7 +337,8 @@ NETWORK_HEADER = Template("""\
 namespace sentei {
 namespace network {
 
-// On-chip weights, written by load() and each read by exactly one dataflow process.
+// On-chip weights: written by load(), passed into the dataflow region by run(), each read by
+// exactly one of its processes.
 ${storage}
 ${windows}
 /// CMD_LOAD_WEIGHTS, first half: check the blob's header against this network (nothing is written).
@@ -354,18 +365,25 @@ input_constants:
 ${loads}    return ok ? STATUS_OK : STATUS_BAD_LAYOUT;
 }
 
-/// CMD_RUN_FRAME: frame -> logits through every layer at once.
-inline void run(const word_t* frame, logit_t* logits, const input_quant_param& iq) {
+/// The dataflow region: every process called once, every memory it reads passed in as an
+/// argument, FIFO depths from the performance model (overlay/perf.py: fifo_depth_*).
+inline void pipeline(const word_t* frame, logit_t* logits, const input_quant_param& iq, unsigned frames${params}) {
 #pragma HLS INLINE off  // stays a function: inlined into sentei_top, its DATAFLOW pragma would be dropped
-#pragma HLS DATAFLOW  // one process per block: all layers work at once on successive pixels, no DDR between them
+#pragma HLS DATAFLOW  // one process per block: all layers work at once on successive pixels and frames, no DDR between them
     hls::stream<word_t> words("words");
     hls::stream<rgb_t> rgb("rgb");
     hls::stream<in_pixel_t<layer0_config> > act0("act0");
+#pragma HLS STREAM variable = act0 depth = ${act0_depth}  // the input rows layer 0's window generator takes at the start of an output row
 ${streams}
-    read_words<input_config>(frame, words);
-    unpack_pixels<input_config>(words, rgb);
-    quantize_input<input_config>(rgb, act0, iq);
-${calls}    write_logits<layer${last}_config>(act${num_layers}, logits);
+    read_words<input_config>(frame, words, frames);
+    unpack_pixels<input_config>(words, rgb, frames);
+    quantize_input<input_config>(rgb, act0, iq, frames);
+${calls}    write_logits<layer${last}_config>(act${num_layers}, logits, frames);
+}
+
+/// CMD_RUN_FRAME: `frames` frames -> their logits through every layer at once.
+inline void run(const word_t* frame, logit_t* logits, const input_quant_param& iq, unsigned frames) {
+    pipeline(frame, logits, iq, frames${args});
 }
 
 }  // namespace network
@@ -374,54 +392,98 @@ ${calls}    write_logits<layer${last}_config>(act${num_layers}, logits);
 #endif
 """)
 
-LAYER_STORAGE = Template("""\
+LAYER_STORAGE = {
+    "sparse": Template("""\
 static sparse_entry<layer${index}_config> layer${index}_weights[${lanes}][${folds} * ${k_nonzero}];
 static requant_param layer${index}_quant[${requant_units}][${folds} * ${requant_span}];
-""")
-
-LAYER_WINDOW = Template("""\
-/// layer ${index}'s line buffer process: its row memories, bound to ${line_storage} for this board.
-inline void layer${index}_window(hls::stream<in_pixel_t<layer${index}_config> >& in,
-                          hls::stream<chunk_t<layer${index}_config> >& out) {
-#pragma HLS INLINE off  // a dataflow process of its own: inlined, its memory would become a variable of run()
-    line_word_t<layer${index}_config> lines[${line_slots}][${line_depth}];
-#pragma HLS AGGREGATE variable = lines compact = bit  // a word's Wc channels in one memory word of Wc*bits, read and written whole (no padding)
-#pragma HLS ARRAY_PARTITION variable = lines dim = 1 complete  // one memory per row slot: k rows read per clock
-#pragma HLS BIND_STORAGE variable = lines type = ram_s2p impl = ${line_storage}  // chosen by the performance model
-    line_buffer<layer${index}_config>(in, out, lines);
+"""),
+    "dense": Template("""\
+static dense_word_t<layer${index}_config> layer${index}_weights[${lanes}][${folds} * ${chunks}];
+static requant_param layer${index}_quant[${requant_units}][${folds} * ${requant_span}];
+"""),
 }
 
-""")
+LAYER_PARAMS = {
+    "sparse": Template(""",
+                     const sparse_entry<layer${index}_config> w${index}[${lanes}][${folds} * ${k_nonzero}],
+                     const requant_param q${index}[${requant_units}][${folds} * ${requant_span}]"""),
+    "dense": Template(""",
+                     const dense_word_t<layer${index}_config> w${index}[${lanes}][${folds} * ${chunks}],
+                     const requant_param q${index}[${requant_units}][${folds} * ${requant_span}]"""),
+}
 
-LAYER_LOAD = Template("""\
+LAYER_ARGS = Template(""", layer${index}_weights, layer${index}_quant""")
+
+LAYER_WINDOW = {
+    "rows": Template("""\
+/// layer ${index}'s window generator: its row memories, bound to ${line_storage} for this board.
+inline void layer${index}_window(hls::stream<in_pixel_t<layer${index}_config> >& in,
+                          hls::stream<chunk_t<layer${index}_config> >& out, unsigned frames) {
+#pragma HLS INLINE off  // a dataflow process of its own: inlined, its memory would become a variable of the region
+    line_word_t<layer${index}_config> lines[${line_slots}][${line_depth}];
+#pragma HLS AGGREGATE variable = lines compact = bit  // a word's Wc channels in one memory word of Wc*bits, read and written whole (no padding)
+#pragma HLS ARRAY_PARTITION variable = lines dim = 1 complete  // one memory per row slot: k rows read while one is written
+#pragma HLS BIND_STORAGE variable = lines type = ram_s2p impl = ${line_storage}  // chosen by the performance model
+    line_buffer<layer${index}_config>(in, out, lines, frames);
+}
+
+"""),
+    "pointwise": Template("""\
+/// layer ${index}'s window generator (1x1: no rows kept).
+inline void layer${index}_window(hls::stream<in_pixel_t<layer${index}_config> >& in,
+                          hls::stream<chunk_t<layer${index}_config> >& out, unsigned frames) {
+#pragma HLS INLINE off  // a dataflow process of its own
+    pointwise_window<layer${index}_config>(in, out, frames);
+}
+
+"""),
+}
+
+LAYER_LOAD = {
+    "sparse": Template("""\
     ok &= load_conv_weights<layer${index}_config>(blob, layer${index}_weights, layer${index}_quant);
-""")
+"""),
+    "dense": Template("""\
+    ok &= load_dense_weights<layer${index}_config>(blob, layer${index}_weights, layer${index}_quant);
+"""),
+}
 
 LAYER_STREAMS = Template("""\
     hls::stream<chunk_t<layer${index}_config> > win${index}("win${index}");
-#pragma HLS STREAM variable = win${index} depth = ${chunks}  // one window of chunks: the line buffer runs a pixel ahead
+#pragma HLS STREAM variable = win${index} depth = ${win_depth}  // two windows: the generator runs ahead of the engine by a pixel
     hls::stream<out_pixel_t<layer${index}_config> > act${next}("act${next}");
+#pragma HLS STREAM variable = act${next} depth = ${next_act_depth}  // ${next_act_reason}
 """)
 
-LAYER_CALLS = Template("""\
-    layer${index}_window(act${index}, win${index});
-    sparse_conv<layer${index}_config>(win${index}, act${next}, layer${index}_weights, layer${index}_quant);
-""")
+LAYER_CALLS = {
+    "sparse": Template("""\
+    layer${index}_window(act${index}, win${index}, frames);
+    sparse_conv<layer${index}_config>(win${index}, act${next}, w${index}, q${index}, frames);
+"""),
+    "dense": Template("""\
+    layer${index}_window(act${index}, win${index}, frames);
+    dense_conv<layer${index}_config>(win${index}, act${next}, w${index}, q${index}, frames);
+"""),
+}
 
 ACT_ENUM = {"relu": "ACT_RELU", "linear": "ACT_LINEAR", "logits": "ACT_LOGITS"}
+COSIM_FRAMES = 2
 
 
-def _layer_fields(f: LayerFacts) -> dict:
+def _layer_fields(f: LayerFacts, following: LayerFacts | None) -> dict:
     kk = f.kernel * f.kernel
     return {"index": f.index, "next": f.index + 1, "name": c_comment_text(f.name), "cin": f.cin, "cout": f.cout,
             "kernel": f.kernel, "stride": f.stride, "dilation": f.dilation, "padding": f.padding,
             "in_height": f.in_height, "in_width": f.in_width, "out_height": f.out_height,
             "out_width": f.out_width, "k_nonzero": f.k_nonzero, "fan_in": f.cin * kk, "lanes": f.lanes,
             "folds": f.folds, "weight_bits": f.weight_bits, "blob_offset": f.blob_offset, "act": f.act,
-            "act_enum": ACT_ENUM[f.act], "line_storage": f.line_storage,
+            "act_enum": ACT_ENUM[f.act], "line_storage": f.line_storage, "engine": f.engine,
             **dict(f.geometry),
             "out_bits": f.out_bits, "out_min": f.out_min, "out_max": f.out_max, "in_type": f.in_type,
-            "out_type": f.out_type, "iterations": f.iterations}
+            "out_type": f.out_type, "iterations": f.iterations, "win_depth": f.win_depth,
+            "next_act_depth": following.act_depth if following else 2,
+            "next_act_reason": ("the input rows the next layer's window generator takes at the start of an output row"
+                                if following else "the logits writer takes a pixel every num_classes clocks")}
 
 
 def render(facts: NetworkFacts) -> dict[str, str]:
@@ -429,14 +491,18 @@ def render(facts: NetworkFacts) -> dict[str, str]:
     from sentei.host.format import act_range
 
     input_lo, input_hi = act_range("linear", facts.input_bits)
-    layers = [_layer_fields(f) for f in facts.layers]
+    nxt = list(facts.layers[1:]) + [None]
+    layers = [(f, _layer_fields(f, g)) for f, g in zip(facts.layers, nxt)]
     stages = facts.stages()
-    joined = {name: "".join(t.substitute(fields) for fields in layers)
-              for name, t in (("layer_configs", LAYER_CONFIG), ("storage", LAYER_STORAGE), ("windows", LAYER_WINDOW),
-                              ("loads", LAYER_LOAD), ("streams", LAYER_STREAMS), ("calls", LAYER_CALLS))}
+
+    def join(pick) -> str:
+        return "".join(pick(f).substitute(fields) for f, fields in layers)
+
     common = {"signature": facts.signature(), "num_layers": len(facts.layers), "last": len(facts.layers) - 1}
     config = CONFIG_HEADER.substitute(
         common, frame_words=facts.frame_words, blob_words=facts.blob_words, logit_words=facts.logit_words,
+        cosim_frames=COSIM_FRAMES, frame_buffer_words=facts.frame_words * COSIM_FRAMES,
+        logit_buffer_words=facts.logit_words * COSIM_FRAMES,
         num_classes=facts.num_classes, blob_offsets=", ".join(str(f.blob_offset) for f in facts.layers),
         stage_channels=", ".join(str(c) for c, _, _ in stages),
         stage_height=", ".join(str(h) for _, h, _ in stages),
@@ -444,10 +510,13 @@ def render(facts: NetworkFacts) -> dict[str, str]:
         layer_names=", ".join(c_string_literal(f.name) for f in facts.layers),
         height=facts.height, width=facts.width, input_bits=facts.input_bits,
         input_min=input_lo, input_max=input_hi,
-        layer_configs=joined["layer_configs"])
-    network = NETWORK_HEADER.substitute(common, storage=joined["storage"], windows=joined["windows"],
-                                        loads=joined["loads"],
-                                        streams=joined["streams"], calls=joined["calls"])
+        layer_configs=join(lambda f: LAYER_CONFIG))
+    network = NETWORK_HEADER.substitute(
+        common, storage=join(lambda f: LAYER_STORAGE[f.engine]),
+        windows=join(lambda f: LAYER_WINDOW["rows" if f.kernel > 1 else "pointwise"]),
+        loads=join(lambda f: LAYER_LOAD[f.engine]), streams=join(lambda f: LAYER_STREAMS),
+        calls=join(lambda f: LAYER_CALLS[f.engine]), params=join(lambda f: LAYER_PARAMS[f.engine]),
+        args=join(lambda f: LAYER_ARGS), act0_depth=facts.layers[0].act_depth)
     return {"network_config.h": config, "network.h": network,
             "network.json": json.dumps(facts.to_json(), indent=2) + "\n"}
 

@@ -35,9 +35,10 @@ def register(sub) -> None:
 
 def _model_args(p) -> None:
     p.add_argument("--model", default=None, help="model file or bundled name (default: the bundled model)")
-    p.add_argument("--lanes", default=None, metavar="P1,P2,...",
-                   help="parallel lanes per layer, each dividing the layer's Cout (default: the performance "
-                        "model's allocation for --board, else the largest divisor of Cout <= 8)")
+    p.add_argument("--lanes", default=None, metavar="PLAN,PLAN,...",
+                   help="engine and lanes per layer: LANES (sparse), sLANES[wWc] or dLANES[wWc] (dense), e.g. "
+                        "d8w3,8,64 (default: the performance model's allocation for --board, else the sparse "
+                        "engine with the largest divisor of Cout <= 8)")
     p.add_argument("--board", default=None, help="board whose resources the lane allocation fits (see `sentei perf`)")
     p.add_argument("--clock-mhz", type=float, default=None, help="target clock for the lane allocation")
 
@@ -59,11 +60,12 @@ def cmd_codegen(args) -> int:
     model = load_model(args.model)
     facts, paths = codegen.generate(model, args.out, parse_lanes(args.lanes), args.board, args.clock_mhz)
     print(f"network of {model.name}: {len(facts.layers)} layers, signature {facts.signature()}")
-    print(f"{'layer':<14}{'Cin':>5}{'Cout':>6}{'k':>3}{'s':>3}{'d':>3}{'p':>3}{'K':>6}{'lanes':>7}"
-          f"{'out':>10}{'iter/frame':>13}")
+    print(f"{'layer':<14}{'Cin':>5}{'Cout':>6}{'k':>3}{'s':>3}{'d':>3}{'p':>3}{'K':>6}{'engine':>8}{'lanes':>7}"
+          f"{'Wc':>5}{'out':>10}{'iter/frame':>13}")
     for f in facts.layers:
         print(f"{f.name:<14}{f.cin:>5}{f.cout:>6}{f.kernel:>3}{f.stride:>3}{f.dilation:>3}{f.padding:>3}"
-              f"{f.k_nonzero:>6}{f.lanes:>7}{f'{f.out_height}x{f.out_width}':>10}{f.iterations:>13}")
+              f"{f.k_nonzero:>6}{f.engine:>8}{f.lanes:>7}{dict(f.geometry)['chunk_channels']:>5}"
+              f"{f'{f.out_height}x{f.out_width}':>10}{f.iterations:>13}")
     for path in paths.values():
         print(f"wrote {path}")
     return 0

@@ -46,6 +46,7 @@ INSTALL_HINT = "pip install 'sentei[dev]'"
 BUILD_TIMEOUT_S = 900
 LIB_NAME = "libsentei_csim.so"
 TB_NAME = "sentei_tb"
+MAX_FRAMES = 4096  # frames one start of the C-simulation may run (bounds the buffers it allocates)
 
 
 # ---------------------------------------------------------------------------------------
@@ -237,6 +238,7 @@ class CsimAccelerator:
         self.build = build(model, lanes, cache_dir, board, clock_mhz)
         self.facts = self.build.facts
         self._lock = threading.Lock()
+        self._traced_frames = 0
         fd, private = tempfile.mkstemp(prefix="sentei_csim_", suffix=".so")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -248,7 +250,7 @@ class CsimAccelerator:
         u32p = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
         i32p = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
         lib.sentei_csim_execute.argtypes = [u32p, u32p, i32p, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint,
-                                            ctypes.c_int]
+                                            ctypes.c_uint, ctypes.c_uint, ctypes.c_int]
         lib.sentei_csim_execute.restype = ctypes.c_uint
         lib.sentei_csim_iterations.argtypes = [np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")]
         lib.sentei_csim_iterations.restype = None
@@ -266,13 +268,16 @@ class CsimAccelerator:
         self.logits_shape = (last.out_height, last.out_width, last.cout)
 
     def execute(self, cmd: int, frame_words: np.ndarray | None = None, weights: np.ndarray | None = None,
-                logits: np.ndarray | None = None, height: int = 0, width: int = 0, trace: bool = False) -> int:
+                logits: np.ndarray | None = None, height: int = 0, width: int = 0, trace: bool = False,
+                frames: int = 1) -> int:
         """One start of the accelerator: the registers' values and the three DDR buffers.
 
-        Buffers are used as the m_axi ports see DDR: the frame port reads ``frame_words``
-        words, the weight port ``blob_words`` words (words past the end of a shorter array read
-        as 0), and the logits port writes ``logit_words`` int32 into ``logits`` (in place, when
-        given as a C-contiguous int32 array of at least that size). Returns the STATUS code.
+        Buffers are used as the m_axi ports see DDR: the frame port reads ``frames *
+        frame_words`` words, the weight port ``blob_words`` words (words past the end of a
+        shorter array read as 0), and the logits port writes ``frames * logit_words`` int32
+        into ``logits`` (in place, when given as a C-contiguous int32 array of at least that
+        size). ``frames`` is the FRAMES register (0 returns STATUS_BAD_FRAMES). Returns the
+        STATUS code.
         """
         def words(arr, n, dtype):
             buf = np.zeros(n, dtype=dtype)
@@ -284,17 +289,22 @@ class CsimAccelerator:
                 buf[: flat.size] = flat
             return buf
 
+        frames = int(frames)
+        if not 0 <= frames <= MAX_FRAMES:
+            raise SenteiError(f"frames {frames}: a start runs 1 to {MAX_FRAMES} frames")
+        buffered = max(frames, 1)
         if logits is not None and not (isinstance(logits, np.ndarray) and logits.dtype == np.int32
-                                       and logits.flags.c_contiguous and logits.size >= self.logit_words):
+                                       and logits.flags.c_contiguous and logits.size >= buffered * self.logit_words):
             raise SenteiError(f"logits buffer must be a C-contiguous int32 array of at least "
-                              f"{self.logit_words} values")
-        f = words(frame_words, self.frame_words, np.uint32)
+                              f"{buffered * self.logit_words} values ({buffered} frame(s))")
+        f = words(frame_words, buffered * self.frame_words, np.uint32)
         w = words(weights, self.blob_words, np.uint32)
-        out = words(logits, self.logit_words, np.int32)
+        out = words(logits, buffered * self.logit_words, np.int32)
         with self._lock:
-            status = int(self.lib.sentei_csim_execute(f, w, out, int(cmd), int(height), int(width), int(trace)))
+            status = int(self.lib.sentei_csim_execute(f, w, out, int(cmd), int(height), int(width), frames,
+                                                      buffered, int(trace)))
         if logits is not None:
-            logits.reshape(-1)[: self.logit_words] = out
+            logits.reshape(-1)[: out.size] = out
         return status
 
     def load_weights(self, blob: np.ndarray) -> int:
@@ -323,10 +333,27 @@ class CsimAccelerator:
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise SenteiError(f"frame must be uint8 RGB of shape [H, W, 3], got {frame.dtype} {list(frame.shape)} "
                               f"(use sentei.host.preprocess.prepare_frame)")
-        logits = np.zeros(self.logit_words, dtype=np.int32)
-        status = self.execute(registers.CMD_RUN_FRAME, frame_to_words(frame, self.frame_words), None, logits,
-                              frame.shape[0], frame.shape[1], trace)
-        return status, logits.reshape(self.logits_shape)
+        status, logits = self.run_frames([frame], trace)
+        return status, logits[0]
+
+    def run_frames(self, frames, trace: bool = False) -> tuple[int, np.ndarray]:
+        """CMD_RUN_FRAME with FRAMES = len(frames): the frames overlap in the pipeline, as on
+        the board. -> ``(status, int32 logits [n, h, w, num_classes])``; with ``trace`` the
+        stages of every frame are kept (:meth:`stage` takes a frame index)."""
+        frames = [np.asarray(f) for f in frames]
+        if not 1 <= len(frames) <= MAX_FRAMES:
+            raise SenteiError(f"{len(frames)} frames: a start runs 1 to {MAX_FRAMES} frames")
+        for frame in frames:
+            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or frame.shape != frames[0].shape:
+                raise SenteiError(f"frames must be uint8 RGB of one shape [H, W, 3], got {frame.dtype} "
+                                  f"{list(frame.shape)} (use sentei.host.preprocess.prepare_frame)")
+        n = len(frames)
+        buf = np.concatenate([frame_to_words(f, self.frame_words) for f in frames])
+        logits = np.zeros(n * self.logit_words, dtype=np.int32)
+        status = self.execute(registers.CMD_RUN_FRAME, buf, None, logits, frames[0].shape[0], frames[0].shape[1],
+                              trace, frames=n)
+        self._traced_frames = n if trace else 0
+        return status, logits.reshape((n,) + self.logits_shape)
 
     def close(self) -> None:
         """Release the accelerator; later calls raise SenteiError.
@@ -357,19 +384,23 @@ class CsimAccelerator:
         return [int(v) for v in out]
 
     def expected_iterations(self) -> list[int]:
-        """``Ho * Wo * (Cout / P) * K`` per layer: what one frame must execute."""
+        """``Ho * Wo * NF * K`` (sparse) or ``Ho * Wo * NF * L`` (dense) per layer: what one
+        frame must execute."""
         return [f.iterations for f in self.facts.layers]
 
-    def stage(self, s: int) -> np.ndarray:
-        """Activations of stage ``s`` (0: input, l+1: layer l) of the last traced run, ``[h, w, C]``."""
+    def stage(self, s: int, frame: int = 0) -> np.ndarray:
+        """Activations of stage ``s`` (0: input, l+1: layer l) of frame ``frame`` of the last
+        traced run, ``[h, w, C]``."""
         c, h, w = self.facts.stages()[s]
+        size = c * h * w
         with self._lock:
             n = int(self.lib.sentei_csim_stage_size(s))
-            if n != c * h * w:
-                raise SenteiError(f"stage {s} was not recorded: call run_frame(frame, trace=True) first")
+            if n != size * getattr(self, "_traced_frames", 0) or not 0 <= frame < n // max(size, 1):
+                raise SenteiError(f"stage {s} of frame {frame} was not recorded: call run_frame(frame, trace=True) "
+                                  f"or run_frames(frames, trace=True) first")
             out = np.zeros(n, dtype=np.int32)
             self.lib.sentei_csim_stage(s, out)
-        return out.reshape(h, w, c)
+        return out[frame * size:(frame + 1) * size].reshape(h, w, c)
 
 
 # ---------------------------------------------------------------------------------------
@@ -402,11 +433,12 @@ class CsimReport:
     frames: int
     errors: int
     status_load: int
-    status_run: list[int]
+    status_run: list[int]  # of the one start (CMD_RUN_FRAME with FRAMES = frames) that ran every frame
     iterations: list[int]  # per layer, summed over frames
-    expected_iterations: list[int]  # per layer and frame: Ho*Wo*(Cout/P)*K
+    expected_iterations: list[int]  # per layer and frame: Ho*Wo*NF*K (sparse) or Ho*Wo*NF*L (dense)
     dense_iterations: list[int]  # per layer and frame, what Cin*k*k weights would cost
     lanes: list[int]
+    engines: list[str] = field(default_factory=list)  # sparse or dense, per layer
     mismatches: list[Mismatch] = field(default_factory=list)
     build_seconds: float = 0.0
     reference_seconds: float = 0.0
@@ -420,11 +452,12 @@ class CsimReport:
     @property
     def bit_exact(self) -> bool:
         return (self.errors == 0 and self.status_load == registers.STATUS_OK
-                and all(s == registers.STATUS_OK for s in self.status_run) and len(self.status_run) == self.frames)
+                and self.status_run == [registers.STATUS_OK])
 
     def to_json(self) -> dict:
         return {"model": self.model, "frames": self.frames, "bit_exact": self.bit_exact, "errors": self.errors,
                 "status_load": self.status_load, "status_run": self.status_run, "lanes": self.lanes,
+                "engines": self.engines,
                 "iterations": self.iterations, "expected_iterations": self.expected_iterations,
                 "dense_iterations": self.dense_iterations, "iterations_ok": self.iterations_ok,
                 "mismatches": [m.__dict__ for m in self.mismatches], "build_seconds": round(self.build_seconds, 2),
@@ -528,6 +561,7 @@ def run_csim(model, frames=1, lanes=None, workdir: str | os.PathLike | None = No
                       status_load=int(rep["status_load"]), status_run=[int(s) for s in rep["status_run"]],
                       iterations=[int(n) for n in rep["iterations"]],
                       expected_iterations=[f.iterations for f in facts.layers], dense_iterations=dense,
-                      lanes=[f.lanes for f in facts.layers], mismatches=mismatches,
+                      lanes=[f.lanes for f in facts.layers], engines=[f.engine for f in facts.layers],
+                      mismatches=mismatches,
                       build_seconds=b.compile_seconds, reference_seconds=t1 - t0, run_seconds=t2 - t1,
                       output=rep["output"])

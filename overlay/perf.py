@@ -19,8 +19,10 @@ assumptions.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +63,10 @@ RESOURCE_ADVICE = {
 # It follows overlay/hls: sparse_conv.hpp (lanes, per-lane window copies in LUTRAM, weight
 # memories, shared requantizers), line_buffer.hpp (channel-serial row memories),
 # stream_utils.hpp and input_quant.hpp (I/O).
+# int8 x int8 products one DSP48 can compute per clock when two share an operand (Xilinx WP486:
+# the 27x18 multiplier of a DSP48E2 packs two; the 25x18 DSP48E1 of a Zynq-7000 cannot)
+MACS_PER_DSP = {"zynq_us+": 2, "zynq_7000": 1}
+MACS_PER_DSP_TEXT = "2 int8 MACs per DSP48E2, 1 per DSP48E1"
 DSP_PER_LANE = 1  # one DSP48 multiply-accumulate per lane (weights <= 8 bit x activations <= 16 bit)
 DSP_PER_REQUANT = 4  # int32 accumulator x 31-bit multiplier -> 64-bit product: 2 x 2 DSP48 tiles
 DSP_INPUT_QUANT = 3 * 2  # three channels of uint8 pixel x int32 mul side by side, two DSP48 each
@@ -73,6 +79,8 @@ URAM_MIN_BRAM18 = 4  # a row memory goes to URAM (where the board has it) when e
 # BRAM18 aspect ratios (width, depth) in simple dual-port mode
 BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 LUT_PER_LANE = 60  # accumulator adder, weight-memory addressing, lane control
+LUT_PER_SIMD = 24  # dense engine: one product's share of a lane's adder tree (~20-bit adds) and its multiplexing
+FF_PER_SIMD = 20  # dense engine: pipeline registers of the adder tree, per product
 LUT_PER_REQUANT = 300  # 64-bit round-add, 6-bit variable shift, two clamps
 LUT_PER_LAYER = 400  # line-buffer and engine counters, stream handshakes
 LUT_SHELL = 6000  # s_axilite control, three m_axi adapters, frame reader, logits writer
@@ -293,73 +301,168 @@ def input_bits(model, index: int) -> int:
     return model.layers[index - 1].out_bits
 
 
+ENGINES = ("sparse", "dense")
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """How one layer is built: its engine, lanes and line-buffer word width.
+
+    ``engine`` is ``sparse`` (sparse_conv.hpp: one stored weight per lane per clock, zeros
+    skipped, a window copy per lane) or ``dense`` (dense_conv.hpp: a whole window chunk of
+    ``k * chunk_channels`` weights per lane per clock, the window broadcast). ``lanes`` need
+    not divide Cout: the last of the ceil(Cout/lanes) folds then has idle lanes.
+    ``chunk_channels`` (Wc, a divisor of Cin) is None for "the best for these lanes"
+    (:func:`best_chunk_channels`).
+    """
+
+    engine: str = "sparse"
+    lanes: int = 1
+    chunk_channels: int | None = None
+
+    def label(self) -> str:
+        """``8`` (sparse, 8 lanes), ``s8w4`` (Wc 4), ``d4w32`` (dense, 4 lanes, Wc 32): what --lanes takes."""
+        if self.engine == "sparse" and self.chunk_channels is None:
+            return str(self.lanes)
+        wc = "" if self.chunk_channels is None else f"w{self.chunk_channels}"
+        return f"{self.engine[0]}{self.lanes}{wc}"
+
+
+def as_plan(value) -> LayerPlan:
+    """A :class:`LayerPlan` from a plan, an int (sparse lanes) or a label (``d4w32``)."""
+    if isinstance(value, LayerPlan):
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return LayerPlan("sparse", int(value))
+    text = str(value).strip().lower()
+    m = re.fullmatch(r"([sd]?)(\d+)(?:w(\d+))?", text)
+    if not m:
+        raise SenteiError(f"layer plan {value!r}: expected LANES (sparse), sLANES[wWc] or dLANES[wWc], e.g. 8 or d4w32")
+    engine = "dense" if m.group(1) == "d" else "sparse"
+    return LayerPlan(engine, int(m.group(2)), int(m.group(3)) if m.group(3) else None)
+
+
+@functools.lru_cache(maxsize=65536)
 def window_iterations(h: int, w: int, k: int, s: int, d: int, p: int, cin: int, wc: int) -> int:
-    """Clocks per frame of ``line_buffer`` (line_buffer.hpp) with ``wc`` channels per word.
+    """Clocks per frame of the window generator (line_buffer.hpp) with ``wc`` channels per word.
 
-    Every image pixel costs ``Cin / wc`` word writes (one latch for ``k = 1``), every output
-    pixel ``k * Cin / wc`` chunk reads, every other (border) position of the padded input one
-    clock: ``H*W*Wr + Ho*Wo*L + (Hp*Wp - |inside or on the output grid|)``.
+    ``k > 1`` (``line_buffer``): phase -1 writes the rows the first output row needs
+    (``rows_ready(0) * W * Cin/wc`` words, plus 2 clocks, none if no row), phase ``yo`` reads
+    the ``Wo * L`` chunks of output row ``yo`` while it writes the rows output row ``yo+1``
+    needs (the rest of the image in the last phase): ``max(Wo*L, writes + 2)`` clocks, with
+    ``rows_ready(yo) = clamp(yo*s - p + span, 0, H)``.
+    ``k = 1`` (``pointwise_window``): ``Cin/wc`` clocks per padded position on the output
+    grid, one per other position.
     """
-    span = d * (k - 1) + 1
-    hp, wp = h + 2 * p, w + 2 * p
     ho, wo = conv_out_size(h, w, k, s, d, p)
-    words = cin // wc if k > 1 else 1
-    chunks = k * (cin // wc)
+    cw = cin // wc
+    if k == 1:
+        positions = (h + 2 * p) * (w + 2 * p)
+        return ho * wo * cw + positions - ho * wo
+    span = d * (k - 1) + 1
+    row_words, reads = w * cw, wo * k * cw
 
-    def inside_grid(n_out: int, size: int) -> int:
-        return sum(1 for o in range(n_out) if p <= span - 1 + s * o < p + size)
+    def ready(yo: int) -> int:
+        return min(max(yo * s - p + span, 0), h)
 
-    both = inside_grid(ho, h) * inside_grid(wo, w)
-    return h * w * words + ho * wo * chunks + hp * wp - (h * w + ho * wo - both)
+    total = ready(0) * row_words + 2 if ready(0) else 0
+    for yo in range(ho):
+        nxt = ready(yo + 1) if yo + 1 < ho else h
+        total += max(reads, (nxt - ready(yo)) * row_words + 2)
+    return total
 
 
-def layer_geometry(model, index: int, lanes: int) -> dict:
-    """The compile-time structure of layer ``index`` with ``lanes`` lanes (what codegen states).
+def dense_allowed(model, index: int) -> bool:
+    """Whether the dense engine can run layer ``index``: a window of at least two chunks
+    (``k = 3``, or ``k = 1`` with Cin >= 2)."""
+    layer = model.layers[index]
+    return layer.kernel > 1 or layer.in_channels >= 2
 
-    ``chunk_channels`` (Wc, a divisor of Cin) is the one that minimizes the layer's stage time
-    ``max(engine, line buffer)``, the narrowest among equals (deeper, cheaper memories): so
-    the window of the next pixel loads while the lanes work (``L <= NF*K``) whenever the line
-    buffer keeps up. ``requant_units`` R = ceil(P/K) requantizers serve ``requant_span``
-    S = ceil(P/R) <= K lanes each.
-    """
+
+def _engine_pixel(engine: str, folds: int, k_nonzero: int, chunks: int) -> int:
+    """Engine clocks per output pixel: sparse ``max(NF*K, L)``, dense ``NF*L``."""
+    return max(folds * k_nonzero, chunks) if engine == "sparse" else folds * chunks
+
+
+def best_chunk_channels(model, index: int, engine: str, lanes: int) -> int:
+    """Wc for a layer: sparse, the divisor of Cin that minimizes ``max(engine, window
+    generator)`` clocks, the narrowest among equals (deeper, cheaper memories); dense, the
+    narrowest divisor whose stage is within 1 % of the fastest (the SIMD width grows with Wc:
+    one more MAC per lane per channel), with at least two chunks a window."""
     layer = model.layers[index]
     shapes = model.shapes()
     (cin, h, w), (cout, ho, wo) = shapes[index], shapes[index + 1]
-    if lanes < 1 or cout % lanes:
-        raise SenteiError(f"{lanes} lanes do not divide {cout} filters (lanes must be a divisor of Cout)")
-    k, kn = layer.kernel, layer.k_nonzero
-    t = (cout // lanes) * kn
+    k = layer.kernel
+    folds = -(-cout // lanes)
+    options = [v for v in divisors(cin) if engine == "sparse" or k * (cin // v) >= 2]
+    if not options:
+        raise SenteiError(f"layer {layer.name}: the dense engine needs a window of at least two chunks "
+                          f"(Cin {cin} with k = {k}); use the sparse engine")
 
-    def stage(wc: int) -> tuple[int, int, int]:
+    def stage(wc: int) -> int:
         chunks = k * (cin // wc)
-        engine = ho * wo * max(t, chunks)
-        window = window_iterations(h, w, k, layer.stride, layer.dilation, layer.padding, cin, wc)
-        return max(engine, window), engine, window
+        return max(ho * wo * _engine_pixel(engine, folds, layer.k_nonzero, chunks),
+                   window_iterations(h, w, k, layer.stride, layer.dilation, layer.padding, cin, wc))
 
-    wc = min(divisors(cin), key=lambda v: (stage(v)[0], v))
+    if engine == "sparse":
+        return min(options, key=lambda v: (stage(v), v))
+    fastest = min(stage(v) for v in options)
+    return min(v for v in options if stage(v) <= fastest * 1.01)
+
+
+def layer_geometry(model, index: int, plan) -> dict:
+    """The compile-time structure of layer ``index`` built as ``plan`` (what codegen states).
+
+    ``plan`` is a :class:`LayerPlan` or an int (sparse lanes). ``requant_units`` R =
+    ceil(P/T) requantizers serve ``requant_span`` S = ceil(P/R) <= T lanes each, T the clocks
+    of a fold (K sparse, L dense).
+    """
+    plan = as_plan(plan)
+    layer = model.layers[index]
+    shapes = model.shapes()
+    (cin, h, w), (cout, ho, wo) = shapes[index], shapes[index + 1]
+    lanes = plan.lanes
+    if plan.engine not in ENGINES:
+        raise SenteiError(f"layer {layer.name}: engine {plan.engine!r} is not one of {', '.join(ENGINES)}")
+    if not 1 <= lanes <= cout:
+        raise SenteiError(f"layer {layer.name}: {lanes} lanes for {cout} filters (use 1 to {cout})")
+    if plan.engine == "dense" and not dense_allowed(model, index):
+        raise SenteiError(f"layer {layer.name}: the dense engine needs a window of at least two chunks; "
+                          f"use the sparse engine")
+    k, kn = layer.kernel, layer.k_nonzero
+    wc = plan.chunk_channels or best_chunk_channels(model, index, plan.engine, lanes)
+    if wc < 1 or cin % wc:
+        raise SenteiError(f"layer {layer.name}: chunk width {wc} must divide Cin = {cin} (one of {divisors(cin)})")
+    if plan.engine == "dense" and k * (cin // wc) < 2:
+        raise SenteiError(f"layer {layer.name}: chunk width {wc} leaves {k * (cin // wc)} chunk a window; the "
+                          f"dense engine needs at least two (a narrower chunk)")
+    folds = -(-cout // lanes)
     chunks = k * (cin // wc)
-    units = -(-lanes // kn)
+    fold_clocks = kn if plan.engine == "sparse" else chunks
+    units = -(-lanes // fold_clocks)
     span = -(-lanes // units)
     banks = k * wc
+    pixel = _engine_pixel(plan.engine, folds, kn, chunks)
+    window = window_iterations(h, w, k, layer.stride, layer.dilation, layer.padding, cin, wc)
     return {
-        "chunk_channels": wc, "chunks": chunks, "pixel_iterations": max(t, chunks),
-        "window_iterations": stage(wc)[2],
-        "line_slots": layer.dilation * (k - 1) + 1 if k > 1 else 1,
+        "engine": plan.engine, "lanes": lanes, "folds": folds,
+        "chunk_channels": wc, "chunks": chunks, "pixel_iterations": pixel,
+        "window_iterations": window,
+        "line_slots": layer.dilation * (k - 1) + 1 + layer.stride if k > 1 else 1,
         "line_depth": w * (cin // wc) if k > 1 else 1,
         "requant_units": units, "requant_span": span,
         "banks": banks, "bank_bits": field_bits(banks), "slot_bits": field_bits(chunks),
-        "engine_cycles": engine_clocks(ho * wo * t, ho * wo, chunks, span),
+        "simd": banks if plan.engine == "dense" else 1,
+        "engine_cycles": engine_clocks(ho * wo * pixel, chunks, span),
+        "mac_iterations": ho * wo * folds * (kn if plan.engine == "sparse" else chunks),
     }
 
 
-def engine_clocks(mac_clocks: int, pixels: int, chunks: int, span: int) -> int:
-    """Clocks per frame of a ``sparse_conv`` engine whose folds take ``mac_clocks`` in all.
-
-    Each pixel takes the larger of its MAC clocks and its L = ``chunks`` window reads (the
-    engine waits for the window), plus the first window, the last fold's requantization
-    (``span``) and the pipeline fill (see ASSUMPTIONS).
-    """
-    return max(mac_clocks, pixels * chunks) + chunks + span + PIPELINE_FILL
+def engine_clocks(pixel_clocks: int, chunks: int, span: int) -> int:
+    """Clocks per frame of an engine whose pixels take ``pixel_clocks`` in all: plus the
+    first window (``chunks``), the last fold's requantization (``span``) and the pipeline fill
+    (see ASSUMPTIONS)."""
+    return pixel_clocks + chunks + span + PIPELINE_FILL
 
 
 def line_placement(model, lanes, board=None, uram_limit: int | None = None) -> list[str]:
@@ -395,8 +498,8 @@ def line_placement(model, lanes, board=None, uram_limit: int | None = None) -> l
     return places
 
 
-def layer_resources(model, index: int, lanes: int, board=None, storage: str | None = None) -> dict:
-    """DSP48, BRAM18, URAM, LUT and FF estimate of one layer with ``lanes`` lanes (ASSUMPTIONS).
+def layer_resources(model, index: int, plan, board=None, storage: str | None = None) -> dict:
+    """DSP48, BRAM18, URAM, LUT and FF estimate of one layer built as ``plan`` (ASSUMPTIONS).
 
     ``storage`` is where the line-buffer rows go (:func:`line_placement`); by default the
     layer alone on ``board`` decides (URAM when the board has it and each URAM replaces at
@@ -404,19 +507,29 @@ def layer_resources(model, index: int, lanes: int, board=None, storage: str | No
     """
     layer = model.layers[index]
     cin, cout, k = layer.in_channels, layer.out_channels, layer.k_nonzero
-    g = layer_geometry(model, index, lanes)
-    folds = cout // lanes
+    g = layer_geometry(model, index, plan)
+    lanes, folds, dense = g["lanes"], g["folds"], g["engine"] == "dense"
     logits = layer.act == "logits"
     units = g["requant_units"]
     bits = input_bits(model, index)
     out_bits = layer.stored_out_bits
-    ebits = layer.weight_bits + g["bank_bits"] + g["slot_bits"]
-    w_bram, w_lut = memory_cost(folds * k, ebits)
+    chunk_bits = g["banks"] * bits
+    if dense:  # a word of k*Wc weights per lane, fold and chunk; one broadcast window
+        ebits = g["simd"] * layer.weight_bits
+        w_bram, w_lut = memory_cost(folds * g["chunks"], lanes * ebits)  # ARRAY_RESHAPE: one word for all lanes
+        win_bram, win_lut = memory_cost(2 * g["chunks"], chunk_bits)
+        lane_lut = LUT_PER_LANE + g["simd"] * LUT_PER_SIMD
+        macs = lanes * g["simd"]
+    else:  # one entry (weight, bank, slot) per lane, fold and weight; a window copy per lane
+        ebits = layer.weight_bits + g["bank_bits"] + g["slot_bits"]
+        w_bram, w_lut = memory_cost(folds * k, lanes * ebits)  # ARRAY_RESHAPE: one word for all lanes
+        depth = 2 * g["chunks"]
+        win_bram = 0
+        win_lut = lanes * (g["banks"] * lutram_luts(depth, bits) + mux_luts(g["banks"] * -(-depth // 64), bits))
+        lane_lut = LUT_PER_LANE
+        macs = lanes
     q_bram, q_lut = memory_cost(folds * g["requant_span"], REQUANT_PARAM_BITS)
-    # the window copy of one lane: k*Wc banks of 2L words, one read multiplexer over the blocks
-    depth = 2 * g["chunks"]
-    win_lut = g["banks"] * lutram_luts(depth, bits) + mux_luts(g["banks"] * -(-depth // 64), bits)
-    # line buffer: SPAN row memories of line_depth words of Wc*bits, k row multiplexers
+    # line buffer: SPAN + S row memories of line_depth words of Wc*bits, k row multiplexers
     lb = {"bram18": 0, "uram": 0, "lut": 0}
     if layer.kernel > 1:
         row_width = g["chunk_channels"] * bits
@@ -429,22 +542,49 @@ def layer_resources(model, index: int, lanes: int, board=None, storage: str | No
         else:
             lb["lut"] = g["line_slots"] * lutram_luts(g["line_depth"], row_width)
         lb["lut"] += layer.kernel * mux_luts(g["line_slots"], row_width)
-    f_bram, f_lut = memory_cost(g["chunks"], g["banks"] * bits)  # chunk FIFO, one window deep
+    f_bram, f_lut = memory_cost(fifo_depth_chunks(g), chunk_bits)  # chunk FIFO
+    a_bram, a_lut = memory_cost(fifo_depth_pixels(model, index, g), cin * bits)  # input pixel FIFO
     requant_lut = 0 if logits else units * (LUT_PER_REQUANT + mux_luts(g["requant_span"], ACC_BITS))
     return {
-        "dsp": lanes * DSP_PER_LANE + (0 if logits else units * DSP_PER_REQUANT),
-        "bram18_weights": lanes * w_bram + units * q_bram,
-        "bram18_line_buffer": lb["bram18"] + f_bram,
-        "bram18": lanes * w_bram + units * q_bram + lb["bram18"] + f_bram,
+        "engine": g["engine"],
+        "dsp": macs * DSP_PER_LANE + (0 if logits else units * DSP_PER_REQUANT),
+        "macs_per_clock": macs,
+        "bram18_weights": w_bram + units * q_bram,
+        "bram18_line_buffer": lb["bram18"] + f_bram + a_bram + win_bram,
+        "bram18": w_bram + units * q_bram + lb["bram18"] + f_bram + a_bram + win_bram,
         "uram": lb["uram"],
-        "weight_bits_on_chip": cout * k * ebits + cout * REQUANT_PARAM_BITS,
-        "lut_windows": lanes * win_lut,
-        "lut": lanes * (LUT_PER_LANE + win_lut + w_lut) + units * q_lut + requant_lut + LUT_PER_LAYER
-        + lb["lut"] + f_lut,
-        "ff": lanes * FF_PER_LANE + cin * bits + cout * out_bits + FF_PER_LAYER,
+        "weight_bits_on_chip": (lanes * folds * g["chunks"] * ebits if dense else cout * k * ebits)
+        + cout * REQUANT_PARAM_BITS,
+        "lut_windows": win_lut,
+        "lut": lanes * lane_lut + w_lut + win_lut + units * q_lut + requant_lut + LUT_PER_LAYER
+        + lb["lut"] + f_lut + a_lut,
+        "ff": lanes * FF_PER_LANE + (macs * FF_PER_SIMD if dense else 0) + cin * bits + cout * out_bits
+        + FF_PER_LAYER,
         "line_storage": where if layer.kernel > 1 else "none",
-        **{key: g[key] for key in ("chunk_channels", "chunks", "requant_units")},
+        **{key: g[key] for key in ("lanes", "folds", "chunk_channels", "chunks", "requant_units")},
     }
+
+
+def fifo_depth_chunks(g: dict) -> int:
+    """Depth of the chunk FIFO between a layer's window generator and its engine: two
+    windows (the generator may finish the next window while the engine still reads its
+    first chunks; the engine itself buffers one more)."""
+    return 2 * g["chunks"]
+
+
+def fifo_depth_pixels(model, index: int, g: dict) -> int:
+    """Depth of the pixel FIFO in front of a layer's window generator.
+
+    The generator takes the new input rows of an output row at the start of its phase (one
+    word a clock) and reads the row's chunks after that, while the layer before produces
+    pixels evenly over the whole row: without room for the stride's new rows the generator
+    stalls its own reads. ``k = 1`` (no rows kept): two pixels.
+    """
+    layer = model.layers[index]
+    if layer.kernel == 1:
+        return 2
+    w = model.shapes()[index][2]
+    return layer.stride * w + 2
 
 
 SHELL_RESOURCES = {"dsp": DSP_INPUT_QUANT, "bram18": 0, "uram": 0, "lut": LUT_SHELL, "ff": FF_SHELL}
@@ -532,20 +672,49 @@ def conv_stage_cycles(model, index: int, lanes: int) -> int:
 # the lane allocator
 
 
-def allocate_lanes(model, board, clock_mhz: float | None = None,
-                   dsp_fraction: float | None = None, ceilings: dict | None = None) -> list[int]:
-    """Lanes ``P`` per layer (each a divisor of ``Cout``) balancing cycles within every budget.
+def layer_options(model, index: int) -> list[LayerPlan]:
+    """Every distinct way to build layer ``index``: the sparse engine with P = ceil(Cout/NF)
+    lanes for each fold count NF, and (where it can run) the dense engine with those lanes
+    and each chunk width Wc dividing Cin that leaves >= 2 chunks a window."""
+    layer = model.layers[index]
+    cout, cin, k = layer.out_channels, layer.in_channels, layer.kernel
+    lanes = sorted({-(-cout // nf) for nf in range(1, cout + 1)})
+    plans = [LayerPlan("sparse", p) for p in lanes]
+    if dense_allowed(model, index):
+        plans += [LayerPlan("dense", p, wc) for p in lanes for wc in divisors(cin) if k * (cin // wc) >= 2]
+    return plans
 
-    Greedy on the bottleneck: start every layer at one lane; while the slowest conv stage
-    is slower than the stages lanes cannot speed up (frame reader, logits writer) and more
-    lanes make it faster (not when its line buffer sets the pace), raise *its* lanes to
-    the next divisor of its ``Cout`` if the whole design
-    (:func:`design_resources`, shell included) stays within :func:`resource_limits` for
-    every resource -- DSP48, BRAM18, URAM, LUT and FF; stop when it cannot be raised.
-    Resources grow with lanes, so the minimum lanes that bring each layer under a given
-    interval are also the cheapest: the greedy result has the smallest bottleneck reachable
-    within the limits (the tests compare it with an exhaustive search) and spends nothing
-    on a layer that is not holding the pipeline back.
+
+def _frontier(model, index: int, board, limits: dict) -> list[tuple[int, float, LayerPlan]]:
+    """The options of a layer worth taking: ``(stage clocks, cost, plan)`` sorted from the
+    slowest, each faster than the one before and the cheapest at its speed. The cost is the
+    layer's resources as shares of the allocator's limits, summed."""
+    rows = []
+    for plan in layer_options(model, index):
+        res = layer_resources(model, index, plan, board)
+        cost = sum(res.get(key, 0) / limits[key] for key in BUDGET_FIELDS if limits[key])
+        rows.append((conv_stage_cycles(model, index, plan), cost, plan))
+    rows.sort(key=lambda r: (-r[0], r[1]))
+    front, best = [], math.inf
+    for cycles, cost, plan in sorted(rows, key=lambda r: (r[1], -r[0])):  # by cost: keep each new speed record
+        if cycles < best:
+            front.append((cycles, cost, plan))
+            best = cycles
+    return front  # cost ascending = clocks descending
+
+
+def allocate(model, board, clock_mhz: float | None = None,
+             dsp_fraction: float | None = None, ceilings: dict | None = None) -> list[LayerPlan]:
+    """A :class:`LayerPlan` per layer (engine, lanes, chunk width) balancing the pipeline
+    within every budget.
+
+    Each layer's options (:func:`layer_options`) are reduced to a frontier: faster and
+    faster plans, each the cheapest at its speed (cost: the layer's resources as shares of
+    the limits). Greedy on the bottleneck: start every layer at its cheapest plan; while the
+    slowest conv stage is slower than the stages plans cannot speed up (frame reader, logits
+    writer), move *that* layer to the next plan of its frontier that keeps the whole design
+    (:func:`design_resources`, shell included) within :func:`resource_limits` for every
+    resource -- DSP48, BRAM18, URAM, LUT and FF; stop when none does.
 
     Parameters
     ----------
@@ -561,48 +730,48 @@ def allocate_lanes(model, board, clock_mhz: float | None = None,
     ceilings : dict, optional
         Shares of the budgets (keys of :data:`CEILINGS`), overriding the defaults.
 
-    Returns
-    -------
-    list of int
-        ``P`` per layer, in layer order.
-
     Raises
     ------
     SenteiError
-        One lane per layer already exceeds a limit (the network does not fit): the message
-        names the resource and what to change.
+        The cheapest plan of every layer already exceeds a limit (the network does not fit):
+        the message names the resource and what to change.
     """
     b = _board(board)
     if clock_mhz is not None:
         check_clock(b, clock_mhz)
     limits = resource_limits(b, dsp_fraction, ceilings)
-    options = [divisors(layer.out_channels) for layer in model.layers]
-    step = [0] * len(model.layers)
-    lanes = [opts[0] for opts in options]
-    used = design_resources(model, lanes, b, limits["uram"])
+    fronts = [_frontier(model, n, b, limits) for n in range(len(model.layers))]
+    step = [0] * len(fronts)
+    plans = [f[0][2] for f in fronts]
+    used = design_resources(model, plans, b, limits["uram"])
     over = over_limits(used, limits)
     if over:
         key = over[0]
-        raise SenteiError(f"model {model.name} needs {used[key]:,} {RESOURCE_NAMES[key]} at one lane per layer, "
+        raise SenteiError(f"model {model.name} needs {used[key]:,} {RESOURCE_NAMES[key]} at its cheapest, "
                           f"more than {limits[key]:,} ({limits[key] / b.budget[key]:.0%} of {b.name}'s "
                           f"{b.budget[key]:,}): {RESOURCE_ADVICE[key]}")
     floor = max(fixed_stages(model).values())
-    cycles = [conv_stage_cycles(model, n, p) for n, p in enumerate(lanes)]
+    cycles = [f[0][0] for f in fronts]
     while True:
-        n = max(range(len(lanes)), key=lambda i: (cycles[i], -i))
-        if cycles[n] <= floor or step[n] + 1 >= len(options[n]):
+        n = max(range(len(plans)), key=lambda i: (cycles[i], -i))
+        if cycles[n] <= floor:
             break
-        new = options[n][step[n] + 1]
-        new_cycles = conv_stage_cycles(model, n, new)
-        if new_cycles >= cycles[n]:
-            break  # the layer's line buffer already sets its pace
-        trial_lanes = lanes[:n] + [new] + lanes[n + 1:]
-        if over_limits(design_resources(model, trial_lanes, b, limits["uram"]), limits):
-            break  # no room
-        step[n] += 1
-        lanes = trial_lanes
-        cycles[n] = new_cycles
-    return lanes
+        for nxt in range(step[n] + 1, len(fronts[n])):
+            trial = plans[:n] + [fronts[n][nxt][2]] + plans[n + 1:]
+            if not over_limits(design_resources(model, trial, b, limits["uram"]), limits):
+                break
+        else:
+            break  # no faster plan of the bottleneck fits
+        step[n] = nxt
+        plans = trial
+        cycles[n] = fronts[n][nxt][0]
+    return plans
+
+
+def allocate_lanes(model, board, clock_mhz: float | None = None,
+                   dsp_fraction: float | None = None, ceilings: dict | None = None) -> list[LayerPlan]:
+    """The allocator's plans (:func:`allocate`); the name the code generator and the tests use."""
+    return allocate(model, board, clock_mhz, dsp_fraction, ceilings)
 
 
 def check_clock(board, clock_mhz: float) -> None:
@@ -617,15 +786,24 @@ def check_clock(board, clock_mhz: float) -> None:
 # the report
 
 
-def _check_lanes(model, lanes) -> list[int]:
-    lanes = [int(p) for p in lanes]
-    if len(lanes) != len(model.layers):
-        raise SenteiError(f"{len(lanes)} lane counts given for {len(model.layers)} layers")
-    for layer, p in zip(model.layers, lanes):
-        if p < 1 or layer.out_channels % p:
-            raise SenteiError(f"layer {layer.name}: {p} lanes do not divide its {layer.out_channels} "
-                              f"filters (use one of {divisors(layer.out_channels)})")
-    return lanes
+def resolve_plans(model, plans) -> list[LayerPlan]:
+    """The plans with their chunk widths filled in (what the report and codegen state)."""
+    out = []
+    for n, plan in enumerate(plans):
+        g = layer_geometry(model, n, plan)
+        out.append(LayerPlan(g["engine"], g["lanes"], g["chunk_channels"]))
+    return out
+
+
+def check_plans(model, lanes) -> list[LayerPlan]:
+    """One :class:`LayerPlan` per layer from plans, ints (sparse lanes) or labels
+    (``d4w32``); each checked against its layer (:func:`layer_geometry`)."""
+    plans = [as_plan(p) for p in lanes]
+    if len(plans) != len(model.layers):
+        raise SenteiError(f"{len(plans)} lane counts given for {len(model.layers)} layers (give one per layer)")
+    for n, plan in enumerate(plans):
+        layer_geometry(model, n, plan)
+    return plans
 
 
 def _pipeline(stages: dict[str, int], clock_mhz: float) -> dict:
@@ -671,7 +849,7 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
     if lanes is None:
         lanes = allocate_lanes(model, b, clock_mhz, dsp_fraction, ceilings)
     else:
-        lanes = _check_lanes(model, lanes)
+        lanes = check_plans(model, lanes)
     shapes = model.shapes()
     fixed = fixed_stages(model)
     variants = {v: {} for v in ("hw", "dense", "fold_sync", "balanced", "unstructured")}
@@ -686,29 +864,36 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
         g = layer_geometry(model, n, p)
         res = layer_resources(model, n, p, b, places[n])
         window = g["window_iterations"]
+        lanes_n, folds = g["lanes"], g["folds"]
+        sparse = g["engine"] == "sparse"
+        padded = np.zeros(folds * lanes_n, dtype=np.int64)  # idle lanes of a last fold: no work
+
+        def fold_sync(counts) -> int:
+            padded[:cout] = counts
+            return fold_sync_cycles(ho, wo, padded, lanes_n) if sparse else g["mac_iterations"]
 
         def engine(mac_cycles: int) -> int:
-            return engine_clocks(mac_cycles, ho * wo, g["chunks"], g["requant_span"])
+            return engine_clocks(max(mac_cycles, ho * wo * g["chunks"]), g["chunks"], g["requant_span"])
 
         row = {
             "name": layer.name, "in": list(shapes[n]), "out": list(shapes[n + 1]),
             "kernel": layer.kernel, "stride": layer.stride, "dilation": layer.dilation,
             "fan_in": fan_in, "k_nonzero": k, "nnz_min": int(nnz.min()), "nnz_max": int(nnz.max()),
-            "lanes": p, "folds": cout // p,
+            "plan": LayerPlan(g["engine"], lanes_n, g["chunk_channels"]).label(),
             "macs_dense": ho * wo * cout * fan_in,
             "macs_nonzero": ho * wo * int(nnz.sum()),
             "macs_executed": ho * wo * cout * k,
-            "cycles": layer_cycles(ho, wo, cout, p, k),
+            "cycles": g["mac_iterations"],
             "engine_cycles": g["engine_cycles"],
             "window_cycles": window,
-            "cycles_dense": layer_cycles(ho, wo, cout, p, fan_in),
-            "cycles_fold_sync": fold_sync_cycles(ho, wo, nnz, p),
-            "cycles_balanced": balanced_cycles(ho, wo, nnz, p),
-            "cycles_unstructured": fold_sync_cycles(ho, wo, hyp, p),
+            "cycles_dense": ho * wo * folds * fan_in if sparse else g["mac_iterations"],
+            "cycles_fold_sync": fold_sync(nnz),
+            "cycles_balanced": balanced_cycles(ho, wo, nnz, lanes_n) if sparse else g["mac_iterations"],
+            "cycles_unstructured": fold_sync(hyp),
             **res,
         }
         row["stage_cycles"] = max(row["engine_cycles"], window)
-        row["mac_utilization"] = row["macs_nonzero"] / (row["stage_cycles"] * p)
+        row["mac_utilization"] = row["macs_nonzero"] / (row["stage_cycles"] * res["macs_per_clock"])
         rows.append(row)
         for v, key in (("hw", "cycles"), ("dense", "cycles_dense"), ("fold_sync", "cycles_fold_sync"),
                        ("balanced", "cycles_balanced"), ("unstructured", "cycles_unstructured")):
@@ -735,6 +920,11 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
     pipe["macs_executed_per_frame"] = sum(r["macs_executed"] for r in rows)
     pipe["effective_gops"] = 2 * pipe["macs_dense_per_frame"] * pipe["frames_per_s"] / 1e9
     pipe["load_weights_cycles"] = blob_words(model)
+    # the board's limit: every DSP48 doing MACS_PER_DSP of the executed MACs every clock
+    peak = b.budget["dsp"] * MACS_PER_DSP[b.family] * clock_mhz * 1e6
+    pipe["board_peak_macs_per_s"] = peak
+    pipe["board_limit_frames_per_s"] = peak / pipe["macs_executed_per_frame"]
+    pipe["fraction_of_board_limit"] = pipe["frames_per_s"] / pipe["board_limit_frames_per_s"]
 
     dense = _pipeline(variants["dense"], clock_mhz)
     dense["speedup_of_zero_skipping"] = dense["interval_cycles"] / pipe["interval_cycles"]
@@ -762,7 +952,7 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
         "kind": "modeled",
         "model": model.name, "board": b.name, "part": b.part, "clock_mhz": float(clock_mhz),
         "input": [model.input.channels, model.input.height, model.input.width],
-        "lanes": lanes,
+        "lanes": [r["plan"] for r in rows],
         "layers": rows,
         "stages": stages,
         "pipeline": pipe,
@@ -782,7 +972,7 @@ def format_report(report: dict) -> str:
     """The report as a plain-text table (what ``sentei perf`` prints)."""
     lines = [f"{report['model']} on {report['board']} ({report['part']}) at {report['clock_mhz']:g} MHz "
              f"-- modeled, not measured"]
-    head = (f"{'layer':<16}{'out CxHxW':>13}{'K':>6}{'CinKK':>7}{'P':>5}{'MMAC dense':>11}{'MMAC nz':>9}"
+    head = (f"{'layer':<16}{'out CxHxW':>13}{'K':>6}{'CinKK':>7}{'plan':>8}{'MMAC dense':>11}{'MMAC nz':>9}"
             f"{'MAC cycles':>12}{'stage':>12}{'dense':>12}{'unstruct':>12}{'Wc':>4}{'DSP':>6}{'BRAM18':>7}"
             f"{'URAM':>5}{'LUT':>8}")
     lines += [head, "-" * len(head)]
@@ -790,7 +980,7 @@ def format_report(report: dict) -> str:
     for r in report["layers"]:
         mark = " <" if r["name"] == bottleneck else ""
         shape = "x".join(str(v) for v in r["out"])
-        lines.append(f"{r['name']:<16}{shape:>13}{r['k_nonzero']:>6}{r['fan_in']:>7}{r['lanes']:>5}"
+        lines.append(f"{r['name']:<16}{shape:>13}{r['k_nonzero']:>6}{r['fan_in']:>7}{r['plan']:>8}"
                      f"{r['macs_dense'] / 1e6:>11.2f}{r['macs_nonzero'] / 1e6:>9.2f}{r['cycles']:>12,}"
                      f"{r['stage_cycles']:>12,}{r['cycles_dense']:>12,}{r['cycles_unstructured']:>12,}"
                      f"{r['chunk_channels']:>4}{r['dsp']:>6}{r['bram18']:>7}{r['uram']:>5}{r['lut']:>8,}{mark}")
@@ -798,12 +988,14 @@ def format_report(report: dict) -> str:
     slowest_fixed = max((s for s in report["stages"] if s not in layer_names), key=report["stages"].get)
     for name in ("input", slowest_fixed, "output"):
         mark = " <" if name == bottleneck else ""
-        lines.append(f"{'(' + name + ')':<67}{report['stages'][name]:>12,}{mark}")
+        lines.append(f"{'(' + name + ')':<70}{report['stages'][name]:>12,}{mark}")
     p, d, imb = report["pipeline"], report["dense"], report["imbalance"]
     lines.append("")
     lines.append(f"bottleneck {p['bottleneck']}: {p['interval_cycles']:,} clocks/frame -> "
                  f"{p['frames_per_s']:.1f} frames/s (MAC-bound {p['mac_bound_frames_per_s']:.1f}), latency "
                  f"{p['latency_ms']:.2f} ms, {p['effective_gops']:.1f} dense-equivalent GOP/s")
+    lines.append(f"board limit (every DSP48 busy, {MACS_PER_DSP_TEXT}): {p['board_limit_frames_per_s']:,.0f} frames/s; "
+                 f"this design reaches {p['fraction_of_board_limit']:.1%} of it")
     lines.append(f"dense weights (no zero skipping, same lanes): {d['frames_per_s']:.1f} frames/s; "
                  f"zero skipping x{d['speedup_of_zero_skipping']:.2f}")
     g, h = imb["given_model"], imb["hypothetical_unstructured"]
@@ -828,8 +1020,7 @@ def register(sub) -> None:
     p.add_argument("--board", default="zcu104", help="target board (default zcu104; one of the JSON files "
                                                      "in overlay/boards)")
     p.add_argument("--clock-mhz", type=float, default=None, help="PL clock (default: the board's default)")
-    p.add_argument("--lanes", default=None, metavar="P1,P2,...",
-                   help="lanes per layer (default: the allocator's choice)")
+    p.add_argument("--lanes", default=None, metavar="PLAN,PLAN,...", help=PLANS_HELP)
     p.add_argument("--dsp-fraction", type=float, default=None,
                    help=f"share of the board's DSP48s the allocator may use (default {DEFAULT_DSP_FRACTION}); "
                         f"the same as --ceiling dsp=SHARE")
@@ -858,15 +1049,20 @@ def parse_ceilings(items) -> dict[str, float]:
     return out
 
 
-def parse_lanes(text: str | None) -> list[int] | None:
-    """``--lanes '8,8,4,1'`` -> lanes per layer (None: the allocator chooses)."""
+PLANS_HELP = ("a plan per layer: LANES (sparse engine), sLANES[wWc] or dLANES[wWc] (dense engine, Wc channels "
+              "a chunk), e.g. d8w3,d8w16,64,32,64,64,64,d1w8; lanes need not divide Cout (default: the allocator's "
+              "choice for --board)")
+
+
+def parse_lanes(text: str | None) -> list[LayerPlan] | None:
+    """``--lanes '8,d4w32,s16w2'`` -> a plan per layer (None: the allocator chooses)."""
     if not text:
         return None
+    items = [v.strip() for v in text.split(",") if v.strip()]
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise SenteiError(f"--lanes {text!r}: expected comma-separated integers, one per layer, "
-                          f"e.g. 8,8,4,1") from None
+        return [as_plan(int(v)) if v.isdigit() else as_plan(v) for v in items]
+    except SenteiError as exc:
+        raise SenteiError(f"--lanes {text!r}: {exc}") from None
 
 
 def cmd_perf(args) -> int:

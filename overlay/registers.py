@@ -20,30 +20,31 @@ GIE = 0x04
 IER = 0x08
 ISR = 0x0C
 
-# arguments of sentei_top(frame, weights, logits, cmd, height, width, status)
-FRAME_LO = 0x10  # uint8 RGB frame, H*W*3 bytes, row-major HWC
+# arguments of sentei_top(frame, weights, logits, cmd, height, width, frames, status)
+FRAME_LO = 0x10  # FRAMES uint8 RGB frames, each H*W*3 bytes row-major HWC padded to whole 32-bit words
 FRAME_HI = 0x14
 WEIGHTS_LO = 0x1C  # the weight blob of the model file (uint32 words)
 WEIGHTS_HI = 0x20
-LOGITS_LO = 0x28  # int32 logits, h*w*num_classes, row-major HWC
+LOGITS_LO = 0x28  # FRAMES int32 logit maps, each h*w*num_classes, row-major HWC
 LOGITS_HI = 0x2C
 CMD = 0x34
 HEIGHT = 0x3C
 WIDTH = 0x44
-STATUS = 0x4C  # written by the accelerator at the end of every command
-STATUS_CTRL = 0x50  # bit 0: status valid (ap_vld)
+FRAMES = 0x4C  # frames one RUN_FRAME streams through the pipeline (>= 1), back to back in both buffers
+STATUS = 0x54  # written by the accelerator at the end of every command
+STATUS_CTRL = 0x58  # bit 0: status valid (ap_vld)
 ADDRESS_RANGE = 0x1000
 
 # which register each top-function argument uses (checked against the .hwh on a board)
 ARGUMENTS = {
     "frame": FRAME_LO, "weights": WEIGHTS_LO, "logits": LOGITS_LO,
-    "cmd": CMD, "height": HEIGHT, "width": WIDTH, "status": STATUS,
+    "cmd": CMD, "height": HEIGHT, "width": WIDTH, "frames": FRAMES, "status": STATUS,
 }
 POINTER_ARGUMENTS = ("frame", "weights", "logits")  # 64-bit: low word at the offset, high word 4 bytes above
 
 # commands (CMD)
 CMD_LOAD_WEIGHTS = 1  # read the weight blob into on-chip memory, check it against the bitstream
-CMD_RUN_FRAME = 2  # frame -> logits with the loaded weights
+CMD_RUN_FRAME = 2  # FRAMES frames -> their logits with the loaded weights, the frames overlapped in the pipeline
 
 # status codes (STATUS)
 STATUS_OK = 0
@@ -52,6 +53,7 @@ STATUS_BAD_LAYOUT = 2  # blob's layer count or section offsets differ from the b
 STATUS_NO_WEIGHTS = 3  # RUN_FRAME before a successful LOAD_WEIGHTS
 STATUS_BAD_SIZE = 4  # HEIGHT/WIDTH differ from the compiled input size
 STATUS_BAD_COMMAND = 5  # CMD is not a known command
+STATUS_BAD_FRAMES = 6  # RUN_FRAME with FRAMES = 0
 
 STATUS_TEXT = {
     STATUS_OK: "ok",
@@ -61,4 +63,5 @@ STATUS_TEXT = {
     STATUS_NO_WEIGHTS: "no weights loaded: send CMD_LOAD_WEIGHTS first",
     STATUS_BAD_SIZE: "the frame size differs from the bitstream's input size",
     STATUS_BAD_COMMAND: "unknown command",
+    STATUS_BAD_FRAMES: "FRAMES is 0: a RUN_FRAME runs at least one frame",
 }

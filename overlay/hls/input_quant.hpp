@@ -46,9 +46,9 @@ typename CONFIG_T::out_t quantize_value(ap_uint<8> pix, ap_int<32> mul, ap_int<3
  */
 template <class CONFIG_T>
 void quantize_input(hls::stream<rgb_t>& in, hls::stream<vec<typename CONFIG_T::out_t, 3> >& out,
-                    const input_quant_param& q) {
+                    const input_quant_param& q, unsigned frames) {
 quantize_pixels:
-    for (unsigned n = 0; n < CONFIG_T::height * CONFIG_T::width; n++) {
+    for (unsigned n = 0; n < frames * CONFIG_T::height * CONFIG_T::width; n++) {
 #pragma HLS PIPELINE II = 1  // one pixel per cycle, matching unpack_pixels
         rgb_t px = in.read();
         vec<typename CONFIG_T::out_t, 3> a;

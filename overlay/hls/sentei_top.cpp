@@ -11,11 +11,11 @@
 #include "sentei_top.hpp"
 
 void sentei_top(const sentei::word_t* frame, const sentei::word_t* weights, sentei::logit_t* logits,
-                unsigned cmd, unsigned height, unsigned width, unsigned& status) {
+                unsigned cmd, unsigned height, unsigned width, unsigned frames, unsigned& status) {
 // Three AXI masters so that frame reads, logit writes and weight loads never share a port.
-#pragma HLS INTERFACE mode = m_axi port = frame offset = slave bundle = gmem0 depth = SENTEI_FRAME_WORDS  // input frame, read once per RUN_FRAME
+#pragma HLS INTERFACE mode = m_axi port = frame offset = slave bundle = gmem0 depth = SENTEI_FRAME_BUFFER_WORDS  // input frames, read once per RUN_FRAME (depth: what co-simulation allocates)
 #pragma HLS INTERFACE mode = m_axi port = weights offset = slave bundle = gmem1 depth = SENTEI_BLOB_WORDS  // weight blob, read once per LOAD_WEIGHTS
-#pragma HLS INTERFACE mode = m_axi port = logits offset = slave bundle = gmem2 depth = SENTEI_LOGIT_WORDS  // logits, written once per RUN_FRAME
+#pragma HLS INTERFACE mode = m_axi port = logits offset = slave bundle = gmem2 depth = SENTEI_LOGIT_BUFFER_WORDS  // logits, written once per RUN_FRAME
 // Buffer addresses, scalars and the block protocol on one AXI4-Lite slave: the driver's register map.
 #pragma HLS INTERFACE mode = s_axilite port = frame bundle = control    // FRAME_LO/HI
 #pragma HLS INTERFACE mode = s_axilite port = weights bundle = control  // WEIGHTS_LO/HI
@@ -23,9 +23,10 @@ void sentei_top(const sentei::word_t* frame, const sentei::word_t* weights, sent
 #pragma HLS INTERFACE mode = s_axilite port = cmd bundle = control      // CMD
 #pragma HLS INTERFACE mode = s_axilite port = height bundle = control   // HEIGHT
 #pragma HLS INTERFACE mode = s_axilite port = width bundle = control    // WIDTH
+#pragma HLS INTERFACE mode = s_axilite port = frames bundle = control   // FRAMES
 #pragma HLS INTERFACE mode = s_axilite port = status bundle = control   // STATUS (+ STATUS_CTRL valid bit)
 #pragma HLS INTERFACE mode = s_axilite port = return bundle = control   // AP_CTRL start/done/idle
-#pragma HLS INTERFACE mode = ap_ctrl_hs port = return                   // one command per start, no overlap
+#pragma HLS INTERFACE mode = ap_ctrl_hs port = return                   // one command per start; RUN_FRAME overlaps its frames inside
 
     // On-chip state kept between commands: whether a blob was loaded and its input constants.
     // (The per-layer weight arrays are the globals of network.h.)
@@ -43,10 +44,12 @@ void sentei_top(const sentei::word_t* frame, const sentei::word_t* weights, sent
     } else if (cmd == sentei::CMD_RUN_FRAME) {
         if (height != sentei::network::input_config::height || width != sentei::network::input_config::width) {
             st = sentei::STATUS_BAD_SIZE;
+        } else if (frames == 0) {
+            st = sentei::STATUS_BAD_FRAMES;
         } else if (!loaded) {
             st = sentei::STATUS_NO_WEIGHTS;
         } else {
-            sentei::network::run(frame, logits, input_quant);
+            sentei::network::run(frame, logits, input_quant, frames);
             st = sentei::STATUS_OK;
         }
     } else {

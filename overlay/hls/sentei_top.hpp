@@ -25,21 +25,28 @@ static const status_t STATUS_BAD_LAYOUT = 2;   ///< layer count, section offsets
 static const status_t STATUS_NO_WEIGHTS = 3;   ///< RUN_FRAME before a successful LOAD_WEIGHTS
 static const status_t STATUS_BAD_SIZE = 4;     ///< HEIGHT/WIDTH differ from the compiled input size
 static const status_t STATUS_BAD_COMMAND = 5;  ///< CMD is not a known command
+static const status_t STATUS_BAD_FRAMES = 6;   ///< RUN_FRAME with FRAMES = 0
 
 }  // namespace sentei
 
 /**
  * \brief The accelerator: one command per start (ap_ctrl_hs).
  *
- * \param frame   uint8 RGB frame, height*width*3 bytes row-major HWC, read as 32-bit words
+ * RUN_FRAME streams `frames` frames through the layer pipeline in one start: the frames
+ * follow each other through the DATAFLOW region, so a frame leaves every pipeline interval
+ * (the slowest stage), not every latency.
+ *
+ * \param frame   `frames` uint8 RGB frames, each height*width*3 bytes row-major HWC padded to
+ *                a whole 32-bit word (frame n starts at word n * ceil(3*height*width/4))
  * \param weights the model's weight blob (docs/model-format.md section 4)
- * \param logits  int32 class scores, out_height*out_width*num_classes, row-major HWC
+ * \param logits  `frames` int32 class-score maps, each out_height*out_width*num_classes, row-major HWC
  * \param cmd     CMD_LOAD_WEIGHTS or CMD_RUN_FRAME
  * \param height  frame height; must equal the compiled input height for RUN_FRAME
  * \param width   frame width; must equal the compiled input width for RUN_FRAME
+ * \param frames  frames to run (RUN_FRAME), at least 1
  * \param status  STATUS_* code of this command
  */
 void sentei_top(const sentei::word_t* frame, const sentei::word_t* weights, sentei::logit_t* logits,
-                unsigned cmd, unsigned height, unsigned width, unsigned& status);
+                unsigned cmd, unsigned height, unsigned width, unsigned frames, unsigned& status);
 
 #endif

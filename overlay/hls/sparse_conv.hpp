@@ -21,9 +21,9 @@
  * at least `window_distance` loop iterations apart -- the dependence distance the loop
  * declares to the scheduler, which is true for every weight pattern.
  *
- * Requantization is shared: R = ceil(P/K) requantizers each serve S = ceil(P/R) <= K lanes,
- * one lane per clock during the first S weights of the next fold, so a layer needs 4R
- * DSP48s for requantization instead of 4P.
+ * Requantization is shared (folds.hpp): R = ceil(P/K) requantizers each serve
+ * S = ceil(P/R) <= K lanes, one lane per clock during the first S weights of the next fold,
+ * so a layer needs 4R DSP48s for requantization instead of 4P.
  *
  * Loop invariant of the MAC loop: after the iteration of weight j of fold f, lane l's
  * accumulator holds `sum_{i <= j} w[o, i] * window[addr[o, i]]` for filter o = f*lanes + l
@@ -37,50 +37,10 @@
 #define SENTEI_SPARSE_CONV_HPP
 
 #include "csim_hooks.hpp"
-#include "requant.hpp"
+#include "folds.hpp"
 #include "types.hpp"
 
 namespace sentei {
-
-/**
- * \brief Default layer configuration; the generated `layer<i>_config` structs derive from it.
- *
- * Every field is a compile-time fact of the model file (docs/model-format.md, section 6):
- * a model with the same values runs on the same bitstream whatever its weights.
- */
-struct conv_config_default {
-    static const unsigned index = 0;        ///< position of the layer in the network
-    static const unsigned cin = 1;          ///< input channels
-    static const unsigned cout = 1;         ///< output channels (filters)
-    static const unsigned kernel = 1;       ///< k (1 or 3)
-    static const unsigned stride = 1;       ///< s (1 or 2)
-    static const unsigned dilation = 1;     ///< d
-    static const unsigned padding = 0;      ///< p, zero padding on all four sides
-    static const unsigned in_height = 1;    ///< H
-    static const unsigned in_width = 1;     ///< W
-    static const unsigned out_height = 1;   ///< Ho = (H + 2p - d(k-1) - 1)/s + 1
-    static const unsigned out_width = 1;    ///< Wo
-    static const unsigned k_nonzero = 1;    ///< K, stored weights per filter
-    static const unsigned lanes = 1;        ///< P, filters computed in parallel (divides cout)
-    static const unsigned folds = 1;        ///< NF = cout / lanes
-    static const unsigned weight_bits = 8;  ///< W, signed weight width
-    static const unsigned chunk_channels = 1;     ///< Wc, channels per line-buffer word (divides cin)
-    static const unsigned chunks = 1;             ///< L = kernel * cin / Wc, window chunks per output pixel
-    static const unsigned pixel_iterations = 1;   ///< max(folds * k_nonzero, chunks): engine clocks per output pixel
-    static const unsigned window_iterations = 1;  ///< line-buffer loop clocks per frame
-    static const unsigned line_slots = 1;         ///< row memories: d*(k-1)+1 for k > 1, else 1 (unused)
-    static const unsigned line_depth = 1;         ///< words per row memory: in_width * cin / Wc for k > 1
-    static const unsigned requant_units = 1;      ///< R = ceil(lanes / k_nonzero) shared requantizers
-    static const unsigned requant_span = 1;       ///< S = ceil(lanes / R) <= k_nonzero lanes per requantizer
-    static const unsigned bank_bits = 1;          ///< bits of a window bank index (kernel * Wc banks)
-    static const unsigned slot_bits = 1;          ///< bits of a window slot index (chunks slots)
-    static const unsigned blob_offset = 0;  ///< word offset of the layer's section in the blob
-    static const int act = ACT_RELU;        ///< ACT_RELU, ACT_LINEAR or ACT_LOGITS
-    static const long long out_min = 0;     ///< saturation bounds of the output activation
-    static const long long out_max = 255;
-    typedef ap_int<8> in_t;   ///< input activation type (the previous layer's out_t)
-    typedef ap_uint<8> out_t; ///< output activation type: ap_uint<B> relu, ap_int<B> linear, ap_int<32> logits
-};
 
 /**
  * \brief Write one window chunk into buffer half `half` of every lane's window copy.
@@ -98,42 +58,6 @@ void write_chunk(typename CONFIG_T::in_t win[CONFIG_T::lanes][CONFIG_T::kernel *
             win[l][e][half * CONFIG_T::chunks + c] = chunk.data[e];
         }
     }
-}
-
-/**
- * \brief Step `j` of the R shared requantizers on the finished sums of fold `pf`:
- *        requantizer r turns lane r*S + j into output channel pf*lanes + r*S + j.
- * \tparam CONFIG_T layer configuration
- */
-template <class CONFIG_T>
-void requant_step(typename CONFIG_T::out_t px[CONFIG_T::cout], const acc_t done[CONFIG_T::lanes],
-                  const requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span],
-                  unsigned pf, unsigned j) {
-#pragma HLS INLINE  // part of the caller's pipelined loop
-    for (unsigned r = 0; r < CONFIG_T::requant_units; r++) {
-#pragma HLS UNROLL  // the R shared requantizers, lane r*S + j each
-        unsigned l = r * CONFIG_T::requant_span + j;
-        if (l < CONFIG_T::lanes) {
-            const requant_param& q = quant[r][pf * CONFIG_T::requant_span + j];
-            px[pf * CONFIG_T::lanes + l] = requantize<CONFIG_T>(done[l] + q.bias, q);
-        }
-    }
-}
-
-/**
- * \brief Send a finished output pixel: its channels leave as one stream word.
- * \tparam CONFIG_T layer configuration
- */
-template <class CONFIG_T>
-void emit_pixel(const typename CONFIG_T::out_t px[CONFIG_T::cout], hls::stream<out_pixel_t<CONFIG_T> >& out) {
-#pragma HLS INLINE  // part of the caller's pipelined loop
-    out_pixel_t<CONFIG_T> word;
-    for (unsigned c = 0; c < CONFIG_T::cout; c++) {
-#pragma HLS UNROLL  // wires: every channel of the partitioned pixel into the word
-        word.data[c] = px[c];
-    }
-    SENTEI_RECORD(CONFIG_T::index + 1, word);
-    out.write(word);
 }
 
 /**
@@ -156,16 +80,16 @@ void emit_pixel(const typename CONFIG_T::out_t px[CONFIG_T::cout], hls::stream<o
 template <class CONFIG_T>
 void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CONFIG_T> >& out,
                  const sparse_entry<CONFIG_T> weights[CONFIG_T::lanes][CONFIG_T::folds * CONFIG_T::k_nonzero],
-                 const requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span]) {
-#pragma HLS ARRAY_PARTITION variable = weights dim = 1 complete  // one weight memory per lane: P reads per cycle
+                 const requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span],
+                 unsigned frames) {
+#pragma HLS ARRAY_RESHAPE variable = weights dim = 1 complete  // every lane reads address f*K + j in the same clock: one memory, P entries a word
 #pragma HLS ARRAY_PARTITION variable = quant dim = 1 complete    // one constant memory per requantizer
     static const unsigned P = CONFIG_T::lanes;
-    static const unsigned NF = CONFIG_T::folds;  // = cout / P
+    static const unsigned NF = CONFIG_T::folds;  // = ceil(cout / P)
     static const unsigned K = CONFIG_T::k_nonzero;
     static const unsigned T = NF * K;             // MAC clocks per output pixel
     static const unsigned L = CONFIG_T::chunks;   // window chunks per output pixel
     static const unsigned TP = CONFIG_T::pixel_iterations;  // = max(T, L)
-    static const unsigned S = CONFIG_T::requant_span;
     static const unsigned NPIX = CONFIG_T::out_height * CONFIG_T::out_width;
     static const unsigned BANKS = CONFIG_T::kernel * CONFIG_T::chunk_channels;
     static const unsigned D = (TP - L) / 2;  // clock of the pixel at which the next window starts to arrive
@@ -186,61 +110,42 @@ void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CO
 #pragma HLS ARRAY_PARTITION variable = acc complete  // one accumulator register per lane
     acc_t done[P];
 #pragma HLS ARRAY_PARTITION variable = done complete  // finished sums waiting for a requantizer
-    typename CONFIG_T::out_t px[CONFIG_T::cout];
+    typename CONFIG_T::out_t px[NF * P];
 #pragma HLS ARRAY_PARTITION variable = px complete  // R requantizers write R channels per clock, at fold-dependent positions
 
-load_first:
-    for (unsigned c = 0; c < L; c++) {
+frames:
+    for (unsigned fr = 0; fr < frames; fr++) {
+    load_first:
+        for (unsigned c = 0; c < L; c++) {
 #pragma HLS PIPELINE II = 1  // the first window, one chunk per clock
-        write_chunk<CONFIG_T>(win, 0, c, in.read());
-    }
+            write_chunk<CONFIG_T>(win, 0, c, in.read());
+        }
 
-    unsigned pix = 0, i = 0, f = 0, j = 0, half = 0;  // pixel, clock within it, fold, weight, window half
-    unsigned pf = 0;        // fold whose sums wait in done[]
-    bool pending = false;   // done[] holds sums not yet requantized
-macs:
-    for (unsigned it = 0; it < NPIX * TP; it++) {
+        pixel_clock<TP> clk;
+        fold_sequencer<CONFIG_T, K> seq;
+    macs:
+        for (unsigned it = 0; it < NPIX * TP; it++) {
 #pragma HLS PIPELINE II = 1  // one stored weight per lane per clock: the loop the zero skipping shortens
 #pragma HLS DEPENDENCE variable = win type = inter dependent = true distance = DIST  // see DIST: the analysis cannot see the halves through the data-dependent read address
-        if (i >= D && i < D + L && pix + 1 < NPIX) write_chunk<CONFIG_T>(win, half ^ 1, i - D, in.read());
-        if (i < T) {
-            SENTEI_COUNT_ITERATION(CONFIG_T::index);
-            if (pending && j < S) {
-                requant_step<CONFIG_T>(px, done, quant, pf, j);
-                if (j == S - 1) {
-                    pending = false;
-                    if (pf == NF - 1) emit_pixel<CONFIG_T>(px, out);
-                }
+            if (clk.i >= D && clk.i < D + L && clk.pix + 1 < NPIX) {
+                write_chunk<CONFIG_T>(win, clk.half ^ 1, clk.i - D, in.read());
             }
-            for (unsigned l = 0; l < P; l++) {
+            if (clk.i < T) {
+                SENTEI_COUNT_ITERATION(CONFIG_T::index);
+                seq.requantize(px, done, quant, out);
+                for (unsigned l = 0; l < P; l++) {
 #pragma HLS UNROLL  // the P lanes of the block
-                const sparse_entry<CONFIG_T>& e = weights[l][f * K + j];
-                acc_t sum = (j == 0 ? acc_t(0) : acc[l]) + e.value * win[l][e.bank][half * L + e.slot];
-                acc[l] = sum;
-                if (j == K - 1) done[l] = sum;
+                    const sparse_entry<CONFIG_T>& e = weights[l][seq.f * K + seq.j];
+                    acc_t sum = (seq.first() ? acc_t(0) : acc[l]) + e.value * win[l][e.bank][clk.half * L + e.slot];
+                    acc[l] = sum;
+                    if (seq.last()) done[l] = sum;
+                }
+                seq.advance();
             }
-            if (j == K - 1) {
-                pending = true;
-                pf = f;
-            }
-            if (++j == K) {
-                j = 0;
-                f = f + 1 == NF ? 0 : f + 1;
-            }
+            clk.tick();
         }
-        if (++i == TP) {
-            i = 0;
-            pix++;
-            half ^= 1;
-        }
+        seq.finish(px, done, quant, out);
     }
-
-requantize_last:
-    for (unsigned jj = 0; jj < S; jj++) {
-#pragma HLS PIPELINE II = 1  // the last fold of the frame, S clocks
-        requant_step<CONFIG_T>(px, done, quant, pf, jj);
-    }
-    emit_pixel<CONFIG_T>(px, out);
 }
 
 /**
@@ -264,51 +169,30 @@ bool load_conv_weights(const word_t* blob,
                        requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span]) {
     static const unsigned P = CONFIG_T::lanes;
     static const unsigned K = CONFIG_T::k_nonzero;
-    static const unsigned S = CONFIG_T::requant_span;
-    static const unsigned KS = CONFIG_T::kernel;
-    static const unsigned KK = KS * KS;
     static const unsigned WC = CONFIG_T::chunk_channels;
-    static const unsigned CW = CONFIG_T::cin / WC;
     static const unsigned C = CONFIG_T::cout;
-    static const unsigned base = CONFIG_T::blob_offset;
-    static const int wmax = (1 << (CONFIG_T::weight_bits - 1)) - 1;
 
-    bool ok = true;
-bias:
-    for (unsigned o = 0; o < C; o++) {
-#pragma HLS PIPELINE II = 1  // sequential words: one burst
-        quant[(o % P) / S][(o / P) * S + (o % P) % S].bias = acc_t(blob[base + o]);
+    bool ok = load_requant_params<CONFIG_T>(blob, quant);
+    if (C % P) {  // the idle lanes of the last fold multiply zeros (their sums are never requantized)
+    idle_lanes:
+        for (unsigned n = 0; n < (P - C % P) * K; n++) {
+#pragma HLS PIPELINE II = 1  // load time only
+            sparse_entry<CONFIG_T> zero;
+            zero.value = 0;
+            zero.bank = 0;
+            zero.slot = 0;
+            weights[C % P + n / K][(C / P) * K + n % K] = zero;
+        }
     }
-mult:
-    for (unsigned o = 0; o < C; o++) {
-#pragma HLS PIPELINE II = 1  // sequential words: one burst
-        word_t m = blob[base + C + o];
-        if (m[31]) ok = false;
-        quant[(o % P) / S][(o / P) * S + (o % P) % S].mult = m.range(30, 0);
-    }
-shift:
-    for (unsigned o = 0; o < C; o++) {
-#pragma HLS PIPELINE II = 1  // sequential words: one burst
-        word_t sh = blob[base + 2 * C + o];
-        if (sh > 62) ok = false;
-        quant[(o % P) / S][(o / P) * S + (o % P) % S].shift = sh.range(5, 0);
-    }
-
     unsigned lane = 0, fold = 0, j = 0;  // filter o = fold*P + lane, weight j
 entries:
     for (unsigned n = 0; n < C * K; n++) {
 #pragma HLS PIPELINE II = 1  // sequential words: one burst, one entry per cycle
-        word_t w = blob[base + 3 * C + n];
-        ap_int<8> value = w.range(7, 0);
-        unsigned idx = w.range(31, 8);
-        if (idx >= CONFIG_T::cin * KK || value > wmax || value < -wmax - 1) ok = false;
+        blob_entry d = decode_entry<CONFIG_T>(blob[CONFIG_T::blob_offset + 3 * C + n], ok);
         sparse_entry<CONFIG_T> e;
-        e.value = value;
-        unsigned ci = idx / KK;  // constant dividers (KK, k, Wc), at load time only
-        unsigned ky = (idx % KK) / KS;
-        unsigned kx = idx % KS;
-        e.bank = ky * WC + ci % WC;
-        e.slot = kx * CW + ci / WC;
+        e.value = d.value;
+        e.bank = d.ky * WC + d.ci % WC;
+        e.slot = d.kx * (CONFIG_T::cin / WC) + d.ci / WC;
         weights[lane][fold * K + j] = e;
         if (++j == K) {
             j = 0;

@@ -30,22 +30,27 @@ SENTEI_EXPORT unsigned sentei_csim_logit_words() { return SENTEI_LOGIT_WORDS; }
 
 /**
  * One start of the accelerator with the given registers. Buffers are copied in and out
- * as the m_axi ports would read and write DDR; `frame` must hold frame_words words,
- * `weights` blob_words words, `logits` logit_words words.
+ * as the m_axi ports would read and write DDR; `frame` must hold `buffered` * frame_words
+ * words, `weights` blob_words words, `logits` `buffered` * logit_words words, where
+ * `buffered` (>= 1) is the number of frames the caller's buffers hold and `frames` is the
+ * FRAMES register (a FRAMES above `buffered` would read past the buffers: the caller
+ * refuses it).
  */
 SENTEI_EXPORT unsigned sentei_csim_execute(const uint32_t* frame, const uint32_t* weights, int32_t* logits,
-                                           unsigned cmd, unsigned height, unsigned width, int trace) {
-    std::vector<sentei::word_t> f(SENTEI_FRAME_WORDS), w(SENTEI_BLOB_WORDS);
-    std::vector<sentei::logit_t> out(SENTEI_LOGIT_WORDS);
-    for (unsigned i = 0; i < SENTEI_FRAME_WORDS; i++) f[i] = frame[i];
+                                           unsigned cmd, unsigned height, unsigned width, unsigned frames,
+                                           unsigned buffered, int trace) {
+    const size_t nf = (size_t)buffered * SENTEI_FRAME_WORDS, nl = (size_t)buffered * SENTEI_LOGIT_WORDS;
+    std::vector<sentei::word_t> f(nf), w(SENTEI_BLOB_WORDS);
+    std::vector<sentei::logit_t> out(nl);
+    for (size_t i = 0; i < nf; i++) f[i] = frame[i];
     for (unsigned i = 0; i < SENTEI_BLOB_WORDS; i++) w[i] = weights[i];
-    for (unsigned i = 0; i < SENTEI_LOGIT_WORDS; i++) out[i] = logits[i];
+    for (size_t i = 0; i < nl; i++) out[i] = logits[i];
     sentei::csim::reset();
     sentei::csim::tracing() = trace != 0;
     unsigned status = 0;
-    sentei_top(f.data(), w.data(), out.data(), cmd, height, width, status);
+    sentei_top(f.data(), w.data(), out.data(), cmd, height, width, frames, status);
     sentei::csim::tracing() = false;
-    for (unsigned i = 0; i < SENTEI_LOGIT_WORDS; i++) logits[i] = (int32_t)out[i].to_int();
+    for (size_t i = 0; i < nl; i++) logits[i] = (int32_t)out[i].to_int();
     return status;
 }
 

@@ -10,8 +10,8 @@
  *   stage_<n>_<s>.npy     int32 [h, w, C] expected stage s of frame n: s = 0 the input
  *                         activation, s = l + 1 the output of layer l (the last: logits)
  *
- * It loads the weights through the top function (CMD_LOAD_WEIGHTS), runs every frame
- * (CMD_RUN_FRAME), compares every element of every stage and of the logits buffer, prints
+ * It loads the weights through the top function (CMD_LOAD_WEIGHTS), runs all frames in one
+ * start (CMD_RUN_FRAME with FRAMES = <frames>: they overlap in the pipeline), compares every element of every stage and of the logits buffer, prints
  * the first mismatches with layer, channel and pixel, counts the MAC-loop iterations per
  * layer, writes a JSON report and returns the number of mismatches (capped at 255).
  */
@@ -81,44 +81,51 @@ int main(int argc, char** argv) {
     try {
         npy_array blob_npy = read_npy(dir + "/weights.npy");
         std::vector<sentei::word_t> blob(blob_npy.data.begin(), blob_npy.data.end());
-        std::vector<sentei::word_t> frame_words(SENTEI_FRAME_WORDS);
-        std::vector<sentei::logit_t> logits(SENTEI_LOGIT_WORDS);
-        sentei_top(frame_words.data(), blob.data(), logits.data(), sentei::CMD_LOAD_WEIGHTS, 0, 0, status_load);
+        std::vector<sentei::word_t> frame_words((size_t)frames * SENTEI_FRAME_WORDS, 0);
+        std::vector<sentei::logit_t> logits((size_t)frames * SENTEI_LOGIT_WORDS);
+        sentei_top(frame_words.data(), blob.data(), logits.data(), sentei::CMD_LOAD_WEIGHTS, 0, 0, 0, status_load);
         if (status_load != sentei::STATUS_OK) {
             std::printf("LOAD_WEIGHTS failed with status %u\n", status_load);
             errors++;
         }
-        for (unsigned n = 0; n < frames && status_load == sentei::STATUS_OK; n++) {
+        for (unsigned n = 0; n < frames; n++) {  // frame n at word n * SENTEI_FRAME_WORDS
             npy_array frame = read_npy(dir + "/frame_" + std::to_string(n) + ".npy");
-            for (auto& w : frame_words) w = 0;
             for (size_t i = 0; i < frame.data.size(); i++) {
-                frame_words[i / 4] |= sentei::word_t(frame.data[i]) << (8 * (i % 4));
+                frame_words[n * SENTEI_FRAME_WORDS + i / 4] |= sentei::word_t(frame.data[i]) << (8 * (i % 4));
             }
+        }
+        if (status_load == sentei::STATUS_OK) {
             sentei::csim::reset();
             sentei::csim::tracing() = true;
             unsigned st = 0;
             sentei_top(frame_words.data(), blob.data(), logits.data(), sentei::CMD_RUN_FRAME,
-                       net::input_config::height, net::input_config::width, st);
+                       net::input_config::height, net::input_config::width, frames, st);
             sentei::csim::tracing() = false;
             status_run.push_back(st);
             if (st != sentei::STATUS_OK) {
-                std::printf("RUN_FRAME %u failed with status %u\n", n, st);
+                std::printf("RUN_FRAME failed with status %u\n", st);
                 errors++;
-                continue;
             }
             for (unsigned l = 0; l < net::num_layers; l++) iterations[l] += sentei::csim::mac_iterations()[l];
             // In RTL co-simulation the design is not C code and records nothing: logits only.
             bool traced = !sentei::csim::stage_output(0).empty();
-            if (!traced && n == 0) std::printf("note: no stage trace (RTL co-simulation?): comparing the logits only\n");
-            for (unsigned s = 0; traced && s < net::num_layers; s++) {  // input and hidden layers, from the trace
-                npy_array expected = read_npy(dir + "/stage_" + std::to_string(n) + "_" + std::to_string(s) + ".npy");
-                errors += compare(n, s, sentei::csim::stage_output(s), expected, found);
+            if (!traced) std::printf("note: no stage trace (RTL co-simulation?): comparing the logits only\n");
+            for (unsigned n = 0; n < frames && st == sentei::STATUS_OK; n++) {
+                for (unsigned s = 0; traced && s < net::num_layers; s++) {  // input and hidden layers, frame n's part
+                    const std::vector<long long>& all = sentei::csim::stage_output(s);
+                    size_t size = (size_t)net::stage_channels[s] * net::stage_height[s] * net::stage_width[s];
+                    std::vector<long long> got;
+                    if (all.size() >= (n + 1) * size) got.assign(all.begin() + n * size, all.begin() + (n + 1) * size);
+                    npy_array expected = read_npy(dir + "/stage_" + std::to_string(n) + "_" + std::to_string(s) + ".npy");
+                    errors += compare(n, s, got, expected, found);
+                }
+                // the logits buffer itself, as the host reads it from DDR
+                npy_array expected = read_npy(dir + "/stage_" + std::to_string(n) + "_" +
+                                              std::to_string(net::num_layers) + ".npy");
+                std::vector<long long> got(logits.begin() + (size_t)n * SENTEI_LOGIT_WORDS,
+                                           logits.begin() + (size_t)(n + 1) * SENTEI_LOGIT_WORDS);
+                errors += compare(n, net::num_layers, got, expected, found);
             }
-            // the logits buffer itself, as the host reads it from DDR
-            npy_array expected = read_npy(dir + "/stage_" + std::to_string(n) + "_" +
-                                          std::to_string(net::num_layers) + ".npy");
-            std::vector<long long> got(logits.begin(), logits.end());
-            errors += compare(n, net::num_layers, got, expected, found);
         }
     } catch (const std::exception& e) {
         std::printf("ERROR %s\n", e.what());

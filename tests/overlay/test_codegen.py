@@ -58,8 +58,9 @@ def test_config_states_every_layer_fact():
 
 def test_default_lanes_are_largest_divisor_up_to_8():
     model = odd()  # Cout 6, 12, 10, 10, 5
-    assert codegen.default_lanes(model) == [6, 6, 5, 5, 5]
-    assert codegen.default_lanes(tiny()) == [8, 8, 8, 8, 1]
+    assert [p.lanes for p in codegen.default_lanes(model)] == [6, 6, 5, 5, 5]
+    assert [p.lanes for p in codegen.default_lanes(tiny())] == [8, 8, 8, 8, 1]
+    assert {p.engine for p in codegen.default_lanes(tiny())} == {"sparse"}
 
 
 def test_iterations_follow_k_not_fan_in():
@@ -71,11 +72,21 @@ def test_iterations_follow_k_not_fan_in():
     assert [f["lanes"] for f in doc["layers"]] == [2, 4, 8, 16, 11]
 
 
-def test_explicit_lanes_must_divide_cout():
-    with pytest.raises(SenteiError, match="does not divide Cout = 8"):
-        codegen.network_facts(tiny(), lanes=[3, 8, 8, 8, 11])
-    with pytest.raises(SenteiError, match="has 2 entries but the model has 5 layers"):
+def test_explicit_plans_are_checked_per_layer():
+    model = tiny()
+    facts = codegen.network_facts(model, lanes=[3, 5, "d7w4", 8, 11])  # lanes need not divide Cout
+    assert [f.folds for f in facts.layers] == [-(-layer.out_channels // p) for layer, p in
+                                               zip(model.layers, [3, 5, 7, 8, 11])]
+    assert facts.layers[0].folds * 3 > model.layers[0].out_channels  # a last fold with idle lanes
+    assert [f.engine for f in facts.layers] == ["sparse", "sparse", "dense", "sparse", "sparse"]
+    with pytest.raises(SenteiError, match="9 lanes for 8 filters"):
+        codegen.network_facts(tiny(), lanes=[9, 8, 8, 8, 11])
+    with pytest.raises(SenteiError, match="chunk width 3 must divide Cin = 8"):
+        codegen.network_facts(tiny(), lanes=[8, "d8w3", 8, 8, 11])
+    with pytest.raises(SenteiError, match="2 lane counts given for 5 layers"):
         codegen.network_facts(tiny(), lanes=[8, 8])
+    with pytest.raises(SenteiError, match="expected LANES"):
+        codegen.network_facts(tiny(), lanes=["x8", 8, 8, 8, 11])
 
 
 def test_board_lanes_come_from_the_performance_model():
@@ -84,8 +95,9 @@ def test_board_lanes_come_from_the_performance_model():
     model = tiny()
     board = perf.known_boards()[0]
     lanes = codegen.choose_lanes(model, board=board)
-    assert lanes == list(perf.allocate_lanes(model, board, None))
-    assert all(layer.out_channels % p == 0 for layer, p in zip(model.layers, lanes))
+    assert lanes == list(perf.allocate(model, board, None))
+    facts = codegen.network_facts(model, board=board)
+    assert [(f.engine, f.lanes) for f in facts.layers] == [(p.engine, p.lanes) for p in lanes]
 
 
 def test_same_shapes_other_weights_generate_the_same_files():
@@ -100,12 +112,18 @@ def test_same_shapes_other_weights_generate_the_same_files():
 
 
 def test_network_wires_one_block_per_layer():
-    text = codegen.render(codegen.network_facts(tiny()))["network.h"]
-    assert text.count("line_buffer<layer") == 5 and text.count("sparse_conv<layer") == 5
-    assert all(f"layer{n}_window(act{n}, win{n});" in text for n in range(5))
-    assert text.count("load_conv_weights<layer") == 5
-    assert "write_logits<layer4_config>(act5, logits);" in text
+    text = codegen.render(codegen.network_facts(tiny(), lanes=[8, "d8w4", 8, 8, "d1w8"]))["network.h"]
+    # tiny: three 3x3 layers (row buffers), two 1x1 (pointwise windows); two dense engines
+    assert text.count("line_buffer<layer") == 3 and text.count("pointwise_window<layer") == 2
+    assert text.count("sparse_conv<layer") == 3 and text.count("dense_conv<layer") == 2
+    assert all(f"layer{n}_window(act{n}, win{n}, frames);" in text for n in range(5))
+    assert text.count("load_conv_weights<layer") == 3 and text.count("load_dense_weights<layer") == 2
+    assert "write_logits<layer4_config>(act5, logits, frames);" in text
     assert "#pragma HLS DATAFLOW" in text
+    # canonical dataflow: the region reads no global; the weights arrive as arguments
+    region = text[text.index("inline void pipeline("):text.index("inline void run(")]
+    assert "layer0_weights" not in region and "w0[8][" in region
+    assert "pipeline(frame, logits, iq, frames, layer0_weights, layer0_quant," in text
 
 
 def test_generate_writes_into_the_given_folder(tmp_path):
@@ -141,7 +159,8 @@ def test_top_header_agrees_with_register_module():
 
 def test_every_pragma_has_a_reason():
     sources = list(HLS.glob("*.hpp")) + list(HLS.glob("*.cpp"))
-    templates = [codegen.NETWORK_HEADER.template, codegen.LAYER_STREAMS.template, codegen.LAYER_WINDOW.template]
+    templates = [codegen.NETWORK_HEADER.template, codegen.LAYER_STREAMS.template,
+                 *(t.template for t in codegen.LAYER_WINDOW.values())]
     lines = [ln for src in sources for ln in src.read_text().splitlines()]
     lines += [ln for t in templates for ln in t.splitlines()]
     pragmas = [ln for ln in lines if ln.strip().startswith("#pragma HLS")]

@@ -14,7 +14,7 @@ from sentei.errors import SenteiError
 from sentei.host import reference
 from sentei.host.format import save
 from sentei.host.synthetic import TINY, LayerSpec, random_frame, random_model
-from sentei.overlay import csim
+from sentei.overlay import csim, perf, registers
 from tests.overlay.csim_models import STARVED_LANES, odd, starved, tiny, wide
 
 
@@ -40,12 +40,50 @@ def test_tiny_model_is_bit_exact_and_skips_zeros():
     (wide, None),
     (tiny, [1, 2, 16, 4, 11]),
     (starved, STARVED_LANES),
+    # lanes that do not divide Cout: the last fold has idle lanes (6 = 4 + 2, 12 = 3 * 5 - 3, ...)
+    (odd, [4, 5, 3, 4, 2]),
+    (tiny, [3, 5, 7, 6, 4]),
+    # the dense engine (PE lanes x a whole chunk a clock), on sparse and unbalanced filters too,
+    # with partial folds and each chunk width
+    (tiny, ["d1", "d3w2", "d5w4", "d16w8", "d4w8"]),
+    (odd, ["d4w1", "d5w3", "d10w6", "d3w5", "d2w2"]),
+    (wide, ["d4w3", "d3w2", "s2", "d3w3"]),
+    (wide, ["s3", "d8w1", "d6w8", "d2w2"]),
 ])
 def test_corner_models_are_bit_exact(make, lanes):
-    report = csim.run_csim(make(), 2, lanes=lanes)
+    model = make()
+    report = csim.run_csim(model, 2, lanes=lanes)
     assert_exact(report)
     if lanes is not None:
-        assert report.lanes == lanes
+        plans = [perf.as_plan(p) for p in lanes]
+        assert report.lanes == [p.lanes for p in plans] and report.engines == [p.engine for p in plans]
+        for n, plan in enumerate(plans):  # the MAC loop's count: NF * K (sparse) or NF * L (dense) per pixel
+            g = perf.layer_geometry(model, n, plan)
+            _, ho, wo = model.shapes()[n + 1]
+            steps = model.layers[n].k_nonzero if plan.engine == "sparse" else g["chunks"]
+            assert report.expected_iterations[n] == ho * wo * -(-model.layers[n].out_channels // plan.lanes) * steps
+
+
+def test_frames_of_one_start_equal_single_starts():
+    """FRAMES = 3 in one start (the frames overlap in the pipeline) gives each frame's logits
+    exactly as three starts of one frame do, and as the reference engine; FRAMES = 0 is refused."""
+    from sentei.host.format import weight_blob
+
+    model = tiny()
+    acc = csim.CsimAccelerator(model, lanes=["d3w1", 5, "s7w4", 6, "d4w8"])
+    assert acc.load_weights(weight_blob(model)) == 0
+    frames = [random_frame(seed, 24, 32) for seed in (4, 5, 6)]
+    status, batch = acc.run_frames(frames, trace=True)
+    assert status == 0 and batch.shape == (3,) + acc.logits_shape
+    for n, frame in enumerate(frames):
+        expected, stages = reference.run(model, frame, return_all=True)
+        np.testing.assert_array_equal(batch[n], expected.transpose(1, 2, 0))
+        np.testing.assert_array_equal(acc.stage(2, frame=n), stages[2].transpose(1, 2, 0))
+    for n, frame in enumerate(frames):
+        status, single = acc.run_frame(frame)
+        assert status == 0
+        np.testing.assert_array_equal(single, batch[n])
+    assert acc.execute(registers.CMD_RUN_FRAME, None, None, None, 24, 32, frames=0) == registers.STATUS_BAD_FRAMES
 
 
 def test_the_starved_model_runs_the_engine_at_its_window_load_rate():
@@ -99,14 +137,13 @@ def test_camvid_sized_standin_is_bit_exact():
 def test_camvid_standin_with_the_zcu104_allocation_is_bit_exact():
     """The lanes `sentei overlay codegen --board zcu104` compiles (64 lanes on the 128-channel layers,
     wide window chunks, shared requantizers, URAM line buffers): still bit-exact, counts = formula."""
-    from sentei.overlay import perf
     from tests.overlay.csim_models import camvid_standin
 
     model = camvid_standin(8)
-    lanes = perf.allocate_lanes(model, "zcu104", 200)
-    assert max(lanes) >= 32
+    plans = perf.allocate(model, "zcu104", 200)
+    assert max(p.lanes for p in plans) >= 32
     report = csim.run_csim(model, 1, board="zcu104", clock_mhz=200)
-    assert report.lanes == lanes
+    assert report.lanes == [p.lanes for p in plans]
     assert_exact(report)
 
 
@@ -282,9 +319,9 @@ def test_cli_codegen_rejects_bad_lanes(tmp_path, capsys):
     from sentei.cli import main
 
     path = save(tiny(), tmp_path / "tiny.sentei")
-    assert main(["overlay", "codegen", "--model", str(path), "--lanes", "3,8,8,8,11", "--out",
+    assert main(["overlay", "codegen", "--model", str(path), "--lanes", "9,8,8,8,11", "--out",
                  str(tmp_path / "g")]) == 2
-    assert "does not divide Cout = 8" in capsys.readouterr().err
+    assert "9 lanes for 8 filters" in capsys.readouterr().err
     assert main(["overlay", "codegen", "--model", str(path), "--out", str(tmp_path / "g")]) == 0
     assert (tmp_path / "g" / "network.h").is_file()
 
