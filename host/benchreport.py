@@ -19,19 +19,28 @@ from sentei.host.bench import SCHEMA, SCHEMA_VERSION
 from sentei.host.visualize import save_figure
 
 SUPPORTED_VERSIONS = (SCHEMA_VERSION,)
+MAX_REPORT_BYTES = 64 << 20  # a report of thousands of runs is a few MB
 OUTPUTS = ("benchmarks.md", "benchmarks.png")  # what write_report writes into its folder
 
 
 def load_report(path) -> dict:
     """Read and check one bench report."""
+    from sentei.host.format import read_regular_file
+
     path = Path(path)
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
+        report = json.loads(read_regular_file(path, MAX_REPORT_BYTES, "bench report",
+                                              "the JSON of `sentei bench --json`").decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise SenteiError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise SenteiError(f"{path}: nested too deeply to be a bench report (pass the JSON of "
+                          f"`sentei bench --json`)") from None
     except UnicodeDecodeError:
         raise SenteiError(f"{path}: not a sentei bench report (not UTF-8 text; pass the JSON of "
                           f"`sentei bench --json`)") from None
+    except ValueError:  # an integer of thousands of digits
+        raise SenteiError(f"{path}: holds a number too long to be a figure; not a sentei bench report") from None
     if not isinstance(report, dict) or report.get("schema") != SCHEMA:
         raise SenteiError(f"{path}: not a sentei bench report (schema is not {SCHEMA!r})")
     if report.get("schema_version") not in SUPPORTED_VERSIONS:

@@ -43,13 +43,29 @@ def read_label(path: str | Path, num_classes: int = 11) -> np.ndarray:
     """A label map as uint8 ``[H, W]``; values above void (``num_classes``) are refused."""
     from PIL import Image, UnidentifiedImageError
 
+    import warnings
+
+    from sentei.host.preprocess import MAX_PIXELS
+
     try:
-        with Image.open(path) as img:
-            labels = np.asarray(img)
-    except (UnidentifiedImageError, OSError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > MAX_PIXELS:  # before a pixel is decoded
+                    raise SenteiError(f"{path}: label map {img.width}x{img.height} is too large (more than "
+                                      f"{MAX_PIXELS} pixels); the annotations must match their frames")
+                labels = np.asarray(img)
+    except Image.DecompressionBombError:
+        raise SenteiError(f"{path}: label map is too large (more than {MAX_PIXELS} pixels); the annotations "
+                          f"must match their frames") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise SenteiError(f"{path}: not a readable label map ({exc.__class__.__name__})") from None
     if labels.ndim != 2:
         raise SenteiError(f"{path}: label maps are single-channel images, got shape {list(labels.shape)}")
+    if labels.dtype.kind not in "ub" and not (labels.dtype.kind == "i" and (labels.size == 0 or labels.min() >= 0)):
+        # float labels would be truncated (2.7 -> class 2), negative ones wrap to classes
+        raise SenteiError(f"{path}: label values of type {labels.dtype} are not class numbers; save the "
+                          f"annotation as an 8-bit (or 16-bit) integer image")
     if labels.size and int(labels.max()) > num_classes:
         raise SenteiError(f"{path}: label value {int(labels.max())} is outside the classes 0..{num_classes - 1} "
                           f"and void {num_classes}; fix the annotation")

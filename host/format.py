@@ -42,6 +42,13 @@ MAX_CHANNELS = 4096
 MAX_INPUT_SIDE = 8192  # input.height, input.width
 INT32_MIN = -INT32_MAX - 1
 MAX_SHIFT = 62  # requantization shift (spec section 3)
+# what one frame may cost, whatever the header claims (spec section 1, "limits"): a 7 KB file
+# could otherwise ask for gigabytes of feature maps or dense weights
+MAX_FILE_BYTES = 1 << 30  # a model file: read only a regular file of at most this size
+MAX_MAP_ELEMENTS = 1 << 25  # each feature map, padded input of a layer and its output (C*H*W)
+MAX_FRAME_MACS = 1 << 36  # executed multiply-accumulates per frame, all layers (K*Cout*Ho*Wo)
+MAX_DENSE_WEIGHTS = 1 << 26  # sum of Cout*Cin*k*k: what a dense export (ONNX, torch) builds
+MIN_OUTPUT_SCALE, MAX_OUTPUT_SCALE = 2.0**-40, 2.0**40  # float32(logits)*scale stays finite and normal
 # Names are data that reaches generated C++, Tcl, Markdown, file names and terminals: the
 # model's and the layers' names keep to an identifier-like alphabet, class names to printable
 # ASCII without markup or quoting characters (spec section 1, "names").
@@ -407,11 +414,43 @@ def load(path: str | os.PathLike) -> Model:
     path = Path(path)
     if path.is_dir():
         raise ModelFormatError(f"{path} is a directory, not a model file (pass a .sentei file)")
-    data = path.read_bytes()
+    data = read_regular_file(path, MAX_FILE_BYTES, "model file", "a .sentei file")
     try:
         return from_bytes(data)
     except ModelFormatError as exc:
         raise ModelFormatError(f"{path}: {exc}") from None
+
+
+def read_regular_file(path, limit: int, what: str, example: str) -> bytes:
+    """The bytes of ``path``, a regular file of at most ``limit`` bytes; anything else one
+    :class:`SenteiError` line (``/dev/zero`` would be read forever, a FIFO wait for a writer)."""
+    import stat as _stat
+
+    st = os.stat(path)  # FileNotFoundError, PermissionError: the CLI names the path
+    if _stat.S_ISDIR(st.st_mode):
+        raise SenteiError(f"{path} is a directory, not a {what} (pass {example})")
+    if not _stat.S_ISREG(st.st_mode):
+        raise SenteiError(f"{path} is not a regular file (a device, FIFO or socket), not a {what}; "
+                          f"pass {example}")
+    if st.st_size > limit:
+        raise SenteiError(f"{path}: {st.st_size} bytes is larger than a {what} may be ({limit}); pass {example}")
+    with open(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:  # grew while read
+        raise SenteiError(f"{path}: larger than a {what} may be ({limit} bytes); pass {example}")
+    return data
+
+
+def parse_json_text(text, what: str) -> Any:
+    """``json.loads`` with one :class:`SenteiError` line for what is not JSON, nests too deep
+    (RecursionError) or holds an integer too long to convert (ValueError)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise SenteiError(f"{what}: nested too deeply to be a valid file") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        detail = "an integer too long" if "int" in str(exc) and "digits" in str(exc) else exc.__class__.__name__
+        raise SenteiError(f"{what}: not valid UTF-8 JSON ({detail})") from None
 
 
 def from_bytes(data: bytes) -> Model:
@@ -427,9 +466,10 @@ def from_bytes(data: bytes) -> Model:
     if not 1 <= hlen <= MAX_HEADER or 16 + hlen > len(data):
         raise ModelFormatError(f"header length: {hlen} bytes does not fit a {len(data)}-byte file (truncated?)")
     try:
-        header = json.loads(data[16:16 + hlen].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"header: not valid UTF-8 JSON ({exc.__class__.__name__})") from None
+        header = parse_json_text(data[16:16 + hlen].decode("utf-8"), "header")
+    except (UnicodeDecodeError, SenteiError) as exc:
+        raise ModelFormatError(str(exc) if isinstance(exc, SenteiError) else
+                               f"header: not valid UTF-8 JSON ({exc.__class__.__name__})") from None
     if not isinstance(header, dict):
         raise ModelFormatError("header: must be a JSON object")
     base = _aligned(16 + hlen)
@@ -457,7 +497,8 @@ def _read_arrays(header: dict, data: bytes, base: int) -> dict[str, np.ndarray]:
             raise ModelFormatError(f"{where}.shape: {shape!r} is not a list of sizes")
         offset = _get_int(entry, "offset", where, 0, 2**40)
         nbytes = _get_int(entry, "nbytes", where, 0, 2**40)
-        if nbytes != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+        count = math.prod(shape)  # Python integers: np.prod of [2**24]*4 wraps int64
+        if count * dtype.itemsize > len(data) or nbytes != count * dtype.itemsize:
             raise ModelFormatError(f"{where}.nbytes: {nbytes} does not match shape {shape} of {dtype.str}")
         if offset % ALIGN:
             raise ModelFormatError(f"{where}.offset: {offset} is not {ALIGN}-byte aligned")
@@ -619,6 +660,7 @@ def validate(model: Model) -> None:
     check_name(model.name, "name")
     names = set()
     channels, h, w = inp.channels, inp.height, inp.width
+    macs = dense = 0
     for n, layer in enumerate(model.layers):
         check_name(layer.name, f"layers[{n}].name")
         where = f"layers[{n}] ({layer.name})"
@@ -698,11 +740,23 @@ def validate(model: Model) -> None:
             o = int(worst.argmax())
             raise ModelFormatError(f"{where}: filter {o} can overflow the 32-bit accumulator "
                                    f"(|bias| + sum|w| * {amax} = {int(worst.max())}); lower the bit widths")
+        padded = layer.in_channels * (h + 2 * layer.padding) * (w + 2 * layer.padding)
         h, w = layer.out_size(h, w)
         if h < 1 or w < 1:
             raise ModelFormatError(f"{where}: output size {h}x{w} at input "
                                    f"{inp.height}x{inp.width} is empty (shapes do not chain)")
+        if max(padded, cout * h * w) > MAX_MAP_ELEMENTS:
+            raise ModelFormatError(f"{where}: a feature map of {max(padded, cout * h * w)} values is larger than "
+                                   f"the limit {MAX_MAP_ELEMENTS} (C*H*W); use a smaller input or fewer channels")
+        macs += k * cout * h * w
+        dense += cout * fan_in
         channels = cout
+    if macs > MAX_FRAME_MACS:
+        raise ModelFormatError(f"layers: {macs} multiply-accumulates per frame is more than the limit "
+                               f"{MAX_FRAME_MACS}; use a smaller input, fewer channels or a lower K")
+    if dense > MAX_DENSE_WEIGHTS:
+        raise ModelFormatError(f"layers: {dense} dense weights (sum of Cout*Cin*k*k) is more than the limit "
+                               f"{MAX_DENSE_WEIGHTS}; use fewer channels")
     if model.num_classes != channels:
         raise ModelFormatError(f"num_classes: {model.num_classes}, but the classifier has {channels} outputs")
     if len(model.class_names) != channels or len(model.class_colors) != channels:
@@ -711,8 +765,9 @@ def validate(model: Model) -> None:
         check_name(class_name, f"class_names[{c}]", CLASS_NAME_PATTERN, CLASS_NAME_RULE)
     if not 1 <= model.output_upsample <= 64:
         raise ModelFormatError(f"output.upsample: {model.output_upsample} is outside [1, 64]")
-    if not (model.output_scale > 0 and math.isfinite(model.output_scale)):
-        raise ModelFormatError(f"output.scale: {model.output_scale} must be a positive finite number")
+    if not (MIN_OUTPUT_SCALE <= model.output_scale <= MAX_OUTPUT_SCALE):  # NaN fails too
+        raise ModelFormatError(f"output.scale: {model.output_scale} must be a positive finite number in "
+                               f"[2^-40, 2^40] (float32(logits) * scale must stay finite); re-export the model")
     try:
         json.dumps(model.metadata)
     except (TypeError, ValueError):

@@ -52,11 +52,13 @@ def file_kind(path: Path) -> str:
     unreadable file, anything else -- the reader then says what is wrong)."""
     from sentei.host.format import MAGIC
 
+    head = b""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(MAGIC))
+        if path.is_file():  # a FIFO would block here until a writer came, a device answer forever
+            with open(path, "rb") as fh:
+                head = fh.read(len(MAGIC))
     except OSError:
-        head = b""
+        pass
     if head == MAGIC:
         return "model-file"
     if head[:4] == b"PK\x03\x04":  # torch.save's archive (a bare pickle could be anything: the name decides)

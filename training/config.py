@@ -147,14 +147,37 @@ DATA = {"root": (Text(nullable=True), "/data/camvid"), "train_split": (Text(), "
 SECTIONS = {"train": TRAIN, "compress": COMPRESS}
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a page of YAML; more is not one
+TOP_LEVEL = ("name", "model", "data", "train", "compress", "command", "teacher")  # a run's config.yaml adds the last two
+
+
+def _NoAliasSafeLoader():  # noqa: N802 (returns a class; "Safe" for the static scan)
+    """PyYAML's safe loader without aliases: ``*name`` is refused where it appears (an alias
+    bomb -- nine anchors of nine aliases -- is a few lines that expand to 10^9 entries when the
+    run's metadata is written)."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.events.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(None, None, "an alias (*name): configs do not use anchors "
+                                                  "and aliases; write the values out", mark)
+            return super().compose_node(parent, index)
+
+    return NoAliasLoader
+
+
 def load_config(path) -> dict:
     """A YAML (or JSON) config file as a dict; one-line errors for what is not one."""
     import yaml
 
+    from sentei.host.format import read_regular_file
+
     path = existing_file(path, "config", "a YAML file")
+    data = read_regular_file(path, MAX_CONFIG_BYTES, "config", "a YAML file")
     try:
-        with open(path, encoding="utf-8") as fh:
-            cfg = yaml.safe_load(fh)
+        cfg = yaml.load(data.decode("utf-8"), Loader=_NoAliasSafeLoader())  # noqa: S506 (a safe loader, aliases refused)
     except UnicodeDecodeError:
         raise SenteiError(f"config {path}: not a text file (not UTF-8); pass a YAML config") from None
     except yaml.YAMLError as exc:
@@ -162,8 +185,16 @@ def load_config(path) -> dict:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         what = getattr(exc, "problem", None) or exc.__class__.__name__
         raise SenteiError(f"config {path}: not valid YAML{where} ({what}); fix the file") from None
+    except RecursionError:
+        raise SenteiError(f"config {path}: nested too deeply to be a config; fix the file") from None
+    except ValueError:  # an integer of thousands of digits
+        raise SenteiError(f"config {path}: a number too long to be a setting; fix the file") from None
     if not isinstance(cfg, dict):
         raise SenteiError(f"{path}: a config must be a mapping with model/data/train sections")
+    unknown = sorted(str(k) for k in cfg if k not in TOP_LEVEL)
+    if unknown:
+        raise SenteiError(f"config {path}: unknown top-level key {unknown[0]!r}; the known keys are "
+                          f"{', '.join(sorted(TOP_LEVEL))}")
     return cfg
 
 
