@@ -11,6 +11,7 @@ with its reason in the notes), never a guess.
 from __future__ import annotations
 
 import json
+import re
 import math
 from pathlib import Path
 
@@ -161,8 +162,25 @@ def _times(value) -> str:
     return _fmt(value, ".2f", "x")
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+
+
+def md_text(value) -> str:
+    """A report's string as Markdown text that stays text: control characters (newlines,
+    terminal escapes) shown escaped, Markdown and HTML markup characters backslash-escaped, so
+    that a run label cannot break the table, start a link or inject HTML."""
+    if not isinstance(value, str):
+        return value
+    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in value)
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
 def markdown(rows: list[dict], base: dict, sources: list[str]) -> str:
-    """The comparison as a Markdown table with notes."""
+    """The comparison as a Markdown table with notes (every string from a report escaped: :func:`md_text`)."""
+    text_keys = ("machine", "label", "model", "power_note", "power_source")
+    rows = [dict(r, **{k: md_text(r[k]) for k in text_keys}) for r in rows]
+    base = dict(base, **{k: md_text(base[k]) for k in text_keys})
+    sources = [md_text(Path(s).name) for s in sources]
     lines = [f"Baseline (1.0x): **{base['label']}** on {base['machine']}. Speedups compare like with like: "
              "end-to-end FPS (capture to labels) with the baseline's end-to-end FPS, accelerator-only FPS with "
              "its accelerator-only FPS; a modeled run has no end-to-end figure (–). Latency is end-to-end, "
@@ -187,7 +205,7 @@ def markdown(rows: list[dict], base: dict, sources: list[str]) -> str:
     notes = []
     models = sorted({(r["model"], r["synthetic"]) for r in rows})
     for name, synthetic in models:
-        notes.append(f"- model `{name}`" + (" — **synthetic** (random weights, shipped architecture; "
+        notes.append(f"- model {name}" + (" — **synthetic** (random weights, shipped architecture; "
                                            "timing only, no accuracy)" if synthetic else ""))
     grouped: dict[tuple[str, str], list[str]] = {}
     for r in rows:
@@ -197,7 +215,7 @@ def markdown(rows: list[dict], base: dict, sources: list[str]) -> str:
             grouped.setdefault((r["machine"], f"power from {r['power_source']}"), []).append(r["label"])
     for (machine, what), labels in grouped.items():
         notes.append(f"- {machine} / {', '.join(dict.fromkeys(labels))}: {what}")
-    notes.append("- reports: " + ", ".join(f"`{Path(s).name}`" for s in sources))
+    notes.append("- reports: " + ", ".join(sources))
     return "\n".join(lines + ["", *notes, ""])
 
 

@@ -148,6 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparser(parser, argv):
+    """The deepest (sub)command parser that ``argv`` names (``sentei overlay csim ...``)."""
+    for token in argv:
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if actions and token in actions[0].choices:
+            parser = actions[0].choices[token]
+    return parser
+
+
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so that the interpreter's last flush does not fail again."""
     import os
@@ -161,7 +170,10 @@ def _silence_stdout() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the (sub)command they follow, whose --help lists its options
+        _subparser(parser, sys.argv[1:] if argv is None else argv).error(
+            f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "func", None) is None:
         if args.command is None:
             parser.print_help()

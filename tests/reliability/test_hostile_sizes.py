@@ -187,3 +187,15 @@ def test_32_bit_image_with_8_bit_values_is_not_black(tmp_path):
     assert Image.open(path).mode == "I"
     assert preprocess.load_image(path).max() == 200
     assert preprocess.to_rgb8(np.full((2, 2), 40000, np.int32)).max() == 40000 >> 8  # 16-bit values: >> 8
+
+
+def test_bench_report_labels_stay_text_in_markdown():
+    from sentei.host.benchreport import md_text
+
+    got = md_text("a | b\n<img src=x> [link](y) *x* \x1b[31m")
+    assert "\n" not in got and "\x1b" not in got and "\\|" in got and "\\<img" in got and "\\[link\\]" in got
+
+
+def test_bad_option_after_a_subcommand_points_to_its_help(capsys):
+    status, _, err = run_main(["info", "--bogus"], capsys)
+    assert_one_line_error(status, err, "unrecognized arguments: --bogus", "see `sentei info --help`")
