@@ -22,6 +22,7 @@ blocks are rendered once per layer and joined.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -148,6 +149,8 @@ class NetworkFacts:
     num_classes: int
     layers: tuple[LayerFacts, ...]
     blob_words: int
+    io_depths: tuple = (2, 2, 2)  # FIFO depths of the frame words, the RGB pixels and the logits
+    fifo_source: str = "rule"  # "simulated" (sentei.overlay.simulate) or "rule" (perf.fifo_depth_*)
 
     @property
     def frame_words(self) -> int:
@@ -158,6 +161,14 @@ class NetworkFacts:
         last = self.layers[-1]
         return last.out_height * last.out_width * last.cout
 
+    def depths(self) -> dict[str, int]:
+        """Every stream's FIFO depth by name (``words``, ``rgb``, ``act<n>``, ``win<n>``, ``act<L>``)."""
+        out = {"words": self.io_depths[0], "rgb": self.io_depths[1]}
+        for n, f in enumerate(self.layers):
+            out[f"act{n}"], out[f"win{n}"] = f.act_depth, f.win_depth
+        out[f"act{len(self.layers)}"] = self.io_depths[2]
+        return out
+
     def stages(self) -> list[tuple[int, int, int]]:
         """``(C, H, W)`` of the input activation and of every layer's output."""
         return [(3, self.height, self.width)] + [(f.cout, f.out_height, f.out_width) for f in self.layers]
@@ -167,6 +178,7 @@ class NetworkFacts:
             "model": self.model_name, "signature": self.signature(),
             "input": {"height": self.height, "width": self.width, "bits": self.input_bits},
             "num_classes": self.num_classes, "blob_words": self.blob_words,
+            "fifo_depths": {"source": self.fifo_source, **self.depths()},
             "frame_words": self.frame_words, "logit_words": self.logit_words,
             "layers": [{"name": f.name, "cin": f.cin, "cout": f.cout, "kernel": f.kernel, "stride": f.stride,
                         "dilation": f.dilation, "padding": f.padding, "in": [f.in_height, f.in_width],
@@ -183,12 +195,24 @@ class NetworkFacts:
         facts = [(f.cin, f.cout, f.kernel, f.stride, f.dilation, f.padding, f.k_nonzero, f.lanes,
                   f.weight_bits, f.act, f.out_bits, f.line_storage, f.engine, dict(f.geometry)["chunk_channels"],
                   f.act_depth, f.win_depth) for f in self.layers]
-        text = json.dumps([self.height, self.width, self.input_bits, facts])
+        text = json.dumps([self.height, self.width, self.input_bits, facts, list(self.io_depths)])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float | None = None) -> NetworkFacts:
-    """Collect the compile-time facts of ``model`` with the chosen lanes per layer."""
+FIFO_DEPTHS = ("simulated", "rule")
+
+
+def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float | None = None,
+                  fifo_depths: str = "simulated") -> NetworkFacts:
+    """Collect the compile-time facts of ``model`` with the chosen plan per layer.
+
+    ``fifo_depths``: ``simulated`` (default) derives every stream's depth with the clock-level
+    simulation of this pipeline (:func:`sentei.overlay.simulate.derive_fifo_depths`: the
+    smallest depths found that run it at the modeled interval); ``rule`` takes the geometry's
+    rules (``perf.fifo_depth_*``) without simulating (no C++ compiler needed).
+    """
+    if fifo_depths not in FIFO_DEPTHS:
+        raise SenteiError(f"FIFO depths {fifo_depths!r}: use one of {', '.join(FIFO_DEPTHS)}")
     from sentei.host.format import act_range, blob_offsets, blob_words
     from sentei.overlay import perf
 
@@ -215,9 +239,23 @@ def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float 
             geometry=tuple((key, geo[key]) for key in GEOMETRY_FIELDS),
             line_storage=storage if storage != "none" else "bram"))
         in_type = out_type
-    return NetworkFacts(model_name=model.name, height=model.input.height, width=model.input.width,
-                        input_bits=model.input.bits, num_classes=model.num_classes, layers=tuple(layers),
-                        blob_words=blob_words(model))
+    facts = NetworkFacts(model_name=model.name, height=model.input.height, width=model.input.width,
+                         input_bits=model.input.bits, num_classes=model.num_classes, layers=tuple(layers),
+                         blob_words=blob_words(model))
+    if fifo_depths == "rule":
+        return facts
+    from sentei.overlay import simulate
+
+    depths, _ = simulate.derive_fifo_depths(facts, perf.pipeline_interval(model, lanes))
+    return with_depths(facts, depths, "simulated")
+
+
+def with_depths(facts: NetworkFacts, depths: dict[str, int], source: str) -> NetworkFacts:
+    """``facts`` with the FIFO depths ``depths`` (by stream name, as :meth:`NetworkFacts.depths`)."""
+    layers = tuple(dataclasses.replace(f, act_depth=depths[f"act{n}"], win_depth=depths[f"win{n}"])
+                   for n, f in enumerate(facts.layers))
+    io = (depths["words"], depths["rgb"], depths[f"act{len(layers)}"])
+    return dataclasses.replace(facts, layers=layers, io_depths=io, fifo_source=source)
 
 
 # ---------------------------------------------------------------------------------------
@@ -366,14 +404,16 @@ ${loads}    return ok ? STATUS_OK : STATUS_BAD_LAYOUT;
 }
 
 /// The dataflow region: every process called once, every memory it reads passed in as an
-/// argument, FIFO depths from the performance model (overlay/perf.py: fifo_depth_*).
+/// argument, every FIFO depth ${depth_source}.
 inline void pipeline(const word_t* frame, logit_t* logits, const input_quant_param& iq, unsigned frames${params}) {
 #pragma HLS INLINE off  // stays a function: inlined into sentei_top, its DATAFLOW pragma would be dropped
 #pragma HLS DATAFLOW  // one process per block: all layers work at once on successive pixels and frames, no DDR between them
     hls::stream<word_t> words("words");
+#pragma HLS STREAM variable = words depth = ${words_depth}  // ${depth_source}
     hls::stream<rgb_t> rgb("rgb");
+#pragma HLS STREAM variable = rgb depth = ${rgb_depth}  // ${depth_source}
     hls::stream<in_pixel_t<layer0_config> > act0("act0");
-#pragma HLS STREAM variable = act0 depth = ${act0_depth}  // the input rows layer 0's window generator takes at the start of an output row
+#pragma HLS STREAM variable = act0 depth = ${act0_depth}  // ${depth_source}
 ${streams}
     read_words<input_config>(frame, words, frames);
     unpack_pixels<input_config>(words, rgb, frames);
@@ -450,9 +490,9 @@ LAYER_LOAD = {
 
 LAYER_STREAMS = Template("""\
     hls::stream<chunk_t<layer${index}_config> > win${index}("win${index}");
-#pragma HLS STREAM variable = win${index} depth = ${win_depth}  // two windows: the generator runs ahead of the engine by a pixel
+#pragma HLS STREAM variable = win${index} depth = ${win_depth}  // ${depth_source}
     hls::stream<out_pixel_t<layer${index}_config> > act${next}("act${next}");
-#pragma HLS STREAM variable = act${next} depth = ${next_act_depth}  // ${next_act_reason}
+#pragma HLS STREAM variable = act${next} depth = ${next_act_depth}  // ${depth_source}
 """)
 
 LAYER_CALLS = {
@@ -470,7 +510,13 @@ ACT_ENUM = {"relu": "ACT_RELU", "linear": "ACT_LINEAR", "logits": "ACT_LOGITS"}
 COSIM_FRAMES = 2
 
 
-def _layer_fields(f: LayerFacts, following: LayerFacts | None) -> dict:
+DEPTH_SOURCE = {
+    "simulated": "derived by the clock-level simulation (sentei perf --simulate): the pipeline runs at its modeled interval",
+    "rule": "the geometry's rule (perf.fifo_depth_*), not simulated",
+}
+
+
+def _layer_fields(f: LayerFacts, following: LayerFacts | None, io_depths) -> dict:
     kk = f.kernel * f.kernel
     return {"index": f.index, "next": f.index + 1, "name": c_comment_text(f.name), "cin": f.cin, "cout": f.cout,
             "kernel": f.kernel, "stride": f.stride, "dilation": f.dilation, "padding": f.padding,
@@ -481,9 +527,7 @@ def _layer_fields(f: LayerFacts, following: LayerFacts | None) -> dict:
             **dict(f.geometry),
             "out_bits": f.out_bits, "out_min": f.out_min, "out_max": f.out_max, "in_type": f.in_type,
             "out_type": f.out_type, "iterations": f.iterations, "win_depth": f.win_depth,
-            "next_act_depth": following.act_depth if following else 2,
-            "next_act_reason": ("the input rows the next layer's window generator takes at the start of an output row"
-                                if following else "the logits writer takes a pixel every num_classes clocks")}
+            "next_act_depth": following.act_depth if following else io_depths[2]}
 
 
 def render(facts: NetworkFacts) -> dict[str, str]:
@@ -492,11 +536,13 @@ def render(facts: NetworkFacts) -> dict[str, str]:
 
     input_lo, input_hi = act_range("linear", facts.input_bits)
     nxt = list(facts.layers[1:]) + [None]
-    layers = [(f, _layer_fields(f, g)) for f, g in zip(facts.layers, nxt)]
-    stages = facts.stages()
+    layers = [(f, _layer_fields(f, g, facts.io_depths)) for f, g in zip(facts.layers, nxt)]
+    source = DEPTH_SOURCE[facts.fifo_source]
 
     def join(pick) -> str:
-        return "".join(pick(f).substitute(fields) for f, fields in layers)
+        return "".join(pick(f).substitute(fields, depth_source=source) for f, fields in layers)
+
+    stages = facts.stages()
 
     common = {"signature": facts.signature(), "num_layers": len(facts.layers), "last": len(facts.layers) - 1}
     config = CONFIG_HEADER.substitute(
@@ -516,7 +562,8 @@ def render(facts: NetworkFacts) -> dict[str, str]:
         windows=join(lambda f: LAYER_WINDOW["rows" if f.kernel > 1 else "pointwise"]),
         loads=join(lambda f: LAYER_LOAD[f.engine]), streams=join(lambda f: LAYER_STREAMS),
         calls=join(lambda f: LAYER_CALLS[f.engine]), params=join(lambda f: LAYER_PARAMS[f.engine]),
-        args=join(lambda f: LAYER_ARGS), act0_depth=facts.layers[0].act_depth)
+        args=join(lambda f: LAYER_ARGS), act0_depth=facts.layers[0].act_depth, words_depth=facts.io_depths[0],
+        rgb_depth=facts.io_depths[1], depth_source=source)
     return {"network_config.h": config, "network.h": network,
             "network.json": json.dumps(facts.to_json(), indent=2) + "\n"}
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from sentei.errors import SenteiError
 from sentei.host.format import blob_words, conv_out_size
-from sentei.host.options import non_negative_int
+from sentei.host.options import int_at_least, non_negative_int
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 
@@ -344,13 +344,15 @@ def as_plan(value) -> LayerPlan:
 
 @functools.lru_cache(maxsize=65536)
 def window_iterations(h: int, w: int, k: int, s: int, d: int, p: int, cin: int, wc: int) -> int:
-    """Clocks per frame of the window generator (line_buffer.hpp) with ``wc`` channels per word.
+    """Clocks per frame of the window generator (line_buffer.hpp) with ``wc`` channels per
+    word, when the layers around it keep up.
 
-    ``k > 1`` (``line_buffer``): phase -1 writes the rows the first output row needs
-    (``rows_ready(0) * W * Cin/wc`` words, plus 2 clocks, none if no row), phase ``yo`` reads
-    the ``Wo * L`` chunks of output row ``yo`` while it writes the rows output row ``yo+1``
-    needs (the rest of the image in the last phase): ``max(Wo*L, writes + 2)`` clocks, with
-    ``rows_ready(yo) = clamp(yo*s - p + span, 0, H)``.
+    ``k > 1`` (``line_buffer``): the writer stores a row of ``W * Cin/wc`` words one a clock
+    once its slot is free (the reader has started the output row ``yo`` with
+    ``y < yo*s - p + span + s``); the reader sends an output row's ``Wo * L`` chunks one a
+    clock once the rows under it are complete (``rows_ready(yo) = clamp(yo*s - p + span, 0,
+    H)`` rows, seen 3 clocks after the last word); both act in the same clock. The frame
+    ends when both are done.
     ``k = 1`` (``pointwise_window``): ``Cin/wc`` clocks per padded position on the output
     grid, one per other position.
     """
@@ -360,16 +362,32 @@ def window_iterations(h: int, w: int, k: int, s: int, d: int, p: int, cin: int, 
         positions = (h + 2 * p) * (w + 2 * p)
         return ho * wo * cw + positions - ho * wo
     span = d * (k - 1) + 1
+    slots = span + s
     row_words, reads = w * cw, wo * k * cw
+    w_start: list[int] = []  # writer start clock of each row, numbered across frames
+    r_start: list[int] = []  # reader start clock of each output row, across frames
 
-    def ready(yo: int) -> int:
-        return min(max(yo * s - p + span, 0), h)
+    def first_row(n: int) -> int:  # row (across frames) of window row 0 of output row n (across frames)
+        f, yo = divmod(n, ho)
+        return f * h + yo * s - p
 
-    total = ready(0) * row_words + 2 if ready(0) else 0
-    for yo in range(ho):
-        nxt = ready(yo + 1) if yo + 1 < ho else h
-        total += max(reads, (nxt - ready(yo)) * row_words + 2)
-    return total
+    def write_rows(upto: int) -> None:  # start clocks of the rows below ``upto``
+        for y in range(len(w_start), upto):
+            # free once the reader has reached the first output row whose window row 0 is > y - slots
+            n = next(n for n in range(len(r_start) + 2 * ho + 1) if first_row(n) + slots > y)
+            free = 0 if n == 0 else r_start[n - 1] + reads
+            prev = w_start[-1] + row_words if w_start else 0
+            w_start.append(max(prev, free))
+
+    for n in range(2 * ho):  # two frames: the second frame's clocks are the steady state
+        f, yo = divmod(n, ho)
+        need = f * h + min(max(yo * s - p + span, 0), h)
+        write_rows(need)
+        ready = w_start[need - 1] + row_words + 2 if need else 0
+        r_start.append(max(r_start[-1] + reads if r_start else 0, ready))
+    write_rows(2 * h)
+    end = [max(r_start[(f + 1) * ho - 1] + reads, w_start[(f + 1) * h - 1] + row_words) for f in (0, 1)]
+    return end[1] - end[0]
 
 
 def dense_allowed(model, index: int) -> bool:
@@ -498,16 +516,19 @@ def line_placement(model, lanes, board=None, uram_limit: int | None = None) -> l
     return places
 
 
-def layer_resources(model, index: int, plan, board=None, storage: str | None = None) -> dict:
+def layer_resources(model, index: int, plan, board=None, storage: str | None = None,
+                    depths: tuple[int, int] | None = None) -> dict:
     """DSP48, BRAM18, URAM, LUT and FF estimate of one layer built as ``plan`` (ASSUMPTIONS).
 
     ``storage`` is where the line-buffer rows go (:func:`line_placement`); by default the
     layer alone on ``board`` decides (URAM when the board has it and each URAM replaces at
-    least four BRAM18).
+    least four BRAM18). ``depths`` are the layer's (pixel, chunk) FIFO depths when known
+    (simulated); by default the geometry's rules (:func:`fifo_depth_pixels`, :func:`fifo_depth_chunks`).
     """
     layer = model.layers[index]
     cin, cout, k = layer.in_channels, layer.out_channels, layer.k_nonzero
     g = layer_geometry(model, index, plan)
+    act_depth, win_depth = depths or (fifo_depth_pixels(model, index, g), fifo_depth_chunks(g))
     lanes, folds, dense = g["lanes"], g["folds"], g["engine"] == "dense"
     logits = layer.act == "logits"
     units = g["requant_units"]
@@ -542,8 +563,8 @@ def layer_resources(model, index: int, plan, board=None, storage: str | None = N
         else:
             lb["lut"] = g["line_slots"] * lutram_luts(g["line_depth"], row_width)
         lb["lut"] += layer.kernel * mux_luts(g["line_slots"], row_width)
-    f_bram, f_lut = memory_cost(fifo_depth_chunks(g), chunk_bits)  # chunk FIFO
-    a_bram, a_lut = memory_cost(fifo_depth_pixels(model, index, g), cin * bits)  # input pixel FIFO
+    f_bram, f_lut = memory_cost(win_depth, chunk_bits)  # chunk FIFO
+    a_bram, a_lut = memory_cost(act_depth, cin * bits)  # input pixel FIFO
     requant_lut = 0 if logits else units * (LUT_PER_REQUANT + mux_luts(g["requant_span"], ACC_BITS))
     return {
         "engine": g["engine"],
@@ -573,18 +594,11 @@ def fifo_depth_chunks(g: dict) -> int:
 
 
 def fifo_depth_pixels(model, index: int, g: dict) -> int:
-    """Depth of the pixel FIFO in front of a layer's window generator.
-
-    The generator takes the new input rows of an output row at the start of its phase (one
-    word a clock) and reads the row's chunks after that, while the layer before produces
-    pixels evenly over the whole row: without room for the stride's new rows the generator
-    stalls its own reads. ``k = 1`` (no rows kept): two pixels.
-    """
-    layer = model.layers[index]
-    if layer.kernel == 1:
-        return 2
-    w = model.shapes()[index][2]
-    return layer.stride * w + 2
+    """Depth of the pixel FIFO in front of a layer's window generator, before simulation:
+    four pixels for k > 1 (the generator keeps ``stride`` spare rows and takes a pixel
+    whenever one is there, so the layer before never waits for its reads), two for k = 1.
+    The simulation (:mod:`sentei.overlay.simulate`) deepens it where the pipeline needs more."""
+    return 4 if model.layers[index].kernel > 1 else 2
 
 
 SHELL_RESOURCES = {"dsp": DSP_INPUT_QUANT, "bram18": 0, "uram": 0, "lut": LUT_SHELL, "ff": FF_SHELL}
@@ -660,6 +674,12 @@ def engine_cycles(model, index: int, lanes: int) -> int:
 def window_cycles(model, index: int, lanes: int) -> int:
     """Clocks per frame of layer ``index``'s line buffer (its chunk width follows the lanes)."""
     return layer_geometry(model, index, lanes)["window_iterations"]
+
+
+def pipeline_interval(model, plans) -> int:
+    """The modeled interval: the slowest stage's clocks per frame (engines, window generators,
+    frame reader, logits writer)."""
+    return max([conv_stage_cycles(model, n, p) for n, p in enumerate(plans)] + list(fixed_stages(model).values()))
 
 
 def conv_stage_cycles(model, index: int, lanes: int) -> int:
@@ -813,7 +833,8 @@ def _pipeline(stages: dict[str, int], clock_mhz: float) -> dict:
 
 
 def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float | None = None,
-                seed: int = UNSTRUCTURED_SEED, ceilings: dict | None = None) -> dict:
+                seed: int = UNSTRUCTURED_SEED, ceilings: dict | None = None, simulate: bool = False,
+                frames: int = 3) -> dict:
     """Price ``model`` on ``board`` at ``clock_mhz``: cycles, frames/s, resources, imbalance.
 
     Parameters
@@ -842,6 +863,11 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
         the allocator guarantees), and ``assumptions``.
     ceilings : dict, optional
         Shares of the other budgets, overriding :data:`CEILINGS`.
+    simulate : bool
+        Also run the clock-level simulation (:mod:`sentei.overlay.simulate`, needs g++) of
+        ``frames`` frames with the FIFO depths it derives: the report gets ``simulated``
+        (interval, latency, frames/s, its difference from the model, the depths, each
+        process's stalls) and prices the FIFOs at those depths.
     """
     b = _board(board)
     check_clock(b, clock_mhz)
@@ -856,13 +882,19 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
     rows = []
     totals = dict(SHELL_RESOURCES)
     places = line_placement(model, lanes, b, limits["uram"])
+    simulated = None
+    layer_depths = [None] * len(lanes)
+    if simulate:
+        simulated = _simulate(model, lanes, frames)
+        layer_depths = [(simulated["fifo_depths"][f"act{n}"], simulated["fifo_depths"][f"win{n}"])
+                        for n in range(len(lanes))]
     for n, (layer, p) in enumerate(zip(model.layers, lanes)):
         _, ho, wo = shapes[n + 1]
         cout, k, fan_in = layer.out_channels, layer.k_nonzero, layer.fan_in
         nnz = layer.nonzeros_per_filter().astype(np.int64)
         hyp = unstructured_nnz(cout, fan_in, int(nnz.sum()), seed + n)
         g = layer_geometry(model, n, p)
-        res = layer_resources(model, n, p, b, places[n])
+        res = layer_resources(model, n, p, b, places[n], layer_depths[n])
         window = g["window_iterations"]
         lanes_n, folds = g["lanes"], g["folds"]
         sparse = g["engine"] == "sparse"
@@ -948,8 +980,15 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
                           "fraction": totals[key] / budget if budget else (0.0 if not totals[key] else math.inf)}
     resources["fits"] = all(resources[k]["used"] <= resources[k]["budget"] for k in totals)
     resources["within_ceilings"] = not over_limits(totals, limits)
+    if simulated is not None:
+        sim_interval = simulated["interval_cycles"]
+        simulated.update({
+            "frames_per_s": clock_mhz * 1e6 / sim_interval if sim_interval else None,
+            "latency_ms": simulated["latency_cycles"] / (clock_mhz * 1e3),
+            "error_vs_model": None if sim_interval is None else sim_interval / pipe["interval_cycles"] - 1.0})
     return {
-        "kind": "modeled",
+        "kind": "modeled" if simulated is None else "modeled and simulated",
+        "simulated": simulated,
         "model": model.name, "board": b.name, "part": b.part, "clock_mhz": float(clock_mhz),
         "input": [model.input.channels, model.input.height, model.input.width],
         "lanes": [r["plan"] for r in rows],
@@ -966,6 +1005,19 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
 
 # ---------------------------------------------------------------------------------------
 # printing and the command line
+
+
+def _simulate(model, plans, frames: int) -> dict:
+    """The clock-level simulation of the pipeline codegen writes for ``plans`` (derived FIFO depths)."""
+    from sentei.overlay import codegen, simulate
+
+    facts = codegen.network_facts(model, plans, fifo_depths="rule")
+    depths, _ = simulate.derive_fifo_depths(facts, pipeline_interval(model, plans))
+    report = simulate.run(facts, frames, depths=depths)
+    return {"frames": frames, "interval_cycles": report["interval_cycles"], "latency_cycles": report["latency_cycles"],
+            "frame_done_cycles": report["frame_done"], "fifo_depths": depths,
+            "stalls": {name: {"waiting_for_input": p["stalled_in"], "waiting_for_room": p["stalled_out"]}
+                       for name, p in report["processes"].items()}}
 
 
 def format_report(report: dict) -> str:
@@ -996,6 +1048,11 @@ def format_report(report: dict) -> str:
                  f"{p['latency_ms']:.2f} ms, {p['effective_gops']:.1f} dense-equivalent GOP/s")
     lines.append(f"board limit (every DSP48 busy, {MACS_PER_DSP_TEXT}): {p['board_limit_frames_per_s']:,.0f} frames/s; "
                  f"this design reaches {p['fraction_of_board_limit']:.1%} of it")
+    sim = report.get("simulated")
+    if sim:
+        lines.append(f"simulated clock by clock ({sim['frames']} frames in one start, FIFO depths derived): "
+                     f"{sim['interval_cycles']:,} clocks/frame -> {sim['frames_per_s']:.1f} frames/s "
+                     f"({sim['error_vs_model']:+.2%} against the model), first frame after {sim['latency_ms']:.2f} ms")
     lines.append(f"dense weights (no zero skipping, same lanes): {d['frames_per_s']:.1f} frames/s; "
                  f"zero skipping x{d['speedup_of_zero_skipping']:.2f}")
     g, h = imb["given_model"], imb["hypothetical_unstructured"]
@@ -1029,6 +1086,10 @@ def register(sub) -> None:
                         + ", ".join(f"{k}={v:g}" for k, v in CEILINGS.items()) + ")")
     p.add_argument("--seed", type=non_negative_int, default=UNSTRUCTURED_SEED,
                    help="seed of the hypothetical unstructured pruning")
+    p.add_argument("--simulate", action="store_true",
+                   help="also simulate the generated pipeline clock by clock (needs g++): frames/s and latency "
+                        "with bounded FIFOs, the FIFO depths codegen writes, each process's stalls")
+    p.add_argument("--frames", type=int_at_least(2), default=3, help="frames in one start for --simulate, at least 2: the interval is frame to frame (default 3)")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the report as JSON")
     p.set_defaults(func=cmd_perf)
 
@@ -1081,7 +1142,7 @@ def cmd_perf(args) -> int:
     lanes = parse_lanes(args.lanes)
     clock = board.default_clock_mhz if args.clock_mhz is None else args.clock_mhz
     report = perf_report(model, board, clock, lanes=lanes, dsp_fraction=args.dsp_fraction, seed=args.seed,
-                         ceilings=ceilings)
+                         ceilings=ceilings, simulate=args.simulate, frames=args.frames)
     print(format_report(report))
     if args.json_out:
         atomic_write_bytes(args.json_out, (json.dumps(report, indent=1) + "\n").encode("utf-8"))

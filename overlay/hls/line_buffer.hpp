@@ -9,22 +9,19 @@
  * no zero point, so zero padding is exact). The engines (sparse_conv.hpp, dense_conv.hpp)
  * take the chunks in that order.
  *
- * `line_buffer` (k > 1) follows finn-hlslib's ConvolutionInputGenerator: it keeps
- * SLOTS = SPAN + S image rows (SPAN = d*(k-1)+1 rows under one window, S = stride), one row
- * memory each, used circularly (image row y in slot y mod SLOTS), as `W * Cin/Wc` words of
- * Wc channels: rows are deep sequences of narrow words that fill BRAM/URAM by depth. The S
- * rows beyond a window's span are where the next output row's new input rows land *while*
- * the current output row is read out, so one loop iteration writes one word *and* reads one
- * chunk: the producer is never blocked by the reads, nor the consumer by the writes.
- *
- * Its schedule is static, by output row ("phase"): phase -1 writes the rows the first output
- * row needs; phase yo (0 <= yo < Ho) reads the Wo*L chunks of output row yo while it writes
- * the image rows output row yo+1 needs beyond those (the rest of the image in the last
- * phase). A phase lasts max(Wo*L, writes + 2) clocks, the two spare clocks keep a word's
- * write >= 3 iterations before its first read (the dependence distance the loop declares).
- * rows_ready(yo) = clamp(yo*S - p + SPAN, 0, H) rows are written when phase yo starts. The
- * trip count per frame is the compile-time `window_iterations` (overlay/perf.py computes
- * the same sum; a wrong one would leave or miss stream data and fail the bit-exact tests).
+ * `line_buffer` (k > 1) keeps SLOTS = SPAN + S image rows (SPAN = d*(k-1)+1 rows under one
+ * window, S = stride), one row memory each, used circularly (image row y in slot y mod
+ * SLOTS), as `W * Cin/Wc` words of Wc channels: rows are deep sequences of narrow words that
+ * fill BRAM/URAM by depth. Like finn-hlslib's ConvolutionInputGenerator it has more rows
+ * than one window spans -- the S rows the next output row adds are written *while* the
+ * current output row is read -- but its writer and reader are not tied to one schedule:
+ * each clock the writer stores one word if an input pixel is there (a non-blocking read) and
+ * its row's slot is free (the reader is past the row that slot held), and the reader sends
+ * one chunk if the rows under the window are complete and the output FIFO has room (a
+ * non-blocking write). So neither side ever waits for the other's pace: the layer before
+ * is never blocked while the engine works through a row, and the engine never waits while
+ * rows arrive, as long as the SLOTS rows allow. A row counts as complete for the reader two
+ * clocks after its last word is written (the dependence distance the loop declares).
  *
  * `pointwise_window` (k = 1) stores no rows: each padded position on the output grid emits
  * Cin/Wc chunks (its pixel's read in the first of those clocks), each position off the grid
@@ -37,9 +34,9 @@
 
 namespace sentei {
 
-/// Image rows written before output row `yo` (of `rows` in all): clamp(yo*S - p + SPAN, 0, rows).
+/// Image rows output row `yo` needs written: clamp(yo*S - p + SPAN, 0, rows).
 inline int rows_ready(int yo, int stride, int padding, int span, int rows) {
-#pragma HLS INLINE  // a few adders at a phase boundary
+#pragma HLS INLINE  // a few adders
     int r = yo * stride - padding + span;
     return r < 0 ? 0 : (r > rows ? rows : r);
 }
@@ -48,7 +45,7 @@ inline int rows_ready(int yo, int stride, int padding, int span, int rows) {
  * \brief Stream of input pixels -> stream of window chunks (k > 1), `frames` frames.
  * \tparam CONFIG_T layer configuration: `cin`, `kernel`, `stride`, `dilation`, `padding`,
  *         `in_height`, `in_width`, `out_height`, `out_width`, `in_t`, `chunk_channels`,
- *         `line_slots` (= SPAN + S), `line_depth`, `window_iterations`
+ *         `line_slots` (= SPAN + S), `line_depth`
  * \param lines the row memories, declared (and bound to BRAM, URAM or LUTRAM) by the
  *        generated caller in network.h
  */
@@ -68,82 +65,104 @@ void line_buffer(hls::stream<in_pixel_t<CONFIG_T> >& in, hls::stream<chunk_t<CON
     static const unsigned CW = CONFIG_T::cin / WC;  // words per pixel
     static const unsigned L = K * CW;               // chunks per window
     static const unsigned ROW_WORDS = WI * CW;      // words per image row
-    static const unsigned READS = WO * L;           // chunks per output row
     static const int SLOTS = CONFIG_T::line_slots;
     static const int FIRST = (((-P) % SLOTS) + SLOTS) % SLOTS;  // slot of image row -p (window row 0 of yo = 0)
     static_assert(K > 1, "line_buffer is for k > 1; k = 1 uses pointwise_window");
     static_assert(SLOTS == SPAN + S, "line_slots must be d*(k-1) + 1 + stride");
 
-frames:
-    for (unsigned fr = 0; fr < frames; fr++) {
-        in_pixel_t<CONFIG_T> px;  // the pixel being written, word by word
-        int yo = -1;              // phase: output row being read (-1: the rows before the first)
-        unsigned t = 0;           // clock within the phase
-        unsigned writes = (unsigned)rows_ready(0, S, P, SPAN, H) * ROW_WORDS;  // words to write in this phase
-        unsigned length = writes ? writes + 2 : 0;  // clocks of this phase (phase -1 may have none)
-        unsigned wn = 0, wslot = 0, waddr = 0;  // write: word of the pixel, slot of its row, address in the row
-        unsigned xo = 0, c = 0, kx = 0, cw = 0;  // read: output column, chunk (kx, cw) of its window
-        unsigned base = FIRST;                   // slot of window row 0 (image row yo*S - p, maybe padding)
-    walk:
-        for (unsigned it = 0; it < CONFIG_T::window_iterations; it++) {
-#pragma HLS PIPELINE II = 1  // one word written and one chunk read per clock
-#pragma HLS DEPENDENCE variable = lines type = intra dependent = false  // a clock writes a row its reads do not touch (rows beyond the window)
-#pragma HLS DEPENDENCE variable = lines type = inter direction = RAW dependent = true distance = 3  // a phase ends >= 2 clocks after its last write; its words are read from the next phase on
-            if (t == length) {  // phase boundary; every phase from 0 on lasts >= Wo*L clocks, so one step
-                yo++;
-                t = 0;
-                unsigned next = yo + 1 < HO ? (unsigned)rows_ready(yo + 1, S, P, SPAN, H) : (unsigned)H;
-                writes = (next - (unsigned)rows_ready(yo, S, P, SPAN, H)) * ROW_WORDS;
-                length = READS > writes + 2 ? READS : writes + 2;
-                if (yo > 0) base = base + S >= (unsigned)SLOTS ? base + S - SLOTS : base + S;
-            }
-            if (t < writes) {  // write one word of the next input rows
-                if (wn == 0) px = in.read();
-                line_word_t<CONFIG_T> w;
-                for (unsigned u = 0; u < WC; u++) {
+    static const int DELTA = H - (HO - 1) * S;  // rows from the last window row 0 of a frame to the next frame's
+    static const unsigned NEXT_FRAME = (unsigned)(((DELTA % SLOTS) + SLOTS) % SLOTS);  // ... in slots
+
+    // Rows are numbered across frames (row y of frame f is f*H + y), so the writer takes the next
+    // frame's rows while the reader finishes this frame's last output rows: no bubble between frames.
+    in_pixel_t<CONFIG_T> px;               // the pixel being written, word by word
+    unsigned wf = 0;                       // frame being written (frames: all written)
+    int wy = 0;                            // its image row
+    unsigned wn = 0, wslot = 0, waddr = 0;  // word of the pixel, slot of its row, address in the row
+    int done_rows = 0, done_d1 = 0, done_d2 = 0;  // complete rows (across frames), as the reader sees them 2 clocks later
+    unsigned rf = 0;                       // frame being read (frames: all read)
+    int yo = 0;                            // its output row
+    unsigned xo = 0, c = 0, kx = 0, cw = 0;  // output column, chunk (kx, cw) of its window
+    unsigned base = FIRST;                 // slot of window row 0 of output row yo
+    int first = -P;                        // row (across frames) of window row 0 of output row yo
+    int need = rows_ready(0, S, P, SPAN, H);  // rows (across frames) output row yo needs complete
+walk:
+    while (wf < frames || rf < frames) {
+#pragma HLS LOOP_TRIPCOUNT min = 1 max = 1  // data-dependent; sentei perf --simulate gives its clocks
+#pragma HLS PIPELINE II = 1  // one word written and one chunk read per clock, each when it can
+#pragma HLS DEPENDENCE variable = lines type = intra dependent = false  // a clock writes a row its reads do not touch (a free slot)
+#pragma HLS DEPENDENCE variable = lines type = inter direction = RAW dependent = true distance = 3  // a row is read from 2 clocks after its last word
+        // the writer: the row's slot is free when the reader no longer needs the row it held
+        bool slot_free = rf >= frames || (int)(wf * H) + wy < first + SLOTS;
+        bool have = wn != 0;
+        if (!have && wf < frames && slot_free) have = in.read_nb(px);
+        bool wrote_row = false;
+        if (have) {
+            line_word_t<CONFIG_T> w;
+            for (unsigned u = 0; u < WC; u++) {
 #pragma HLS UNROLL  // Wc channels form one word
-                    w.data[u] = px.data[wn * WC + u];
-                }
-                lines[wslot][waddr] = w;
-                wn = wn + 1 == CW ? 0 : wn + 1;
-                if (++waddr == ROW_WORDS) {
-                    waddr = 0;
-                    wslot = wslot + 1 == (unsigned)SLOTS ? 0 : wslot + 1;
+                w.data[u] = px.data[wn * WC + u];
+            }
+            lines[wslot][waddr] = w;
+            wn = wn + 1 == CW ? 0 : wn + 1;
+            if (++waddr == ROW_WORDS) {
+                waddr = 0;
+                wslot = wslot + 1 == (unsigned)SLOTS ? 0 : wslot + 1;
+                wrote_row = true;
+                if (++wy == H) {
+                    wy = 0;
+                    wf++;
                 }
             }
-            if (yo >= 0 && t < READS) {  // read one chunk of output pixel (yo, xo)
-                int col = (int)(xo * S) - P + (int)(kx * D);  // image column of window column kx
-                bool col_ok = col >= 0 && col < WI;
-                unsigned addr = col_ok ? (unsigned)col * CW + cw : 0;
-                line_word_t<CONFIG_T> row_out[SLOTS];
-                for (int b = 0; b < SLOTS; b++) {
-#pragma HLS UNROLL  // every row memory reads the same address: one read port each, no conflict
-                    row_out[b] = lines[b][addr];
-                }
-                chunk_t<CONFIG_T> chunk;
-                for (int ky = 0; ky < K; ky++) {
-#pragma HLS UNROLL  // the k taps of the column leave together
-                    int row = yo * S - P + ky * D;  // image row of window row ky
-                    bool ok = col_ok && row >= 0 && row < H;
-                    unsigned r = base + ky * D;  // < 2*SLOTS: one conditional wrap
-                    if (r >= (unsigned)SLOTS) r -= SLOTS;
-                    for (unsigned u = 0; u < WC; u++) {
-#pragma HLS UNROLL  // Wc channels of the tap
-                        chunk.data[ky * WC + u] = ok ? row_out[r].data[u] : typename CONFIG_T::in_t(0);
-                    }
-                }
-                out.write(chunk);
-                if (++cw == CW) {
-                    cw = 0;
-                    kx++;
-                }
-                if (++c == L) {
-                    c = kx = 0;
-                    xo = xo + 1 == (unsigned)WO ? 0 : xo + 1;
-                }
-            }
-            t++;
         }
+        // the reader: the rows under output row yo are complete (as of 2 clocks ago)
+        if (rf < frames && done_d2 >= need && !out.full()) {
+            int col = (int)(xo * S) - P + (int)(kx * D);  // image column of window column kx
+            bool col_ok = col >= 0 && col < WI;
+            unsigned addr = col_ok ? (unsigned)col * CW + cw : 0;
+            line_word_t<CONFIG_T> row_out[SLOTS];
+            for (int b = 0; b < SLOTS; b++) {
+#pragma HLS UNROLL  // every row memory reads the same address: one read port each, no conflict
+                row_out[b] = lines[b][addr];
+            }
+            chunk_t<CONFIG_T> chunk;
+            for (int ky = 0; ky < K; ky++) {
+#pragma HLS UNROLL  // the k taps of the column leave together
+                int row = yo * S - P + ky * D;  // image row of window row ky (outside 0..H-1: padding)
+                bool ok = col_ok && row >= 0 && row < H;
+                unsigned r = base + ky * D;  // < 2*SLOTS: one conditional wrap
+                if (r >= (unsigned)SLOTS) r -= SLOTS;
+                for (unsigned u = 0; u < WC; u++) {
+#pragma HLS UNROLL  // Wc channels of the tap
+                    chunk.data[ky * WC + u] = ok ? row_out[r].data[u] : typename CONFIG_T::in_t(0);
+                }
+            }
+            out.write(chunk);
+            if (++cw == CW) {
+                cw = 0;
+                kx++;
+            }
+            if (++c == L) {
+                c = kx = 0;
+                if (++xo == (unsigned)WO) {
+                    xo = 0;
+                    unsigned step = S;  // slots to the next output row's window row 0
+                    if (++yo == HO) {
+                        yo = 0;
+                        rf++;
+                        step = NEXT_FRAME;
+                        first += DELTA;
+                    } else {
+                        first += S;
+                    }
+                    base = base + step >= (unsigned)SLOTS ? base + step - SLOTS : base + step;
+                    need = (int)(rf * H) + rows_ready(yo, S, P, SPAN, H);
+                }
+            }
+        }
+        done_d2 = done_d1;
+        done_d1 = done_rows;
+        if (wrote_row) done_rows++;
     }
 }
 

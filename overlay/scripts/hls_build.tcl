@@ -58,7 +58,9 @@ if {$sentei(csim)} {
 }
 csynth_design
 if {$sentei(cosim)} {
-    cosim_design -rtl verilog -trace_level none -argv $argv_tb
+    # dataflow profiling records every FIFO's occupancy and every process's stalls: the figures
+    # `sentei perf --simulate` predicts (a FIFO that fills and blocks its producer is a stall)
+    cosim_design -rtl verilog -trace_level none -enable_dataflow_profiling -argv $argv_tb
 }
 export_design -format ip_catalog -rtl verilog -vendor $sentei(ip_vendor) -library $sentei(ip_library) \
     -version $sentei(ip_version) -ipname $sentei(top) -display_name "sentei filter-wise sparse CNN" \

@@ -51,13 +51,12 @@ def test_engine_pays_one_pipeline_fill_per_frame():
 
 def test_window_iterations_by_hand():
     # 2x3 image, 4 channels in words of 2, k=3 s=1 d=1 p=1: output 2x3, L = 6 chunks, rows of 6 words.
-    # Phase -1 writes the 2 rows output row 0 needs (12 words + 2 clocks); phases 0 and 1 each
-    # read 3 windows x 6 chunks = 18 clocks and write nothing (no rows left)
-    assert perf.window_iterations(2, 3, 3, 1, 1, 1, 4, 2) == (12 + 2) + 18 + 18 == 50
-    # 6x4 image, 2 channels in words of 1, k=3 s=2 p=1: output 3x2, L = 6, rows of 8 words, Wo*L = 12.
-    # rows_ready(yo) = clamp(2yo + 2, 0, 6): 2, 4, 6 -> phase -1: 16 + 2; phases 0, 1 write 2 rows
-    # (16 words + 2 > 12 reads); the last phase writes none
-    assert perf.window_iterations(6, 4, 3, 2, 1, 1, 2, 1) == 18 + 18 + 18 + 12 == 66
+    # A frame's writer needs 12 clocks, its reader 2 output rows x 18 chunks = 36; frames follow each
+    # other (rows numbered across frames), so from the second frame on the reader sets the pace: 36
+    assert perf.window_iterations(2, 3, 3, 1, 1, 1, 4, 2) == 36
+    # 6x4 image, 2 channels in words of 1, k=3 s=2 p=1: output 3x2, L = 6, rows of 8 words: the writer
+    # (6 rows x 8 = 48 clocks) sets the pace, the reader needs 3 x 12 = 36
+    assert perf.window_iterations(6, 4, 3, 2, 1, 1, 2, 1) == 48
     # 1x1 layer: Cin/Wc clocks per output pixel (its pixel read in the first), no border
     assert perf.window_iterations(2, 3, 1, 1, 1, 0, 8, 2) == 6 * 4
     # 1x1, stride 2, padding 1: 4x5 padded positions, 2x3 on the grid (Cin/Wc clocks), the rest one each
@@ -135,10 +134,11 @@ def test_layer_resources_by_hand():
     # = 64 bits -> 2 BRAM18 of 512 x 36; the requantizer's 8 x 4 constants of 69 bits -> LUTRAM
     assert res["bram18_weights"] == 2
     # 3 + 1 (stride) row memories of 100 pixels x 16 words of 8 bits = 1600 x 8 -> one 2K x 9 BRAM18 each;
-    # chunk FIFO (two windows: 96 x 24 bits) 1 BRAM18 of 512 x 36; pixel FIFO of one row + 2 (102 x 128
-    # bits) 4 BRAM18 of 512 x 36
-    assert res["bram18_line_buffer"] == 4 + 1 + 4 and res["uram"] == 0
-    assert res["bram18"] == 11
+    # chunk FIFO (two windows: 96 x 24 bits) 1 BRAM18 of 512 x 36; the 4-pixel FIFO (4 x 128 bits) in LUTRAM
+    assert res["bram18_line_buffer"] == 4 + 1 and res["uram"] == 0
+    assert res["bram18"] == 7
+    # FIFOs priced at the depths they are given (the simulation's): a row of pixels goes to BRAM
+    assert perf.layer_resources(model, 1, 4, depths=(102, 96))["bram18_line_buffer"] == 4 + 1 + 4
     # window copy per lane: 3 banks of 96 x 8 bits (2 blocks of 64 x 8 -> 2 x 10 LUTs) + a 6:1 x 8 mux
     assert res["lut_windows"] == 4 * (3 * 2 * 10 + 8 * 2)
     assert res["weight_bits_on_chip"] == 32 * 40 * 16 + 32 * 69

@@ -1,0 +1,97 @@
+"""The clock-level simulation of the generated pipeline: it sees stalls, derives FIFO depths that
+remove them, and agrees with the performance model within 5 % where the depths are derived."""
+import json
+
+import pytest
+
+from sentei import cli
+from sentei.errors import SenteiError
+from sentei.host.format import save
+from sentei.overlay import codegen, perf, simulate
+from tests.overlay.csim_models import STARVED_LANES, odd, starved, tiny, wide
+
+
+def facts_for(model, plans):
+    return codegen.network_facts(model, plans, fifo_depths="rule")
+
+
+def test_the_simulator_sees_a_fifo_that_is_too_small():
+    """Not true by construction: the same pipeline with the geometry's rule depths stalls (the
+    layer after a 1x1 layer fills its FIFO while its window generator waits for rows) and runs
+    far slower than its slowest stage; with the derived depths it runs at the model's interval."""
+    model = wide()
+    plans = perf.allocate(model, "zcu104", 200)
+    facts = facts_for(model, plans)
+    interval = perf.pipeline_interval(model, plans)
+    stalled = simulate.run(facts, 3)
+    assert stalled["interval_cycles"] > 1.5 * interval
+    assert any(f["blocked"] for f in stalled["fifos"].values())
+    depths, report = simulate.derive_fifo_depths(facts, interval)
+    assert abs(report["interval_cycles"] / interval - 1) < 0.01
+    assert simulate.run(facts, 3, depths=depths)["interval_cycles"] == report["interval_cycles"]
+    # the depths are the smallest found: one step shallower on a FIFO that was deepened is slower again
+    grown = [name for name, d in depths.items() if d > simulate.rule_depths(facts)[name]]
+    assert grown
+    shallower = dict(depths, **{name: simulate.MIN_DEPTH for name in grown})
+    assert simulate.run(facts, 3, depths=shallower)["interval_cycles"] > report["interval_cycles"]
+
+
+@pytest.mark.parametrize("make, lanes", [(tiny, None), (odd, None), (wide, None), (starved, STARVED_LANES)])
+@pytest.mark.parametrize("board", perf.known_boards())
+def test_model_and_simulation_agree_within_five_percent(make, lanes, board):
+    model = make()
+    report = perf.perf_report(model, board, perf.load_board(board).default_clock_mhz, lanes=lanes, simulate=True)
+    sim = report["simulated"]
+    assert abs(sim["error_vs_model"]) < 0.05, (report["lanes"], sim["interval_cycles"],
+                                               report["pipeline"]["interval_cycles"])
+    # frames overlap: three frames in one start take far less than three latencies
+    done = sim["frame_done_cycles"]
+    assert len(done) == 3 and done[2] - done[0] < 2 * done[0]
+    # the resource model prices the FIFOs at the derived depths
+    assert report["kind"] == "modeled and simulated"
+
+
+def test_codegen_writes_the_derived_depths():
+    model = tiny()
+    plans = perf.allocate(model, "zcu104", 200)
+    facts = codegen.network_facts(model, plans)
+    assert facts.fifo_source == "simulated"
+    depths, _ = simulate.derive_fifo_depths(facts_for(model, plans), perf.pipeline_interval(model, plans))
+    assert facts.depths() == depths
+    text = codegen.render(facts)["network.h"]
+    for name, depth in depths.items():
+        assert f"#pragma HLS STREAM variable = {name} depth = {depth}  // derived by the clock-level simulation" in text
+    # a FIFO depth is a compile-time fact: other depths, another bitstream
+    assert facts.signature() != facts_for(model, plans).signature() or facts.depths() == facts_for(model, plans).depths()
+
+
+def test_a_frame_count_below_one_is_refused():
+    with pytest.raises(SenteiError, match="simulate at least one frame"):
+        simulate.run(facts_for(tiny(), None), 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sentei-camvid-fw90", "sentei-camvid-fw90-fast"])
+@pytest.mark.parametrize("board", ["zcu104", "kv260", "ultra96v2"])
+def test_bundled_models_agree_on_every_board_they_fit(name, board):
+    from sentei.host import registry
+
+    model = registry.load_model(name)
+    report = perf.perf_report(model, board, perf.load_board(board).default_clock_mhz, simulate=True, frames=2)
+    assert abs(report["simulated"]["error_vs_model"]) < 0.05
+    assert report["resources"]["within_ceilings"]
+
+
+def test_cli_simulate(tmp_path, capsys, monkeypatch):
+    if "sentei.overlay.perf" not in cli.COMMAND_MODULES:
+        monkeypatch.setattr(cli, "COMMAND_MODULES", cli.COMMAND_MODULES + ("sentei.overlay.perf",))
+    path = save(tiny(), tmp_path / "m.sentei")
+    out = tmp_path / "perf.json"
+    assert cli.main(["perf", "--model", str(path), "--board", "kv260", "--simulate", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "simulated clock by clock (3 frames in one start, FIFO depths derived)" in text
+    report = json.loads(out.read_text())
+    assert report["simulated"]["interval_cycles"] > 0 and report["simulated"]["fifo_depths"]["words"] >= 2
+    with pytest.raises(SystemExit) as done:
+        cli.main(["perf", "--model", str(path), "--simulate", "--frames", "1"])
+    assert done.value.code == 2 and "--frames: 1 must be an integer of at least 2" in capsys.readouterr().err
