@@ -595,7 +595,7 @@ def check_out_dir(out: Path) -> None:
 
 
 def generate(model, out_dir: str | os.PathLike | None = None, lanes=None, board: str | None = None,
-             clock_mhz: float | None = None) -> tuple[NetworkFacts, dict[str, Path]]:
+             clock_mhz: float | None = None, fifo_depths: str = "simulated") -> tuple[NetworkFacts, dict[str, Path]]:
     """Write the generated files for ``model`` into ``out_dir``; return the facts and paths.
 
     Parameters
@@ -618,7 +618,7 @@ def generate(model, out_dir: str | os.PathLike | None = None, lanes=None, board:
 
     out = Path(out_dir) if out_dir is not None else default_out_dir(model)
     check_out_dir(out)
-    facts = network_facts(model, lanes, board, clock_mhz)
+    facts = network_facts(model, lanes, board, clock_mhz, fifo_depths)
     paths = {}
     for name, text in render(facts).items():
         paths[name] = atomic_write_bytes(out / name, text.encode("utf-8"))

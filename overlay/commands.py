@@ -18,19 +18,33 @@ def register(sub) -> None:
     _model_args(c)
     c.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default build/hls/<model name>); never inside the package's sources")
+    c.add_argument("--fifo-depths", choices=("simulated", "rule"), default="simulated",
+                   help="stream depths from the clock-level simulation of the pipeline (default; needs g++) or "
+                        "from the geometry's rules without simulating")
     c.set_defaults(func=cmd_codegen)
 
     s = osub.add_parser("csim", help="C-simulate the HLS sources with g++ and compare with the reference engine "
                                      "bit for bit")
     _model_args(s)
-    s.add_argument("--frames", type=int, default=None, metavar="N",
-                   help="number of full-range random frames (default 1 when no --image is given)")
+    s.add_argument("--frames", type=int_range(1, MAX_CSIM_FRAMES), default=None, metavar="N",
+                   help=f"number of full-range random frames, 1 to {MAX_CSIM_FRAMES}, all in one start "
+                        f"(default 1 when no --image is given)")
     s.add_argument("--image", action="append", default=[], metavar="IMAGE",
                    help="an image file to run (resized to the model's input); repeatable")
     s.add_argument("--workdir", "--keep", dest="workdir", default=None, metavar="DIR",
                    help="keep the golden vectors and the testbench report here (default: a temporary folder)")
     s.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="write the report as JSON")
     s.set_defaults(func=cmd_csim)
+
+
+MAX_CSIM_FRAMES = 64  # frames one C-simulation start takes (its buffers hold them all: ~0.5 MB a CamVid frame)
+
+
+def int_range(low: int, high: int):
+    """An argparse type: an integer from ``low`` to ``high``."""
+    from sentei.host.options import Number, as_option
+
+    return as_option(Number(low, high, integer=True), low)
 
 
 def _model_args(p) -> None:
@@ -58,7 +72,8 @@ def cmd_codegen(args) -> int:
     if args.out is not None:
         check_output(args.out, "--out", folder=True)
     model = load_model(args.model)
-    facts, paths = codegen.generate(model, args.out, parse_lanes(args.lanes), args.board, args.clock_mhz)
+    facts, paths = codegen.generate(model, args.out, parse_lanes(args.lanes), args.board, args.clock_mhz,
+                                    args.fifo_depths)
     print(f"network of {model.name}: {len(facts.layers)} layers, signature {facts.signature()}")
     print(f"{'layer':<14}{'Cin':>5}{'Cout':>6}{'k':>3}{'s':>3}{'d':>3}{'p':>3}{'K':>6}{'engine':>8}{'lanes':>7}"
           f"{'Wc':>5}{'out':>10}{'iter/frame':>13}")
@@ -96,11 +111,12 @@ def cmd_csim(args) -> int:
     print(f"C-simulation of {model.name}: {report.frames} frame(s), "
           f"build {report.build_seconds:.1f} s{' (cached)' if report.build_seconds == 0 else ''}, "
           f"reference {report.reference_seconds:.1f} s, csim {report.run_seconds:.1f} s")
-    print(f"{'layer':<14}{'lanes':>6}{'iterations':>14}{'expected':>14}{'dense':>14}{'skipped':>9}")
+    print(f"{'layer':<14}{'engine':>7}{'lanes':>6}{'iterations':>14}{'expected':>14}{'dense':>14}{'skipped':>9}")
     for n, name in enumerate(layer.name for layer in model.layers):
         got, exp = report.iterations[n], report.expected_iterations[n] * report.frames
         dense = report.dense_iterations[n] * report.frames
-        print(f"{name:<14}{report.lanes[n]:>6}{got:>14}{exp:>14}{dense:>14}{1 - got / dense:>9.1%}")
+        engine = report.engines[n] if report.engines else "sparse"
+        print(f"{name:<14}{engine:>7}{report.lanes[n]:>6}{got:>14}{exp:>14}{dense:>14}{1 - got / dense:>9.1%}")
     for m in report.mismatches:
         print(f"MISMATCH {m}")
     if report.status_load or any(report.status_run):

@@ -436,7 +436,7 @@ class CsimReport:
     status_run: list[int]  # of the one start (CMD_RUN_FRAME with FRAMES = frames) that ran every frame
     iterations: list[int]  # per layer, summed over frames
     expected_iterations: list[int]  # per layer and frame: Ho*Wo*NF*K (sparse) or Ho*Wo*NF*L (dense)
-    dense_iterations: list[int]  # per layer and frame, what Cin*k*k weights would cost
+    dense_iterations: list[int]  # per layer and frame, what Cin*k*k weights would cost the same engine
     lanes: list[int]
     engines: list[str] = field(default_factory=list)  # sparse or dense, per layer
     mismatches: list[Mismatch] = field(default_factory=list)
@@ -556,7 +556,9 @@ def run_csim(model, frames=1, lanes=None, workdir: str | os.PathLike | None = No
             tmp.cleanup()
     mismatches = [Mismatch(frame=m["frame"], stage=m["stage"], layer=names[m["stage"]], channel=m["channel"],
                            y=m["y"], x=m["x"], got=m["got"], expected=m["expected"]) for m in rep["mismatches"]]
-    dense = [f.out_height * f.out_width * f.folds * f.cin * f.kernel * f.kernel for f in facts.layers]
+    # what the same engine would run without zero skipping (the dense engine skips nothing)
+    dense = [f.out_height * f.out_width * f.folds * f.cin * f.kernel * f.kernel if f.engine == "sparse"
+             else f.iterations for f in facts.layers]
     return CsimReport(model=model.name, frames=len(frames), errors=int(rep["errors"]),
                       status_load=int(rep["status_load"]), status_run=[int(s) for s in rep["status_run"]],
                       iterations=[int(n) for n in rep["iterations"]],

@@ -315,6 +315,14 @@ def test_cli_csim_on_a_model_file(tmp_path, capsys):
     assert rep["bit_exact"] and rep["iterations_ok"] and rep["iterations"] == rep["expected_iterations"]
 
 
+def test_cli_csim_bounds_the_frames_before_building_any(capsys):
+    from sentei.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["overlay", "csim", "--frames", "100000000000"])
+    assert done.value.code == 2 and "--frames: 100000000000 must be an integer from 1 to 64" in capsys.readouterr().err
+
+
 def test_cli_codegen_rejects_bad_lanes(tmp_path, capsys):
     from sentei.cli import main
 
