@@ -43,6 +43,11 @@ def test_csim_backend_is_bit_exact_with_the_reference(model, frames):
         assert seg.backend == "csim"
         for frame in frames:
             assert np.array_equal(seg.logits(frame), reference.run(model, frame))
+    # a batch is one start of the C-simulation build: the frames overlap in its pipeline
+    with Segmenter(model, backend="csim", batch=3) as seg:
+        labels = seg.segment_batch(frames)
+        assert all(np.array_equal(got.labels, reference.predict(model, frame)) for got, frame in zip(labels, frames))
+        assert all(np.array_equal(got.logits, reference.run(model, frame)) for got, frame in zip(labels, frames))
 
 
 def test_unbalanced_model_with_narrow_input(frames):
