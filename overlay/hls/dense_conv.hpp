@@ -64,6 +64,7 @@ void dense_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CON
                 const dense_word_t<CONFIG_T> weights[CONFIG_T::lanes][CONFIG_T::folds * CONFIG_T::chunks],
                 const requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span],
                 unsigned frames) {
+#pragma HLS AGGREGATE variable = weights compact = bit  // a lane's k*Wc weights are one packed field of k*Wc*weight_bits
 #pragma HLS ARRAY_RESHAPE variable = weights dim = 1 complete  // every lane reads address f*L + c in the same clock: one memory, PE x k*Wc weights a word
 #pragma HLS ARRAY_PARTITION variable = quant dim = 1 complete    // one constant memory per requantizer
     static const unsigned P = CONFIG_T::lanes;

@@ -82,6 +82,7 @@ void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CO
                  const sparse_entry<CONFIG_T> weights[CONFIG_T::lanes][CONFIG_T::folds * CONFIG_T::k_nonzero],
                  const requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span],
                  unsigned frames) {
+#pragma HLS AGGREGATE variable = weights compact = bit  // an entry (value, bank, slot) is one packed field of weight_bits + bank_bits + slot_bits, as the resource model counts it
 #pragma HLS ARRAY_RESHAPE variable = weights dim = 1 complete  // every lane reads address f*K + j in the same clock: one memory, P entries a word
 #pragma HLS ARRAY_PARTITION variable = quant dim = 1 complete    // one constant memory per requantizer
     static const unsigned P = CONFIG_T::lanes;
