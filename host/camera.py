@@ -20,6 +20,7 @@ OpenCV (``pip install 'sentei[camera]'``) is imported by the functions that need
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import string
 import time
@@ -147,6 +148,13 @@ def _parse_url(text: str) -> Source:
         safe = redact(text)
     except ValueError as exc:  # unbalanced or invalid [IPv6] host; the URL itself is not echoed
         raise SenteiError(f"the source URL is not a valid URL ({exc}); check the host part") from None
+    bracketed = parts.netloc.rpartition("@")[2]
+    if bracketed.startswith("["):  # checked here as well: Python before 3.11 lets any [host] through
+        try:
+            ipaddress.IPv6Address(bracketed[1:bracketed.find("]")].partition("%")[0])
+        except ValueError:
+            raise SenteiError("the source URL is not a valid URL (a host in brackets must be an IPv6 address); "
+                              "check the host part") from None
     scheme = parts.scheme.lower()
     if scheme not in URL_SCHEMES:
         raise SenteiError(f"source URL scheme {parts.scheme!r} is not allowed: use "

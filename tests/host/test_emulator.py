@@ -1,4 +1,6 @@
 """The fast emulator against the reference engine: the same integers, bit for bit."""
+from __future__ import annotations  # `X | None` annotations on Python 3.9
+
 import dataclasses
 import os
 import sys
