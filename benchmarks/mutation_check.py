@@ -65,10 +65,18 @@ MUTATIONS = [
      "ap_int<64> r = (prod + rnd) >> q.shift;",
      "ap_int<64> r = (prod + (prod < 0 && rnd > 0 ? ap_int<64>(rnd - 1) : rnd)) >> q.shift;",
      ["tests/overlay/test_csim_ties.py::test_csim_rounds_ties_half_up_like_the_reference"]),
-    ("QAT exact path rounds ties toward zero", "training/quantize.py",
+    # (negative ties rounded toward zero are not a mutation of the QAT exact path: its ReLU clamps
+    # every negative result to 0 either way)
+    ("QAT exact path rounds ties half to even", "training/quantize.py",
      "r = torch.bitwise_right_shift(acc * mult.view(1, -1, 1, 1) + rnd, sh)",
-     "p = acc * mult.view(1, -1, 1, 1); r = torch.bitwise_right_shift(p + torch.where(p < 0, (rnd - 1).clamp_min(0), rnd), sh)",
-     ["tests/training/test_quantize.py::test_exact_path_is_the_reference_engine"]),
+     "p = acc * mult.view(1, -1, 1, 1); r = torch.bitwise_right_shift(p + rnd, sh); "
+     "r = r - ((sh > 0) & (p - torch.bitwise_left_shift(torch.bitwise_right_shift(p, sh), sh) == rnd) "
+     "& (r % 2 != 0)).to(r.dtype)",
+     [T + "test_qat_exact_path_rounds_ties_like_the_reference"]),
+    ("QAT exact path rounds ties down", "training/quantize.py",
+     "r = torch.bitwise_right_shift(acc * mult.view(1, -1, 1, 1) + rnd, sh)",
+     "r = torch.bitwise_right_shift(acc * mult.view(1, -1, 1, 1) + (rnd - 1).clamp_min(0), sh)",
+     [T + "test_qat_exact_path_rounds_ties_like_the_reference"]),
     # issue 26's other fixes
     ("writer replaces device nodes and FIFOs", "host/format.py",
      '    if how == "inplace":', "    if False:",
@@ -83,6 +91,16 @@ MUTATIONS = [
     ("an existing run overwritten", "training/commands.py",
      "elif not getattr(args, \"overwrite\", False) and out.is_dir():", "elif False:",
      ["tests/reliability/test_slips.py::test_train_refuses_an_existing_run_without_resume"]),
+    ("checkpoint structure unchecked", "training/train.py",
+     "    return check_checkpoint(ckpt, path)", "    return ckpt",
+     ["tests/reliability/test_hostile_checkpoints.py::test_a_broken_teacher_checkpoint_is_one_line[missing-key]",
+      "tests/reliability/test_hostile_checkpoints.py::test_a_broken_compressed_checkpoint_is_one_line[no-compress]"]),
+    ("checkpoint widths unbounded", "training/models.py",
+     "        if out > fmt.MAX_CHANNELS:", "        if False:",
+     ["tests/reliability/test_hostile_checkpoints.py::test_a_broken_teacher_checkpoint_is_one_line[width-absurd]"]),
+    ("ONNX module's dense weights unbounded", "training/baseline.py",
+     "    if dense > fmt.MAX_DENSE_WEIGHTS:  # what the float module", "    if False:  # what the float module",
+     ["tests/reliability/test_hostile_checkpoints.py::test_onnx_module_bounds_dense_weights_before_allocating"]),
     ("segment writes over an input", "host/commands.py",
      "    check_not_inputs([o for pair", "    0 and check_not_inputs([o for pair",
      ["tests/reliability/test_slips.py::test_segment_refuses_to_write_over_an_input"]),

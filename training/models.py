@@ -85,6 +85,88 @@ def normalize_layers(model_cfg: dict) -> list[dict]:
     return layers
 
 
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_model_config(model_cfg, where: str = "model config") -> list[dict]:
+    """Refuse a model config whose network the model file could not hold, before anything is built.
+
+    The structure (a mapping, ``input`` and ``layers`` of the right types) and the model
+    format's limits (sentei.host.format): input sides 1..MAX_INPUT_SIDE, 1..MAX_CHANNELS
+    filters and classes, kernels, strides, dilations and paddings the accelerator runs, each
+    feature map within MAX_MAP_ELEMENTS and non-empty, the dense weights within
+    MAX_DENSE_WEIGHTS and the MACs per frame within MAX_FRAME_MACS -- all in Python integers,
+    so a checkpoint or config claiming a billion filters costs nothing. Returns the layer specs
+    (:func:`normalize_layers`); a one-line :class:`SenteiError` naming the field otherwise.
+    """
+    if not isinstance(model_cfg, dict):
+        raise SenteiError(f"{where} is a {type(model_cfg).__name__}; it must be a mapping (num_classes, input, "
+                          f"layers)")
+    inp = model_cfg.get("input", {})
+    if inp is None:
+        inp = {}
+    if not isinstance(inp, dict):
+        raise SenteiError(f"{where}: input is a {type(inp).__name__}; it must be a mapping (height, width, ...)")
+    cfg = dict(DEFAULT_INPUT, **inp)
+    h = _integer(cfg["height"], "input.height", 1)
+    w = _integer(cfg["width"], "input.width", 1)
+    if h > fmt.MAX_INPUT_SIDE or w > fmt.MAX_INPUT_SIDE:
+        raise SenteiError(f"{where}: input {h}x{w} is outside 1..{fmt.MAX_INPUT_SIDE} in either dimension")
+    for key in ("mean", "std"):
+        v = cfg[key]
+        if not (isinstance(v, (list, tuple)) and len(v) == 3 and all(_finite(x) for x in v)
+                and (key == "mean" or all(x > 0 for x in v))):
+            rule = "three numbers" if key == "mean" else "three positive numbers"
+            raise SenteiError(f"{where}: input.{key} is {v!r:.80}; it must be {rule} (R, G, B)")
+    if not (_finite(cfg["scale"]) and cfg["scale"] > 0):
+        raise SenteiError(f"{where}: input.scale is {cfg['scale']!r:.80}; it must be a positive number")
+    bits = _integer(cfg["bits"], "input.bits", 2)
+    shift = _integer(cfg["shift"], "input.shift", 0)
+    if bits > 16 or shift > 31:
+        raise SenteiError(f"{where}: input.bits {bits} (2..16) or input.shift {shift} (0..31) out of range")
+    q = input_quant(model_cfg)
+    if not all(-(2**31) <= v < 2**31 for v in (*q.mul, *q.add)):
+        raise SenteiError(f"{where}: input mean/std/scale give multipliers beyond 32 bits; check input.std "
+                          f"and input.scale")
+    specs = normalize_layers(model_cfg)
+    cin, dense, macs = 3, 0, 0
+    for spec in specs:
+        name, k, stride, d, pad, out = (spec[key] for key in ("name", "kernel", "stride", "dilation", "padding",
+                                                              "out"))
+        what = "num_classes" if spec.get("classifier") else f"layer {name} out"
+        if out > fmt.MAX_CHANNELS:
+            raise SenteiError(f"{where}: {what} {out} is outside [1, {fmt.MAX_CHANNELS}]")
+        if k not in fmt.KERNELS:
+            raise SenteiError(f"{where}: layer {name} kernel {k}; the accelerator runs 1x1 or 3x3")
+        if stride not in fmt.STRIDES:
+            raise SenteiError(f"{where}: layer {name} stride {stride}; the accelerator runs stride 1 or 2")
+        if d > fmt.MAX_DILATION or (k == 1 and d != 1):
+            raise SenteiError(f"{where}: layer {name} dilation {d}; expected 1..{fmt.MAX_DILATION} (1 for 1x1)")
+        if pad > fmt.MAX_PADDING:
+            raise SenteiError(f"{where}: layer {name} padding {pad}; expected 0..{fmt.MAX_PADDING}")
+        padded = cin * (h + 2 * pad) * (w + 2 * pad)
+        h, w = fmt.conv_out_size(h, w, k, stride, d, pad)
+        if h < 1 or w < 1:
+            raise SenteiError(f"{where}: layer {name} output {h}x{w} is empty at the input size")
+        if max(padded, out * h * w) > fmt.MAX_MAP_ELEMENTS:
+            raise SenteiError(f"{where}: layer {name}: a feature map of {max(padded, out * h * w)} values is larger "
+                              f"than the limit {fmt.MAX_MAP_ELEMENTS} (C*H*W); use a smaller input or fewer channels")
+        dense += out * cin * k * k
+        macs += out * cin * k * k * h * w
+        cin = out
+    if dense > fmt.MAX_DENSE_WEIGHTS:
+        raise SenteiError(f"{where}: {dense} dense weights (sum of Cout*Cin*k*k) is more than the limit "
+                          f"{fmt.MAX_DENSE_WEIGHTS}; use fewer channels")
+    if macs > fmt.MAX_FRAME_MACS:
+        raise SenteiError(f"{where}: {macs} multiply-accumulates per frame is more than the limit "
+                          f"{fmt.MAX_FRAME_MACS}; use a smaller input or fewer channels")
+    names = model_cfg.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise SenteiError(f"{where}: class_names must be a list of names")
+    return specs
+
+
 class ConvBNReLU(nn.Sequential):
     """``conv (no bias) -> BatchNorm2d -> ReLU``: one streamed layer before folding."""
 

@@ -36,7 +36,8 @@ from sentei.host.format import atomic_write_bytes
 from sentei.training import data as D
 from sentei.training.config import check_config, existing_file, first_difference, load_config
 from sentei.training.distill import Distillation
-from sentei.training.models import FCN, check_accelerator, class_argmax, normalize_layers, upsample_logits
+from sentei.training.models import (FCN, check_accelerator, check_model_config, class_argmax, normalize_layers,
+                                    upsample_logits)
 from sentei.training.pruning import Sparsifier, make_schedule, make_scheme
 from sentei.training.quantize import QATNet, per_layer_bits
 
@@ -85,7 +86,98 @@ def load_checkpoint(path) -> dict:
         raise SenteiError(not_ours) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise SenteiError(not_ours)
+    return check_checkpoint(ckpt, path)
+
+
+CHECKPOINT_KINDS = ("teacher", "compressed")
+PHASES = ("prune", "qat")
+
+
+def check_checkpoint(ckpt: dict, path) -> dict:
+    """Refuse a checkpoint whose structure is not one sentei writes, before any network is built.
+
+    Its keys and their types (``kind``, ``config`` with a ``model`` section, ``model`` a state
+    dict of tensors, ``epoch``, ``val``; a compressed one's ``phase`` and ``compress``), its model
+    config within the model format's limits (:func:`~sentei.training.models.check_model_config`:
+    widths, input size, feature maps, dense weights), and its state dict's keys, shapes and
+    kinds of tensor against the network the config describes, built on the ``meta`` device
+    (no memory). One line naming the file and the field; returns ``ckpt``.
+    """
+    def refuse(problem: str):
+        raise SenteiError(f"{path}: {problem}; pass a checkpoint written by sentei train or sentei compress")
+
+    kind = ckpt.get("kind")
+    if kind not in CHECKPOINT_KINDS:
+        refuse(f"kind {kind!r:.80} is not one of {', '.join(CHECKPOINT_KINDS)}")
+    for key in ("config", "model"):
+        if not isinstance(ckpt.get(key), dict):
+            refuse(f"{key!r} is {'missing' if key not in ckpt else 'a ' + type(ckpt[key]).__name__}; "
+                   f"it must be a mapping")
+    epoch = ckpt.get("epoch", 0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        refuse(f"epoch {epoch!r:.80} is not a count of epochs")
+    if not isinstance(ckpt.get("val", {}), dict):
+        refuse(f"val is a {type(ckpt['val']).__name__}; it must be a mapping of metrics")
+    fraction = ckpt.get("sparsity_fraction", 1.0)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+        refuse(f"sparsity_fraction {fraction!r:.80} is not a number in [0, 1]")
+    try:
+        check_model_config(ckpt["config"].get("model"), "config.model")
+        if kind == "compressed":
+            _check_compress_structure(ckpt)
+    except SenteiError as exc:
+        refuse(str(exc))
+    state = ckpt["model"]
+    if not state:
+        refuse("its state dict ('model') is empty")
+    expected = _expected_state(ckpt)
+    missing = [k for k in expected if k not in state]
+    if missing:
+        refuse(f"state dict: missing {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+               + f" (a {kind}{' ' + ckpt['phase'] if kind == 'compressed' else ''} network of its config)")
+    unexpected = [str(k) for k in state if k not in expected]
+    if unexpected:
+        refuse(f"state dict: unexpected {unexpected[0]!r:.80}"
+               + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
+    for key, want in expected.items():
+        got = state[key]
+        if not isinstance(got, torch.Tensor):
+            refuse(f"state dict: {key}: a {type(got).__name__}, expected a tensor")
+        if tuple(got.shape) != tuple(want.shape):
+            refuse(f"state dict: {key}: shape {list(got.shape)}, expected {list(want.shape)}")
+        if torch.bool not in (got.dtype, want.dtype) and got.is_floating_point() != want.is_floating_point() \
+                or got.is_complex():  # (a mask is saved as bool or float)
+            refuse(f"state dict: {key}: {got.dtype}, expected {want.dtype}")
     return ckpt
+
+
+def _check_compress_structure(ckpt: dict) -> None:
+    from sentei.training.config import COMPRESS
+
+    phase = ckpt.get("phase")
+    if phase not in PHASES:
+        raise SenteiError(f"phase {phase!r:.80} is not one of {', '.join(PHASES)}")
+    comp = ckpt.get("compress")
+    if not isinstance(comp, dict):
+        raise SenteiError(f"'compress' is {'missing' if 'compress' not in ckpt else 'a ' + type(comp).__name__}; "
+                          f"it must be the compression's mapping")
+    for key in STRUCTURE:  # what builds the network; the rest is how it was trained
+        if key in comp:
+            problem = COMPRESS[key][0].problem(comp[key])
+            if problem:
+                raise SenteiError(f"compress.{key} {comp[key]!r:.80} must be {problem}")
+
+
+def _expected_state(ckpt: dict) -> dict:
+    """The state dict (keys, shapes, dtypes) of the network ``ckpt`` describes, built without memory."""
+    try:
+        with torch.device("meta"):
+            net = _network(ckpt)
+    except SenteiError:
+        raise
+    except Exception:  # an operation the meta device lacks: build it (its size is bounded by now)
+        net = _network(ckpt)
+    return net.state_dict()
 
 
 class Log:
@@ -107,19 +199,26 @@ class Log:
 # networks from checkpoints
 
 
-def build_from_checkpoint(ckpt: dict) -> nn.Module:
-    """The network a checkpoint describes, with its weights: FCN (teacher, pruning) or QATNet."""
-    cfg = ckpt["config"]
-    fcn = FCN(cfg["model"])
+def _network(ckpt: dict) -> nn.Module:
+    """The network a checkpoint describes, without its weights (``sparsifier`` attached)."""
+    fcn = FCN(ckpt["config"]["model"])
     if ckpt.get("kind") == "teacher":
-        fcn.load_state_dict(ckpt["model"])
         return fcn
     comp = ckpt["compress"]
     sparsifier = make_sparsifier(comp).prepare(fcn)
     net = make_qat(fcn, comp) if ckpt.get("phase") == "qat" else fcn
-    net.load_state_dict(ckpt["model"])
-    sparsifier.current = float(ckpt.get("sparsity_fraction", 1.0))
     net.sparsifier = sparsifier
+    return net
+
+
+def build_from_checkpoint(ckpt: dict) -> nn.Module:
+    """The network a checkpoint describes, with its weights: FCN (teacher, pruning) or QATNet.
+
+    ``ckpt`` is what :func:`load_checkpoint` returns (checked by :func:`check_checkpoint`)."""
+    net = _network(ckpt)
+    net.load_state_dict(ckpt["model"])
+    if ckpt.get("kind") != "teacher":
+        net.sparsifier.current = float(ckpt.get("sparsity_fraction", 1.0))
     return net
 
 
@@ -672,7 +771,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         if init.get("kind") != "compressed" or init.get("phase") != "qat":
             raise SenteiError(f"{init_path}: --from needs a quantization-aware checkpoint of sentei compress "
                               f"(a run's best.pt, or a bundled *-qat model)")
-        size = [(c["model"]["input"].get("height"), c["model"]["input"].get("width"))
+        size = [((c["model"].get("input") or {}).get("height"), (c["model"].get("input") or {}).get("width"))
                 for c in (init["config"], tck["config"])]
         if size[0] != size[1]:
             raise SenteiError(f"--from {init_path}: its input {size[0]} differs from the teacher's {size[1]}; "
@@ -846,5 +945,5 @@ def summarize(model, extra: dict | None = None) -> dict:
     return out
 
 
-__all__ = ["load_config", "inside", "save_checkpoint", "load_checkpoint", "build_from_checkpoint", "evaluate",
-           "setup_env", "load_data", "train_teacher", "compress", "summarize", "target_sparsity"]
+__all__ = ["load_config", "inside", "save_checkpoint", "load_checkpoint", "check_checkpoint", "build_from_checkpoint",
+           "evaluate", "setup_env", "load_data", "train_teacher", "compress", "summarize", "target_sparsity"]

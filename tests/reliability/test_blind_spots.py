@@ -63,6 +63,66 @@ def test_qat_input_quantization_matches_the_oracle():
     np.testing.assert_array_equal(got, _input_quant_oracle(model.input))
 
 
+# --- the QAT exact path rounds requantization ties half up, as the reference does -----------
+
+
+def _tie_heavy_qat(torch):
+    """A QAT network whose exported requantization multipliers are exactly 1/2 and 1/4 (``mult``
+    2^30, shifts 31 and 32: the same as multiplier 1, shifts 1 and 2), ternary weights (2 bits)
+    and 16-bit activations: every odd accumulator of the first layer, and every one = 2 mod 4 of
+    the second, is an exact tie. (The exporter's multipliers of a trained network almost never tie.)"""
+    from sentei.training.models import FCN
+    from sentei.training.quantize import QATNet
+
+    cfg = {"num_classes": 3, "input": {"height": H, "width": W},
+           "layers": [{"name": "conv1", "out": 4, "stride": 2}, {"name": "conv2", "out": 4}]}
+    fcn = FCN(cfg).eval()
+    g = torch.Generator().manual_seed(0)
+    s_in = float(fcn.quant.scale)  # 3/128: exact in float32
+    units = []
+    for i, block in enumerate(fcn.blocks):
+        conv, bn = block[0], block[1]
+        w = torch.randint(-1, 2, conv.weight.shape, generator=g).float()
+        w.view(w.shape[0], -1)[:, 0] = 1.0  # each filter's largest |w| is 1: s_w = 2^-(i+1) exactly
+        conv.weight.data.copy_(w * 2.0 ** -(i + 1))
+        unit = s_in * 2.0 ** -(i + 1)  # accumulator unit s_in * s_w
+        bn.eps = 0.0  # folded weights are the conv's, biases bias / unit integers
+        bn.running_mean.zero_()
+        bn.running_var.fill_(1.0)
+        bn.weight.data.fill_(1.0)
+        bn.bias.data.copy_(torch.randint(-3, 4, (w.shape[0],), generator=g).float() * unit)
+        units.append(unit)
+        s_in = unit * 2 ** (i + 1)  # s_out: M = unit / s_out = 1/2, then 1/4
+    qat = QATNet(fcn, weight_bits=2, act_bits=16).eval()
+    qat.act_scale.data.copy_(torch.tensor([u * 2 ** (i + 1) for i, u in enumerate(units)]))
+    qat.calibrated.fill_(True)
+    return qat
+
+
+def test_qat_exact_path_rounds_ties_like_the_reference():
+    torch = pytest.importorskip("torch")
+    from sentei.training import compare, export
+
+    qat = _tie_heavy_qat(torch)
+    model = export.to_model(qat, "qat-ties", class_names=("a", "b", "c"), class_colors=((0, 0, 0),) * 3)
+    assert [(int(l.mult[0]), int(l.shift[0])) for l in model.layers[:2]] == [(2**30, 31), (2**30, 32)]
+    ties = 0
+    for seed in range(3):
+        frame = random_frame(seed, H, W)
+        x = reference.quantize_input(model, frame)
+        for layer in model.layers[:2]:  # positive exact ties (negative ones are clamped to 0 by the ReLU)
+            acc = reference.accumulate(layer, x)
+            prod = acc * layer.mult.astype(np.int64)[:, None, None]
+            sh = layer.shift.astype(np.int64)[:, None, None]
+            ties += int(np.count_nonzero((prod > 0) & ((prod & ((1 << sh) - 1)) == (1 << (sh - 1)))))
+            x = reference.requantize(layer, acc)
+        rows, agree = compare.compare(qat, model, frame, exact=True)  # every layer's integers, logits included
+        assert all(r.exact == 1.0 and r.max_abs == 0 for r in rows), compare.format_rows(rows, agree)
+        # (not the labels: small integer logits tie across classes often, and the float upsampling
+        # of compare and of the reference order their operations differently)
+    assert ties >= 100, f"only {ties} positive ties: the test no longer tests rounding"
+
+
 # --- the validator's accumulator bound: at the limit, and one past it ---------------------
 
 

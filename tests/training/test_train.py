@@ -183,7 +183,9 @@ def test_resume_on_another_device_type_reseeds_only_the_augmentation(tmp_path, c
 
 def test_checkpoint_is_weights_only_and_atomic(tmp_path):
     path = tmp_path / "c.pt"
-    train.save_checkpoint({"format": train.CHECKPOINT_FORMAT, "kind": "teacher", "x": torch.ones(2)}, path)
+    model = tiny_config()["model"]  # a whole teacher checkpoint: load_checkpoint checks the structure
+    train.save_checkpoint({"format": train.CHECKPOINT_FORMAT, "kind": "teacher", "config": {"model": model},
+                           "model": train.FCN(model).state_dict(), "x": torch.ones(2)}, path)
     assert list(tmp_path.iterdir()) == [path]
     assert torch.equal(train.load_checkpoint(path)["x"], torch.ones(2))
 
