@@ -93,7 +93,7 @@ frames:
             win[c] = in.read();
         }
 
-        pixel_clock<TP> clk;
+        pixel_clock<TP, NPIX> clk;
         fold_sequencer<CONFIG_T, L> seq;  // a fold is L clocks: step j reads chunk j
     macs:
         for (unsigned it = 0; it < NPIX * TP; it++) {

@@ -97,13 +97,29 @@ void emit_pixel(const typename CONFIG_T::out_t px[CONFIG_T::folds * CONFIG_T::la
     out.write(word);
 }
 
+/// Bits of an unsigned counter that holds 0 .. N (at least 1): the width of the engines' control counters.
+template <unsigned long long N>
+struct counter_bits {
+    static const unsigned value = N < 2 ? 1 : 1 + counter_bits<N / 2>::value;
+};
+template <>
+struct counter_bits<0> {
+    static const unsigned value = 1;
+};
+
 /**
  * \brief Where an engine's flattened loop is: output pixel, clock within it, window half.
+ *
+ * The counters are as narrow as their ranges (a wide `unsigned` would widen every
+ * comparison and adder of the loop's control path).
  * \tparam TP clocks per output pixel
+ * \tparam NPIX output pixels per frame
  */
-template <unsigned TP>
+template <unsigned TP, unsigned NPIX>
 struct pixel_clock {
-    unsigned pix = 0, i = 0, half = 0;
+    ap_uint<counter_bits<NPIX>::value> pix = 0;
+    ap_uint<counter_bits<TP>::value> i = 0;
+    ap_uint<1> half = 0;
 
     /// The next clock; a new pixel swaps the window halves.
     void tick() {
@@ -157,9 +173,9 @@ template <class CONFIG_T, unsigned STEPS>
 struct fold_sequencer {
     static const unsigned NF = CONFIG_T::folds;
     static const unsigned S = CONFIG_T::requant_span;
-    unsigned f = 0, j = 0;  // fold and step of the lanes
-    unsigned pf = 0;        // fold whose sums wait in done[]
-    bool pending = false;   // done[] holds sums not yet requantized
+    ap_uint<counter_bits<NF>::value> f = 0, pf = 0;  // fold of the lanes; fold whose sums wait in done[]
+    ap_uint<counter_bits<STEPS>::value> j = 0;       // step of the lanes in the fold
+    bool pending = false;                            // done[] holds sums not yet requantized
 
     bool first() const { return j == 0; }
     bool last() const { return j == STEPS - 1; }
@@ -187,7 +203,11 @@ struct fold_sequencer {
         }
         if (++j == STEPS) {
             j = 0;
-            f = f + 1 == NF ? 0 : f + 1;
+            if (f == NF - 1) {
+                f = 0;
+            } else {
+                f++;
+            }
         }
     }
 

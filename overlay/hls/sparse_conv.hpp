@@ -122,7 +122,7 @@ frames:
             write_chunk<CONFIG_T>(win, 0, c, in.read());
         }
 
-        pixel_clock<TP> clk;
+        pixel_clock<TP, NPIX> clk;
         fold_sequencer<CONFIG_T, K> seq;
     macs:
         for (unsigned it = 0; it < NPIX * TP; it++) {
