@@ -225,6 +225,10 @@ def check_config(cfg: dict, section: str, where="config") -> None:
     check_keys(cfg.get("data") or {}, DATA, f"{where}: data")
     check_keys(cfg.get(section) or {}, SECTIONS[section], f"{where}: {section}")
     _check_names(cfg, section, where)
+    if section == "train":  # the network within the model format's limits, before anything is built
+        from sentei.training.models import check_model_config
+
+        check_model_config(cfg["model"], f"{where}: model")
     if section == "compress":
         comp = cfg.get("compress") or {}
         from sentei.training.pruning import make_schedule  # (torch: compress has it; registration does not)

@@ -66,9 +66,12 @@ def train_config(**train_keys) -> bytes:
      "data.augment: unknown key 'zoom'; the known keys are brightness, contrast, crop, flip, saturation, scale"),
     (yaml.safe_dump(dict(tiny_config(1), data={"trian_split": "train"})).encode(), [],
      "data: unknown key 'trian_split'"),
+    (yaml.safe_dump(dict(tiny_config(1), model=dict(tiny_config(1)["model"], input=dict(
+        tiny_config(1)["model"].get("input") or {}, height=10 ** 9)))).encode(), [],
+     "is outside 1..8192 in either dimension"),
 ], ids=["yaml", "binary", "no-model", "lr-text", "batch-size", "amp", "unknown-key", "device", "lr-negative",
         "lr-nan", "lr-zero", "resume", "crop-too-large", "crop-form", "crop-stride-no-augment-section", "scale-order", "crop-pair", "augment-key",
-        "data-key"])
+        "data-key", "absurd-input"])
 def test_train_refuses_before_making_the_run_directory(tmp_path, capsys, config, options, message):
     path = tmp_path / "config.yaml"
     path.write_bytes(config)
