@@ -94,18 +94,36 @@ def describe(facts, frames: int, pace: float = 0.0, depths: dict | None = None,
     return "\n".join(lines) + "\n"
 
 
-def run(facts, frames: int = 3, pace: float = 0.0, depths: dict | None = None, max_clocks: int = 0) -> dict:
+def clock_bound(facts, frames: int, pace: float = 0.0) -> int:
+    """Clocks no simulation of ``frames`` frames can need unless the pipeline deadlocks: every
+    process's clocks for every frame run one after another, plus the pacing, plus slack for
+    the loop overheads and pipeline depths."""
+    per_frame = facts.frame_words + 2 * facts.height * facts.width + facts.logit_words
+    for f in facts.layers:
+        g = dict(f.geometry)
+        per_frame += g["window_iterations"] + f.out_height * f.out_width * g["pixel_iterations"] + 4 * g["chunks"]
+    return frames * (2 * per_frame + int(pace) + 1000) + 100_000
+
+
+def run(facts, frames: int = 3, pace: float = 0.0, depths: dict | None = None, max_clocks: int | None = None) -> dict:
     """Simulate ``frames`` frames through one start; the simulator's report, plus ``interval_cycles``
     (median clocks between consecutive frames' last logits; None for one frame) and
-    ``latency_cycles`` (the first frame's last logit)."""
+    ``latency_cycles`` (the first frame's last logit). A pipeline that has not finished
+    within ``max_clocks`` (default :func:`clock_bound`) is a deadlock: a one-line error
+    naming the processes still waiting."""
     if frames < 1:
         raise SenteiError(f"frames {frames}: simulate at least one frame")
     exe = binary()
-    proc = subprocess.run([str(exe)], input=describe(facts, frames, pace, depths, max_clocks),
+    bound = clock_bound(facts, frames, pace) if max_clocks is None else max_clocks
+    proc = subprocess.run([str(exe)], input=describe(facts, frames, pace, depths, bound),
                           capture_output=True, text=True, timeout=SIM_TIMEOUT_S)
     if proc.returncode not in (0, 3) or not proc.stdout.strip():
         raise SenteiError(f"the pipeline simulator failed: {proc.stderr.strip()[:300]}")
     report = json.loads(proc.stdout)
+    if not report["finished"]:
+        waiting = [name for name, p in report["processes"].items() if not p["done"]]
+        raise SenteiError(f"the simulated pipeline did not finish {frames} frame(s) in {bound:,} clocks: deadlock "
+                          f"(still running: {', '.join(waiting[:6])})")
     done = report["frame_done"]
     gaps = [b - a for a, b in zip(done, done[1:])]
     report["interval_cycles"] = int(statistics.median(gaps)) if gaps else None

@@ -75,6 +75,7 @@ struct process {
     fifo* out = nullptr;
     long latency = 1;
     long long busy = 0, stalled_in = 0, stalled_out = 0, idle = 0;
+    long long macs = 0;  // engines: iterations of the MAC loop that did MACs (what C-simulation counts)
     bool done = false;
     virtual ~process() {}
     /// What the current iteration accesses.
@@ -333,6 +334,7 @@ struct engine : process {
             }
         } else if (phase == 1) {
             if (mac_clock()) {
+                macs++;
                 if (pending && j == g.requant_span - 1) pending = false;  // fold_sequencer::requantize
                 if (j == steps - 1) {
                     pending = true;
@@ -478,8 +480,9 @@ int main() {
     std::printf("}, \"processes\": {");
     for (size_t n = 0; n < procs.size(); n++) {
         const process& p = *procs[n];
-        std::printf("%s\"%s\": {\"busy\": %lld, \"stalled_in\": %lld, \"stalled_out\": %lld, \"done\": %s}",
-                    n ? ", " : "", p.name.c_str(), p.busy, p.stalled_in, p.stalled_out, p.done ? "true" : "false");
+        std::printf("%s\"%s\": {\"busy\": %lld, \"stalled_in\": %lld, \"stalled_out\": %lld, \"macs\": %lld, "
+                    "\"done\": %s}", n ? ", " : "", p.name.c_str(), p.busy, p.stalled_in, p.stalled_out, p.macs,
+                    p.done ? "true" : "false");
     }
     std::printf("}}\n");
     return finished ? 0 : 3;

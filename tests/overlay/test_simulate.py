@@ -51,6 +51,29 @@ def test_model_and_simulation_agree_within_five_percent(make, lanes, board):
     assert report["kind"] == "modeled and simulated"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("make, lanes", [(tiny, ["d3w1", 5, "s7w4", 6, "d4w8"]), (odd, [4, 5, 3, 4, 2]),
+                                         (starved, STARVED_LANES)])
+def test_the_simulated_engines_run_the_c_simulation_s_mac_iterations(make, lanes):
+    """The simulator's engine state machines are its own code, not the HLS loops: their MAC
+    iterations per frame must be the C-simulation's count, layer by layer, for both engines,
+    partial folds and pixels as long as their window load."""
+    from sentei.host.format import weight_blob
+    from sentei.host.synthetic import random_frame
+    from sentei.overlay.csim import CsimAccelerator
+
+    model = make()
+    facts = facts_for(model, lanes)
+    report = simulate.run(facts, 2)
+    acc = CsimAccelerator(model, lanes=lanes)
+    assert acc.load_weights(weight_blob(model)) == 0
+    status, _ = acc.run_frames([random_frame(s, model.input.height, model.input.width) for s in (1, 2)])
+    assert status == 0
+    engines = [stats["macs"] for name, stats in report["processes"].items() if name.endswith(tuple("0123456789"))
+               and ("sparse_conv" in name or "dense_conv" in name)]
+    assert engines == acc.iterations() and all(engines)
+
+
 def test_codegen_writes_the_derived_depths():
     model = tiny()
     plans = perf.allocate(model, "zcu104", 200)
@@ -63,6 +86,13 @@ def test_codegen_writes_the_derived_depths():
         assert f"#pragma HLS STREAM variable = {name} depth = {depth}  // derived by the clock-level simulation" in text
     # a FIFO depth is a compile-time fact: other depths, another bitstream
     assert facts.signature() != facts_for(model, plans).signature() or facts.depths() == facts_for(model, plans).depths()
+
+
+def test_a_pipeline_that_does_not_finish_is_a_one_line_error_not_a_hang():
+    facts = facts_for(tiny(), None)
+    assert simulate.clock_bound(facts, 2) > simulate.run(facts, 2)["frame_done"][-1]
+    with pytest.raises(SenteiError, match=r"did not finish 2 frame\(s\) in 50 clocks: deadlock \(still running: "):
+        simulate.run(facts, 2, max_clocks=50)
 
 
 def test_a_frame_count_below_one_is_refused():
