@@ -103,7 +103,8 @@ def register(sub) -> None:
     option("--trtexec-log", default=None, metavar="FILE",
            help="add the figures of a saved trtexec output as a run (no power)")
     option("--board", default="zcu104", help="perf backend: board (default zcu104)")
-    option("--clock", type=float, default=None, metavar="MHZ", help="perf backend: clock in MHz")
+    option("--clock-mhz", "--clock", dest="clock", type=float, default=None, metavar="MHZ",
+           help="perf backend: clock in MHz (--clock-mhz, as sentei perf and overlay; --clock is its old name)")
     option("--label", default=None, help="machine label in the report (default: CPU/GPU/board model)")
     option("--seed", type=non_negative_int, default=0, help="seed of the random test frames")
     option("--json", dest="json_out", default=None, metavar="OUT", help="write the report here")
