@@ -389,6 +389,17 @@ class EngineHardware:
             return R.STATUS_NO_WEIGHTS, None
         return R.STATUS_OK, np.ascontiguousarray(self._run(frame).transpose(1, 2, 0))
 
+    def run_frames(self, frames) -> tuple[int, np.ndarray | None]:
+        """Several frames, as one RUN_FRAME with FRAMES = len(frames): ``(status, int32 logits
+        [n, h, w, C])`` (an engine computes them one after another)."""
+        out = []
+        for frame in frames:
+            status, logits = self.run_frame(frame)
+            if status != R.STATUS_OK:
+                return status, None
+            out.append(logits)
+        return R.STATUS_OK, np.stack(out)
+
     def close(self) -> None:
         if self._close is not None:
             self._close()
@@ -398,8 +409,9 @@ class EngineHardware:
 def make_hardware(network: Model, kind: str):
     """The compute behind an emulated overlay: ``"reference"``, ``"emu"`` or ``"csim"``.
 
-    All three have ``load_weights(blob) -> status`` and ``run_frame(frame) -> (status,
-    logits [h, w, C])``; ``"emu"`` needs numba and ``"csim"`` a C++ compiler (each raises
+    All three have ``load_weights(blob) -> status``, ``run_frame(frame) -> (status,
+    logits [h, w, C])`` and ``run_frames(frames) -> (status, logits [n, h, w, C])``;
+    ``"emu"`` needs numba and ``"csim"`` a C++ compiler (each raises
     :class:`SenteiError` naming what is missing).
     """
     if kind in ("reference", "emu"):
@@ -592,16 +604,12 @@ class EmulatedMMIO:
             self.memory.check(args["logits"], count * out_bytes, what="write")  # the whole output: a bus error up front
             frames = [np.frombuffer(raw, dtype=np.uint8, count=size, offset=n * stride).reshape(q.height, q.width, 3)
                       for n in range(count)]
-            if hasattr(self.hardware, "run_frames"):  # the C-simulation build: all frames in one start, as the FPGA
-                status, batch = self.hardware.run_frames(frames)
-                results = [(status, batch[n]) for n in range(count)]
-            else:  # an engine computes one frame per call
-                results = (self.hardware.run_frame(frame) for frame in frames)
-            for n, (status, logits) in enumerate(results):
-                if status != R.STATUS_OK:
-                    return int(status)
+            status, batch = self.hardware.run_frames(frames)  # the C-simulation build overlaps them, as the FPGA
+            if status != R.STATUS_OK:
+                return int(status)
+            for n in range(count):
                 self.memory.store(args["logits"] + n * out_bytes,
-                                  np.ascontiguousarray(logits, dtype="<i4").reshape(-1).view(np.uint8),
+                                  np.ascontiguousarray(batch[n], dtype="<i4").reshape(-1).view(np.uint8),
                                   who="accelerator")
             return R.STATUS_OK
         return R.STATUS_BAD_COMMAND
