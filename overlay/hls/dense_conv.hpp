@@ -105,9 +105,7 @@ frames:
             const chunk_t<CONFIG_T> a = win[clk.half * L + seq.j];  // broadcast to every lane
             for (unsigned l = 0; l < P; l++) {
 #pragma HLS UNROLL  // the PE lanes of the block
-                acc_t sum = (seq.first() ? acc_t(0) : acc[l]) + dot_chunk<CONFIG_T>(weights[l][seq.f * L + seq.j], a);
-                acc[l] = sum;
-                if (seq.last()) done[l] = sum;
+                seq.accumulate(acc, done, l, dot_chunk<CONFIG_T>(weights[l][seq.f * L + seq.j], a));
             }
             seq.advance();
             clk.tick();

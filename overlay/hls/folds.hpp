@@ -180,6 +180,14 @@ struct fold_sequencer {
     bool first() const { return j == 0; }
     bool last() const { return j == STEPS - 1; }
 
+    /// Lane l's MAC of this step: its running sum plus `product`, moved to done[l] at the fold's end.
+    void accumulate(acc_t acc[CONFIG_T::lanes], acc_t done[CONFIG_T::lanes], unsigned l, acc_t product) const {
+#pragma HLS INLINE  // part of the engine's pipelined loop, once per lane
+        acc_t sum = (first() ? acc_t(0) : acc[l]) + product;
+        acc[l] = sum;
+        if (last()) done[l] = sum;
+    }
+
     /// Step j of the requantizers on the waiting fold; the pixel leaves with its last fold.
     void requantize(typename CONFIG_T::out_t px[NF * CONFIG_T::lanes], const acc_t done[CONFIG_T::lanes],
                     const requant_param quant[CONFIG_T::requant_units][NF * S],

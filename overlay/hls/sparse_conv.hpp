@@ -137,9 +137,7 @@ frames:
                 for (unsigned l = 0; l < P; l++) {
 #pragma HLS UNROLL  // the P lanes of the block
                     const sparse_entry<CONFIG_T>& e = weights[l][seq.f * K + seq.j];
-                    acc_t sum = (seq.first() ? acc_t(0) : acc[l]) + e.value * win[l][e.bank][clk.half * L + e.slot];
-                    acc[l] = sum;
-                    if (seq.last()) done[l] = sum;
+                    seq.accumulate(acc, done, l, e.value * win[l][e.bank][clk.half * L + e.slot]);
                 }
                 seq.advance();
             }
