@@ -11,7 +11,7 @@ delivers one frame every ``max(stage cycles)`` clocks once it is full.
 
 This module prices a model on a board: MACs (dense, nonzero, executed), cycles per layer,
 the bottleneck stage and frames/s, on-chip memory (BRAM18) and DSP/LUT estimates against
-the board's budget; :func:`allocate_lanes` picks ``P`` per layer (the code generator uses
+the board's budget; :func:`allocate` picks engine, lanes and chunk width per layer (the code generator uses
 it); and the same network is priced without the filter-wise constraint, where the slowest
 filter of every lane group sets the pace (Kang, TCSVT 2019), so the cost of imbalance is a
 number. Every figure here is *modeled*, never measured: the report says so and lists its
@@ -371,11 +371,14 @@ def window_iterations(h: int, w: int, k: int, s: int, d: int, p: int, cin: int, 
         f, yo = divmod(n, ho)
         return f * h + yo * s - p
 
+    freeing = 0  # the first output row (across frames) whose window row 0 is > y - slots: rises with y
+
     def write_rows(upto: int) -> None:  # start clocks of the rows below ``upto``
+        nonlocal freeing
         for y in range(len(w_start), upto):
-            # free once the reader has reached the first output row whose window row 0 is > y - slots
-            n = next(n for n in range(len(r_start) + 2 * ho + 1) if first_row(n) + slots > y)
-            free = 0 if n == 0 else r_start[n - 1] + reads
+            while first_row(freeing) + slots <= y:  # row y's slot is free once the reader reaches it
+                freeing += 1
+            free = 0 if freeing == 0 else r_start[freeing - 1] + reads
             prev = w_start[-1] + row_words if w_start else 0
             w_start.append(max(prev, free))
 
@@ -666,14 +669,14 @@ def fixed_stages(model) -> dict[str, int]:
     return stages
 
 
-def engine_cycles(model, index: int, lanes: int) -> int:
-    """Clocks per frame of layer ``index``'s engine (``sparse_conv``), see ASSUMPTIONS."""
-    return layer_geometry(model, index, lanes)["engine_cycles"]
+def engine_cycles(model, index: int, plan) -> int:
+    """Clocks per frame of layer ``index``'s engine (sparse or dense), see ASSUMPTIONS."""
+    return layer_geometry(model, index, plan)["engine_cycles"]
 
 
-def window_cycles(model, index: int, lanes: int) -> int:
-    """Clocks per frame of layer ``index``'s line buffer (its chunk width follows the lanes)."""
-    return layer_geometry(model, index, lanes)["window_iterations"]
+def window_cycles(model, index: int, plan) -> int:
+    """Clocks per frame of layer ``index``'s window generator (its chunk width follows the plan)."""
+    return layer_geometry(model, index, plan)["window_iterations"]
 
 
 def pipeline_interval(model, plans) -> int:
@@ -682,14 +685,14 @@ def pipeline_interval(model, plans) -> int:
     return max([conv_stage_cycles(model, n, p) for n, p in enumerate(plans)] + list(fixed_stages(model).values()))
 
 
-def conv_stage_cycles(model, index: int, lanes: int) -> int:
-    """Clocks per frame of layer ``index``: the larger of its engine and its line buffer."""
-    g = layer_geometry(model, index, lanes)
+def conv_stage_cycles(model, index: int, plan) -> int:
+    """Clocks per frame of layer ``index``: the larger of its engine and its window generator."""
+    g = layer_geometry(model, index, plan)
     return max(g["engine_cycles"], g["window_iterations"])
 
 
 # ---------------------------------------------------------------------------------------
-# the lane allocator
+# the allocator
 
 
 def layer_options(model, index: int) -> list[LayerPlan]:
@@ -788,12 +791,6 @@ def allocate(model, board, clock_mhz: float | None = None,
     return plans
 
 
-def allocate_lanes(model, board, clock_mhz: float | None = None,
-                   dsp_fraction: float | None = None, ceilings: dict | None = None) -> list[LayerPlan]:
-    """The allocator's plans (:func:`allocate`); the name the code generator and the tests use."""
-    return allocate(model, board, clock_mhz, dsp_fraction, ceilings)
-
-
 def check_clock(board, clock_mhz: float) -> None:
     """Reject a clock outside ``(0, board max]`` with a one-line message."""
     b = _board(board)
@@ -843,9 +840,9 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
     board : str or Board
     clock_mhz : float
     lanes : list of int, optional
-        ``P`` per layer; default :func:`allocate_lanes`.
+        A plan per layer (:func:`check_plans`); default :func:`allocate`.
     dsp_fraction : float, optional
-        DSP48 ceiling (as :func:`allocate_lanes`; default ``ceilings["dsp"]``, else 0.85).
+        DSP48 ceiling (as :func:`allocate`; default ``ceilings["dsp"]``, else 0.85).
     seed : int
         Seed of the hypothetical unstructured pruning (:func:`unstructured_nnz`; layer
         ``n`` uses ``seed + n``).
@@ -873,7 +870,7 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
     check_clock(b, clock_mhz)
     limits = resource_limits(b, dsp_fraction, ceilings)
     if lanes is None:
-        lanes = allocate_lanes(model, b, clock_mhz, dsp_fraction, ceilings)
+        lanes = allocate(model, b, clock_mhz, dsp_fraction, ceilings)
     else:
         lanes = check_plans(model, lanes)
     shapes = model.shapes()
@@ -1012,8 +1009,7 @@ def _simulate(model, plans, frames: int) -> dict:
     from sentei.overlay import codegen, simulate
 
     facts = codegen.network_facts(model, plans, fifo_depths="rule")
-    depths, _ = simulate.derive_fifo_depths(facts, pipeline_interval(model, plans))
-    report = simulate.run(facts, frames, depths=depths)
+    depths, report = simulate.derive_fifo_depths(facts, pipeline_interval(model, plans), frames=frames)
     return {"frames": frames, "interval_cycles": report["interval_cycles"], "latency_cycles": report["latency_cycles"],
             "frame_done_cycles": report["frame_done"], "fifo_depths": depths,
             "stalls": {name: {"waiting_for_input": p["stalled_in"], "waiting_for_room": p["stalled_out"]}
@@ -1119,9 +1115,8 @@ def parse_lanes(text: str | None) -> list[LayerPlan] | None:
     """``--lanes '8,d4w32,s16w2'`` -> a plan per layer (None: the allocator chooses)."""
     if not text:
         return None
-    items = [v.strip() for v in text.split(",") if v.strip()]
     try:
-        return [as_plan(int(v)) if v.isdigit() else as_plan(v) for v in items]
+        return [as_plan(v) for v in text.split(",") if v.strip()]
     except SenteiError as exc:
         raise SenteiError(f"--lanes {text!r}: {exc}") from None
 

@@ -19,6 +19,7 @@ next check, and its stalls must match these.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -105,6 +106,16 @@ def clock_bound(facts, frames: int, pace: float = 0.0) -> int:
     return frames * (2 * per_frame + int(pace) + 1000) + 100_000
 
 
+@functools.lru_cache(maxsize=256)
+def _simulate(exe: str, description: str) -> str:
+    """The simulator's report for one description (kept per process: codegen, a C-simulation
+    build and ``perf --simulate`` of the same network ask for the same runs)."""
+    proc = subprocess.run([exe], input=description, capture_output=True, text=True, timeout=SIM_TIMEOUT_S)
+    if proc.returncode not in (0, 3) or not proc.stdout.strip():
+        raise SenteiError(f"the pipeline simulator failed: {proc.stderr.strip()[:300]}")
+    return proc.stdout
+
+
 def run(facts, frames: int = 3, pace: float = 0.0, depths: dict | None = None, max_clocks: int | None = None) -> dict:
     """Simulate ``frames`` frames through one start; the simulator's report, plus ``interval_cycles``
     (median clocks between consecutive frames' last logits; None for one frame) and
@@ -113,13 +124,8 @@ def run(facts, frames: int = 3, pace: float = 0.0, depths: dict | None = None, m
     naming the processes still waiting."""
     if frames < 1:
         raise SenteiError(f"frames {frames}: simulate at least one frame")
-    exe = binary()
     bound = clock_bound(facts, frames, pace) if max_clocks is None else max_clocks
-    proc = subprocess.run([str(exe)], input=describe(facts, frames, pace, depths, bound),
-                          capture_output=True, text=True, timeout=SIM_TIMEOUT_S)
-    if proc.returncode not in (0, 3) or not proc.stdout.strip():
-        raise SenteiError(f"the pipeline simulator failed: {proc.stderr.strip()[:300]}")
-    report = json.loads(proc.stdout)
+    report = json.loads(_simulate(str(binary()), describe(facts, frames, pace, depths, bound)))
     if not report["finished"]:
         waiting = [name for name, p in report["processes"].items() if not p["done"]]
         raise SenteiError(f"the simulated pipeline did not finish {frames} frame(s) in {bound:,} clocks: deadlock "

@@ -170,7 +170,7 @@ def test_allocator_stays_within_every_budget(board):
     model = _mid_model()
     for fraction in (0.1, 0.3, 0.6, 0.85, 1.0):
         try:
-            lanes = perf.allocate_lanes(model, board, None, fraction)
+            lanes = perf.allocate(model, board, None, fraction)
         except SenteiError as exc:
             assert "needs" in str(exc) and fraction <= 0.3
             continue
@@ -191,10 +191,10 @@ def test_resource_limits_apply_the_ceilings():
 
 def test_a_lut_ceiling_limits_the_lanes_like_the_dsp_budget():
     model = _mid_model()
-    free = perf.allocate_lanes(model, "zcu104", None)
+    free = perf.allocate(model, "zcu104", None)
     used = perf.design_resources(model, free)["lut"]
     share = (used - 1) / 230400  # one LUT less than the free allocation takes
-    tight = perf.allocate_lanes(model, "zcu104", None, ceilings={"lut": share})
+    tight = perf.allocate(model, "zcu104", None, ceilings={"lut": share})
     assert perf.design_resources(model, tight)["lut"] <= int(230400 * share)
     assert _bottleneck(model, tight) >= _bottleneck(model, free)
     assert tight != free
@@ -241,7 +241,7 @@ def test_allocator_rejects_a_network_that_does_not_fit():
     # 40 layers x (1 MAC + 4 requant DSP48) + 6 + 1 = 207 > 187 = 85% of 220
     big = random_model(seed=0, height=4, width=4, specs=tuple(LayerSpec(4, kernel=1) for _ in range(40)))
     with pytest.raises(SenteiError, match=r"needs \d+ DSP48 at its cheapest.*pynqz2's 220"):
-        perf.allocate_lanes(big, "pynqz2", 100)
+        perf.allocate(big, "pynqz2", 100)
 
 
 @pytest.mark.parametrize("dilation", [1, 8])
@@ -251,7 +251,7 @@ def test_camvid_standin_is_allocated_within_the_ceilings_or_refused_in_one_line(
     model = camvid_standin(dilation)
     clock = perf.load_board(board).default_clock_mhz
     try:
-        lanes = perf.allocate_lanes(model, board, clock)
+        lanes = perf.allocate(model, board, clock)
     except SenteiError as exc:
         msg = str(exc)
         assert "\n" not in msg and "at its cheapest" in msg and "bigger board" in msg
