@@ -68,6 +68,11 @@ def int_at_least(minimum: int):
     return as_option(Number(minimum, integer=True), minimum)
 
 
+def int_range(low: int, high: int):
+    """An argparse type: an integer from ``low`` to ``high`` (a count with a hard limit)."""
+    return as_option(Number(low, high, integer=True), low)
+
+
 non_negative_int = int_at_least(0)
 
 #: A duration: a finite number of seconds, 0 or more.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sentei.cli import check_output
 from sentei.errors import SenteiError
+from sentei.host.options import int_range
 
 
 def register(sub) -> None:
@@ -38,13 +39,6 @@ def register(sub) -> None:
 
 
 MAX_CSIM_FRAMES = 64  # frames one C-simulation start takes (its buffers hold them all: ~0.5 MB a CamVid frame)
-
-
-def int_range(low: int, high: int):
-    """An argparse type: an integer from ``low`` to ``high``."""
-    from sentei.host.options import Number, as_option
-
-    return as_option(Number(low, high, integer=True), low)
 
 
 def _model_args(p) -> None:

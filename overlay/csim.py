@@ -395,7 +395,7 @@ class CsimAccelerator:
         size = c * h * w
         with self._lock:
             n = int(self.lib.sentei_csim_stage_size(s))
-            if n != size * getattr(self, "_traced_frames", 0) or not 0 <= frame < n // max(size, 1):
+            if n != size * self._traced_frames or not 0 <= frame < n // max(size, 1):
                 raise SenteiError(f"stage {s} of frame {frame} was not recorded: call run_frame(frame, trace=True) "
                                   f"or run_frames(frames, trace=True) first")
             out = np.zeros(n, dtype=np.int32)
