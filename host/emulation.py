@@ -45,6 +45,7 @@ from typing import Callable
 import numpy as np
 
 from sentei.errors import SenteiError
+from sentei.host.driver import frame_words, logit_words
 from sentei.host.format import (BLOB_INPUT_WORDS, BLOB_MAGIC, MAX_SHIFT, ConvLayer, InputQuant, Model, act_range,
                                 blob_offsets, blob_words)
 from sentei.overlay import registers as R
@@ -597,9 +598,8 @@ class EmulatedMMIO:
                 return R.STATUS_BAD_FRAMES
             # the buffers as the m_axi ports see them: frame n at word n*frame_words (each frame
             # padded to a whole word), logit map n at value n*logit_words, both read/written whole
-            stride, size = 4 * ((3 * q.height * q.width + 3) // 4), q.height * q.width * 3
-            c, h, w = self.network.shapes()[-1]
-            out_bytes = 4 * c * h * w
+            stride, size = 4 * frame_words(q.height, q.width), q.height * q.width * 3
+            out_bytes = 4 * logit_words(self.network)
             raw = self.memory.load(args["frame"], count * stride)
             self.memory.check(args["logits"], count * out_bytes, what="write")  # the whole output: a bus error up front
             frames = [np.frombuffer(raw, dtype=np.uint8, count=size, offset=n * stride).reshape(q.height, q.width, 3)
