@@ -1,9 +1,13 @@
-"""Pruning schemes, schedules and the sparsifier that applies them (torch.ao.pruning's lifecycle).
+"""Pruning schemes, schedules and the sparsifier that applies them, on ``torch.ao.pruning``.
 
-A :class:`Sparsifier` ``prepare``\\ s a model by registering a :class:`Mask` parametrization
-on the weight of every conv it prunes; ``step(sparsity)`` asks the scheme for new masks and
-checks the scheme's invariant; ``squash`` makes the masks permanent. A scheme only says
-how a mask is chosen and what it guarantees:
+A :class:`Sparsifier` is a :class:`torch.ao.pruning.BaseSparsifier`: ``prepare(model, config)``
+registers a :class:`Mask` (torch's ``FakeSparsity``) on every tensor named in the config
+(``[{"tensor_fqn": "convs.2.weight"}, ...]``; any ``nn.Module``, by default sentei's convs);
+``step()`` asks the scheme for new masks at each tensor's ``sparsity_level`` (``update_mask``)
+and checks the scheme's invariant; ``squash_mask()`` makes the masks permanent. A
+:class:`SparsityScheduler` (torch's ``LambdaSL``) sets the levels over the pruning epochs from
+a :class:`Cubic` (Zhu & Gupta, torch's ``CubicSL`` formula) or :class:`OneShot` schedule. A
+scheme only says how a mask is chosen and what it guarantees:
 
 ``filterwise`` (SENTEI)
     every output filter keeps exactly ``K = floor((1 - s) * Cin*k*k)`` weights, the
@@ -33,27 +37,33 @@ how a mask is chosen and what it guarantees:
 from __future__ import annotations
 
 import abc
-
-
 import math
+import re
+import warnings
 
 import torch
 import torch.nn as nn
+from torch.ao.pruning import BaseSparsifier, FakeSparsity
+from torch.ao.pruning.scheduler.cubic_scheduler import CubicSL
+from torch.ao.pruning.scheduler.lambda_scheduler import LambdaSL
+from torch.ao.pruning.sparsifier.utils import module_to_fqn
 from torch.nn.utils import parametrize
 
 from sentei.errors import SenteiError
 from sentei.training.config import GROUP_LAYOUTS, RANKINGS
 
 
-class Mask(nn.Module):
-    """Weight parametrization ``w -> w * mask``; the mask is a buffer (saved in checkpoints)."""
+class Mask(FakeSparsity):
+    """torch's :class:`~torch.ao.pruning.FakeSparsity` (``w -> mask * w``, the mask a buffer), saved
+    with the model.
 
-    def __init__(self, shape):
-        super().__init__()
-        self.register_buffer("mask", torch.ones(shape))
+    FakeSparsity's ``state_dict`` returns nothing, so torch keeps masks only in the sparsifier's
+    state. sentei's checkpoints hold them in the model's state dict
+    (``...parametrizations.weight.0.mask``), so this one keeps :class:`nn.Module`'s ``state_dict``:
+    existing checkpoints load and a checkpoint alone rebuilds the pruned network.
+    """
 
-    def forward(self, w):
-        return w * self.mask
+    state_dict = nn.Module.state_dict
 
 
 def _keep_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -247,7 +257,10 @@ def make_scheme(name: str, group_size: int = 8, n: int = 2, m: int = 4, group_la
 
 
 class OneShot:
-    """Full sparsity from ``start`` (a fraction of the pruning epochs) on."""
+    """Full sparsity from ``start`` (a fraction of the pruning epochs) on.
+
+    torch has no one-shot scheduler; :class:`SparsityScheduler` (torch's ``LambdaSL``) runs it.
+    """
 
     def __init__(self, start: float = 0.0):
         self.start = float(start)
@@ -257,7 +270,14 @@ class OneShot:
 
 
 class Cubic:
-    """Zhu & Gupta's gradual schedule: ``s_t = s_f + (s_i - s_f) (1 - (t - t0)/(t1 - t0))^3``."""
+    """Zhu & Gupta's gradual schedule: ``s_t = s_f + (s_i - s_f) (1 - (t - t0)/(t1 - t0))^3``.
+
+    The value is torch's :meth:`CubicSL.sparsity_compute_fn
+    <torch.ao.pruning.scheduler.cubic_scheduler.CubicSL.sparsity_compute_fn>` (``initially_zero``:
+    0 before ``start``; clamped to the target after ``end``), with time as the fraction of the
+    pruning phase: ``t0 = start``, ``n * dt = end - start``. (Its clamp also holds a target below
+    ``initial`` at ``initial``; sentei only asks for targets of 1.0, the fraction of each layer's.)
+    """
 
     def __init__(self, start: float = 0.0, end: float = 0.5, initial: float = 0.0):
         if not 0 <= start < end <= 1:
@@ -265,10 +285,8 @@ class Cubic:
         self.start, self.end, self.initial = float(start), float(end), float(initial)
 
     def __call__(self, target: float, progress: float) -> float:
-        if progress < self.start:
-            return 0.0
-        t = min(1.0, (progress - self.start) / (self.end - self.start))
-        return target + (self.initial - target) * (1.0 - t) ** 3
+        return float(CubicSL.sparsity_compute_fn(s_0=self.initial, s_f=target, t=progress, t_0=self.start,
+                                                 dt=self.end - self.start, n=1, initially_zero=True))
 
 
 def make_schedule(cfg: dict | None):
@@ -285,21 +303,42 @@ def make_schedule(cfg: dict | None):
     raise SenteiError(f"unknown pruning schedule {kind!r}: use cubic or oneshot")
 
 
-class Sparsifier:
-    """Masks on the convs of an :class:`~sentei.training.models.FCN`, chosen by a scheme.
+class Sparsifier(BaseSparsifier):
+    """A :class:`torch.ao.pruning.BaseSparsifier` whose masks a :class:`Scheme` chooses.
+
+    Any ``nn.Module``: ``prepare(model, config)`` takes torch's config, a list of
+    ``{"tensor_fqn": "convs.2.weight", "sparsity_level": 0.9, "name": "conv3"}`` (the level and
+    the name optional: the run's ``sparsity``, and the module's path, with ``overrides`` by name).
+    Without a config it prunes sentei's convs (``model.convs()``, named ``conv1`` ...) or, on
+    another module, the weight of every ``nn.Conv2d``; a layer whose level is 0 stays dense.
 
     Parameters
     ----------
     scheme : Scheme
     sparsity : float
-        Target fraction of zero weights in every pruned layer.
+        Target fraction of zero weights in every pruned layer (torch's default ``sparsity_level``).
     overrides : dict
         Per-layer target ``{"conv1": 0.0}``; 0 keeps a layer dense (not pruned at all).
+
+    Where it differs from torch's lifecycle, and why:
+
+    - Masks are :class:`Mask` parametrizations, torch's ``FakeSparsity`` saved with the model
+      (sentei's checkpoints carry the masks in the model's state dict).
+    - Every group keeps its final level as ``target``; ``sparsity_level`` is the level of the next
+      mask update (what torch's schedulers set). ``step(fraction)`` sets every level to
+      ``target * fraction`` first, sentei's training loop's shorthand (the product it always
+      computed, so the masks are the same bit for bit); ``step()`` is torch's.
+    - ``step`` checks the scheme's invariant on every new mask (exactly K nonzeros per filter for
+      filter-wise) and zeroes the pruned weights; a global ranking (unstructured) ranks all groups
+      at once, so ``step`` computes it rather than one ``update_mask`` per group.
+    - ``squash_mask`` also forgets the groups: nothing is left to mask, and ``step``/``check`` after
+      it do nothing instead of failing on a removed parametrization.
     """
 
     def __init__(self, scheme: Scheme, sparsity: float, overrides: dict | None = None):
         if not 0.0 <= sparsity < 1.0:
             raise SenteiError(f"sparsity {sparsity} must lie in [0, 1)")
+        super().__init__(defaults={"sparsity_level": float(sparsity)})
         self.scheme, self.sparsity = scheme, float(sparsity)
         self.overrides = {str(k): float(v) for k, v in (overrides or {}).items()}
         if getattr(scheme, "global_ranking", False):
@@ -308,68 +347,217 @@ class Sparsifier:
                 name, value = next(iter(odd.items()))
                 raise SenteiError(f"{scheme.name}: a per-layer sparsity ({name}: {value:g}) has no meaning under one "
                                   f"global threshold; keep a layer dense (0) or drop the override")
-        self.layers: list[tuple[str, nn.Conv2d]] = []
-        self.current = 0.0
+        self.fraction: float | None = 1.0  # the levels as a fraction of the targets (None: set otherwise)
+        self._current: float | None = 0.0  # the masks' (all ones until the first step)
+
+    def __getstate__(self) -> dict:
+        """All of it (torch's keeps defaults, state and groups only): copying a network copies the
+        sparsifier attached to it whole, scheme and masks' fraction included, as sentei's always
+        did. A scheduler's counting wrapper of ``step`` stays with the original."""
+        return {k: v for k, v in self.__dict__.items() if k != "step"}
 
     def target(self, name: str) -> float:
         return self.overrides.get(name, self.sparsity)
 
-    def prepare(self, model) -> "Sparsifier":
-        """Register a :class:`Mask` on every conv whose target sparsity is above 0."""
-        names = [n for n, _ in model.convs()]
+    def default_config(self, model: nn.Module) -> list[dict]:
+        """sentei's convs (``model.convs()``) or every ``nn.Conv2d``, at their targets, named."""
+        if hasattr(model, "convs"):
+            named = list(model.convs())
+        else:
+            named = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+        return [{"tensor_fqn": f"{module_to_fqn(model, m)}.weight", "name": n, "sparsity_level": self.target(n)}
+                for n, m in named]
+
+    def prepare(self, model: nn.Module, config: list[dict] | None = None) -> "Sparsifier":
+        """Register a :class:`Mask` on every tensor of ``config`` whose level is above 0."""
+        if config is None:
+            config = self.default_config(model)
+        names = [entry.get("name", entry["tensor_fqn"].rsplit(".", 1)[0]) for entry in config]
         unknown = set(self.overrides) - set(names)
         if unknown:
             raise SenteiError(f"sparsity override for unknown layer(s) {sorted(unknown)}; layers are {names}")
-        for name, conv in model.convs():
-            if self.target(name) <= 0.0:
+        kept = []
+        for entry in config:
+            entry = dict(entry)
+            name = entry.setdefault("name", entry["tensor_fqn"].rsplit(".", 1)[0])
+            level = float(entry.setdefault("sparsity_level", self.target(name)))
+            if level <= 0.0:
                 continue
+            module_fqn, _, tensor_name = entry["tensor_fqn"].rpartition(".")
+            try:
+                tensor = getattr(model.get_submodule(module_fqn), tensor_name)
+            except AttributeError:
+                raise SenteiError(f"layer {name}: the model has no tensor {entry['tensor_fqn']!r}") from None
             try:  # a layer the scheme cannot group (G or M not dividing it) is refused before any epoch
-                self.scheme.mask(conv.weight.detach(), self.target(name))
+                self.scheme.mask(tensor.detach(), level)
             except SenteiError as exc:
                 raise SenteiError(f"layer {name}: {exc}") from None
-            if not parametrize.is_parametrized(conv, "weight"):
-                parametrize.register_parametrization(conv, "weight", Mask(conv.weight.shape))
-            self.layers.append((name, conv))
+            kept.append(dict(entry, target=level))
+        super().prepare(model, kept)
         return self
 
-    @staticmethod
-    def _raw(conv) -> torch.Tensor:
-        return conv.parametrizations.weight.original
+    def _prepare(self, *args, **kwargs):
+        """torch's ``_prepare`` with :class:`Mask`; a tensor already masked keeps its mask."""
+        for config in self.groups:
+            module, tensor_name = config["module"], config["tensor_name"]
+            if self._parametrization(module, tensor_name) is None:
+                parametrize.register_parametrization(module, tensor_name,
+                                                     Mask(torch.ones_like(getattr(module, tensor_name))))
+            self.state[config["tensor_fqn"]]["sparsity_level"] = config["target"] * (self._current or 0.0)
 
     @staticmethod
-    def _mask_buffer(conv) -> torch.Tensor:
-        return conv.parametrizations.weight[0].mask
+    def _parametrization(module, tensor_name):
+        if not parametrize.is_parametrized(module, tensor_name):
+            return None
+        return next((p for p in module.parametrizations[tensor_name] if isinstance(p, FakeSparsity)), None)
 
-    @torch.no_grad()
-    def step(self, fraction: float = 1.0) -> None:
-        """Recompute the masks at ``fraction`` of each layer's target, then check the invariant."""
-        self.current = float(fraction)
-        if not self.layers:
+    @property
+    def layers(self) -> list[tuple[str, nn.Module]]:
+        """``(name, module)`` of every pruned tensor."""
+        return [(g["name"], g["module"]) for g in self.groups]
+
+    @property
+    def current(self) -> float | None:
+        """The fraction of each target the masks are at (None when something else set the levels).
+
+        Setting it (resuming from a checkpoint that records it) says so without new masks."""
+        return self._current
+
+    @current.setter
+    def current(self, fraction: float) -> None:
+        self._set_fraction(fraction)
+        for g in self.groups:
+            self.state[g["tensor_fqn"]]["sparsity_level"] = g["sparsity_level"]
+        self._current = self.fraction
+
+    def _set_fraction(self, fraction: float) -> None:
+        self.fraction = float(fraction)
+        for g in self.groups:
+            g["sparsity_level"] = g["target"] * self.fraction
+
+    @staticmethod
+    def _raw(module, tensor_name="weight") -> torch.Tensor:
+        return module.parametrizations[tensor_name].original
+
+    @staticmethod
+    def _mask_buffer(module, tensor_name="weight") -> torch.Tensor:
+        return Sparsifier._parametrization(module, tensor_name).mask
+
+    def _set_mask(self, config: dict, mask: torch.Tensor) -> None:
+        module, tensor_name, level = config["module"], config["tensor_name"], config["sparsity_level"]
+        self.scheme.check(mask, level, config["name"])
+        buffer = self._mask_buffer(module, tensor_name)
+        buffer.copy_(mask.to(buffer.dtype))
+        # pruned weights are zeroed; they get no gradient while masked, but AdamW's momentum
+        # still moves them a little, so one that a later mask update brings back starts
+        # from that small value, not exactly from zero
+        self._raw(module, tensor_name).mul_(mask)
+        self.state[config["tensor_fqn"]]["sparsity_level"] = level
+
+    def update_mask(self, module: nn.Module, tensor_name: str, sparsity_level: float, **kwargs) -> None:
+        """The scheme's mask of one tensor at ``sparsity_level``, checked, and the pruned weights zeroed."""
+        mask = self.scheme.mask(self._raw(module, tensor_name), sparsity_level)
+        self._set_mask(dict(kwargs, module=module, tensor_name=tensor_name, sparsity_level=sparsity_level), mask)
+
+    def step(self, fraction: float | None = None) -> None:
+        """New masks at every group's ``sparsity_level`` (``target * fraction`` when given), checked."""
+        if fraction is not None:
+            self._set_fraction(fraction)
+        if not self.enable_mask_update:
             return
-        targets = [self.target(n) * fraction for n, _ in self.layers]
-        raws = [self._raw(c) for _, c in self.layers]
-        if self.scheme.global_ranking:
-            masks = self.scheme.global_masks(raws, targets)
-        else:
-            masks = [self.scheme.mask(w, s) for w, s in zip(raws, targets)]
-        for (name, conv), mask, s in zip(self.layers, masks, targets):
-            self.scheme.check(mask, s, name)
-            self._mask_buffer(conv).copy_(mask.to(self._mask_buffer(conv).dtype))
-            # pruned weights are zeroed; they get no gradient while masked, but AdamW's momentum
-            # still moves them a little, so one that a later mask update brings back starts
-            # from that small value, not exactly from zero
-            self._raw(conv).mul_(mask)
+        with torch.no_grad():
+            if self.scheme.global_ranking and self.groups:
+                masks = self.scheme.global_masks([self._raw(g["module"], g["tensor_name"]) for g in self.groups],
+                                                 [g["sparsity_level"] for g in self.groups])
+                for config, mask in zip(self.groups, masks):
+                    self._set_mask(config, mask)
+            else:
+                for config in self.groups:
+                    self.update_mask(**config)
+        as_fraction = self.fraction is not None and all(
+            g["sparsity_level"] == g["target"] * self.fraction for g in self.groups)
+        self._current = self.fraction if as_fraction else None
 
     def check(self) -> None:
-        """Check the scheme's invariant on the masks as they are now."""
-        for name, conv in self.layers:
-            self.scheme.check(self._mask_buffer(conv), self.target(name) * self.current, name)
+        """Check the scheme's invariant on the masks as they are now (at the levels they were made at)."""
+        for g in self.groups:
+            level = self.state[g["tensor_fqn"]]["sparsity_level"]
+            self.scheme.check(self._mask_buffer(g["module"], g["tensor_name"]), level, g["name"])
 
-    def squash(self) -> None:
-        """Make the masks permanent: plain weights with zeros, no parametrization left."""
-        for _, conv in self.layers:
-            parametrize.remove_parametrizations(conv, "weight", leave_parametrized=True)
-        self.layers = []
+    def squash_mask(self, *args, **kwargs) -> None:
+        """torch's ``squash_mask`` (plain weights with their zeros, no parametrization left); the
+        groups are forgotten with the masks."""
+        super().squash_mask(*args, **kwargs)
+        self.groups, self.state = [], type(self.state)(dict)
+
+    def state_dict(self) -> dict:
+        """torch's (``state``: each tensor's mask and level; ``groups``), the masks as they are now
+        (moving the model replaces the buffers), and ``current``."""
+        for g in self.groups:
+            self.state[g["tensor_fqn"]]["mask"] = self._mask_buffer(g["module"], g["tensor_name"])
+        return dict(super().state_dict(), current=self._current, fraction=self.fraction)
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
+        """torch's, on a prepared model, but the masks are copied into the model's buffers (where the
+        model is), not put in their place."""
+        states = {k: dict(v) for k, v in state_dict["state"].items()}
+        masks = {k: v.pop("mask") for k, v in states.items() if v.get("mask") is not None}
+        super().load_state_dict({"state": states, "groups": state_dict["groups"]}, strict)
+        for g in self.groups:
+            if g["tensor_fqn"] in masks:
+                buffer = self._mask_buffer(g["module"], g["tensor_name"])
+                buffer.copy_(masks[g["tensor_fqn"]])
+        self._current, self.fraction = state_dict.get("current"), state_dict.get("fraction")
+
+
+class SparsityScheduler(LambdaSL):
+    """A sentei schedule (:class:`Cubic`, :class:`OneShot`) over ``epochs`` as torch's ``LambdaSL``:
+    every group's ``sparsity_level`` becomes its target times ``schedule(1.0, t / epochs)``.
+
+    Where it differs from torch's schedulers, and why:
+
+    - ``step(t)`` takes the time ``t`` in epochs, fractional inside one (as the ``epoch`` argument
+      of torch's LR schedulers once did): sentei updates masks every few iterations and its
+      schedules are functions of the fraction of the pruning phase, ``(epoch + it / n) / epochs``
+      as the training loop computes it, so the levels match its masks bit for bit. ``step()``
+      without ``t`` counts whole epochs as torch's do.
+    - Levels are a fraction of each target (``LambdaSL``'s ``base_sl * lambda``), not
+      ``CubicSL``'s interpolation between two levels: one fraction serves layers with different
+      targets, and it is what sentei's checkpoints record (``sparsity_fraction``). The cubic
+      itself is ``CubicSL``'s formula (:class:`Cubic`).
+    - The base levels are the groups' ``target``\\ s, not their levels at construction, so a
+      scheduler built on a resumed sparsifier aims at the same targets.
+    - ``step(t)`` does not warn when called before the sparsifier's ``step``: the time is given,
+      not counted, so the order cannot shift it.
+    """
+
+    def __init__(self, sparsifier: Sparsifier, schedule, epochs: float, last_epoch: int = -1, verbose=False):
+        if float(epochs) <= 0:
+            raise SenteiError(f"a sparsity schedule over {epochs:g} epochs: it needs at least one")
+        self.schedule, self.epochs, self.time = schedule, float(epochs), None
+        for g in sparsifier.groups:  # torch takes its base_sl from the levels now: make them the targets
+            g["sparsity_level"] = g.get("target", g["sparsity_level"])
+        super().__init__(sparsifier, self.fraction_at_epoch, last_epoch, verbose)  # levels at t = 0, no new masks
+
+    def fraction_at(self, t: float) -> float:
+        """The fraction of the targets at time ``t`` (epochs)."""
+        return self.schedule(1.0, t / self.epochs)
+
+    def fraction_at_epoch(self, last_epoch: int) -> float:
+        return self.fraction_at(last_epoch if self.time is None else self.time)
+
+    def step(self, epoch: float | None = None) -> None:
+        self.time = epoch
+        with warnings.catch_warnings():
+            if epoch is not None:
+                warnings.filterwarnings("ignore", re.escape("Detected call of `scheduler.step()` before"),
+                                        UserWarning)
+            super().step()
+        self.sparsifier.fraction = self.fraction_at_epoch(self.last_epoch)
+
+    def state_dict(self) -> dict:
+        """torch's, less the schedule and the lambdas (rebuilt from the config)."""
+        return {k: v for k, v in super().state_dict().items() if k not in ("sl_lambdas", "schedule")}
 
 
 def nonzeros_per_filter(weight: torch.Tensor) -> torch.Tensor:
@@ -382,4 +570,5 @@ def sparsity_of(weight: torch.Tensor) -> float:
 
 
 __all__ = ["Mask", "Scheme", "FilterWise", "GroupWise", "NM", "Unstructured", "make_scheme", "OneShot",
-           "Cubic", "make_schedule", "Sparsifier", "filter_k", "nonzeros_per_filter", "sparsity_of"]
+           "Cubic", "make_schedule", "Sparsifier", "SparsityScheduler", "filter_k", "nonzeros_per_filter",
+           "sparsity_of"]

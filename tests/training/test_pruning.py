@@ -1,5 +1,7 @@
-"""Pruning schemes keep their invariants; schedules and the sparsifier lifecycle."""
+"""Pruning schemes keep their invariants; schedules and the sparsifier lifecycle (torch.ao.pruning's)."""
 from __future__ import annotations
+
+import copy
 
 import pytest
 
@@ -121,6 +123,7 @@ def test_sparsifier_lifecycle_overrides_and_squash():
     torch.manual_seed(0)
     net = FCN(TINY)
     sp = pruning.Sparsifier(pruning.FilterWise(), 0.9, {"conv1": 0.0, "classifier": 0.0}).prepare(net)
+    net.sparsifier = sp  # as sentei's checkpoints' networks carry it
     assert [n for n, _ in sp.layers] == ["conv2", "conv3", "conv4"]
     sp.step(1.0)
     for name, conv in sp.layers:
@@ -133,8 +136,12 @@ def test_sparsifier_lifecycle_overrides_and_squash():
     conv2 = net.blocks[1][0]
     grad = conv2.parametrizations.weight.original.grad
     assert torch.all(grad[conv2.parametrizations.weight[0].mask == 0] == 0)
-    sp.squash()
-    assert not hasattr(conv2, "parametrizations")
+    twin = copy.deepcopy(net)  # a copied network's sparsifier is whole and masks the copy
+    assert twin.sparsifier.current == 1.0 and twin.sparsifier.scheme.name == "filterwise"
+    assert [m for _, m in twin.sparsifier.layers] == [twin.blocks[i][0] for i in (1, 2, 3)]
+    twin.sparsifier.check()
+    sp.squash_mask()
+    assert not hasattr(conv2, "parametrizations") and sp.layers == []
     assert pruning.sparsity_of(conv2.weight) >= 0.9
     with pytest.raises(SenteiError, match="unknown layer"):
         pruning.Sparsifier(pruning.FilterWise(), 0.9, {"conv9": 0.0}).prepare(FCN(TINY))
@@ -149,3 +156,161 @@ def test_unstructured_refuses_a_per_layer_sparsity_it_cannot_honour():
         pruning.Sparsifier(scheme, 0.9, {"conv1": 0.0, "conv3": 0.5})
     pruning.Sparsifier(scheme, 0.9, {"conv1": 0.0, "conv2": 0.9})  # dense, or the run's own: fine
     pruning.Sparsifier(pruning.make_scheme("filterwise"), 0.9, {"conv3": 0.5})  # per-layer schemes honour it
+
+
+def plain_net(seed=0):
+    """Not sentei's network: no ``convs()``, torch's own modules only."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3, padding=1),
+                               torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(16 * 4 * 4, 10))
+
+
+PLAIN_CONFIG = [{"tensor_fqn": "2.weight"}, {"tensor_fqn": "5.weight", "sparsity_level": 0.5}]
+
+
+def test_sparsifier_is_torchs_and_prunes_any_module_by_tensor_names():
+    """A torch BaseSparsifier on an nn.Sequential, configured by tensor FQNs: FakeSparsity masks
+    (kept in the model's state dict, as sentei's checkpoints hold them), K per filter everywhere."""
+    from torch.ao.pruning import BaseSparsifier, FakeSparsity
+
+    net = plain_net()
+    sp = pruning.Sparsifier(pruning.FilterWise(), 0.75).prepare(net, PLAIN_CONFIG)
+    assert isinstance(sp, BaseSparsifier)
+    assert [(n, m) for n, m in sp.layers] == [("2", net[2]), ("5", net[5])]
+    assert isinstance(net[2].parametrizations.weight[0], FakeSparsity) and not hasattr(net[0], "parametrizations")
+    sp.step()
+    for name, module, level in (("2", net[2], 0.75), ("5", net[5], 0.5)):
+        nnz = pruning.nonzeros_per_filter(module.weight)
+        assert torch.all(nnz == pruning.filter_k(module.weight[0].numel(), level)), name
+    assert sp.current == 1.0
+    assert {"2.parametrizations.weight.0.mask", "5.parametrizations.weight.0.mask"} <= set(net.state_dict())
+    assert net(torch.randn(2, 3, 6, 6)).shape == (2, 10)
+    # without a config: every Conv2d of the module, named by its path, overrides by that name
+    sp = pruning.Sparsifier(pruning.FilterWise(), 0.5, {"0": 0.0}).prepare(plain_net())
+    assert [n for n, _ in sp.layers] == ["2"]
+    with pytest.raises(SenteiError, match=r"unknown layer\(s\) \['conv2'\]; layers are \['0', '2'\]"):
+        pruning.Sparsifier(pruning.FilterWise(), 0.5, {"conv2": 0.0}).prepare(plain_net())
+    with pytest.raises(SenteiError, match=r"unknown layer\(s\) \['0'\]; layers are \['2', '5'\]"):
+        pruning.Sparsifier(pruning.FilterWise(), 0.5, {"0": 0.0}).prepare(plain_net(), PLAIN_CONFIG)
+    with pytest.raises(SenteiError, match="layer 7: the model has no tensor '7.weight'"):
+        pruning.Sparsifier(pruning.FilterWise(), 0.5).prepare(plain_net(), [{"tensor_fqn": "7.weight"}])
+
+
+@pytest.mark.parametrize("scheme, level", [(pruning.FilterWise(), 0.9), (pruning.Unstructured(), 0.8),
+                                           (pruning.GroupWise(8, "channels"), 0.75)])
+def test_scheduler_steps_keep_the_invariant_after_every_step(scheme, level):
+    """torch's loop (sparsifier.step, then scheduler.step) over a cubic ramp: every step's masks at
+    the levels the scheduler set, checked; filter-wise: equal nonzeros in every filter, always."""
+    net = plain_net()
+    sp = pruning.Sparsifier(scheme, level).prepare(net, [{"tensor_fqn": "2.weight"}])
+    scheduler = pruning.SparsityScheduler(sp, pruning.Cubic(0.0, 0.6), epochs=10)
+    levels = []
+    for epoch in range(12):
+        sp.step()
+        sp.check()
+        levels.append(sp.state["2.weight"]["sparsity_level"])
+        nnz = pruning.nonzeros_per_filter(net[2].weight)
+        if scheme.name == "filterwise":
+            assert torch.all(nnz == pruning.filter_k(72, levels[-1])), epoch
+        with torch.no_grad():
+            net[2].parametrizations.weight.original.add_(torch.randn(16, 8, 3, 3) * 0.1)
+        scheduler.step()
+    assert levels[0] == 0.0 and levels == sorted(levels) and levels[-1] == pytest.approx(level)
+    assert scheduler.get_last_sl() == [level]
+    twin = copy.deepcopy(sp)  # with its own copy of the model; its step is its own, not the scheduled one's
+    before = sp._mask_buffer(net[2]).clone()
+    twin.step(0.5)
+    assert twin.model is not net and torch.equal(sp._mask_buffer(net[2]), before)
+    assert sp.state["2.weight"]["sparsity_level"] == levels[-1] and sp._step_count == 12
+
+
+def test_scheduler_levels_are_the_training_loops_bit_for_bit():
+    """step(t), t in fractional epochs: each level is target * schedule(1.0, t / epochs), the very
+    product sentei's loop always computed; step() counts whole epochs like torch's schedulers."""
+    net = FCN(TINY)
+    sp = pruning.Sparsifier(pruning.FilterWise(), 0.9, {"conv1": 0.0, "conv3": 0.7}).prepare(net)
+    cubic = pruning.Cubic(0.1, 0.7)
+    scheduler = pruning.SparsityScheduler(sp, cubic, epochs=7)
+    for t in (0.0, 0.5, 1 + 1 / 3, 2.75, 4.9, 7.0):
+        scheduler.step(t)
+        frac = cubic(1.0, t / 7)
+        assert sp.fraction == scheduler.fraction_at(t) == frac
+        assert [g["sparsity_level"] for g in sp.groups] == [{"conv3": 0.7}.get(n, 0.9) * frac for n, _ in sp.layers]
+        sp.step()
+        assert sp.current == frac
+    ref = copy.deepcopy(net)
+    pruning.Sparsifier(pruning.FilterWise(), 0.9, {"conv1": 0.0, "conv3": 0.7}).prepare(ref).step(frac)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), ref.state_dict().values()))
+    sp.current = 0.25  # resumed from a checkpoint: a new scheduler still aims at the targets
+    resumed = pruning.SparsityScheduler(sp, cubic, epochs=7)
+    resumed.step(3.0)
+    assert [g["sparsity_level"] for g in sp.groups] == [{"conv3": 0.7}.get(n, 0.9) * cubic(1.0, 3 / 7)
+                                                        for n, _ in sp.layers]
+    counted = pruning.SparsityScheduler(pruning.Sparsifier(pruning.FilterWise(), 0.9).prepare(FCN(TINY)),
+                                        cubic, epochs=7)
+    with pytest.warns(UserWarning, match="before `sparsifier.step"):  # counted: torch's order warning stays
+        for _ in range(3):
+            counted.step()
+    assert counted.last_epoch == 3 and counted.sparsifier.fraction == cubic(1.0, 3 / 7)
+    with pytest.raises(SenteiError, match="over 0 epochs"):
+        pruning.SparsityScheduler(sp, cubic, epochs=0)
+
+
+def test_squash_mask_leaves_plain_weights_with_the_same_zeros():
+    net = plain_net()
+    sp = pruning.Sparsifier(pruning.FilterWise(), 0.8).prepare(net, PLAIN_CONFIG)
+    sp.step()
+    with torch.no_grad():  # as AdamW's momentum does: pruned weights drift off zero under their masks
+        for module in (net[2], net[5]):
+            module.parametrizations.weight.original.add_(0.01)
+    kept = {fqn: sp._mask_buffer(module).bool().clone() for fqn, module in (("2", net[2]), ("5", net[5]))}
+    masked = {fqn: net[int(fqn)].weight.detach().clone() for fqn in kept}
+    sp.squash_mask()
+    for fqn, mask in kept.items():
+        module = net[int(fqn)]
+        assert not hasattr(module, "parametrizations") and isinstance(module.weight, torch.nn.Parameter)
+        assert torch.equal(module.weight != 0, mask) and torch.equal(module.weight.detach(), masked[fqn]), fqn
+    assert "2.weight" in net.state_dict() and sp.layers == []
+    sp.step()  # nothing left to mask
+    sp.check()
+
+
+def test_state_dicts_round_trip():
+    """The sparsifier's state (masks, levels, the fraction) and the scheduler's (its time) load
+    into a fresh pair on another copy of the network, which then steps the same way."""
+    net = plain_net()
+    sp = pruning.Sparsifier(pruning.FilterWise(), 0.9).prepare(net, PLAIN_CONFIG)
+    scheduler = pruning.SparsityScheduler(sp, pruning.Cubic(0.0, 0.5), epochs=4)
+    scheduler.step(1.25)
+    sp.step()
+    saved_sp, saved_sch = sp.state_dict(), copy.deepcopy(scheduler.state_dict())
+    assert saved_sch["last_epoch"] == 1 and saved_sch["time"] == 1.25 and "sl_lambdas" not in saved_sch
+    other = plain_net(seed=1)  # other weights: the masks come from the state, not from the magnitudes
+    sp2 = pruning.Sparsifier(pruning.FilterWise(), 0.9).prepare(other, PLAIN_CONFIG)
+    sp2.load_state_dict(saved_sp)
+    scheduler2 = pruning.SparsityScheduler(sp2, pruning.Cubic(0.0, 0.5), epochs=4)
+    scheduler2.load_state_dict(saved_sch)
+    for fqn in ("2", "5"):
+        assert torch.equal(sp._mask_buffer(net[int(fqn)]), sp2._mask_buffer(other[int(fqn)])), fqn
+    assert sp2.current == sp.current
+    assert sp2.state["2.weight"]["sparsity_level"] == sp.state["2.weight"]["sparsity_level"]
+    sp2.check()
+    assert "mask" in saved_sp["state"]["2.weight"]  # the caller's dict is left whole
+    for s, sch in ((sp, scheduler), (sp2, scheduler2)):
+        sch.step(2.0)
+        s.step()
+    assert [g["sparsity_level"] for g in sp.groups] == [g["sparsity_level"] for g in sp2.groups]
+    assert sp2.current == sp.current == 1.0
+
+
+def test_every_step_checks_the_schemes_invariant():
+    """A mask that breaks its scheme's invariant is refused at the step that makes it, naming the layer."""
+    class Uneven(pruning.FilterWise):
+        def mask(self, weight, sparsity):
+            mask = super().mask(weight, sparsity)
+            mask.reshape(mask.shape[0], -1)[0, mask.reshape(mask.shape[0], -1)[0].nonzero()[0]] = 0
+            return mask
+
+    sp = pruning.Sparsifier(Uneven(), 0.5).prepare(plain_net(), [{"tensor_fqn": "2.weight", "name": "conv2"}])
+    with pytest.raises(SenteiError, match="layer conv2: filter-wise invariant broken: nonzeros per filter 35..36"):
+        sp.step()
