@@ -38,7 +38,7 @@ from sentei.training.config import check_config, existing_file, first_difference
 from sentei.training.distill import Distillation
 from sentei.training.models import (FCN, check_accelerator, check_model_config, class_argmax, normalize_layers,
                                     upsample_logits)
-from sentei.training.pruning import Sparsifier, make_schedule, make_scheme
+from sentei.training.pruning import Sparsifier, SparsityScheduler, make_schedule, make_scheme
 from sentei.training.quantize import QATNet, per_layer_bits
 
 CHECKPOINT_FORMAT = "sentei-checkpoint"
@@ -837,6 +837,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         return qat, _optimizer(qat, comp, "qat")
 
     mask_every = int(comp.get("mask_every", 4))
+    scheduler = SparsityScheduler(sparsifier, schedule, p_epochs) if p_epochs else None
 
     def on_step(t, step):
         """Zhu & Gupta: new masks every ``mask_every`` iterations while the sparsity ramps up.
@@ -844,9 +845,10 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         ``step`` counts iterations from the run's start (not this process's), so a resumed run
         updates its masks on the same iterations as an uninterrupted one.
         """
-        frac = schedule(1.0, t / p_epochs)
+        frac = scheduler.fraction_at(t)
         if frac != sparsifier.current and (step % mask_every == 0 or frac == 1.0):
-            sparsifier.step(frac)
+            scheduler.step(t)  # every layer's level: its target times frac
+            sparsifier.step()
 
     model = _ddp(net, env)  # wrapped once per phase, not per epoch (DDP broadcasts and builds its reducer)
     for epoch in _progress(range(start, epochs), "compress", total=epochs, enabled=env.main):
