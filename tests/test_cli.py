@@ -14,7 +14,7 @@ def test_help_lists_every_subcommand(capsys):
     parser = cli.build_parser()
     names = set(parser._subparsers._group_actions[0].choices)
     assert {"models", "info", "segment", "eval", "demo", "camera", "bench", "bench-report", "train", "compress",
-            "export", "compare", "overlay", "perf"} <= names
+            "export", "compare", "sensitivity", "design", "overlay", "perf"} <= names
 
 
 def test_no_command_prints_help(capsys):

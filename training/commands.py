@@ -102,6 +102,45 @@ def register(sub) -> None:
                         "first diverging layer is named)")
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("sensitivity", help="val mIoU of the teacher with one layer at a time pruned filter-wise "
+                                           "(inference only, cached, plotted)")
+    p.add_argument("--teacher", default="teacher", help="teacher checkpoint or bundled name (default: teacher)")
+    p.add_argument("--data", help="CamVid root (holds val/, valannot/)")
+    p.add_argument("--synthetic", action="store_true", help="the small synthetic data set (tests)")
+    p.add_argument("--split", default="val", help="split to score (default val)")
+    p.add_argument("--size", help="evaluate at HxW instead of the teacher's input size, e.g. 180x240 (faster)")
+    p.add_argument("--limit", type=positive_int, help="only the first N frames of the split (faster)")
+    p.add_argument("--sparsities", default=",".join(f"{s:g}" for s in (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)),
+                   help="comma-separated sparsities per layer (default %(default)s)")
+    p.add_argument("--layers", help="comma-separated layers (default: every conv, the classifier included)")
+    p.add_argument("--out", required=True, help="folder for sensitivity.json, .md, .png")
+    p.add_argument("--cache", help="cache file (default OUT/sensitivity-cache.json)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--workers", type=positive_int, default=2, help="threads decoding frames")
+    p.set_defaults(func=cmd_sensitivity)
+
+    p = sub.add_parser("design", help="per-layer K for a board and frame rate: genetic search over the "
+                                      "sensitivity predictor and the performance model -> compression config")
+    p.add_argument("--board", required=True, help="board of overlay/boards (zcu104, kv260, ultra96v2, pynqz2)")
+    p.add_argument("--fps", required=True, type=float, help="frames/s the modeled accelerator must reach")
+    p.add_argument("--clock-mhz", type=float, help="clock (default: the board's)")
+    p.add_argument("--budget-miou", type=float, metavar="D",
+                   help="choose the fastest design within D points of predicted mIoU loss (default: the most "
+                        "accurate design that reaches --fps)")
+    p.add_argument("--sensitivity", required=True, help="sensitivity.json of sentei sensitivity")
+    p.add_argument("--config", default=str(DEFAULT_COMPRESS_CONFIG),
+                   help=f"compression config the design's is based on (default {DEFAULT_COMPRESS_CONFIG.name})")
+    p.add_argument("--dense", help="comma-separated layers kept dense (default: none, every layer searched)")
+    p.add_argument("--name", help="model name in the written config")
+    p.add_argument("--seed", type=int_at_least(0), default=0)
+    p.add_argument("--population", type=int_at_least(4), default=40)
+    p.add_argument("--generations", type=positive_int, default=30)
+    p.add_argument("--simulate", action="store_true",
+                   help="also run the clock-level simulator on the chosen design (needs g++)")
+    p.add_argument("--out", required=True, help="folder for design.yaml, .md, .png, .json")
+    p.set_defaults(func=cmd_design)
+
 
 def _common(p, default_config, section):
     p.add_argument("--config", default=str(default_config), help=f"YAML config (default {Path(default_config).name})")
@@ -358,4 +397,35 @@ def cmd_compare(args) -> int:
               f"({where}, labels agree on {100 * agree:.2f} %): the model file was not exported from this "
               f"checkpoint, or the export is wrong", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_sensitivity(args) -> int:
+    _need_torch()
+    from sentei.training import sensitivity
+
+    check_output(args.out, "--out", folder=True)
+    if args.cache:
+        check_output(args.cache, "--cache")
+    size = parse_size(args.size, "--size", minimum=8) if args.size else None
+    layers = [n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None
+    sensitivity.run(args.teacher, args.out, data_root=args.data, synthetic=args.synthetic, split=args.split,
+                    size=size, limit=args.limit, sparsities=sensitivity.parse_sparsities(args.sparsities),
+                    layers=layers, cache_path=args.cache, device=args.device, batch_size=args.batch_size,
+                    workers=args.workers)
+    return 0
+
+
+def cmd_design(args) -> int:
+    _need_torch()
+    from sentei.training import design
+
+    check_output(args.out, "--out", folder=True)
+    if args.budget_miou is not None and not args.budget_miou >= 0:
+        raise SenteiError(f"--budget-miou {args.budget_miou:g}: a loss in mIoU points, 0 or more, e.g. 1.5")
+    dense = [n.strip() for n in args.dense.split(",") if n.strip()] if args.dense else ()
+    design.run(args.sensitivity, args.board, args.fps, args.out, base_config=args.config, clock_mhz=args.clock_mhz,
+               budget_miou=args.budget_miou, seed=args.seed, population=args.population,
+               generations=args.generations, dense=dense, name=args.name, simulate=args.simulate,
+               command="sentei " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     return 0

@@ -1,0 +1,138 @@
+"""sentei design: the hardware model of a hypothetical K per layer, the NSGA-II search (seeded,
+feasible, non-dominated) and the compression config it writes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sentei import cli  # noqa: E402
+from sentei.errors import SenteiError  # noqa: E402
+from sentei.overlay import perf  # noqa: E402
+from sentei.training import design  # noqa: E402
+from sentei.training.commands import DEFAULT_COMPRESS_CONFIG, DEFAULT_TEACHER_CONFIG  # noqa: E402
+from sentei.training.config import check_config, load_config  # noqa: E402
+from sentei.training.pruning import filter_k  # noqa: E402
+
+GRID = (0.5, 0.8, 0.9, 0.95)
+# a made-up sensitivity table (no evaluation): every layer loses more the sparser it is, some more than others
+WEIGHT = {"conv1": 8.0, "conv2": 2.0, "conv3": 1.0, "conv4": 0.7, "conv5": 0.5, "conv6": 0.4, "conv7": 0.6,
+          "classifier": 3.0}
+
+
+def fake_sensitivity() -> dict:
+    model = load_config(DEFAULT_TEACHER_CONFIG)["model"]
+    rows = [{"layer": n, "fan_in": None, "sparsity": s, "k": None, "miou": 0.66 - w * s ** 4 / 100}
+            for n, w in WEIGHT.items() for s in GRID]
+    return {"format": "sentei-sensitivity", "teacher": "teacher", "model": model, "dense": {"miou": 0.66},
+            "rows": rows, "evaluated_on": {"split": "val", "frames": 3, "size": [360, 480]}}
+
+
+@pytest.fixture(scope="module")
+def space():
+    return design.Space(fake_sensitivity())
+
+
+def test_hardware_model_prices_like_the_exported_model_file():
+    """The K-only stand-in of a design prices exactly like the model file compress exported."""
+    from sentei.host import registry
+
+    shipped = registry.load_model("sentei-camvid-fw90")
+    stand_in = design.hardware_model(load_config(DEFAULT_TEACHER_CONFIG)["model"],
+                                     {layer.name: layer.k_nonzero for layer in shipped.layers})
+    assert [(a.in_channels, a.out_channels, a.kernel, a.stride, a.dilation, a.padding, a.k_nonzero, a.act,
+             a.out_bits, a.weight_bits) for a in stand_in.layers] == \
+        [(b.in_channels, b.out_channels, b.kernel, b.stride, b.dilation, b.padding, b.k_nonzero, b.act,
+          b.out_bits, b.weight_bits) for b in shipped.layers]
+    assert stand_in.shapes() == shipped.shapes() and stand_in.input.bits == shipped.input.bits
+    plans = perf.allocate(shipped, "zcu104")
+    assert perf.allocate(stand_in, "zcu104") == plans
+    assert perf.pipeline_interval(stand_in, plans) == perf.pipeline_interval(shipped, plans)
+
+
+def test_predictor_is_the_sum_of_layer_drops(space):
+    genes = tuple(range(len(space.searched)))[:len(space.searched)]
+    genes = tuple(g % space.size for g in genes)
+    expected = 0.66 - sum(WEIGHT[n] * space.options[g] ** 4 / 100 for n, g in zip(space.searched, genes))
+    assert space.predicted(genes) == pytest.approx(expected)
+    ks = space.ks(genes)
+    for n, g in zip(space.searched, genes):
+        assert ks[n] == (space.fan_in[n] if g == 0 else filter_k(space.fan_in[n], space.options[g]))
+
+
+def _search(space, seed, fps=400.0, board="zcu104"):
+    hw = design.Hardware(space, board, None)
+    return design.search(space, hw, fps, population=12, generations=4, seed=seed), hw
+
+
+def test_search_is_reproducible(space):
+    a, _ = _search(space, seed=3)
+    b, _ = _search(space, seed=3)
+    assert list(a["evaluated"]) == list(b["evaluated"])  # the same designs, in the same order
+    assert [d["genes"] for d in a["front"]] == [d["genes"] for d in b["front"]]
+
+
+def test_front_is_feasible_and_non_dominated(space):
+    result, hw = _search(space, seed=0)
+    front, feasible = result["front"], result["feasible"]
+    assert len(front) >= 2
+    for d in front:
+        assert d["fps"] >= 400 and d["violation"] == 0
+        report = perf.perf_report(hw.model(space.ks(d["genes"])), "zcu104", 200.0)
+        assert report["resources"]["within_ceilings"]
+        assert report["frames_per_s"] == pytest.approx(d["fps"])
+        assert not any(o["miou"] >= d["miou"] and o["fps"] >= d["fps"] and (o["miou"], o["fps"]) != (d["miou"], d["fps"])
+                       for o in feasible)
+    # the uniform designs start the search: the front is at least as good as the best uniform one
+    uniform = [result["evaluated"][tuple([i] * len(space.searched))] for i in range(space.size)]
+    best = max((u for u in uniform if u["violation"] == 0), key=lambda u: u["miou"])
+    assert max(d["miou"] for d in front) >= best["miou"]
+
+
+def test_written_config_gives_the_chosen_k(space, tmp_path):
+    from sentei.training.models import FCN
+    from sentei.training.pruning import nonzeros_per_filter
+    from sentei.training.train import make_sparsifier
+
+    (tmp_path / "sens.json").write_text(json.dumps(fake_sensitivity()))
+    summary = design.run(tmp_path / "sens.json", "zcu104", 400, tmp_path / "d", base_config=DEFAULT_COMPRESS_CONFIG,
+                         population=12, generations=3, seed=1, dense=("classifier",), log=lambda *_: None)
+    for name in ("design.yaml", "design.md", "design.png", "design.json"):
+        assert (tmp_path / "d" / name).stat().st_size > 0
+    cfg = load_config(tmp_path / "d" / "design.yaml")
+    check_config(cfg, "compress", "design.yaml")  # the compress command's own check
+    comp = cfg["compress"]
+    assert comp["scheme"] == "filterwise" and 0 < comp["sparsity"] < 1
+    chosen = summary["chosen"]["k"]
+    assert chosen["classifier"] == 128 and len(chosen) == 8  # kept dense (--dense): K = Cin*k*k
+    fcn = FCN(load_config(DEFAULT_TEACHER_CONFIG)["model"])
+    sparsifier = make_sparsifier(comp).prepare(fcn)
+    sparsifier.step(1.0)  # what sentei compress ends its pruning at
+    got = {n: sorted({int(c) for c in nonzeros_per_filter(conv.weight)}) for n, conv in fcn.convs()}
+    assert got == {n: [k] for n, k in chosen.items()}
+    assert summary["chosen"]["frames_per_s"] >= 400 and summary["chosen_report"]["within_ceilings"]
+
+
+def test_budget_and_infeasible_targets_are_one_line(space, tmp_path, capsys):
+    result, _ = _search(space, seed=0)
+    front = result["front"]
+    fastest = design.choose(front, budget_miou=100.0, base=space.base)
+    assert fastest["fps"] == max(d["fps"] for d in front)
+    assert design.choose(front, None, space.base)["miou"] == max(d["miou"] for d in front)
+    with pytest.raises(SenteiError, match="--budget-miou 0: every design that reaches the frame rate loses more"):
+        design.choose([d for d in front if d["miou"] < space.base], 0.0, space.base)
+    (tmp_path / "sens.json").write_text(json.dumps(fake_sensitivity()))
+    with pytest.raises(SenteiError, match="no design reaches 100000 frames/s on zcu104"):
+        design.run(tmp_path / "sens.json", "zcu104", 1e5, tmp_path / "d", base_config=DEFAULT_COMPRESS_CONFIG,
+                   population=6, generations=1, log=lambda *_: None)
+    assert not (tmp_path / "d" / "design.yaml").exists()
+    for argv, message in ((["--fps", "0"], "--fps 0: a frame rate must be above 0"),
+                          (["--fps", "400", "--board", "nope"], "unknown board 'nope'"),
+                          (["--fps", "400", "--dense", "conv9"], "--dense: no layer 'conv9'"),
+                          (["--fps", "400", "--budget-miou", "-1"], "--budget-miou -1: a loss in mIoU points")):
+        status = cli.main(["design", "--board", "zcu104", "--sensitivity", str(tmp_path / "sens.json"),
+                           "--out", str(tmp_path / "e"), *argv])
+        err = capsys.readouterr().err
+        assert status == 2 and err.count("\n") == 1 and message in err, err

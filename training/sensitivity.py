@@ -1,0 +1,293 @@
+"""Per-layer pruning sensitivity of a dense teacher: ``sentei sensitivity``.
+
+For every layer and every sparsity of a list, the teacher's mIoU on a split with *only that
+layer* pruned filter-wise -- every filter keeps exactly ``K = filter_k(Cin*k*k, s)`` weights,
+its largest magnitudes (the ``filterwise`` scheme of :mod:`sentei.training.pruning`, its
+invariant checked) -- inference only, no fine-tuning, scored by
+:func:`sentei.training.train.evaluate` (the mIoU every training log reports). The drops are
+what ``sentei design`` predicts a per-layer design's accuracy from.
+
+Each figure is cached in a JSON file under a key of the teacher's SHA-256, the frames' own
+checksum (pixels and labels), the split, the resolution, the layer and the sparsity, so a
+rerun, or one with more sparsities, only evaluates what is new. Outputs (``--out DIR``):
+``sensitivity.json`` (the rows, the teacher's model config, what was evaluated on),
+``sensitivity.md`` (the table) and ``sensitivity.png`` (mIoU against sparsity per layer).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from sentei.errors import SenteiError
+from sentei.host.format import atomic_write_bytes
+
+FORMAT = "sentei-sensitivity"
+CACHE_FORMAT = "sentei-sensitivity-cache"
+DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+
+
+def parse_sparsities(text: str) -> list[float]:
+    """``"0.5,0.9"`` -> ``[0.5, 0.9]``: sorted, distinct, each in (0, 1)."""
+    try:
+        values = sorted({float(v) for v in str(text).split(",") if v.strip()})
+    except ValueError:
+        raise SenteiError(f"--sparsities {text!r}: expected comma-separated fractions, e.g. 0.5,0.8,0.9") from None
+    if not values or not all(0.0 < v < 1.0 for v in values):
+        raise SenteiError(f"--sparsities {text!r}: every sparsity must lie in (0, 1), e.g. 0.5,0.8,0.9")
+    return values
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def split_checksum(split) -> str:
+    """SHA-256 (16 hex digits) of a split's frames and labels as evaluated (after resizing)."""
+    digest = hashlib.sha256()
+    for tensor in (split.frames, split.labels):
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_key(teacher_sha: str, data_sha: str, split: str, size, layer: str | None, sparsity: float) -> str:
+    """The cache's key of one figure (``layer`` None: the dense teacher)."""
+    return json.dumps([teacher_sha, data_sha, split, f"{size[0]}x{size[1]}", layer, repr(float(sparsity))])
+
+
+class Cache:
+    """The cached figures: ``{key: {"miou", "pixel_accuracy", "k", "seconds"}}`` in one JSON file."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.entries: dict = {}
+        self.hits = self.misses = 0
+        if self.path.exists():
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                raise SenteiError(f"--cache {self.path}: not a sensitivity cache (not JSON); pass another "
+                                  f"--cache or delete the file") from None
+            if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or \
+                    not isinstance(data.get("entries"), dict):
+                raise SenteiError(f"--cache {self.path}: not a sensitivity cache; pass another --cache or delete "
+                                  f"the file")
+            self.entries = data["entries"]
+
+    def get(self, key: str):
+        found = self.entries.get(key)
+        if found is not None:
+            self.hits += 1
+        return found
+
+    def put(self, key: str, value: dict) -> None:
+        self.misses += 1
+        self.entries[key] = value
+        self.save()  # after every figure: an interrupted run keeps what it measured
+
+    def save(self) -> None:
+        text = json.dumps({"format": CACHE_FORMAT, "entries": self.entries}, indent=1, sort_keys=True)
+        atomic_write_bytes(self.path, (text + "\n").encode("utf-8"))
+
+
+def pruned_weight(weight, sparsity: float, layer: str):
+    """``weight`` pruned filter-wise at ``sparsity`` (exactly K per filter, the invariant checked), and K."""
+    from sentei.training.pruning import FilterWise, filter_k
+
+    scheme = FilterWise()
+    mask = scheme.mask(weight, sparsity)
+    scheme.check(mask, sparsity, layer)
+    return weight * mask, filter_k(weight[0].numel(), sparsity)
+
+
+def measure(net, split, sparsities, layers=None, *, cache: Cache, key, device="cpu", batch_size: int = 8,
+            num_classes: int = 11, progress=None) -> dict:
+    """The teacher's figures: ``{"dense": {...}, "rows": [{layer, fan_in, sparsity, k, miou, ...}]}``.
+
+    ``net`` is the dense :class:`~sentei.training.models.FCN`; ``key(layer, sparsity)`` its
+    cache key; ``layers`` the names to prune (default every conv, classifier included). Each
+    layer's weight is put back after its figures.
+    """
+    import torch
+
+    from sentei.training.train import evaluate
+
+    convs = dict(net.convs())
+    layers = list(convs) if layers is None else list(layers)
+    unknown = [n for n in layers if n not in convs]
+    if unknown:
+        raise SenteiError(f"--layers: no layer {unknown[0]!r} in the teacher; its layers are {', '.join(convs)}")
+
+    def scored(layer, sparsity, k):
+        found = cache.get(key(layer, sparsity))
+        if found is None:
+            start = time.perf_counter()
+            res = evaluate(net, split, device, batch_size, num_classes=num_classes, amp=False)
+            found = {"miou": res["miou"], "pixel_accuracy": res["pixel_accuracy"], "k": k,
+                     "seconds": round(time.perf_counter() - start, 3)}
+            cache.put(key(layer, sparsity), found)
+        if progress is not None:
+            progress(layer, sparsity, found)
+        return found
+
+    net.eval()
+    dense = scored(None, 0.0, None)
+    rows = []
+    for name in layers:
+        conv = convs[name]
+        original = conv.weight.detach().clone()
+        fan_in = original[0].numel()
+        try:
+            for s in sparsities:
+                with torch.no_grad():
+                    pruned, k = pruned_weight(original, s, name)
+                    conv.weight.copy_(pruned)
+                fig = scored(name, s, k)
+                rows.append({"layer": name, "fan_in": fan_in, "sparsity": float(s), "k": k,
+                             "miou": fig["miou"], "pixel_accuracy": fig["pixel_accuracy"],
+                             "drop": dense["miou"] - fig["miou"]})
+        finally:
+            with torch.no_grad():
+                conv.weight.copy_(original)
+    return {"dense": dense, "rows": rows}
+
+
+def markdown(result: dict) -> str:
+    """The table: one row per layer, one column per sparsity, mIoU (%) and K."""
+    sparsities = sorted({r["sparsity"] for r in result["rows"]})
+    layers = list(dict.fromkeys(r["layer"] for r in result["rows"]))
+    cell = {(r["layer"], r["sparsity"]): r for r in result["rows"]}
+    head = "| layer | Cin·k·k | " + " | ".join(f"{100 * s:g} %" for s in sparsities) + " |"
+    lines = [head, "|" + "---|" * (len(sparsities) + 2)]
+    for name in layers:
+        fan_in = cell[(name, sparsities[0])]["fan_in"] if (name, sparsities[0]) in cell else ""
+        parts = [f"{100 * cell[(name, s)]['miou']:.2f} (K {cell[(name, s)]['k']})" if (name, s) in cell else ""
+                 for s in sparsities]
+        lines.append(f"| {name} | {fan_in} | " + " | ".join(parts) + " |")
+    ev = result["evaluated_on"]
+    lines.append("")
+    lines.append(f"{ev['split']} mIoU (%) of the dense teacher {100 * result['dense']['miou']:.2f}, one layer pruned "
+                 f"filter-wise at a time (inference only, no fine-tuning); {ev['frames']} frames of split "
+                 f"{ev['split']} at {ev['size'][0]}x{ev['size'][1]}.")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path) -> None:
+    """mIoU against sparsity, one line per layer, the dense teacher as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sentei.host.visualize import save_figure
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name in dict.fromkeys(r["layer"] for r in result["rows"]):
+        pts = sorted((r["sparsity"], r["miou"]) for r in result["rows"] if r["layer"] == name)
+        ax.plot([100 * s for s, _ in pts], [100 * m for _, m in pts], marker="o", label=name)
+    ax.axhline(100 * result["dense"]["miou"], color="k", linestyle="--", linewidth=1, label="dense teacher")
+    ev = result["evaluated_on"]
+    ax.set_xlabel("sparsity of the one pruned layer (%), filter-wise")
+    ax.set_ylabel(f"{ev['split']} mIoU (%)")
+    ax.set_title(f"{ev['frames']} frames at {ev['size'][0]}x{ev['size'][1]}, no fine-tuning", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def load_result(path) -> dict:
+    """A ``sensitivity.json`` written by :func:`run`; one-line errors for anything else."""
+    from sentei.host.format import parse_json_text, read_regular_file
+    from sentei.training.config import existing_file
+
+    path = existing_file(path, "--sensitivity", "the sensitivity.json of sentei sensitivity")
+    data = parse_json_text(read_regular_file(path, 1 << 24, "--sensitivity", "a sensitivity.json"),
+                           f"--sensitivity {path}")
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("rows"), list) \
+            or not data["rows"] or not isinstance(data.get("model"), dict):
+        raise SenteiError(f"--sensitivity {path}: not the sensitivity.json of sentei sensitivity; run sentei "
+                          f"sensitivity --out DIR and pass DIR/sensitivity.json")
+    return data
+
+
+def run(teacher, out, *, data_root=None, synthetic=False, split="val", size=None, limit=None,
+        sparsities=DEFAULT_SPARSITIES, layers=None, cache_path=None, device="cpu", batch_size=8, workers=2,
+        log=print) -> dict:
+    """Measure (or take from the cache), then write ``sensitivity.json/.md/.png`` into ``out``."""
+    import torch
+
+    from sentei.training import data as D
+    from sentei.training.engine import resolve_checkpoint
+    from sentei.training.train import build_from_checkpoint, load_checkpoint
+
+    path = resolve_checkpoint(teacher)
+    ckpt = load_checkpoint(path)
+    if ckpt.get("kind") != "teacher":
+        raise SenteiError(f"--teacher {teacher}: a {ckpt.get('kind')} checkpoint; sensitivity prunes the dense "
+                          f"teacher (teacher.pt of sentei train, or the bundled name teacher)")
+    net = build_from_checkpoint(ckpt).to(device)
+    model_cfg = ckpt["config"]["model"]
+    inp = model_cfg.get("input", {})
+    native = (int(inp.get("height", 360)), int(inp.get("width", 480)))
+    size = tuple(size) if size is not None else native
+    if synthetic:
+        frames = D.synthetic_split(limit or 8, *size, num_classes=net.num_classes, seed=2)
+        split_name = "synthetic"
+    else:
+        if not data_root:
+            raise SenteiError("no data set: pass --data ROOT (the CamVid folder with val/ and valannot/), or "
+                              "--synthetic")
+        frames = D.load_camvid(data_root, split, size, limit, workers, progress=False)
+        split_name = split
+    frames = frames.to(device)
+    teacher_sha = file_sha256(path)
+    data_sha = split_checksum(frames)
+    out = Path(out)
+    cache = Cache(cache_path or out / "sensitivity-cache.json")
+    where = (f"{len(frames)} frames of {split_name} at {size[0]}x{size[1]}"
+             + ("" if size == native else f" (the teacher's input is {native[0]}x{native[1]})")
+             + ("" if not limit or synthetic else f" (--limit {limit})"))
+    log(f"sensitivity of {teacher} ({path.name}, sha256 {teacher_sha[:12]}): {where}, device {device}")
+
+    def key(layer, sparsity):
+        return cache_key(teacher_sha, data_sha, split_name, size, layer, sparsity)
+
+    def progress(layer, sparsity, fig):
+        what = "dense teacher" if layer is None else f"{layer} at {100 * sparsity:g} % (K {fig['k']})"
+        log(f"  {what}: mIoU {100 * fig['miou']:.2f}")
+
+    torch.manual_seed(0)
+    result = measure(net, frames, list(sparsities), layers, cache=cache, key=key, device=device,
+                     batch_size=batch_size, num_classes=net.num_classes, progress=progress)
+    result.update({
+        "format": FORMAT, "teacher": str(teacher), "teacher_file": str(path), "teacher_sha256": teacher_sha,
+        "model": model_cfg,
+        "evaluated_on": {"split": split_name, "frames": len(frames), "size": list(size), "native_size": list(native),
+                         "limit": limit, "data_sha256": data_sha, "data": None if synthetic else str(data_root)},
+        "method": "one layer at a time pruned filter-wise (exactly K = floor((1 - s) * Cin*k*k) largest-magnitude "
+                  "weights per filter, at least 1), inference only; mIoU by sentei.training.train.evaluate",
+        "cache": {"path": str(cache.path), "hits": cache.hits, "evaluated": cache.misses},
+    })
+    result["dense"] = dict(result["dense"], k=None)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "sensitivity.json", result)
+    table = markdown(result)
+    atomic_write_bytes(out / "sensitivity.md", table.encode("utf-8"))
+    plot(result, out / "sensitivity.png")
+    log(table.rstrip())
+    log(f"{cache.hits} figures from the cache {cache.path}, {cache.misses} evaluated -> {out / 'sensitivity.json'}, "
+        f"{out / 'sensitivity.md'}, {out / 'sensitivity.png'}")
+    return result
+
+
+def write_json_atomic(path, obj) -> None:
+    """``obj`` as indented JSON through the project's atomic writer (no NaN in what these commands write)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode("utf-8"))
