@@ -15,16 +15,15 @@ Needs g++ (the simulator is compiled on first use).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.errors import SenteiError
 from sentei.host import registry
-from sentei.host.format import atomic_write_bytes
 from sentei.overlay import perf
 
 
@@ -82,7 +81,7 @@ def main(argv=None) -> int:
     doc = {"kind": "modeled and simulated, not measured", "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
            "commit": commit or None, "machine": platform.platform(), "seconds": round(time.perf_counter() - t0, 1),
            "rows": rows}
-    atomic_write_bytes(out / "accelerator_design.json", (json.dumps(doc, indent=1) + "\n").encode())
+    write_json(out / "accelerator_design.json", doc)
     atomic_write_bytes(out / "accelerator_design.md", markdown(rows).encode())
     print(markdown(rows))
     return 0

@@ -14,7 +14,6 @@ Needs numba (``sentei[fast]``); torch and matplotlib are used when installed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import statistics
@@ -26,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.host import reference
 from sentei.host.bench import cpu_model
-from sentei.host.format import atomic_write_bytes, describe
+from sentei.host.format import describe
 from sentei.host.synthetic import random_frame, shipped_model
 from sentei.host.visualize import save_figure
 
@@ -242,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
               + (f", reference {row['reference_s']:.2f} s, x{row['emu_over_reference']:.0f}"
                  f", bit-exact {row['bit_exact']}" if "reference_s" in row else ""), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(args.out / "emulator_scaling.json",
-                       json.dumps({"meta": meta, "rows": rows}, indent=1).encode())
+    write_json(args.out / "emulator_scaling.json", {"meta": meta, "rows": rows})
     table = markdown(rows, meta)
     atomic_write_bytes(args.out / "emulator_scaling.md", table.encode())
     try:

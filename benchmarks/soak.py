@@ -286,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         **run, "verdict": judged,
     }
     if args.json_out:
-        from sentei.host.format import atomic_write_bytes
+        from sentei.atomic_write import write_json
 
-        atomic_write_bytes(args.json_out, (json.dumps(report, indent=1) + "\n").encode("utf-8"))
+        write_json(args.json_out, report)
     v = judged
     print(f"soak {'PASSED' if v['ok'] else 'FAILED'}: RSS slope {v['rss_slope_kib_per_1000_frames']:.1f} KiB per "
           f"1000 frames over the last {v['fit_samples']} samples (limit {v['max_growth_kib_per_1000_frames']:g}); "

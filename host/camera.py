@@ -262,7 +262,7 @@ class StopLive(Exception):
 
 def check_video_out(path, source: Source | None = None) -> Path:
     """``--out``: a writable ``.mp4``/``.avi``/``.mkv`` path that is not the source file."""
-    from sentei.cli import check_output
+    from sentei.output_paths import check_output
 
     inputs = (source.target,) if source is not None and source.kind == "file" else ()
     out = check_output(path, "--out", inputs=inputs)

@@ -52,7 +52,7 @@ def register(sub) -> None:
 
 
 def cmd_demo(args) -> int:
-    from sentei.cli import check_output
+    from sentei.output_paths import check_output
     from sentei.host.demo import run_demo
 
     check_alpha(args.alpha)

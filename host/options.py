@@ -8,6 +8,8 @@ import argparse
 import math
 from dataclasses import dataclass
 
+from sentei.errors import SenteiError
+
 
 @dataclass(frozen=True)
 class Number:
@@ -77,3 +79,24 @@ non_negative_int = int_at_least(0)
 
 #: A duration: a finite number of seconds, 0 or more.
 non_negative_seconds = as_option(Number(0), "0 or 2.5")
+
+
+def parse_size(text: str, option: str, width_first: bool = False, minimum: int = 1,
+               maximum: int | None = None) -> tuple[int, int]:
+    """A size option -> ``(height, width)``.
+
+    ``'360x480'`` is height x width (a model's, a network input's), or with ``width_first``
+    width x height (``'640x480'``: a camera's capture size). Both sides at least ``minimum``
+    and, when given, at most ``maximum``.
+    """
+    form = "WIDTHxHEIGHT, e.g. 640x480" if width_first else "HxW, e.g. 360x480"
+    try:
+        a, b = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise SenteiError(f"{option} {text!r}: expected {form}") from None
+    h, w = (b, a) if width_first else (a, b)
+    if h < minimum or w < minimum:
+        raise SenteiError(f"{option} {text}: too small (at least {minimum}x{minimum})")
+    if maximum is not None and (h > maximum or w > maximum):
+        raise SenteiError(f"{option} {text}: too large (at most {maximum}x{maximum})")
+    return h, w

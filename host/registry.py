@@ -111,3 +111,12 @@ def load_model(name_or_path=None):
     if hasattr(name_or_path, "layers"):
         return name_or_path
     return format.load(resolve_model(name_or_path))
+
+
+def model_file(arg):
+    """The file ``--model`` names (a path or a bundled name; None: the default), or None when it
+    names none: an output must not replace the model it reads (``sentei.output_paths.check_output``'s ``inputs``)."""
+    try:
+        return resolve(arg)[0]
+    except SenteiError:  # reported in its place, by the command's own loading
+        return None

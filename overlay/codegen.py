@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from sentei.atomic_write import json_text
 from sentei.errors import SenteiError
 
 FALLBACK_MAX_LANES = 8
@@ -565,7 +566,7 @@ def render(facts: NetworkFacts) -> dict[str, str]:
         args=join(lambda f: LAYER_ARGS), act0_depth=facts.layers[0].act_depth, words_depth=facts.io_depths[0],
         rgb_depth=facts.io_depths[1], depth_source=source)
     return {"network_config.h": config, "network.h": network,
-            "network.json": json.dumps(facts.to_json(), indent=2) + "\n"}
+            "network.json": json_text(facts.to_json())}
 
 
 def default_out_dir(model) -> Path:

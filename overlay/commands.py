@@ -5,9 +5,9 @@ imported at registration: the handlers import numpy and the generator.
 """
 from __future__ import annotations
 
-from sentei.cli import check_output
 from sentei.errors import SenteiError
 from sentei.host.options import int_range
+from sentei.output_paths import check_json_out, check_output
 
 
 def register(sub) -> None:
@@ -81,8 +81,7 @@ def cmd_codegen(args) -> int:
 
 
 def cmd_csim(args) -> int:
-    from sentei.host.commands import check_json_out, model_file
-    from sentei.host.registry import load_model
+    from sentei.host.registry import load_model, model_file
     from sentei.overlay.csim import frames_for, run_csim
     from sentei.overlay.perf import parse_lanes
 
@@ -116,7 +115,7 @@ def cmd_csim(args) -> int:
     if report.status_load or any(report.status_run):
         print(f"accelerator status: load {report.status_load}, run {report.status_run}")
     if args.json_out:
-        from sentei.host.commands import write_json
+        from sentei.atomic_write import write_json
 
         write_json(args.json_out, report.to_json())
     ok = report.bit_exact and report.iterations_ok

@@ -1123,11 +1123,11 @@ def parse_lanes(text: str | None) -> list[LayerPlan] | None:
 
 def cmd_perf(args) -> int:
     """Handler of ``sentei perf``."""
+    from sentei.atomic_write import write_json
     from sentei.host import registry
-    from sentei.host.commands import check_json_out, model_file
-    from sentei.host.format import atomic_write_bytes
+    from sentei.output_paths import check_json_out
 
-    check_json_out(args, model_file(args.model))
+    check_json_out(args, registry.model_file(args.model))
     ceilings = parse_ceilings(args.ceiling)
     if args.dsp_fraction is not None and "dsp" in ceilings:
         raise SenteiError(f"--dsp-fraction {args.dsp_fraction:g} and --ceiling dsp={ceilings['dsp']:g} both set "
@@ -1140,5 +1140,5 @@ def cmd_perf(args) -> int:
                          ceilings=ceilings, simulate=args.simulate, frames=args.frames)
     print(format_report(report))
     if args.json_out:
-        atomic_write_bytes(args.json_out, (json.dumps(report, indent=1) + "\n").encode("utf-8"))
+        write_json(args.json_out, report)
     return 0

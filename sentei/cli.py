@@ -12,11 +12,12 @@ folder, no permission, disk full) and a bad command line are each printed as one
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import sys
 
 from sentei.errors import SenteiError
+from sentei.host.options import parse_size  # noqa: F401  (a size option; tests and scripts take it from here)
+from sentei.output_paths import check_output, os_error_text  # noqa: F401  (check_output: ditto)
 
 COMMAND_MODULES = (
     "sentei.host.commands",
@@ -28,108 +29,12 @@ COMMAND_MODULES = (
 )
 
 
-def parse_size(text: str, option: str, width_first: bool = False, minimum: int = 1,
-               maximum: int | None = None) -> tuple[int, int]:
-    """A size option -> ``(height, width)``.
-
-    ``'360x480'`` is height x width (a model's, a network input's), or with ``width_first``
-    width x height (``'640x480'``: a camera's capture size). Both sides at least ``minimum``
-    and, when given, at most ``maximum``.
-    """
-    form = "WIDTHxHEIGHT, e.g. 640x480" if width_first else "HxW, e.g. 360x480"
-    try:
-        a, b = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise SenteiError(f"{option} {text!r}: expected {form}") from None
-    h, w = (b, a) if width_first else (a, b)
-    if h < minimum or w < minimum:
-        raise SenteiError(f"{option} {text}: too small (at least {minimum}x{minimum})")
-    if maximum is not None and (h > maximum or w > maximum):
-        raise SenteiError(f"{option} {text}: too large (at most {maximum}x{maximum})")
-    return h, w
-
-
-def check_output(path, option: str, inputs=(), folder: bool = False):
-    """Check an output path before any work is done; returns it as a ``Path``.
-
-    Refuses an empty path, a folder where a file is wanted (or a file where a folder is), a
-    place that cannot be written (the nearest existing folder is not writable, or a file is
-    in the way) and a path that is one of ``inputs`` (the output would replace what the
-    command reads). A command that runs for minutes then finds it cannot write its result
-    loses the run; this finds it first.
-    """
-    import os
-    from pathlib import Path
-
-    if path is None or str(path).strip() == "":
-        raise SenteiError(f"{option}: empty path; pass a {'folder' if folder else 'file name'}")
-    out = Path(path)  # as the command will write it: a shell expands ~, this does not
-    if out.exists():
-        if folder and not out.is_dir():
-            raise SenteiError(f"{option} {path}: {_OS_ERROR_HINTS[errno.ENOTDIR]}")
-        if not folder and out.is_dir():
-            raise SenteiError(f"{option} {path}: {_OS_ERROR_HINTS[errno.EISDIR]}")
-    for other in inputs:
-        if other is None or str(other) == "":
-            continue
-        same = out.exists() and Path(other).exists() and os.path.samefile(out, other)
-        if same or out.resolve() == Path(other).resolve():
-            raise SenteiError(f"{option} {path} is also the input {other}; write to another path")
-    if not folder and out.exists():
-        import stat
-
-        mode = os.stat(out).st_mode  # through links
-        if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):  # written in place (host.format.atomic_write_bytes)
-            if not os.access(out, os.W_OK):
-                raise SenteiError(f"{option} {path}: {_OS_ERROR_HINTS[errno.EACCES]}")
-            return out
-        if not stat.S_ISREG(mode):
-            raise SenteiError(f"{option} {path}: not a regular file, character device or FIFO; "
-                              f"pass a file name")
-    if not folder and out.is_symlink():  # the file the link names is what is replaced
-        out_real = Path(os.path.realpath(out))
-    else:
-        out_real = out
-    parent = out if folder and out.is_dir() else out_real.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise SenteiError(f"{option} {path}: {parent}: {_OS_ERROR_HINTS[errno.ENOTDIR]}")
-    try:  # create and remove a file there: permissions alone do not tell (root, read-only mounts, /sys)
-        import tempfile
-
-        with tempfile.TemporaryFile(dir=parent, prefix=".sentei-probe-"):
-            pass
-    except OSError as exc:
-        raise SenteiError(f"{option} {path}: cannot write in {parent} ({exc.strerror or exc}); "
-                          f"pass another path") from None
-    return out
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with the package's one-line errors (no usage block); subparsers inherit it."""
 
     def error(self, message: str):
         text = " ".join(str(message).split())
         self.exit(2, f"sentei: error: {text} (see `{self.prog} --help`)\n")
-
-
-_OS_ERROR_HINTS = {
-    errno.EEXIST: "a file is where a folder is needed (pass another path, or move the file)",
-    errno.ENOTDIR: "a file is where a folder is needed (pass another path, or move the file)",
-    errno.EISDIR: "a folder is where a file is needed (pass a file name)",
-    errno.EACCES: "permission denied (pass a path you may read or write)",
-    errno.EPERM: "operation not permitted (pass a path you may read or write)",
-    errno.ENOSPC: "no space left on the device (free some space or write elsewhere)",
-    errno.EROFS: "read-only file system (write elsewhere)",
-}
-
-
-def os_error_text(exc: OSError) -> str:
-    """One line for an OS error on a path: the path, what is wrong, what to do."""
-    where = exc.filename if exc.filename is not None else "a file"
-    hint = _OS_ERROR_HINTS.get(exc.errno) or f"{exc.strerror or exc.__class__.__name__} (check the path)"
-    return f"{where}: {hint}"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,11 +9,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from sentei.cli import check_output, parse_size
+from sentei.atomic_write import write_json
 from sentei.errors import SenteiError
-from sentei.host.commands import write_json
 from sentei.host.format import SCHEMES
-from sentei.host.options import int_at_least
+from sentei.host.options import int_at_least, parse_size
+from sentei.output_paths import check_output
 from sentei.training.config import GROUP_LAYOUTS, RANKINGS, SCHEDULE, option
 
 positive_int = int_at_least(1)

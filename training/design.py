@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.errors import SenteiError
-from sentei.host.format import atomic_write_bytes
 
 PREDICTOR = ("predicted mIoU = dense teacher's mIoU - sum over layers of max(0, teacher mIoU - mIoU with only "
              "that layer pruned filter-wise at its sparsity), from the sensitivity table (no fine-tuning)")
@@ -383,7 +383,7 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
         command: str = "", log=print) -> dict:
     """The search and its outputs in ``out``: design.json, design.md, design.png, design.yaml."""
     from sentei.training.config import check_config, load_config
-    from sentei.training.sensitivity import load_result, write_json_atomic
+    from sentei.training.sensitivity import load_result
 
     if not 0 < fps < math.inf:
         raise SenteiError(f"--fps {fps:g}: a frame rate must be above 0, e.g. 400")
@@ -459,7 +459,7 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
         "config": str(out / "design.yaml"),
         "width_multiplier": "not searched: sentei compress builds the student as the teacher's network",
     }
-    write_json_atomic(out / "design.json", summary)
+    write_json(out / "design.json", summary)
     log(text.rstrip())
     log(f"chosen: #{result['front'].index(chosen) + 1}, predicted mIoU {100 * chosen['miou']:.2f} "
         f"({100 * (space.base - chosen['miou']):.2f} points below the teacher), modeled {chosen['fps']:.1f} "

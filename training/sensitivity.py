@@ -20,8 +20,8 @@ import json
 import time
 from pathlib import Path
 
+from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.errors import SenteiError
-from sentei.host.format import atomic_write_bytes
 
 FORMAT = "sentei-sensitivity"
 CACHE_FORMAT = "sentei-sensitivity-cache"
@@ -278,7 +278,7 @@ def run(teacher, out, *, data_root=None, synthetic=False, split="val", size=None
     })
     result["dense"] = dict(result["dense"], k=None)
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "sensitivity.json", result)
+    write_json(out / "sensitivity.json", result)
     table = markdown(result)
     atomic_write_bytes(out / "sensitivity.md", table.encode("utf-8"))
     plot(result, out / "sensitivity.png")
@@ -286,8 +286,3 @@ def run(teacher, out, *, data_root=None, synthetic=False, split="val", size=None
     log(f"{cache.hits} figures from the cache {cache.path}, {cache.misses} evaluated -> {out / 'sensitivity.json'}, "
         f"{out / 'sensitivity.md'}, {out / 'sensitivity.png'}")
     return result
-
-
-def write_json_atomic(path, obj) -> None:
-    """``obj`` as indented JSON through the project's atomic writer (no NaN in what these commands write)."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode("utf-8"))

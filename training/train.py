@@ -29,10 +29,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.errors import SenteiError
 from sentei.host import metrics
-from sentei.host.commands import write_json
-from sentei.host.format import atomic_write_bytes
 from sentei.training import data as D
 from sentei.training.config import check_config, existing_file, first_difference, load_config
 from sentei.training.distill import Distillation
@@ -523,7 +522,7 @@ def train_teacher(cfg: dict, run_dir, env: Env, data: Data, resume: bool = False
         slim = {k: best[k] for k in ("format", "kind", "config", "model", "epoch", "val")}
         slim["model"] = {k: v.float() if v.is_floating_point() else v for k, v in slim["model"].items()}
         save_checkpoint(slim, run_dir / "teacher.pt")
-        write_json(run_dir / "metrics.json", result)  # sentei.host.commands: NaN -> null
+        write_json(run_dir / "metrics.json", result)  # NaN -> null (strict JSON)
     _barrier(env)
     return result
 
