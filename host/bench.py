@@ -24,7 +24,6 @@ Reports are JSON (``schema: sentei-bench``, ``schema_version``), written atomica
 """
 from __future__ import annotations
 
-import abc
 import argparse
 import importlib.util
 import os
@@ -36,14 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
-from sentei.cli import parse_size
 from sentei.errors import SenteiError
+from sentei.host import engine_registry
 from sentei.host import power as pw  # stdlib-only at import
+from sentei.host.bench_engine import BenchEngine, read_text
+from sentei.host.benchreport import SCHEMA, SCHEMA_VERSION
 from sentei.host.driver import MAX_BATCH
-from sentei.host.options import non_negative_int, non_negative_seconds
+from sentei.host.options import non_negative_int, non_negative_seconds, parse_size
 
-SCHEMA = "sentei-bench"
-SCHEMA_VERSION = 1
 BACKENDS = ("emu", "reference", "csim", "fpga", "torch", "perf")
 PRECISIONS = ("fp32", "fp16")
 POWER_CHOICES = ("auto", "none", *pw.SOURCES)
@@ -175,42 +174,6 @@ def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 # engines: infer(frame) -> (labels, accelerator seconds or None)
 
 
-class BenchEngine(abc.ABC):
-    """What the timing loop needs from an engine."""
-
-    backend = ""
-    device = "cpu"  # cpu | cuda | fpga: which power source `auto` looks for
-
-    @property
-    def power_target(self) -> str:
-        """The device power is read for (``cuda:1`` where a GPU index matters)."""
-        return self.device
-    precision = "int8"
-
-    @abc.abstractmethod
-    def infer(self, frame: np.ndarray) -> tuple[np.ndarray, float | None]:
-        """Labels of one frame, and the accelerator-only seconds when the engine can tell them."""
-
-    _rss_scope = "process"  # "run" once reset_peak_memory could reset the host's high-water mark
-
-    def reset_peak_memory(self) -> None:
-        """Forget the memory high-water marks: the host's (Linux: VmHWM), the device's in subclasses."""
-        self._rss_scope = "run" if _reset_host_peak_rss() else "process"
-
-    def peak_memory_mb(self) -> dict:
-        """Memory high-water marks in MiB, and whether the host's is this run's or the whole process's."""
-        peak = _host_peak_rss_since_reset_mb() if self._rss_scope == "run" else None
-        if peak is None:
-            return {"host_rss_peak_mb": _host_peak_rss_mb(), "host_rss_peak_scope": "process"}
-        return {"host_rss_peak_mb": peak, "host_rss_peak_scope": "run"}
-
-    def info(self) -> dict:
-        return {}
-
-    def close(self) -> None:
-        pass
-
-
 class SegmenterEngine(BenchEngine):
     """The host driver's :class:`~sentei.host.segmenter.Segmenter`: ``emu``, ``reference``, ``csim``, ``fpga``.
 
@@ -275,157 +238,13 @@ def fpga_info(overlay) -> dict:
     return info
 
 
-class TorchModuleEngine(BenchEngine):
-    """A float PyTorch module on a device at batch 1 (the GPU/CPU baseline).
-
-    End-to-end: uint8 frame -> device -> module -> upsample + argmax -> uint8 labels on the
-    host. Accelerator-only: the module's forward on a device-resident input, synchronized.
-    """
-
-    backend = "torch"
-
-    def __init__(self, module, height: int, width: int, device: str, precision: str, what: str):
-        import torch
-
-        from sentei.training.baseline import frame_to_tensor, labels
-
-        if device.startswith("cuda"):
-            if not torch.cuda.is_available():
-                raise SenteiError(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU; "
-                                  f"use --device cpu")
-            index = torch.device(device).index or 0
-            if index >= torch.cuda.device_count():
-                raise SenteiError(f"--device {device}: this machine has {torch.cuda.device_count()} visible GPU(s), "
-                                  f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
-            # Settings a deployed fp32/fp16 baseline would use, recorded in info(): cuDNN picks its
-            # fastest algorithm for the one input shape during the warm-up, and fp32 means fp32
-            # (Ampere and newer would otherwise run fp32 convolutions in TF32).
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cudnn.allow_tf32 = False
-            torch.backends.cuda.matmul.allow_tf32 = False
-        self.torch = torch
-        self.device = "cuda" if device.startswith("cuda") else "cpu"
-        self._device = torch.device(device)
-        self.precision = precision
-        self.dtype = torch.float16 if precision == "fp16" else torch.float32
-        # NHWC for weights and input alike (the input arrives as an HWC frame): cuDNN's tensor-core
-        # kernels and oneDNN prefer it, and a module left NCHW would re-lay out every weight per call
-        try:
-            self.module = module.to(self._device, self.dtype).to(memory_format=torch.channels_last).eval()
-        except RuntimeError as exc:  # out of memory, a CUDA error
-            raise SenteiError(f"--device {device}: cannot place the network there: "
-                              f"{' '.join(str(exc).split())[:200]}") from None
-        self.height, self.width, self.what = height, width, what
-        self._to_tensor, self._labels = frame_to_tensor, labels
-        from sentei.host.preprocess import prepare_frame
-
-        self._prepare = prepare_frame
-
-    @property
-    def power_target(self) -> str:
-        return str(self._device)  # cuda:N: NVML reads that GPU
-
-    def _sync(self):
-        if self.device == "cuda":
-            self.torch.cuda.synchronize(self._device)
-
-    def infer(self, frame):
-        with self.torch.inference_mode():
-            # channels_last already: frame_to_tensor permutes the HWC frame, like the module's weights
-            x = self._to_tensor(self._prepare(frame, self.height, self.width), self._device, self.dtype)
-            self._sync()
-            t0 = time.perf_counter()
-            logits = self.module(x)
-            self._sync()
-            t1 = time.perf_counter()
-            out = self._labels(logits, frame.shape[0], frame.shape[1]).cpu().numpy()
-        return out, t1 - t0
-
-    def reset_peak_memory(self):
-        super().reset_peak_memory()
-        if self.device == "cuda":
-            self.torch.cuda.reset_peak_memory_stats(self._device)
-
-    def peak_memory_mb(self):
-        mem = super().peak_memory_mb()
-        if self.device == "cuda":
-            mem["device_peak_mb"] = self.torch.cuda.max_memory_allocated(self._device) / 2**20
-        return mem
-
-    def info(self):
-        t = self.torch
-        d = {"module": self.what, "torch_threads": t.get_num_threads(), "memory_format": "channels_last"}
-        if self.device == "cuda":
-            d["gpu"] = t.cuda.get_device_name(self._device)
-            d["cudnn"] = t.backends.cudnn.version()
-            d["cudnn_benchmark"] = bool(t.backends.cudnn.benchmark)
-            d["tf32"] = bool(t.backends.cudnn.allow_tf32)
-        return d
-
-    def close(self):
-        """Free the module, so that the next run's device peak memory does not count it."""
-        self.module = None
-        if self.device == "cuda":
-            self.torch.cuda.empty_cache()
-
-
-class TorchPredictEngine(BenchEngine):
-    """A torch engine known only through ``predict(frame) -> labels`` (no separate accelerator time)."""
-
-    backend = "torch"
-
-    def __init__(self, engine, what: str):
-        from sentei.host.preprocess import prepare_frame
-
-        self.engine, self.what = engine, what
-        self._prepare = prepare_frame
-
-    def infer(self, frame):  # labels from the logits upsampled to the frame, as the Segmenter and eval make them
-        return self.engine.predict(self._prepare(frame, *self.engine.input_size), size=frame.shape[:2]), None
-
-    def info(self):
-        return {"module": self.what}
-
-
-def open_torch_engine(model_arg, model, device: str, precision: str, threads: int | None = None) -> BenchEngine:
-    """The torch baseline: the model file's network (pruned, zeros kept) or the dense teacher checkpoint."""
-    if importlib.util.find_spec("torch") is None:
-        raise SenteiError("--backend torch needs PyTorch: pip install 'sentei[train]'")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    if model is not None:
-        from sentei.training.baseline import build_module
-
-        return TorchModuleEngine(build_module(model), model.input.height, model.input.width, device, precision,
-                                 f"{model.name}: dense float convolutions with the pruned weights' zeros")
-    from sentei.host import registry
-
-    path, _ = registry.resolve(model_arg, kind="torch-checkpoint")
-    try:
-        from sentei.training.engine import TorchEngine
-    except ImportError:
-        raise SenteiError("the teacher checkpoint needs sentei.training.engine, which this install lacks") from None
-    engine = TorchEngine(path, device="cpu")
-    height, width = engine.input_size
-    if engine.kind == "teacher":
-        from sentei.training.baseline import teacher_module
-
-        return TorchModuleEngine(teacher_module(engine.net), height, width, device, precision,
-                                 f"{engine.name}: dense float teacher (batch-norm folded)")
-    if device != "cpu" or precision != "fp32":
-        raise SenteiError(f"{model_arg}: a quantization-aware checkpoint is timed through its exact integer "
-                          f"path, on the CPU in fp32 only; for GPU or fp16 figures bench its model file "
-                          f"(sentei export CHECKPOINT -o M.sentei, then --model M.sentei)")
-    return TorchPredictEngine(engine, f"{engine.name}: quantization-aware checkpoint, exact integer path")
-
-
 def open_engine(backend: str, model_arg, model, device: str, precision: str,
                 threads: int | None = None) -> BenchEngine:
     """The engine for one run (``threads``: CPU threads of the emulator and torch)."""
-    if backend == "torch":
-        return open_torch_engine(model_arg, model, device, precision, threads)
+    if backend == "torch":  # registered by sentei.training (sentei.training.torch_engines)
+        if importlib.util.find_spec("torch") is None:
+            raise SenteiError("--backend torch needs PyTorch: pip install 'sentei[train]'")
+        return engine_registry.lookup("bench", "torch")(model_arg, model, device, precision, threads)
     if model is None:
         raise SenteiError(f"--backend {backend} runs a model file; {model_arg} is a PyTorch checkpoint "
                           f"(use --backend torch)")
@@ -826,42 +645,6 @@ def _load_average() -> float | None:
         return None
 
 
-def _host_peak_rss_mb() -> float | None:
-    try:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 1024.0 if sys.platform != "darwin" else peak / 2**20
-    except (ImportError, OSError):
-        return None
-
-
-def _reset_host_peak_rss() -> bool:
-    """Reset this process's RSS high-water mark (Linux: ``5`` into /proc/self/clear_refs resets
-    VmHWM); False where that cannot be done (another OS, an old kernel, a locked-down /proc)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _host_peak_rss_since_reset_mb() -> float | None:
-    """VmHWM of /proc/self/status in MiB: the peak RSS since :func:`_reset_host_peak_rss`."""
-    for line in (_read_text("/proc/self/status") or "").splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return None
-
-
-def _read_text(path: str) -> str | None:
-    try:
-        return Path(path).read_text(errors="replace").strip("\x00\n ")
-    except OSError:
-        return None
-
-
 def _version(dist: str) -> str | None:
     from importlib import metadata
 
@@ -873,7 +656,7 @@ def _version(dist: str) -> str | None:
 
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``; the platform's processor elsewhere)."""
-    text = _read_text("/proc/cpuinfo") or ""
+    text = read_text("/proc/cpuinfo") or ""
     for line in text.splitlines():
         if line.split(":")[0].strip() in ("model name", "Model", "Hardware"):
             return line.split(":", 1)[1].strip()
@@ -887,20 +670,20 @@ def environment(label: str | None = None) -> dict:
     env = {"platform": platform.platform(), "machine": platform.machine(), "python": platform.python_version(),
            "cpu": {"model": cpu_model(), "logical_cores": cores,
                    "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores}}
-    freq = _read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
+    freq = read_text("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
     if freq and freq.isdigit():
         env["cpu"]["cur_freq_mhz"] = int(freq) / 1000
-    fmax = _read_text("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+    fmax = read_text("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
     if fmax and fmax.isdigit():
         env["cpu"]["max_freq_mhz"] = int(fmax) / 1000
-    mem = _read_text("/proc/meminfo")
+    mem = read_text("/proc/meminfo")
     if mem and mem.startswith("MemTotal"):
         env["memory_gib"] = round(int(mem.split()[1]) / 2**20, 1)
     if pw.is_jetson():
-        env["jetson"] = {"model": _read_text("/proc/device-tree/model"),
-                         "l4t": (_read_text("/etc/nv_tegra_release") or "").split("\n")[0] or None}
+        env["jetson"] = {"model": read_text("/proc/device-tree/model"),
+                         "l4t": (read_text("/etc/nv_tegra_release") or "").split("\n")[0] or None}
     if pw.is_zynq():
-        env["board"] = {"model": _read_text("/proc/device-tree/model"), "BOARD": os.environ.get("BOARD")}
+        env["board"] = {"model": read_text("/proc/device-tree/model"), "BOARD": os.environ.get("BOARD")}
     env["versions"] = {name: _version(dist) for name, dist in (
         ("sentei", "sentei"), ("numpy", "numpy"), ("torch", "torch"), ("numba", "numba"), ("pynq", "pynq"),
         ("nvidia-ml-py", "nvidia-ml-py"))}
@@ -977,7 +760,9 @@ def set_emulator_threads(threads: int) -> None:
 
 
 def cmd_bench(args) -> int:
-    from sentei.host.commands import check_json_out, model_file, write_json
+    from sentei.atomic_write import write_json
+    from sentei.host.registry import model_file
+    from sentei.output_paths import check_json_out
     from sentei.host.synthetic import random_frame
 
     backends = parse_list(args.backend, BACKENDS, "--backend")
@@ -1126,7 +911,7 @@ def _print_ratios(runs: list[dict]) -> None:
 
 
 def cmd_bench_report(args) -> int:
-    from sentei.cli import check_output
+    from sentei.output_paths import check_output
     from sentei.host import benchreport
 
     out = check_output(args.out, "--out", folder=True)

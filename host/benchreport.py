@@ -16,9 +16,10 @@ import math
 from pathlib import Path
 
 from sentei.errors import SenteiError
-from sentei.host.bench import SCHEMA, SCHEMA_VERSION
 from sentei.host.visualize import save_figure
 
+SCHEMA = "sentei-bench"  # what `sentei bench --json` writes (sentei.host.bench), and its version
+SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = (SCHEMA_VERSION,)
 MAX_REPORT_BYTES = 64 << 20  # a report of thousands of runs is a few MB
 OUTPUTS = ("benchmarks.md", "benchmarks.png")  # what write_report writes into its folder

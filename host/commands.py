@@ -2,15 +2,14 @@
 except ``eval --backend torch``)."""
 from __future__ import annotations
 
-import importlib.util
-import json
-import time
 from pathlib import Path
 
 import numpy as np
 
-from sentei.cli import check_output
+from sentei.atomic_write import write_json
 from sentei.errors import SenteiError
+from sentei.host.registry import model_file
+from sentei.output_paths import check_json_out, check_output
 
 from sentei.host.segmenter import BACKENDS as ENGINE_BACKENDS
 
@@ -162,144 +161,20 @@ def safe_text(value) -> str:
 
 
 def cmd_eval(args) -> int:
-    from sentei.host import camvid, metrics, preprocess
+    from sentei.host import evaluation
 
     if args.limit is not None and args.limit < 1:
         raise SenteiError(f"--limit {args.limit} must be at least 1")
     check_json_out(args, model_file(args.model))
-    pairs = camvid.list_split(args.data, args.split)
-    if args.limit:
-        pairs = pairs[:args.limit]
-    other = _torch_predictor(args.agree_with, exact=False) if args.agree_with else None
-    predictor, model_name, class_names, backend = _open_predictor(args.model, args.backend)
-    n = len(class_names)
-    conf = np.zeros((n, n), dtype=np.int64)
-    same = pixels = 0
-    t0 = time.perf_counter()
-    bar = _progress(pairs, f"eval {args.split}")
-    try:
-        for frame_path, label_path in bar:
-            frame = preprocess.load_image(frame_path)
-            gt = camvid.read_label(label_path, n)
-            if gt.shape != frame.shape[:2]:  # scored anyway, the resized prediction gives a bogus mIoU
-                raise SenteiError(f"{label_path}: label map is {gt.shape[1]}x{gt.shape[0]} but its frame "
-                                  f"{frame_path.name} is {frame.shape[1]}x{frame.shape[0]}; the annotations "
-                                  f"must match their frames pixel for pixel")
-            pred = predictor(frame)
-            conf += metrics.confusion(pred, gt, n)
-            if other is not None:  # every pixel, void ones too: the engines' agreement, not accuracy
-                same += int(np.count_nonzero(other[0](frame) == pred))
-                pixels += pred.size
-    finally:
-        for obj in (bar, predictor):  # the bar first: an error message then stands on its own line
-            close = getattr(obj, "close", None)
-            if close:
-                close()
-    if not conf.any():
-        raise SenteiError(f"split {args.split}: every pixel of its {len(pairs)} label map(s) is void "
-                          f"({camvid.VOID}): nothing to score; check the annotations")
-    elapsed = time.perf_counter() - t0
-    iou = metrics.iou_per_class(conf)
-    result = {
-        "model": model_name, "backend": backend, "data": str(args.data), "split": args.split,
-        "frames": len(pairs), "miou": metrics.miou(conf), "pixel_accuracy": metrics.pixel_accuracy(conf),
-        "iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(class_names, iou)},
-        "seconds": elapsed,
-    }
-    print(f"{model_name} on {args.split} ({len(pairs)} frames, backend {backend}): "
-          f"mIoU {100 * result['miou']:.2f}  pixel accuracy {100 * result['pixel_accuracy']:.2f}")
-    for name, v in result["iou"].items():
-        print(f"  {name:<12} {'-' if v is None else f'{100 * v:6.2f}'}")
-    if other is not None:
-        result["agreement"] = {"with": args.agree_with, "path": other[1].path, "pixels": pixels,
-                               "agree": same / pixels}
-        print(f"labels agree with {args.agree_with} ({other[1].path}) on {100 * same / pixels:.3f} % of "
-              f"{pixels} pixels")
+    result = evaluation.evaluate(args.model, args.data, args.split, args.backend, limit=args.limit,
+                                 agree_with=args.agree_with)
+    print(evaluation.summary(result))
     if args.json_out:
         write_json(args.json_out, result)
     return 0
-
-
-def model_file(arg):
-    """The file ``--model`` names (a path or a bundled name; None: the default), or None when it
-    names none: an output must not replace the model it reads (``check_output``'s ``inputs``)."""
-    from sentei.host import registry
-
-    try:
-        return registry.resolve(arg)[0]
-    except SenteiError:  # reported in its place, by the command's own loading
-        return None
-
-
-def check_json_out(args, *inputs) -> None:
-    """``--json`` (when given, even empty) checked before the work: :func:`sentei.cli.check_output`."""
-    if args.json_out is not None:
-        check_output(args.json_out, "--json", inputs=inputs)
 
 
 def check_alpha(alpha: float) -> None:
     """``--alpha``: the labels' opacity in an overlay, within [0, 1]."""
     if not 0.0 <= alpha <= 1.0:
         raise SenteiError(f"--alpha {alpha} is outside [0, 1]")
-
-
-def _torch_predictor(model_arg, exact: bool = True):
-    """``(frame -> labels at the frame's size, TorchEngine)`` of a checkpoint (``exact``: a QAT
-    checkpoint's integer path, else its fake-quantized forward)."""
-    from sentei.host import preprocess, registry
-
-    if importlib.util.find_spec("torch") is None:
-        raise SenteiError("--backend torch and --agree-with need PyTorch: pip install 'sentei[train]'")
-    from sentei.training.engine import TorchEngine
-
-    path, _ = registry.resolve(model_arg, kind="torch-checkpoint")
-    engine = TorchEngine(path, exact=exact)
-    height, width = engine.input_size
-
-    def predict(frame):  # labels at the frame's size from the upsampled logits, as the Segmenter makes them
-        return engine.predict(preprocess.prepare_frame(frame, height, width), size=frame.shape[:2])
-
-    return predict, engine
-
-
-def _open_predictor(model_arg, backend: str):
-    """A callable frame -> labels at the frame's size, plus the model's name and classes."""
-    from sentei.host import registry
-
-    if backend == "torch":
-        predict, engine = _torch_predictor(model_arg)
-        return predict, engine.name, tuple(engine.class_names), "torch"
-    from sentei.host.segmenter import Segmenter
-
-    model = registry.load_model(model_arg)
-    seg = Segmenter(model, backend=backend)
-    return seg, model.name, tuple(model.class_names), seg.backend
-
-
-def _progress(items, desc: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is in the train/bench extras; the plain install iterates quietly
-        return items
-    # disable=None: no bar when stderr is not a terminal (logs, pipes, CI keep one line per error)
-    return tqdm(items, desc=desc, unit="frame", leave=False, disable=None)
-
-
-def write_json(path, obj) -> Path:
-    """Write ``obj`` as indented JSON, atomically; NaN and infinities become ``null`` (strict JSON)."""
-    from sentei.host.format import atomic_write_bytes
-
-    text = json.dumps(_finite(obj), indent=2, allow_nan=False)
-    return atomic_write_bytes(path, (text + "\n").encode("utf-8"))
-
-
-def _finite(obj):
-    """``obj`` with every non-finite float replaced by None (JSON has no NaN)."""
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {key: _finite(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(value) for value in obj]
-    return obj
-

@@ -20,3 +20,7 @@ Modules: :mod:`~sentei.training.data` (CamVid, synthetic set, GPU augmentation),
 train ...`` trains on N GPUs with DistributedDataParallel. Configs: ``training/configs``;
 the command lines of the bundled models: ``training/reproduce.sh``.
 """
+
+# the torch engines of `--backend torch` go into the host's engine registry (host/ never
+# imports training/); light: torch is imported when an engine is opened
+from sentei.training import torch_engines  # noqa: E402,F401

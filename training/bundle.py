@@ -13,9 +13,9 @@ it was trained, its evaluation). ``model`` bundles a finished ``sentei compress`
 every reference to it (a model's ``teacher``, a model file's ``checkpoint``, ``'OLD'`` in a
 description), so that a new teacher can take the name ``teacher``.
 
-Every figure is measured here, by the package's own commands run in-process and recorded
-with their command lines: ``sentei export``, ``sentei eval`` (``--backend emu`` on the model
-file, ``--backend torch`` on the checkpoints), ``sentei perf``. A model is refused when its
+Every figure is measured here, by the library functions behind the package's commands, and
+recorded with those commands' lines: ``sentei export``, ``sentei eval`` (``--backend emu`` on
+the model file, ``--backend torch`` on the checkpoints), ``sentei perf``. A model is refused when its
 checkpoint's exact integer path and its model file disagree, or when the bundled teacher
 named is not the one it was distilled from. Nothing in the folder changes until every file
 is ready: they are built in a staging folder beside ``models.json``, moved in, and
@@ -26,8 +26,6 @@ the row.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import shlex
@@ -36,10 +34,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sentei.atomic_write import write_json
 from sentei.errors import SenteiError
 from sentei.host import format as fmt
 from sentei.host import registry
-from sentei.host.commands import write_json
 
 #: what a checkpoint keeps in the bundle: enough to run and export it, not to resume training
 RESUME_ONLY = ("optimizer", "rng", "best", "history", "averaged")
@@ -85,18 +83,7 @@ def check_free(dest: Path, manifest: dict, names: list[str], files: list[str], r
 
 
 # ---------------------------------------------------------------------------------------
-# the package's own commands, in-process
-
-def sentei(*argv, quiet: bool = False) -> None:
-    """Run ``sentei ARGV`` as the console script does; a failure (its message printed) stops here."""
-    from sentei import cli
-
-    out = io.StringIO() if quiet else sys.stdout
-    with contextlib.redirect_stdout(out):
-        status = cli.main([str(a) for a in argv])
-    if status != 0:
-        raise SenteiError(f"`sentei {' '.join(map(str, argv))}` failed (exit status {status}, its message above)")
-
+# the library functions behind the package's commands, in-process
 
 def machine(backend: str) -> str:
     import platform
@@ -109,12 +96,13 @@ def machine(backend: str) -> str:
     return f"CPU ({platform.machine()}, {cores}), torch {torch.__version__}, float32"
 
 
-def evaluate(model: Path | str, shown: str, data, split: str, backend: str, staging: Path) -> dict:
-    """``sentei eval`` of ``model``; the result with the command line a user reruns (``shown``)."""
-    out = staging / f".eval-{backend}-{Path(model).stem}.json"
-    sentei("eval", "--model", model, "--data", data, "--split", split, "--backend", backend, "--json", out)
-    result = json.loads(out.read_text(encoding="utf-8"))
-    out.unlink()
+def evaluate(model: Path | str, shown: str, data, split: str, backend: str) -> dict:
+    """What ``sentei eval`` finds for ``model`` (printed as it prints it); the result with the
+    command line a user reruns (``shown``)."""
+    from sentei.host import evaluation
+
+    result = evaluation.evaluate(model, data, split, backend)
+    print(evaluation.summary(result))
     result["command"] = f"sentei eval --model {shown} --data CAMVID --split {split} --backend {backend}"
     result["machine"] = machine(backend)
     return result
@@ -177,7 +165,7 @@ def bundle_teacher(run: Path, name: str, data, trained_on: str, dest: Path, spli
         shutil.copyfile(run / "teacher.pt", staging / files[0])
         shutil.copyfile(run / "config.yaml", staging / files[1])
         shutil.copyfile(run / "train.log", staging / files[2])
-        result = evaluate(staging / files[0], name, data, split, "torch", staging)
+        result = evaluate(staging / files[0], name, data, split, "torch")
         tcfg = cfg.get("train", {})
         info = {
             "name": name, "file": files[0], "config": files[1], "log": files[2],
@@ -205,6 +193,7 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
     """Bundle the finished compression run ``run`` as ``name`` (and ``name-qat``); its entry."""
     import torch
 
+    from sentei.overlay import perf
     from sentei.training import train
 
     metrics, cfg, _ = finished_run(run, "best.pt")
@@ -231,21 +220,18 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
         staging = Path(tmp)
         slim = {k: v for k, v in ckpt.items() if k not in RESUME_ONLY}
         torch.save(slim, staging / files[0])
-        sentei("export", staging / files[0], "-o", staging / files[1], "--name", name)
+        saved = train.load_checkpoint(staging / files[0])  # `sentei export` of the bundled checkpoint
+        train.export_checkpoint(saved, train.build_from_checkpoint(saved), staging / files[1], name)
         shutil.copyfile(run / "config.yaml", staging / files[2])
         shutil.copyfile(run / "train.log", staging / files[3])
-        emu = evaluate(staging / files[1], name, data, split, "emu", staging)
-        exact = evaluate(staging / files[0], qat, data, split, "torch", staging)
+        emu = evaluate(staging / files[1], name, data, split, "emu")
+        exact = evaluate(staging / files[0], qat, data, split, "torch")
         if emu["miou"] != exact["miou"] or emu["pixel_accuracy"] != exact["pixel_accuracy"]:
             raise SenteiError(f"{run}: the model file ({100 * emu['miou']:.4f} mIoU) and its checkpoint's exact "
                               f"integer path ({100 * exact['miou']:.4f}) disagree on {split}: the export does not "
                               f"compute what the checkpoint does; find the layer with sentei compare --exact")
-        perf_json = staging / ".perf.json"
-        sentei("perf", "--model", staging / files[1], "--board", board, "--clock-mhz", clock_mhz, "--json",
-               perf_json, quiet=True)
-        fps = json.loads(perf_json.read_text(encoding="utf-8"))["frames_per_s"]
-        perf_json.unlink()
         model = fmt.load(staging / files[1])
+        fps = perf.perf_report(model, board, clock_mhz)["frames_per_s"]  # as `sentei perf` reports it
         summary = train.summarize(model)
         teacher_val = models[teacher]["metrics"]["val_miou"]
         gap = round(100 * (teacher_val - emu["miou"]), 2)

@@ -1,6 +1,6 @@
 """The results table and plot of docs/results.md, from compression run directories.
 
-Every mIoU comes from ``sentei eval`` itself (run here through :func:`sentei.cli.main` on
+Every mIoU comes from what ``sentei eval`` runs (:func:`sentei.host.evaluation.evaluate` on
 each run's ``model.sentei``, integer engine ``--backend emu``); sparsity, weight memory
 and the spread of nonzeros per filter come from ``sentei.host.format.describe``.
 
@@ -10,26 +10,19 @@ and the spread of nonzeros per filter come from ``sentei.host.format.describe``.
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
 from pathlib import Path
 
+from sentei.atomic_write import write_json
 from sentei.host import format as fmt
 from sentei.host.visualize import save_figure
 from sentei.training.train import target_sparsity
 
 
 def evaluate(model_path, data, split, backend="emu") -> dict:
-    """``sentei eval --model M --data D --split S --backend B --json`` -> its JSON."""
-    from sentei.cli import main
+    """What ``sentei eval --model M --data D --split S --backend B --json`` writes."""
+    from sentei.host import evaluation
 
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "eval.json"
-        status = main(["eval", "--model", str(model_path), "--data", str(data), "--split", split,
-                       "--backend", backend, "--json", str(out)])
-        if status != 0:
-            raise SystemExit(f"sentei eval failed on {model_path}")
-        return json.loads(out.read_text())
+    return evaluation.evaluate(model_path, data, split, backend)
 
 
 def row(run_dir: Path, data, split) -> dict:
@@ -125,7 +118,7 @@ def main(argv=None) -> int:
     if args.table:
         fmt.atomic_write_bytes(args.table, text.encode("utf-8"))
     if args.json:
-        fmt.atomic_write_bytes(args.json, (json.dumps(rows, indent=2) + "\n").encode("utf-8"))
+        write_json(args.json, rows)
     if args.plot:
         plot(rows, args.teacher_miou, args.plot)
     return 0

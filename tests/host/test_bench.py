@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sentei.errors import SenteiError
-from sentei.host import bench, benchreport
+from sentei.host import bench, bench_engine, benchreport
 from sentei.host import power as pw
 from sentei.host.format import save
 from sentei.host.synthetic import random_model
@@ -125,7 +125,7 @@ class AllocatingEngine(CountingEngine):
 
 
 def test_peak_memory_is_each_runs_own_where_linux_can_reset_it():
-    if not bench._reset_host_peak_rss():
+    if not bench_engine._reset_host_peak_rss():
         pytest.skip("/proc/self/clear_refs cannot reset VmHWM here: the peak is the process's")
     frames = [np.zeros((2, 2, 3), np.uint8)]
     big = bench.time_run(AllocatingEngine(200), frames, n=2, warmup=0, power="none")["memory"]
@@ -135,7 +135,7 @@ def test_peak_memory_is_each_runs_own_where_linux_can_reset_it():
 
 
 def test_peak_memory_says_when_it_is_the_process_mark(monkeypatch):
-    monkeypatch.setattr(bench, "_reset_host_peak_rss", lambda: False)
+    monkeypatch.setattr(bench_engine, "_reset_host_peak_rss", lambda: False)
     run = bench.time_run(CountingEngine(), [np.zeros((2, 2, 3), np.uint8)], n=1, warmup=0, power="none")
     assert run["memory"]["host_rss_peak_scope"] == "process" and run["memory"]["host_rss_peak_mb"] > 0
 
