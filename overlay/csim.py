@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -33,16 +32,15 @@ from typing import Sequence
 
 import numpy as np
 
-from sentei.cache import cache_dir
 from sentei.errors import SenteiError
 from sentei.overlay import registers
+from sentei.overlay.toolchain import cache_root, find_compiler, hls_include_dir
 
 HERE = Path(__file__).resolve().parent
 HLS_DIR = HERE / "hls"
 TB_DIR = HERE / "tb"
 CXXFLAGS = ("-O2", "-std=c++14", "-fPIC", "-fvisibility=hidden", "-fvisibility-inlines-hidden",
             "-fno-gnu-unique")
-INSTALL_HINT = "pip install 'sentei[dev]'"
 BUILD_TIMEOUT_S = 900
 LIB_NAME = "libsentei_csim.so"
 TB_NAME = "sentei_tb"
@@ -50,36 +48,7 @@ MAX_FRAMES = 4096  # frames one start of the C-simulation may run (bounds the bu
 
 
 # ---------------------------------------------------------------------------------------
-# toolchain
-
-
-def hls_include_dir() -> Path:
-    """Directory of Xilinx's ``ap_int.h`` and ``hls_stream.h`` inside the installed hls4ml."""
-    spec = importlib.util.find_spec("hls4ml")
-    if spec is None or not spec.submodule_search_locations:
-        raise SenteiError(f"C-simulation needs Xilinx's ap_int.h from the hls4ml package, which is not "
-                          f"installed: {INSTALL_HINT}")
-    for root in spec.submodule_search_locations:
-        inc = Path(root) / "templates" / "vivado" / "ap_types"
-        if (inc / "ap_int.h").is_file() and (inc / "hls_stream.h").is_file():
-            return inc
-    raise SenteiError(f"the installed hls4ml has no templates/vivado/ap_types/ap_int.h; reinstall it: "
-                      f"{INSTALL_HINT}")
-
-
-def find_compiler() -> str:
-    """The C++ compiler: ``$CXX`` or ``g++`` on PATH."""
-    cxx = os.environ.get("CXX") or "g++"
-    path = shutil.which(cxx)
-    if path is None:
-        raise SenteiError(f"C-simulation needs a C++ compiler and {cxx!r} is not on PATH: install g++ "
-                          f"(e.g. apt-get install g++) and {INSTALL_HINT}")
-    return path
-
-
-def cache_root() -> Path:
-    """``$SENTEI_CACHE/csim``, or ``~/.cache/sentei/csim``."""
-    return cache_dir("csim")
+# sources (the compiler, headers and cache: sentei.overlay.toolchain)
 
 
 def _sources() -> list[Path]:

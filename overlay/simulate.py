@@ -42,7 +42,7 @@ SIM_TIMEOUT_S = 1800
 
 def binary() -> Path:
     """The compiled simulator (built on first use, cached by the hash of its source)."""
-    from sentei.overlay.csim import cache_root, find_compiler
+    from sentei.overlay.toolchain import cache_root, find_compiler
 
     cxx = find_compiler()
     digest = hashlib.sha256(SIM_SOURCE.read_bytes() + " ".join(SIM_FLAGS).encode() + cxx.encode()).hexdigest()[:16]

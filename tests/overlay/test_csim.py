@@ -14,7 +14,7 @@ from sentei.errors import SenteiError
 from sentei.host import reference
 from sentei.host.format import save
 from sentei.host.synthetic import TINY, LayerSpec, random_frame, random_model
-from sentei.overlay import csim, perf, registers
+from sentei.overlay import csim, perf, registers, toolchain
 from tests.overlay.csim_models import STARVED_LANES, odd, starved, tiny, wide
 
 
@@ -292,7 +292,7 @@ def test_closed_accelerator_refuses_commands(model):
 
 
 def test_missing_hls4ml_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(csim.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(toolchain.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(SenteiError, match=r"pip install 'sentei\[dev\]'"):
         csim.hls_include_dir()
 
