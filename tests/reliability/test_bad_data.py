@@ -108,7 +108,7 @@ def test_metrics_json_is_strict_json_even_for_classes_never_seen(tmp_path, capsy
 
 
 def test_write_json_turns_nan_into_null(tmp_path):
-    from sentei.host.commands import write_json
+    from sentei.atomic_write import write_json
 
     write_json(tmp_path / "r.json", {"a": float("nan"), "b": [1.5, float("inf")], "c": np.float64("-inf")})
     assert (tmp_path / "r.json").read_text().split() == ['{', '"a":', 'null,', '"b":', '[', '1.5,', 'null',

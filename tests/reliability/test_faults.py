@@ -113,7 +113,7 @@ def test_killed_between_write_and_rename_keeps_the_old_file(tmp_path):
 
 def test_report_writers_are_atomic(tmp_path, monkeypatch):
     """An error while a report is written leaves the old report and no temp file."""
-    from sentei.host.commands import write_json
+    from sentei.atomic_write import write_json
 
     path = write_json(tmp_path / "r.json", {"frames": 1})
 

@@ -34,7 +34,7 @@ def camvid(tiny_runs, tmp_path):
 @pytest.fixture
 def finished(tiny_runs, tmp_path):
     """The tiny compressed run as `sentei compress` leaves it: with its metrics.json."""
-    from sentei.host.commands import write_json
+    from sentei.atomic_write import write_json
 
     _, cdir, _, result = tiny_runs
     run = tmp_path / "compressed"
