@@ -59,9 +59,6 @@ KNOWN_CYCLES = {
     # perf_report(simulate=True) runs codegen's network facts through the simulator, while codegen
     # plans with perf's geometry: perf.py's report part belongs above codegen
     frozenset({"sentei.overlay.codegen", "sentei.overlay.perf"}),
-    # check_config tries the schedule with pruning.make_schedule; pruning takes GROUP_LAYOUTS and
-    # RANKINGS from config
-    frozenset({"sentei.training.config", "sentei.training.pruning"}),
 }
 
 

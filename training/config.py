@@ -15,6 +15,7 @@ from pathlib import Path
 from sentei.errors import SenteiError
 from sentei.host.format import SCHEMES
 from sentei.host.options import Number, as_option
+from sentei.training.pruning_names import GROUP_LAYOUTS, RANKINGS  # the commands take them from here too
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,6 @@ class Pair(Wrapped):
         return f"a pair {self.what}, each {self.rule.describe()}{order}"
 
 
-GROUP_LAYOUTS = ("flat", "channels")  # groupwise: flattened filter (ci, ky, kx), or Kang's channels at a tap
-RANKINGS = ("global", "layer")  # unstructured: one magnitude threshold over all pruned layers, or one per layer
 POSITIVE = Number(0, low_open=True)
 AMP = Choice(("bf16", "fp32", False))  # bfloat16 autocast on CUDA, or none
 

@@ -50,7 +50,7 @@ from torch.ao.pruning.sparsifier.utils import module_to_fqn
 from torch.nn.utils import parametrize
 
 from sentei.errors import SenteiError
-from sentei.training.config import GROUP_LAYOUTS, RANKINGS
+from sentei.training.pruning_names import GROUP_LAYOUTS, RANKINGS
 
 
 class Mask(FakeSparsity):
