@@ -113,6 +113,10 @@ def register(sub) -> None:
     p.add_argument("--sparsities", default=",".join(f"{s:g}" for s in (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)),
                    help="comma-separated sparsities per layer (default %(default)s)")
     p.add_argument("--layers", help="comma-separated layers (default: every conv, the classifier included)")
+    p.add_argument("--recalibrate", type=int_at_least(0), default=32, metavar="N",
+                   help="re-estimate the batch-norm statistics from the pruned layer on after each pruning, on the "
+                        "first N frames of --calibration-split (adaptive BN; default %(default)s; 0: as trained)")
+    p.add_argument("--calibration-split", default="train", help="split of --recalibrate's frames (default train)")
     p.add_argument("--out", required=True, help="folder for sensitivity.json, .md, .png")
     p.add_argument("--cache", help="cache file (default OUT/sensitivity-cache.json)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -412,7 +416,7 @@ def cmd_sensitivity(args) -> int:
     sensitivity.run(args.teacher, args.out, data_root=args.data, synthetic=args.synthetic, split=args.split,
                     size=size, limit=args.limit, sparsities=sensitivity.parse_sparsities(args.sparsities),
                     layers=layers, cache_path=args.cache, device=args.device, batch_size=args.batch_size,
-                    workers=args.workers)
+                    workers=args.workers, recalibrate=args.recalibrate, calibration_split=args.calibration_split)
     return 0
 
 

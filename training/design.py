@@ -317,6 +317,21 @@ def choose(front: list[dict], budget_miou: float | None, base: float) -> dict:
 # outputs
 
 
+def config_genes(space: Space, comp: dict) -> tuple | None:
+    """The genes of a compression config's own filter-wise design (``sparsity``, ``overrides``),
+    or None where it is not a point of the space (another scheme, a sparsity off the grid, a
+    layer kept dense here pruned there)."""
+    if comp.get("scheme", "filterwise") != "filterwise":
+        return None
+    overrides = comp.get("overrides") or {}
+    level = {n: float(overrides.get(n, comp.get("sparsity", 0.9))) for n in space.layer_names}
+    if any(level[n] != 0.0 for n in space.layer_names if n not in space.searched):
+        return None
+    if any(level[n] not in space.options for n in space.searched):
+        return None
+    return tuple(space.options.index(level[n]) for n in space.searched)
+
+
 def compression_config(base_cfg: dict, space: Space, design: dict, name: str) -> dict:
     """``base_cfg`` (a compression config) with the design's per-layer sparsities: filter-wise,
     every layer named in ``overrides`` (0.0: dense), ``sparsity`` the largest of them."""
@@ -346,7 +361,8 @@ def table(space: Space, front: list[dict], chosen: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(space: Space, result: dict, chosen: dict, uniform: list[dict], fps_target: float, title: str, path) -> None:
+def plot(space: Space, result: dict, chosen: dict, uniform: list[dict], fps_target: float, title: str, path,
+         reference: dict | None = None, reference_label: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -364,6 +380,9 @@ def plot(space: Space, result: dict, chosen: dict, uniform: list[dict], fps_targ
     if uniform:
         ax.scatter([d["fps"] for d in uniform], [100 * d["miou"] for d in uniform], marker="s", color="tab:red",
                    s=18, label="uniform sparsity (every searched layer)")
+    if reference is not None and reference["fits"]:
+        ax.scatter([reference["fps"]], [100 * reference["miou"]], marker="D", s=36, color="tab:purple", zorder=4,
+                   label=reference_label)
     ax.scatter([chosen["fps"]], [100 * chosen["miou"]], marker="*", s=160, color="tab:green", zorder=5,
                label="chosen")
     ax.axvline(fps_target, color="k", linestyle=":", linewidth=1, label=f"target {fps_target:g} fps")
@@ -383,7 +402,7 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
         command: str = "", log=print) -> dict:
     """The search and its outputs in ``out``: design.json, design.md, design.png, design.yaml."""
     from sentei.training.config import check_config, load_config
-    from sentei.training.sensitivity import load_result
+    from sentei.training.sensitivity import file_sha256, load_result
 
     if not 0 < fps < math.inf:
         raise SenteiError(f"--fps {fps:g}: a frame rate must be above 0, e.g. 400")
@@ -402,6 +421,10 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
         f"{generations} generations, seed {seed}")
     result = search(space, hardware, fps, population, generations, seed, log=log)
     uniform = [result["evaluated"][tuple([i] * len(space.searched))] for i in range(space.size)]
+    ref_genes = config_genes(space, comp)
+    reference = None
+    if ref_genes is not None:
+        reference = {"genes": ref_genes, "miou": space.predicted(ref_genes), **hardware(ref_genes)}
     if not result["front"]:
         fastest = max((e for e in result["evaluated"].values() if e["fits"]), key=lambda e: e["fps"], default=None)
         best = "no design fits the board" if fastest is None else f"the fastest that fits: {fastest['fps']:.1f} fps"
@@ -425,7 +448,9 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
     atomic_write_bytes(out / "design.md", text.encode("utf-8"))
     title = (f"{b.name} {hardware.clock_mhz:g} MHz, target {fps:g} fps, seed {seed}, "
              f"pop {population} x {generations} gen")
-    plot(space, result, chosen, [u for u in uniform if u["fits"]], fps, title, out / "design.png")
+    ref_label = f"the base config's own design ({Path(base_config).name})"
+    plot(space, result, chosen, [u for u in uniform if u["fits"]], fps, title, out / "design.png", reference,
+         ref_label)
     header = "".join(f"# {line}\n" for line in (
         f"written by: {command}" if command else "written by sentei design",
         f"board {b.name} at {hardware.clock_mhz:g} MHz, target {fps:g} frames/s: modeled "
@@ -451,6 +476,7 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
         "sensitivity_evaluated_on": ev, "designs_evaluated": len(result["evaluated"]),
         "front": [row(d) for d in result["front"]], "chosen": row(chosen),
         "uniform": [dict(row(u), sparsity_all=s) for u, s in zip(uniform, space.options)],
+        "base_config_design": None if reference is None else dict(row(reference), config=str(base_config)),
         "chosen_report": {"kind": report["kind"], "frames_per_s": report["frames_per_s"],
                           "bottleneck": report["pipeline"]["bottleneck"],
                           "within_ceilings": report["resources"]["within_ceilings"],
@@ -458,6 +484,7 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
                           "simulated_frames_per_s": (sim or {}).get("frames_per_s"), "simulation_error": sim_error},
         "config": str(out / "design.yaml"),
         "width_multiplier": "not searched: sentei compress builds the student as the teacher's network",
+        "perf_model": {"file": "overlay/perf.py", "sha256": file_sha256(hardware.perf.__file__)},
     }
     write_json(out / "design.json", summary)
     log(text.rstrip())
@@ -474,6 +501,9 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
             f"{100 * best_uniform['miou']:.2f} at {best_uniform['fps']:.1f} fps")
     else:
         log(f"no uniform sparsity of the grid reaches {fps:g} fps on {b.name}")
+    if reference is not None:
+        log(f"{ref_label}: predicted mIoU {100 * reference['miou']:.2f}, "
+            + (f"modeled {reference['fps']:.1f} fps" if reference["fits"] else "does not fit the board"))
     log(f"{len(result['evaluated'])} designs evaluated -> {out / 'design.yaml'} (sentei compress --config), "
         f"{out / 'design.md'}, {out / 'design.png'}, {out / 'design.json'}")
     return summary

@@ -15,6 +15,7 @@ rerun, or one with more sparsities, only evaluates what is new. Outputs (``--out
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -26,6 +27,7 @@ from sentei.errors import SenteiError
 FORMAT = "sentei-sensitivity"
 CACHE_FORMAT = "sentei-sensitivity-cache"
 DEFAULT_SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+DEFAULT_RECALIBRATE = 32  # train frames the batch-norm statistics are re-estimated on after each pruning
 
 
 def parse_sparsities(text: str) -> list[float]:
@@ -56,9 +58,12 @@ def split_checksum(split) -> str:
     return digest.hexdigest()[:16]
 
 
-def cache_key(teacher_sha: str, data_sha: str, split: str, size, layer: str | None, sparsity: float) -> str:
-    """The cache's key of one figure (``layer`` None: the dense teacher)."""
-    return json.dumps([teacher_sha, data_sha, split, f"{size[0]}x{size[1]}", layer, repr(float(sparsity))])
+def cache_key(teacher_sha: str, data_sha: str, split: str, size, layer: str | None, sparsity: float,
+              calibration: str | None = None) -> str:
+    """The cache's key of one figure (``layer`` None: the dense teacher; ``calibration``: the
+    batch-norm calibration frames' checksum, None without)."""
+    key = [teacher_sha, data_sha, split, f"{size[0]}x{size[1]}", layer, repr(float(sparsity))]
+    return json.dumps(key if calibration is None or layer is None else key + [f"bn-recalibrated:{calibration}"])
 
 
 class Cache:
@@ -106,13 +111,46 @@ def pruned_weight(weight, sparsity: float, layer: str):
     return weight * mask, filter_k(weight[0].numel(), sparsity)
 
 
+@contextlib.contextmanager
+def recalibrated(net, layer: str, frames, batch_size: int = 8):
+    """Inside: the running statistics of the batch-norms at and after ``layer`` re-estimated on
+    ``frames`` (a :class:`~sentei.training.data.Split`; None: as trained), the layers before it
+    untouched; afterwards as they were. Adaptive batch-norm (EagleEye, Li et al. 2020): a pruned
+    layer's outputs no longer have the statistics its batch-norm was trained on, so without it
+    an inference-only figure mostly measures that mismatch, which any fine-tuning removes."""
+    import torch
+
+    names = [n for n, _ in net.convs()]
+    bns = [] if frames is None else [block[1] for block in net.blocks[names.index(layer):]]
+    if not bns:
+        yield
+        return
+    saved = [(bn.momentum, {k: v.clone() for k, v in bn.state_dict().items()}) for bn in bns]
+    try:
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None  # a cumulative average over every calibration batch
+            bn.train()
+        with torch.no_grad():
+            for i in range(0, len(frames), batch_size):
+                net(frames.frames[i:i + batch_size])
+        net.eval()
+        yield
+    finally:
+        net.eval()
+        for bn, (momentum, state) in zip(bns, saved):
+            bn.momentum = momentum
+            bn.load_state_dict(state)
+
+
 def measure(net, split, sparsities, layers=None, *, cache: Cache, key, device="cpu", batch_size: int = 8,
-            num_classes: int = 11, progress=None) -> dict:
+            num_classes: int = 11, progress=None, calibration=None) -> dict:
     """The teacher's figures: ``{"dense": {...}, "rows": [{layer, fan_in, sparsity, k, miou, ...}]}``.
 
     ``net`` is the dense :class:`~sentei.training.models.FCN`; ``key(layer, sparsity)`` its
-    cache key; ``layers`` the names to prune (default every conv, classifier included). Each
-    layer's weight is put back after its figures.
+    cache key; ``layers`` the names to prune (default every conv, classifier included);
+    ``calibration`` frames to re-estimate the batch-norm statistics from the pruned layer on
+    (:func:`recalibrated`; None: none). Each layer's weight is put back after its figures.
     """
     import torch
 
@@ -128,7 +166,8 @@ def measure(net, split, sparsities, layers=None, *, cache: Cache, key, device="c
         found = cache.get(key(layer, sparsity))
         if found is None:
             start = time.perf_counter()
-            res = evaluate(net, split, device, batch_size, num_classes=num_classes, amp=False)
+            with recalibrated(net, layer, calibration if layer is not None else None, batch_size):
+                res = evaluate(net, split, device, batch_size, num_classes=num_classes, amp=False)
             found = {"miou": res["miou"], "pixel_accuracy": res["pixel_accuracy"], "k": k,
                      "seconds": round(time.perf_counter() - start, 3)}
             cache.put(key(layer, sparsity), found)
@@ -174,8 +213,13 @@ def markdown(result: dict) -> str:
     lines.append("")
     lines.append(f"{ev['split']} mIoU (%) of the dense teacher {100 * result['dense']['miou']:.2f}, one layer pruned "
                  f"filter-wise at a time (inference only, no fine-tuning); {ev['frames']} frames of split "
-                 f"{ev['split']} at {ev['size'][0]}x{ev['size'][1]}.")
+                 f"{ev['split']} at {ev['size'][0]}x{ev['size'][1]}{_recalibration(ev)}.")
     return "\n".join(lines) + "\n"
+
+
+def _recalibration(ev: dict) -> str:
+    cal = ev.get("bn_recalibration")
+    return "" if not cal else f", batch-norm re-estimated on {cal['frames']} {cal['split']} frames"
 
 
 def plot(result: dict, path) -> None:
@@ -195,7 +239,8 @@ def plot(result: dict, path) -> None:
     ev = result["evaluated_on"]
     ax.set_xlabel("sparsity of the one pruned layer (%), filter-wise")
     ax.set_ylabel(f"{ev['split']} mIoU (%)")
-    ax.set_title(f"{ev['frames']} frames at {ev['size'][0]}x{ev['size'][1]}, no fine-tuning", fontsize=9)
+    ax.set_title(f"{ev['frames']} frames at {ev['size'][0]}x{ev['size'][1]}, no fine-tuning{_recalibration(ev)}",
+                 fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -220,8 +265,11 @@ def load_result(path) -> dict:
 
 def run(teacher, out, *, data_root=None, synthetic=False, split="val", size=None, limit=None,
         sparsities=DEFAULT_SPARSITIES, layers=None, cache_path=None, device="cpu", batch_size=8, workers=2,
-        log=print) -> dict:
-    """Measure (or take from the cache), then write ``sensitivity.json/.md/.png`` into ``out``."""
+        recalibrate: int = DEFAULT_RECALIBRATE, calibration_split: str = "train", log=print) -> dict:
+    """Measure (or take from the cache), then write ``sensitivity.json/.md/.png`` into ``out``.
+
+    ``recalibrate``: frames of ``calibration_split`` (the first ones) to re-estimate the
+    batch-norm statistics on after each pruning (:func:`recalibrated`); 0: none."""
     import torch
 
     from sentei.training import data as D
@@ -240,25 +288,33 @@ def run(teacher, out, *, data_root=None, synthetic=False, split="val", size=None
     size = tuple(size) if size is not None else native
     if synthetic:
         frames = D.synthetic_split(limit or 8, *size, num_classes=net.num_classes, seed=2)
+        calib = D.synthetic_split(recalibrate, *size, num_classes=net.num_classes, seed=1) if recalibrate else None
         split_name = "synthetic"
     else:
         if not data_root:
             raise SenteiError("no data set: pass --data ROOT (the CamVid folder with val/ and valannot/), or "
                               "--synthetic")
         frames = D.load_camvid(data_root, split, size, limit, workers, progress=False)
+        calib = D.load_camvid(data_root, calibration_split, size, recalibrate, workers, progress=False) \
+            if recalibrate else None
         split_name = split
     frames = frames.to(device)
+    calib = calib.to(device) if calib is not None else None
+    calib_sha = split_checksum(calib) if calib is not None else None
+    calib_name = "synthetic-train" if synthetic else calibration_split
     teacher_sha = file_sha256(path)
     data_sha = split_checksum(frames)
     out = Path(out)
     cache = Cache(cache_path or out / "sensitivity-cache.json")
     where = (f"{len(frames)} frames of {split_name} at {size[0]}x{size[1]}"
              + ("" if size == native else f" (the teacher's input is {native[0]}x{native[1]})")
-             + ("" if not limit or synthetic else f" (--limit {limit})"))
+             + ("" if not limit or synthetic else f" (--limit {limit})")
+             + ("" if calib is None else f"; batch-norm statistics re-estimated after each pruning on "
+                                        f"{len(calib)} frames of {calib_name}"))
     log(f"sensitivity of {teacher} ({path.name}, sha256 {teacher_sha[:12]}): {where}, device {device}")
 
     def key(layer, sparsity):
-        return cache_key(teacher_sha, data_sha, split_name, size, layer, sparsity)
+        return cache_key(teacher_sha, data_sha, split_name, size, layer, sparsity, calib_sha)
 
     def progress(layer, sparsity, fig):
         what = "dense teacher" if layer is None else f"{layer} at {100 * sparsity:g} % (K {fig['k']})"
@@ -266,14 +322,18 @@ def run(teacher, out, *, data_root=None, synthetic=False, split="val", size=None
 
     torch.manual_seed(0)
     result = measure(net, frames, list(sparsities), layers, cache=cache, key=key, device=device,
-                     batch_size=batch_size, num_classes=net.num_classes, progress=progress)
+                     batch_size=batch_size, num_classes=net.num_classes, progress=progress, calibration=calib)
     result.update({
         "format": FORMAT, "teacher": str(teacher), "teacher_file": str(path), "teacher_sha256": teacher_sha,
         "model": model_cfg,
         "evaluated_on": {"split": split_name, "frames": len(frames), "size": list(size), "native_size": list(native),
-                         "limit": limit, "data_sha256": data_sha, "data": None if synthetic else str(data_root)},
+                         "limit": limit, "data_sha256": data_sha, "data": None if synthetic else str(data_root),
+                         "bn_recalibration": None if calib is None else
+                         {"split": calib_name, "frames": len(calib), "data_sha256": calib_sha}},
         "method": "one layer at a time pruned filter-wise (exactly K = floor((1 - s) * Cin*k*k) largest-magnitude "
-                  "weights per filter, at least 1), inference only; mIoU by sentei.training.train.evaluate",
+                  "weights per filter, at least 1), inference only (no weight is trained"
+                  + ("" if calib is None else "; the batch-norm statistics from the pruned layer on re-estimated")
+                  + "); mIoU by sentei.training.train.evaluate",
         "cache": {"path": str(cache.path), "hits": cache.hits, "evaluated": cache.misses},
     })
     result["dense"] = dict(result["dense"], k=None)

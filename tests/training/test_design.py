@@ -52,6 +52,16 @@ def test_hardware_model_prices_like_the_exported_model_file():
     assert perf.pipeline_interval(stand_in, plans) == perf.pipeline_interval(shipped, plans)
 
 
+def test_the_base_config_design_is_the_shipped_model(space):
+    from sentei.host import registry
+
+    genes = design.config_genes(space, load_config(DEFAULT_COMPRESS_CONFIG)["compress"])
+    shipped = registry.load_model("sentei-camvid-fw90")
+    assert space.ks(genes) == {layer.name: layer.k_nonzero for layer in shipped.layers}
+    assert design.config_genes(space, {"scheme": "groupwise", "sparsity": 0.9}) is None
+    assert design.config_genes(space, {"sparsity": 0.85}) is None  # off the grid
+
+
 def test_predictor_is_the_sum_of_layer_drops(space):
     genes = tuple(range(len(space.searched)))[:len(space.searched)]
     genes = tuple(g % space.size for g in genes)
@@ -113,6 +123,12 @@ def test_written_config_gives_the_chosen_k(space, tmp_path):
     got = {n: sorted({int(c) for c in nonzeros_per_filter(conv.weight)}) for n, conv in fcn.convs()}
     assert got == {n: [k] for n, k in chosen.items()}
     assert summary["chosen"]["frames_per_s"] >= 400 and summary["chosen_report"]["within_ceilings"]
+    ref = summary["base_config_design"]  # camvid-fw90.yaml itself: 0.9 in conv3-conv7
+    from sentei.host import registry
+
+    shipped = registry.load_model("sentei-camvid-fw90")  # priced like the model file it was exported as
+    assert ref["k"] == {layer.name: layer.k_nonzero for layer in shipped.layers}
+    assert ref["frames_per_s"] == pytest.approx(200e6 / perf.pipeline_interval(shipped, perf.allocate(shipped, "zcu104")))
 
 
 def test_budget_and_infeasible_targets_are_one_line(space, tmp_path, capsys):

@@ -40,7 +40,7 @@ def test_pruned_weight_keeps_exactly_k_per_filter():
 
 
 def _run(teacher, out, **kw):
-    args = dict(synthetic=True, limit=4, sparsities=(0.5, 0.9), cache_path=None, log=lambda *_: None)
+    args = dict(synthetic=True, limit=4, sparsities=(0.5, 0.9), cache_path=None, recalibrate=0, log=lambda *_: None)
     args.update(kw)
     return sensitivity.run(teacher, out, **args)
 
@@ -105,3 +105,41 @@ def test_bad_input_is_one_line(teacher, tmp_path, capsys):
                        "--out", str(tmp_path / "y")])
     err = capsys.readouterr().err
     assert status == 2 and err.count("\n") == 1 and "--sparsities '0.5,x'" in err
+
+
+def test_recalibration_touches_only_the_pruned_layer_on_and_is_undone(teacher, tmp_path, monkeypatch):
+    from sentei.training import data as D
+    from sentei.training import train
+
+    net = train.build_from_checkpoint(train.load_checkpoint(teacher)).eval()
+    stats = lambda: [(b[1].running_mean.clone(), b[1].running_var.clone()) for b in net.blocks]  # noqa: E731
+    before = stats()
+    seen = []
+    real = train.evaluate
+
+    def recording(net_, split, *a, **kw):
+        seen.append(stats())
+        return real(net_, split, *a, **kw)
+
+    monkeypatch.setattr(train, "evaluate", recording)
+    frames = D.synthetic_split(4, 32, 48, seed=2)
+    calib = D.synthetic_split(6, 32, 48, seed=1)
+    cache = sensitivity.Cache(tmp_path / "c.json")
+    out = sensitivity.measure(net, frames, [0.9], ["conv3"], cache=cache, key=lambda n, s: f"{n}{s}",
+                              calibration=calib)
+    assert len(seen) == 2  # the dense teacher as trained, then conv3 pruned and re-estimated
+    for (m0, v0), (m1, v1) in zip(before, seen[0]):
+        assert torch.equal(m0, m1) and torch.equal(v0, v1)
+    for n, ((m0, v0), (m1, v1)) in enumerate(zip(before, seen[1])):  # conv1, conv2 as trained; conv3, conv4 not
+        assert torch.equal(m0, m1) == (n < 2) and torch.equal(v0, v1) == (n < 2)
+    for (m0, v0), (m1, v1) in zip(before, stats()):  # and every statistic back afterwards
+        assert torch.equal(m0, m1) and torch.equal(v0, v1)
+    assert all(b[1].momentum == 0.1 for b in net.blocks) and not net.training
+    assert out["rows"][0]["k"] == filter_k(16 * 9, 0.9)
+    plain = sensitivity.cache_key("t", "d", "val", (32, 48), "conv3", 0.9)
+    assert sensitivity.cache_key("t", "d", "val", (32, 48), "conv3", 0.9, "c") != plain
+    assert sensitivity.cache_key("t", "d", "val", (32, 48), None, 0.0, "c") == \
+        sensitivity.cache_key("t", "d", "val", (32, 48), None, 0.0)  # the dense teacher is never re-estimated
+    result = _run(teacher, tmp_path / "r", layers=["conv2"], recalibrate=3)
+    assert result["evaluated_on"]["bn_recalibration"]["frames"] == 3
+    assert "batch-norm re-estimated on 3 synthetic-train frames" in (tmp_path / "r" / "sensitivity.md").read_text()
