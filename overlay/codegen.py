@@ -36,8 +36,9 @@ from sentei.errors import SenteiError
 
 FALLBACK_MAX_LANES = 8
 # structure the code generator takes from sentei.overlay.perf.layer_geometry
-GEOMETRY_FIELDS = ("chunk_channels", "chunks", "pixel_iterations", "window_iterations", "line_slots",
-                   "line_depth", "requant_units", "requant_span", "bank_bits", "slot_bits")
+GEOMETRY_FIELDS = ("pixels", "spacing", "row_groups", "chunk_channels", "chunks", "pixel_iterations",
+                   "window_iterations", "line_slots", "line_depth", "requant_units", "requant_span", "bank_bits",
+                   "col_bits", "slot_bits", "packed_products")
 
 
 def default_lanes(model) -> list:
@@ -134,9 +135,11 @@ class LayerFacts:
 
     @property
     def iterations(self) -> int:
-        """MAC-loop iterations per frame: Ho * Wo * NF * K (sparse) or Ho * Wo * NF * L (dense)."""
-        steps = self.k_nonzero if self.engine == "sparse" else dict(self.geometry)["chunks"]
-        return self.out_height * self.out_width * self.folds * steps
+        """MAC-loop iterations per frame: Ho * groups a row * NF * K (sparse, groups of Q pixels)
+        or Ho * Wo * NF * L (dense)."""
+        g = dict(self.geometry)
+        steps = self.k_nonzero if self.engine == "sparse" else g["chunks"]
+        return self.out_height * g["row_groups"] * self.folds * steps
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,9 @@ class NetworkFacts:
         run on the same bitstream."""
         facts = [(f.cin, f.cout, f.kernel, f.stride, f.dilation, f.padding, f.k_nonzero, f.lanes,
                   f.weight_bits, f.act, f.out_bits, f.line_storage, f.engine, dict(f.geometry)["chunk_channels"],
-                  f.act_depth, f.win_depth) for f in self.layers]
+                  f.act_depth, f.win_depth)
+                 + tuple(dict(f.geometry)[key] for key in ("pixels", "spacing", "packed_products")
+                         if dict(f.geometry)["pixels"] > 1) for f in self.layers]
         text = json.dumps([self.height, self.width, self.input_bits, facts, list(self.io_depths)])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -229,7 +234,9 @@ def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float 
         out_type = _act_type(layer.act, layer.out_bits)
         geo = perf.layer_geometry(model, n, lanes[n])
         storage = places[n]
-        depths = {"act_depth": perf.fifo_depth_pixels(model, n, geo), "win_depth": perf.fifo_depth_chunks(geo)}
+        producer_block = perf.layer_geometry(model, n - 1, lanes[n - 1])["block"] if n else 1
+        depths = {"act_depth": perf.fifo_depth_pixels(model, n, geo, producer_block),
+                  "win_depth": perf.fifo_depth_chunks(geo)}
         layers.append(LayerFacts(
             index=n, name=layer.name, cin=layer.in_channels, cout=layer.out_channels, kernel=layer.kernel,
             stride=layer.stride, dilation=layer.dilation, padding=layer.padding, in_height=h, in_width=w,
@@ -240,9 +247,10 @@ def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float 
             geometry=tuple((key, geo[key]) for key in GEOMETRY_FIELDS),
             line_storage=storage if storage != "none" else "bram"))
         in_type = out_type
+    last_block = perf.layer_geometry(model, len(lanes) - 1, lanes[-1])["block"]  # the logits' burst
     facts = NetworkFacts(model_name=model.name, height=model.input.height, width=model.input.width,
                          input_bits=model.input.bits, num_classes=model.num_classes, layers=tuple(layers),
-                         blob_words=blob_words(model))
+                         blob_words=blob_words(model), io_depths=(2, 2, 2 + last_block - 1))
     if fifo_depths == "rule":
         return facts
     from sentei.overlay import simulate
@@ -319,7 +327,7 @@ ${layer_configs}
 
 LAYER_CONFIG = Template("""\
 /// layer ${index} (${name}): ${cin} -> ${cout}, k=${kernel} s=${stride} d=${dilation} p=${padding},
-/// ${in_height}x${in_width} -> ${out_height}x${out_width}, K=${k_nonzero} of ${fan_in}, ${engine} engine, ${lanes} lanes x ${folds} folds,
+/// ${in_height}x${in_width} -> ${out_height}x${out_width}, K=${k_nonzero} of ${fan_in}, ${engine} engine, ${lanes} lanes x ${folds} folds x ${pixels} pixels ${spacing} apart,
 /// ${act} ${out_bits}-bit; ${iterations} MAC iterations per frame; window in ${chunks} chunks of
 /// ${chunk_channels} channels x ${kernel} taps, line-buffer rows in ${line_storage}
 struct layer${index}_config : conv_config_default {
@@ -337,6 +345,8 @@ struct layer${index}_config : conv_config_default {
     static const unsigned k_nonzero = ${k_nonzero};
     static const unsigned lanes = ${lanes};
     static const unsigned folds = ${folds};
+    static const unsigned pixels = ${pixels};
+    static const unsigned spacing = ${spacing};
     static const unsigned weight_bits = ${weight_bits};
     static const unsigned chunk_channels = ${chunk_channels};
     static const unsigned chunks = ${chunks};
@@ -347,7 +357,9 @@ struct layer${index}_config : conv_config_default {
     static const unsigned requant_units = ${requant_units};
     static const unsigned requant_span = ${requant_span};
     static const unsigned bank_bits = ${bank_bits};
+    static const unsigned col_bits = ${col_bits};
     static const unsigned slot_bits = ${slot_bits};
+    static const bool packed_products = ${packed_text};
     static const unsigned blob_offset = ${blob_offset};
     static const int act = ${act_enum};
     static const long long out_min = ${out_min}LL;
@@ -528,6 +540,7 @@ def _layer_fields(f: LayerFacts, following: LayerFacts | None, io_depths) -> dic
             **dict(f.geometry),
             "out_bits": f.out_bits, "out_min": f.out_min, "out_max": f.out_max, "in_type": f.in_type,
             "out_type": f.out_type, "iterations": f.iterations, "win_depth": f.win_depth,
+            "packed_text": "true" if dict(f.geometry)["packed_products"] else "false",
             "next_act_depth": following.act_depth if following else io_depths[2]}
 
 

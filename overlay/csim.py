@@ -526,7 +526,8 @@ def run_csim(model, frames=1, lanes=None, workdir: str | os.PathLike | None = No
     mismatches = [Mismatch(frame=m["frame"], stage=m["stage"], layer=names[m["stage"]], channel=m["channel"],
                            y=m["y"], x=m["x"], got=m["got"], expected=m["expected"]) for m in rep["mismatches"]]
     # what the same engine would run without zero skipping (the dense engine skips nothing)
-    dense = [f.out_height * f.out_width * f.folds * f.cin * f.kernel * f.kernel if f.engine == "sparse"
+    dense = [f.out_height * dict(f.geometry)["row_groups"] * f.folds * f.cin * f.kernel * f.kernel
+             if f.engine == "sparse"
              else f.iterations for f in facts.layers]
     return CsimReport(model=model.name, frames=len(frames), errors=int(rep["errors"]),
                       status_load=int(rep["status_load"]), status_run=[int(s) for s in rep["status_run"]],

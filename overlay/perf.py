@@ -79,6 +79,9 @@ URAM_MIN_BRAM18 = 4  # a row memory goes to URAM (where the board has it) when e
 # BRAM18 aspect ratios (width, depth) in simple dual-port mode
 BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 LUT_PER_LANE = 60  # accumulator adder, weight-memory addressing, lane control
+PIXEL_OPTIONS = (1, 2, 4)  # output pixels per sparse lane the allocator tries
+LUT_PER_PIXEL = 40  # sparse engine: a further pixel's accumulator adder and its finished-sum register mux
+LUT_PER_PACK = 20  # sparse engine: recovering two products from one packed multiply (an 18-bit sign fix-up)
 LUT_PER_SIMD = 24  # dense engine: one product's share of a lane's adder tree (~20-bit adds) and its multiplexing
 FF_PER_SIMD = 20  # dense engine: pipeline registers of the adder tree, per product
 LUT_PER_REQUANT = 300  # 64-bit round-add, 6-bit variable shift, two clamps
@@ -96,13 +99,15 @@ OUTPUT_WORDS_PER_CYCLE = 1  # write_logits: one int32 per clock
 UNSTRUCTURED_SEED = 0
 
 ASSUMPTIONS = (
-    "cycles per layer = Ho*Wo*(Cout/P)*K: one iteration of the II=1 MAC loop per stored weight "
-    "per lane; this is exactly the C-simulation's iteration count",
-    "engine clocks per frame = Ho*Wo*max((Cout/P)*K, L) + L + S + 10: one flattened II=1 loop whose "
-    "pixels take max(NF*K, L) clocks (L = k*Cin/Wc window chunks, loaded during the MACs; "
-    "the chunk width Wc is chosen so that L <= NF*K whenever the line buffer allows), the first "
-    "window (L), the last fold's requantization (S) and one pipeline fill",
-    "line buffer clocks per frame = H*W*Cin/Wc (word writes; 1 per pixel for k=1) + Ho*Wo*L "
+    "cycles per layer = Ho*G*(Cout/P)*K: one iteration of the II=1 MAC loop per stored weight "
+    "per lane, G groups of Q output pixels a row (G = Wo/Q for adjacent pixels; on a dilated layer "
+    "ceil(Wo/(M*Q))*M, groups of pixels M = d/gcd(s,d) apart in blocks of M*Q); this is exactly the "
+    "C-simulation's iteration count",
+    "engine clocks per frame = Ho*G*max((Cout/P)*K, L) + L + S + 2*(M*Q - 1) + 10: one flattened II=1 "
+    "loop whose groups take max(NF*K, L) clocks (L = the group's window columns x Cin/Wc chunks, loaded "
+    "during the MACs; the chunk width Wc is chosen so that L <= NF*K whenever the line buffer allows), "
+    "the first window (L), the last fold's requantization (S), the last blocks' pixels and one pipeline fill",
+    "line buffer clocks per frame = H*W*Cin/Wc (word writes; 1 per pixel for k=1) + Ho*G*L "
     "(chunk reads) + border positions off the output grid (one each)",
     "other stages: frame reader and input quantizer 1 pixel/clock (H*W), logits writer "
     "1 int32/clock (h*w*classes)",
@@ -112,19 +117,23 @@ ASSUMPTIONS = (
     "a layer buffers before its first output, each arriving at the bottleneck's pace",
     "frames/s is modeled, not measured: the requested clock is met, DDR never stalls the m_axi "
     "ports, weights are loaded once (CMD_LOAD_WEIGHTS) and not per frame",
-    "DSP48: 1 per lane MAC (an upper bound: HLS may build narrow products in LUTs), 4 per "
-    "shared requantizer (R = ceil(P/K) per layer, none in the logits layer), 6 for the input quantizer",
-    "window copies: per lane k*Wc LUTRAM banks of 2L activations (64 x 7 bits per 8 LUTs) and a "
-    "(banks x 64-word blocks):1 read multiplexer (N/4 LUT6 per bit)",
-    "BRAM18/URAM: per lane one weight memory of (Cout/P)*K entries (weight, bank, slot bits), per "
+    "DSP48: per sparse lane 1 per pixel, or 1 per pair of pixels where two 8-bit products share the "
+    "weight (WP486 packing on a DSP48E2; a DSP48E1 of Zynq-7000 takes one each), per dense lane 1 per "
+    "product (an upper bound: HLS may build narrow products in LUTs); 4 per shared requantizer "
+    "(R = min(ceil(Q*P/K), P) per layer, none in the logits layer), 6 for the input quantizer",
+    "window copies: per lane a LUTRAM bank per (group column, tap row, channel mod Wc) of 2*Cin/Wc "
+    "activations (64 x 7 bits per 8 LUTs) and per pixel a (k x k*Wc banks x 64-word blocks):1 read "
+    "multiplexer (N/4 LUT6 per bit); finished pixels: a LUTRAM of 2*M*Q words per output channel",
+"BRAM18/URAM: per lane one weight memory of (Cout/P)*K entries (weight, bank, slot bits), per "
     "requantizer one memory of NF*S x 69 bits; per layer with k>1, (k-1)*d+1 row memories of "
     "W*Cin/Wc words of Wc*input_bits (URAM where the board has it: the layers whose rows save the most "
     "BRAM18 per URAM, at least one, within the URAM ceiling); "
     "a chunk FIFO of L words; best BRAM18 aspect ratio; <= 64 words go to LUTRAM",
-    "LUT: per lane 60 + window copy; per requantizer 300 + S:1 multiplexer of 32 bits; per layer 400 "
+    "LUT: per lane 60 + 40 per further pixel + 20 per packed pair + window copy; per requantizer 300 + "
+    "S:1 multiplexer of 32 bits; per layer 400 "
     "+ the row multiplexers (k x Wc*bits x ((k-1)*d+1):1); shell 6000 -- +-50%",
-    "FF: per lane 104 (accumulator, finished sum, pipeline), per layer the pixel registers "
-    "(Cin + Cout activations) and 600, shell 8000",
+    "FF: per lane 104 (accumulator, finished sum, pipeline) + 64 per further pixel, per layer the "
+    "pixel registers (Cin + 2 x Cout activations where a block is one pixel) and 600, shell 8000",
     "the lane allocator keeps every resource within its ceiling (DSP 85 %, BRAM18 90 %, URAM 90 %, "
     "LUT 80 %, FF 80 % of the board's budget, shell included)",
     "pruned without the filter-wise constraint, lanes of a fold wait for its slowest filter "
@@ -306,53 +315,89 @@ ENGINES = ("sparse", "dense")
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """How one layer is built: its engine, lanes and line-buffer word width.
+    """How one layer is built: its engine, lanes, line-buffer word width and output pixels per lane.
 
     ``engine`` is ``sparse`` (sparse_conv.hpp: one stored weight per lane per clock, zeros
     skipped, a window copy per lane) or ``dense`` (dense_conv.hpp: a whole window chunk of
     ``k * chunk_channels`` weights per lane per clock, the window broadcast). ``lanes`` need
     not divide Cout: the last of the ceil(Cout/lanes) folds then has idle lanes.
     ``chunk_channels`` (Wc, a divisor of Cin) is None for "the best for these lanes"
-    (:func:`best_chunk_channels`).
+    (:func:`best_chunk_channels`). ``pixels`` (Q, sparse engine only, dividing Wo) is the
+    number of output pixels a lane computes with each weight it reads: Q MACs per lane per
+    clock, two of them in one DSP48E2 (:func:`packed_products`); on a dilated layer they are
+    spaced so that they share window columns (:func:`group_spacing`) unless ``adjacent``.
     """
 
     engine: str = "sparse"
     lanes: int = 1
     chunk_channels: int | None = None
+    pixels: int = 1
+    adjacent: bool = False
 
     def label(self) -> str:
-        """``8`` (sparse, 8 lanes), ``s8w4`` (Wc 4), ``d4w32`` (dense, 4 lanes, Wc 32): what --lanes takes."""
-        if self.engine == "sparse" and self.chunk_channels is None:
+        """``8`` (sparse, 8 lanes), ``s8w4`` (Wc 4), ``s8w4p2`` (two pixels a lane), ``s8w4p2a``
+        (two adjacent pixels on a dilated layer), ``d4w32`` (dense, 4 lanes, Wc 32): what
+        --lanes takes."""
+        if self.engine == "sparse" and self.chunk_channels is None and self.pixels == 1:
             return str(self.lanes)
         wc = "" if self.chunk_channels is None else f"w{self.chunk_channels}"
-        return f"{self.engine[0]}{self.lanes}{wc}"
+        px = "" if self.pixels == 1 else f"p{self.pixels}{'a' if self.adjacent else ''}"
+        return f"{self.engine[0]}{self.lanes}{wc}{px}"
 
 
 def as_plan(value) -> LayerPlan:
-    """A :class:`LayerPlan` from a plan, an int (sparse lanes) or a label (``d4w32``)."""
+    """A :class:`LayerPlan` from a plan, an int (sparse lanes) or a label (``d4w32``, ``s16w2p2``)."""
     if isinstance(value, LayerPlan):
         return value
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return LayerPlan("sparse", int(value))
     text = str(value).strip().lower()
-    m = re.fullmatch(r"([sd]?)(\d+)(?:w(\d+))?", text)
+    m = re.fullmatch(r"([sd]?)(\d+)(?:w(\d+))?(?:p(\d+)(a?))?", text)
     if not m:
-        raise SenteiError(f"layer plan {value!r}: expected LANES (sparse), sLANES[wWc] or dLANES[wWc], e.g. 8 or d4w32")
+        raise SenteiError(f"layer plan {value!r}: expected LANES (sparse), sLANES[wWc][pQ[a]] or dLANES[wWc], "
+                          f"e.g. 8, s16w2p2 or d4w32")
     engine = "dense" if m.group(1) == "d" else "sparse"
-    return LayerPlan(engine, int(m.group(2)), int(m.group(3)) if m.group(3) else None)
+    return LayerPlan(engine, int(m.group(2)), int(m.group(3)) if m.group(3) else None,
+                     int(m.group(4)) if m.group(4) else 1, bool(m.group(5)))
+
+
+def group_spacing(k: int, s: int, d: int, q: int, adjacent: bool = False) -> int:
+    """M, the distance in output pixels between the pixels of a group: 1 (adjacent) unless the
+    layer is dilated, where pixels ``d / gcd(s, d)`` apart share k - 1 of their window columns
+    (adjacent pixels of a dilated layer share none) -- or ``adjacent`` is asked for (no block
+    overhanging the row)."""
+    return 1 if q == 1 or k == 1 or adjacent else d // math.gcd(s, d)
+
+
+def group_offsets(k: int, s: int, d: int, q: int, m: int = 1) -> tuple[int, ...]:
+    """The window columns a group of ``q`` output pixels ``m`` apart (:func:`group_spacing`)
+    reads, as offsets from the group's first column: the distinct ``qq*m*s + kx*d`` (qq < q,
+    kx < k), ascending. The line buffer sends these columns once per group and every lane
+    keeps one copy of them (pixel_groups.hpp computes the same set)."""
+    return tuple(sorted({qq * m * s + kx * d for qq in range(q) for kx in range(k)}))
+
+
+def group_layout(wo: int, q: int, m: int) -> tuple[int, int]:
+    """``(blocks, groups)`` of an output row of ``wo`` pixels in groups of ``q`` pixels ``m``
+    apart: a block is m*q pixels (m groups, group r holding pixels r, r + m, ...); ``blocks`` =
+    ceil(wo / (m*q)) per row (the last one's pixels beyond the row are computed and dropped),
+    ``groups`` = blocks * m per row."""
+    blocks = -(-wo // (m * q))
+    return blocks, blocks * m
 
 
 @functools.lru_cache(maxsize=65536)
-def window_iterations(h: int, w: int, k: int, s: int, d: int, p: int, cin: int, wc: int) -> int:
+def window_iterations(h: int, w: int, k: int, s: int, d: int, p: int, cin: int, wc: int, q: int = 1,
+                      m: int = 1) -> int:
     """Clocks per frame of the window generator (line_buffer.hpp) with ``wc`` channels per
-    word, when the layers around it keep up.
+    word and groups of ``q`` output pixels ``m`` apart, when the layers around it keep up.
 
     ``k > 1`` (``line_buffer``): the writer stores a row of ``W * Cin/wc`` words one a clock
     once its slot is free (the reader has started the output row ``yo`` with
-    ``y < yo*s - p + span + s``); the reader sends an output row's ``Wo * L`` chunks one a
-    clock once the rows under it are complete (``rows_ready(yo) = clamp(yo*s - p + span, 0,
-    H)`` rows, seen 3 clocks after the last word); both act in the same clock. The frame
-    ends when both are done.
+    ``y < yo*s - p + span + s``); the reader sends an output row's ``groups * L`` chunks
+    (:func:`group_layout`; L = the group's columns x Cin/wc) one a clock once the rows under
+    it are complete (``rows_ready(yo) = clamp(yo*s - p + span, 0, H)`` rows, seen 3 clocks
+    after the last word); both act in the same clock. The frame ends when both are done.
     ``k = 1`` (``pointwise_window``): ``Cin/wc`` clocks per padded position on the output
     grid, one per other position.
     """
@@ -363,7 +408,7 @@ def window_iterations(h: int, w: int, k: int, s: int, d: int, p: int, cin: int, 
         return ho * wo * cw + positions - ho * wo
     span = d * (k - 1) + 1
     slots = span + s
-    row_words, reads = w * cw, wo * k * cw
+    row_words, reads = w * cw, group_layout(wo, q, m)[1] * len(group_offsets(k, s, d, q, m)) * cw
     w_start: list[int] = []  # writer start clock of each row, numbered across frames
     r_start: list[int] = []  # reader start clock of each output row, across frames
 
@@ -401,11 +446,30 @@ def dense_allowed(model, index: int) -> bool:
 
 
 def _engine_pixel(engine: str, folds: int, k_nonzero: int, chunks: int) -> int:
-    """Engine clocks per output pixel: sparse ``max(NF*K, L)``, dense ``NF*L``."""
+    """Engine clocks per output pixel (per group of pixels, sparse): sparse ``max(NF*K, L)``,
+    dense ``NF*L``."""
     return max(folds * k_nonzero, chunks) if engine == "sparse" else folds * chunks
 
 
-def best_chunk_channels(model, index: int, engine: str, lanes: int) -> int:
+def packed_products(model, index: int, pixels: int) -> bool:
+    """Whether a sparse lane of layer ``index`` computing ``pixels`` pixels multiplies two
+    activations by its weight in one multiplier (Xilinx WP486): ``(a1 << 18) + a0`` times the
+    weight in a 27 x 18 DSP48E2, both products recovered exactly from the 45-bit result.
+    Exact when both products fit 18 signed bits: activations and weights of at most 8 bits."""
+    return pixels > 1 and input_bits(model, index) <= 8 and model.layers[index].weight_bits <= 8
+
+
+def requant_sharing(sums: int, steps: int, pixels: int = 1) -> tuple[int, int]:
+    """``(R, S)``: R shared requantizers of S sums each for the ``sums`` = Q*P finished sums of
+    a fold, one sum a requantizer a clock during the next fold's ``steps`` clocks (S <= steps).
+    R is at most P, so S >= Q: the R sums of a clock belong to R different lanes, hence
+    different output channels (each channel's pixel memory has one write port)."""
+    lanes = max(1, sums // pixels)
+    units = min(-(-sums // steps), lanes)
+    return units, -(-sums // units)
+
+
+def best_chunk_channels(model, index: int, engine: str, lanes: int, pixels: int = 1, spacing: int = 1) -> int:
     """Wc for a layer: sparse, the divisor of Cin that minimizes ``max(engine, window
     generator)`` clocks, the narrowest among equals (deeper, cheaper memories); dense, the
     narrowest divisor whose stage is within 1 % of the fastest (the SIMD width grows with Wc:
@@ -415,15 +479,17 @@ def best_chunk_channels(model, index: int, engine: str, lanes: int) -> int:
     (cin, h, w), (cout, ho, wo) = shapes[index], shapes[index + 1]
     k = layer.kernel
     folds = -(-cout // lanes)
+    columns = len(group_offsets(k, layer.stride, layer.dilation, pixels, spacing))
+    groups = group_layout(wo, pixels, spacing)[1]
     options = [v for v in divisors(cin) if engine == "sparse" or k * (cin // v) >= 2]
     if not options:
         raise SenteiError(f"layer {layer.name}: the dense engine needs a window of at least two chunks "
                           f"(Cin {cin} with k = {k}); use the sparse engine")
 
     def stage(wc: int) -> int:
-        chunks = k * (cin // wc)
-        return max(ho * wo * _engine_pixel(engine, folds, layer.k_nonzero, chunks),
-                   window_iterations(h, w, k, layer.stride, layer.dilation, layer.padding, cin, wc))
+        chunks = columns * (cin // wc)
+        return max(ho * groups * _engine_pixel(engine, folds, layer.k_nonzero, chunks),
+                   window_iterations(h, w, k, layer.stride, layer.dilation, layer.padding, cin, wc, pixels, spacing))
 
     if engine == "sparse":
         return min(options, key=lambda v: (stage(v), v))
@@ -434,15 +500,17 @@ def best_chunk_channels(model, index: int, engine: str, lanes: int) -> int:
 def layer_geometry(model, index: int, plan) -> dict:
     """The compile-time structure of layer ``index`` built as ``plan`` (what codegen states).
 
-    ``plan`` is a :class:`LayerPlan` or an int (sparse lanes). ``requant_units`` R =
-    ceil(P/T) requantizers serve ``requant_span`` S = ceil(P/R) <= T lanes each, T the clocks
-    of a fold (K sparse, L dense).
+    ``plan`` is a :class:`LayerPlan` or an int (sparse lanes). A sparse layer runs its
+    output pixels in groups of Q = ``pixels`` adjacent ones; the window of a group is its
+    ``group_columns`` distinct columns (:func:`group_offsets`), L = ``chunks`` of them per
+    group. ``requant_units`` R requantizers serve ``requant_span`` S sums each
+    (:func:`requant_sharing`: Q*P sums a fold, T clocks a fold -- K sparse, L dense).
     """
     plan = as_plan(plan)
     layer = model.layers[index]
     shapes = model.shapes()
     (cin, h, w), (cout, ho, wo) = shapes[index], shapes[index + 1]
-    lanes = plan.lanes
+    lanes, q = plan.lanes, plan.pixels
     if plan.engine not in ENGINES:
         raise SenteiError(f"layer {layer.name}: engine {plan.engine!r} is not one of {', '.join(ENGINES)}")
     if not 1 <= lanes <= cout:
@@ -451,39 +519,50 @@ def layer_geometry(model, index: int, plan) -> dict:
         raise SenteiError(f"layer {layer.name}: the dense engine needs a window of at least two chunks; "
                           f"use the sparse engine")
     k, kn = layer.kernel, layer.k_nonzero
-    wc = plan.chunk_channels or best_chunk_channels(model, index, plan.engine, lanes)
+    if q < 1 or (q > 1 and (plan.engine != "sparse" or q > kn or (k == 1 and wo % q))):
+        raise SenteiError(f"layer {layer.name}: {q} pixels a lane: the sparse engine takes 1 to K = {kn} "
+                          f"pixels (on a 1x1 layer a divisor of the output width {wo}), the dense engine 1")
+    spacing = group_spacing(k, layer.stride, layer.dilation, q, plan.adjacent)
+    wc = plan.chunk_channels or best_chunk_channels(model, index, plan.engine, lanes, q, spacing)
     if wc < 1 or cin % wc:
         raise SenteiError(f"layer {layer.name}: chunk width {wc} must divide Cin = {cin} (one of {divisors(cin)})")
     if plan.engine == "dense" and k * (cin // wc) < 2:
         raise SenteiError(f"layer {layer.name}: chunk width {wc} leaves {k * (cin // wc)} chunk a window; the "
                           f"dense engine needs at least two (a narrower chunk)")
     folds = -(-cout // lanes)
-    chunks = k * (cin // wc)
-    fold_clocks = kn if plan.engine == "sparse" else chunks
-    units = -(-lanes // fold_clocks)
-    span = -(-lanes // units)
-    banks = k * wc
+    cw = cin // wc
+    columns = len(group_offsets(k, layer.stride, layer.dilation, q, spacing))
+    chunks = columns * cw
+    sparse = plan.engine == "sparse"
+    units, span = requant_sharing(q * lanes, kn if sparse else chunks, q)
     pixel = _engine_pixel(plan.engine, folds, kn, chunks)
-    window = window_iterations(h, w, k, layer.stride, layer.dilation, layer.padding, cin, wc)
+    window = window_iterations(h, w, k, layer.stride, layer.dilation, layer.padding, cin, wc, q, spacing)
+    blocks, row_groups = group_layout(wo, q, spacing)
+    groups = ho * row_groups
     return {
-        "engine": plan.engine, "lanes": lanes, "folds": folds,
-        "chunk_channels": wc, "chunks": chunks, "pixel_iterations": pixel,
+        "engine": plan.engine, "lanes": lanes, "folds": folds, "pixels": q, "spacing": spacing,
+        "block": spacing * q, "row_groups": row_groups,
+        "chunk_channels": wc, "chunks": chunks, "group_columns": columns, "pixel_iterations": pixel,
         "window_iterations": window,
         "line_slots": layer.dilation * (k - 1) + 1 + layer.stride if k > 1 else 1,
-        "line_depth": w * (cin // wc) if k > 1 else 1,
+        "line_depth": w * cw if k > 1 else 1,
         "requant_units": units, "requant_span": span,
-        "banks": banks, "bank_bits": field_bits(banks), "slot_bits": field_bits(chunks),
-        "simd": banks if plan.engine == "dense" else 1,
-        "engine_cycles": engine_clocks(ho * wo * pixel, chunks, span),
-        "mac_iterations": ho * wo * folds * (kn if plan.engine == "sparse" else chunks),
+        # sparse entries name a tap (ky, channel mod Wc) = bank, a window column kx and a chunk
+        # cw = channel / Wc; the dense engine addresses chunks only
+        "banks": k * wc, "bank_bits": field_bits(k * wc), "col_bits": field_bits(k),
+        "slot_bits": field_bits(cw) if sparse else field_bits(chunks),
+        "packed_products": int(sparse and packed_products(model, index, q)),
+        "simd": k * wc if plan.engine == "dense" else 1,
+        "engine_cycles": engine_clocks(groups * pixel, chunks, span + 2 * (spacing * q - 1)),
+        "mac_iterations": groups * folds * (kn if sparse else chunks),
     }
 
 
-def engine_clocks(pixel_clocks: int, chunks: int, span: int) -> int:
-    """Clocks per frame of an engine whose pixels take ``pixel_clocks`` in all: plus the
-    first window (``chunks``), the last fold's requantization (``span``) and the pipeline fill
-    (see ASSUMPTIONS)."""
-    return pixel_clocks + chunks + span + PIPELINE_FILL
+def engine_clocks(pixel_clocks: int, chunks: int, tail: int) -> int:
+    """Clocks per frame of an engine whose groups take ``pixel_clocks`` in all: plus the
+    first window (``chunks``), what follows the loop (``tail``: the last fold's requantization
+    and the last blocks' pixels) and the pipeline fill (see ASSUMPTIONS)."""
+    return pixel_clocks + chunks + tail + PIPELINE_FILL
 
 
 def line_placement(model, lanes, board=None, uram_limit: int | None = None) -> list[str]:
@@ -544,14 +623,20 @@ def layer_resources(model, index: int, plan, board=None, storage: str | None = N
         win_bram, win_lut = memory_cost(2 * g["chunks"], chunk_bits)
         lane_lut = LUT_PER_LANE + g["simd"] * LUT_PER_SIMD
         macs = lanes * g["simd"]
-    else:  # one entry (weight, bank, slot) per lane, fold and weight; a window copy per lane
-        ebits = layer.weight_bits + g["bank_bits"] + g["slot_bits"]
+    else:  # one entry (weight, bank, column, slot) per lane, fold and weight; a window copy per lane
+        q = g["pixels"]
+        ebits = layer.weight_bits + g["bank_bits"] + g["col_bits"] + g["slot_bits"]
         w_bram, w_lut = memory_cost(folds * k, lanes * ebits)  # ARRAY_RESHAPE: one word for all lanes
-        depth = 2 * g["chunks"]
+        # a copy: a bank per (group column, tap, channel mod Wc) of 2 * Cin/Wc activations
+        # (two halves); each of the Q pixels reads through a mux over its k columns' banks
+        depth = 2 * (cin // g["chunk_channels"])
+        banks = g["group_columns"] * g["banks"]
         win_bram = 0
-        win_lut = lanes * (g["banks"] * lutram_luts(depth, bits) + mux_luts(g["banks"] * -(-depth // 64), bits))
-        lane_lut = LUT_PER_LANE
-        macs = lanes
+        win_lut = lanes * (banks * lutram_luts(depth, bits)
+                           + q * mux_luts(layer.kernel * g["banks"] * -(-depth // 64), bits))
+        lane_lut = LUT_PER_LANE + (q - 1) * LUT_PER_PIXEL + (q // 2) * LUT_PER_PACK * g["packed_products"]
+        macs = lanes * q
+    q_bram, q_lut = memory_cost(folds * g["requant_span"], REQUANT_PARAM_BITS)
     q_bram, q_lut = memory_cost(folds * g["requant_span"], REQUANT_PARAM_BITS)
     # line buffer: SPAN + S row memories of line_depth words of Wc*bits, k row multiplexers
     lb = {"bram18": 0, "uram": 0, "lut": 0}
@@ -569,24 +654,42 @@ def layer_resources(model, index: int, plan, board=None, storage: str | None = N
     f_bram, f_lut = memory_cost(win_depth, chunk_bits)  # chunk FIFO
     a_bram, a_lut = memory_cost(act_depth, cin * bits)  # input pixel FIFO
     requant_lut = 0 if logits else units * (LUT_PER_REQUANT + mux_luts(g["requant_span"], ACC_BITS))
+    # finished pixels, two blocks of M*Q (one filled, one leaving): registers for one pixel a
+    # block, else a LUTRAM per output channel (its requantizer writes, the pixel word reads)
+    block_ff = 2 * cout * out_bits if g["block"] == 1 else 0
+    block_lut = 0 if g["block"] == 1 else cout * lutram_luts(2 * g["block"], out_bits)
+    # the block's burst room in the next layer's pixel FIFO (fifo_depth_pixels), counted here,
+    # with the layer that needs it, as its own memory: an overestimate of at most one memory block
+    burst_bram, burst_lut = memory_cost(g["block"] - 1, cout * out_bits)
     return {
         "engine": g["engine"],
-        "dsp": macs * DSP_PER_LANE + (0 if logits else units * DSP_PER_REQUANT),
+        "dsp": (macs * DSP_PER_LANE if dense else lanes * dsp_per_lane(g, board))
+        + (0 if logits else units * DSP_PER_REQUANT),
         "macs_per_clock": macs,
         "bram18_weights": w_bram + units * q_bram,
-        "bram18_line_buffer": lb["bram18"] + f_bram + a_bram + win_bram,
-        "bram18": w_bram + units * q_bram + lb["bram18"] + f_bram + a_bram + win_bram,
+        "bram18_line_buffer": lb["bram18"] + f_bram + a_bram + win_bram + burst_bram,
+        "bram18": w_bram + units * q_bram + lb["bram18"] + f_bram + a_bram + win_bram + burst_bram,
         "uram": lb["uram"],
         "weight_bits_on_chip": (lanes * folds * g["chunks"] * ebits if dense else cout * k * ebits)
         + cout * REQUANT_PARAM_BITS,
         "lut_windows": win_lut,
         "lut": lanes * lane_lut + w_lut + win_lut + units * q_lut + requant_lut + LUT_PER_LAYER
-        + lb["lut"] + f_lut + a_lut,
-        "ff": lanes * FF_PER_LANE + (macs * FF_PER_SIMD if dense else 0) + cin * bits + cout * out_bits
-        + FF_PER_LAYER,
+        + lb["lut"] + f_lut + a_lut + block_lut + burst_lut,
+        "ff": lanes * FF_PER_LANE + (macs * FF_PER_SIMD if dense else (macs - lanes) * 2 * ACC_BITS)
+        + cin * bits + block_ff + FF_PER_LAYER,
         "line_storage": where if layer.kernel > 1 else "none",
-        **{key: g[key] for key in ("lanes", "folds", "chunk_channels", "chunks", "requant_units")},
+        **{key: g[key] for key in ("lanes", "folds", "pixels", "chunk_channels", "chunks", "requant_units")},
     }
+
+
+def dsp_per_lane(g: dict, board=None) -> int:
+    """DSP48s of one sparse lane: one per pixel, or one per pair of pixels where the products
+    are packed (:func:`packed_products`) and the board's DSP48E2 takes the 27-bit operand
+    (every board without a family, ``board=None``, is priced as one)."""
+    q = g["pixels"]
+    family = _board(board).family if board is not None else "zynq_us+"
+    per_dsp = MACS_PER_DSP.get(family, 1) if g["packed_products"] else 1
+    return -(-q // per_dsp)
 
 
 def fifo_depth_chunks(g: dict) -> int:
@@ -596,12 +699,15 @@ def fifo_depth_chunks(g: dict) -> int:
     return 2 * g["chunks"]
 
 
-def fifo_depth_pixels(model, index: int, g: dict) -> int:
+def fifo_depth_pixels(model, index: int, g: dict, producer_block: int = 1) -> int:
     """Depth of the pixel FIFO in front of a layer's window generator, before simulation:
     four pixels for k > 1 (the generator keeps ``stride`` spare rows and takes a pixel
-    whenever one is there, so the layer before never waits for its reads), two for k = 1.
-    The simulation (:mod:`sentei.overlay.simulate`) deepens it where the pipeline needs more."""
-    return 4 if model.layers[index].kernel > 1 else 2
+    whenever one is there, so the layer before never waits for its reads), two for k = 1;
+    plus the burst of the layer before (``producer_block`` - 1: a block of M*Q pixels leaves
+    its engine one a clock, faster than a window generator takes them, and an engine whose
+    pixel cannot leave stops its MACs). The simulation (:mod:`sentei.overlay.simulate`)
+    deepens it where the pipeline needs more."""
+    return (4 if model.layers[index].kernel > 1 else 2) + producer_block - 1
 
 
 SHELL_RESOURCES = {"dsp": DSP_INPUT_QUANT, "bram18": 0, "uram": 0, "lut": LUT_SHELL, "ff": FF_SHELL}
@@ -697,47 +803,54 @@ def conv_stage_cycles(model, index: int, plan) -> int:
 
 def layer_options(model, index: int) -> list[LayerPlan]:
     """Every distinct way to build layer ``index``: the sparse engine with P = ceil(Cout/NF)
-    lanes for each fold count NF, and (where it can run) the dense engine with those lanes
+    lanes for each fold count NF and each pixel count of :data:`PIXEL_OPTIONS` that divides
+    the output width, and (where it can run) the dense engine with those lanes
     and each chunk width Wc dividing Cin that leaves >= 2 chunks a window."""
     layer = model.layers[index]
     cout, cin, k = layer.out_channels, layer.in_channels, layer.kernel
     lanes = sorted({-(-cout // nf) for nf in range(1, cout + 1)})
-    plans = [LayerPlan("sparse", p) for p in lanes]
+    wo = model.shapes()[index + 1][2]  # groups may overhang the row (group_layout), not exceed it
+    pixels = [q for q in PIXEL_OPTIONS if q <= layer.k_nonzero and q <= wo and (k > 1 or wo % q == 0)]
+    spaced = layer.kernel > 1 and layer.dilation > 1  # spaced groups share columns; adjacent ones overhang no row
+    plans = [LayerPlan("sparse", p, None, q, adj) for q in pixels for p in lanes
+             for adj in ((False, True) if spaced and q > 1 else (False,))]
     if dense_allowed(model, index):
         plans += [LayerPlan("dense", p, wc) for p in lanes for wc in divisors(cin) if k * (cin // wc) >= 2]
     return plans
 
 
-def _frontier(model, index: int, board, limits: dict) -> list[tuple[int, float, LayerPlan]]:
-    """The options of a layer worth taking: ``(stage clocks, cost, plan)`` sorted from the
-    slowest, each faster than the one before and the cheapest at its speed. The cost is the
-    layer's resources as shares of the allocator's limits, summed."""
+def _layer_rows(model, index: int, board, limits: dict) -> list[tuple[int, dict, LayerPlan]]:
+    """Every option of a layer as ``(stage clocks, resource shares of the limits, plan)``."""
     rows = []
     for plan in layer_options(model, index):
         res = layer_resources(model, index, plan, board)
-        cost = sum(res.get(key, 0) / limits[key] for key in BUDGET_FIELDS if limits[key])
-        rows.append((conv_stage_cycles(model, index, plan), cost, plan))
-    rows.sort(key=lambda r: (-r[0], r[1]))
-    front, best = [], math.inf
-    for cycles, cost, plan in sorted(rows, key=lambda r: (r[1], -r[0])):  # by cost: keep each new speed record
-        if cycles < best:
-            front.append((cycles, cost, plan))
-            best = cycles
-    return front  # cost ascending = clocks descending
+        shares = {key: res.get(key, 0) / limits[key] for key in BUDGET_FIELDS if limits[key]}
+        rows.append((conv_stage_cycles(model, index, plan), shares, plan))
+    return rows
+
+
+def _weightings() -> list[dict[str, float]]:
+    """How the allocator prices a layer's resources against each other: all alike, or one of
+    them (the one a design runs out of) eight times dearer than the rest."""
+    out = [{key: 1.0 for key in BUDGET_FIELDS}]
+    for scarce in BUDGET_FIELDS:
+        out.append({key: 8.0 if key == scarce else 1.0 for key in BUDGET_FIELDS})
+    return out
 
 
 def allocate(model, board, clock_mhz: float | None = None,
              dsp_fraction: float | None = None, ceilings: dict | None = None) -> list[LayerPlan]:
-    """A :class:`LayerPlan` per layer (engine, lanes, chunk width) balancing the pipeline
-    within every budget.
+    """A :class:`LayerPlan` per layer (engine, lanes, chunk width, pixels) balancing the
+    pipeline within every budget.
 
-    Each layer's options (:func:`layer_options`) are reduced to a frontier: faster and
-    faster plans, each the cheapest at its speed (cost: the layer's resources as shares of
-    the limits). Greedy on the bottleneck: start every layer at its cheapest plan; while the
-    slowest conv stage is slower than the stages plans cannot speed up (frame reader, logits
-    writer), move *that* layer to the next plan of its frontier that keeps the whole design
-    (:func:`design_resources`, shell included) within :func:`resource_limits` for every
-    resource -- DSP48, BRAM18, URAM, LUT and FF; stop when none does.
+    The smallest pipeline interval T the budgets allow, searched by bisection over the stage
+    clocks the layers' options (:func:`layer_options`) give: for a candidate T every layer
+    takes its cheapest option whose stage is at most T (cheapest by its resources as shares
+    of the limits, weighted all alike or with one resource dearer: :func:`_weightings`), and T
+    is feasible when one weighting's picks keep the whole design (:func:`design_resources`,
+    shell included) within :func:`resource_limits` for every resource -- DSP48, BRAM18, URAM,
+    LUT and FF. T never goes below the stages plans cannot speed up (frame reader, logits
+    writer).
 
     Parameters
     ----------
@@ -763,31 +876,43 @@ def allocate(model, board, clock_mhz: float | None = None,
     if clock_mhz is not None:
         check_clock(b, clock_mhz)
     limits = resource_limits(b, dsp_fraction, ceilings)
-    fronts = [_frontier(model, n, b, limits) for n in range(len(model.layers))]
-    step = [0] * len(fronts)
-    plans = [f[0][2] for f in fronts]
-    used = design_resources(model, plans, b, limits["uram"])
-    over = over_limits(used, limits)
-    if over:
-        key = over[0]
+    rows = [_layer_rows(model, n, b, limits) for n in range(len(model.layers))]
+    weightings = _weightings()
+
+    def pick(target: float, weights: dict) -> list[LayerPlan] | None:
+        plans = []
+        for layer_rows in rows:
+            ok = [r for r in layer_rows if r[0] <= target]
+            if not ok:
+                return None
+            plans.append(min(ok, key=lambda r: (sum(weights[k] * v for k, v in r[1].items()), r[0]))[2])
+        return plans
+
+    def fitting(target: float) -> list[LayerPlan] | None:
+        for weights in weightings:
+            plans = pick(target, weights)
+            if plans is not None and not over_limits(design_resources(model, plans, b, limits["uram"]), limits):
+                return plans
+        return None
+
+    cheapest = pick(math.inf, weightings[0])
+    plans = fitting(math.inf)
+    if plans is None:
+        used = design_resources(model, cheapest, b, limits["uram"])
+        key = over_limits(used, limits)[0]
         raise SenteiError(f"model {model.name} needs {used[key]:,} {RESOURCE_NAMES[key]} at its cheapest, "
                           f"more than {limits[key]:,} ({limits[key] / b.budget[key]:.0%} of {b.name}'s "
                           f"{b.budget[key]:,}): {RESOURCE_ADVICE[key]}")
     floor = max(fixed_stages(model).values())
-    cycles = [f[0][0] for f in fronts]
-    while True:
-        n = max(range(len(plans)), key=lambda i: (cycles[i], -i))
-        if cycles[n] <= floor:
-            break
-        for nxt in range(step[n] + 1, len(fronts[n])):
-            trial = plans[:n] + [fronts[n][nxt][2]] + plans[n + 1:]
-            if not over_limits(design_resources(model, trial, b, limits["uram"]), limits):
-                break
+    targets = sorted({c for layer_rows in rows for c, _, _ in layer_rows if c > floor} | {floor})
+    lo, hi = 0, len(targets)  # targets[hi:] are feasible (hi = len: only "no target", plans above)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        found = fitting(targets[mid])
+        if found is None:
+            lo = mid + 1
         else:
-            break  # no faster plan of the bottleneck fits
-        step[n] = nxt
-        plans = trial
-        cycles[n] = fronts[n][nxt][0]
+            plans, hi = found, mid
     return plans
 
 
@@ -808,7 +933,7 @@ def resolve_plans(model, plans) -> list[LayerPlan]:
     out = []
     for n, plan in enumerate(plans):
         g = layer_geometry(model, n, plan)
-        out.append(LayerPlan(g["engine"], g["lanes"], g["chunk_channels"]))
+        out.append(LayerPlan(g["engine"], g["lanes"], g["chunk_channels"], g["pixels"], as_plan(plan).adjacent))
     return out
 
 
@@ -896,28 +1021,30 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
         lanes_n, folds = g["lanes"], g["folds"]
         sparse = g["engine"] == "sparse"
         padded = np.zeros(folds * lanes_n, dtype=np.int64)  # idle lanes of a last fold: no work
+        gw = g["row_groups"]  # groups of Q pixels a row: a lane's weight serves all Q
 
         def fold_sync(counts) -> int:
             padded[:cout] = counts
-            return fold_sync_cycles(ho, wo, padded, lanes_n) if sparse else g["mac_iterations"]
+            return fold_sync_cycles(ho, gw, padded, lanes_n) if sparse else g["mac_iterations"]
 
         def engine(mac_cycles: int) -> int:
-            return engine_clocks(max(mac_cycles, ho * wo * g["chunks"]), g["chunks"], g["requant_span"])
+            return engine_clocks(max(mac_cycles, ho * gw * g["chunks"]), g["chunks"],
+                                 g["requant_span"] + 2 * (g["block"] - 1))
 
         row = {
             "name": layer.name, "in": list(shapes[n]), "out": list(shapes[n + 1]),
             "kernel": layer.kernel, "stride": layer.stride, "dilation": layer.dilation,
             "fan_in": fan_in, "k_nonzero": k, "nnz_min": int(nnz.min()), "nnz_max": int(nnz.max()),
-            "plan": LayerPlan(g["engine"], lanes_n, g["chunk_channels"]).label(),
+            "plan": LayerPlan(g["engine"], lanes_n, g["chunk_channels"], g["pixels"], as_plan(p).adjacent).label(),
             "macs_dense": ho * wo * cout * fan_in,
             "macs_nonzero": ho * wo * int(nnz.sum()),
             "macs_executed": ho * wo * cout * k,
             "cycles": g["mac_iterations"],
             "engine_cycles": g["engine_cycles"],
             "window_cycles": window,
-            "cycles_dense": ho * wo * folds * fan_in if sparse else g["mac_iterations"],
+            "cycles_dense": ho * gw * folds * fan_in if sparse else g["mac_iterations"],
             "cycles_fold_sync": fold_sync(nnz),
-            "cycles_balanced": balanced_cycles(ho, wo, nnz, lanes_n) if sparse else g["mac_iterations"],
+            "cycles_balanced": balanced_cycles(ho, gw, nnz, lanes_n) if sparse else g["mac_iterations"],
             "cycles_unstructured": fold_sync(hyp),
             **res,
         }

@@ -91,7 +91,8 @@ def describe(facts, frames: int, pace: float = 0.0, depths: dict | None = None,
         lines.append("layer " + " ".join(str(int(v)) for v in (
             0 if f.engine == "sparse" else 1, f.kernel, f.stride, f.dilation, f.padding, f.in_height, f.in_width,
             f.out_height, f.out_width, f.cin, f.cout, f.k_nonzero, f.lanes, f.folds, g["chunk_channels"],
-            g["chunks"], g["pixel_iterations"], g["window_iterations"], g["requant_span"], act, win)))
+            g["chunks"], g["pixel_iterations"], g["window_iterations"], g["requant_span"], act, win,
+            g["pixels"], g["chunks"] // (f.cin // g["chunk_channels"]), g["spacing"], g["row_groups"])))
     return "\n".join(lines) + "\n"
 
 
@@ -102,7 +103,8 @@ def clock_bound(facts, frames: int, pace: float = 0.0) -> int:
     per_frame = facts.frame_words + 2 * facts.height * facts.width + facts.logit_words
     for f in facts.layers:
         g = dict(f.geometry)
-        per_frame += g["window_iterations"] + f.out_height * f.out_width * g["pixel_iterations"] + 4 * g["chunks"]
+        per_frame += (g["window_iterations"] + f.out_height * g["row_groups"] * g["pixel_iterations"]
+                      + 4 * g["chunks"] + g["pixels"] * g["spacing"])
     return frames * (2 * per_frame + int(pace) + 1000) + 100_000
 
 
@@ -149,6 +151,7 @@ def rule_depths(facts) -> dict[str, int]:
     """The depths codegen starts from: the geometry's rules (perf.fifo_depth_*) per layer, the
     Vitis HLS default for the I/O streams."""
     depths = {name: MIN_DEPTH for name in stream_names(facts)}
+    depths["words"], depths["rgb"], depths[f"act{len(facts.layers)}"] = facts.io_depths
     for n, f in enumerate(facts.layers):
         depths[f"act{n}"], depths[f"win{n}"] = f.act_depth, f.win_depth
     return depths

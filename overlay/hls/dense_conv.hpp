@@ -74,6 +74,7 @@ void dense_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CON
     static const unsigned NPIX = CONFIG_T::out_height * CONFIG_T::out_width;
     static const unsigned D = (TP - L) / 2;
     static_assert(TP == NF * L && L >= 2 && CONFIG_T::requant_span <= L, "dense engine: pixel_iterations = folds * chunks, chunks >= 2");
+    static_assert(CONFIG_T::pixels == 1 && CONFIG_T::spacing == 1, "the dense engine computes one pixel at a time");
 
     chunk_t<CONFIG_T> win[2 * L];
 #pragma HLS AGGREGATE variable = win compact = bit  // a chunk is one memory word, written and read whole
@@ -82,8 +83,8 @@ void dense_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CON
 #pragma HLS ARRAY_PARTITION variable = acc complete  // one accumulator register per lane
     acc_t done[P];
 #pragma HLS ARRAY_PARTITION variable = done complete  // finished sums waiting for a requantizer
-    typename CONFIG_T::out_t px[NF * P];
-#pragma HLS ARRAY_PARTITION variable = px complete  // R requantizers write R channels per clock
+    pixel_block_t<CONFIG_T> px;  // two blocks of one pixel
+#pragma HLS ARRAY_PARTITION variable = px complete dim = 0  // registers: R requantizers write R channels per clock
 
 frames:
     for (unsigned fr = 0; fr < frames; fr++) {

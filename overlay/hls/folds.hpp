@@ -7,7 +7,9 @@
  * for dense_conv.hpp). When a fold ends its P sums wait in `done` while the next fold
  * starts, and R = ceil(P/STEPS) shared requantizers turn them into output activations
  * during that fold's first S = ceil(P/R) <= STEPS clocks, one lane each per clock: 4R DSP48s
- * for requantization instead of 4P. The pixel leaves when its last fold is requantized.
+ * for requantization instead of 4P. Finished pixels collect in a block memory and leave in
+ * raster order, a block at a time (pixel_groups.hpp; one pixel a block unless the sparse
+ * engine computes groups of pixels).
  * Lanes of a partly empty last fold (P not dividing Cout) compute zeros that are never
  * requantized.
  */
@@ -15,6 +17,7 @@
 #define SENTEI_FOLDS_HPP
 
 #include "csim_hooks.hpp"
+#include "pixel_groups.hpp"
 #include "requant.hpp"
 #include "types.hpp"
 
@@ -41,17 +44,21 @@ struct conv_config_default {
     static const unsigned k_nonzero = 1;    ///< K, stored weights per filter
     static const unsigned lanes = 1;        ///< P, filters computed in parallel
     static const unsigned folds = 1;        ///< NF = ceil(cout / lanes); the last fold may have idle lanes
+    static const unsigned pixels = 1;       ///< Q, output pixels a lane computes with each weight (sparse)
+    static const unsigned spacing = 1;      ///< M, output pixels between the pixels of a group (pixel_groups.hpp)
     static const unsigned weight_bits = 8;  ///< W, signed weight width
     static const unsigned chunk_channels = 1;     ///< Wc, channels per line-buffer word (divides cin)
-    static const unsigned chunks = 1;             ///< L = kernel * cin / Wc, window chunks per output pixel
-    static const unsigned pixel_iterations = 1;   ///< max(folds * k_nonzero, chunks): engine clocks per output pixel
+    static const unsigned chunks = 1;             ///< L = group columns * cin / Wc, window chunks per group of Q pixels
+    static const unsigned pixel_iterations = 1;   ///< engine clocks per group: max(folds * k_nonzero, chunks) sparse, folds * chunks dense
     static const unsigned window_iterations = 1;  ///< line-buffer loop clocks per frame
     static const unsigned line_slots = 1;         ///< row memories: d*(k-1)+1 for k > 1, else 1 (unused)
     static const unsigned line_depth = 1;         ///< words per row memory: in_width * cin / Wc for k > 1
-    static const unsigned requant_units = 1;      ///< R = ceil(lanes / k_nonzero) shared requantizers
-    static const unsigned requant_span = 1;       ///< S = ceil(lanes / R) <= k_nonzero lanes per requantizer
-    static const unsigned bank_bits = 1;          ///< bits of a window bank index (kernel * Wc banks)
-    static const unsigned slot_bits = 1;          ///< bits of a window slot index (chunks slots)
+    static const unsigned requant_units = 1;      ///< R shared requantizers for the Q*lanes sums of a fold
+    static const unsigned requant_span = 1;       ///< S = ceil(Q*lanes / R) sums per requantizer, S + Q - 1 <= steps of a fold
+    static const unsigned bank_bits = 1;          ///< bits of a tap index (ky*Wc + ci % Wc: kernel * Wc taps a column)
+    static const unsigned col_bits = 1;           ///< bits of a window column index kx (sparse)
+    static const unsigned slot_bits = 1;          ///< bits of a slot: ci / Wc (sparse), a chunk (dense)
+    static const bool packed_products = false;    ///< two products of a weight in one multiplier (sparse, Q > 1, <= 8 bits)
     static const unsigned blob_offset = 0;  ///< word offset of the layer's section in the blob
     static const int act = ACT_RELU;        ///< ACT_RELU, ACT_LINEAR or ACT_LOGITS
     static const long long out_min = 0;     ///< saturation bounds of the output activation
@@ -60,22 +67,30 @@ struct conv_config_default {
     typedef ap_uint<8> out_t; ///< output activation type: ap_uint<B> relu, ap_int<B> linear, ap_int<32> logits
 };
 
+/// Finished output pixels of a layer: two blocks of M*Q pixels (one filling, one leaving), all channels.
+template <class CONFIG_T>
+using pixel_block_t = typename CONFIG_T::out_t[2 * pixel_blocks<CONFIG_T>::size][CONFIG_T::folds * CONFIG_T::lanes];
+
 /**
- * \brief Step `j` of the R shared requantizers on the finished sums of fold `pf`:
- *        requantizer r turns lane r*S + j into output channel pf*lanes + r*S + j.
+ * \brief Step `j` of the R shared requantizers on the finished sums of fold `pf`: requantizer
+ *        r turns sum u = r*S + j -- lane l = u / Q, pixel q = u % Q of the group -- into output
+ *        channel pf*lanes + l of block pixel `base + q*M` (`base`: the block half and the
+ *        group's place in its block).
  * \tparam CONFIG_T layer configuration
  */
 template <class CONFIG_T>
-void requant_step(typename CONFIG_T::out_t px[CONFIG_T::folds * CONFIG_T::lanes], const acc_t done[CONFIG_T::lanes],
+void requant_step(pixel_block_t<CONFIG_T>& px, const acc_t done[CONFIG_T::pixels * CONFIG_T::lanes],
                   const requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span],
-                  unsigned pf, unsigned j) {
+                  unsigned pf, unsigned j, unsigned base) {
 #pragma HLS INLINE  // part of the caller's pipelined loop
+    static const unsigned Q = CONFIG_T::pixels;
     for (unsigned r = 0; r < CONFIG_T::requant_units; r++) {
-#pragma HLS UNROLL  // the R shared requantizers, lane r*S + j each
-        unsigned l = r * CONFIG_T::requant_span + j;
-        if (l < CONFIG_T::lanes && pf * CONFIG_T::lanes + l < CONFIG_T::cout) {  // idle lanes of a last fold: none
-            const requant_param& q = quant[r][pf * CONFIG_T::requant_span + j];
-            px[pf * CONFIG_T::lanes + l] = requantize<CONFIG_T>(done[l] + q.bias, q);
+#pragma HLS UNROLL  // the R shared requantizers, sum r*S + j each: R different lanes (S >= Q), R different channels
+        unsigned u = r * CONFIG_T::requant_span + j;
+        unsigned l = u / Q;  // Q is a small constant: a shift where it is a power of two
+        if (u < Q * CONFIG_T::lanes && pf * CONFIG_T::lanes + l < CONFIG_T::cout) {  // idle lanes of a last fold: none
+            const requant_param& p = quant[r][pf * CONFIG_T::requant_span + j];
+            px[base + (u % Q) * CONFIG_T::spacing][pf * CONFIG_T::lanes + l] = requantize<CONFIG_T>(done[u] + p.bias, p);
         }
     }
 }
@@ -85,7 +100,7 @@ void requant_step(typename CONFIG_T::out_t px[CONFIG_T::folds * CONFIG_T::lanes]
  * \tparam CONFIG_T layer configuration
  */
 template <class CONFIG_T>
-void emit_pixel(const typename CONFIG_T::out_t px[CONFIG_T::folds * CONFIG_T::lanes],
+void emit_pixel(const typename CONFIG_T::out_t px[CONFIG_T::folds * CONFIG_T::lanes],  // one pixel's channels
                 hls::stream<out_pixel_t<CONFIG_T> >& out) {
 #pragma HLS INLINE  // part of the caller's pipelined loop
     out_pixel_t<CONFIG_T> word;
@@ -161,82 +176,127 @@ blob_entry decode_entry(word_t w, bool& ok) {
 }
 
 /**
- * \brief The fold and step the lanes are in, and the requantization of the fold before.
+ * \brief The fold and step the lanes are in, the requantization of the fold before, and the
+ *        pixels leaving.
  *
  * Call `requantize` at the start of every MAC clock, read `f`/`j` (`first()`, `last()`) for
- * the lanes' MACs, move the sums of a `last()` step to `done`, then `advance()`. After the
- * frame's last MAC clock `finish` requantizes the last fold and sends the last pixel.
+ * the lanes' MACs, move the sums of a `last()` step to `done`, then `advance()`. A lane
+ * computing Q pixels has Q sums, u = l*Q + q. The groups of a block (pixel_groups.hpp) fill
+ * one half of the pixel block memory; when the last fold of the block's last group is
+ * requantized, the block's pixels leave in raster order, one a MAC clock (the first in the
+ * clock of the last requantization step), while the next block fills the other half. They
+ * are gone before that half is written again: a block takes M groups of NF*K >= M*Q MAC
+ * clocks (Q <= K). After the frame's last MAC clock `finish` sends what is left of a block
+ * still leaving, requantizes the last fold and sends the last block.
  * \tparam CONFIG_T layer configuration
  * \tparam STEPS clocks of one fold
  */
 template <class CONFIG_T, unsigned STEPS>
 struct fold_sequencer {
+    typedef pixel_blocks<CONFIG_T> blocks;
     static const unsigned NF = CONFIG_T::folds;
     static const unsigned S = CONFIG_T::requant_span;
+    static const unsigned Q = CONFIG_T::pixels;
+    static const unsigned M = CONFIG_T::spacing;
+    static const unsigned MQ = blocks::size;
+    static_assert(S <= STEPS && Q <= STEPS, "a fold's sums must be requantized within the next fold, and Q <= K");
     ap_uint<counter_bits<NF>::value> f = 0, pf = 0;  // fold of the lanes; fold whose sums wait in done[]
     ap_uint<counter_bits<STEPS>::value> j = 0;       // step of the lanes in the fold
+    ap_uint<counter_bits<M>::value> r = 0, pr = 0;   // group of the lanes in its block; of the waiting sums
+    ap_uint<counter_bits<blocks::per_row>::value> b = 0, pb = 0;  // block of the row; of the waiting sums
+    ap_uint<1> h = 0, ph = 0, eh = 0;                // block-memory half: filling, of the waiting sums, leaving
+    ap_uint<counter_bits<MQ>::value> en = 0, ecount = 0;  // next pixel to leave, pixels of the leaving block
     bool pending = false;                            // done[] holds sums not yet requantized
 
     bool first() const { return j == 0; }
     bool last() const { return j == STEPS - 1; }
 
-    /// Lane l's MAC of this step: its running sum plus `product`, moved to done[l] at the fold's end.
-    void accumulate(acc_t acc[CONFIG_T::lanes], acc_t done[CONFIG_T::lanes], unsigned l, acc_t product) const {
-#pragma HLS INLINE  // part of the engine's pipelined loop, once per lane
-        acc_t sum = (first() ? acc_t(0) : acc[l]) + product;
-        acc[l] = sum;
-        if (last()) done[l] = sum;
+    /// Sum u's MAC of this step: its running sum plus `product`, moved to done[u] at the fold's end.
+    void accumulate(acc_t acc[Q * CONFIG_T::lanes], acc_t done[Q * CONFIG_T::lanes], unsigned u,
+                    acc_t product) const {
+#pragma HLS INLINE  // part of the engine's pipelined loop, once per lane and pixel
+        acc_t sum = (first() ? acc_t(0) : acc[u]) + product;
+        acc[u] = sum;
+        if (last()) done[u] = sum;
     }
 
-    /// Step j of the requantizers on the waiting fold; the pixel leaves with its last fold.
-    void requantize(typename CONFIG_T::out_t px[NF * CONFIG_T::lanes], const acc_t done[CONFIG_T::lanes],
+    /// Step j of the requantizers on the waiting fold; a finished block's pixels leave one a clock.
+    void requantize(pixel_block_t<CONFIG_T>& px, const acc_t done[Q * CONFIG_T::lanes],
                     const requant_param quant[CONFIG_T::requant_units][NF * S],
                     hls::stream<out_pixel_t<CONFIG_T> >& out) {
 #pragma HLS INLINE  // part of the engine's pipelined loop
         if (pending && j < S) {
-            requant_step<CONFIG_T>(px, done, quant, pf, j);
+            requant_step<CONFIG_T>(px, done, quant, pf, j, ph * MQ + pr);
             if (j == S - 1) {
                 pending = false;
-                if (pf == NF - 1) emit_pixel<CONFIG_T>(px, out);
+                if (pf == NF - 1 && pr == M - 1) {  // the block is complete: its pixels leave
+                    eh = ph;
+                    en = 0;
+                    ecount = pb == blocks::per_row - 1 ? blocks::last : MQ;
+                }
             }
+        }
+        if (en < ecount) {
+            emit_pixel<CONFIG_T>(px[eh * MQ + en], out);
+            en++;
         }
     }
 
-    /// The next step (after the MACs of this one).
+    /// The next step (after the MACs of this one); a group's last step moves the lanes to the next group.
     void advance() {
 #pragma HLS INLINE  // part of the engine's pipelined loop
         if (j == STEPS - 1) {
             pending = true;
             pf = f;
+            pr = r;
+            pb = b;
+            ph = h;
         }
         if (++j == STEPS) {
             j = 0;
             if (f == NF - 1) {
                 f = 0;
+                if (++r == M) {
+                    r = 0;
+                    h ^= 1;
+                    if (++b == blocks::per_row) b = 0;
+                }
             } else {
                 f++;
             }
         }
     }
 
-    /// After the frame's last MAC clock: the last fold's S steps, then its pixel.
-    void finish(typename CONFIG_T::out_t px[NF * CONFIG_T::lanes], const acc_t done[CONFIG_T::lanes],
+    /// After the frame's last MAC clock: the rest of a block still leaving, the last fold's S
+    /// steps, then the last block's pixels.
+    void finish(pixel_block_t<CONFIG_T>& px, const acc_t done[Q * CONFIG_T::lanes],
                 const requant_param quant[CONFIG_T::requant_units][NF * S],
                 hls::stream<out_pixel_t<CONFIG_T> >& out) {
+    drain:
+        for (unsigned e = en; e < ecount; e++) {
+#pragma HLS LOOP_TRIPCOUNT min = 0 max = MQ  // a block whose pixels began to leave in the frame's last MAC clocks
+#pragma HLS PIPELINE II = 1  // one pixel a clock
+            emit_pixel<CONFIG_T>(px[eh * MQ + e], out);
+        }
     requantize_last:
         for (unsigned jj = 0; jj < S; jj++) {
 #pragma HLS PIPELINE II = 1  // the last fold of the frame, S clocks
-            requant_step<CONFIG_T>(px, done, quant, pf, jj);
+            requant_step<CONFIG_T>(px, done, quant, pf, jj, ph * MQ + pr);
         }
-        emit_pixel<CONFIG_T>(px, out);
+    emit_last:
+        for (unsigned e = 0; e < blocks::last; e++) {
+#pragma HLS PIPELINE II = 1  // the frame's last block, one pixel a clock
+            emit_pixel<CONFIG_T>(px[ph * MQ + e], out);
+        }
     }
 };
 
 /**
  * \brief The per-filter constants of one layer's blob section (spec section 3): Cout bias
- *        words, Cout mult words, Cout shift words; filter o goes to requantizer (o % P) / S,
- *        word (o / P) * S + (o % P) % S. A multiplier word with bit 31 set or a shift above
- *        62 cannot come from a valid model file and fails the load.
+ *        words, Cout mult words, Cout shift words. Filter o = f*P + l's constants serve its Q
+ *        sums u = l*Q + q: each goes to requantizer u / S, word f*S + u % S (Q copies). A
+ *        multiplier word with bit 31 set or a shift above 62 cannot come from a valid model
+ *        file and fails the load.
  * \tparam CONFIG_T layer configuration
  * \return true when every constant is in range
  */
@@ -245,27 +305,31 @@ bool load_requant_params(const word_t* blob,
                          requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span]) {
     static const unsigned P = CONFIG_T::lanes;
     static const unsigned S = CONFIG_T::requant_span;
+    static const unsigned Q = CONFIG_T::pixels;
     static const unsigned C = CONFIG_T::cout;
     static const unsigned base = CONFIG_T::blob_offset;
     bool ok = true;
 bias:
-    for (unsigned o = 0; o < C; o++) {
-#pragma HLS PIPELINE II = 1  // sequential words: one burst
-        quant[(o % P) / S][(o / P) * S + (o % P) % S].bias = acc_t(blob[base + o]);
+    for (unsigned n = 0; n < C * Q; n++) {
+#pragma HLS PIPELINE II = 1  // sequential words (each read Q times in a row): one burst
+        unsigned o = n / Q, u = (o % P) * Q + n % Q;  // filter o's sum for pixel n % Q
+        quant[u / S][(o / P) * S + u % S].bias = acc_t(blob[base + o]);
     }
 mult:
-    for (unsigned o = 0; o < C; o++) {
+    for (unsigned n = 0; n < C * Q; n++) {
 #pragma HLS PIPELINE II = 1  // sequential words: one burst
+        unsigned o = n / Q, u = (o % P) * Q + n % Q;
         word_t m = blob[base + C + o];
         if (m[31]) ok = false;
-        quant[(o % P) / S][(o / P) * S + (o % P) % S].mult = m.range(30, 0);
+        quant[u / S][(o / P) * S + u % S].mult = m.range(30, 0);
     }
 shift:
-    for (unsigned o = 0; o < C; o++) {
+    for (unsigned n = 0; n < C * Q; n++) {
 #pragma HLS PIPELINE II = 1  // sequential words: one burst
+        unsigned o = n / Q, u = (o % P) * Q + n % Q;
         word_t sh = blob[base + 2 * C + o];
         if (sh > 62) ok = false;
-        quant[(o % P) / S][(o / P) * S + (o % P) % S].shift = sh.range(5, 0);
+        quant[u / S][(o / P) * S + u % S].shift = sh.range(5, 0);
     }
     return ok;
 }

@@ -3,11 +3,12 @@
  * \brief Sliding-window generators: stride, dilation and zero padding of a conv layer.
  *
  * Both turn a stream of input pixels (all Cin channels of one pixel per element, raster
- * order) into a stream of window chunks, L = k * Cin / Wc per output pixel: chunk
- * `c = kx * (Cin/Wc) + cw` holds channels `cw*Wc .. cw*Wc+Wc-1` of the k taps (ky = 0..k-1)
- * of window column kx, element `ky*Wc + w`; padding reads as the integer 0 (activations have
- * no zero point, so zero padding is exact). The engines (sparse_conv.hpp, dense_conv.hpp)
- * take the chunks in that order.
+ * order) into a stream of window chunks, L = columns * Cin / Wc per group of Q = `pixels`
+ * adjacent output pixels (pixel_groups.hpp; Q = 1: the k columns of one window): chunk
+ * `c = j * (Cin/Wc) + cw` holds channels `cw*Wc .. cw*Wc+Wc-1` of the k taps (ky = 0..k-1)
+ * of the group's window column j, element `ky*Wc + w`; padding reads as the integer 0
+ * (activations have no zero point, so zero padding is exact). The engines (sparse_conv.hpp,
+ * dense_conv.hpp) take the chunks in that order.
  *
  * `line_buffer` (k > 1) keeps SLOTS = SPAN + S image rows (SPAN = d*(k-1)+1 rows under one
  * window, S = stride), one row memory each, used circularly (image row y in slot y mod
@@ -30,6 +31,7 @@
 #ifndef SENTEI_LINE_BUFFER_HPP
 #define SENTEI_LINE_BUFFER_HPP
 
+#include "pixel_groups.hpp"
 #include "types.hpp"
 
 namespace sentei {
@@ -45,7 +47,7 @@ inline int rows_ready(int yo, int stride, int padding, int span, int rows) {
  * \brief Stream of input pixels -> stream of window chunks (k > 1), `frames` frames.
  * \tparam CONFIG_T layer configuration: `cin`, `kernel`, `stride`, `dilation`, `padding`,
  *         `in_height`, `in_width`, `out_height`, `out_width`, `in_t`, `chunk_channels`,
- *         `line_slots` (= SPAN + S), `line_depth`
+ *         `pixels`, `line_slots` (= SPAN + S), `line_depth`
  * \param lines the row memories, declared (and bound to BRAM, URAM or LUTRAM) by the
  *        generated caller in network.h
  */
@@ -59,11 +61,14 @@ void line_buffer(hls::stream<in_pixel_t<CONFIG_T> >& in, hls::stream<chunk_t<CON
     static const int H = CONFIG_T::in_height;
     static const int WI = CONFIG_T::in_width;
     static const int HO = CONFIG_T::out_height;
-    static const int WO = CONFIG_T::out_width;
-    static const int SPAN = D * (K - 1) + 1;  // rows/columns one window covers
+    typedef pixel_blocks<CONFIG_T> blocks;     // a row: blocks of M groups of Q pixels, M apart
+    static const int SPAN = D * (K - 1) + 1;  // rows one window covers
     static const unsigned WC = CONFIG_T::chunk_channels;
     static const unsigned CW = CONFIG_T::cin / WC;  // words per pixel
-    static const unsigned L = K * CW;               // chunks per window
+    typedef layer_group<CONFIG_T> group;
+    static const unsigned COLS = group::columns;   // window columns per group
+    static const unsigned L = COLS * CW;           // chunks per group
+    static constexpr group_offsets<group> OFF = make_group_offsets<group>();  // column j's offset: a ROM of COLS entries
     static const unsigned ROW_WORDS = WI * CW;      // words per image row
     static const int SLOTS = CONFIG_T::line_slots;
     static const int FIRST = (((-P) % SLOTS) + SLOTS) % SLOTS;  // slot of image row -p (window row 0 of yo = 0)
@@ -82,7 +87,8 @@ void line_buffer(hls::stream<in_pixel_t<CONFIG_T> >& in, hls::stream<chunk_t<CON
     int done_rows = 0, done_d1 = 0, done_d2 = 0;  // complete rows (across frames), as the reader sees them 2 clocks later
     unsigned rf = 0;                       // frame being read (frames: all read)
     int yo = 0;                            // its output row
-    unsigned xo = 0, c = 0, kx = 0, cw = 0;  // output column, chunk (kx, cw) of its window
+    unsigned xb = 0, xr = 0;               // block of the output row, group of the block
+    unsigned c = 0, j = 0, cw = 0;         // chunk (column j, word cw) of the group's window
     unsigned base = FIRST;                 // slot of window row 0 of output row yo
     int first = -P;                        // row (across frames) of window row 0 of output row yo
     int need = rows_ready(0, S, P, SPAN, H);  // rows (across frames) output row yo needs complete
@@ -117,7 +123,7 @@ walk:
         }
         // the reader: the rows under output row yo are complete (as of 2 clocks ago)
         if (rf < frames && done_d2 >= need && !out.full()) {
-            int col = (int)(xo * S) - P + (int)(kx * D);  // image column of window column kx
+            int col = (int)((xb * blocks::size + xr) * S) - P + (int)OFF.value[j];  // image column of the group's column j
             bool col_ok = col >= 0 && col < WI;
             unsigned addr = col_ok ? (unsigned)col * CW + cw : 0;
             line_word_t<CONFIG_T> row_out[SLOTS];
@@ -140,12 +146,19 @@ walk:
             out.write(chunk);
             if (++cw == CW) {
                 cw = 0;
-                kx++;
+                j++;
             }
             if (++c == L) {
-                c = kx = 0;
-                if (++xo == (unsigned)WO) {
-                    xo = 0;
+                c = j = 0;
+                bool row_done = false;
+                if (++xr == CONFIG_T::spacing) {
+                    xr = 0;
+                    if (++xb == blocks::per_row) {
+                        xb = 0;
+                        row_done = true;
+                    }
+                }
+                if (row_done) {
                     unsigned step = S;  // slots to the next output row's window row 0
                     if (++yo == HO) {
                         yo = 0;

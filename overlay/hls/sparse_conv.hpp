@@ -3,59 +3,111 @@
  * \brief The filter-wise sparse convolution engine of one layer, and its weight loader.
  *
  * SENTEI's processing block: the Cout filters of the layer are folded onto `lanes`
- * parallel lanes, NF = Cout / lanes filters per lane. For every output pixel the engine runs
- * NF folds; in a fold each lane walks the K stored weights (value, window address) of its
- * current filter and multiplies each with the one activation of the window it points at.
- * Zero weights are not stored, so they cost no cycle; every filter has the same K, so all
- * lanes finish each fold together (no load imbalance, no control for it).
+ * parallel lanes, NF = ceil(Cout / lanes) folds. The output pixels run in groups of Q =
+ * `pixels` pixels of a row, M = `spacing` apart (pixel_groups.hpp); for every group the engine runs NF
+ * folds, and in a fold each lane walks the K stored weights (value, window address) of its
+ * current filter and multiplies each with the Q activations of the group's pixels it points
+ * at. Zero weights are not stored, so they cost no cycle; every filter has the same K, so
+ * all lanes finish each fold together (no load imbalance, no control for it).
  *
- * Each lane owns a copy of the window in small memories (`k*Wc` banks of `2L` words,
- * LUTRAM): a lane reads the one activation its weight names straight from its copy,
- * through a `k*Wc`-to-1 bank multiplexer, instead of picking it out of `k*k*Cin` window
- * registers. The copies are double-buffered: while the lanes work on pixel n from one half,
- * the next window arrives from the line buffer as L = k*Cin/Wc chunks, one per clock, and is
- * written into the other half of every copy -- inside the same pipelined loop. The chunks
- * are written in the middle of the pixel's clocks, not at its start, so that a write is
- * never near a read of the same half: the last read of a half (the previous pixel) and the
- * first write into it, and the last write and the first read of it (the next pixel), are
- * at least `window_distance` loop iterations apart -- the dependence distance the loop
- * declares to the scheduler, which is true for every weight pattern.
+ * Each lane owns a copy of the group's window in small memories (LUTRAM): one bank per
+ * (window column, tap row, channel mod Wc), `2*Cin/Wc` words deep. A pixel's read goes to
+ * the bank of the column its weight names *for that pixel* (pixel q reads offset
+ * q*S + kx*D), so the Q reads of a lane hit Q different banks: one read port each, and the
+ * columns adjacent pixels share are stored once. The copies are double-buffered: while the
+ * lanes work on group n from one half, the next group's window arrives from the line buffer
+ * as L = columns * Cin/Wc chunks, one per clock, and is written into the other half of every
+ * copy -- inside the same pipelined loop. The chunks are written in the middle of the
+ * group's clocks, not at its start, so that a write is never near a read of the same half:
+ * the last read of a half (the previous group) and the first write into it, and the last
+ * write and the first read of it (the next group), are at least `window_distance` loop
+ * iterations apart -- the dependence distance the loop declares to the scheduler, which is
+ * true for every weight pattern.
  *
- * Requantization is shared (folds.hpp): R = ceil(P/K) requantizers each serve
- * S = ceil(P/R) <= K lanes, one lane per clock during the first S weights of the next fold,
- * so a layer needs 4R DSP48s for requantization instead of 4P.
+ * Two products that share a weight share a multiplier where `packed_products` says so
+ * (Xilinx WP486): `(a1 << 18) + a0` times the weight in one 27 x 18 DSP48E2, both products
+ * recovered exactly (`product_pair`).
  *
- * Loop invariant of the MAC loop: after the iteration of weight j of fold f, lane l's
- * accumulator holds `sum_{i <= j} w[o, i] * window[addr[o, i]]` for filter o = f*lanes + l
+ * Requantization is shared (folds.hpp): R requantizers each serve S sums of the Q*P a fold
+ * finishes, one sum per clock during the first S weights of the next fold, so a layer needs
+ * 4R DSP48s for requantization instead of 4QP; the group's Q pixels then leave one a clock.
+ *
+ * Loop invariant of the MAC loop: after the iteration of weight j of fold f, the sum of lane
+ * l and pixel q holds `sum_{i <= j} w[o, i] * window_q[addr[o, i]]` for filter o = f*lanes + l
  * (the bias is added at requantization). Iterations with a MAC per frame:
- * out_height * out_width * NF * K -- the figure the testbench counts and the performance
+ * out_height * groups a row * NF * K -- the figure the testbench counts and the performance
  * model (overlay/perf.py) assumes. The loop itself runs `pixel_iterations` = max(NF*K, L)
- * clocks per output pixel: the extra L - NF*K clocks (none when the code generator's chunk
- * width fits, L <= NF*K) only load the window.
+ * clocks per group: the extra L - NF*K clocks (none when the code generator's chunk width
+ * fits, L <= NF*K) only load the window.
  */
 #ifndef SENTEI_SPARSE_CONV_HPP
 #define SENTEI_SPARSE_CONV_HPP
 
 #include "csim_hooks.hpp"
 #include "folds.hpp"
+#include "pixel_groups.hpp"
 #include "types.hpp"
 
 namespace sentei {
 
 /**
- * \brief Write one window chunk into buffer half `half` of every lane's window copy.
+ * \brief `w * a0` and `w * a1`: two multipliers, or one (PACKED) as in Xilinx WP486.
+ *
+ * Packed, the pre-adder forms `(a1 << 18) + a0` in 27 bits and the 27 x 18 product is
+ * `w*a1 * 2^18 + w*a0`. Its low 18 bits, read as signed, are `w*a0` exactly while
+ * |w*a0| < 2^17 (8-bit operands: at most 2^15); the rest, shifted down, is `w*a1`.
+ * \tparam PACKED one multiplier for both (weights and activations of <= 8 bits)
+ */
+template <bool PACKED>
+struct product_pair {
+    template <class W_T, class A_T>
+    static void mul(W_T w, A_T a0, A_T a1, acc_t& p0, acc_t& p1) {
+#pragma HLS INLINE  // part of the engine's pipelined loop
+        p0 = w * a0;
+        p1 = w * a1;
+    }
+};
+
+template <>
+struct product_pair<true> {
+    template <class W_T, class A_T>
+    static void mul(W_T w, A_T a0, A_T a1, acc_t& p0, acc_t& p1) {
+#pragma HLS INLINE  // part of the engine's pipelined loop
+        static_assert(W_T::width <= 8 && A_T::width <= 8, "packed products need weights and activations of <= 8 bits");
+        ap_int<27> a = (ap_int<27>(a1) << 18) + ap_int<27>(a0);  // pre-adder: a1 above a0 (a0 sign-extended)
+        ap_int<45> p = a * w;                                    // one 27 x 18 multiply
+#pragma HLS BIND_OP variable = p op = mul impl = dsp  // one DSP48E2 (its pre-adder forms a), not two LUT multipliers
+        ap_int<18> lo = p.range(17, 0);                          // w*a0, exactly
+        p0 = lo;
+        p1 = (p - lo) >> 18;                                     // w*a1 * 2^18, shifted down
+    }
+};
+
+/// One lane's copy of a group's window: bank (column*k*Wc + ky*Wc + ci % Wc), word (half*Cin/Wc + ci / Wc).
+template <class CONFIG_T>
+using window_copies_t = typename CONFIG_T::in_t[CONFIG_T::lanes][layer_group<CONFIG_T>::columns * CONFIG_T::kernel *
+                                                                 CONFIG_T::chunk_channels]
+                                                                [2 * (CONFIG_T::cin / CONFIG_T::chunk_channels)];
+
+/**
+ * \brief Write one window chunk -- column `col`, channel word `cw` -- into buffer half `half`
+ *        of every lane's copy.
  * \tparam CONFIG_T layer configuration
  */
 template <class CONFIG_T>
-void write_chunk(typename CONFIG_T::in_t win[CONFIG_T::lanes][CONFIG_T::kernel * CONFIG_T::chunk_channels]
-                                          [2 * CONFIG_T::chunks],
-                 unsigned half, unsigned c, const chunk_t<CONFIG_T>& chunk) {
+void write_chunk(window_copies_t<CONFIG_T>& win, unsigned half, unsigned col, unsigned cw,
+                 const chunk_t<CONFIG_T>& chunk) {
 #pragma HLS INLINE  // part of the caller's pipelined loop
+    static const unsigned TAPS = CONFIG_T::kernel * CONFIG_T::chunk_channels;
+    static const unsigned CW = CONFIG_T::cin / CONFIG_T::chunk_channels;
     for (unsigned l = 0; l < CONFIG_T::lanes; l++) {
 #pragma HLS UNROLL  // the chunk is broadcast to every lane's copy
-        for (unsigned e = 0; e < CONFIG_T::kernel * CONFIG_T::chunk_channels; e++) {
-#pragma HLS UNROLL  // one element per bank: the whole chunk in one clock
-            win[l][e][half * CONFIG_T::chunks + c] = chunk.data[e];
+        for (unsigned c = 0; c < layer_group<CONFIG_T>::columns; c++) {
+#pragma HLS UNROLL  // the banks of column `col` take the chunk: one element each, the whole chunk in one clock
+            for (unsigned e = 0; e < TAPS; e++) {
+#pragma HLS UNROLL  // the k*Wc elements of the chunk
+                if (c == col) win[l][c * TAPS + e][half * CW + cw] = chunk.data[e];
+            }
         }
     }
 }
@@ -63,73 +115,87 @@ void write_chunk(typename CONFIG_T::in_t win[CONFIG_T::lanes][CONFIG_T::kernel *
 /**
  * \brief One layer: stream of window chunks -> stream of output pixels.
  *
- * One pipelined loop of Ho*Wo*pixel_iterations clocks (pixel, fold and weight flattened by
- * hand), so the pipeline fills once per frame: at clock i of a pixel, chunk i - D of the *next*
- * window is written into the idle half of the window copies (D <= i < D + L, D = (TP - L)/2
- * centres the writes in the TP clocks of the pixel), and, for i < NF*K, each
- * lane does the MAC of weight j of fold f (i = f*K + j); at j = K-1 the lanes' sums move to
- * `done`, and during the first S weights of the following fold the R requantizers turn
- * them into output activations, one lane each per clock. The pixel leaves when its last fold
- * is requantized (during the next pixel's first fold; after the loop for the last pixel).
- * The first window is loaded before the loop (L clocks per frame).
+ * One pipelined loop of (groups a frame)*pixel_iterations clocks (group, fold and weight flattened
+ * by hand), so the pipeline fills once per frame: at clock i of a group, chunk i - D of the
+ * *next* group's window is written into the idle half of the window copies (D <= i < D + L,
+ * D = (TP - L)/2 centres the writes in the TP clocks of the group), and, for i < NF*K, each
+ * lane does the Q MACs of weight j of fold f (i = f*K + j); at j = K-1 the lanes' sums move
+ * to `done`, and during the first S weights of the following fold the R requantizers turn
+ * them into output activations, one sum each per clock. A block's pixels leave in raster
+ * order after its last group's last fold is requantized (folds.hpp; after the loop for the
+ * frame's last block). The first window is loaded before the loop (L clocks per frame).
  *
  * \tparam CONFIG_T layer configuration (see conv_config_default); nothing is deducible
  * \param weights sparse entries, `weights[l][f*K + j]` = weight j of filter f*lanes + l
- * \param quant   per-filter constants, `quant[r][f*S + j]` for filter f*lanes + r*S + j
+ * \param quant   per-sum constants, `quant[r][f*S + j]` for sum u = r*S + j of fold f (load_requant_params)
  */
 template <class CONFIG_T>
 void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CONFIG_T> >& out,
                  const sparse_entry<CONFIG_T> weights[CONFIG_T::lanes][CONFIG_T::folds * CONFIG_T::k_nonzero],
                  const requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span],
                  unsigned frames) {
-#pragma HLS AGGREGATE variable = weights compact = bit  // an entry (value, bank, slot) is one packed field of weight_bits + bank_bits + slot_bits, as the resource model counts it
+#pragma HLS AGGREGATE variable = weights compact = bit  // an entry (value, bank, col, slot) is one packed field, as the resource model counts it
 #pragma HLS ARRAY_RESHAPE variable = weights dim = 1 complete  // every lane reads address f*K + j in the same clock: one memory, P entries a word
 #pragma HLS ARRAY_PARTITION variable = quant dim = 1 complete    // one constant memory per requantizer
+    typedef layer_group<CONFIG_T> group;
     static const unsigned P = CONFIG_T::lanes;
+    static const unsigned Q = CONFIG_T::pixels;
     static const unsigned NF = CONFIG_T::folds;  // = ceil(cout / P)
     static const unsigned K = CONFIG_T::k_nonzero;
-    static const unsigned T = NF * K;             // MAC clocks per output pixel
-    static const unsigned L = CONFIG_T::chunks;   // window chunks per output pixel
+    static const unsigned T = NF * K;             // MAC clocks per group
+    static const unsigned L = CONFIG_T::chunks;   // window chunks per group
     static const unsigned TP = CONFIG_T::pixel_iterations;  // = max(T, L)
-    static const unsigned NPIX = CONFIG_T::out_height * CONFIG_T::out_width;
-    static const unsigned BANKS = CONFIG_T::kernel * CONFIG_T::chunk_channels;
-    static const unsigned D = (TP - L) / 2;  // clock of the pixel at which the next window starts to arrive
+    static const unsigned NG = pixel_blocks<CONFIG_T>::groups;  // groups per frame
+    static const unsigned CW = CONFIG_T::cin / CONFIG_T::chunk_channels;
+    static const unsigned TAPS = CONFIG_T::kernel * CONFIG_T::chunk_channels;  // banks of one column
+    static const unsigned D = (TP - L) / 2;  // clock of the group at which the next window starts to arrive
     // Loop iterations between accesses of one window half, whatever the weights' addresses:
-    // a half is last read at clock <= T-1 of pixel n-1 and first written at clock D of pixel n
-    // (WAR: >= TP - T + 1 + D), last written at clock D+L-1 of pixel n and first read at
-    // clock 0 of pixel n+1 (RAW: >= TP - D - L + 1); writes of one half are a pixel apart.
+    // a half is last read at clock <= T-1 of group n-1 and first written at clock D of group n
+    // (WAR: >= TP - T + 1 + D), last written at clock D+L-1 of group n and first read at
+    // clock 0 of group n+1 (RAW: >= TP - D - L + 1); writes of one half are a group apart.
     static const unsigned WAR = TP - T + 1 + D;
     static const unsigned RAW = TP - D - L + 1;
     static const unsigned DIST = WAR < RAW ? WAR : RAW;
     static_assert(TP >= T && TP >= L && D + L <= TP, "pixel_iterations must be max(folds * k_nonzero, chunks)");
+    static_assert(L == group::columns * CW, "chunks must be the group's columns times cin / chunk_channels");
 
-    typename CONFIG_T::in_t win[P][BANKS][2 * L];
+    window_copies_t<CONFIG_T> win;
 #pragma HLS ARRAY_PARTITION variable = win dim = 1 complete  // a window copy per lane: P independent reads per clock
-#pragma HLS ARRAY_PARTITION variable = win dim = 2 complete  // k*Wc banks: a whole chunk is written per clock
-#pragma HLS BIND_STORAGE variable = win type = ram_s2p impl = lutram  // 2L-deep banks, one write and one read port
-    acc_t acc[P];
-#pragma HLS ARRAY_PARTITION variable = acc complete  // one accumulator register per lane
-    acc_t done[P];
+#pragma HLS ARRAY_PARTITION variable = win dim = 2 complete  // a bank per column and tap: a whole chunk written, Q pixels read per clock
+#pragma HLS BIND_STORAGE variable = win type = ram_s2p impl = lutram  // 2*Cin/Wc-deep banks, one write and one read port
+    acc_t acc[Q * P];
+#pragma HLS ARRAY_PARTITION variable = acc complete  // one accumulator register per lane and pixel
+    acc_t done[Q * P];
 #pragma HLS ARRAY_PARTITION variable = done complete  // finished sums waiting for a requantizer
-    typename CONFIG_T::out_t px[NF * P];
-#pragma HLS ARRAY_PARTITION variable = px complete  // R requantizers write R channels per clock, at fold-dependent positions
+    pixel_block_t<CONFIG_T> px;
+#pragma HLS ARRAY_PARTITION variable = px dim = 2 complete  // a memory per channel: R requantizers write R channels per clock, a pixel word reads them all
 
 frames:
     for (unsigned fr = 0; fr < frames; fr++) {
+        ap_uint<counter_bits<group::columns>::value> wcol = 0;  // column and channel word of the next chunk written
+        ap_uint<counter_bits<CW>::value> wcw = 0;
     load_first:
         for (unsigned c = 0; c < L; c++) {
 #pragma HLS PIPELINE II = 1  // the first window, one chunk per clock
-            write_chunk<CONFIG_T>(win, 0, c, in.read());
+            write_chunk<CONFIG_T>(win, 0, wcol, wcw, in.read());
+            if (++wcw == CW) {
+                wcw = 0;
+                if (++wcol == group::columns) wcol = 0;
+            }
         }
 
-        pixel_clock<TP, NPIX> clk;
+        pixel_clock<TP, NG> clk;
         fold_sequencer<CONFIG_T, K> seq;
     macs:
-        for (unsigned it = 0; it < NPIX * TP; it++) {
+        for (unsigned it = 0; it < NG * TP; it++) {
 #pragma HLS PIPELINE II = 1  // one stored weight per lane per clock: the loop the zero skipping shortens
 #pragma HLS DEPENDENCE variable = win type = inter dependent = true distance = DIST  // see DIST: the analysis cannot see the halves through the data-dependent read address
-            if (clk.i >= D && clk.i < D + L && clk.pix + 1 < NPIX) {
-                write_chunk<CONFIG_T>(win, clk.half ^ 1, clk.i - D, in.read());
+            if (clk.i >= D && clk.i < D + L && clk.pix + 1 < NG) {
+                write_chunk<CONFIG_T>(win, clk.half ^ 1, wcol, wcw, in.read());
+                if (++wcw == CW) {
+                    wcw = 0;
+                    if (++wcol == group::columns) wcol = 0;
+                }
             }
             if (clk.i < T) {
                 SENTEI_COUNT_ITERATION(CONFIG_T::index);
@@ -137,7 +203,27 @@ frames:
                 for (unsigned l = 0; l < P; l++) {
 #pragma HLS UNROLL  // the P lanes of the block
                     const sparse_entry<CONFIG_T>& e = weights[l][seq.f * K + seq.j];
-                    seq.accumulate(acc, done, l, e.value * win[l][e.bank][clk.half * L + e.slot]);
+                    typename CONFIG_T::in_t a[Q];
+                    for (unsigned q = 0; q < Q; q++) {
+#pragma HLS UNROLL  // pixel q reads the column its offset q*S + kx*D names: a bank of its own
+                        unsigned col = 0;
+                        for (unsigned kx = 0; kx < CONFIG_T::kernel; kx++) {
+#pragma HLS UNROLL  // a k-input multiplexer of constants
+                            if (e.col == kx) col = group::column(q, kx);
+                        }
+                        a[q] = win[l][col * TAPS + e.bank][clk.half * CW + e.slot];
+                    }
+                    for (unsigned q = 0; q < Q; q += 2) {
+#pragma HLS UNROLL  // the pixels in pairs: one multiplier per pair where packed
+                        if (q + 1 < Q) {
+                            acc_t p0, p1;
+                            product_pair<CONFIG_T::packed_products>::mul(e.value, a[q], a[q + 1], p0, p1);
+                            seq.accumulate(acc, done, l * Q + q, p0);
+                            seq.accumulate(acc, done, l * Q + q + 1, p1);
+                        } else {
+                            seq.accumulate(acc, done, l * Q + q, e.value * a[q]);
+                        }
+                    }
                 }
                 seq.advance();
             }
@@ -153,8 +239,8 @@ frames:
  * Section layout (spec section 4): Cout bias words, Cout mult words, Cout shift words,
  * then Cout*K entries filter-major, each `value` in bits 7..0 and `idx` in bits 31..8.
  * Filter o goes to lane l = o % P, fold f = o / P; its constants to requantizer l / S, word
- * f*S + l % S. Each position idx = (ci*k + ky)*k + kx becomes the window address the lane
- * reads (bank ky*Wc + ci % Wc, slot kx*Cin/Wc + ci / Wc). An entry whose position lies
+ * f*S + l % S (Q copies, load_requant_params). Each position idx = (ci*k + ky)*k + kx becomes
+ * the window address the lane reads: tap bank ky*Wc + ci % Wc, column kx, slot ci / Wc. An entry whose position lies
  * outside Cin*k*k or whose value does not fit `weight_bits`, a multiplier word with bit 31
  * set or a shift word above 62 cannot come from a valid model file, and fails the load
  * (spec section 3: 0 <= mult < 2^31, 0 <= shift <= 62).
@@ -179,6 +265,7 @@ bool load_conv_weights(const word_t* blob,
             sparse_entry<CONFIG_T> zero;
             zero.value = 0;
             zero.bank = 0;
+            zero.col = 0;
             zero.slot = 0;
             weights[C % P + n / K][(C / P) * K + n % K] = zero;
         }
@@ -191,7 +278,8 @@ entries:
         sparse_entry<CONFIG_T> e;
         e.value = d.value;
         e.bank = d.ky * WC + d.ci % WC;
-        e.slot = d.kx * (CONFIG_T::cin / WC) + d.ci / WC;
+        e.col = d.kx;
+        e.slot = d.ci / WC;
         weights[lane][fold * K + j] = e;
         if (++j == K) {
             j = 0;

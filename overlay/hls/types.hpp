@@ -44,14 +44,16 @@ struct vec {
  *
  * The blob word holds `value` (8-bit two's complement) and the dense position
  * `idx = (ci*k + ky)*k + kx`; the loader turns `idx` into the address of that activation in
- * a lane's window memory -- bank `ky*W + ci % W`, slot `kx*(Cin/W) + ci / W` (W =
- * `chunk_channels`) -- so the engine reads it directly, with no arithmetic per MAC.
- * \tparam CONFIG_T layer configuration (`weight_bits`, `bank_bits`, `slot_bits`)
+ * a lane's window memory -- tap bank `ky*W + ci % W`, window column `kx`, slot `ci / W` (W =
+ * `chunk_channels`) -- so the engine reads it directly; only the column becomes, per
+ * pixel of a group, a bank of its own (sparse_conv.hpp).
+ * \tparam CONFIG_T layer configuration (`weight_bits`, `bank_bits`, `col_bits`, `slot_bits`)
  */
 template <class CONFIG_T>
 struct sparse_entry {
     ap_int<CONFIG_T::weight_bits> value;
     ap_uint<CONFIG_T::bank_bits> bank;
+    ap_uint<CONFIG_T::col_bits> col;
     ap_uint<CONFIG_T::slot_bits> slot;
 };
 

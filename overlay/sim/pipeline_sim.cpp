@@ -165,7 +165,8 @@ struct sink : process {  // write_logits
 
 struct layer_geo {
     long engine, kernel, stride, dilation, padding, in_h, in_w, out_h, out_w, cin, cout, k_nonzero, lanes,
-        folds, chunk_channels, chunks, pixel_iterations, window_iterations, requant_span, act_depth, win_depth;
+        folds, chunk_channels, chunks, pixel_iterations, window_iterations, requant_span, act_depth, win_depth,
+        pixels, group_columns, spacing, row_groups;
 };
 
 /// line_buffer (k > 1): a writer and a reader, each acting in a clock when it can (non-blocking);
@@ -173,13 +174,14 @@ struct layer_geo {
 struct row_window : process {
     layer_geo g;
     long frames;
-    long span, cw, L, row_words, slots, delta;
+    long span, cw, L, groups, row_words, slots, delta;
     long wf = 0, wy = 0, wn = 0, waddr = 0, done_rows = 0, done_d1 = 0, done_d2 = 0;
     long rf = 0, yo = 0, xo = 0, c = 0, first, need;
     row_window(const layer_geo& geo, long f) : g(geo), frames(f) {
         span = g.dilation * (g.kernel - 1) + 1;
         cw = g.cin / g.chunk_channels;
-        L = g.kernel * cw;
+        L = g.group_columns * cw;  // chunks per group of `pixels` output pixels
+        groups = g.row_groups;     // groups per output row (blocks of `spacing` groups)
         row_words = g.in_w * cw;
         slots = span + g.stride;
         delta = g.in_h - (g.out_h - 1) * g.stride;
@@ -228,7 +230,7 @@ struct row_window : process {
                 sent = true;
                 if (++c == L) {
                     c = 0;
-                    if (++xo == g.out_w) {
+                    if (++xo == groups) {
                         xo = 0;
                         if (++yo == g.out_h) {
                             yo = 0;
@@ -287,14 +289,17 @@ struct point_window : process {
     }
 };
 
-/// sparse_conv / dense_conv: load_first (L reads), the MAC loop (NPIX * TP), finish (S clocks, a write).
+/// sparse_conv / dense_conv: load_first (L reads), the MAC loop (groups * TP), finish (the rest
+/// of a block still leaving, S clocks, then the last block's writes). A block's pixels leave one a MAC clock, the first in the clock
+/// of its last group's last fold's last requantization step (fold_sequencer in folds.hpp).
 struct engine : process {
     layer_geo g;
     long frames, fr = 0;
     int phase = 0;  // 0 load_first, 1 macs, 2 finish, 3 emit, -k: loop overhead clocks left before phase k
     long long k = 0;
-    long steps, T, D, NPIX;
-    long pix = 0, i = 0, f = 0, j = 0, pf = 0;
+    long steps, T, D, NPIX;  // NPIX: groups per frame
+    long block, blocks, last;  // pixels a block, blocks a row, pixels of a row's last block
+    long pix = 0, i = 0, f = 0, j = 0, pf = 0, r = 0, pr = 0, b = 0, pb = 0, en = 0, ecount = 0;
     bool pending = false;
     int next_phase = 0;
     long overhead = 0;
@@ -302,7 +307,13 @@ struct engine : process {
         steps = g.engine == 0 ? g.k_nonzero : g.chunks;
         T = g.folds * steps;
         D = (g.pixel_iterations - g.chunks) / 2;
-        NPIX = g.out_h * g.out_w;
+        NPIX = g.out_h * g.row_groups;
+        block = g.spacing * g.pixels;
+        blocks = g.row_groups / g.spacing;
+        last = g.out_w - (blocks - 1) * block;
+    }
+    bool block_done() const {
+        return pending && j == g.requant_span - 1 && pf == g.folds - 1 && pr == g.spacing - 1;
     }
     bool mac_clock() const { return g.engine == 1 || i < T; }
     bool wants_read() const override {
@@ -313,7 +324,8 @@ struct engine : process {
     }
     bool wants_write() const override {
         if (overhead) return false;
-        if (phase == 1) return mac_clock() && pending && j == g.requant_span - 1 && pf == g.folds - 1;
+        if (phase == 1) return mac_clock() && (block_done() || en < ecount);
+        if (phase == 2) return en < ecount;  // drain: a block still leaving
         return phase == 3;
     }
     void go(int p) {
@@ -331,18 +343,33 @@ struct engine : process {
                 go(1);
                 pix = i = f = j = pf = 0;
                 pending = false;
+                r = pr = b = pb = en = ecount = 0;
             }
         } else if (phase == 1) {
             if (mac_clock()) {
                 macs++;
+                if (block_done()) {
+                    ecount = pb == blocks - 1 ? last : block;
+                    en = 1;  // the first pixel left in this clock
+                } else if (en < ecount) {
+                    en++;
+                }
                 if (pending && j == g.requant_span - 1) pending = false;  // fold_sequencer::requantize
                 if (j == steps - 1) {
                     pending = true;
                     pf = f;
+                    pr = r;
+                    pb = b;
                 }
                 if (++j == steps) {
                     j = 0;
-                    f = f + 1 == g.folds ? 0 : f + 1;
+                    if (++f == g.folds) {
+                        f = 0;
+                        if (++r == g.spacing) {
+                            r = 0;
+                            if (++b == blocks) b = 0;
+                        }
+                    }
                 }
             }
             if (++i == g.pixel_iterations) {
@@ -351,8 +378,16 @@ struct engine : process {
             }
             if (++k == NPIX * g.pixel_iterations) go(2);
         } else if (phase == 2) {
-            if (++k >= g.requant_span) phase = 3;
-        } else {  // phase 3: the last pixel left
+            if (en < ecount) {
+                en++;
+                return;
+            }
+            if (++k >= g.requant_span) {
+                phase = 3;
+                k = 0;
+            }
+        } else {  // phase 3: the last block's pixels, one a clock
+            if (++k < last) return;
             if (++fr == frames) {
                 done = true;
             } else {
@@ -386,7 +421,8 @@ int main() {
             layer_geo g;
             std::cin >> g.engine >> g.kernel >> g.stride >> g.dilation >> g.padding >> g.in_h >> g.in_w >> g.out_h >>
                 g.out_w >> g.cin >> g.cout >> g.k_nonzero >> g.lanes >> g.folds >> g.chunk_channels >> g.chunks >>
-                g.pixel_iterations >> g.window_iterations >> g.requant_span >> g.act_depth >> g.win_depth;
+                g.pixel_iterations >> g.window_iterations >> g.requant_span >> g.act_depth >> g.win_depth >>
+                g.pixels >> g.group_columns >> g.spacing >> g.row_groups;
             geo.push_back(g);
         } else {
             std::fprintf(stderr, "pipeline_sim: unknown key %s\n", key.c_str());

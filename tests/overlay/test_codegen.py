@@ -8,7 +8,7 @@ import pytest
 
 from sentei.errors import SenteiError
 from sentei.host.format import blob_offsets, weight_blob
-from sentei.overlay import codegen, registers
+from sentei.overlay import codegen, perf, registers
 from tests.overlay.csim_models import odd, tiny
 
 HLS = Path(codegen.__file__).resolve().parent / "hls"
@@ -41,8 +41,13 @@ def test_config_states_every_layer_fact():
         assert f["weight_bits"] == layer.weight_bits
         assert f["in_t"] == in_type
         assert layer.in_channels % f["chunk_channels"] == 0
-        assert f["chunks"] == layer.kernel * layer.in_channels // f["chunk_channels"]
-        assert 2 ** f["bank_bits"] >= layer.kernel * f["chunk_channels"] and 2 ** f["slot_bits"] >= f["chunks"]
+        columns = len(perf.group_offsets(layer.kernel, layer.stride, layer.dilation, f["pixels"], f["spacing"]))
+        assert f["chunks"] == columns * layer.in_channels // f["chunk_channels"]
+        assert 2 ** f["bank_bits"] >= layer.kernel * f["chunk_channels"] and 2 ** f["col_bits"] >= layer.kernel
+        if facts.layers[n].engine == "sparse":  # a slot is a channel word of a column
+            assert 2 ** f["slot_bits"] >= layer.in_channels // f["chunk_channels"]
+        else:  # a slot is a chunk of the window
+            assert 2 ** f["slot_bits"] >= f["chunks"]
         assert f["pixel_iterations"] == max(f["folds"] * f["k_nonzero"], f["chunks"])
         assert f["requant_units"] * f["requant_span"] >= f["lanes"] and f["requant_span"] <= f["k_nonzero"]
         in_type = f["out_t"]

@@ -49,6 +49,17 @@ def test_tiny_model_is_bit_exact_and_skips_zeros():
     (odd, ["d4w1", "d5w3", "d10w6", "d3w5", "d2w2"]),
     (wide, ["d4w3", "d3w2", "s2", "d3w3"]),
     (wide, ["s3", "d8w1", "d6w8", "d2w2"]),
+    # Q output pixels a lane: packed pairs of 8-bit products (WP486), odd Q (a pair and one),
+    # 1x1 layers, 16-bit activations (unpacked), a group as long as its window load (wide conv2
+    # at w1: L = 8 > NF*K = 2); on dilated layers pixels M apart in blocks of M*Q (tiny conv2:
+    # M = 2, blocks of 8 and 4; odd conv2, stride 2 dilation 3: M = 3, blocks of 6 or 12 that
+    # overhang its 10-pixel rows), or adjacent ("a")
+    (tiny, ["s8w3p4", "s8w2p2", "s16w4p2", "s16p2", "d4w8"]),
+    (tiny, ["s2p2", "s4w1p4", "s8p3", "s4p4", "d11"]),
+    (tiny, ["s3", "s4w1p4a", "s5p2", "s6p2", "d4w8"]),
+    (odd, ["s6w1p3", "s4w3p2", "s10p5", "s5p5", "s5p5"]),
+    (odd, ["s6w1p2", "s4w3p4", "s10", "s5p3", "s5"]),
+    (wide, ["s4p2", "s8w1p2", "s3p2", "d3w3"]),
 ])
 def test_corner_models_are_bit_exact(make, lanes):
     model = make()
@@ -61,7 +72,8 @@ def test_corner_models_are_bit_exact(make, lanes):
             g = perf.layer_geometry(model, n, plan)
             _, ho, wo = model.shapes()[n + 1]
             steps = model.layers[n].k_nonzero if plan.engine == "sparse" else g["chunks"]
-            assert report.expected_iterations[n] == ho * wo * -(-model.layers[n].out_channels // plan.lanes) * steps
+            groups = ho * perf.group_layout(wo, plan.pixels, g["spacing"])[1]
+            assert report.expected_iterations[n] == groups * -(-model.layers[n].out_channels // plan.lanes) * steps
 
 
 def test_frames_of_one_start_equal_single_starts():
@@ -135,13 +147,14 @@ def test_camvid_sized_standin_is_bit_exact():
 
 @pytest.mark.slow
 def test_camvid_standin_with_the_zcu104_allocation_is_bit_exact():
-    """The lanes `sentei overlay codegen --board zcu104` compiles (64 lanes on the 128-channel layers,
-    wide window chunks, shared requantizers, URAM line buffers): still bit-exact, counts = formula."""
+    """The plans `sentei overlay codegen --board zcu104` compiles (lanes of 2-4 packed pixels on the
+    dilated 128-channel layers, wide window chunks, shared requantizers, URAM line buffers): still
+    bit-exact, counts = formula."""
     from tests.overlay.csim_models import camvid_standin
 
     model = camvid_standin(8)
     plans = perf.allocate(model, "zcu104", 200)
-    assert max(p.lanes for p in plans) >= 32
+    assert max(p.lanes * p.pixels for p in plans) >= 32 and any(p.pixels > 1 for p in plans)
     report = csim.run_csim(model, 1, board="zcu104", clock_mhz=200)
     assert report.lanes == [p.lanes for p in plans]
     assert_exact(report)

@@ -130,7 +130,7 @@ def test_layer_resources_by_hand():
     res = perf.layer_resources(model, 1, 4)
     # 4 lanes x 1 MAC + one shared requantizer (4 DSP48) instead of one per lane
     assert res["dsp"] == 4 * 1 + 4 == 8
-    # all lanes read one address: one memory of 8 folds x 40 = 320 words of 4 lanes x (8 + 2 bank + 6 slot)
+    # all lanes read one address: one memory of 8 folds x 40 = 320 words of 4 lanes x (8 + 2 bank + 2 column + 4 slot)
     # = 64 bits -> 2 BRAM18 of 512 x 36; the requantizer's 8 x 4 constants of 69 bits -> LUTRAM
     assert res["bram18_weights"] == 2
     # 3 + 1 (stride) row memories of 100 pixels x 16 words of 8 bits = 1600 x 8 -> one 2K x 9 BRAM18 each;
@@ -139,8 +139,9 @@ def test_layer_resources_by_hand():
     assert res["bram18"] == 7
     # FIFOs priced at the depths they are given (the simulation's): a row of pixels goes to BRAM
     assert perf.layer_resources(model, 1, 4, depths=(102, 96))["bram18_line_buffer"] == 4 + 1 + 4
-    # window copy per lane: 3 banks of 96 x 8 bits (2 blocks of 64 x 8 -> 2 x 10 LUTs) + a 6:1 x 8 mux
-    assert res["lut_windows"] == 4 * (3 * 2 * 10 + 8 * 2)
+    # window copy per lane: a bank per (column, tap row) = 9 banks of 2 x 16 words of 8 bits (one block
+    # of 64 x 8 -> 10 LUTs each) + the pixel's 9:1 x 8 read mux
+    assert res["lut_windows"] == 4 * (9 * 10 + 8 * 3)
     assert res["weight_bits_on_chip"] == 32 * 40 * 16 + 32 * 69
     # the logits layer has no requantizer: one DSP per lane
     assert perf.layer_resources(model, 2, 11)["dsp"] == 11
@@ -148,6 +149,55 @@ def test_layer_resources_by_hand():
     assert perf.line_storage(1600, 8, True) == "bram" and perf.line_storage(1216, 64, True) == "uram"
     assert perf.line_storage(7680, 8, True) == "bram"  # 2 URAM for 4 BRAM18
     assert perf.line_storage(1216, 64, False) == "bram" and perf.line_storage(48, 64, True) == "lutram"
+
+
+def test_pixel_groups_by_hand():
+    """Groups of Q pixels: the columns they read, how far apart they are, the blocks of a row."""
+    # undilated: adjacent pixels share k - 1 columns (stride 1) or one (stride 2)
+    assert perf.group_spacing(3, 1, 1, 4) == 1 and perf.group_offsets(3, 1, 1, 4, 1) == (0, 1, 2, 3, 4, 5)
+    assert perf.group_offsets(3, 2, 1, 2, 1) == (0, 1, 2, 3, 4)
+    # dilation 4: adjacent pixels share no column (12 for 4 pixels); 4 apart they share two (6)
+    assert len(perf.group_offsets(3, 1, 4, 4, 1)) == 12
+    assert perf.group_spacing(3, 1, 4, 4) == 4 and perf.group_offsets(3, 1, 4, 4, 4) == (0, 4, 8, 12, 16, 20)
+    assert perf.group_spacing(3, 1, 4, 4, adjacent=True) == 1
+    # stride 2, dilation 3: pixels 3 apart, columns 3 * (2q + kx)
+    assert perf.group_spacing(3, 2, 3, 2) == 3 and perf.group_offsets(3, 2, 3, 2, 3) == (0, 3, 6, 9, 12)
+    assert perf.group_spacing(1, 1, 1, 4) == 1 and perf.group_spacing(3, 1, 8, 1) == 1
+    # a row of 60 in blocks of 4 x 4 = 16 pixels: 4 blocks (the last overhangs by 4), 16 groups
+    assert perf.group_layout(60, 4, 4) == (4, 16)
+    assert perf.group_layout(60, 2, 1) == (30, 30)
+
+
+def test_pixel_plans_by_hand():
+    model = camvid_standin(8)
+    plan = perf.as_plan("s16w2p4")
+    assert (plan.lanes, plan.chunk_channels, plan.pixels, plan.adjacent) == (16, 2, 4, False)
+    assert perf.as_plan("s16w2p4a").adjacent and perf.as_plan("s16w2p4a").label() == "s16w2p4a"
+    # conv6 (index 5: dilation 4, Wo = 60): 4 pixels 4 apart, blocks of 16 overhanging the row by 4
+    g = perf.layer_geometry(model, 5, "s16w2p4")
+    assert (g["pixels"], g["spacing"], g["group_columns"], g["row_groups"]) == (4, 4, 6, 16)
+    assert g["chunks"] == 6 * 64 and g["packed_products"] == 1
+    _, ho, wo = model.shapes()[6]
+    assert g["mac_iterations"] == ho * 16 * g["folds"] * model.layers[5].k_nonzero
+    # requantization: 4 x 16 = 64 sums a fold over K steps, at most one requantizer per lane (S >= Q)
+    k = model.layers[5].k_nonzero
+    assert (g["requant_units"], g["requant_span"]) == (-(-64 // k), -(-64 // -(-64 // k)))
+    assert g["requant_span"] >= 4
+    assert perf.requant_sharing(64, 3, 4) == (16, 4)  # K = 3 < 64/16: one requantizer per lane, S = Q
+    adjacent = perf.layer_geometry(model, 5, "s16w2p4a")
+    assert (adjacent["spacing"], adjacent["group_columns"], adjacent["row_groups"]) == (1, 12, 15)
+    # window copies: a bank per (column, tap row, channel mod 2) of 2 x 64 words of 8 bits (two 64-word
+    # blocks, 20 LUTs), and per pixel a 36:1 x 8 read mux over its 3 columns' banks (72 LUTs): the spaced
+    # plan keeps 6 columns, the adjacent one 12
+    assert perf.layer_resources(model, 5, "s16w2p4", "zcu104")["lut_windows"] == 16 * (6 * 6 * 20 + 4 * 72)
+    assert perf.layer_resources(model, 5, "s16w2p4a", "zcu104")["lut_windows"] == 16 * (12 * 6 * 20 + 4 * 72)
+    # two 8-bit products in one DSP48E2 (WP486); a DSP48E1 (Zynq-7000) takes one each
+    assert perf.layer_resources(model, 5, "s16w2p4", "zcu104")["dsp"] == 16 * 2 + 4 * g["requant_units"]
+    assert perf.layer_resources(model, 5, "s16w2p4", "pynqz2")["dsp"] == 16 * 4 + 4 * g["requant_units"]
+    with pytest.raises(SenteiError, match="pixels a lane"):
+        perf.layer_geometry(model, 7, "s11p7")  # the 1x1 classifier: Q must divide Wo = 60
+    with pytest.raises(SenteiError, match="pixels a lane"):
+        perf.layer_geometry(model, 1, "d4w8p2")  # the dense engine computes one pixel at a time
 
 
 # ---------------------------------------------------------------------------------------

@@ -36,7 +36,10 @@ def test_the_simulator_sees_a_fifo_that_is_too_small():
     assert simulate.run(facts, 3, depths=shallower)["interval_cycles"] > report["interval_cycles"]
 
 
-@pytest.mark.parametrize("make, lanes", [(tiny, None), (odd, None), (wide, None), (starved, STARVED_LANES)])
+@pytest.mark.parametrize("make, lanes", [(tiny, None), (odd, None), (wide, None), (starved, STARVED_LANES),
+                                         (tiny, ["s8w3p4", "s8w2p2", "s16w4p2", "s16p2", "d4w8"]),
+                                         (odd, ["s6w1p2", "s4w3p4", "s10", "s5p3", "s5"]),
+                                         (wide, ["s4p2", "s8w1p2", "s3p2", "d3w3"])])
 @pytest.mark.parametrize("board", perf.known_boards())
 def test_model_and_simulation_agree_within_five_percent(make, lanes, board):
     model = make()
@@ -53,7 +56,9 @@ def test_model_and_simulation_agree_within_five_percent(make, lanes, board):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("make, lanes", [(tiny, ["d3w1", 5, "s7w4", 6, "d4w8"]), (odd, [4, 5, 3, 4, 2]),
-                                         (starved, STARVED_LANES)])
+                                         (starved, STARVED_LANES),
+                                         (odd, ["s6w1p3", "s4w3p2", "s10p5", "s5p5", "s5p5"]),
+                                         (tiny, ["s2p2", "s4w1p4", "s8p3", "s4p4", "d11"])])
 def test_the_simulated_engines_run_the_c_simulation_s_mac_iterations(make, lanes):
     """The simulator's engine state machines are its own code, not the HLS loops: their MAC
     iterations per frame must be the C-simulation's count, layer by layer, for both engines,
