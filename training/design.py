@@ -4,8 +4,9 @@ A genetic search over the K of every layer (its filter-wise sparsity, from the g
 ``sentei sensitivity`` measured, or dense) for a board and a frame rate:
 
 * **accuracy predictor** -- the dense teacher's mIoU minus the sum over layers of the drop
-  that layer alone caused at its sparsity in the sensitivity table (a drop below zero, noise,
-  counts as zero). Measured without fine-tuning, so it ranks designs rather than foretells
+  that layer alone caused at its sparsity in the sensitivity table, against its control (the
+  same network, nothing pruned, its batch-norms re-estimated the same way; a drop below zero,
+  noise, counts as zero). Measured without fine-tuning, so it ranks designs rather than foretells
   the trained student's mIoU (distillation recovers most of it);
 * **hardware cost** -- the model file the design would export (the teacher's shapes and the
   config's bit widths, every filter with K stored weights) priced by the performance model:
@@ -37,8 +38,10 @@ import numpy as np
 from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.errors import SenteiError
 
-PREDICTOR = ("predicted mIoU = dense teacher's mIoU - sum over layers of max(0, teacher mIoU - mIoU with only "
-             "that layer pruned filter-wise at its sparsity), from the sensitivity table (no fine-tuning)")
+PREDICTOR = ("predicted mIoU = dense teacher's mIoU - sum over layers of max(0, drop), a layer's drop = its control's "
+             "mIoU (nothing pruned; with sentei sensitivity --recalibrate, the batch-norms re-estimated the same way) "
+             "- the mIoU with only that layer pruned filter-wise at its sparsity, from the sensitivity table "
+             "(no fine-tuning)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -58,7 +61,9 @@ class Space:
         self.base = float(sensitivity["dense"]["miou"])
         self.model_cfg = sensitivity["model"]
         self.grid = sorted({float(r["sparsity"]) for r in rows})
-        measured = {(r["layer"], float(r["sparsity"])): float(r["miou"]) for r in rows}
+        # a layer's drop: against its control (the same batch-norm re-estimate, nothing pruned) where recorded
+        measured = {(r["layer"], float(r["sparsity"])): float(r.get("control_miou", self.base)) - float(r["miou"])
+                    for r in rows}
         self.layer_names = [spec["name"] for spec in _specs(self.model_cfg)]
         self.fan_in = dict(zip(self.layer_names, _fan_ins(self.model_cfg)))
         unknown = [n for n in dense if n not in self.layer_names]
@@ -71,7 +76,7 @@ class Space:
             raise SenteiError("no layer to search: the sensitivity table measures none of the layers not kept "
                               "--dense at every sparsity; rerun sentei sensitivity over those layers")
         self.options = [0.0] + self.grid
-        self.drop = {n: [0.0] + [max(0.0, self.base - measured[(n, s)]) for s in self.grid] for n in self.searched}
+        self.drop = {n: [0.0] + [max(0.0, measured[(n, s)]) for s in self.grid] for n in self.searched}
         self.k = {n: [self.fan_in[n]] + [filter_k(self.fan_in[n], s) for s in self.grid] for n in self.searched}
 
     @property
@@ -391,7 +396,7 @@ def plot(space: Space, result: dict, chosen: dict, uniform: list[dict], fps_targ
     ax.set_ylabel("predicted mIoU (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     save_figure(fig, path)
     plt.close(fig)

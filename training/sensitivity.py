@@ -182,6 +182,9 @@ def measure(net, split, sparsities, layers=None, *, cache: Cache, key, device="c
         conv = convs[name]
         original = conv.weight.detach().clone()
         fan_in = original[0].numel()
+        # the drop is taken against the same network with its batch-norms re-estimated the same way and
+        # nothing pruned: the re-estimate's own effect (a few frames, no augmentation) is not the layer's
+        control = dense if calibration is None else scored(name, 0.0, fan_in)
         try:
             for s in sparsities:
                 with torch.no_grad():
@@ -190,7 +193,7 @@ def measure(net, split, sparsities, layers=None, *, cache: Cache, key, device="c
                 fig = scored(name, s, k)
                 rows.append({"layer": name, "fan_in": fan_in, "sparsity": float(s), "k": k,
                              "miou": fig["miou"], "pixel_accuracy": fig["pixel_accuracy"],
-                             "drop": dense["miou"] - fig["miou"]})
+                             "control_miou": control["miou"], "drop": control["miou"] - fig["miou"]})
         finally:
             with torch.no_grad():
                 conv.weight.copy_(original)
@@ -202,18 +205,22 @@ def markdown(result: dict) -> str:
     sparsities = sorted({r["sparsity"] for r in result["rows"]})
     layers = list(dict.fromkeys(r["layer"] for r in result["rows"]))
     cell = {(r["layer"], r["sparsity"]): r for r in result["rows"]}
-    head = "| layer | Cin·k·k | " + " | ".join(f"{100 * s:g} %" for s in sparsities) + " |"
-    lines = [head, "|" + "---|" * (len(sparsities) + 2)]
+    head = "| layer | Cin·k·k | 0 % (control) | " + " | ".join(f"{100 * s:g} %" for s in sparsities) + " |"
+    lines = [head, "|" + "---|" * (len(sparsities) + 3)]
     for name in layers:
-        fan_in = cell[(name, sparsities[0])]["fan_in"] if (name, sparsities[0]) in cell else ""
+        first = cell.get((name, sparsities[0]), {})
         parts = [f"{100 * cell[(name, s)]['miou']:.2f} (K {cell[(name, s)]['k']})" if (name, s) in cell else ""
                  for s in sparsities]
-        lines.append(f"| {name} | {fan_in} | " + " | ".join(parts) + " |")
+        control = f"{100 * first['control_miou']:.2f}" if "control_miou" in first else ""
+        lines.append(f"| {name} | {first.get('fan_in', '')} | {control} | " + " | ".join(parts) + " |")
     ev = result["evaluated_on"]
     lines.append("")
     lines.append(f"{ev['split']} mIoU (%) of the dense teacher {100 * result['dense']['miou']:.2f}, one layer pruned "
                  f"filter-wise at a time (inference only, no fine-tuning); {ev['frames']} frames of split "
-                 f"{ev['split']} at {ev['size'][0]}x{ev['size'][1]}{_recalibration(ev)}.")
+                 f"{ev['split']} at {ev['size'][0]}x{ev['size'][1]}{_recalibration(ev)}. A layer's drop is taken "
+                 f"against its control: the same network"
+                 + (" with the batch-norm statistics re-estimated the same way and nothing pruned."
+                    if ev.get("bn_recalibration") else ", nothing pruned (the dense teacher)."))
     return "\n".join(lines) + "\n"
 
 
@@ -233,11 +240,12 @@ def plot(result: dict, path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name in dict.fromkeys(r["layer"] for r in result["rows"]):
-        pts = sorted((r["sparsity"], r["miou"]) for r in result["rows"] if r["layer"] == name)
+        rows = [r for r in result["rows"] if r["layer"] == name]
+        pts = sorted([(r["sparsity"], r["miou"]) for r in rows] + [(0.0, rows[0].get("control_miou", result["dense"]["miou"]))])
         ax.plot([100 * s for s, _ in pts], [100 * m for _, m in pts], marker="o", label=name)
     ax.axhline(100 * result["dense"]["miou"], color="k", linestyle="--", linewidth=1, label="dense teacher")
     ev = result["evaluated_on"]
-    ax.set_xlabel("sparsity of the one pruned layer (%), filter-wise")
+    ax.set_xlabel("sparsity of the one pruned layer (%), filter-wise (0: its control)")
     ax.set_ylabel(f"{ev['split']} mIoU (%)")
     ax.set_title(f"{ev['frames']} frames at {ev['size'][0]}x{ev['size'][1]}, no fine-tuning{_recalibration(ev)}",
                  fontsize=8)

@@ -67,6 +67,13 @@ def test_predictor_is_the_sum_of_layer_drops(space):
     genes = tuple(g % space.size for g in genes)
     expected = 0.66 - sum(WEIGHT[n] * space.options[g] ** 4 / 100 for n, g in zip(space.searched, genes))
     assert space.predicted(genes) == pytest.approx(expected)
+    controlled = fake_sensitivity()  # with batch-norm re-estimation: drops against each layer's control
+    for r in controlled["rows"]:
+        r["control_miou"] = 0.65
+    other = design.Space(controlled)
+    assert other.predicted(genes) == pytest.approx(0.66 - sum(max(0.0, 0.65 - 0.66 + WEIGHT[n] * space.options[g] ** 4
+                                                                  / 100) * (g > 0)
+                                                              for n, g in zip(space.searched, genes)))
     ks = space.ks(genes)
     for n, g in zip(space.searched, genes):
         assert ks[n] == (space.fan_in[n] if g == 0 else filter_k(space.fan_in[n], space.options[g]))

@@ -127,11 +127,15 @@ def test_recalibration_touches_only_the_pruned_layer_on_and_is_undone(teacher, t
     cache = sensitivity.Cache(tmp_path / "c.json")
     out = sensitivity.measure(net, frames, [0.9], ["conv3"], cache=cache, key=lambda n, s: f"{n}{s}",
                               calibration=calib)
-    assert len(seen) == 2  # the dense teacher as trained, then conv3 pruned and re-estimated
+    assert len(seen) == 3  # the dense teacher as trained; conv3's control (re-estimated, unpruned); conv3 pruned
     for (m0, v0), (m1, v1) in zip(before, seen[0]):
         assert torch.equal(m0, m1) and torch.equal(v0, v1)
-    for n, ((m0, v0), (m1, v1)) in enumerate(zip(before, seen[1])):  # conv1, conv2 as trained; conv3, conv4 not
-        assert torch.equal(m0, m1) == (n < 2) and torch.equal(v0, v1) == (n < 2)
+    for call in seen[1:]:  # conv1, conv2 as trained; conv3, conv4 re-estimated
+        for n, ((m0, v0), (m1, v1)) in enumerate(zip(before, call)):
+            assert torch.equal(m0, m1) == (n < 2) and torch.equal(v0, v1) == (n < 2)
+    row = out["rows"][0]
+    assert row["drop"] == pytest.approx(row["control_miou"] - row["miou"])
+    assert cache.entries["conv30.0"]["miou"] == row["control_miou"]
     for (m0, v0), (m1, v1) in zip(before, stats()):  # and every statistic back afterwards
         assert torch.equal(m0, m1) and torch.equal(v0, v1)
     assert all(b[1].momentum == 0.1 for b in net.blocks) and not net.training
