@@ -84,15 +84,21 @@ def _search(space, seed, fps=400.0, board="zcu104"):
     return design.search(space, hw, fps, population=12, generations=4, seed=seed), hw
 
 
-def test_search_is_reproducible(space):
-    a, _ = _search(space, seed=3)
-    b, _ = _search(space, seed=3)
+@pytest.fixture(scope="module")
+def searched(space):
+    """One search on ZCU104 at 400 frames/s, seed 0 (shared by the tests that only read it)."""
+    return _search(space, seed=0)
+
+
+def test_search_is_reproducible(space, searched):
+    a, _ = searched
+    b, _ = _search(space, seed=0)  # its own hardware model and generator
     assert list(a["evaluated"]) == list(b["evaluated"])  # the same designs, in the same order
     assert [d["genes"] for d in a["front"]] == [d["genes"] for d in b["front"]]
 
 
-def test_front_is_feasible_and_non_dominated(space):
-    result, hw = _search(space, seed=0)
+def test_front_is_feasible_and_non_dominated(space, searched):
+    result, hw = searched
     front, feasible = result["front"], result["feasible"]
     assert len(front) >= 2
     for d in front:
@@ -138,8 +144,8 @@ def test_written_config_gives_the_chosen_k(space, tmp_path):
     assert ref["frames_per_s"] == pytest.approx(200e6 / perf.pipeline_interval(shipped, perf.allocate(shipped, "zcu104")))
 
 
-def test_budget_and_infeasible_targets_are_one_line(space, tmp_path, capsys):
-    result, _ = _search(space, seed=0)
+def test_budget_and_infeasible_targets_are_one_line(space, searched, tmp_path, capsys):
+    result, _ = searched
     front = result["front"]
     fastest = design.choose(front, budget_miou=100.0, base=space.base)
     assert fastest["fps"] == max(d["fps"] for d in front)
