@@ -38,7 +38,7 @@ FALLBACK_MAX_LANES = 8
 # structure the code generator takes from sentei.overlay.perf.layer_geometry
 GEOMETRY_FIELDS = ("pixels", "spacing", "row_groups", "chunk_channels", "chunks", "pixel_iterations",
                    "window_iterations", "line_slots", "line_depth", "requant_units", "requant_span", "bank_bits",
-                   "col_bits", "slot_bits", "packed_products")
+                   "col_bits", "slot_bits", "packed_products", "window_bram")
 
 
 def default_lanes(model) -> list:
@@ -200,7 +200,8 @@ class NetworkFacts:
                   f.weight_bits, f.act, f.out_bits, f.line_storage, f.engine, dict(f.geometry)["chunk_channels"],
                   f.act_depth, f.win_depth)
                  + tuple(dict(f.geometry)[key] for key in ("pixels", "spacing", "packed_products")
-                         if dict(f.geometry)["pixels"] > 1) for f in self.layers]
+                         if dict(f.geometry)["pixels"] > 1)
+                 + (("bram",) if dict(f.geometry)["window_bram"] else ()) for f in self.layers]
         text = json.dumps([self.height, self.width, self.input_bits, facts, list(self.io_depths)])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -467,6 +468,34 @@ LAYER_PARAMS = {
 
 LAYER_ARGS = Template(""", layer${index}_weights, layer${index}_quant""")
 
+# how a sparse layer's window copies are built (perf.layer_resources prices both)
+WINDOW_STORAGE = {
+    "lutram": {"window_storage": "lutram", "taps_directive": "ARRAY_PARTITION",
+               "taps_reason": "a LUTRAM bank per tap: a pixel reads its activation through a mux of 8-bit banks"},
+    "bram": {"window_storage": "bram", "taps_directive": "ARRAY_RESHAPE",
+             "taps_reason": "a column's k*Wc taps in one BRAM word: a chunk written whole, a word read, a tap selected"},
+}
+
+LAYER_ENGINE = {
+    "sparse": Template("""\
+/// layer ${index}'s sparse engine: its lanes' window copies, bound to ${window_storage} for this board.
+inline void layer${index}_engine(hls::stream<chunk_t<layer${index}_config> >& in,
+                          hls::stream<out_pixel_t<layer${index}_config> >& out,
+                          const sparse_entry<layer${index}_config> w[${lanes}][${folds} * ${k_nonzero}],
+                          const requant_param q[${requant_units}][${folds} * ${requant_span}], unsigned frames) {
+#pragma HLS INLINE off  // a dataflow process of its own: inlined, its memories would become variables of the region
+    window_copies_t<layer${index}_config> win;
+#pragma HLS ARRAY_PARTITION variable = win dim = 1 complete  // a window copy per lane: P independent reads per clock
+#pragma HLS ARRAY_PARTITION variable = win dim = 2 complete  // a memory per group column: the Q pixels of a lane read Q columns a clock
+#pragma HLS ${taps_directive} variable = win dim = 3 complete  // ${taps_reason}
+#pragma HLS BIND_STORAGE variable = win type = ram_s2p impl = ${window_storage}  // chosen by the performance model: one write and one read port
+    sparse_conv<layer${index}_config>(in, out, w, q, frames, win);
+}
+
+"""),
+    "dense": Template(""),
+}
+
 LAYER_WINDOW = {
     "rows": Template("""\
 /// layer ${index}'s window generator: its row memories, bound to ${line_storage} for this board.
@@ -511,7 +540,7 @@ LAYER_STREAMS = Template("""\
 LAYER_CALLS = {
     "sparse": Template("""\
     layer${index}_window(act${index}, win${index}, frames);
-    sparse_conv<layer${index}_config>(win${index}, act${next}, w${index}, q${index}, frames);
+    layer${index}_engine(win${index}, act${next}, w${index}, q${index}, frames);
 """),
     "dense": Template("""\
     layer${index}_window(act${index}, win${index}, frames);
@@ -541,6 +570,7 @@ def _layer_fields(f: LayerFacts, following: LayerFacts | None, io_depths) -> dic
             "out_bits": f.out_bits, "out_min": f.out_min, "out_max": f.out_max, "in_type": f.in_type,
             "out_type": f.out_type, "iterations": f.iterations, "win_depth": f.win_depth,
             "packed_text": "true" if dict(f.geometry)["packed_products"] else "false",
+            **WINDOW_STORAGE["bram" if dict(f.geometry)["window_bram"] else "lutram"],
             "next_act_depth": following.act_depth if following else io_depths[2]}
 
 
@@ -573,7 +603,8 @@ def render(facts: NetworkFacts) -> dict[str, str]:
         layer_configs=join(lambda f: LAYER_CONFIG))
     network = NETWORK_HEADER.substitute(
         common, storage=join(lambda f: LAYER_STORAGE[f.engine]),
-        windows=join(lambda f: LAYER_WINDOW["rows" if f.kernel > 1 else "pointwise"]),
+        windows=join(lambda f: LAYER_WINDOW["rows" if f.kernel > 1 else "pointwise"])
+        + join(lambda f: LAYER_ENGINE[f.engine]),
         loads=join(lambda f: LAYER_LOAD[f.engine]), streams=join(lambda f: LAYER_STREAMS),
         calls=join(lambda f: LAYER_CALLS[f.engine]), params=join(lambda f: LAYER_PARAMS[f.engine]),
         args=join(lambda f: LAYER_ARGS), act0_depth=facts.layers[0].act_depth, words_depth=facts.io_depths[0],

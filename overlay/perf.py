@@ -80,6 +80,7 @@ URAM_MIN_BRAM18 = 4  # a row memory goes to URAM (where the board has it) when e
 BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 LUT_PER_LANE = 60  # accumulator adder, weight-memory addressing, lane control
 PIXEL_OPTIONS = (1, 2, 4)  # output pixels per sparse lane the allocator tries
+BRAM_WINDOW_MIN_DISTANCE = 3  # a BRAM read takes 1-2 clocks: window copies there need this much room
 LUT_PER_PIXEL = 40  # sparse engine: a further pixel's accumulator adder and its finished-sum register mux
 LUT_PER_PACK = 20  # sparse engine: recovering two products from one packed multiply (an 18-bit sign fix-up)
 LUT_PER_SIMD = 24  # dense engine: one product's share of a lane's adder tree (~20-bit adds) and its multiplexing
@@ -123,7 +124,9 @@ ASSUMPTIONS = (
     "(R = min(ceil(Q*P/K), P) per layer, none in the logits layer), 6 for the input quantizer",
     "window copies: per lane a LUTRAM bank per (group column, tap row, channel mod Wc) of 2*Cin/Wc "
     "activations (64 x 7 bits per 8 LUTs) and per pixel a (k x k*Wc banks x 64-word blocks):1 read "
-    "multiplexer (N/4 LUT6 per bit); finished pixels: a LUTRAM of 2*M*Q words per output channel",
+    "multiplexer (N/4 LUT6 per bit); or (plan suffix b) per lane a BRAM18 memory per group column of "
+    "2*Cin/Wc words of k*Wc activations and per pixel a k:1 word and a k*Wc:1 tap multiplexer; "
+    "finished pixels: a LUTRAM of 2*M*Q words per output channel",
 "BRAM18/URAM: per lane one weight memory of (Cout/P)*K entries (weight, bank, slot bits), per "
     "requantizer one memory of NF*S x 69 bits; per layer with k>1, (k-1)*d+1 row memories of "
     "W*Cin/Wc words of Wc*input_bits (URAM where the board has it: the layers whose rows save the most "
@@ -326,6 +329,7 @@ class LayerPlan:
     number of output pixels a lane computes with each weight it reads: Q MACs per lane per
     clock, two of them in one DSP48E2 (:func:`packed_products`); on a dilated layer they are
     spaced so that they share window columns (:func:`group_spacing`) unless ``adjacent``.
+    ``window_bram`` (sparse engine) keeps the lanes' window copies in BRAM18 instead of LUTRAM.
     """
 
     engine: str = "sparse"
@@ -333,16 +337,17 @@ class LayerPlan:
     chunk_channels: int | None = None
     pixels: int = 1
     adjacent: bool = False
+    window_bram: bool = False
 
     def label(self) -> str:
         """``8`` (sparse, 8 lanes), ``s8w4`` (Wc 4), ``s8w4p2`` (two pixels a lane), ``s8w4p2a``
-        (two adjacent pixels on a dilated layer), ``d4w32`` (dense, 4 lanes, Wc 32): what
-        --lanes takes."""
-        if self.engine == "sparse" and self.chunk_channels is None and self.pixels == 1:
+        (two adjacent pixels on a dilated layer), ``s8w4p2b`` (window copies in BRAM), ``d4w32``
+        (dense, 4 lanes, Wc 32): what --lanes takes."""
+        if self.engine == "sparse" and self.chunk_channels is None and self.pixels == 1 and not self.window_bram:
             return str(self.lanes)
         wc = "" if self.chunk_channels is None else f"w{self.chunk_channels}"
         px = "" if self.pixels == 1 else f"p{self.pixels}{'a' if self.adjacent else ''}"
-        return f"{self.engine[0]}{self.lanes}{wc}{px}"
+        return f"{self.engine[0]}{self.lanes}{wc}{px}{'b' if self.window_bram else ''}"
 
 
 def as_plan(value) -> LayerPlan:
@@ -352,13 +357,13 @@ def as_plan(value) -> LayerPlan:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return LayerPlan("sparse", int(value))
     text = str(value).strip().lower()
-    m = re.fullmatch(r"([sd]?)(\d+)(?:w(\d+))?(?:p(\d+)(a?))?", text)
+    m = re.fullmatch(r"([sd]?)(\d+)(?:w(\d+))?(?:p(\d+)(a?))?(b?)", text)
     if not m:
-        raise SenteiError(f"layer plan {value!r}: expected LANES (sparse), sLANES[wWc][pQ[a]] or dLANES[wWc], "
+        raise SenteiError(f"layer plan {value!r}: expected LANES (sparse), sLANES[wWc][pQ[a]][b] or dLANES[wWc], "
                           f"e.g. 8, s16w2p2 or d4w32")
     engine = "dense" if m.group(1) == "d" else "sparse"
     return LayerPlan(engine, int(m.group(2)), int(m.group(3)) if m.group(3) else None,
-                     int(m.group(4)) if m.group(4) else 1, bool(m.group(5)))
+                     int(m.group(4)) if m.group(4) else 1, bool(m.group(5)), bool(m.group(6)))
 
 
 def group_spacing(k: int, s: int, d: int, q: int, adjacent: bool = False) -> int:
@@ -536,6 +541,11 @@ def layer_geometry(model, index: int, plan) -> dict:
     sparse = plan.engine == "sparse"
     units, span = requant_sharing(q * lanes, kn if sparse else chunks, q)
     pixel = _engine_pixel(plan.engine, folds, kn, chunks)
+    distance = window_distance(pixel, folds * (kn if sparse else chunks), chunks)
+    if plan.window_bram and (not sparse or distance < BRAM_WINDOW_MIN_DISTANCE):
+        raise SenteiError(f"layer {layer.name}: window copies in BRAM need the sparse engine and a group of at "
+                          f"least {BRAM_WINDOW_MIN_DISTANCE} clocks between a window's last write and first read "
+                          f"(this plan leaves {distance}): use fewer lanes or LUTRAM (no 'b')")
     window = window_iterations(h, w, k, layer.stride, layer.dilation, layer.padding, cin, wc, q, spacing)
     blocks, row_groups = group_layout(wo, q, spacing)
     groups = ho * row_groups
@@ -552,10 +562,19 @@ def layer_geometry(model, index: int, plan) -> dict:
         "banks": k * wc, "bank_bits": field_bits(k * wc), "col_bits": field_bits(k),
         "slot_bits": field_bits(cw) if sparse else field_bits(chunks),
         "packed_products": int(sparse and packed_products(model, index, q)),
+        "window_bram": int(plan.window_bram), "window_distance": distance,
         "simd": k * wc if plan.engine == "dense" else 1,
         "engine_cycles": engine_clocks(groups * pixel, chunks, span + 2 * (spacing * q - 1)),
         "mac_iterations": groups * folds * (kn if sparse else chunks),
     }
+
+
+def window_distance(pixel: int, macs: int, chunks: int) -> int:
+    """Loop iterations between accesses of one half of a sparse engine's window copies, for
+    any weight pattern (sparse_conv.hpp's DIST): a group of ``pixel`` clocks does its MACs in
+    the first ``macs`` and writes the next window's ``chunks`` centred in it."""
+    d = (pixel - chunks) // 2
+    return min(pixel - macs + 1 + d, pixel - d - chunks + 1)
 
 
 def engine_clocks(pixel_clocks: int, chunks: int, tail: int) -> int:
@@ -627,13 +646,18 @@ def layer_resources(model, index: int, plan, board=None, storage: str | None = N
         q = g["pixels"]
         ebits = layer.weight_bits + g["bank_bits"] + g["col_bits"] + g["slot_bits"]
         w_bram, w_lut = memory_cost(folds * k, lanes * ebits)  # ARRAY_RESHAPE: one word for all lanes
-        # a copy: a bank per (group column, tap, channel mod Wc) of 2 * Cin/Wc activations
-        # (two halves); each of the Q pixels reads through a mux over its k columns' banks
+        # a copy: a memory per group column of 2 * Cin/Wc words (two halves); in LUTRAM a bank per
+        # tap (k*Wc of them a column), each pixel reading through a mux over its k columns' banks;
+        # in BRAM one word of k*Wc taps a column, each pixel picking a column's word, then a tap
         depth = 2 * (cin // g["chunk_channels"])
-        banks = g["group_columns"] * g["banks"]
-        win_bram = 0
-        win_lut = lanes * (banks * lutram_luts(depth, bits)
-                           + q * mux_luts(layer.kernel * g["banks"] * -(-depth // 64), bits))
+        taps = g["banks"]
+        if g["window_bram"]:
+            win_bram = lanes * g["group_columns"] * bram18_count(depth, taps * bits)
+            win_lut = lanes * q * (mux_luts(layer.kernel, taps * bits) + mux_luts(taps, bits))
+        else:
+            win_bram = 0
+            win_lut = lanes * (g["group_columns"] * taps * lutram_luts(depth, bits)
+                               + q * mux_luts(layer.kernel * taps * -(-depth // 64), bits))
         lane_lut = LUT_PER_LANE + (q - 1) * LUT_PER_PIXEL + (q // 2) * LUT_PER_PACK * g["packed_products"]
         macs = lanes * q
     q_bram, q_lut = memory_cost(folds * g["requant_span"], REQUANT_PARAM_BITS)
@@ -673,6 +697,7 @@ def layer_resources(model, index: int, plan, board=None, storage: str | None = N
         "weight_bits_on_chip": (lanes * folds * g["chunks"] * ebits if dense else cout * k * ebits)
         + cout * REQUANT_PARAM_BITS,
         "lut_windows": win_lut,
+        "bram18_windows": win_bram,
         "lut": lanes * lane_lut + w_lut + win_lut + units * q_lut + requant_lut + LUT_PER_LAYER
         + lb["lut"] + f_lut + a_lut + block_lut + burst_lut,
         "ff": lanes * FF_PER_LANE + (macs * FF_PER_SIMD if dense else (macs - lanes) * 2 * ACC_BITS)
@@ -812,8 +837,14 @@ def layer_options(model, index: int) -> list[LayerPlan]:
     wo = model.shapes()[index + 1][2]  # groups may overhang the row (group_layout), not exceed it
     pixels = [q for q in PIXEL_OPTIONS if q <= layer.k_nonzero and q <= wo and (k > 1 or wo % q == 0)]
     spaced = layer.kernel > 1 and layer.dilation > 1  # spaced groups share columns; adjacent ones overhang no row
-    plans = [LayerPlan("sparse", p, None, q, adj) for q in pixels for p in lanes
-             for adj in ((False, True) if spaced and q > 1 else (False,))]
+    plans = []
+    for q in pixels:
+        for p in lanes:
+            for adj in ((False, True) if spaced and q > 1 else (False,)):
+                plan = LayerPlan("sparse", p, None, q, adj)
+                plans.append(plan)
+                if layer_geometry(model, index, plan)["window_distance"] >= BRAM_WINDOW_MIN_DISTANCE:
+                    plans.append(LayerPlan("sparse", p, None, q, adj, True))
     if dense_allowed(model, index):
         plans += [LayerPlan("dense", p, wc) for p in lanes for wc in divisors(cin) if k * (cin // wc) >= 2]
     return plans
@@ -830,12 +861,52 @@ def _layer_rows(model, index: int, board, limits: dict) -> list[tuple[int, dict,
 
 
 def _weightings() -> list[dict[str, float]]:
-    """How the allocator prices a layer's resources against each other: all alike, or one of
-    them (the one a design runs out of) eight times dearer than the rest."""
+    """Where the allocator's picks start: a layer's resources as shares of the limits, all
+    alike or one of them eight times dearer."""
     out = [{key: 1.0 for key in BUDGET_FIELDS}]
     for scarce in BUDGET_FIELDS:
         out.append({key: 8.0 if key == scarce else 1.0 for key in BUDGET_FIELDS})
     return out
+
+
+def _repair(rows, plans, target, used_of, limits, steps: int = 64):
+    """Move layers to other plans within ``target`` until the design fits ``limits``: each
+    step takes the resource most over its limit and the one layer change that frees most of
+    it per share it adds elsewhere (never adding to a resource with no room); None when no
+    change helps. ``rows`` are each layer's options, ``used_of(plans)`` the design's use."""
+    index = [{row[2]: row for row in layer_rows} for layer_rows in rows]
+    plans = list(plans)
+    for _ in range(steps):
+        used = used_of(plans)
+        over = over_limits(used, limits)
+        if not over:
+            return plans
+        scarce = max(over, key=lambda k: used[k] / limits[k])
+        room = {k: (limits[k] - used[k]) / limits[k] for k in BUDGET_FIELDS if limits[k]}
+        best, best_score = None, 0.0
+        for n, layer_rows in enumerate(rows):
+            current = index[n][plans[n]][1]
+            for cycles, shares, plan in layer_rows:
+                if cycles > target:
+                    continue
+                freed = current.get(scarce, 0.0) - shares.get(scarce, 0.0)
+                if freed <= 0:
+                    continue
+                cost, allowed = 0.0, True
+                for key, share in shares.items():
+                    grow = share - current.get(key, 0.0)
+                    if key == scarce or grow <= 0:
+                        continue
+                    if room.get(key, 0.0) <= grow:
+                        allowed = False
+                        break
+                    cost += grow / room[key]
+                if allowed and freed / (cost + 1e-9) > best_score:
+                    best, best_score = (n, plan), freed / (cost + 1e-9)
+        if best is None:
+            return None
+        plans[best[0]] = best[1]
+    return None
 
 
 def allocate(model, board, clock_mhz: float | None = None,
@@ -846,10 +917,11 @@ def allocate(model, board, clock_mhz: float | None = None,
     The smallest pipeline interval T the budgets allow, searched by bisection over the stage
     clocks the layers' options (:func:`layer_options`) give: for a candidate T every layer
     takes its cheapest option whose stage is at most T (cheapest by its resources as shares
-    of the limits, weighted all alike or with one resource dearer: :func:`_weightings`), and T
-    is feasible when one weighting's picks keep the whole design (:func:`design_resources`,
-    shell included) within :func:`resource_limits` for every resource -- DSP48, BRAM18, URAM,
-    LUT and FF. T never goes below the stages plans cannot speed up (frame reader, logits
+    of the limits, weighted all alike or one resource dearer: :func:`_weightings`); where the
+    whole design (:func:`design_resources`, shell included) exceeds :func:`resource_limits`
+    -- DSP48, BRAM18, URAM, LUT or FF -- layers move to other plans within T that free the
+    resource most over its limit (:func:`_repair`: LUTs for BRAM window copies, DSP48s for
+    LUTs, ...); T is feasible when some start repairs to a fitting design. T never goes below the stages plans cannot speed up (frame reader, logits
     writer).
 
     Parameters
@@ -888,10 +960,16 @@ def allocate(model, board, clock_mhz: float | None = None,
             plans.append(min(ok, key=lambda r: (sum(weights[k] * v for k, v in r[1].items()), r[0]))[2])
         return plans
 
+    def used_of(plans):
+        return design_resources(model, plans, b, limits["uram"])
+
     def fitting(target: float) -> list[LayerPlan] | None:
         for weights in weightings:
             plans = pick(target, weights)
-            if plans is not None and not over_limits(design_resources(model, plans, b, limits["uram"]), limits):
+            if plans is None:
+                return None
+            plans = _repair(rows, plans, target, used_of, limits)
+            if plans is not None:
                 return plans
         return None
 
@@ -933,7 +1011,8 @@ def resolve_plans(model, plans) -> list[LayerPlan]:
     out = []
     for n, plan in enumerate(plans):
         g = layer_geometry(model, n, plan)
-        out.append(LayerPlan(g["engine"], g["lanes"], g["chunk_channels"], g["pixels"], as_plan(plan).adjacent))
+        out.append(LayerPlan(g["engine"], g["lanes"], g["chunk_channels"], g["pixels"], as_plan(plan).adjacent,
+                             bool(g["window_bram"])))
     return out
 
 
@@ -1035,7 +1114,8 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
             "name": layer.name, "in": list(shapes[n]), "out": list(shapes[n + 1]),
             "kernel": layer.kernel, "stride": layer.stride, "dilation": layer.dilation,
             "fan_in": fan_in, "k_nonzero": k, "nnz_min": int(nnz.min()), "nnz_max": int(nnz.max()),
-            "plan": LayerPlan(g["engine"], lanes_n, g["chunk_channels"], g["pixels"], as_plan(p).adjacent).label(),
+            "plan": LayerPlan(g["engine"], lanes_n, g["chunk_channels"], g["pixels"], as_plan(p).adjacent,
+                              bool(g["window_bram"])).label(),
             "macs_dense": ho * wo * cout * fan_in,
             "macs_nonzero": ho * wo * int(nnz.sum()),
             "macs_executed": ho * wo * cout * k,

@@ -10,11 +10,11 @@
  * at. Zero weights are not stored, so they cost no cycle; every filter has the same K, so
  * all lanes finish each fold together (no load imbalance, no control for it).
  *
- * Each lane owns a copy of the group's window in small memories (LUTRAM): one bank per
- * (window column, tap row, channel mod Wc), `2*Cin/Wc` words deep. A pixel's read goes to
- * the bank of the column its weight names *for that pixel* (pixel q reads offset
- * q*S + kx*D), so the Q reads of a lane hit Q different banks: one read port each, and the
- * columns adjacent pixels share are stored once. The copies are double-buffered: while the
+ * Each lane owns a copy of the group's window: one memory per window column, `2*Cin/Wc`
+ * words of the column's k*Wc taps (LUTRAM, or BRAM where LUTs are short: the caller binds
+ * it). A pixel's read goes to the memory of the column its weight names *for that pixel*
+ * (pixel q reads offset q*M*S + kx*D), so the Q reads of a lane hit Q different memories:
+ * one read port each, and the columns the group's pixels share are stored once. The copies are double-buffered: while the
  * lanes work on group n from one half, the next group's window arrives from the line buffer
  * as L = columns * Cin/Wc chunks, one per clock, and is written into the other half of every
  * copy -- inside the same pipelined loop. The chunks are written in the middle of the
@@ -83,11 +83,18 @@ struct product_pair<true> {
     }
 };
 
-/// One lane's copy of a group's window: bank (column*k*Wc + ky*Wc + ci % Wc), word (half*Cin/Wc + ci / Wc).
+/**
+ * \brief The lanes' copies of a group's window: `win[lane][column][tap][word]`, tap
+ *        `ky*Wc + ci % Wc`, word `half*Cin/Wc + ci / Wc`.
+ *
+ * Declared by the generated caller (`layer<i>_engine` in network.h), which partitions it
+ * into one memory per lane and group column, reshapes a column's k*Wc taps into one word
+ * and binds the memories to LUTRAM or BRAM as the performance model chose for the layer.
+ */
 template <class CONFIG_T>
-using window_copies_t = typename CONFIG_T::in_t[CONFIG_T::lanes][layer_group<CONFIG_T>::columns * CONFIG_T::kernel *
-                                                                 CONFIG_T::chunk_channels]
-                                                                [2 * (CONFIG_T::cin / CONFIG_T::chunk_channels)];
+using window_copies_t =
+    typename CONFIG_T::in_t[CONFIG_T::lanes][layer_group<CONFIG_T>::columns][CONFIG_T::kernel * CONFIG_T::chunk_channels]
+                           [2 * (CONFIG_T::cin / CONFIG_T::chunk_channels)];
 
 /**
  * \brief Write one window chunk -- column `col`, channel word `cw` -- into buffer half `half`
@@ -103,10 +110,10 @@ void write_chunk(window_copies_t<CONFIG_T>& win, unsigned half, unsigned col, un
     for (unsigned l = 0; l < CONFIG_T::lanes; l++) {
 #pragma HLS UNROLL  // the chunk is broadcast to every lane's copy
         for (unsigned c = 0; c < layer_group<CONFIG_T>::columns; c++) {
-#pragma HLS UNROLL  // the banks of column `col` take the chunk: one element each, the whole chunk in one clock
+#pragma HLS UNROLL  // the memory of column `col` takes the chunk as one word
             for (unsigned e = 0; e < TAPS; e++) {
 #pragma HLS UNROLL  // the k*Wc elements of the chunk
-                if (c == col) win[l][c * TAPS + e][half * CW + cw] = chunk.data[e];
+                if (c == col) win[l][c][e][half * CW + cw] = chunk.data[e];
             }
         }
     }
@@ -128,12 +135,14 @@ void write_chunk(window_copies_t<CONFIG_T>& win, unsigned half, unsigned col, un
  * \tparam CONFIG_T layer configuration (see conv_config_default); nothing is deducible
  * \param weights sparse entries, `weights[l][f*K + j]` = weight j of filter f*lanes + l
  * \param quant   per-sum constants, `quant[r][f*S + j]` for sum u = r*S + j of fold f (load_requant_params)
+ * \param win     the lanes' window copies (window_copies_t), declared and bound by the caller
  */
 template <class CONFIG_T>
 void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CONFIG_T> >& out,
                  const sparse_entry<CONFIG_T> weights[CONFIG_T::lanes][CONFIG_T::folds * CONFIG_T::k_nonzero],
                  const requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span],
-                 unsigned frames) {
+                 unsigned frames, window_copies_t<CONFIG_T>& win) {
+#pragma HLS INLINE  // the body of the generated layer<i>_engine process, which declares `win`
 #pragma HLS AGGREGATE variable = weights compact = bit  // an entry (value, bank, col, slot) is one packed field, as the resource model counts it
 #pragma HLS ARRAY_RESHAPE variable = weights dim = 1 complete  // every lane reads address f*K + j in the same clock: one memory, P entries a word
 #pragma HLS ARRAY_PARTITION variable = quant dim = 1 complete    // one constant memory per requantizer
@@ -147,7 +156,6 @@ void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CO
     static const unsigned TP = CONFIG_T::pixel_iterations;  // = max(T, L)
     static const unsigned NG = pixel_blocks<CONFIG_T>::groups;  // groups per frame
     static const unsigned CW = CONFIG_T::cin / CONFIG_T::chunk_channels;
-    static const unsigned TAPS = CONFIG_T::kernel * CONFIG_T::chunk_channels;  // banks of one column
     static const unsigned D = (TP - L) / 2;  // clock of the group at which the next window starts to arrive
     // Loop iterations between accesses of one window half, whatever the weights' addresses:
     // a half is last read at clock <= T-1 of group n-1 and first written at clock D of group n
@@ -159,10 +167,6 @@ void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CO
     static_assert(TP >= T && TP >= L && D + L <= TP, "pixel_iterations must be max(folds * k_nonzero, chunks)");
     static_assert(L == group::columns * CW, "chunks must be the group's columns times cin / chunk_channels");
 
-    window_copies_t<CONFIG_T> win;
-#pragma HLS ARRAY_PARTITION variable = win dim = 1 complete  // a window copy per lane: P independent reads per clock
-#pragma HLS ARRAY_PARTITION variable = win dim = 2 complete  // a bank per column and tap: a whole chunk written, Q pixels read per clock
-#pragma HLS BIND_STORAGE variable = win type = ram_s2p impl = lutram  // 2*Cin/Wc-deep banks, one write and one read port
     acc_t acc[Q * P];
 #pragma HLS ARRAY_PARTITION variable = acc complete  // one accumulator register per lane and pixel
     acc_t done[Q * P];
@@ -211,7 +215,7 @@ frames:
 #pragma HLS UNROLL  // a k-input multiplexer of constants
                             if (e.col == kx) col = group::column(q, kx);
                         }
-                        a[q] = win[l][col * TAPS + e.bank][clk.half * CW + e.slot];
+                        a[q] = win[l][col][e.bank][clk.half * CW + e.slot];
                     }
                     for (unsigned q = 0; q < Q; q += 2) {
 #pragma HLS UNROLL  // the pixels in pairs: one multiplier per pair where packed

@@ -105,6 +105,29 @@ def test_board_lanes_come_from_the_performance_model():
     assert [(f.engine, f.lanes) for f in facts.layers] == [(p.engine, p.lanes) for p in lanes]
 
 
+def test_each_sparse_engine_binds_its_window_copies_as_planned():
+    """A sparse layer's window copies are declared by its generated engine process: LUTRAM banks
+    per tap, or (plan suffix b) one BRAM word of k*Wc taps per group column."""
+    model = tiny()
+    facts = codegen.network_facts(model, ["s8p2b", "s4w1p2", 16, "s4b", "d4w8"], fifo_depths="rule")
+    text = codegen.render(facts)["network.h"]
+
+    def engine(n):
+        body = text.split(f"inline void layer{n}_engine(")[1].split("\n}\n")[0]
+        return [ln.split("//")[0].strip() for ln in body.splitlines() if ln.strip().startswith("#pragma HLS")]
+
+    bram = "#pragma HLS BIND_STORAGE variable = win type = ram_s2p impl = bram"
+    lutram = "#pragma HLS BIND_STORAGE variable = win type = ram_s2p impl = lutram"
+    assert bram in engine(0) and "#pragma HLS ARRAY_RESHAPE variable = win dim = 3 complete" in engine(0)
+    assert lutram in engine(1) and "#pragma HLS ARRAY_PARTITION variable = win dim = 3 complete" in engine(1)
+    assert lutram in engine(2) and bram in engine(3)
+    assert "layer4_engine" not in text  # the dense engine keeps its one broadcast window inside
+    assert f"layer0_engine(win0, act1, w0, q0, frames);" in text
+    # where the window copies live is a compile-time fact: another bitstream
+    other = codegen.network_facts(model, ["s8p2", "s4w1p2", 16, "s4b", "d4w8"], fifo_depths="rule")
+    assert other.signature() != facts.signature()
+
+
 def test_same_shapes_other_weights_generate_the_same_files():
     a, b = tiny(seed=0), tiny(seed=7)
     assert not np.array_equal(a.layers[0].values, b.layers[0].values)
@@ -165,7 +188,8 @@ def test_top_header_agrees_with_register_module():
 def test_every_pragma_has_a_reason():
     sources = list(HLS.glob("*.hpp")) + list(HLS.glob("*.cpp"))
     templates = [codegen.NETWORK_HEADER.template, codegen.LAYER_STREAMS.template,
-                 *(t.template for t in codegen.LAYER_WINDOW.values())]
+                 *(t.template for t in codegen.LAYER_WINDOW.values()),
+                 *(t.template for t in codegen.LAYER_ENGINE.values())]
     lines = [ln for src in sources for ln in src.read_text().splitlines()]
     lines += [ln for t in templates for ln in t.splitlines()]
     pragmas = [ln for ln in lines if ln.strip().startswith("#pragma HLS")]

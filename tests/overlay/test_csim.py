@@ -59,6 +59,9 @@ def test_tiny_model_is_bit_exact_and_skips_zeros():
     (tiny, ["s3", "s4w1p4a", "s5p2", "s6p2", "d4w8"]),
     (odd, ["s6w1p3", "s4w3p2", "s10p5", "s5p5", "s5p5"]),
     (odd, ["s6w1p2", "s4w3p4", "s10", "s5p3", "s5"]),
+    # window copies in BRAM words of k*Wc taps ("b"): another layout of the same window
+    (tiny, ["s8p2b", "s4w1p2", 16, "s4b", "d4w8"]),
+    (odd, ["s6w1p2b", "s4w3p4b", "s10", "s5p3", "s5"]),
     (wide, ["s4p2", "s8w1p2", "s3p2", "d3w3"]),
 ])
 def test_corner_models_are_bit_exact(make, lanes):

@@ -200,6 +200,27 @@ def test_pixel_plans_by_hand():
         perf.layer_geometry(model, 1, "d4w8p2")  # the dense engine computes one pixel at a time
 
 
+def test_window_copies_in_bram_by_hand():
+    model = camvid_standin(8)
+    plan = perf.as_plan("s16w1p4b")
+    assert plan.window_bram and plan.label() == "s16w1p4b" and perf.as_plan("s8b").label() == "s8b"
+    g = perf.layer_geometry(model, 5, plan)  # conv6: 6 group columns, Cin = 128, Wc = 1
+    assert g["window_bram"] == 1 and g["group_columns"] == 6
+    res = perf.layer_resources(model, 5, plan, "zcu104")
+    # per lane a BRAM18 per group column: 2 x 128 words of 3 taps x 8 bits (512 x 36)
+    assert res["bram18_windows"] == 16 * 6
+    # LUTs: per pixel a 3:1 column mux of 24-bit words and a 3:1 tap mux of 8 bits
+    assert res["lut_windows"] == 16 * 4 * (24 + 8)
+    lutram = perf.layer_resources(model, 5, "s16w1p4", "zcu104")
+    assert lutram["bram18_windows"] == 0 and lutram["lut_windows"] > 5 * res["lut_windows"]
+    # a BRAM read takes clocks: conv1 with a lane per filter (K = 3 MAC clocks, 9 chunks of one
+    # channel a window) writes its next window up to the clock before the first read
+    assert perf.layer_geometry(model, 0, "s32w1")["window_distance"] == 1
+    with pytest.raises(SenteiError, match="window copies in BRAM need"):
+        perf.layer_geometry(model, 0, "s32w1b")
+    assert all(not p.window_bram for p in perf.layer_options(model, 0) if p.lanes == 32)
+
+
 # ---------------------------------------------------------------------------------------
 # the allocator
 
