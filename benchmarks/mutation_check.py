@@ -111,7 +111,7 @@ def copy_tree(dest: Path) -> Path:
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
                            capture_output=True).stdout.decode().split("\0")
     for name in files:
-        if not name or name.startswith(("runs/", "runs-in-progress/")) or not (ROOT / name).is_file():
+        if not name or name.startswith("runs/") or not (ROOT / name).is_file():
             continue
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, dest / name)

@@ -21,7 +21,7 @@
 # issue 3: CONFIG=training/configs/camvid-fcn7w.yaml). CROP=HxW trains the teacher or the shipped
 # recipe on random crops (--crop; the CPU-only runs of the wide pair: CROP=240x320, teacher
 # EPOCHS=300, student PRUNE_EPOCHS=300 QAT_EPOCHS=100: both came out weaker than the
-# whole-frame recipe, docs/results.md sessions 6 to 8).
+# whole-frame recipe, docs/results.md "What limits the accuracy").
 # EXTRA adds options to every command (e.g. EXTRA="--device cpu").
 set -euo pipefail
 SENTEI=${SENTEI:-python3 -m sentei}
