@@ -25,13 +25,14 @@ from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.errors import SenteiError
 from sentei.host import registry
 from sentei.overlay import perf
+from sentei.overlay.report import perf_report
 
 
 def design(model_name: str, board: str) -> dict:
     b = perf.load_board(board)
     model = registry.load_model(model_name)
     try:
-        report = perf.perf_report(model, b, b.default_clock_mhz, simulate=True)
+        report = perf_report(model, b, b.default_clock_mhz, simulate=True)
     except SenteiError as exc:
         return {"model": model_name, "board": board, "clock_mhz": b.default_clock_mhz, "fits": False,
                 "reason": str(exc)}

@@ -16,7 +16,7 @@ ratios are printed. (A slow engine's rounds can disturb the next engine's: the r
 engine is best timed in its own command.)
 
 The ``perf`` backend is not a measurement: it asks the overlay's performance model
-(``sentei.overlay.perf.perf_report``) for a board and clock and is labelled ``modeled``
+(``sentei.overlay.report.perf_report``) for a board and clock and is labelled ``modeled``
 in every report, table and plot.
 
 Reports are JSON (``schema: sentei-bench``, ``schema_version``), written atomically;
@@ -419,7 +419,8 @@ def modeled_run(model, board: str, clock_mhz: float | None) -> dict:
 
     Power is ``none`` unless the performance model gives an estimate (``power_w``).
     """
-    from sentei.overlay.perf import load_board, perf_report
+    from sentei.overlay.perf import load_board
+    from sentei.overlay.report import perf_report
 
     clock = float(clock_mhz) if clock_mhz is not None else float(load_board(board).default_clock_mhz)
     rep = perf_report(model, board, clock)

@@ -1,12 +1,18 @@
-"""``sentei overlay codegen | csim``: generate the HLS network header, C-simulate the accelerator.
+"""``sentei overlay codegen | csim`` and ``sentei perf``: the accelerator's command line.
 
-Registered by sentei.cli (``sentei.overlay.commands`` in COMMAND_MODULES). Nothing heavy is
-imported at registration: the handlers import numpy and the generator.
+Registered by sentei.cli (``sentei.overlay.commands`` in COMMAND_MODULES). This is the only
+module of overlay/ with argparse: each handler parses its options and calls a library
+function a notebook can call as well -- :func:`sentei.overlay.codegen.generate`,
+:func:`sentei.overlay.csim.run_csim`, :func:`sentei.overlay.report.perf_report` and
+:func:`~sentei.overlay.report.format_report`. The options the commands share (``--model``,
+``--board``, ``--clock-mhz``, ``--lanes``) are defined once, below. Registration imports the
+performance model's defaults for the help texts (numpy), never the generator, the simulator
+or torch; the handlers import the rest.
 """
 from __future__ import annotations
 
 from sentei.errors import SenteiError
-from sentei.host.options import int_range
+from sentei.host.options import int_at_least, int_range, non_negative_int
 from sentei.output_paths import check_json_out, check_output
 
 
@@ -16,7 +22,7 @@ def register(sub) -> None:
     p.set_defaults(func=None)  # no subcommand: sentei.cli.main says so in one line
 
     c = osub.add_parser("codegen", help="write the HLS network header (layer configs, K, lanes) for a model")
-    _model_args(c)
+    _design_args(c)
     c.add_argument("--out", default=None, metavar="DIR",
                    help="output folder (default build/hls/<model name>); never inside the package's sources")
     c.add_argument("--fifo-depths", choices=("simulated", "rule"), default="simulated",
@@ -26,7 +32,7 @@ def register(sub) -> None:
 
     s = osub.add_parser("csim", help="C-simulate the HLS sources with g++ and compare with the reference engine "
                                      "bit for bit")
-    _model_args(s)
+    _design_args(s)
     s.add_argument("--frames", type=int_range(1, MAX_CSIM_FRAMES), default=None, metavar="N",
                    help=f"number of full-range random frames, 1 to {MAX_CSIM_FRAMES}, all in one start "
                         f"(default 1 when no --image is given)")
@@ -34,21 +40,112 @@ def register(sub) -> None:
                    help="an image file to run (resized to the model's input); repeatable")
     s.add_argument("--workdir", "--keep", dest="workdir", default=None, metavar="DIR",
                    help="keep the golden vectors and the testbench report here (default: a temporary folder)")
-    s.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="write the report as JSON")
+    _json_option(s, "write the report as JSON")
     s.set_defaults(func=cmd_csim)
+
+    _register_perf(sub)
+
+
+def _register_perf(sub) -> None:
+    """``sentei perf``: the performance report of a model on a board."""
+    from sentei.overlay.perf import CEILINGS, DEFAULT_DSP_FRACTION, UNSTRUCTURED_SEED
+
+    p = sub.add_parser("perf", help="modeled cycles, frames/s, DSP/BRAM/LUT of a model on a board")
+    _model_option(p)
+    _board_option(p, "zcu104", "target board (default zcu104; one of the JSON files in overlay/boards)")
+    _clock_option(p, "PL clock (default: the board's default)")
+    _lanes_option(p, PLANS_HELP)
+    p.add_argument("--dsp-fraction", type=float, default=None,
+                   help=f"share of the board's DSP48s the allocator may use (default {DEFAULT_DSP_FRACTION}); "
+                        f"the same as --ceiling dsp=SHARE")
+    p.add_argument("--ceiling", action="append", default=[], metavar="RESOURCE=SHARE",
+                   help="utilisation ceiling the allocator respects, e.g. lut=0.7 (repeatable; defaults: "
+                        + ", ".join(f"{k}={v:g}" for k, v in CEILINGS.items()) + ")")
+    p.add_argument("--seed", type=non_negative_int, default=UNSTRUCTURED_SEED,
+                   help="seed of the hypothetical unstructured pruning")
+    p.add_argument("--simulate", action="store_true",
+                   help="also simulate the generated pipeline clock by clock (needs g++): frames/s and latency "
+                        "with bounded FIFOs, the FIFO depths codegen writes, each process's stalls")
+    p.add_argument("--frames", type=int_at_least(2), default=3,
+                   help="frames in one start for --simulate, at least 2: the interval is frame to frame (default 3)")
+    _json_option(p, "also write the report as JSON")
+    p.set_defaults(func=cmd_perf)
 
 
 MAX_CSIM_FRAMES = 64  # frames one C-simulation start takes (its buffers hold them all: ~0.5 MB a CamVid frame)
 
+# ---------------------------------------------------------------------------------------
+# the options the commands share, each defined once
 
-def _model_args(p) -> None:
+PLANS_HELP = ("a plan per layer: LANES (sparse engine), sLANES[wWc] or dLANES[wWc] (dense engine, Wc channels "
+              "a chunk), e.g. d8w3,d8w16,64,32,64,64,64,d1w8; lanes need not divide Cout (default: the allocator's "
+              "choice for --board)")
+
+
+def _model_option(p) -> None:
     p.add_argument("--model", default=None, help="model file or bundled name (default: the bundled model)")
-    p.add_argument("--lanes", default=None, metavar="PLAN,PLAN,...",
-                   help="engine and lanes per layer: LANES (sparse), sLANES[wWc] or dLANES[wWc] (dense), e.g. "
-                        "d8w3,8,64 (default: the performance model's allocation for --board, else the sparse "
-                        "engine with the largest divisor of Cout <= 8)")
-    p.add_argument("--board", default=None, help="board whose resources the lane allocation fits (see `sentei perf`)")
-    p.add_argument("--clock-mhz", type=float, default=None, help="target clock for the lane allocation")
+
+
+def _board_option(p, default: str | None, help: str) -> None:
+    p.add_argument("--board", default=default, help=help)
+
+
+def _clock_option(p, help: str) -> None:
+    p.add_argument("--clock-mhz", type=float, default=None, help=help)
+
+
+def _lanes_option(p, help: str) -> None:
+    """``--lanes PLAN,PLAN,...``, read by :func:`parse_lanes`."""
+    p.add_argument("--lanes", default=None, metavar="PLAN,PLAN,...", help=help)
+
+
+def _json_option(p, help: str) -> None:
+    p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help=help)
+
+
+def _design_args(p) -> None:
+    """codegen's and csim's: the model and the design it is generated as."""
+    _model_option(p)
+    _lanes_option(p, "engine and lanes per layer: LANES (sparse), sLANES[wWc] or dLANES[wWc] (dense), e.g. "
+                     "d8w3,8,64 (default: the performance model's allocation for --board, else the sparse "
+                     "engine with the largest divisor of Cout <= 8)")
+    _board_option(p, None, "board whose resources the lane allocation fits (see `sentei perf`)")
+    _clock_option(p, "target clock for the lane allocation")
+
+
+def parse_lanes(text: str | None) -> list | None:
+    """``--lanes '8,d4w32,s16w2'`` -> a :class:`~sentei.overlay.perf.LayerPlan` per layer (None:
+    the allocator chooses)."""
+    from sentei.overlay.perf import as_plan
+
+    if not text:
+        return None
+    try:
+        return [as_plan(v) for v in text.split(",") if v.strip()]
+    except SenteiError as exc:
+        raise SenteiError(f"--lanes {text!r}: {exc}") from None
+
+
+def parse_ceilings(items) -> dict[str, float]:
+    """``--ceiling lut=0.7 ...`` -> ``{"lut": 0.7}``; one-line errors for unknown keys or bad numbers."""
+    from sentei.overlay.perf import CEILINGS
+
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        key = key.strip().lower()
+        if key not in CEILINGS:
+            raise SenteiError(f"--ceiling {item!r}: the resource must be one of {', '.join(CEILINGS)}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise SenteiError(f"--ceiling {item!r}: expected RESOURCE=SHARE with a share in (0, 1], "
+                              f"e.g. lut=0.7") from None
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# the handlers
 
 
 def _check_clock(args) -> None:
@@ -60,7 +157,6 @@ def _check_clock(args) -> None:
 def cmd_codegen(args) -> int:
     from sentei.host.registry import load_model
     from sentei.overlay import codegen
-    from sentei.overlay.perf import parse_lanes
 
     _check_clock(args)
     if args.out is not None:
@@ -83,7 +179,6 @@ def cmd_codegen(args) -> int:
 def cmd_csim(args) -> int:
     from sentei.host.registry import load_model, model_file
     from sentei.overlay.csim import frames_for, run_csim
-    from sentei.overlay.perf import parse_lanes
 
     _check_clock(args)
     check_json_out(args, model_file(args.model), *args.image)
@@ -125,3 +220,26 @@ def cmd_csim(args) -> int:
     print(f"result: {verdict}")
     return 0 if ok else 1
 
+
+def cmd_perf(args) -> int:
+    """Handler of ``sentei perf``: :func:`~sentei.overlay.report.perf_report`, printed and written."""
+    from sentei.atomic_write import write_json
+    from sentei.host import registry
+    from sentei.overlay.perf import load_board
+    from sentei.overlay.report import format_report, perf_report
+
+    check_json_out(args, registry.model_file(args.model))
+    ceilings = parse_ceilings(args.ceiling)
+    if args.dsp_fraction is not None and "dsp" in ceilings:
+        raise SenteiError(f"--dsp-fraction {args.dsp_fraction:g} and --ceiling dsp={ceilings['dsp']:g} both set "
+                          f"the DSP48 share; pass one of them")
+    board = load_board(args.board)
+    model = registry.load_model(args.model)
+    lanes = parse_lanes(args.lanes)
+    clock = board.default_clock_mhz if args.clock_mhz is None else args.clock_mhz
+    report = perf_report(model, board, clock, lanes=lanes, dsp_fraction=args.dsp_fraction, seed=args.seed,
+                         ceilings=ceilings, simulate=args.simulate, frames=args.frames)
+    print(format_report(report))
+    if args.json_out:
+        write_json(args.json_out, report)
+    return 0

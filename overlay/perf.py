@@ -9,13 +9,15 @@ the ``K`` stored weights of its filter). For one frame a layer therefore runs
 iterations of its MAC loop -- exactly what the C-simulation counts -- and the pipeline
 delivers one frame every ``max(stage cycles)`` clocks once it is full.
 
-This module prices a model on a board: MACs (dense, nonzero, executed), cycles per layer,
-the bottleneck stage and frames/s, on-chip memory (BRAM18) and DSP/LUT estimates against
-the board's budget; :func:`allocate` picks engine, lanes and chunk width per layer (the code generator uses
-it); and the same network is priced without the filter-wise constraint, where the slowest
-filter of every lane group sets the pace (Kang, TCSVT 2019), so the cost of imbalance is a
-number. Every figure here is *modeled*, never measured: the report says so and lists its
-assumptions.
+This module is the model: the boards, each layer's geometry and cycles (the sparse engine's,
+the dense engine's, the window generator's), on-chip memory (BRAM18/URAM/LUTRAM) and
+DSP/LUT/FF estimates against the board's budget, the pipeline interval, and
+:func:`allocate`, which picks engine, lanes and chunk width per layer (the code generator
+uses it); the cycle counts without the filter-wise constraint, where the slowest filter of
+every lane group sets the pace (Kang, TCSVT 2019), make the cost of imbalance a number.
+Every figure here is *modeled*, never measured. The report that puts it together for a model
+on a board (``sentei perf``) is :mod:`sentei.overlay.report`; the command line is
+:mod:`sentei.overlay.commands`. This module imports neither, nor codegen.
 """
 from __future__ import annotations
 
@@ -29,8 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from sentei.errors import SenteiError
-from sentei.host.format import blob_words, conv_out_size
-from sentei.host.options import int_at_least, non_negative_int
+from sentei.host.format import conv_out_size
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 
@@ -197,7 +198,8 @@ def load_board(name: str) -> Board:
                  max_clock_mhz=float(spec["max_clock_mhz"]), spec=spec)
 
 
-def _board(board) -> Board:
+def as_board(board) -> Board:
+    """A :class:`Board`, or the board of that name (:func:`load_board`)."""
     return board if isinstance(board, Board) else load_board(str(board))
 
 
@@ -667,7 +669,7 @@ def layer_resources(model, index: int, plan, board=None, storage: str | None = N
     if layer.kernel > 1:
         row_width = g["chunk_channels"] * bits
         where = storage or line_storage(g["line_depth"], row_width,
-                                        board is not None and _board(board).budget["uram"] > 0)
+                                        board is not None and as_board(board).budget["uram"] > 0)
         if where == "uram":
             lb["uram"] = g["line_slots"] * uram_count(g["line_depth"], row_width)
         elif where == "bram":
@@ -712,7 +714,7 @@ def dsp_per_lane(g: dict, board=None) -> int:
     are packed (:func:`packed_products`) and the board's DSP48E2 takes the 27-bit operand
     (every board without a family, ``board=None``, is priced as one)."""
     q = g["pixels"]
-    family = _board(board).family if board is not None else "zynq_us+"
+    family = as_board(board).family if board is not None else "zynq_us+"
     per_dsp = MACS_PER_DSP.get(family, 1) if g["packed_products"] else 1
     return -(-q // per_dsp)
 
@@ -774,7 +776,7 @@ def resource_limits(board, dsp_fraction: float | None = None, ceilings: dict | N
         if not 0 < value <= 1:
             name = "dsp_fraction" if key == "dsp" else f"the {RESOURCE_NAMES[key]} ceiling"
             raise SenteiError(f"{name} {value} must lie in (0, 1]")
-    budget = _board(board).budget
+    budget = as_board(board).budget
     return {key: int(budget[key] * share[key]) for key in BUDGET_FIELDS}
 
 
@@ -944,7 +946,7 @@ def allocate(model, board, clock_mhz: float | None = None,
         The cheapest plan of every layer already exceeds a limit (the network does not fit):
         the message names the resource and what to change.
     """
-    b = _board(board)
+    b = as_board(board)
     if clock_mhz is not None:
         check_clock(b, clock_mhz)
     limits = resource_limits(b, dsp_fraction, ceilings)
@@ -996,14 +998,14 @@ def allocate(model, board, clock_mhz: float | None = None,
 
 def check_clock(board, clock_mhz: float) -> None:
     """Reject a clock outside ``(0, board max]`` with a one-line message."""
-    b = _board(board)
+    b = as_board(board)
     if not 0 < clock_mhz <= b.max_clock_mhz:
         raise SenteiError(f"clock {clock_mhz:g} MHz is outside (0, {b.max_clock_mhz:g}] MHz for {b.name} "
                           f"(its default is {b.default_clock_mhz:g} MHz)")
 
 
 # ---------------------------------------------------------------------------------------
-# the report
+# plans as given
 
 
 def resolve_plans(model, plans) -> list[LayerPlan]:
@@ -1025,327 +1027,3 @@ def check_plans(model, lanes) -> list[LayerPlan]:
     for n, plan in enumerate(plans):
         layer_geometry(model, n, plan)
     return plans
-
-
-def _pipeline(stages: dict[str, int], clock_mhz: float) -> dict:
-    name = max(stages, key=lambda s: stages[s])
-    return {"bottleneck": name, "interval_cycles": stages[name],
-            "frames_per_s": clock_mhz * 1e6 / stages[name]}
-
-
-def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float | None = None,
-                seed: int = UNSTRUCTURED_SEED, ceilings: dict | None = None, simulate: bool = False,
-                frames: int = 3) -> dict:
-    """Price ``model`` on ``board`` at ``clock_mhz``: cycles, frames/s, resources, imbalance.
-
-    Parameters
-    ----------
-    model : sentei.host.format.Model
-    board : str or Board
-    clock_mhz : float
-    lanes : list of int, optional
-        A plan per layer (:func:`check_plans`); default :func:`allocate`.
-    dsp_fraction : float, optional
-        DSP48 ceiling (as :func:`allocate`; default ``ceilings["dsp"]``, else 0.85).
-    seed : int
-        Seed of the hypothetical unstructured pruning (:func:`unstructured_nnz`; layer
-        ``n`` uses ``seed + n``).
-
-    Returns
-    -------
-    dict
-        Plain JSON with ``kind = "modeled"``: ``layers`` (per layer: MACs dense, nonzero and
-        executed; ``cycles`` = MAC-loop iterations, the C-simulation's count; stage clocks;
-        the dense, fold-synchronized, balanced and hypothetical-unstructured cycle counts;
-        resources), ``stages``, ``pipeline`` (bottleneck, interval, frames/s, latency),
-        ``dense`` (no zero skipping), ``imbalance`` (without the filter-wise constraint),
-        ``resources`` against the board's budget and the allocator's ceilings
-        (``ceiling`` per resource; ``fits``: within the device, ``within_ceilings``: what
-        the allocator guarantees), and ``assumptions``.
-    ceilings : dict, optional
-        Shares of the other budgets, overriding :data:`CEILINGS`.
-    simulate : bool
-        Also run the clock-level simulation (:mod:`sentei.overlay.simulate`, needs g++) of
-        ``frames`` frames with the FIFO depths it derives: the report gets ``simulated``
-        (interval, latency, frames/s, its difference from the model, the depths, each
-        process's stalls) and prices the FIFOs at those depths.
-    """
-    b = _board(board)
-    check_clock(b, clock_mhz)
-    limits = resource_limits(b, dsp_fraction, ceilings)
-    if lanes is None:
-        lanes = allocate(model, b, clock_mhz, dsp_fraction, ceilings)
-    else:
-        lanes = check_plans(model, lanes)
-    shapes = model.shapes()
-    fixed = fixed_stages(model)
-    variants = {v: {} for v in ("hw", "dense", "fold_sync", "balanced", "unstructured")}
-    rows = []
-    totals = dict(SHELL_RESOURCES)
-    places = line_placement(model, lanes, b, limits["uram"])
-    simulated = None
-    layer_depths = [None] * len(lanes)
-    if simulate:
-        simulated = _simulate(model, lanes, frames)
-        layer_depths = [(simulated["fifo_depths"][f"act{n}"], simulated["fifo_depths"][f"win{n}"])
-                        for n in range(len(lanes))]
-    for n, (layer, p) in enumerate(zip(model.layers, lanes)):
-        _, ho, wo = shapes[n + 1]
-        cout, k, fan_in = layer.out_channels, layer.k_nonzero, layer.fan_in
-        nnz = layer.nonzeros_per_filter().astype(np.int64)
-        hyp = unstructured_nnz(cout, fan_in, int(nnz.sum()), seed + n)
-        g = layer_geometry(model, n, p)
-        res = layer_resources(model, n, p, b, places[n], layer_depths[n])
-        window = g["window_iterations"]
-        lanes_n, folds = g["lanes"], g["folds"]
-        sparse = g["engine"] == "sparse"
-        padded = np.zeros(folds * lanes_n, dtype=np.int64)  # idle lanes of a last fold: no work
-        gw = g["row_groups"]  # groups of Q pixels a row: a lane's weight serves all Q
-
-        def fold_sync(counts) -> int:
-            padded[:cout] = counts
-            return fold_sync_cycles(ho, gw, padded, lanes_n) if sparse else g["mac_iterations"]
-
-        def engine(mac_cycles: int) -> int:
-            return engine_clocks(max(mac_cycles, ho * gw * g["chunks"]), g["chunks"],
-                                 g["requant_span"] + 2 * (g["block"] - 1))
-
-        row = {
-            "name": layer.name, "in": list(shapes[n]), "out": list(shapes[n + 1]),
-            "kernel": layer.kernel, "stride": layer.stride, "dilation": layer.dilation,
-            "fan_in": fan_in, "k_nonzero": k, "nnz_min": int(nnz.min()), "nnz_max": int(nnz.max()),
-            "plan": LayerPlan(g["engine"], lanes_n, g["chunk_channels"], g["pixels"], as_plan(p).adjacent,
-                              bool(g["window_bram"])).label(),
-            "macs_dense": ho * wo * cout * fan_in,
-            "macs_nonzero": ho * wo * int(nnz.sum()),
-            "macs_executed": ho * wo * cout * k,
-            "cycles": g["mac_iterations"],
-            "engine_cycles": g["engine_cycles"],
-            "window_cycles": window,
-            "cycles_dense": ho * gw * folds * fan_in if sparse else g["mac_iterations"],
-            "cycles_fold_sync": fold_sync(nnz),
-            "cycles_balanced": balanced_cycles(ho, gw, nnz, lanes_n) if sparse else g["mac_iterations"],
-            "cycles_unstructured": fold_sync(hyp),
-            **res,
-        }
-        row["stage_cycles"] = max(row["engine_cycles"], window)
-        row["mac_utilization"] = row["macs_nonzero"] / (row["stage_cycles"] * res["macs_per_clock"])
-        rows.append(row)
-        for v, key in (("hw", "cycles"), ("dense", "cycles_dense"), ("fold_sync", "cycles_fold_sync"),
-                       ("balanced", "cycles_balanced"), ("unstructured", "cycles_unstructured")):
-            variants[v][layer.name] = engine(row[key])
-            variants[v][f"{layer.name}.window"] = window
-        for key in totals:
-            totals[key] += res.get(key, 0)
-    for v in variants.values():
-        v.update(fixed)
-    stages = dict(variants["hw"])
-
-    pipe = _pipeline(variants["hw"], clock_mhz)
-    fill = 0.0
-    for n, layer in enumerate(model.layers):
-        h_in = shapes[n][1]
-        need = min(h_in, max(1, (layer.kernel - 1) * layer.dilation + 1 - layer.padding))
-        fill += need * pipe["interval_cycles"] / h_in
-    pipe["fill_cycles"] = int(math.ceil(fill))
-    pipe["latency_cycles"] = pipe["interval_cycles"] + pipe["fill_cycles"]
-    pipe["latency_ms"] = pipe["latency_cycles"] / (clock_mhz * 1e3)
-    pipe["mac_bound_frames_per_s"] = clock_mhz * 1e6 / max(max(r["cycles"] for r in rows), max(fixed.values()))
-    pipe["line_storage"] = {r["name"]: r["line_storage"] for r in rows}
-    pipe["macs_dense_per_frame"] = sum(r["macs_dense"] for r in rows)
-    pipe["macs_executed_per_frame"] = sum(r["macs_executed"] for r in rows)
-    pipe["effective_gops"] = 2 * pipe["macs_dense_per_frame"] * pipe["frames_per_s"] / 1e9
-    pipe["load_weights_cycles"] = blob_words(model)
-    # the board's limit: every DSP48 doing MACS_PER_DSP of the executed MACs every clock
-    peak = b.budget["dsp"] * MACS_PER_DSP[b.family] * clock_mhz * 1e6
-    pipe["board_peak_macs_per_s"] = peak
-    pipe["board_limit_frames_per_s"] = peak / pipe["macs_executed_per_frame"]
-    pipe["fraction_of_board_limit"] = pipe["frames_per_s"] / pipe["board_limit_frames_per_s"]
-
-    dense = _pipeline(variants["dense"], clock_mhz)
-    dense["speedup_of_zero_skipping"] = dense["interval_cycles"] / pipe["interval_cycles"]
-    ideal = _pipeline(variants["balanced"], clock_mhz)
-    imbalance = {"balanced_interval_cycles": ideal["interval_cycles"]}
-    for key, variant, col, source in (
-            ("given_model", "fold_sync", "cycles_fold_sync", "the model's own nonzeros per filter"),
-            ("hypothetical_unstructured", "unstructured", "cycles_unstructured",
-             f"each layer's nonzeros placed uniformly at random over its Cout*Cin*k*k weights "
-             f"(seed {seed} + layer index)")):
-        pv = _pipeline(variants[variant], clock_mhz)
-        imbalance[key] = {
-            "source": source, **pv,
-            "mac_cycles_lost": sum(r[col] - r["cycles_balanced"] for r in rows),
-            "slowdown": pv["interval_cycles"] / ideal["interval_cycles"],
-        }
-    resources = {}
-    for key in totals:
-        budget = b.budget[key]
-        resources[key] = {"used": int(totals[key]), "budget": budget, "limit": limits[key],
-                          "fraction": totals[key] / budget if budget else (0.0 if not totals[key] else math.inf)}
-    resources["fits"] = all(resources[k]["used"] <= resources[k]["budget"] for k in totals)
-    resources["within_ceilings"] = not over_limits(totals, limits)
-    if simulated is not None:
-        sim_interval = simulated["interval_cycles"]
-        simulated.update({
-            "frames_per_s": clock_mhz * 1e6 / sim_interval if sim_interval else None,
-            "latency_ms": simulated["latency_cycles"] / (clock_mhz * 1e3),
-            "error_vs_model": None if sim_interval is None else sim_interval / pipe["interval_cycles"] - 1.0})
-    return {
-        "kind": "modeled" if simulated is None else "modeled and simulated",
-        "simulated": simulated,
-        "model": model.name, "board": b.name, "part": b.part, "clock_mhz": float(clock_mhz),
-        "input": [model.input.channels, model.input.height, model.input.width],
-        "lanes": [r["plan"] for r in rows],
-        "layers": rows,
-        "stages": stages,
-        "pipeline": pipe,
-        "frames_per_s": pipe["frames_per_s"],
-        "dense": dense,
-        "imbalance": imbalance,
-        "resources": resources,
-        "assumptions": list(ASSUMPTIONS),
-    }
-
-
-# ---------------------------------------------------------------------------------------
-# printing and the command line
-
-
-def _simulate(model, plans, frames: int) -> dict:
-    """The clock-level simulation of the pipeline codegen writes for ``plans`` (derived FIFO depths)."""
-    from sentei.overlay import codegen, simulate
-
-    facts = codegen.network_facts(model, plans, fifo_depths="rule")
-    depths, report = simulate.derive_fifo_depths(facts, pipeline_interval(model, plans), frames=frames)
-    return {"frames": frames, "interval_cycles": report["interval_cycles"], "latency_cycles": report["latency_cycles"],
-            "frame_done_cycles": report["frame_done"], "fifo_depths": depths,
-            "stalls": {name: {"waiting_for_input": p["stalled_in"], "waiting_for_room": p["stalled_out"]}
-                       for name, p in report["processes"].items()}}
-
-
-def format_report(report: dict) -> str:
-    """The report as a plain-text table (what ``sentei perf`` prints)."""
-    lines = [f"{report['model']} on {report['board']} ({report['part']}) at {report['clock_mhz']:g} MHz "
-             f"-- modeled, not measured"]
-    head = (f"{'layer':<16}{'out CxHxW':>13}{'K':>6}{'CinKK':>7}{'plan':>8}{'MMAC dense':>11}{'MMAC nz':>9}"
-            f"{'MAC cycles':>12}{'stage':>12}{'dense':>12}{'unstruct':>12}{'Wc':>4}{'DSP':>6}{'BRAM18':>7}"
-            f"{'URAM':>5}{'LUT':>8}")
-    lines += [head, "-" * len(head)]
-    bottleneck = report["pipeline"]["bottleneck"]
-    for r in report["layers"]:
-        mark = " <" if r["name"] == bottleneck else ""
-        shape = "x".join(str(v) for v in r["out"])
-        lines.append(f"{r['name']:<16}{shape:>13}{r['k_nonzero']:>6}{r['fan_in']:>7}{r['plan']:>8}"
-                     f"{r['macs_dense'] / 1e6:>11.2f}{r['macs_nonzero'] / 1e6:>9.2f}{r['cycles']:>12,}"
-                     f"{r['stage_cycles']:>12,}{r['cycles_dense']:>12,}{r['cycles_unstructured']:>12,}"
-                     f"{r['chunk_channels']:>4}{r['dsp']:>6}{r['bram18']:>7}{r['uram']:>5}{r['lut']:>8,}{mark}")
-    layer_names = {r["name"] for r in report["layers"]}
-    slowest_fixed = max((s for s in report["stages"] if s not in layer_names), key=report["stages"].get)
-    for name in ("input", slowest_fixed, "output"):
-        mark = " <" if name == bottleneck else ""
-        lines.append(f"{'(' + name + ')':<70}{report['stages'][name]:>12,}{mark}")
-    p, d, imb = report["pipeline"], report["dense"], report["imbalance"]
-    lines.append("")
-    lines.append(f"bottleneck {p['bottleneck']}: {p['interval_cycles']:,} clocks/frame -> "
-                 f"{p['frames_per_s']:.1f} frames/s (MAC-bound {p['mac_bound_frames_per_s']:.1f}), latency "
-                 f"{p['latency_ms']:.2f} ms, {p['effective_gops']:.1f} dense-equivalent GOP/s")
-    lines.append(f"board limit (every DSP48 busy, {MACS_PER_DSP_TEXT}): {p['board_limit_frames_per_s']:,.0f} frames/s; "
-                 f"this design reaches {p['fraction_of_board_limit']:.1%} of it")
-    sim = report.get("simulated")
-    if sim:
-        lines.append(f"simulated clock by clock ({sim['frames']} frames in one start, FIFO depths derived): "
-                     f"{sim['interval_cycles']:,} clocks/frame -> {sim['frames_per_s']:.1f} frames/s "
-                     f"({sim['error_vs_model']:+.2%} against the model), first frame after {sim['latency_ms']:.2f} ms")
-    lines.append(f"dense weights (no zero skipping, same lanes): {d['frames_per_s']:.1f} frames/s; "
-                 f"zero skipping x{d['speedup_of_zero_skipping']:.2f}")
-    g, h = imb["given_model"], imb["hypothetical_unstructured"]
-    lines.append(f"lanes waiting for their fold's slowest filter, this model's nonzeros: "
-                 f"{g['frames_per_s']:.1f} frames/s (x{g['slowdown']:.3f} of balanced)")
-    lines.append(f"same sparsity without the filter-wise constraint (random unstructured, seeded): "
-                 f"{h['frames_per_s']:.1f} frames/s (x{h['slowdown']:.3f} of balanced)")
-    res = report["resources"]
-    shown = [k for k in BUDGET_FIELDS if k != "uram" or res[k]["budget"] or res[k]["used"]]
-    verdict = ("" if res["within_ceilings"] else "  -- over the allocator's ceilings") if res["fits"] \
-        else "  -- DOES NOT FIT"
-    lines.append("resources: " + ", ".join(
-        f"{RESOURCE_NAMES[k]} {res[k]['used']:,}/{res[k]['budget']:,} ({res[k]['fraction']:.0%})"
-        for k in shown) + verdict)
-    return "\n".join(lines)
-
-
-def register(sub) -> None:
-    """Add ``sentei perf`` to the console script's subcommands."""
-    p = sub.add_parser("perf", help="modeled cycles, frames/s, DSP/BRAM/LUT of a model on a board")
-    p.add_argument("--model", default=None, help="model file or bundled name (default: the bundled model)")
-    p.add_argument("--board", default="zcu104", help="target board (default zcu104; one of the JSON files "
-                                                     "in overlay/boards)")
-    p.add_argument("--clock-mhz", type=float, default=None, help="PL clock (default: the board's default)")
-    p.add_argument("--lanes", default=None, metavar="PLAN,PLAN,...", help=PLANS_HELP)
-    p.add_argument("--dsp-fraction", type=float, default=None,
-                   help=f"share of the board's DSP48s the allocator may use (default {DEFAULT_DSP_FRACTION}); "
-                        f"the same as --ceiling dsp=SHARE")
-    p.add_argument("--ceiling", action="append", default=[], metavar="RESOURCE=SHARE",
-                   help="utilisation ceiling the allocator respects, e.g. lut=0.7 (repeatable; defaults: "
-                        + ", ".join(f"{k}={v:g}" for k, v in CEILINGS.items()) + ")")
-    p.add_argument("--seed", type=non_negative_int, default=UNSTRUCTURED_SEED,
-                   help="seed of the hypothetical unstructured pruning")
-    p.add_argument("--simulate", action="store_true",
-                   help="also simulate the generated pipeline clock by clock (needs g++): frames/s and latency "
-                        "with bounded FIFOs, the FIFO depths codegen writes, each process's stalls")
-    p.add_argument("--frames", type=int_at_least(2), default=3, help="frames in one start for --simulate, at least 2: the interval is frame to frame (default 3)")
-    p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the report as JSON")
-    p.set_defaults(func=cmd_perf)
-
-
-def parse_ceilings(items) -> dict[str, float]:
-    """``["lut=0.7", ...]`` -> ``{"lut": 0.7}``; one-line errors for unknown keys or bad numbers."""
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        key = key.strip().lower()
-        if key not in CEILINGS:
-            raise SenteiError(f"--ceiling {item!r}: the resource must be one of {', '.join(CEILINGS)}")
-        try:
-            out[key] = float(value)
-        except ValueError:
-            raise SenteiError(f"--ceiling {item!r}: expected RESOURCE=SHARE with a share in (0, 1], "
-                              f"e.g. lut=0.7") from None
-    return out
-
-
-PLANS_HELP = ("a plan per layer: LANES (sparse engine), sLANES[wWc] or dLANES[wWc] (dense engine, Wc channels "
-              "a chunk), e.g. d8w3,d8w16,64,32,64,64,64,d1w8; lanes need not divide Cout (default: the allocator's "
-              "choice for --board)")
-
-
-def parse_lanes(text: str | None) -> list[LayerPlan] | None:
-    """``--lanes '8,d4w32,s16w2'`` -> a plan per layer (None: the allocator chooses)."""
-    if not text:
-        return None
-    try:
-        return [as_plan(v) for v in text.split(",") if v.strip()]
-    except SenteiError as exc:
-        raise SenteiError(f"--lanes {text!r}: {exc}") from None
-
-
-def cmd_perf(args) -> int:
-    """Handler of ``sentei perf``."""
-    from sentei.atomic_write import write_json
-    from sentei.host import registry
-    from sentei.output_paths import check_json_out
-
-    check_json_out(args, registry.model_file(args.model))
-    ceilings = parse_ceilings(args.ceiling)
-    if args.dsp_fraction is not None and "dsp" in ceilings:
-        raise SenteiError(f"--dsp-fraction {args.dsp_fraction:g} and --ceiling dsp={ceilings['dsp']:g} both set "
-                          f"the DSP48 share; pass one of them")
-    board = load_board(args.board)
-    model = registry.load_model(args.model)
-    lanes = parse_lanes(args.lanes)
-    clock = board.default_clock_mhz if args.clock_mhz is None else args.clock_mhz
-    report = perf_report(model, board, clock, lanes=lanes, dsp_fraction=args.dsp_fraction, seed=args.seed,
-                         ceilings=ceilings, simulate=args.simulate, frames=args.frames)
-    print(format_report(report))
-    if args.json_out:
-        write_json(args.json_out, report)
-    return 0

@@ -25,7 +25,6 @@ COMMAND_MODULES = (
     "sentei.host.bench",
     "sentei.training.commands",
     "sentei.overlay.commands",
-    "sentei.overlay.perf",
 )
 
 

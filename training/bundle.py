@@ -193,7 +193,7 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
     """Bundle the finished compression run ``run`` as ``name`` (and ``name-qat``); its entry."""
     import torch
 
-    from sentei.overlay import perf
+    from sentei.overlay.report import perf_report
     from sentei.training import train
 
     metrics, cfg, _ = finished_run(run, "best.pt")
@@ -231,7 +231,7 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
                               f"integer path ({100 * exact['miou']:.4f}) disagree on {split}: the export does not "
                               f"compute what the checkpoint does; find the layer with sentei compare --exact")
         model = fmt.load(staging / files[1])
-        fps = perf.perf_report(model, board, clock_mhz)["frames_per_s"]  # as `sentei perf` reports it
+        fps = perf_report(model, board, clock_mhz)["frames_per_s"]  # as `sentei perf` reports it
         summary = train.summarize(model)
         teacher_val = models[teacher]["metrics"]["val_miou"]
         gap = round(100 * (teacher_val - emu["miou"]), 2)

@@ -406,6 +406,7 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
         seed: int = 0, population: int = 40, generations: int = 30, dense=(), name=None, simulate=False,
         command: str = "", log=print) -> dict:
     """The search and its outputs in ``out``: design.json, design.md, design.png, design.yaml."""
+    from sentei.overlay.report import perf_report
     from sentei.training.config import check_config, load_config
     from sentei.training.sensitivity import file_sha256, load_result
 
@@ -440,11 +441,11 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
     name = name or f"sentei-design-{b.name}-{fps:g}fps".replace(".", "p")
     cfg = compression_config(base_cfg, space, chosen, name)
     chosen_model = hardware.model(space.ks(chosen["genes"]))
-    report = hardware.perf.perf_report(chosen_model, b, hardware.clock_mhz)
+    report = perf_report(chosen_model, b, hardware.clock_mhz)
     sim, sim_error = None, None
     if simulate:  # the clock-level simulator on the chosen design; its failure is reported, not fatal
         try:
-            sim = hardware.perf.perf_report(chosen_model, b, hardware.clock_mhz, simulate=True)["simulated"]
+            sim = perf_report(chosen_model, b, hardware.clock_mhz, simulate=True)["simulated"]
         except SenteiError as exc:
             sim_error = str(exc)
     out = Path(out)

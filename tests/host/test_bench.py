@@ -211,11 +211,13 @@ def test_torch_engine_labels_match_reference_at_capture_size(tiny_model):
 
 
 def test_modeled_fpga_run_is_labelled_and_has_no_invented_power(tiny_model, monkeypatch):
-    fake = types.ModuleType("sentei.overlay.perf")
-    fake.load_board = lambda name: types.SimpleNamespace(default_clock_mhz=200)
+    boards = types.ModuleType("sentei.overlay.perf")
+    boards.load_board = lambda name: types.SimpleNamespace(default_clock_mhz=200)
+    fake = types.ModuleType("sentei.overlay.report")
     fake.perf_report = lambda model, board, clock: {"board": board, "clock_mhz": clock, "frames_per_s": 250.0,
                                                     "pipeline": {"latency_ms": 6.0, "bottleneck": "conv4"}}
-    monkeypatch.setitem(sys.modules, "sentei.overlay.perf", fake)
+    monkeypatch.setitem(sys.modules, "sentei.overlay.perf", boards)
+    monkeypatch.setitem(sys.modules, "sentei.overlay.report", fake)
     from sentei.host import format
 
     run = bench.modeled_run(format.load(tiny_model), "zcu104", None)

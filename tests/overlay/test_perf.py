@@ -11,6 +11,7 @@ from sentei.errors import SenteiError
 from sentei.host.format import save
 from sentei.host.synthetic import LayerSpec, random_model
 from sentei.overlay import perf
+from sentei.overlay.report import perf_report
 from tests.overlay.csim_models import camvid_standin, odd, tiny
 
 
@@ -77,7 +78,7 @@ def test_hypothetical_unstructured_keeps_the_total_and_is_seeded():
 
 def test_report_cycles_and_macs_follow_the_shapes():
     model = tiny()
-    rep = perf.perf_report(model, "zcu104", 200, lanes=[2, 4, 8, 16, 1])
+    rep = perf_report(model, "zcu104", 200, lanes=[2, 4, 8, 16, 1])
     shapes = model.shapes()
     for n, (row, layer) in enumerate(zip(rep["layers"], model.layers)):
         c, ho, wo = shapes[n + 1]
@@ -328,7 +329,7 @@ def test_camvid_standin_is_allocated_within_the_ceilings_or_refused_in_one_line(
         assert "\n" not in msg and "at its cheapest" in msg and "bigger board" in msg
         assert any(f" {name} " in msg for name in perf.RESOURCE_NAMES.values())
         return
-    rep = perf.perf_report(model, board, clock)
+    rep = perf_report(model, board, clock)
     assert rep["lanes"] == [p.label() for p in perf.resolve_plans(model, lanes)]
     assert rep["resources"]["fits"] and rep["resources"]["within_ceilings"]
     for key in perf.BUDGET_FIELDS:
@@ -337,9 +338,9 @@ def test_camvid_standin_is_allocated_within_the_ceilings_or_refused_in_one_line(
 
 def test_clock_and_lanes_are_checked():
     with pytest.raises(SenteiError, match="outside"):
-        perf.perf_report(tiny(), "pynqz2", 400)
+        perf_report(tiny(), "pynqz2", 400)
     with pytest.raises(SenteiError, match="9 lanes for 8 filters"):
-        perf.perf_report(tiny(), "zcu104", 200, lanes=[9, 1, 1, 1, 1])
+        perf_report(tiny(), "zcu104", 200, lanes=[9, 1, 1, 1, 1])
 
 
 # ---------------------------------------------------------------------------------------
@@ -347,7 +348,7 @@ def test_clock_and_lanes_are_checked():
 
 
 def test_imbalance_costs_nothing_filterwise_and_something_unbalanced():
-    balanced = perf.perf_report(tiny(), "zcu104", 200, lanes=[4, 4, 8, 8, 11])
+    balanced = perf_report(tiny(), "zcu104", 200, lanes=[4, 4, 8, 8, 11])
     given = balanced["imbalance"]["given_model"]
     assert given["mac_cycles_lost"] == 0 and given["slowdown"] == 1.0
     for row in balanced["layers"]:
@@ -356,7 +357,7 @@ def test_imbalance_costs_nothing_filterwise_and_something_unbalanced():
     hyp = balanced["imbalance"]["hypothetical_unstructured"]
     assert hyp["mac_cycles_lost"] > 0 and hyp["slowdown"] > 1.0
 
-    unbalanced = perf.perf_report(odd(), "zcu104", 200, lanes=[2, 4, 2, 2, 5])
+    unbalanced = perf_report(odd(), "zcu104", 200, lanes=[2, 4, 2, 2, 5])
     given = unbalanced["imbalance"]["given_model"]
     assert given["mac_cycles_lost"] > 0 and given["slowdown"] > 1.0
     for row in unbalanced["layers"]:
@@ -368,9 +369,7 @@ def test_imbalance_costs_nothing_filterwise_and_something_unbalanced():
 
 
 @pytest.fixture
-def sentei_main(monkeypatch):
-    if "sentei.overlay.perf" not in cli.COMMAND_MODULES:
-        monkeypatch.setattr(cli, "COMMAND_MODULES", cli.COMMAND_MODULES + ("sentei.overlay.perf",))
+def sentei_main():
     return cli.main
 
 
@@ -441,7 +440,7 @@ def test_predicted_cycles_equal_csim_iterations(make, board):
     from sentei.overlay.csim import CsimAccelerator
 
     model = make()
-    report = perf.perf_report(model, board, 100)
+    report = perf_report(model, board, 100)
     acc = CsimAccelerator(model, lanes=report["lanes"])
     assert acc.load_weights(weight_blob(model)) == 0
     status, _ = acc.run_frame(random_frame(7, model.input.height, model.input.width))

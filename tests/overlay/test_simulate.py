@@ -8,6 +8,7 @@ from sentei import cli
 from sentei.errors import SenteiError
 from sentei.host.format import save
 from sentei.overlay import codegen, perf, simulate
+from sentei.overlay.report import perf_report
 from tests.overlay.csim_models import STARVED_LANES, odd, starved, tiny, wide
 
 
@@ -43,7 +44,7 @@ def test_the_simulator_sees_a_fifo_that_is_too_small():
 @pytest.mark.parametrize("board", perf.known_boards())
 def test_model_and_simulation_agree_within_five_percent(make, lanes, board):
     model = make()
-    report = perf.perf_report(model, board, perf.load_board(board).default_clock_mhz, lanes=lanes, simulate=True)
+    report = perf_report(model, board, perf.load_board(board).default_clock_mhz, lanes=lanes, simulate=True)
     sim = report["simulated"]
     assert abs(sim["error_vs_model"]) < 0.05, (report["lanes"], sim["interval_cycles"],
                                                report["pipeline"]["interval_cycles"])
@@ -112,14 +113,12 @@ def test_bundled_models_agree_on_every_board_they_fit(name, board):
     from sentei.host import registry
 
     model = registry.load_model(name)
-    report = perf.perf_report(model, board, perf.load_board(board).default_clock_mhz, simulate=True, frames=2)
+    report = perf_report(model, board, perf.load_board(board).default_clock_mhz, simulate=True, frames=2)
     assert abs(report["simulated"]["error_vs_model"]) < 0.05
     assert report["resources"]["within_ceilings"]
 
 
-def test_cli_simulate(tmp_path, capsys, monkeypatch):
-    if "sentei.overlay.perf" not in cli.COMMAND_MODULES:
-        monkeypatch.setattr(cli, "COMMAND_MODULES", cli.COMMAND_MODULES + ("sentei.overlay.perf",))
+def test_cli_simulate(tmp_path, capsys):
     path = save(tiny(), tmp_path / "m.sentei")
     out = tmp_path / "perf.json"
     assert cli.main(["perf", "--model", str(path), "--board", "kv260", "--simulate", "--json", str(out)]) == 0

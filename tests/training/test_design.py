@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 from sentei import cli  # noqa: E402
 from sentei.errors import SenteiError  # noqa: E402
 from sentei.overlay import perf  # noqa: E402
+from sentei.overlay.report import perf_report  # noqa: E402
 from sentei.training import design  # noqa: E402
 from sentei.training.commands import DEFAULT_COMPRESS_CONFIG, DEFAULT_TEACHER_CONFIG  # noqa: E402
 from sentei.training.config import check_config, load_config  # noqa: E402
@@ -103,7 +104,7 @@ def test_front_is_feasible_and_non_dominated(space, searched):
     assert len(front) >= 2
     for d in front:
         assert d["fps"] >= 400 and d["violation"] == 0
-        report = perf.perf_report(hw.model(space.ks(d["genes"])), "zcu104", 200.0)
+        report = perf_report(hw.model(space.ks(d["genes"])), "zcu104", 200.0)
         assert report["resources"]["within_ceilings"]
         assert report["frames_per_s"] == pytest.approx(d["fps"])
         assert not any(o["miou"] >= d["miou"] and o["fps"] >= d["fps"] and (o["miou"], o["fps"]) != (d["miou"], d["fps"])
