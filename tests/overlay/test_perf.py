@@ -2,6 +2,7 @@
 and the cycles it predicts against the C-simulation's iteration counts."""
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from sentei.errors import SenteiError
 from sentei.host.format import save
 from sentei.host.synthetic import LayerSpec, random_model
 from sentei.overlay import perf
-from sentei.overlay.report import perf_report
+from sentei.overlay.report import format_report, perf_report
 from tests.overlay.csim_models import camvid_standin, odd, tiny
 
 
@@ -387,6 +388,20 @@ def test_cli_writes_the_report(tmp_path, capsys, sentei_main):
     assert report["frames_per_s"] > 0 and len(report["assumptions"]) >= 5
     assert report["lanes"] == [p.label() for p in perf.resolve_plans(tiny(), perf.allocate(tiny(), "zcu104", 200))]
     assert not list(tmp_path.glob(".out.json.*"))
+    # the command prints and writes what the library calls a notebook makes return
+    library = perf_report(tiny(), "zcu104", 200.0)
+    assert text == format_report(library) + "\n" and report == json.loads(json.dumps(library))
+
+
+def test_the_command_line_is_in_overlay_commands_only():
+    """overlay/'s argparse lives in overlay/commands.py alone: the model (perf), the report and the
+    generator are library code, and only the commands module is registered with the console script."""
+    folder = Path(perf.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        if path.name != "commands.py":
+            text = path.read_text(encoding="utf-8")
+            assert not [w for w in ("argparse", "add_argument", "add_parser", "set_defaults") if w in text], path.name
+    assert [m for m in cli.COMMAND_MODULES if m.startswith("sentei.overlay")] == ["sentei.overlay.commands"]
 
 
 def test_cli_ceiling_option(tmp_path, capsys, sentei_main):
