@@ -5,10 +5,13 @@
 - :mod:`~sentei.host.reference` -- the integer reference engine (the definition of correct);
 - :mod:`~sentei.host.emulator` -- the fast bit-exact emulator;
 - :mod:`~sentei.host.driver`, :mod:`~sentei.host.emulation` -- the PYNQ driver and its emulated overlay;
+- :class:`SenteiOverlay` (:mod:`~sentei.host.pynq_overlay`) -- the bitstream as a ``pynq.Overlay``
+  that loads a model and runs frames; :mod:`~sentei.host.pynq_ip` -- its ``DefaultIP`` driver
+  (both import pynq: on first use only);
 - :mod:`~sentei.host.synthetic` -- random valid models for tests and benchmarks.
 """
 
-__all__ = ["Segmenter"]
+__all__ = ["Segmenter", "SenteiOverlay"]
 
 
 def __getattr__(name):
@@ -17,4 +20,15 @@ def __getattr__(name):
         from sentei.host.segmenter import Segmenter
 
         return Segmenter
+    if name == "SenteiOverlay":  # imports pynq
+        try:
+            from sentei.host.pynq_overlay import SenteiOverlay
+        except ModuleNotFoundError as exc:
+            if exc.name != "pynq":
+                raise
+            from sentei.errors import SenteiError
+
+            raise SenteiError("SenteiOverlay is a pynq.Overlay and pynq is not installed (on a PYNQ board: "
+                              "pip install 'sentei[board]'; on a PC use Segmenter, the emulated overlay)") from None
+        return SenteiOverlay
     raise AttributeError(f"module 'sentei.host' has no attribute {name!r}")

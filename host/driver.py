@@ -7,8 +7,8 @@ Three layers, each small:
   write buffer addresses and a command, start, wait for done *with a timeout*, read the
   status. It is a mixin, so the same methods run on two kinds of object:
 
-  * on a board, :func:`board_driver_class` returns ``SenteiIP(SenteiDriver, pynq.DefaultIP)``
-    with ``bindto = [registers.VLNV]``: ``read``/``write`` are PYNQ's MMIO;
+  * on a board, ``SenteiIP(SenteiDriver, pynq.DefaultIP)`` of :mod:`sentei.host.pynq_ip`, with
+    ``bindto = [registers.VLNV]``: ``read``/``write`` are PYNQ's MMIO;
   * on a PC, :class:`EmulatedIP` gives ``read``/``write`` onto the register file of an
     :class:`~sentei.host.emulation.EmulatedOverlay`.
 
@@ -22,12 +22,13 @@ Three layers, each small:
 - :func:`open_board` loads the bitstream with ``pynq.Overlay`` and takes the board for one
   user at a time (a lock file), :func:`detect_board` says whether there is a board at all.
 
-Why the PYNQ class is defined lazily: ``pynq.DefaultIP`` has a metaclass that registers
-every subclass that has ``bindto`` in PYNQ's global driver table *when the class statement
-runs*. A module-level ``class SenteiIP(DefaultIP)`` would make ``import sentei.host`` import
-pynq (slow, and it probes XRT) and register a driver as an import side effect on every PC.
-:func:`board_driver_class` runs the class statement once, on first use, only where pynq
-imports -- before ``pynq.Overlay`` is built, so PYNQ binds the accelerator to it.
+Where the PYNQ class lives: ``pynq.DefaultIP`` has a metaclass that registers every subclass
+that has ``bindto`` in PYNQ's global driver table *when the class statement runs*. The class is
+a module-level one in :mod:`sentei.host.pynq_ip`, which PYNQ itself imports through the
+``pynq.lib`` entry point before it binds drivers (so ``pynq.Overlay("sentei.bit").sentei_top_0``
+is a ``SenteiIP``); this module never imports it at module level, so ``import sentei.host``
+neither imports pynq (slow, and it probes XRT) nor registers a driver on a PC.
+:func:`board_driver_class` imports it by name where pynq is installed.
 """
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ COMMAND_NAMES = {R.CMD_LOAD_WEIGHTS: "LOAD_WEIGHTS", R.CMD_RUN_FRAME: "RUN_FRAME
 BITSTREAM_ENV = "SENTEI_BITSTREAM"  # path of the .bit (its .hwh beside it) to use on a board
 LOCK_NAME = "sentei-accelerator.lock"
 LOCK_DIR = None  # folder of the board lock file (None: the system's temporary folder)
+BITSTREAM_ROOT = None  # folder of the installed bitstreams (None: sentei/overlay/bitstreams of the package)
 MAX_BATCH = 64  # frames one RUN_FRAME may carry (bounds the contiguous memory of a batch's buffers)
 
 
@@ -236,26 +238,18 @@ class EmulatedIP(SenteiDriver):
         self.mmio.done_event.wait(max(0.0, deadline - time.monotonic()))
 
 
-_BOARD_CLASS = None
+BOARD_DRIVER_MODULE = "sentei.host.pynq_ip"  # the pynq.lib entry point: importing it registers SenteiIP
 
 
 def board_driver_class():
-    """``SenteiIP``: :class:`SenteiDriver` + ``pynq.DefaultIP``, bound to the accelerator's VLNV.
+    """``SenteiIP`` (:mod:`sentei.host.pynq_ip`): :class:`SenteiDriver` + ``pynq.DefaultIP``, bound to the VLNV.
 
-    Defined on the first call, not at import (see the module docstring: PYNQ registers a
-    ``DefaultIP`` subclass as a driver when its class statement runs).
+    Imported by name (it imports pynq): importing the module is what registers the driver with
+    PYNQ, as PYNQ's own ``pynq.lib`` entry point does before a ``pynq.Overlay`` binds drivers.
     """
-    global _BOARD_CLASS
-    if _BOARD_CLASS is None:
-        from pynq import DefaultIP
+    import importlib
 
-        class SenteiIP(SenteiDriver, DefaultIP):
-            """PYNQ driver of the sentei accelerator (``overlay.sentei_top_0``)."""
-
-            bindto = [R.VLNV]
-
-        _BOARD_CLASS = SenteiIP
-    return _BOARD_CLASS
+    return importlib.import_module(BOARD_DRIVER_MODULE).SenteiIP
 
 
 # ---------------------------------------------------------------------------------------
@@ -500,7 +494,7 @@ def pynq_device_status() -> tuple[bool, str]:
 
 
 def find_bitstream(bitfile: str | os.PathLike | None = None, root: Path | None = None,
-                   environ=None) -> Path | None:
+                   environ=None, fetch: bool = False) -> Path | None:
     """The accelerator's ``.bit``: ``bitfile``, else ``$SENTEI_BITSTREAM``, else the installed one.
 
     Installed bitstreams live in ``sentei/overlay/bitstreams/<board>/sentei.bit`` (``.hwh`` and
@@ -508,6 +502,12 @@ def find_bitstream(bitfile: str | os.PathLike | None = None, root: Path | None =
     ``$BOARD`` (``pynq_board`` of ``overlay/boards/<board>.json``: ``Ultra96`` for ultra96v2); a
     board with none is refused, never given another board's design. A ``.bit`` directly in
     ``bitstreams/`` is taken for any board.
+
+    An installed bitstream may be a PYNQ link instead of the files: ``sentei.bit.link``,
+    ``sentei.hwh.link`` and ``network.json.link`` in the board's folder (PYNQ's ``.link`` JSON,
+    ``{"url": ..., "md5sum": ...}``). With ``fetch`` they are downloaded beside the links
+    (:func:`fetch_links`) on first use; without, such a bitstream is refused in one line.
+    None when nothing is installed.
     """
     environ = os.environ if environ is None else environ
     if bitfile is None:
@@ -522,11 +522,11 @@ def find_bitstream(bitfile: str | os.PathLike | None = None, root: Path | None =
     import sentei.overlay
 
     overlay_dir = Path(sentei.overlay.__file__).resolve().parent
-    root = overlay_dir / "bitstreams" if root is None else Path(root)
-    found = sorted(root.glob("*/*.bit")) + sorted(root.glob("*.bit"))
+    root = Path(root or BITSTREAM_ROOT or overlay_dir / "bitstreams")
+    found = _installed(root, "*/") + _installed(root, "")
     board = environ.get("BOARD")
     if not found or (board is None and len(found) == 1):
-        return _with_network(found[0]) if found else None
+        return _fetched(found[0], fetch) if found else None
     if board is None:
         raise SenteiError(f"{len(found)} bitstreams are installed ({', '.join(str(p.relative_to(root)) for p in found)}) "
                           f"and $BOARD is not set: set BOARD, or pass bitfile= (or ${BITSTREAM_ENV})")
@@ -548,7 +548,54 @@ def find_bitstream(bitfile: str | os.PathLike | None = None, root: Path | None =
         raise SenteiError(f"no installed bitstream is for this board ($BOARD={board}); installed: "
                           f"{', '.join(str(p.relative_to(root)) for p in found)}: build one for it "
                           f"(make -C overlay BOARD=..., docs/build.md) or pass bitfile=")
-    return _with_network(match[0])
+    return _fetched(match[0], fetch)
+
+
+LINK_SUFFIX = ".link"  # PYNQ's link files: the JSON of where a file is downloaded from
+
+
+def _installed(root: Path, folder: str) -> list[Path]:
+    """The ``.bit`` files under ``root/folder``, and in a board's folder those only linked (``sentei.bit.link``).
+
+    Links only in a board's folder: PYNQ's resolver walks the folder it is given and everything below it.
+    """
+    bits = set(root.glob(f"{folder}*.bit"))
+    if folder:
+        bits |= {p.with_suffix("") for p in root.glob(f"{folder}*.bit{LINK_SUFFIX}")}
+    return sorted(bits)
+
+
+def _fetched(path: Path, fetch: bool) -> Path:
+    """``path`` once it is a file: downloaded through its ``.link`` files where ``fetch``."""
+    if not path.is_file():
+        if not fetch:
+            raise SenteiError(f"{path} is only linked ({path.name}{LINK_SUFFIX}), not downloaded: SenteiOverlay() "
+                              f"downloads it, or sentei.host.driver.fetch_links('{path.parent}')")
+        fetch_links(path.parent)
+        for need in (path, path.with_suffix(".hwh")):
+            if not need.is_file():
+                raise SenteiError(f"{need} is missing after downloading the .link files of {path.parent}: "
+                                  f"add {need.name}{LINK_SUFFIX} there (docs/build.md)")
+    return _with_network(path)
+
+
+def fetch_links(folder: str | os.PathLike) -> None:
+    """Download the files that the PYNQ ``.link`` files in ``folder`` name, beside them.
+
+    The link format and the download (md5-checked) are PYNQ's: ``pynqutils.setup_utils.download_overlays``,
+    which ``pynq get-notebooks`` and PYNQ's ``download_overlays`` setup command also use. A link
+    of the ``{"url": ..., "md5sum": ...}`` form becomes the file of its name without ``.link``.
+    """
+    try:
+        from pynqutils.setup_utils import download_overlays
+    except ImportError:
+        raise SenteiError(f"{folder} holds PYNQ .link files, which pynqutils (installed with pynq) downloads: "
+                          f"pip install 'sentei[board]' on the board") from None
+    try:
+        download_overlays(str(folder), fail_at_lookup=True)
+    except Exception as exc:  # no network, a wrong md5sum, a link for no device: one line
+        raise SenteiError(f"could not download the files linked in {folder} "
+                          f"({exc.__class__.__name__}: {exc})") from None
 
 
 def _with_network(path: Path) -> Path:
@@ -654,8 +701,8 @@ def open_board(bitfile, owner: str, overlay=None):
     """Load the bitstream and bind the driver: ``(overlay, ip, allocate, release)``.
 
     Takes the board lock first (downloading a bitstream replaces whatever the programmable
-    logic held), then builds ``pynq.Overlay`` after :func:`board_driver_class`, so
-    ``overlay.<ip>`` is a ``SenteiIP``. With ``overlay`` (a ``pynq.Overlay`` the caller
+    logic held), then builds ``pynq.Overlay`` with :func:`board_driver_class` imported, so
+    ``overlay.<ip>`` is a ``SenteiIP`` also where the ``pynq.lib`` entry point is not installed. With ``overlay`` (a ``pynq.Overlay`` the caller
     already loaded) nothing is downloaded: the lock is taken and the driver bound to it.
     """
     lock = _BoardLock(owner)
@@ -667,7 +714,7 @@ def open_board(bitfile, owner: str, overlay=None):
             overlay = pynq.Overlay(str(bitfile))
         name = find_ip(overlay)
         ip = getattr(overlay, name, None)
-        if not isinstance(ip, cls):  # an overlay object built before the class existed
+        if not isinstance(ip, cls):  # an overlay built before the driver was registered (or a stand-in)
             ip = cls(overlay.ip_dict[name])
         return overlay, ip, pynq_allocator(ip), lock.release
     except BaseException:

@@ -38,6 +38,7 @@ RULES = (
     # the board runtime, evaluation and the benchmark toolkit's libraries
     ("sentei.host", "runtime"), ("sentei.host.segmenter", "runtime"), ("sentei.host.driver", "runtime"),
     ("sentei.host.emulation", "runtime"), ("sentei.host.camera", "runtime"), ("sentei.host.demo", "runtime"),
+    ("sentei.host.pynq_ip", "runtime"), ("sentei.host.pynq_overlay", "runtime"),
     ("sentei.host.evaluation", "runtime"), ("sentei.host.power", "runtime"), ("sentei.host.benchreport", "runtime"),
     # training: PyTorch, beside the runtime
     ("sentei.training.", "training"), ("sentei.training", "training"),
