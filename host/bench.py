@@ -41,9 +41,9 @@ from sentei.host import power as pw  # stdlib-only at import
 from sentei.host.bench_engine import BenchEngine, read_text
 from sentei.host.benchreport import SCHEMA, SCHEMA_VERSION
 from sentei.host.driver import MAX_BATCH
-from sentei.host.options import non_negative_int, non_negative_seconds, parse_size
+from sentei.host.options import model_option, non_negative_int, non_negative_seconds, parse_size
 
-BACKENDS = ("emu", "reference", "csim", "fpga", "torch", "perf")
+BACKENDS = tuple(engine_registry.BACKENDS)  # auto, fpga, emu, reference, csim, torch, perf
 PRECISIONS = ("fp32", "fp16")
 POWER_CHOICES = ("auto", "none", *pw.SOURCES)
 DEFAULT_FRAMES = {"reference": 3, "csim": 2}
@@ -61,13 +61,10 @@ def register(sub) -> None:
     def option(*flags, **kwargs):  # each option is also written into the report's command (command_line)
         _OPTION_FLAGS[p.add_argument(*flags, **kwargs).dest] = flags[0]
 
-    option("--model", default=None,
-           help="model file or bundled name (default: the bundled model); 'teacher' is the dense "
-                "PyTorch teacher (torch only); 'synthetic' is a random model of the shipped "
-                "architecture (360x480, 90%% filter-wise sparse)")
-    option("--backend", default="emu",
-           help="comma-separated: emu, reference, csim, fpga, torch, perf (modeled FPGA); "
-                "e.g. emu,torch runs both and prints their ratios")
+    option("--model", **model_option(more="; 'teacher' is the dense PyTorch teacher (torch only); 'synthetic' "
+                                          "is a random model of the shipped architecture (360x480, 90%% "
+                                          "filter-wise sparse)"))
+    option("--backend", **engine_registry.backend_option(BACKENDS, several=True))
     option("--frames", default="30",
            help="timed frames: N for every backend, or e.g. '30,reference=3' per backend "
                 f"(defaults: {', '.join(f'{k}={v}' for k, v in DEFAULT_FRAMES.items())})")
@@ -126,8 +123,9 @@ def register(sub) -> None:
 # arguments
 
 
-def parse_frames(text: str, backends: list[str]) -> dict[str, int]:
-    """``'30,reference=3'`` -> frames per backend (the bare number for all, then the overrides)."""
+def parse_frames(text: str, backends: list[str], auto: str | None = None) -> dict[str, int]:
+    """``'30,reference=3'`` -> frames per backend (the bare number for all, then the overrides;
+    ``auto=N`` counts for the backend ``auto`` resolved to, ``auto``)."""
     default, overrides = None, {}
     for part in filter(None, (s.strip() for s in str(text).split(","))):
         name, eq, value = part.partition("=")
@@ -140,7 +138,7 @@ def parse_frames(text: str, backends: list[str]) -> dict[str, int]:
         if eq:
             if name not in BACKENDS:
                 raise SenteiError(f"--frames {text}: unknown backend {name!r} (one of {', '.join(BACKENDS)})")
-            overrides[name] = n
+            overrides[auto if name == "auto" and auto else name] = n
         else:
             default = n
     out = {}
@@ -159,6 +157,22 @@ def parse_device(text: str) -> str:
     if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a torch device; pass cpu, cuda or cuda:N")
     return text
+
+
+def resolve_auto(backends: list[str]) -> tuple[list[str], str | None]:
+    """``auto`` as every command takes it (:func:`sentei.host.segmenter.choose_backend`): ``fpga``
+    where this machine has a board with a sentei bitstream, else ``emu``; the list with it
+    replaced (a backend named twice kept once) and what it became (None: not asked for)."""
+    if "auto" not in backends:
+        return backends, None
+    from sentei.host.segmenter import choose_backend
+
+    name = "fpga" if choose_backend("auto").name == "fpga" else "emu"
+    out: list[str] = []
+    for b in (name if b == "auto" else b for b in backends):
+        if b not in out:
+            out.append(b)
+    return out, name
 
 
 def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
@@ -384,7 +398,7 @@ class RunTimer:
         return run
 
 
-SEGMENTER_BACKENDS = ("emu", "reference", "csim", "fpga")
+SEGMENTER_BACKENDS = tuple(b for b in engine_registry.SEGMENTER_BACKENDS if b != "auto")  # after resolve_auto
 
 
 def batched_run(engine: SegmenterEngine, frames: list[np.ndarray], n: int, batch: int) -> dict:
@@ -766,9 +780,9 @@ def cmd_bench(args) -> int:
     from sentei.output_paths import check_json_out
     from sentei.host.synthetic import random_frame
 
-    backends = parse_list(args.backend, BACKENDS, "--backend")
+    backends, auto = resolve_auto(parse_list(args.backend, BACKENDS, "--backend"))
     precisions = parse_list(args.precision, PRECISIONS, "--precision")
-    counts = parse_frames(args.frames, backends)
+    counts = parse_frames(args.frames, backends, auto)
     if args.rounds < 1:
         raise SenteiError(f"--rounds {args.rounds}: at least 1")
     if not 1 <= args.batch <= MAX_BATCH:

@@ -8,13 +8,14 @@ import numpy as np
 
 from sentei.atomic_write import write_json
 from sentei.errors import SenteiError
+from sentei.host.engine_registry import SEGMENTER_BACKENDS, backend_option
+from sentei.host.options import add_model_option
 from sentei.host.registry import model_file
 from sentei.output_paths import check_json_out, check_output
 
-from sentei.host.segmenter import BACKENDS as ENGINE_BACKENDS
-
-# every backend a command may name; which ones a machine can run is decided by the Segmenter
-EVAL_BACKENDS = ENGINE_BACKENDS + ("torch",)
+# every backend a command may name (sentei.host.engine_registry.BACKENDS); which ones a machine can
+# run is decided by the Segmenter, and auto is resolved by it as in every command
+EVAL_BACKENDS = SEGMENTER_BACKENDS + ("torch",)
 
 
 def register(sub) -> None:
@@ -22,26 +23,23 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("info", help="layers, shapes, K per layer, sparsity, weight memory, MACs skipped")
-    p.add_argument("--model", default=None, help="model file or bundled name (default: the bundled model)")
+    add_model_option(p)
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the facts as JSON")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("segment", help="segment images: label map PNG + colour overlay PNG per image")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--model", default=None, help="model file or bundled name (default: the bundled model)")
+    add_model_option(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--backend", default="emu", choices=ENGINE_BACKENDS,
-                   help="emu: emulated overlay on the fast emulator (default); reference: on the numpy "
-                        "reference engine; csim: on the C-simulation of the HLS sources; fpga: the board")
+    p.add_argument("--backend", **backend_option(SEGMENTER_BACKENDS))
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the labels in the overlay")
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("eval", help="mIoU and per-class IoU over a CamVid split")
-    p.add_argument("--model", default=None, help="model file, checkpoint, or bundled name (default: the bundled model)")
+    add_model_option(p, "model file, checkpoint (with --backend torch), or bundled name")
     p.add_argument("--data", required=True, metavar="ROOT", help="CamVid root holding <split>/ and <split>annot/")
     p.add_argument("--split", default="val", help="val | test | train (default val)")
-    p.add_argument("--backend", default="emu", choices=EVAL_BACKENDS,
-                   help="engine: emu (default), reference, csim, fpga, or torch (a PyTorch checkpoint)")
+    p.add_argument("--backend", **backend_option(EVAL_BACKENDS))
     p.add_argument("--limit", type=int, default=None, help="only the first N frames (quick checks)")
     p.add_argument("--agree-with", metavar="CHECKPOINT", default=None,
                    help="also label every frame with this quantization-aware checkpoint's fake-quantized forward "

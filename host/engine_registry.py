@@ -13,12 +13,44 @@ Roles and what their openers return:
   ``class_names``, ``path`` and ``predict(frame, size)`` (``sentei eval --backend torch``);
 - ``"bench"``: ``opener(model_arg, model, device, precision, threads)`` -> a
   :class:`~sentei.host.bench_engine.BenchEngine` (``sentei bench --backend torch``).
+
+It also holds the one table of backend names (:data:`BACKENDS`) that every ``--backend`` option
+is built from (:func:`backend_option`), with one default, ``auto``.
 """
 from __future__ import annotations
 
 from typing import Callable
 
 from sentei.errors import SenteiError
+
+#: Every backend a command may name, and what it runs. ``auto`` means the same in every command
+#: and library call: the FPGA when this machine has one with a sentei bitstream installed, else
+#: the emulated overlay (:func:`sentei.host.segmenter.choose_backend` resolves it, and says why).
+BACKENDS = {
+    "auto": "the FPGA when there is one, else emulation (default)",
+    "fpga": "the board",
+    "emu": "emulated overlay on the fast emulator",
+    "reference": "emulated overlay on the numpy reference engine",
+    "csim": "emulated overlay on the C-simulation of the HLS sources",
+    "torch": "a PyTorch checkpoint (needs sentei[train])",
+    "perf": "the overlay's performance model (modeled FPGA, no board)",
+}
+#: the one default of every --backend option and every library function that takes a backend
+DEFAULT_BACKEND = "auto"
+#: the backends that run a model file on the accelerator or its emulation (a Segmenter)
+SEGMENTER_BACKENDS = ("auto", "fpga", "emu", "reference", "csim")
+
+
+def backend_option(names=SEGMENTER_BACKENDS, several: bool = False) -> dict:
+    """The keyword arguments of a command's ``--backend`` (``add_argument("--backend", **...)``):
+    one of ``names`` (``several``: a comma-separated list of them), default :data:`DEFAULT_BACKEND`,
+    and a help text that lists what each one runs."""
+    listed = "; ".join(f"{name}: {BACKENDS[name]}" for name in names)
+    if several:
+        return {"default": DEFAULT_BACKEND, "metavar": "BACKEND[,BACKEND...]",
+                "help": f"comma-separated, e.g. emu,torch runs both and prints their ratios -- {listed}"}
+    return {"default": DEFAULT_BACKEND, "choices": tuple(names), "help": listed}
+
 
 ENTRY_POINT_GROUP = "sentei.engines"
 ROLES = ("checkpoint", "bench")

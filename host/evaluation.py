@@ -1,9 +1,10 @@
 """Scoring a model on a CamVid split: mIoU, pixel accuracy, per-class IoU, and engines' agreement.
 
 :func:`evaluate` is what ``sentei eval`` runs and what a notebook or the bundling of a
-trained model calls: the model on any engine of the Segmenter (``emu``, ``reference``,
-``csim``, ``fpga``) or, through the engine registry, a PyTorch checkpoint (``torch``, whose
-engine the training side registers; host/ never imports it). Frames are read one at a time.
+trained model calls: the model on any engine of the Segmenter (``auto``, the default as in
+every command: the FPGA when there is one, else ``emu``; ``reference``, ``csim``, ``fpga``)
+or, through the engine registry, a PyTorch checkpoint (``torch``, whose engine the training
+side registers; host/ never imports it). Frames are read one at a time.
 """
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import time
 import numpy as np
 
 from sentei.errors import SenteiError
+from sentei.host.engine_registry import DEFAULT_BACKEND
 
 
-def evaluate(model, data, split: str = "val", backend: str = "emu", limit: int | None = None,
+def evaluate(model, data, split: str = "val", backend: str = DEFAULT_BACKEND, limit: int | None = None,
              agree_with=None) -> dict:
     """Score ``model`` (a model file, bundled name or, with ``backend="torch"``, a checkpoint) on
     split ``split`` of the CamVid root ``data``; ``limit``: only the first frames.

@@ -5,12 +5,9 @@ Nothing heavy is imported here: OpenCV, pynq and numba are imported by the handl
 from __future__ import annotations
 
 from sentei.host.commands import check_alpha
-from sentei.host.segmenter import BACKENDS as BACKEND_CHOICES
+from sentei.host.engine_registry import backend_option
+from sentei.host.options import add_model_option
 from sentei.host.segmenter import FITS
-
-BACKEND_HELP = ("auto: the FPGA when there is one, else emulation (default); emu: emulated overlay on the "
-                "fast emulator; reference: on the numpy reference engine; csim: on the C-simulation of "
-                "the HLS sources; fpga: the board")
 
 
 def register(sub) -> None:
@@ -19,9 +16,9 @@ def register(sub) -> None:
                        description="Segment the bundled CamVid sample frames with the shipped model, write "
                                    "<frame>_overlay.png and <frame>_labels.png, print per-frame latency and "
                                    "the mean FPS. On a PC it runs the emulated overlay and says so.")
-    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help=BACKEND_HELP)
+    p.add_argument("--backend", **backend_option())
     p.add_argument("--out", default="sentei-demo", metavar="DIR", help="output folder (default ./sentei-demo)")
-    p.add_argument("--model", default=None, help="model file or bundled name (default: the bundled model)")
+    add_model_option(p)
     p.add_argument("--image", action="append", default=None, metavar="IMAGE",
                    help="use this image instead of the samples (repeatable)")
     p.add_argument("--alpha", type=float, default=0.5, help="opacity of the labels in the overlay")
@@ -36,8 +33,8 @@ def register(sub) -> None:
     p.add_argument("--source", default="0",
                    help="camera index (0 = /dev/video0) or device path (/dev/video2, /dev/v4l/by-id/...), "
                         "rtsp:// or http(s):// URL, or a video file (default 0)")
-    p.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help=BACKEND_HELP)
-    p.add_argument("--model", default=None, help="model file or bundled name (default: the bundled model)")
+    p.add_argument("--backend", **backend_option())
+    add_model_option(p)
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--display", action="store_true", help="show the overlay in a window (q or Esc quits)")
     out.add_argument("--out", default=None, metavar="VIDEO", help="write the overlay video (.mp4, .avi or .mkv)")

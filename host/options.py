@@ -100,3 +100,14 @@ def parse_size(text: str, option: str, width_first: bool = False, minimum: int =
     if maximum is not None and (h > maximum or w > maximum):
         raise SenteiError(f"{option} {text}: too large (at most {maximum}x{maximum})")
     return h, w
+
+
+def model_option(accepts: str = "model file or bundled name", more: str = "") -> dict:
+    """The keyword arguments of every command's ``--model`` (``add_argument("--model", **...)``):
+    default None, the bundled model; ``accepts`` says what it takes, ``more`` adds to the help."""
+    return {"default": None, "metavar": "MODEL", "help": f"{accepts} (default: the bundled model){more}"}
+
+
+def add_model_option(parser, accepts: str = "model file or bundled name", more: str = ""):
+    """Add ``--model`` to ``parser`` (:func:`model_option`); the action."""
+    return parser.add_argument("--model", **model_option(accepts, more))

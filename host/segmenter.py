@@ -38,8 +38,9 @@ import numpy as np
 from sentei.errors import HardwareTimeoutError, SenteiError
 from sentei.host import driver as drv
 from sentei.host import postprocess
+from sentei.host.engine_registry import DEFAULT_BACKEND, SEGMENTER_BACKENDS
 
-BACKENDS = ("auto", "fpga", "emu", "reference", "csim")
+BACKENDS = SEGMENTER_BACKENDS  # the names of sentei.host.engine_registry.BACKENDS a Segmenter runs
 FITS = ("stretch", "letterbox")
 # seconds each command may take before HardwareTimeoutError (the board: milliseconds per frame;
 # the reference engine on a large model: tens of seconds)
@@ -67,7 +68,7 @@ class BackendChoice:
     bitfile: object = None  # the .bit for fpga
 
 
-def choose_backend(requested: str = "auto", bitfile=None) -> BackendChoice:
+def choose_backend(requested: str = DEFAULT_BACKEND, bitfile=None) -> BackendChoice:
     """Resolve a backend name (see the module docstring) without opening anything.
 
     Raises
@@ -176,7 +177,7 @@ class Segmenter:
         Segmenter, or a model the bitstream cannot run.
     """
 
-    def __init__(self, model=None, backend: str = "auto", *, overlay=None, bitfile=None,
+    def __init__(self, model=None, backend: str = DEFAULT_BACKEND, *, overlay=None, bitfile=None,
                  timeout: float | None = None, fit: str = "stretch", quiet: bool = False, batch: int = 1):
         if fit not in FITS:
             raise SenteiError(f"fit={fit!r}: use 'stretch' or 'letterbox'")

@@ -38,6 +38,7 @@ from sentei.atomic_write import write_json
 from sentei.errors import SenteiError
 from sentei.host import format as fmt
 from sentei.host import registry
+from sentei.training.config import settings
 
 #: what a checkpoint keeps in the bundle: enough to run and export it, not to resume training
 RESUME_ONLY = ("optimizer", "rng", "best", "history", "averaged")
@@ -166,13 +167,13 @@ def bundle_teacher(run: Path, name: str, data, trained_on: str, dest: Path, spli
         shutil.copyfile(run / "config.yaml", staging / files[1])
         shutil.copyfile(run / "train.log", staging / files[2])
         result = evaluate(staging / files[0], name, data, split, "torch")
-        tcfg = cfg.get("train", {})
+        tcfg = settings(cfg.get("train"), "train", legacy=True)  # what the run took for a key it left out
         info = {
             "name": name, "file": files[0], "config": files[1], "log": files[2],
             "command": generic_command(cfg.get("command")),
             "trained_on": trained_on, "train_seconds": round(float(metrics["seconds"]), 1),
             "epochs": int(metrics["epochs"]), "selected_epoch": int(metrics["best_epoch"]),
-            "selection": f"best val mIoU of the evaluations every {tcfg.get('eval_every', 10)} epochs",
+            "selection": f"best val mIoU of the evaluations every {tcfg['eval_every']} epochs",
             "val_during_training": metrics["val"]["miou"],
             "conv_weights": int(weights),
             "eval": result,
@@ -275,14 +276,14 @@ def describe_model(model, summary: dict, cfg: dict, teacher: str) -> str:
     pruned = [name for name, layer in layers.items() if layer["scheme"] != "dense"]
     dense = [name for name, layer in layers.items() if layer["scheme"] == "dense"]
     schemes = sorted({layers[name]["scheme"] for name in pruned})
-    comp = cfg.get("compress", {})
-    distilled = f"distilled from '{teacher}'" if comp.get("distill", {}).get("enabled") else "not distilled"
+    comp = settings(cfg.get("compress"), "compress", legacy=True)
+    distilled = f"distilled from '{teacher}'" if comp["distill"]["enabled"] else "not distilled"
     wbits = sorted({layer["weight_bits"] for layer in layers.values()})
     return (f"{model.num_classes} classes, {model.input.height}x{model.input.width}: plain "
             f"{len(model.layers) - 1}-conv FCN, {'/'.join(schemes) or 'not'} pruned to >= "
             f"{100 * summary['min_pruned_sparsity']:.0f} % zeros in {', '.join(pruned) or 'no layer'} "
             f"({', '.join(dense) or 'none'} dense), {distilled}, "
-            f"{'/'.join(map(str, wbits))}-bit weights and {comp.get('act_bits', 8)}-bit activations")
+            f"{'/'.join(map(str, wbits))}-bit weights and {comp['act_bits']}-bit activations")
 
 
 def rename(old: str, new: str, dest: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from sentei.atomic_write import write_json
 from sentei.errors import SenteiError
 from sentei.host.format import SCHEMES
-from sentei.host.options import int_at_least, parse_size
+from sentei.host.options import add_model_option, int_at_least, parse_size
 from sentei.output_paths import check_output
 from sentei.training.config import GROUP_LAYOUTS, RANKINGS, SCHEDULE, option
 
@@ -86,12 +86,11 @@ def register(sub) -> None:
     p.add_argument("--name", help="model name (default: the run's name)")
     p.add_argument("--onnx", metavar="FILE.onnx",
                    help="instead: write the network of --model as float ONNX (for trtexec on a Jetson)")
-    p.add_argument("--model", help="with --onnx: model file, bundled name or the teacher's checkpoint "
-                                   "(default: the bundled model)")
+    add_model_option(p, "with --onnx: model file, bundled name or the teacher's checkpoint")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="QAT network vs integer reference engine, layer by layer")
-    p.add_argument("--model", help="model file (.sentei) or bundled name (default: the bundled model)")
+    add_model_option(p, "model file (.sentei) or bundled name")
     p.add_argument("--checkpoint", required=True,
                    help="the QAT checkpoint the model file was exported from (path or bundled name, "
                         "e.g. sentei-camvid-fw90-qat)")
@@ -169,19 +168,18 @@ def _common(p, default_config, section):
 def _base_config(args, section):
     """The config file's dict, checked as written (the options are checked where they are parsed or
     applied), with the common options applied."""
-    from sentei.training.config import check_config, load_config
+    from sentei.training.config import check_config, load_config, resolve_config
 
     cfg = load_config(args.config)  # a fresh dict from the YAML
     check_config(cfg, section, f"config {args.config}")
-    cfg.setdefault("data", {})
-    cfg.setdefault(section, {})
+    cfg = resolve_config(cfg, section)  # every key of data and the section, at its default where none is given
     if args.data:
         cfg["data"]["root"] = str(args.data)
     if args.size:
         h, w = parse_size(args.size, "--size", minimum=8)
         cfg.setdefault("model", {}).setdefault("input", {}).update(height=h, width=w)
     if args.crop:
-        cfg["data"]["augment"] = dict(cfg["data"].get("augment") or {}, crop=list(parse_size(args.crop, "--crop", minimum=8)))
+        cfg["data"]["augment"] = dict(cfg["data"]["augment"], crop=list(parse_size(args.crop, "--crop", minimum=8)))
     sec = cfg[section]
     for key, value in (("batch_size", args.batch_size), ("seed", args.seed), ("eval_every", args.eval_every)):
         if value is not None:
@@ -275,7 +273,7 @@ def cmd_compress(args) -> int:
         comp["schedule"] = {"type": args.schedule} if args.schedule == "oneshot" else \
             dict(comp.get("schedule") or {}, type="cubic")
     if args.epochs is not None:
-        p, q = int(comp.get("prune_epochs", 100)), int(comp.get("qat_epochs", 30))
+        p, q = int(comp["prune_epochs"]), int(comp["qat_epochs"])
         comp["prune_epochs"] = max(1, round(args.epochs * p / (p + q)))
         comp["qat_epochs"] = max(1, args.epochs - comp["prune_epochs"])
     if args.init is not None:

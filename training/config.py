@@ -9,7 +9,8 @@ range, a missing ``model`` section. The command line's options take the same rul
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 from sentei.errors import SenteiError
@@ -59,16 +60,6 @@ class Nullable(Wrapped):
 
 
 @dataclass(frozen=True)
-class Section:
-    """A mapping with these keys (``KEY: (rule, example)``), all optional."""
-
-    keys: dict
-
-    def problem(self, value) -> str | None:
-        return None if value is None or isinstance(value, dict) else "a mapping {key: value, ...}"
-
-
-@dataclass(frozen=True)
 class PerLayer(Wrapped):
     """``rule`` for every layer, or a mapping ``{layer name: value}`` (``default``: the others)."""
 
@@ -109,40 +100,189 @@ class Pair(Wrapped):
 POSITIVE = Number(0, low_open=True)
 AMP = Choice(("bf16", "fp32", False))  # bfloat16 autocast on CUDA, or none
 
-COMMON = {"batch_size": (Number(1, integer=True), 8), "lr": (POSITIVE, 0.003),
-          "weight_decay": (Number(0), 0.0001), "warmup": (Number(0, 1, high_open=True), 0.02),
-          "eval_every": (Number(1, integer=True), 10), "seed": (Number(0, integer=True), 0), "amp": (AMP, "bf16")}
 
-TRAIN = dict(COMMON, epochs=(Number(1, integer=True), 300))
+# ---------------------------------------------------------------------------------------
+# the schema: one dataclass per section, one field per key with its one default, its rule
+# and the example its error message shows. The defaults are the recipe of the shipped configs
+# (training/configs/*.yaml); a config that leaves a key out gets it from here, and the run's
+# config.yaml and checkpoints record every value (resolve_config).
 
-SCHEDULE = {"type": (Choice(("cubic", "oneshot")), "cubic"), "start": (Number(0, 1), 0.0),
-            "end": (Number(0, 1), 0.6), "initial": (Number(0, 1, high_open=True), 0.0)}
 
-DISTILL = {"enabled": (Choice((True, False)), True), "alpha": (Number(0, 1), 0.7),
-           "temperature": (POSITIVE, 2.0), "hint_layer": (Nullable(Number(0, integer=True)), None),
-           "hint_weight": (Number(0), 0.0)}
+def key(default, rule, example=None):
+    """A config key: its ``default``, the ``rule`` its value must meet, and the ``example`` an
+    error shows (the default unless given)."""
+    meta = {"rule": rule, "example": default if example is None else example}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
-COMPRESS = dict(
-    COMMON, name=(Text(nullable=True), "sentei-camvid-fw90"),
-    scheme=(Choice(SCHEMES), "filterwise"),
-    sparsity=(Number(0, 1, high_open=True), 0.9), overrides=(Mapping(Number(0, 1, high_open=True)), "{conv1: 0.0}"),
-    group_size=(Number(1, integer=True), 144), group_layout=(Choice(GROUP_LAYOUTS), "channels"), ranking=(Choice(RANKINGS), "layer"), n=(Number(1, integer=True), 2), m=(Number(2, integer=True), 4),
-    schedule=(Section(SCHEDULE), "{type: cubic, start: 0.0, end: 0.6}"),
-    prune_epochs=(Number(0, integer=True), 500), qat_epochs=(Number(1, integer=True), 120),
-    qat_lr=(POSITIVE, 0.0002), distill=(Section(DISTILL), "{enabled: true, alpha: 0.7}"),
-    weight_bits=(PerLayer(Number(2, 8, integer=True)), 8), act_bits=(Number(8, 16, integer=True), 8),
-    model_file=(Text(), "model.sentei"), ema=(Nullable(Number(0, 1, high_open=True)), 0.999),
-    mask_every=(Number(1, integer=True), 4))
 
-AUGMENT = {"scale": (Pair(POSITIVE, ordered=True, what="[min zoom, max zoom]"), "[0.8, 1.6]"),
-           "flip": (Choice((True, False)), True), "brightness": (Number(0, 1), 0.25),
-           "contrast": (Number(0, 1), 0.25), "saturation": (Number(0, 1), 0.25),
-           "crop": (Pair(Number(8, integer=True), what="[height, width]"), "[240, 320]")}
+@dataclass(frozen=True)
+class Section:
+    """A mapping whose keys are the fields of ``schema`` (a dataclass below), all optional."""
 
-DATA = {"root": (Text(nullable=True), "/data/camvid"), "train_split": (Text(), "train"),
-        "val_split": (Text(), "val"), "synthetic_frames": (Number(1, integer=True), 24),
-        "augment": (Section(AUGMENT), "{scale: [0.8, 1.6], flip: true}")}
+    schema: type
 
+    @property
+    def keys(self) -> dict:
+        return table(self.schema)
+
+    def problem(self, value) -> str | None:
+        return None if value is None or isinstance(value, dict) else "a mapping {key: value, ...}"
+
+
+@dataclass(frozen=True)
+class Common:
+    """The keys of both ``train`` and ``compress``."""
+
+    batch_size: int = key(8, Number(1, integer=True))
+    lr: float = key(0.003, POSITIVE)
+    weight_decay: float = key(0.0001, Number(0))
+    warmup: float = key(0.02, Number(0, 1, high_open=True))  # fraction of the run
+    eval_every: int = key(10, Number(1, integer=True))
+    seed: int = key(0, Number(0, integer=True))
+    amp: object = key("bf16", AMP)
+
+
+@dataclass(frozen=True)
+class Train(Common):
+    """``train:`` -- the dense teacher's run."""
+
+    epochs: int = key(300, Number(1, integer=True))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """``compress.schedule:`` -- fractions of ``prune_epochs`` (a oneshot takes ``type`` and ``start`` only)."""
+
+    type: str = key("cubic", Choice(("cubic", "oneshot")))
+    start: float = key(0.0, Number(0, 1))
+    end: float = key(0.6, Number(0, 1))
+    initial: float = key(0.0, Number(0, 1, high_open=True))
+
+
+ONESHOT_KEYS = ("type", "start")
+
+
+@dataclass(frozen=True)
+class Distill:
+    """``compress.distill:`` (sentei.training.distill.Distillation has the same defaults)."""
+
+    enabled: bool = key(True, Choice((True, False)))
+    alpha: float = key(0.7, Number(0, 1))
+    temperature: float = key(2.0, POSITIVE)
+    hint_layer: object = key(None, Nullable(Number(0, integer=True)), 3)
+    hint_weight: float = key(0.0, Number(0))
+
+
+@dataclass(frozen=True)
+class Compress(Common):
+    """``compress:`` -- pruning, distillation and QAT of a teacher."""
+
+    lr: float = key(0.001, POSITIVE)
+    name: object = key(None, Text(nullable=True), "sentei-camvid-fw90")
+    scheme: str = key("filterwise", Choice(SCHEMES))
+    sparsity: float = key(0.9, Number(0, 1, high_open=True))
+    overrides: object = key(None, Mapping(Number(0, 1, high_open=True)), "{conv1: 0.0}")
+    group_size: int = key(144, Number(1, integer=True))
+    group_layout: str = key("flat", Choice(GROUP_LAYOUTS), "channels")
+    ranking: str = key("global", Choice(RANKINGS), "layer")
+    n: int = key(2, Number(1, integer=True))
+    m: int = key(4, Number(2, integer=True))
+    schedule: dict = key({}, Section(Schedule), "{type: cubic, start: 0.0, end: 0.6}")
+    prune_epochs: int = key(500, Number(0, integer=True))
+    qat_epochs: int = key(120, Number(1, integer=True))
+    qat_lr: float = key(0.0002, POSITIVE)
+    distill: dict = key({}, Section(Distill), "{enabled: true, alpha: 0.7}")
+    weight_bits: object = key(8, PerLayer(Number(2, 8, integer=True)))
+    act_bits: int = key(8, Number(8, 16, integer=True))
+    model_file: str = key("model.sentei", Text())
+    ema: object = key(None, Nullable(Number(0, 1, high_open=True)), 0.999)  # null: no weight average
+    mask_every: int = key(4, Number(1, integer=True))
+
+
+@dataclass(frozen=True)
+class Augment:
+    """``data.augment:`` (sentei.training.data.Augment has the same defaults)."""
+
+    scale: list = key([0.8, 1.6], Pair(POSITIVE, ordered=True, what="[min zoom, max zoom]"))
+    flip: bool = key(True, Choice((True, False)))
+    brightness: float = key(0.25, Number(0, 1))
+    contrast: float = key(0.25, Number(0, 1))
+    saturation: float = key(0.25, Number(0, 1))
+    crop: object = key(None, Pair(Number(8, integer=True), what="[height, width]"), "[240, 320]")
+
+
+@dataclass(frozen=True)
+class Data:
+    """``data:`` -- where the frames come from and how they are augmented."""
+
+    root: object = key(None, Text(nullable=True), "/data/camvid")
+    train_split: str = key("train", Text())
+    val_split: str = key("val", Text())
+    synthetic_frames: int = key(24, Number(1, integer=True))
+    augment: dict = key({}, Section(Augment), "{scale: [0.8, 1.6], flip: true}")
+
+
+SCHEMAS = {"train": Train, "compress": Compress, "data": Data}
+
+# what the code took for an absent key before the schema (issue 28), where that differs from the
+# schema's default: a run or checkpoint written before it that leaves the key out was made with
+# this value (resolve_config(..., legacy=True) reads them so)
+LEGACY = {"train": {"epochs": 200, "eval_every": 5},
+          "compress": {"eval_every": 5, "group_size": 8, "prune_epochs": 100, "qat_epochs": 30,
+                       "schedule": {"end": 0.5}}}
+
+
+def table(schema) -> dict:
+    """``{key: (rule, example)}`` of a schema dataclass."""
+    return {f.name: (f.metadata["rule"], f.metadata["example"]) for f in fields(schema)}
+
+
+def defaults(schema) -> dict:
+    """Every key of ``schema`` at its default (sections filled in)."""
+    return fill({}, schema)
+
+
+def fill(values: dict | None, schema, legacy: dict | None = None) -> dict:
+    """``values`` (a checked section) with every key it leaves out at its default (``legacy``:
+    these instead); a new dict, the given one untouched."""
+    out = copy.deepcopy(dict(values or {}))
+    legacy = legacy or {}
+    for f in fields(schema):
+        rule = f.metadata["rule"]
+        if isinstance(rule, Section):
+            out[f.name] = fill(out.get(f.name), rule.schema, legacy.get(f.name))
+        elif f.name not in out:
+            out[f.name] = copy.deepcopy(legacy[f.name]) if f.name in legacy else \
+                (f.default_factory() if f.default is MISSING else f.default)
+    if schema is Schedule and out["type"] == "oneshot":
+        out = {k: v for k, v in out.items() if k in ONESHOT_KEYS}
+    return out
+
+
+def resolve_config(cfg: dict, section: str, legacy: bool = False) -> dict:
+    """``cfg`` (checked by :func:`check_config`) with its ``data`` and ``section`` sections holding
+    every key, the ones it leaves out at the schema's defaults (``legacy``: at what the code took
+    before the schema, for a run or checkpoint written then); a new dict."""
+    out = copy.deepcopy(cfg)
+    for name in ("data", section):
+        out[name] = fill(cfg.get(name), SCHEMAS[name], LEGACY.get(name) if legacy else None)
+    return out
+
+
+def settings(section: dict, name: str, legacy: bool = False) -> dict:
+    """One section (``train``, ``compress``, ``data``) at full keys: a checkpoint's ``compress``."""
+    return fill(section, SCHEMAS[name], LEGACY.get(name) if legacy else None)
+
+
+COMMON = table(Common)
+TRAIN = table(Train)
+SCHEDULE = table(Schedule)
+DISTILL = table(Distill)
+COMPRESS = table(Compress)
+AUGMENT = table(Augment)
+DATA = table(Data)
 SECTIONS = {"train": TRAIN, "compress": COMPRESS}
 
 

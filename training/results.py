@@ -13,12 +13,14 @@ import argparse
 from pathlib import Path
 
 from sentei.atomic_write import write_json
+from sentei.host.engine_registry import DEFAULT_BACKEND
 from sentei.host import format as fmt
 from sentei.host.visualize import save_figure
+from sentei.training.config import settings
 from sentei.training.train import target_sparsity
 
 
-def evaluate(model_path, data, split, backend="emu") -> dict:
+def evaluate(model_path, data, split, backend=DEFAULT_BACKEND) -> dict:
     """What ``sentei eval --model M --data D --split S --backend B --json`` writes."""
     from sentei.host import evaluation
 
@@ -31,22 +33,22 @@ def row(run_dir: Path, data, split) -> dict:
 
     model = fmt.load(run_dir / "model.sentei")
     cfg = load_config(run_dir / "config.yaml")
-    comp = cfg["compress"]
+    comp = settings(cfg["compress"], "compress", legacy=True)  # a key the run left out: what it took
     summary = summarize(model)
     pruned = [name for name, layer in summary["layers"].items() if layer["scheme"] != "dense"]
-    scheme = comp.get("scheme", "filterwise") if pruned else "dense"
+    scheme = comp["scheme"] if pruned else "dense"
     if scheme == "nm":
-        scheme = f"{comp.get('n', 2)}:{comp.get('m', 4)}"
-    elif scheme == "unstructured" and comp.get("ranking", "global") == "layer":
+        scheme = f"{comp['n']}:{comp['m']}"
+    elif scheme == "unstructured" and comp["ranking"] == "layer":
         scheme = "unstructured per layer"
     elif scheme == "groupwise":
-        layout = " channels" if comp.get("group_layout", "flat") == "channels" else ""
-        scheme = f"groupwise G={comp.get('group_size')}{layout}"
+        layout = " channels" if comp["group_layout"] == "channels" else ""
+        scheme = f"groupwise G={comp['group_size']}{layout}"
     target = 0.0 if not pruned else target_sparsity(comp)
     result = evaluate(run_dir / "model.sentei", data, split)
     return {"run": run_dir.name, "scheme": scheme, "target": target,
-            "distill": bool((comp.get("distill") or {}).get("enabled", True)),
-            "epochs": int(comp.get("prune_epochs", 0)) + int(comp.get("qat_epochs", 0)),
+            "distill": bool(comp["distill"]["enabled"]),
+            "epochs": int(comp["prune_epochs"]) + int(comp["qat_epochs"]),
             "pruned_layers": pruned, "all_layers": list(summary["layers"]), "min_pruned_sparsity": summary["min_pruned_sparsity"],
             "total_sparsity": summary["total_sparsity"], "weight_bytes": summary["weight_bytes"],
             "nnz_spread": summary["nnz_spread"], "miou": result["miou"]}

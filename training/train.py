@@ -33,7 +33,7 @@ from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.errors import SenteiError
 from sentei.host import metrics
 from sentei.training import data as D
-from sentei.training.config import check_config, existing_file, first_difference, load_config
+from sentei.training.config import check_config, existing_file, first_difference, load_config, resolve_config, settings
 from sentei.training.distill import Distillation
 from sentei.training.models import (FCN, check_accelerator, check_model_config, class_argmax, normalize_layers,
                                     upsample_logits)
@@ -203,7 +203,7 @@ def _network(ckpt: dict) -> nn.Module:
     fcn = FCN(ckpt["config"]["model"])
     if ckpt.get("kind") == "teacher":
         return fcn
-    comp = ckpt["compress"]
+    comp = settings(ckpt["compress"], "compress", legacy=True)  # a key it leaves out: what its run took
     sparsifier = make_sparsifier(comp).prepare(fcn)
     net = make_qat(fcn, comp) if ckpt.get("phase") == "qat" else fcn
     net.sparsifier = sparsifier
@@ -223,9 +223,10 @@ def build_from_checkpoint(ckpt: dict) -> nn.Module:
 
 def target_sparsity(comp: dict) -> float:
     """The sparsity a compression config aims at: 1 - N/M for N:M, else its ``sparsity``."""
-    if comp.get("scheme") == "nm":
-        return 1.0 - int(comp.get("n", 2)) / int(comp.get("m", 4))
-    return float(comp.get("sparsity", 0.9))
+    comp = settings(comp, "compress", legacy=True)
+    if comp["scheme"] == "nm":
+        return 1.0 - int(comp["n"]) / int(comp["m"])
+    return float(comp["sparsity"])
 
 
 # what a compression's network is (kept by ``compress --from``), as opposed to how it is trained
@@ -235,27 +236,29 @@ STRUCTURE = ("scheme", "sparsity", "overrides", "group_size", "group_layout", "r
 
 def make_qat(fcn: FCN, comp: dict) -> QATNet:
     """The quantization-aware network of ``fcn`` at the bit widths of a compression config."""
-    act_bits = int(comp.get("act_bits", 8))
+    comp = settings(comp, "compress", legacy=True)
+    act_bits = int(comp["act_bits"])
     if act_bits > 11:  # weights are 8 bits at most
         # TF32 (cuDNN's default for fp32 convolutions on Ampere and later) keeps 11 significant bits:
         # a fake-quantized activation of 12 bits or more would no longer be the integer it stands for
         torch.backends.cudnn.allow_tf32 = False
-    return QATNet(fcn, weight_bits=comp.get("weight_bits", 8), act_bits=act_bits)
+    return QATNet(fcn, weight_bits=comp["weight_bits"], act_bits=act_bits)
 
 
 def check_compress(cfg: dict, run_dir) -> None:
     """Refuse a compression config before any work: its keys and values
     (:func:`~sentei.training.config.check_config`), its model file inside the run."""
     check_config(cfg, "compress")
-    inside(run_dir, cfg["compress"].get("model_file", "model.sentei"))
+    inside(run_dir, settings(cfg["compress"], "compress")["model_file"])
 
 
 def make_sparsifier(comp: dict) -> Sparsifier:
-    scheme = make_scheme(comp.get("scheme", "filterwise"), group_size=int(comp.get("group_size", 8)),
-                         n=int(comp.get("n", 2)), m=int(comp.get("m", 4)),
-                         group_layout=comp.get("group_layout", "flat"),  # absent: what older runs did
-                         ranking=comp.get("ranking", "global"))
-    return Sparsifier(scheme, target_sparsity(comp), comp.get("overrides") or {})
+    """The sparsifier of a compression config or a checkpoint's ``compress`` (a key it leaves out:
+    the schema's default, or for a checkpoint written before the schema what its run took)."""
+    comp = settings(comp, "compress", legacy=True)
+    scheme = make_scheme(comp["scheme"], group_size=int(comp["group_size"]), n=int(comp["n"]), m=int(comp["m"]),
+                         group_layout=comp["group_layout"], ranking=comp["ranking"])
+    return Sparsifier(scheme, target_sparsity(comp), comp["overrides"] or {})
 
 
 # ---------------------------------------------------------------------------------------
@@ -437,19 +440,19 @@ def load_data(cfg: dict, env: Env, workers: int = 4, synthetic: bool = False, li
     """Train and val splits at the model's input size (CamVid from ``cfg['data']['root']``)."""
     inp = cfg["model"].get("input", {})
     size = (int(inp.get("height", 360)), int(inp.get("width", 480)))
-    dcfg = cfg.get("data", {})
+    dcfg = settings(cfg.get("data"), "data")
     stride = math.prod(spec["stride"] for spec in normalize_layers(cfg["model"]))
-    D.Augment.from_config(dcfg.get("augment")).check(*size, stride)  # before the frames are read
+    D.Augment.from_config(dcfg["augment"]).check(*size, stride)  # before the frames are read
     if synthetic:
-        train = D.synthetic_split(int(dcfg.get("synthetic_frames", 24)), *size, seed=1)
-        val = D.synthetic_split(max(4, int(dcfg.get("synthetic_frames", 24)) // 3), *size, seed=2)
+        train = D.synthetic_split(int(dcfg["synthetic_frames"]), *size, seed=1)
+        val = D.synthetic_split(max(4, int(dcfg["synthetic_frames"]) // 3), *size, seed=2)
     else:
-        root = dcfg.get("root")
+        root = dcfg["root"]
         if not root:
             raise SenteiError("no data set: pass --data ROOT (the CamVid folder with train/ and val/)")
         show = env.main
-        train = D.load_camvid(root, dcfg.get("train_split", "train"), size, limit, workers, progress=show)
-        val = D.load_camvid(root, dcfg.get("val_split", "val"), size, limit, workers, progress=show)
+        train = D.load_camvid(root, dcfg["train_split"], size, limit, workers, progress=show)
+        val = D.load_camvid(root, dcfg["val_split"], size, limit, workers, progress=show)
     weights = D.median_frequency_weights(train.labels)
     return Data(train.to(env.device), val.to(env.device), weights.to(env.device))
 
@@ -493,26 +496,26 @@ def removed_if_failed(run):
 def train_teacher(cfg: dict, run_dir, env: Env, data: Data, resume: bool = False) -> dict:
     """Train the dense network of ``cfg``; returns the final metrics (rank 0)."""
     check_config(cfg, "train")
+    cfg = resolve_config(cfg, "train")  # every key, at the schema's default where the config has none
     run_dir = Path(run_dir)
     resumed = resume_checkpoint(run_dir, resume)
     tcfg = cfg["train"]
-    torch.manual_seed(int(tcfg.get("seed", 0)))
+    torch.manual_seed(int(tcfg["seed"]))
     check_resumed(resumed, cfg, run_dir)
     net = FCN(cfg["model"])
     check_accelerator(net)
     run_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
     log = Log(run_dir / "train.log", env.main)
     net = net.to(env.device, memory_format=torch.channels_last)  # NHWC: faster on CUDA and on CPU (oneDNN)
-    opt = torch.optim.AdamW(net.parameters(), lr=float(tcfg.get("lr", 3e-3)),
-                            weight_decay=float(tcfg.get("weight_decay", 1e-4)))
+    opt = torch.optim.AdamW(net.parameters(), lr=float(tcfg["lr"]), weight_decay=float(tcfg["weight_decay"]))
     state = _Loop(cfg, run_dir, env, data, log, kind="teacher")
     start, cpu_gen, dev_gen = state.start(net, opt, resumed)
     if env.main and not resume:
         atomic_write_bytes(run_dir / "config.yaml", dump_yaml(cfg).encode("utf-8"))
     model = _ddp(net, env)
-    epochs = int(tcfg.get("epochs", 200))
+    epochs = int(tcfg["epochs"])
     for epoch in _progress(range(start, epochs), "train", total=epochs, enabled=env.main):
-        stats = state.epoch(model, opt, epoch, epochs, float(tcfg.get("lr", 3e-3)), cpu_gen, dev_gen,
+        stats = state.epoch(model, opt, epoch, epochs, float(tcfg["lr"]), cpu_gen, dev_gen,
                             Distillation(enabled=False))
         state.after_epoch(net, opt, epoch, epochs, stats, cpu_gen, dev_gen, extra={})
     result = {}
@@ -558,7 +561,9 @@ def check_resumed(resumed: dict | None, cfg: dict, run_dir) -> None:
         # and then fail (or, beaten later, select from the evaluations after the move only)
         raise SenteiError(f"--resume: {run_dir}/last.pt records its best evaluation at epoch {best['epoch'] + 1} "
                           f"but {run_dir}/best.pt is missing; carry best.pt with last.pt when moving a run")
-    found = first_difference(resumed.get("config") or {}, cfg)
+    section = "compress" if resumed.get("kind") == "compressed" else "train"
+    # a run started before the schema (its config without some keys) ran with the code's defaults of then
+    found = first_difference(resolve_config(resumed.get("config") or {}, section, legacy=True), cfg)
     if found is not None:
         path, was, now = found
         command = (resumed.get("config") or {}).get("command")
@@ -582,17 +587,18 @@ class _Loop:
 
     def __init__(self, cfg, run_dir, env, data, log, kind):
         self.cfg, self.run_dir, self.env, self.data, self.log, self.kind = cfg, Path(run_dir), env, data, log, kind
-        self.tcfg = cfg["train"] if kind == "teacher" else cfg["compress"]
-        self.augment = D.Augment.from_config(cfg.get("data", {}).get("augment"))
+        section = "train" if kind == "teacher" else "compress"
+        self.tcfg = settings(cfg[section], section)  # every key (a resolved run config has them all already)
+        self.augment = D.Augment.from_config(settings(cfg.get("data"), "data")["augment"])
         self.best = {"miou": -1.0, "epoch": -1}
         self.history = []
-        self.eval_every = int(self.tcfg.get("eval_every", cfg.get("train", {}).get("eval_every", 5)))
-        self.batch_size = int(self.tcfg.get("batch_size", cfg.get("train", {}).get("batch_size", 8)))
+        self.eval_every = int(self.tcfg["eval_every"])
+        self.batch_size = int(self.tcfg["batch_size"])
         if self.batch_size % env.world:
             raise SenteiError(f"batch_size {self.batch_size} does not split over {env.world} processes: "
                               f"give a multiple of {env.world} (the batch is divided among them)")
         self.rank_batch = self.batch_size // env.world  # each process's share of one batch
-        self.amp = env.device.type == "cuda" and self.tcfg.get("amp", "bf16") == "bf16"
+        self.amp = env.device.type == "cuda" and self.tcfg["amp"] == "bf16"
         if self.amp and not bf16_autocast_ok(env.device):
             self.amp = False
             cc = ".".join(str(v) for v in torch.cuda.get_device_capability(env.device))
@@ -601,7 +607,7 @@ class _Loop:
 
     def start(self, net, opt, ck: dict | None):
         """Seeded generators, and with ``ck`` (:func:`resume_checkpoint`) the state it saved."""
-        seed = int(self.tcfg.get("seed", self.cfg.get("train", {}).get("seed", 0)))
+        seed = int(self.tcfg["seed"])
         cpu_gen = torch.Generator().manual_seed(seed)
         dev_gen = torch.Generator(device=self.env.device).manual_seed(seed * 1000 + self.env.rank + 1)
         start = 0
@@ -629,7 +635,7 @@ class _Loop:
         model.train()
         idx_batches = D.batches(len(data.train), self.rank_batch, cpu_gen, rank=env.rank, world=env.world)
         totals, count, t0 = {}, 0, time.perf_counter()
-        warm = float(self.tcfg.get("warmup", 0.02)) if warmup is None else warmup
+        warm = float(self.tcfg["warmup"]) if warmup is None else warmup
         want_feats = distill.enabled and distill.hint_layer is not None and distill.hint_weight > 0
         inner = _progress(idx_batches, f"epoch {epoch + 1}/{epochs}", enabled=env.main, leave=False)
         for it, idx in enumerate(inner):
@@ -741,8 +747,9 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     epochs of distillation and QAT run -- more training, or fine-tuning on other data.
     """
     run_dir = Path(run_dir)
-    comp = cfg["compress"]
     check_compress(cfg, run_dir)  # refuse before any epoch runs (and before the run directory is made)
+    cfg = resolve_config(cfg, "compress")  # every key, at the schema's default where the config has none
+    comp = cfg["compress"]
     resumed = resume_checkpoint(run_dir, resume)
     tck = load_checkpoint(teacher_path)
     if tck.get("kind") != "teacher":
@@ -750,7 +757,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     cfg = copy.deepcopy(cfg)
     cfg["model"] = copy.deepcopy(tck["config"]["model"])
     cfg["teacher"] = {"path": str(teacher_path), "val": tck.get("val", {}).get("miou")}
-    torch.manual_seed(int(comp.get("seed", 0)))
+    torch.manual_seed(int(comp["seed"]))
     teacher = FCN(cfg["model"])
     teacher.load_state_dict(tck["model"])
     teacher.to(env.device).eval()
@@ -777,7 +784,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
                               f"distil from the teacher it was compressed from")
         # the network is the checkpoint's: none of the config's structure keys may stay behind
         comp = {k: v for k, v in comp.items() if k not in STRUCTURE}
-        comp.update((k, v) for k, v in init["compress"].items() if k in STRUCTURE)
+        comp.update((k, v) for k, v in settings(init["compress"], "compress", legacy=True).items() if k in STRUCTURE)
         comp["prune_epochs"] = 0
         cfg["compress"] = comp
         cfg["model"] = copy.deepcopy(init["config"]["model"])
@@ -791,13 +798,13 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         sparsifier = make_sparsifier(comp).prepare(fcn)
     fcn = fcn.to(env.device, memory_format=torch.channels_last)
     teacher = teacher.to(memory_format=torch.channels_last)
-    schedule = make_schedule(comp.get("schedule"))
-    distill = Distillation.from_config(comp.get("distill"))
-    p_epochs, q_epochs = int(comp.get("prune_epochs", 100)), int(comp.get("qat_epochs", 30))
+    schedule = make_schedule(comp["schedule"])
+    distill = Distillation.from_config(comp["distill"])
+    p_epochs, q_epochs = int(comp["prune_epochs"]), int(comp["qat_epochs"])
     if p_epochs == 0 and init is None and target_sparsity(comp) > 0:
         raise SenteiError(f"compress.prune_epochs 0: pruning to {100 * target_sparsity(comp):.0f} % zeros needs "
                           f"at least one epoch (0 only with scheme dense); set prune_epochs")
-    per_layer_bits(comp.get("weight_bits", 8), fcn.layer_names())  # before the run exists, not at QAT
+    per_layer_bits(comp["weight_bits"], fcn.layer_names())  # before the run exists, not at QAT
     check_resumed(resumed, cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)  # after the checks: a refused run leaves no folder
     log = Log(run_dir / "train.log", env.main)
@@ -815,7 +822,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
     phase = "qat" if isinstance(net, QATNet) else "prune"
     opt = _optimizer(net, comp, phase)
     start, cpu_gen, dev_gen = loop.start(net, opt, resumed)
-    ema = float(comp.get("ema") or 0.0)
+    ema = float(comp["ema"] or 0.0)
     averaged = _averaged(net, ema) if phase == "qat" else None
     if resumed is not None:
         sparsifier.current = float(resumed.get("sparsity_fraction", 1.0))
@@ -835,7 +842,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
         log(f"QAT: calibrated activation scales {[round(float(s), 5) for s in qat.act_scale.detach()]}")
         return qat, _optimizer(qat, comp, "qat")
 
-    mask_every = int(comp.get("mask_every", 4))
+    mask_every = int(comp["mask_every"])
     scheduler = SparsityScheduler(sparsifier, schedule, p_epochs) if p_epochs else None
 
     def on_step(t, step):
@@ -857,7 +864,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
             averaged = _averaged(net, ema)
         if epoch < p_epochs:
 
-            stats = loop.epoch(model, opt, epoch, p_epochs, float(comp.get("lr", 1e-3)), cpu_gen, dev_gen,
+            stats = loop.epoch(model, opt, epoch, p_epochs, float(comp["lr"]), cpu_gen, dev_gen,
                                distill, teacher, on_step=on_step)
             if epoch + 1 == p_epochs and sparsifier.current != 1.0:
                 sparsifier.step(1.0)
@@ -867,7 +874,7 @@ def compress(cfg: dict, teacher_path, run_dir, env: Env, data: Data, resume: boo
                              eval_now=(epoch + 1) % loop.eval_every == 0 or epoch + 1 == p_epochs, selectable=False)
         else:
             qe = epoch - p_epochs
-            stats = loop.epoch(model, opt, qe, q_epochs, float(comp.get("qat_lr", 2e-4)), cpu_gen, dev_gen,
+            stats = loop.epoch(model, opt, qe, q_epochs, float(comp["qat_lr"]), cpu_gen, dev_gen,
                                distill, teacher, warmup=0.0,
                                after_step=None if averaged is None else lambda: averaged.update_parameters(net))
             sparsifier.check()
@@ -896,8 +903,8 @@ def _averaged(net, decay: float):
 
 
 def _optimizer(net, comp, phase):
-    lr = float(comp.get("qat_lr", 2e-4) if phase == "qat" else comp.get("lr", 1e-3))
-    wd = float(comp.get("weight_decay", 1e-4))
+    lr = float(comp["qat_lr"] if phase == "qat" else comp["lr"])
+    wd = float(comp["weight_decay"])
     if isinstance(net, QATNet):
         scales = [net.act_scale]
         others = [p for n, p in net.named_parameters() if n != "act_scale"]
@@ -910,8 +917,8 @@ def export_checkpoint(ckpt: dict, net, out, name: str):
     """Write the model file of a QAT checkpoint (``net`` built from it), with its run's provenance."""
     from sentei.training import export
 
-    comp = ckpt["compress"]
-    schemes = {n: comp.get("scheme", "filterwise") for n, _ in net.sparsifier.layers}
+    comp = settings(ckpt["compress"], "compress", legacy=True)
+    schemes = {n: comp["scheme"] for n, _ in net.sparsifier.layers}
     meta = {"config": ckpt["config"], "val": ckpt.get("val"), "epoch": int(ckpt["epoch"]) + 1}
     return export.export(net, out, name, schemes, meta)
 
@@ -920,8 +927,8 @@ def finish_compressed(run_dir: Path, cfg: dict, loop: _Loop) -> dict:
     """Export the best QAT checkpoint to ``model.sentei`` and write ``metrics.json``."""
     best = load_checkpoint(run_dir / "best.pt")
     net = build_from_checkpoint(best)
-    comp = cfg["compress"]
-    out = inside(run_dir, comp.get("model_file", "model.sentei"))
+    comp = settings(cfg["compress"], "compress")
+    out = inside(run_dir, comp["model_file"])
     model = export_checkpoint(best, net, out, comp.get("name") or cfg.get("name") or "sentei-model")
     return summarize(model, dict(loop.finish(best), model_file=str(out.name)))
 

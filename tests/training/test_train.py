@@ -303,7 +303,7 @@ def test_torchrun_two_processes_train_with_ddp(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (lambda c: c["train"].update(epochs=5), "train.epochs = 3, this command gives 5"),
-    (lambda c: c["data"]["augment"].update(crop=[16, 24]), "data.augment.crop = (not set), this command gives [16, 24]"),
+    (lambda c: c["data"]["augment"].update(crop=[16, 24]), "data.augment.crop = None, this command gives [16, 24]"),  # the run records every key
     (lambda c: c["model"]["layers"][2].update(out=12), "model.layers.2.out = 16, this command gives 12"),
     (lambda c: c["train"].update(lr=0.02), "train.lr = 0.01, this command gives 0.02"),
 ], ids=["epochs", "crop", "width", "lr"])
@@ -453,7 +453,7 @@ def test_compress_from_keeps_no_structure_key_of_the_new_config(tiny_runs, tmp_p
     cfg = compress_config(qat_epochs=1, weight_bits=4)
     out = tmp_path / "run"
     train.compress(cfg, tdir / "teacher.pt", out, train.setup_env("cpu"), data, init_path=tmp_path / "init.pt")
-    assert "weight_bits" not in train.load_checkpoint(out / "last.pt")["compress"]
+    assert train.load_checkpoint(out / "last.pt")["compress"]["weight_bits"] == 8  # the checkpoint's, recorded
     assert {layer.weight_bits for layer in fmt.load(out / "model.sentei").layers} == {8}
 
 
