@@ -77,14 +77,15 @@ def cmd_info(args) -> int:
     print(f"model {facts['name']}: input {facts['input'][1]}x{facts['input'][2]} RGB, "
           f"{facts['num_classes']} classes, logits at 1/{facts['upsample']}")
     head = (f"{'layer':<12}{'k':>2}{'s':>3}{'d':>3}{'out CxHxW':>15}{'K':>6}{'/Cin*k*k':>9}"
-            f"{'sparsity':>9}{'nnz min-max':>12}{'W/A bits':>9}{'packed B':>10}{'dense B':>9}{'MACs skip':>11}")
+            f"{'sparsity':>9}{'nnz min-max':>12}{'W/A bits':>9}{'packed B':>10}{'dense B':>9}{'MACs skip':>11}"
+            f"  {'scheme'}")
     print(head)
     for r in facts["layers"]:
         out = "x".join(str(v) for v in r["out"])
         print(f"{r['name']:<12}{r['kernel']:>2}{r['stride']:>3}{r['dilation']:>3}{out:>15}{r['k_nonzero']:>6}"
               f"{r['fan_in']:>9}{r['sparsity']:>9.1%}{str(r['nnz_min']) + '-' + str(r['nnz_max']):>12}"
               f"{str(r['weight_bits']) + '/' + str(r['out_bits']):>9}{r['weight_bytes_packed']:>10}"
-              f"{r['weight_bytes_dense']:>9}{r['macs_skipped'] / max(r['macs_dense'], 1):>11.1%}")
+              f"{r['weight_bytes_dense']:>9}{r['macs_skipped'] / max(r['macs_dense'], 1):>11.1%}  {r['scheme']}")
     t = facts["totals"]
     print(f"total: {t['weights_nonzero']} of {t['weights_dense']} weights nonzero (sparsity {t['sparsity']:.1%}); "
           f"weight memory {t['weight_bytes_packed']} B packed vs {t['weight_bytes_dense']} B dense; "

@@ -31,7 +31,7 @@ ALIGN = 64
 MAX_HEADER = 16 * 1024 * 1024
 BLOB_MAGIC = 0x544E4553  # b"SENT" read as a little-endian uint32
 ACTS = ("relu", "linear", "logits")
-SCHEMES = ("filterwise", "groupwise", "unstructured", "nm", "dense")
+SCHEMES = ("filterwise", "groupwise", "unstructured", "nm", "pattern", "smallworld", "dense")
 INT32_MAX = 2**31 - 1
 # what the accelerator runs (spec section 2.2); the training-side checker uses the same limits
 KERNELS = (1, 3)

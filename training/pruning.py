@@ -33,13 +33,34 @@ scheme only says how a mask is chosen and what it guarantees:
     N:M: in every run of ``M`` consecutive input channels at each kernel tap, ``N`` weights
     are kept (2:4 is the 50 % point; the layout of NVIDIA's ASP for convolutions). A gradual
     schedule can only step the kept count (4, 3, 2 of 4), not ramp it.
+``pattern`` (after Niu et al., PCONV)
+    pattern pruning plus connectivity pruning, filter-wise balanced: a library of ``patterns``
+    kernel patterns of ``pattern_size`` entries is learned from the teacher's kernels (the most
+    frequent sets of each kernel's largest magnitudes); every kept kernel keeps the entries of
+    its best pattern (the most energy kept), and every filter keeps the same number
+    ``n = floor(K / pattern_size)`` of kernels (the most energy), so every filter has exactly
+    ``n * pattern_size`` nonzeros.
+``smallworld`` (after Krishnan et al., structural small-world pruning)
+    a connectivity fixed before training: output filters and input channels fall into
+    ``clusters`` groups; each filter ranks the input channels of its own group first (a local
+    cluster, shared by the group's filters: a grouped convolution for the dataflow), the rest
+    by ring distance, and each rank is rewired with probability ``rewire`` to a random channel
+    of another group (a long link), seeded. Every filter keeps its first
+    ``n = floor(K / (k*k))`` channels' whole kernels: the same K in every filter, whatever the
+    weights.
+
+The last two keep per layer what their masks follow besides the weights (the pattern library,
+the channel ranking: :meth:`Scheme.state`) as buffers of the layer's :class:`Mask`, saved with
+the masks in the model's state dict.
 """
 from __future__ import annotations
 
 import abc
+import itertools
 import math
 import re
 import warnings
+import zlib
 
 import torch
 import torch.nn as nn
@@ -93,6 +114,12 @@ class Scheme(abc.ABC):
     @abc.abstractmethod
     def check(self, mask: torch.Tensor, sparsity: float, layer: str) -> None:
         """Raise :class:`SenteiError` naming ``layer`` if ``mask`` breaks the invariant."""
+
+    def state(self, weight: torch.Tensor, layer: str) -> dict[str, torch.Tensor]:
+        """What a layer's masks follow besides its weights, made once from the weights the sparsifier
+        is prepared on (the teacher's) and kept as buffers of the layer's :class:`Mask`; ``mask`` and
+        ``check`` then take them as keywords. None for the magnitude schemes."""
+        return {}
 
 
 def filter_k(fan_in: int, sparsity: float) -> int:
@@ -242,9 +269,216 @@ class Unstructured(Scheme):
                                   f"{want} ({100 * sparsity:.1f} % of {mask.numel()})")
 
 
+def _kernels_kept(cin: int, kk: int, per_kernel: int, sparsity: float) -> int:
+    """Whole kernels kept per filter when each keeps ``per_kernel`` weights: ``floor(K / per_kernel)``
+    of the filter-wise K at ``sparsity``, at least one, at most ``cin``."""
+    return max(1, min(cin, filter_k(cin * kk, sparsity) // per_kernel))
+
+
+def _balance_error(layer: str, what: str, counts: torch.Tensor, want: int) -> SenteiError:
+    return SenteiError(f"layer {layer}: {what} invariant broken: nonzeros per filter {int(counts.min())}.."
+                       f"{int(counts.max())}, expected exactly K = {want}")
+
+
+class Pattern(Scheme):
+    """PCONV (Niu et al.): pattern pruning with a library learned from the teacher's kernels, plus
+    connectivity pruning with the same number of kernels kept in every filter (filter-wise balanced).
+
+    ``patterns``: the library's size; ``pattern_size``: the entries each pattern keeps (of ``k*k``;
+    a 1x1 kernel's only pattern is itself: connectivity pruning alone). At sparsity 0 nothing is
+    pruned; above it every kernel keeps a pattern at once (``pattern_size / (k*k)`` of the filter)
+    and a schedule ramps the kernels removed.
+    """
+
+    name = "pattern"
+
+    def __init__(self, patterns: int = 8, pattern_size: int = 4):
+        if not 1 <= pattern_size <= 9:
+            raise SenteiError(f"pattern: pattern size {pattern_size} must lie in 1..9 (entries of a 3x3 kernel)")
+        most = math.comb(9, pattern_size)
+        if not 1 <= patterns <= most:
+            raise SenteiError(f"pattern: a library of {patterns} patterns of {pattern_size} entries: a 3x3 kernel "
+                              f"has {most} such patterns; pick 1..{most}")
+        self.patterns, self.pattern_size = int(patterns), int(pattern_size)
+
+    def sizes(self, kk: int) -> tuple[int, int]:
+        """(entries per pattern, library size) for kernels of ``kk`` taps."""
+        size = min(self.pattern_size, kk)
+        return size, min(self.patterns, math.comb(kk, size))
+
+    def state(self, weight, layer):
+        return {"patterns": self.library(weight)}
+
+    def library(self, weight: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[L, k*k]``: the ``L`` candidate patterns most often the set of a kernel's
+        ``pattern_size`` largest magnitudes (ties: the most energy kept over all kernels, then the
+        lowest taps), the order of preference."""
+        kk = weight.shape[2] * weight.shape[3]
+        size, count = self.sizes(kk)
+        cands = torch.zeros(math.comb(kk, size), kk)
+        for row, taps in enumerate(itertools.combinations(range(kk), size)):
+            cands[row, list(taps)] = 1.0
+        if weight.device.type == "meta":  # a network built only for its shapes (checkpoint checks)
+            return cands[:count].to(device=weight.device, dtype=torch.uint8)
+        mags = weight.detach().float().abs().reshape(-1, kk).cpu()
+        weights_of_taps = 2 ** torch.arange(kk, dtype=torch.int64)
+        codes = _keep_topk(mags, size).to(torch.int64) @ weights_of_taps
+        freq = (codes[:, None] == (cands.to(torch.int64) @ weights_of_taps)[None, :]).sum(0)
+        energy = (mags ** 2 @ cands.T).sum(0)
+        order = torch.sort(-energy, stable=True).indices  # then by frequency, stable: (freq, energy, taps)
+        order = order[torch.sort(-freq[order], stable=True).indices]
+        return cands[order[:count]].to(device=weight.device, dtype=torch.uint8)
+
+    def _library_of(self, patterns: torch.Tensor | None, weight: torch.Tensor) -> torch.Tensor:
+        kk = weight.shape[2] * weight.shape[3]
+        size, count = self.sizes(kk)
+        if patterns is None:
+            patterns = self.library(weight)
+        lib = patterns.detach().to(weight.device, torch.float32)
+        if tuple(lib.shape) != (count, kk) or not bool(((lib == 0) | (lib == 1)).all()) \
+                or not bool((lib.sum(1) == size).all()) or len(torch.unique(lib, dim=0)) != count:
+            raise SenteiError(f"pattern: the library {list(lib.shape)} is not {count} distinct patterns of {size} "
+                              f"of {kk} taps")
+        return lib
+
+    def mask(self, weight, sparsity, patterns=None):
+        if sparsity <= 0.0 or weight.device.type == "meta":  # (meta: a network built for its shapes)
+            return torch.ones_like(weight)
+        cout, cin, kh, kw = weight.shape
+        lib = self._library_of(patterns, weight)
+        energy = weight.detach().float().reshape(-1, kh * kw) ** 2 @ lib.T  # [kernels, L]: energy each pattern keeps
+        kept, best = torch.max(energy, dim=1)  # ties: the first, the most frequent pattern
+        kernels = _keep_topk(kept.reshape(cout, cin), _kernels_kept(cin, kh * kw, self.sizes(kh * kw)[0], sparsity))
+        return (kernels[..., None] * lib[best].reshape(cout, cin, kh * kw)).reshape(weight.shape).to(weight.dtype)
+
+    def check(self, mask, sparsity, layer, patterns=None):
+        cout, cin, kh, kw = mask.shape
+        flat = mask.reshape(cout, -1)
+        if sparsity <= 0.0:
+            if not bool((flat != 0).all()):
+                raise _balance_error(layer, "pattern", (flat != 0).sum(1), flat.shape[1])
+            return
+        size = self.sizes(kh * kw)[0]
+        n = _kernels_kept(cin, kh * kw, size, sparsity)
+        counts = (flat != 0).sum(1)
+        if not bool((counts == n * size).all()):
+            raise _balance_error(layer, "pattern", counts, n * size)
+        taps = (mask.reshape(cout, cin, kh * kw) != 0).float()
+        per_filter = (taps.sum(2) > 0).sum(1)
+        if not bool((per_filter == n).all()):
+            raise SenteiError(f"layer {layer}: pattern invariant broken: kernels kept per filter "
+                              f"{int(per_filter.min())}..{int(per_filter.max())}, expected {n} in every filter")
+        if patterns is not None:
+            lib = patterns.detach().to(taps.device, torch.float32)
+            kept = taps.reshape(-1, kh * kw)
+            kept = kept[kept.sum(1) > 0]
+            inside = (kept[:, None, :] == lib[None, :, :]).all(2).any(1)
+            if not bool(inside.all()):
+                raise SenteiError(f"layer {layer}: pattern invariant broken: {int((~inside).sum())} kept kernels "
+                                  f"are not a pattern of the layer's library of {lib.shape[0]}")
+
+
+class SmallWorld(Scheme):
+    """Krishnan et al.'s structural small-world pruning, filter-wise balanced: a channel ranking per
+    filter fixed before training (local clusters, a few long links), whose first ``n`` channels
+    keep their whole kernels in every filter.
+
+    ``clusters``: groups of output filters and input channels (a group's filters share their local
+    channels); ``rewire``: the probability that a rank is a long link (Watts-Strogatz's ``p``);
+    ``seed``: with the layer's name, the draws.
+    """
+
+    name = "smallworld"
+
+    def __init__(self, clusters: int = 8, rewire: float = 0.1, seed: int = 0):
+        if clusters < 1:
+            raise SenteiError(f"smallworld: {clusters} clusters: at least 1")
+        if not 0.0 <= rewire <= 1.0:
+            raise SenteiError(f"smallworld: rewiring probability {rewire} must lie in [0, 1]")
+        self.clusters, self.rewire, self.seed = int(clusters), float(rewire), int(seed)
+
+    def groups(self, cout: int, cin: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cluster of every output filter and of every input channel."""
+        c = max(1, min(self.clusters, cin, cout))
+        return torch.arange(cout) * c // cout, torch.arange(cin) * c // cin
+
+    def state(self, weight, layer):
+        return {"order": self.ranking(weight.shape[0], weight.shape[1], layer, weight.device)}
+
+    def ranking(self, cout: int, cin: int, layer: str, device=None) -> torch.Tensor:
+        """int64 ``[Cout, Cin]``: each filter's input channels, the first kept first."""
+        if torch.device(device or "cpu").type == "meta":
+            return torch.empty(cout, cin, dtype=torch.int64, device=device)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(layer.encode("utf-8")))
+        rewired = (torch.rand(cout, cin, generator=gen) < self.rewire).tolist()
+        draws = torch.rand(cout, cin, generator=gen).tolist()
+        out_group, in_group = self.groups(cout, cin)
+        c = max(1, min(self.clusters, cin, cout))
+        order = torch.empty(cout, cin, dtype=torch.int64)
+        for o in range(cout):
+            g = int(out_group[o])
+            centre = (g + 0.5) * cin / c
+
+            def distance(ci):  # on the ring of channels, from the centre of the filter's group
+                d = abs(ci + 0.5 - centre)
+                return min(d, cin - d)
+
+            local = sorted(range(cin), key=lambda ci: (int(in_group[ci]) != g, distance(ci), ci))
+            far = [ci for ci in range(cin) if int(in_group[ci]) != g]
+            taken, row, nxt = set(), [], 0
+            for r in range(cin):
+                free_far = [ci for ci in far if ci not in taken] if rewired[o][r] else []
+                if free_far:
+                    pick = free_far[int(draws[o][r] * len(free_far))]
+                else:
+                    while local[nxt] in taken:
+                        nxt += 1
+                    pick = local[nxt]
+                taken.add(pick)
+                row.append(pick)
+            order[o] = torch.tensor(row)
+        return order.to(device) if device is not None else order
+
+    def _order_of(self, order: torch.Tensor | None, weight: torch.Tensor, layer: str = "layer") -> torch.Tensor:
+        cout, cin = weight.shape[:2]
+        if order is None:
+            order = self.ranking(cout, cin, layer)
+        order = order.detach().to(weight.device, torch.int64)
+        if tuple(order.shape) != (cout, cin) or not torch.equal(
+                order.sort(1).values, torch.arange(cin, device=order.device).expand(cout, cin)):
+            raise SenteiError(f"smallworld: the channel ranking {list(order.shape)} is not a ranking of the "
+                              f"{cin} input channels for each of {cout} filters")
+        return order
+
+    def kept_mask(self, order: torch.Tensor, shape, sparsity: float) -> torch.Tensor:
+        cout, cin, kh, kw = shape
+        kernels = torch.zeros(cout, cin, device=order.device)
+        kernels.scatter_(1, order[:, :_kernels_kept(cin, kh * kw, kh * kw, sparsity)], 1.0)
+        return kernels[:, :, None, None].expand(cout, cin, kh, kw)
+
+    def mask(self, weight, sparsity, order=None):
+        if sparsity <= 0.0 or weight.device.type == "meta":  # (meta: a network built for its shapes)
+            return torch.ones_like(weight)
+        return self.kept_mask(self._order_of(order, weight), weight.shape, sparsity).to(weight.dtype).contiguous()
+
+    def check(self, mask, sparsity, layer, order=None):
+        cout, cin, kh, kw = mask.shape
+        flat = mask.reshape(cout, -1) != 0
+        want = flat.shape[1] if sparsity <= 0.0 else _kernels_kept(cin, kh * kw, kh * kw, sparsity) * kh * kw
+        counts = flat.sum(1)
+        if not bool((counts == want).all()):
+            raise _balance_error(layer, "small-world", counts, want)
+        if order is not None and sparsity > 0.0:
+            fixed = self.kept_mask(self._order_of(order, mask), mask.shape, sparsity).to(mask.device) != 0
+            if not torch.equal(fixed, mask != 0):
+                raise SenteiError(f"layer {layer}: small-world invariant broken: the mask is not the layer's fixed "
+                                  f"connectivity")
+
+
 def make_scheme(name: str, group_size: int = 8, n: int = 2, m: int = 4, group_layout: str = "flat",
-                ranking: str = "global") -> Scheme:
-    """A scheme by name: ``filterwise``, ``groupwise``, ``unstructured``, ``nm``."""
+                ranking: str = "global", patterns: int = 8, pattern_size: int = 4, clusters: int = 8,
+                rewire: float = 0.1, seed: int = 0) -> Scheme:
+    """A scheme by name: ``filterwise``, ``groupwise``, ``unstructured``, ``nm``, ``pattern``, ``smallworld``."""
     if name == "filterwise":
         return FilterWise()
     if name == "groupwise":
@@ -253,7 +487,12 @@ def make_scheme(name: str, group_size: int = 8, n: int = 2, m: int = 4, group_la
         return Unstructured(ranking)
     if name == "nm":
         return NM(n, m)
-    raise SenteiError(f"unknown pruning scheme {name!r}: use filterwise, groupwise, unstructured or nm")
+    if name == "pattern":
+        return Pattern(patterns, pattern_size)
+    if name == "smallworld":
+        return SmallWorld(clusters, rewire, seed)
+    raise SenteiError(f"unknown pruning scheme {name!r}: use filterwise, groupwise, unstructured, nm, pattern or "
+                      f"smallworld")
 
 
 class OneShot:
@@ -376,7 +615,7 @@ class Sparsifier(BaseSparsifier):
         unknown = set(self.overrides) - set(names)
         if unknown:
             raise SenteiError(f"sparsity override for unknown layer(s) {sorted(unknown)}; layers are {names}")
-        kept = []
+        kept, self._states = [], {}
         for entry in config:
             entry = dict(entry)
             name = entry.setdefault("name", entry["tensor_fqn"].rsplit(".", 1)[0])
@@ -389,20 +628,25 @@ class Sparsifier(BaseSparsifier):
             except AttributeError:
                 raise SenteiError(f"layer {name}: the model has no tensor {entry['tensor_fqn']!r}") from None
             try:  # a layer the scheme cannot group (G or M not dividing it) is refused before any epoch
-                self.scheme.mask(tensor.detach(), level)
+                self._states[entry["tensor_fqn"]] = state = self.scheme.state(tensor.detach(), name)
+                self.scheme.mask(tensor.detach(), level, **state)
             except SenteiError as exc:
                 raise SenteiError(f"layer {name}: {exc}") from None
             kept.append(dict(entry, target=level))
         super().prepare(model, kept)
+        del self._states
         return self
 
     def _prepare(self, *args, **kwargs):
-        """torch's ``_prepare`` with :class:`Mask`; a tensor already masked keeps its mask."""
+        """torch's ``_prepare`` with :class:`Mask` (and the scheme's state of the layer as its buffers);
+        a tensor already masked keeps its mask."""
         for config in self.groups:
             module, tensor_name = config["module"], config["tensor_name"]
             if self._parametrization(module, tensor_name) is None:
-                parametrize.register_parametrization(module, tensor_name,
-                                                     Mask(torch.ones_like(getattr(module, tensor_name))))
+                mask = Mask(torch.ones_like(getattr(module, tensor_name)))
+                for key, value in getattr(self, "_states", {}).get(config["tensor_fqn"], {}).items():
+                    mask.register_buffer(key, value)
+                parametrize.register_parametrization(module, tensor_name, mask)
             self.state[config["tensor_fqn"]]["sparsity_level"] = config["target"] * (self._current or 0.0)
 
     @staticmethod
@@ -443,9 +687,14 @@ class Sparsifier(BaseSparsifier):
     def _mask_buffer(module, tensor_name="weight") -> torch.Tensor:
         return Sparsifier._parametrization(module, tensor_name).mask
 
+    def scheme_state(self, module, tensor_name="weight") -> dict[str, torch.Tensor]:
+        """The scheme's state of a layer (:meth:`Scheme.state`), from its :class:`Mask`'s buffers."""
+        mask = self._parametrization(module, tensor_name)
+        return {key: value for key, value in mask.named_buffers(recurse=False) if key != "mask"}
+
     def _set_mask(self, config: dict, mask: torch.Tensor) -> None:
         module, tensor_name, level = config["module"], config["tensor_name"], config["sparsity_level"]
-        self.scheme.check(mask, level, config["name"])
+        self.scheme.check(mask, level, config["name"], **self.scheme_state(module, tensor_name))
         buffer = self._mask_buffer(module, tensor_name)
         buffer.copy_(mask.to(buffer.dtype))
         # pruned weights are zeroed; they get no gradient while masked, but AdamW's momentum
@@ -456,7 +705,8 @@ class Sparsifier(BaseSparsifier):
 
     def update_mask(self, module: nn.Module, tensor_name: str, sparsity_level: float, **kwargs) -> None:
         """The scheme's mask of one tensor at ``sparsity_level``, checked, and the pruned weights zeroed."""
-        mask = self.scheme.mask(self._raw(module, tensor_name), sparsity_level)
+        mask = self.scheme.mask(self._raw(module, tensor_name), sparsity_level,
+                                **self.scheme_state(module, tensor_name))
         self._set_mask(dict(kwargs, module=module, tensor_name=tensor_name, sparsity_level=sparsity_level), mask)
 
     def step(self, fraction: float | None = None) -> None:
@@ -482,7 +732,8 @@ class Sparsifier(BaseSparsifier):
         """Check the scheme's invariant on the masks as they are now (at the levels they were made at)."""
         for g in self.groups:
             level = self.state[g["tensor_fqn"]]["sparsity_level"]
-            self.scheme.check(self._mask_buffer(g["module"], g["tensor_name"]), level, g["name"])
+            self.scheme.check(self._mask_buffer(g["module"], g["tensor_name"]), level, g["name"],
+                              **self.scheme_state(g["module"], g["tensor_name"]))
 
     def squash_mask(self, *args, **kwargs) -> None:
         """torch's ``squash_mask`` (plain weights with their zeros, no parametrization left); the
@@ -569,6 +820,7 @@ def sparsity_of(weight: torch.Tensor) -> float:
     return 1.0 - float((weight != 0).sum()) / weight.numel()
 
 
-__all__ = ["Mask", "Scheme", "FilterWise", "GroupWise", "NM", "Unstructured", "make_scheme", "OneShot",
+__all__ = ["Mask", "Scheme", "FilterWise", "GroupWise", "NM", "Unstructured", "Pattern", "SmallWorld", "make_scheme",
+           "OneShot",
            "Cubic", "make_schedule", "Sparsifier", "SparsityScheduler", "filter_k", "nonzeros_per_filter",
            "sparsity_of"]

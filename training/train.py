@@ -230,7 +230,8 @@ def target_sparsity(comp: dict) -> float:
 
 
 # what a compression's network is (kept by ``compress --from``), as opposed to how it is trained
-STRUCTURE = ("scheme", "sparsity", "overrides", "group_size", "group_layout", "ranking", "n", "m", "schedule",
+STRUCTURE = ("scheme", "sparsity", "overrides", "group_size", "group_layout", "ranking", "n", "m", "patterns",
+             "pattern_size", "clusters", "rewire", "schedule",
              "weight_bits", "act_bits")
 
 
@@ -257,7 +258,9 @@ def make_sparsifier(comp: dict) -> Sparsifier:
     the schema's default, or for a checkpoint written before the schema what its run took)."""
     comp = settings(comp, "compress", legacy=True)
     scheme = make_scheme(comp["scheme"], group_size=int(comp["group_size"]), n=int(comp["n"]), m=int(comp["m"]),
-                         group_layout=comp["group_layout"], ranking=comp["ranking"])
+                         group_layout=comp["group_layout"], ranking=comp["ranking"], patterns=int(comp["patterns"]),
+                         pattern_size=int(comp["pattern_size"]), clusters=int(comp["clusters"]),
+                         rewire=float(comp["rewire"]), seed=int(comp["seed"]))
     return Sparsifier(scheme, target_sparsity(comp), comp["overrides"] or {})
 
 

@@ -257,3 +257,14 @@ def test_a_logits_layer_may_say_any_out_bits(tmp_path):
     model.layers[-1].out_bits = 32
     F.save(model, tmp_path / "m.sentei")
     assert F.load(tmp_path / "m.sentei").layers[-1].out_bits == 32
+
+
+@pytest.mark.parametrize("scheme", ["pattern", "smallworld"])
+def test_the_balanced_structured_schemes_are_named_in_the_file(model, tmp_path, scheme):
+    """pattern and smallworld (issue 30) are filter-wise balanced: the file says which made a layer;
+    the K per filter is what the accelerator reads."""
+    assert scheme in F.SCHEMES
+    model.layers[1].scheme = scheme
+    back = F.load(F.save(model, tmp_path / "m.sentei"))
+    assert back.layers[1].scheme == scheme and back.layers[1].k_nonzero == model.layers[1].k_nonzero
+    assert F.describe(back)["layers"][1]["scheme"] == scheme

@@ -27,17 +27,25 @@ def compress_config(scheme="filterwise", sparsity=0.75, epochs=(6, 4), **extra):
     return {"name": "tiny-compressed", "data": {"synthetic_frames": 16}, "compress": comp}
 
 
+def tiny_teacher(run_dir, epochs=30):
+    """Train the tiny teacher on the synthetic set, on the CPU, into ``run_dir``: (cfg, env, data)."""
+    from sentei.training import train
+
+    torch.set_num_threads(2)
+    env = train.setup_env("cpu")
+    cfg = tiny_config(epochs)
+    data = train.load_data(cfg, env, synthetic=True)
+    train.train_teacher(cfg, run_dir, env, data)
+    return cfg, env, data
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tmp_path_factory):
     """(teacher run dir, compressed run dir, data) on the synthetic set, on the CPU."""
     from sentei.training import train
 
-    torch.set_num_threads(2)
-    env = train.setup_env("cpu")
-    cfg = tiny_config()
-    data = train.load_data(cfg, env, synthetic=True)
     tdir = tmp_path_factory.mktemp("teacher")
-    train.train_teacher(cfg, tdir, env, data)
+    cfg, env, data = tiny_teacher(tdir)
     cdir = tmp_path_factory.mktemp("compressed")
     ccfg = compress_config()
     ccfg["model"] = cfg["model"]
