@@ -5,14 +5,15 @@ module of overlay/ with argparse: each handler parses its options and calls a li
 function a notebook can call as well -- :func:`sentei.overlay.codegen.generate`,
 :func:`sentei.overlay.csim.run_csim`, :func:`sentei.overlay.report.perf_report` and
 :func:`~sentei.overlay.report.format_report`. The options the commands share (``--model``,
-``--board``, ``--clock-mhz``, ``--lanes``) are defined once, below. Registration imports the
+``--board``, ``--clock-mhz``, ``--lanes``) are defined once: ``--model`` as every command's
+(:func:`sentei.host.options.add_model_option`), the others below. Registration imports the
 performance model's defaults for the help texts (numpy), never the generator, the simulator
 or torch; the handlers import the rest.
 """
 from __future__ import annotations
 
 from sentei.errors import SenteiError
-from sentei.host.options import int_at_least, int_range, non_negative_int
+from sentei.host.options import add_model_option, int_at_least, int_range, non_negative_int
 from sentei.output_paths import check_json_out, check_output
 
 
@@ -51,7 +52,7 @@ def _register_perf(sub) -> None:
     from sentei.overlay.perf import CEILINGS, DEFAULT_DSP_FRACTION, UNSTRUCTURED_SEED
 
     p = sub.add_parser("perf", help="modeled cycles, frames/s, DSP/BRAM/LUT of a model on a board")
-    _model_option(p)
+    add_model_option(p)
     _board_option(p, "zcu104", "target board (default zcu104; one of the JSON files in overlay/boards)")
     _clock_option(p, "PL clock (default: the board's default)")
     _lanes_option(p, PLANS_HELP)
@@ -82,10 +83,6 @@ PLANS_HELP = ("a plan per layer: LANES (sparse engine), sLANES[wWc] or dLANES[wW
               "choice for --board)")
 
 
-def _model_option(p) -> None:
-    p.add_argument("--model", default=None, help="model file or bundled name (default: the bundled model)")
-
-
 def _board_option(p, default: str | None, help: str) -> None:
     p.add_argument("--board", default=default, help=help)
 
@@ -105,7 +102,7 @@ def _json_option(p, help: str) -> None:
 
 def _design_args(p) -> None:
     """codegen's and csim's: the model and the design it is generated as."""
-    _model_option(p)
+    add_model_option(p)
     _lanes_option(p, "engine and lanes per layer: LANES (sparse), sLANES[wWc] or dLANES[wWc] (dense), e.g. "
                      "d8w3,8,64 (default: the performance model's allocation for --board, else the sparse "
                      "engine with the largest divisor of Cout <= 8)")
