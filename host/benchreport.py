@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import re
 import math
+from dataclasses import dataclass, make_dataclass
 from pathlib import Path
 
 from sentei.errors import SenteiError
+from sentei.host.options import Choice, Section, Text, key, schema_problems
 from sentei.host.visualize import save_figure
 
 SCHEMA = "sentei-bench"  # what `sentei bench --json` writes (sentei.host.bench), and its version
@@ -54,42 +56,90 @@ def load_report(path) -> dict:
     return report
 
 
+@dataclass(frozen=True)
+class Figure:
+    """A finite JSON number of at least 0, not a boolean (``nullable``: or null)."""
+
+    nullable: bool = True
+
+    def problem(self, value) -> str | None:
+        if value is None and self.nullable:
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+            return None
+        return "a number >= 0" + (" or null" if self.nullable else "")
+
+
+def _object(schema, nullable: bool = False) -> Section:
+    return Section(schema, nullable=nullable, what="an object")
+
+
+# The fields of a bench report that its rows are made of, with their types and defaults
+# (sentei.host.options' schema mechanism, as training/config.py's run configs); other keys are
+# the report's own and not checked.
+def _figures(name: str, figures: tuple, **first) -> type:
+    """A schema of the keys ``first`` (name: :func:`key`) and then the optional ``figures``."""
+    return make_dataclass(name, [*((k, object, f) for k, f in first.items()),
+                                 *((k, object, key(None, Figure())) for k in figures)], frozen=True)
+
+
+Stats = _figures("Stats", ("fps", "p50_ms", "p90_ms", "p99_ms"))
+Power = _figures("Power", ("mean_w", "dynamic_w", "energy_per_frame_j", "frames_per_j"), status=key("none", Text()))
+
+
+@dataclass(frozen=True)
+class Latency:
+    end_to_end: object = key(None, _object(Stats, nullable=True))
+    accelerator: object = key(None, _object(Stats, nullable=True))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run (its ``label``, which names it in the messages -- ``backend`` in older reports --
+    is checked before these)."""
+
+    kind: str = key("measured", Choice(("measured", "modeled"), nullable=True))
+    latency: dict = key({}, _object(Latency))
+    power: dict = key({}, _object(Power))
+
+
+@dataclass(frozen=True)
+class Environment:
+    label: object = key(None, Text(nullable=True))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: object = key(None, Text(nullable=True))
+
+
+@dataclass(frozen=True)
+class Report:
+    environment: dict = key({}, _object(Environment))
+    model: dict = key({}, _object(ModelInfo))
+
+
 def check_fields(path, report: dict) -> None:
-    """Every field a row is made of has its type: the file, the run and the field otherwise."""
-    for key, inner in (("environment", "label"), ("model", "name")):
-        _want(str(path), key, report.get(key), dict)
-        _want(str(path), f"{key}.{inner}", report[key].get(inner), str, optional=True)
+    """Every field a row is made of has its type (:class:`Report`, :class:`Run`): the file, the run
+    and the field otherwise."""
+    _first(str(path), schema_problems(report, Report))
     for n, run in enumerate(report["runs"], 1):
         where = f"{path}: run {n}"
-        _want(where, None, run, dict)
+        if not isinstance(run, dict):
+            _fail(where, None, run, "an object")
         if isinstance(run.get("label"), str):
             where += f" ({run['label']})"
-        _want(where, "label", run.get("label", run.get("backend")), str)
-        if run.get("kind", "measured") not in ("measured", "modeled"):
-            _fail(where, "kind", run["kind"], "'measured' or 'modeled'")
-        _want(where, "latency", run.get("latency"), dict)
-        for part in ("end_to_end", "accelerator"):
-            stats = run["latency"].get(part)
-            _want(where, f"latency.{part}", stats, dict, optional=True)
-            for key in ("fps", "p50_ms", "p90_ms", "p99_ms"):
-                _want(where, f"latency.{part}.{key}", (stats or {}).get(key), float, optional=True)
+        label = run.get("label", run.get("backend"))
+        if not isinstance(label, str):
+            _fail(where, "label", label, "a string")
+        _first(where, schema_problems(run, Run))
         if not any((run["latency"].get(part) or {}).get("fps") for part in ("end_to_end", "accelerator")):
             _fail(where, "latency", run["latency"], "an end_to_end or accelerator figure with its fps")
-        _want(where, "power", run.get("power"), dict)
-        _want(where, "power.status", run["power"].get("status"), str)
-        for key in ("mean_w", "dynamic_w", "energy_per_frame_j", "frames_per_j"):
-            _want(where, f"power.{key}", run["power"].get(key), float, optional=True)
 
 
-def _want(where: str, field: str, value, kind: type, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if kind is float:  # a finite JSON number, not a boolean
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-        if not ok:
-            _fail(where, field, value, "a number >= 0" + (" or null" if optional else ""))
-    elif not isinstance(value, kind):
-        _fail(where, field, value, {dict: "an object", str: "a string"}[kind] + (" or null" if optional else ""))
+def _first(where: str, problems) -> None:
+    for name, value, expected in problems:
+        _fail(where, name, value, expected)
 
 
 def _fail(where: str, field: str | None, value, expected: str):
@@ -110,7 +160,7 @@ def rows_of(report: dict, source: str = "") -> list[dict]:
         power = run.get("power", {})
         has_power = power.get("status") in ("measured", "modeled")
         rows.append({
-            "machine": machine, "label": run.get("label", run.get("backend", "?")), "kind": run.get("kind", "measured"),
+            "machine": machine, "label": run.get("label", run.get("backend", "?")), "kind": run.get("kind") or Run.kind,
             "model": model.get("name", "?"), "synthetic": bool(model.get("synthetic")), "source": source,
             "fps": (e2e or {}).get("fps"), "accel_fps": (acc or {}).get("fps"),
             "p50": (e2e or acc or {}).get("p50_ms"), "p90": (e2e or acc or {}).get("p90_ms"),

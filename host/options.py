@@ -1,12 +1,19 @@
-"""Rules for numbers given on a command line or in a config, and argparse ``type=`` checks
-built from them: a bad value is refused while the command line is parsed, in one line
+"""Rules for values given on a command line, in a config or in a report, and argparse ``type=``
+checks built from them: a bad value is refused while the command line is parsed, in one line
 (``sentei: error: argument --seed: -1 must be an integer of at least 0, e.g. 0``), before
-any work. training/config.py states its keys with the same rules."""
+any work.
+
+Schemas: a mapping's keys are the fields of a dataclass, each declared with :func:`key` (its one
+default, its rule, the example its error shows); :class:`Section` nests one; :func:`table`,
+:func:`fill` and :func:`schema_problems` read them. training/config.py states the run configs
+this way, sentei.host.benchreport the bench reports, and the commands' options share the rules
+and the shared options (:func:`model_option`)."""
 from __future__ import annotations
 
 import argparse
+import copy
 import math
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field, fields
 
 from sentei.errors import SenteiError
 
@@ -46,6 +53,91 @@ class Number:
         if self.high is None:
             return "a positive number" if self.low == 0 and self.low_open else f"a number of at least {self.low}"
         return f"a number in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of ``values`` (``nullable``: or null)."""
+
+    values: tuple
+    nullable: bool = False
+
+    def problem(self, value) -> str | None:
+        if any(value == v and type(value) is type(v) for v in self.values) or (self.nullable and value is None):
+            return None
+        return "one of " + ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class Text:
+    """A string (``nullable``: or null)."""
+
+    nullable: bool = False
+
+    def problem(self, value) -> str | None:
+        if isinstance(value, str) or (self.nullable and value is None):
+            return None
+        return "a string or null" if self.nullable else "a string"
+
+
+def key(default, rule, example=None):
+    """A field of a schema dataclass: a key with its one ``default``, the ``rule`` its value must
+    meet, and the ``example`` an error shows (the default unless given)."""
+    meta = {"rule": rule, "example": default if example is None else example}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A mapping whose keys are the fields of ``schema`` (a dataclass of :func:`key` fields);
+    ``nullable``: or null; ``what``: how a message names it."""
+
+    schema: type
+    nullable: bool = True
+    what: str = "a mapping {key: value, ...}"
+
+    @property
+    def keys(self) -> dict:
+        return table(self.schema)
+
+    def problem(self, value) -> str | None:
+        if isinstance(value, dict) or (self.nullable and value is None):
+            return None
+        return self.what + (" or null" if self.nullable and self.what == "an object" else "")
+
+
+def table(schema) -> dict:
+    """``{key: (rule, example)}`` of a schema dataclass."""
+    return {f.name: (f.metadata["rule"], f.metadata["example"]) for f in fields(schema)}
+
+
+def fill(values: dict | None, schema, instead: dict | None = None) -> dict:
+    """``values`` with every key of ``schema`` it leaves out at its default (``instead``: these
+    defaults where given, by key; sections filled in too); a new dict, ``values`` untouched."""
+    out = copy.deepcopy(dict(values or {}))
+    instead = instead or {}
+    for f in fields(schema):
+        rule = f.metadata["rule"]
+        if isinstance(rule, Section):
+            out[f.name] = fill(out.get(f.name), rule.schema, instead.get(f.name))
+        elif f.name not in out:
+            out[f.name] = copy.deepcopy(instead[f.name]) if f.name in instead else \
+                (f.default_factory() if f.default is MISSING else f.default)
+    return out
+
+
+def schema_problems(values: dict, schema, prefix: str = ""):
+    """``(key path, value, what it must be)`` for every key of ``schema`` whose value in ``values``
+    its rule refuses (an absent key reads as null), in field order, into the sections that pass."""
+    for f in fields(schema):
+        rule, value = f.metadata["rule"], values.get(f.name)
+        problem = rule.problem(value)
+        if problem:
+            yield prefix + f.name, value, problem
+        elif isinstance(rule, Section) and isinstance(value, dict):
+            yield from schema_problems(value, rule.schema, f"{prefix}{f.name}.")
 
 
 def as_option(rule, example):

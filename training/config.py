@@ -10,35 +10,14 @@ range, a missing ``model`` section. The command line's options take the same rul
 from __future__ import annotations
 
 import copy
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from sentei.errors import SenteiError
 from sentei.host.format import SCHEMES
-from sentei.host.options import Number, as_option
+from sentei.host.options import Choice, Number, Section, Text, as_option, key, table
+from sentei.host.options import fill as fill_keys
 from sentei.training.pruning_names import GROUP_LAYOUTS, RANKINGS  # the commands take them from here too
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of ``values``."""
-
-    values: tuple
-
-    def problem(self, value) -> str | None:
-        if any(value == v and type(value) is type(v) for v in self.values):
-            return None
-        return "one of " + ", ".join(str(v).lower() if isinstance(v, bool) else str(v) for v in self.values)
-
-
-@dataclass(frozen=True)
-class Text:
-    """A string (``nullable``: or null)."""
-
-    nullable: bool = False
-
-    def problem(self, value) -> str | None:
-        return None if isinstance(value, str) or (self.nullable and value is None) else "a string"
 
 
 @dataclass(frozen=True)
@@ -106,29 +85,6 @@ AMP = Choice(("bf16", "fp32", False))  # bfloat16 autocast on CUDA, or none
 # and the example its error message shows. The defaults are the recipe of the shipped configs
 # (training/configs/*.yaml); a config that leaves a key out gets it from here, and the run's
 # config.yaml and checkpoints record every value (resolve_config).
-
-
-def key(default, rule, example=None):
-    """A config key: its ``default``, the ``rule`` its value must meet, and the ``example`` an
-    error shows (the default unless given)."""
-    meta = {"rule": rule, "example": default if example is None else example}
-    if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-@dataclass(frozen=True)
-class Section:
-    """A mapping whose keys are the fields of ``schema`` (a dataclass below), all optional."""
-
-    schema: type
-
-    @property
-    def keys(self) -> dict:
-        return table(self.schema)
-
-    def problem(self, value) -> str | None:
-        return None if value is None or isinstance(value, dict) else "a mapping {key: value, ...}"
 
 
 @dataclass(frozen=True)
@@ -238,11 +194,6 @@ LEGACY = {"train": {"epochs": 200, "eval_every": 5},
                        "schedule": {"end": 0.5}}}
 
 
-def table(schema) -> dict:
-    """``{key: (rule, example)}`` of a schema dataclass."""
-    return {f.name: (f.metadata["rule"], f.metadata["example"]) for f in fields(schema)}
-
-
 def defaults(schema) -> dict:
     """Every key of ``schema`` at its default (sections filled in)."""
     return fill({}, schema)
@@ -250,18 +201,11 @@ def defaults(schema) -> dict:
 
 def fill(values: dict | None, schema, legacy: dict | None = None) -> dict:
     """``values`` (a checked section) with every key it leaves out at its default (``legacy``:
-    these instead); a new dict, the given one untouched."""
-    out = copy.deepcopy(dict(values or {}))
-    legacy = legacy or {}
-    for f in fields(schema):
-        rule = f.metadata["rule"]
-        if isinstance(rule, Section):
-            out[f.name] = fill(out.get(f.name), rule.schema, legacy.get(f.name))
-        elif f.name not in out:
-            out[f.name] = copy.deepcopy(legacy[f.name]) if f.name in legacy else \
-                (f.default_factory() if f.default is MISSING else f.default)
-    if schema is Schedule and out["type"] == "oneshot":
-        out = {k: v for k, v in out.items() if k in ONESHOT_KEYS}
+    these instead); a new dict, the given one untouched. A oneshot schedule keeps only its keys."""
+    out = fill_keys(values, schema, legacy)
+    schedule = out.get("schedule")
+    if schema is Compress and isinstance(schedule, dict) and schedule["type"] == "oneshot":
+        out["schedule"] = {k: v for k, v in schedule.items() if k in ONESHOT_KEYS}
     return out
 
 

@@ -99,3 +99,24 @@ def test_every_backend_is_described_once():
     assert several["default"] == "auto" and "choices" not in several
     for name in engine_registry.BACKENDS:
         assert f"{name}: {engine_registry.BACKENDS[name]}" in several["help"]
+
+
+def test_configs_and_bench_reports_share_one_schema_mechanism():
+    """training/config.py and host/benchreport.py declare their keys the same way (dataclass fields
+    of sentei.host.options.key), and a report's bad field is found by the same walk."""
+    from dataclasses import fields
+
+    from sentei.host import benchreport, options
+
+    pytest.importorskip("yaml")
+    from sentei.training import config
+
+    assert config.Section is options.Section and config.key is options.key
+    assert all(isinstance(f.metadata["rule"], options.Section) for f in fields(benchreport.Report))
+    run = {"label": "emu", "latency": {"end_to_end": {"fps": -1.0}}, "power": {"status": "none"}}
+    assert list(options.schema_problems(run, benchreport.Run)) == [
+        ("latency.end_to_end.fps", -1.0, "a number >= 0 or null")]
+    assert list(options.schema_problems({"latency": {}, "power": 5}, benchreport.Run)) == [
+        ("power", 5, "an object")]
+    assert options.fill({"kind": "modeled"}, benchreport.Run)["power"]["status"] == "none"
+    assert benchreport.Run.kind == "measured"
