@@ -62,7 +62,8 @@ def evaluate(model, data, split: str = "val", backend: str = DEFAULT_BACKEND, li
     elapsed = time.perf_counter() - t0
     iou = metrics.iou_per_class(conf)
     result = {
-        "model": model_name, "backend": backend, "data": str(data), "split": split,
+        "model": model_name, "backend": backend, "backend_reason": getattr(predictor, "backend_reason", None),
+        "data": str(data), "split": split,
         "frames": len(pairs), "miou": metrics.miou(conf), "pixel_accuracy": metrics.pixel_accuracy(conf),
         "iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(class_names, iou)},
         "seconds": elapsed,
@@ -114,7 +115,9 @@ def _open_predictor(model_arg, backend: str):
     from sentei.host.segmenter import Segmenter
 
     model = registry.load_model(model_arg)
-    seg = Segmenter(model, backend=backend)
+    # quiet: the backend (and why, with auto) is in the result and its summary line, and an error
+    # about a frame or label later is then the only line on stderr
+    seg = Segmenter(model, backend=backend, quiet=True)
     return seg, model.name, tuple(model.class_names), seg.backend
 
 
