@@ -23,14 +23,14 @@ from pathlib import Path
 
 from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.errors import SenteiError
-from sentei.host import registry
+from sentei.host.modelfile import bundled
 from sentei.overlay import perf
 from sentei.overlay.report import perf_report
 
 
 def design(model_name: str, board: str) -> dict:
     b = perf.load_board(board)
-    model = registry.load_model(model_name)
+    model = bundled.load_model(model_name)
     try:
         report = perf_report(model, b, b.default_clock_mhz, simulate=True)
     except SenteiError as exc:
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    models = [name for name, entry in registry.bundled_models().items() if entry["file"].endswith(".sentei")]
+    models = [name for name, entry in bundled.bundled_models().items() if entry["file"].endswith(".sentei")]
     t0 = time.perf_counter()
     rows = [design(m, b) for m in models for b in perf.known_boards()]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()

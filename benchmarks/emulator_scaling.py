@@ -1,7 +1,7 @@
 """How the fast emulator's time scales with sparsity and resolution, beside dense PyTorch.
 
 The network is the shipped architecture (docs/emulator.md) with random 8-bit weights
-(``sentei.host.synthetic``): timings do not depend on trained values, only on shapes and
+(``sentei.host.modelfile.synthetic``): timings do not depend on trained values, only on shapes and
 K. For every row the fast emulator and a dense fp32 PyTorch ``nn.Sequential`` of the same
 convolutions are timed in alternation (same process, same threads), and the reference
 engine on one frame. Writes ``emulator_scaling.json``, ``emulator_scaling.md`` and
@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from sentei.atomic_write import atomic_write_bytes, write_json
-from sentei.host import reference
-from sentei.host.bench import cpu_model
-from sentei.host.format import describe
-from sentei.host.synthetic import random_frame, shipped_model
-from sentei.host.visualize import save_figure
+from sentei.host.modelfile import reference
+from sentei.host.commands.bench import cpu_model
+from sentei.host.modelfile.schema import describe
+from sentei.host.modelfile.synthetic import random_frame, shipped_model
+from sentei.host.data.visualize import save_figure
 
 SPARSITIES = (0.50, 0.75, 0.90, 0.95)
 RESOLUTIONS = ((240, 320), (360, 480), (720, 960))
@@ -85,8 +85,8 @@ def side_by_side(fns: dict, repeat: int, warmup: int = 2) -> dict:
 def compile_times(threads: int) -> dict:
     """First-call seconds of a fresh process: with an empty numba cache (compile) and with the cache."""
     code = ("import time; t0 = time.perf_counter();"
-            "from sentei.host.emulator import Emulator;"
-            "from sentei.host.synthetic import random_model, random_frame;"
+            "from sentei.host.emulator.engine import Emulator;"
+            "from sentei.host.modelfile.synthetic import random_model, random_frame;"
             "m = random_model(0, 24, 32); e = Emulator(m, threads=%d); e.run(random_frame(0, 24, 32));"
             "print(time.perf_counter() - t0)" % threads)
     out = {}
@@ -100,7 +100,7 @@ def compile_times(threads: int) -> dict:
 
 def measure(sparsity: float, height: int, width: int, threads: int, repeat: int, with_reference: bool,
             with_torch: bool) -> dict:
-    from sentei.host.emulator import Emulator
+    from sentei.host.emulator.engine import Emulator
 
     model = shipped_model(sparsity, height, width)
     frame = random_frame(1, height, width)
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import numba
 
-    from sentei.host.emulator import available
+    from sentei.host.emulator.engine import available
 
     ok, reason = available()
     if not ok:

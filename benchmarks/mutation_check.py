@@ -30,11 +30,11 @@ T = "tests/reliability/test_blind_spots.py::"
 
 # name, file, text, replacement, tests that must fail
 MUTATIONS = [
-    ("input rounding dropped (reference)", "host/reference.py",
+    ("input rounding dropped (reference)", "host/modelfile/reference.py",
      "y = (x * mul + add + rnd) >> q.shift", "y = (x * mul + add) >> q.shift",
      [T + "test_reference_input_quantization_matches_the_oracle",
       T + "test_emulator_input_quantization_matches_the_oracle"]),  # the emulator's LUT comes from the reference
-    ("input lower bound 0 (reference)", "host/reference.py",
+    ("input lower bound 0 (reference)", "host/modelfile/reference.py",
      "    return np.clip(y, lo, hi)", "    return np.clip(y, 0, hi)",
      [T + "test_reference_input_quantization_matches_the_oracle"]),
     ("QAT input lower bound 0", "training/models.py",
@@ -43,10 +43,10 @@ MUTATIONS = [
     ("QAT input rounding dropped", "training/models.py",
      "    rnd = (1 << (q.shift - 1)) if q.shift > 0 else 0\n    y = torch",
      "    rnd = 0\n    y = torch", [T + "test_qat_input_quantization_matches_the_oracle"]),
-    ("validator accumulator bound halved", "host/format.py",
+    ("validator accumulator bound halved", "host/modelfile/schema.py",
      "if worst.max() > INT32_MAX:", "if worst.max() > INT32_MAX // 2:",
      [T + "test_accumulator_bound_is_exactly_int32"]),
-    ("resampling columns first", "host/reference.py",
+    ("resampling columns first", "host/modelfile/reference.py",
      "    rows = maps[:, ylo, :] * (1 - fy)[None, :, None] + maps[:, yhi, :] * fy[None, :, None]\n"
      "    return rows[:, :, xlo] * (1 - fx)[None, None, :] + rows[:, :, xhi] * fx[None, None, :]",
      "    cols = maps[:, :, xlo] * (1 - fx)[None, None, :] + maps[:, :, xhi] * fx[None, None, :]\n"
@@ -58,7 +58,7 @@ MUTATIONS = [
     ("distillation without softening", "training/distill.py",
      "s, t = s_up / temperature, t_up / temperature", "s, t = s_up, t_up",
      [T + "test_distillation_kl_softens_and_scales_by_t_squared"]),
-    ("driver ignores its timeout", "host/driver.py",
+    ("driver ignores its timeout", "host/runtime/driver.py",
      "deadline = time.monotonic() + timeout", "deadline = time.monotonic() + 3600",
      [T + "test_driver_gives_up_within_its_timeout"]),
     ("HLS requantizer rounds ties toward zero", "overlay/hls/requant.hpp",
@@ -78,11 +78,11 @@ MUTATIONS = [
      "r = torch.bitwise_right_shift(acc * mult.view(1, -1, 1, 1) + (rnd - 1).clamp_min(0), sh)",
      [T + "test_qat_exact_path_rounds_ties_like_the_reference"]),
     # issue 26's other fixes
-    ("writer replaces device nodes and FIFOs", "host/format.py",
+    ("writer replaces device nodes and FIFOs", "host/modelfile/schema.py",
      '    if how == "inplace":', "    if False:",
      ["tests/reliability/test_slips.py::test_dev_null_stays_a_device",
       "tests/reliability/test_slips.py::test_fifo_without_reader_refused_not_replaced"]),
-    ("no feature-map limit", "host/format.py",
+    ("no feature-map limit", "host/modelfile/schema.py",
      "if max(padded, cout * h * w) > MAX_MAP_ELEMENTS:", "if False:",
      ["tests/reliability/test_hostile_sizes.py::test_small_file_claiming_huge_feature_maps"]),
     ("YAML aliases accepted", "training/config.py",
@@ -101,7 +101,7 @@ MUTATIONS = [
     ("ONNX module's dense weights unbounded", "training/baseline.py",
      "    if dense > fmt.MAX_DENSE_WEIGHTS:  # what the float module", "    if False:  # what the float module",
      ["tests/reliability/test_hostile_checkpoints.py::test_onnx_module_bounds_dense_weights_before_allocating"]),
-    ("segment writes over an input", "host/commands.py",
+    ("segment writes over an input", "host/commands/models.py",
      "    check_not_inputs([o for pair", "    0 and check_not_inputs([o for pair",
      ["tests/reliability/test_slips.py::test_segment_refuses_to_write_over_an_input"]),
 ]

@@ -1,6 +1,6 @@
 """Soak test: the emulated accelerator for many frames, watching memory, buffers, threads and files.
 
-Runs :class:`sentei.host.segmenter.Segmenter` on an :class:`~sentei.host.emulation.EmulatedOverlay`
+Runs :class:`sentei.host.runtime.segmenter.Segmenter` on an :class:`~sentei.host.runtime.emulated_overlay.EmulatedOverlay`
 (the same driver code as the board: register writes, buffer flushes, start/done) frame after
 frame through ``Segmenter.stream`` -- the camera loop's pipelined path, labels included -- and
 every ``--every`` frames records:
@@ -28,7 +28,7 @@ Usage (from the repository root)::
     python benchmarks/soak.py --table benchmarks/results/soak-cpu2.json   # its Markdown table
 
 ``--model`` takes a model file, a bundled model's name, or ``synthetic`` (random weights of the
-shipped architecture, :func:`sentei.host.synthetic.shipped_model`). Without it: the
+shipped architecture, :func:`sentei.host.modelfile.synthetic.shipped_model`). Without it: the
 default bundled model, else ``synthetic`` (said in the report).
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ import numpy as np
 
 from sentei.cli import parse_size
 from sentei.errors import SenteiError
-from sentei.host.bench import environment, set_emulator_threads
+from sentei.host.commands.bench import environment, set_emulator_threads
 
 DEFAULT_FRAMES = 10_000
 DEFAULT_EVERY = 500
@@ -136,11 +136,11 @@ def verdict(samples: list[dict], fit_samples: int = DEFAULT_FIT_SAMPLES,
 
 def pick_model(name: str | None, size: tuple[int, int] | None, density: float):
     """``(model, description)``: a file, a bundled name, ``synthetic``, or the default."""
-    from sentei.host import registry
-    from sentei.host.synthetic import shipped_model
+    from sentei.host.modelfile import bundled
+    from sentei.host.modelfile.synthetic import shipped_model
 
-    if name is None and registry.default_model_name() is not None:
-        name = registry.default_model_name()
+    if name is None and bundled.default_model_name() is not None:
+        name = bundled.default_model_name()
     if name is None or name == "synthetic":
         h, w = size or (360, 480)
         model = shipped_model(1.0 - density, h, w)
@@ -150,7 +150,7 @@ def pick_model(name: str | None, size: tuple[int, int] | None, density: float):
         return model, why
     if size is not None:
         raise SystemExit("soak: --size applies to --model synthetic only")
-    model = registry.load_model(name)
+    model = bundled.load_model(name)
     return model, f"model file {name}"
 
 
@@ -164,9 +164,9 @@ def run_soak(model, frames: int = DEFAULT_FRAMES, every: int = DEFAULT_EVERY, ha
         ``samples`` (one dict per sample), ``after_close`` (buffers and threads once the
         Segmenter and the overlay are closed), ``seconds``.
     """
-    from sentei.host.emulation import EmulatedOverlay
-    from sentei.host.segmenter import Segmenter
-    from sentei.host.synthetic import random_frame
+    from sentei.host.runtime.emulated_overlay import EmulatedOverlay
+    from sentei.host.runtime.segmenter import Segmenter
+    from sentei.host.modelfile.synthetic import random_frame
 
     q = model.input
     pool = [random_frame(seed + n, q.height, q.width) for n in range(distinct_frames)]

@@ -44,7 +44,7 @@ def median_ms(module, x, frames: int, warmup: int, torch) -> float:
 def main(argv=None) -> int:
     import torch
 
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
     from sentei.training.baseline import build_module
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = registry.load_model(args.model)
+    model = bundled.load_model(args.model)
     frame = torch.rand(1, model.input.height, model.input.width, 3) * 255
     runs = layouts(build_module(model).eval(), frame, torch)
     results: dict[str, list[float]] = {}

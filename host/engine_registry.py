@@ -12,7 +12,7 @@ Roles and what their openers return:
 - ``"checkpoint"``: ``opener(path, exact=True)`` -> an engine with ``input_size``, ``name``,
   ``class_names``, ``path`` and ``predict(frame, size)`` (``sentei eval --backend torch``);
 - ``"bench"``: ``opener(model_arg, model, device, precision, threads)`` -> a
-  :class:`~sentei.host.bench_engine.BenchEngine` (``sentei bench --backend torch``).
+  :class:`~sentei.host.bench.engine.BenchEngine` (``sentei bench --backend torch``).
 
 It also holds the one table of backend names (:data:`BACKENDS`) that every ``--backend`` option
 is built from (:func:`backend_option`), with one default, ``auto``.
@@ -25,7 +25,7 @@ from sentei.errors import SenteiError
 
 #: Every backend a command may name, and what it runs. ``auto`` means the same in every command
 #: and library call: the FPGA when this machine has one with a sentei bitstream installed, else
-#: the emulated overlay (:func:`sentei.host.segmenter.choose_backend` resolves it, and says why).
+#: the emulated overlay (:func:`sentei.host.runtime.segmenter.choose_backend` resolves it, and says why).
 BACKENDS = {
     "auto": "the FPGA when there is one, else emulation (default)",
     "fpga": "the board",

@@ -6,7 +6,7 @@ any work.
 Schemas: a mapping's keys are the fields of a dataclass, each declared with :func:`key` (its one
 default, its rule, the example its error shows); :class:`Section` nests one; :func:`table`,
 :func:`fill` and :func:`schema_problems` read them. training/config.py states the run configs
-this way, sentei.host.benchreport the bench reports, and the commands' options share the rules
+this way, sentei.host.bench.report the bench reports, and the commands' options share the rules
 and the shared options (:func:`model_option`)."""
 from __future__ import annotations
 

@@ -220,7 +220,7 @@ def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float 
     """
     if fifo_depths not in FIFO_DEPTHS:
         raise SenteiError(f"FIFO depths {fifo_depths!r}: use one of {', '.join(FIFO_DEPTHS)}")
-    from sentei.host.format import act_range, blob_offsets, blob_words
+    from sentei.host.modelfile.schema import act_range, blob_offsets, blob_words
     from sentei.overlay import perf
 
     lanes = choose_lanes(model, lanes, board, clock_mhz)
@@ -576,7 +576,7 @@ def _layer_fields(f: LayerFacts, following: LayerFacts | None, io_depths) -> dic
 
 def render(facts: NetworkFacts) -> dict[str, str]:
     """The generated files' contents, by file name."""
-    from sentei.host.format import act_range
+    from sentei.host.modelfile.schema import act_range
 
     input_lo, input_hi = act_range("linear", facts.input_bits)
     nxt = list(facts.layers[1:]) + [None]
@@ -645,7 +645,7 @@ def generate(model, out_dir: str | os.PathLike | None = None, lanes=None, board:
 
     Parameters
     ----------
-    model : sentei.host.format.Model
+    model : sentei.host.modelfile.schema.Model
         The network (only its compile-time facts are used).
     out_dir : path, optional
         Where to write; default :func:`default_out_dir`.
@@ -659,7 +659,7 @@ def generate(model, out_dir: str | os.PathLike | None = None, lanes=None, board:
     (NetworkFacts, dict)
         The facts and the written path of each file.
     """
-    from sentei.host.format import atomic_write_bytes
+    from sentei.host.modelfile.schema import atomic_write_bytes
 
     out = Path(out_dir) if out_dir is not None else default_out_dir(model)
     check_out_dir(out)

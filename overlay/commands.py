@@ -152,7 +152,7 @@ def _check_clock(args) -> None:
 
 
 def cmd_codegen(args) -> int:
-    from sentei.host.registry import load_model
+    from sentei.host.modelfile.bundled import load_model
     from sentei.overlay import codegen
 
     _check_clock(args)
@@ -174,7 +174,7 @@ def cmd_codegen(args) -> int:
 
 
 def cmd_csim(args) -> int:
-    from sentei.host.registry import load_model, model_file
+    from sentei.host.modelfile.bundled import load_model, model_file
     from sentei.overlay.csim import frames_for, run_csim
 
     _check_clock(args)
@@ -184,7 +184,7 @@ def cmd_csim(args) -> int:
     model = load_model(args.model)
     frames = []
     if args.image:
-        from sentei.host.preprocess import load_image, prepare_frame
+        from sentei.host.data.preprocess import load_image, prepare_frame
 
         frames = [prepare_frame(load_image(p), model.input.height, model.input.width) for p in args.image]
     if args.frames is not None:
@@ -221,17 +221,17 @@ def cmd_csim(args) -> int:
 def cmd_perf(args) -> int:
     """Handler of ``sentei perf``: :func:`~sentei.overlay.report.perf_report`, printed and written."""
     from sentei.atomic_write import write_json
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
     from sentei.overlay.perf import load_board
     from sentei.overlay.report import format_report, perf_report
 
-    check_json_out(args, registry.model_file(args.model))
+    check_json_out(args, bundled.model_file(args.model))
     ceilings = parse_ceilings(args.ceiling)
     if args.dsp_fraction is not None and "dsp" in ceilings:
         raise SenteiError(f"--dsp-fraction {args.dsp_fraction:g} and --ceiling dsp={ceilings['dsp']:g} both set "
                           f"the DSP48 share; pass one of them")
     board = load_board(args.board)
-    model = registry.load_model(args.model)
+    model = bundled.load_model(args.model)
     lanes = parse_lanes(args.lanes)
     clock = board.default_clock_mhz if args.clock_mhz is None else args.clock_mhz
     report = perf_report(model, board, clock, lanes=lanes, dsp_fraction=args.dsp_fraction, seed=args.seed,

@@ -115,7 +115,7 @@ def build(model, lanes=None, cache_dir: str | os.PathLike | None = None, board: 
 
     Parameters
     ----------
-    model : sentei.host.format.Model
+    model : sentei.host.modelfile.schema.Model
     lanes : list of int, optional
         Lanes per layer (default: see :func:`sentei.overlay.codegen.choose_lanes`).
     cache_dir : path, optional
@@ -186,7 +186,7 @@ class CsimAccelerator:
 
     Parameters
     ----------
-    model : sentei.host.format.Model
+    model : sentei.host.modelfile.schema.Model
         The network to compile (its compile-time facts; weights come with :meth:`load_weights`).
     lanes : list of int, optional
         Lanes per layer; default as ``sentei overlay codegen``.
@@ -196,7 +196,7 @@ class CsimAccelerator:
     Examples
     --------
     >>> acc = CsimAccelerator(model)                      # doctest: +SKIP
-    >>> acc.load_weights(sentei.host.format.weight_blob(model))
+    >>> acc.load_weights(sentei.host.modelfile.schema.weight_blob(model))
     0
     >>> status, logits = acc.run_frame(frame)             # logits: int32 [h, w, num_classes]
     """
@@ -277,7 +277,7 @@ class CsimAccelerator:
         return status
 
     def load_weights(self, blob: np.ndarray) -> int:
-        """CMD_LOAD_WEIGHTS with ``blob`` (uint32 words, :func:`sentei.host.format.weight_blob`).
+        """CMD_LOAD_WEIGHTS with ``blob`` (uint32 words, :func:`sentei.host.modelfile.schema.weight_blob`).
 
         A blob of another length than the compiled network's returns ``STATUS_BAD_LAYOUT``
         without starting the accelerator: the hardware cannot see a buffer's length, so this
@@ -286,7 +286,7 @@ class CsimAccelerator:
         blob = np.asarray(blob)
         if blob.dtype != np.uint32 or blob.ndim != 1:
             raise SenteiError(f"weight blob must be a 1-D uint32 array, got {blob.dtype} {list(blob.shape)} "
-                              f"(use sentei.host.format.weight_blob)")
+                              f"(use sentei.host.modelfile.schema.weight_blob)")
         if blob.size != self.blob_words:
             return registers.STATUS_BAD_LAYOUT
         return self.execute(registers.CMD_LOAD_WEIGHTS, weights=blob)
@@ -301,7 +301,7 @@ class CsimAccelerator:
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise SenteiError(f"frame must be uint8 RGB of shape [H, W, 3], got {frame.dtype} {list(frame.shape)} "
-                              f"(use sentei.host.preprocess.prepare_frame)")
+                              f"(use sentei.host.data.preprocess.prepare_frame)")
         status, logits = self.run_frames([frame], trace)
         return status, logits[0]
 
@@ -315,7 +315,7 @@ class CsimAccelerator:
         for frame in frames:
             if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3 or frame.shape != frames[0].shape:
                 raise SenteiError(f"frames must be uint8 RGB of one shape [H, W, 3], got {frame.dtype} "
-                                  f"{list(frame.shape)} (use sentei.host.preprocess.prepare_frame)")
+                                  f"{list(frame.shape)} (use sentei.host.data.preprocess.prepare_frame)")
         n = len(frames)
         buf = np.concatenate([frame_to_words(f, self.frame_words) for f in frames])
         logits = np.zeros(n * self.logit_words, dtype=np.int32)
@@ -435,8 +435,8 @@ class CsimReport:
 
 def write_vectors(model, frames: Sequence[np.ndarray], directory: str | os.PathLike) -> Path:
     """Golden vectors for the testbench: weight blob, frames and every stage of the reference."""
-    from sentei.host import reference
-    from sentei.host.format import weight_blob
+    from sentei.host.modelfile import reference
+    from sentei.host.modelfile.schema import weight_blob
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -451,7 +451,7 @@ def write_vectors(model, frames: Sequence[np.ndarray], directory: str | os.PathL
 
 def frames_for(model, frames) -> list[np.ndarray]:
     """``frames`` as uint8 frames of the model: a count N means N seeded random frames."""
-    from sentei.host.synthetic import random_frame
+    from sentei.host.modelfile.synthetic import random_frame
 
     if isinstance(frames, (int, np.integer)):
         if frames < 1:
@@ -492,7 +492,7 @@ def run_csim(model, frames=1, lanes=None, workdir: str | os.PathLike | None = No
 
     Parameters
     ----------
-    model : sentei.host.format.Model
+    model : sentei.host.modelfile.schema.Model
     frames : int or sequence of uint8 [H, W, 3] arrays
         A count of full-range random frames, or the frames themselves (at the model's size).
     lanes : list of int, optional

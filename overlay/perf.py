@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from sentei.errors import SenteiError
-from sentei.host.format import conv_out_size
+from sentei.host.modelfile.schema import conv_out_size
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 
@@ -928,7 +928,7 @@ def allocate(model, board, clock_mhz: float | None = None,
 
     Parameters
     ----------
-    model : sentei.host.format.Model
+    model : sentei.host.modelfile.schema.Model
     board : str or Board
         A name from :func:`known_boards`.
     clock_mhz : float, optional

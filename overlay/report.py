@@ -8,7 +8,7 @@ unstructured alternatives, the resources against the board's budget -- and, with
 clock-level simulator (:mod:`sentei.overlay.simulate`). :func:`format_report` is the table
 ``sentei perf`` prints. A library call a notebook makes as the command does::
 
-    from sentei.host.registry import load_model
+    from sentei.host.modelfile.bundled import load_model
     from sentei.overlay.report import format_report, perf_report
 
     print(format_report(perf_report(load_model(None), "zcu104", 200.0)))
@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from sentei.host.format import blob_words
+from sentei.host.modelfile.schema import blob_words
 from sentei.overlay import codegen, simulate
 from sentei.overlay.perf import (
     ASSUMPTIONS, BUDGET_FIELDS, MACS_PER_DSP, MACS_PER_DSP_TEXT, RESOURCE_NAMES, SHELL_RESOURCES,
@@ -44,7 +44,7 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
 
     Parameters
     ----------
-    model : sentei.host.format.Model
+    model : sentei.host.modelfile.schema.Model
     board : str or Board
     clock_mhz : float
     lanes : list of int, optional

@@ -20,9 +20,9 @@ from sentei.host.options import parse_size  # noqa: F401  (a size option; tests 
 from sentei.output_paths import check_output, os_error_text  # noqa: F401  (check_output: ditto)
 
 COMMAND_MODULES = (
-    "sentei.host.commands",
-    "sentei.host.live",
-    "sentei.host.bench",
+    "sentei.host.commands.models",
+    "sentei.host.commands.demo",
+    "sentei.host.commands.bench",
     "sentei.training.commands",
     "sentei.overlay.commands",
 )

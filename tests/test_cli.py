@@ -42,7 +42,7 @@ def test_console_script_runs_from_any_directory(tmp_path):
 
 
 def test_host_never_imports_torch():
-    code = ("import sys, sentei.cli, sentei.host.format, sentei.host.reference, sentei.host.commands;"
+    code = ("import sys, sentei.cli, sentei.host.modelfile.schema, sentei.host.modelfile.reference, sentei.host.commands.models;"
             "sentei.cli.build_parser(); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -87,7 +87,7 @@ def test_subcommand_group_without_subcommand_is_one_line(capsys):
 def test_closed_stdout_pipe_ends_quietly(monkeypatch, capsys):
     """`sentei perf | head -1`: the reader goes away; status 141 as for SIGPIPE, no error line.
     A broken pipe of the command's own (a subprocess) is an error like any OS error."""
-    from sentei.host import commands
+    from sentei.host.commands import models as commands
 
     def reader_gone(args):
         raise BrokenPipeError(32, "Broken pipe")

@@ -32,26 +32,22 @@ BASE_NEVER = ("torch", "pynq")
 RULES = (
     ("sentei.cli", "cli"), ("sentei.__main__", "cli"),
     # command-line handlers and the scripts that drive the library (python -m ...)
-    ("sentei.host.commands", "commands"), ("sentei.host.live", "commands"), ("sentei.host.bench", "commands"),
+    ("sentei.host.commands.", "commands"), ("sentei.host.commands", "commands"),
     ("sentei.overlay.commands", "commands"), ("sentei.training.commands", "commands"),
     ("sentei.training.bundle", "commands"), ("sentei.training.results", "commands"),
     # the board runtime, evaluation and the benchmark toolkit's libraries
-    ("sentei.host", "runtime"), ("sentei.host.segmenter", "runtime"), ("sentei.host.driver", "runtime"),
-    ("sentei.host.emulation", "runtime"), ("sentei.host.camera", "runtime"), ("sentei.host.demo", "runtime"),
-    ("sentei.host.pynq_ip", "runtime"), ("sentei.host.pynq_overlay", "runtime"),
-    ("sentei.host.evaluation", "runtime"), ("sentei.host.power", "runtime"), ("sentei.host.benchreport", "runtime"),
+    ("sentei.host", "runtime"), ("sentei.host.runtime.", "runtime"), ("sentei.host.runtime", "runtime"),
+    ("sentei.host.bench", "runtime"), ("sentei.host.bench.power", "runtime"), ("sentei.host.bench.report", "runtime"),
     # training: PyTorch, beside the runtime
     ("sentei.training.", "training"), ("sentei.training", "training"),
     # the engines: the fast emulator, the overlay's software models, engines registered from elsewhere
-    ("sentei.host.emulator", "engines"), ("sentei.host.emulator_kernels", "engines"),
-    ("sentei.host.postprocess", "engines"), ("sentei.host.bench_engine", "engines"),
+    ("sentei.host.emulator.", "engines"), ("sentei.host.emulator", "engines"), ("sentei.host.bench.engine", "engines"),
     ("sentei.host.engine_registry", "engines"), ("sentei.overlay.", "engines"), ("sentei.overlay", "engines"),
     # the model file, the reference engine, small shared I/O and data helpers
     ("sentei", "base"), ("sentei.errors", "base"), ("sentei.cache", "base"), ("sentei.atomic_write", "base"),
-    ("sentei.output_paths", "base"), ("sentei.notebooks", "base"),
-    ("sentei.host.format", "base"), ("sentei.host.reference", "base"), ("sentei.host.options", "base"),
-    ("sentei.host.registry", "base"), ("sentei.host.preprocess", "base"), ("sentei.host.camvid", "base"),
-    ("sentei.host.metrics", "base"), ("sentei.host.visualize", "base"), ("sentei.host.synthetic", "base"),
+    ("sentei.output_paths", "base"), ("sentei.notebooks", "base"), ("sentei.host.options", "base"),
+    ("sentei.host.modelfile.", "base"), ("sentei.host.modelfile", "base"),
+    ("sentei.host.data.", "base"), ("sentei.host.data", "base"),
 )
 
 #: import cycles that stand, each in a module another change is rewriting; this list may only
@@ -75,7 +71,7 @@ def modules() -> dict[str, Path]:
 
 def imports(name: str, path: Path, known) -> list[tuple[str, int]]:
     """``(imported name, line)`` of every import in the file, at any depth: a module of the
-    package where the name is one (``from sentei.host import format``: ``sentei.host.format``),
+    package where the name is one (``from sentei.host.modelfile import schema``: ``sentei.host.modelfile.schema``),
     else the name as written (``torch.nn``)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out = []
@@ -102,7 +98,7 @@ def layer_of(name: str) -> str:
 
 
 def owning_module(target: str, known) -> str | None:
-    """The package module an imported name lies in (``sentei.host.format.load`` -> ``sentei.host.format``)."""
+    """The package module an imported name lies in (``sentei.host.modelfile.schema.load`` -> ``sentei.host.modelfile.schema``)."""
     while target and target not in known:
         target = target.rpartition(".")[0]
     return target or None
@@ -216,13 +212,13 @@ def test_the_picture_in_the_docs_names_every_module_with_a_rule():
 
 def test_the_checks_catch_what_they_are_for():
     """The rules on a made-up graph: each kind of wrong import is reported, and a cycle is found."""
-    edges = {"sentei.host.driver": {"sentei.training.engine": 3}, "sentei.training.engine": {},
-             "sentei.host.format": {"sentei.host.segmenter": 5}, "sentei.host.segmenter": {"sentei.host.format": 1},
-             "sentei.host.camera": {"sentei.cli": 9}, "sentei.cli": {},
-             "sentei.training.train": {"sentei.host.demo": 7}, "sentei.host.demo": {}}
+    edges = {"sentei.host.runtime.driver": {"sentei.training.engine": 3}, "sentei.training.engine": {},
+             "sentei.host.modelfile.schema": {"sentei.host.runtime.segmenter": 5}, "sentei.host.runtime.segmenter": {"sentei.host.modelfile.schema": 1},
+             "sentei.host.runtime.camera": {"sentei.cli": 9}, "sentei.cli": {},
+             "sentei.training.train": {"sentei.host.runtime.demo": 7}, "sentei.host.runtime.demo": {}}
     text = "\n".join(violations(edges))
-    assert "sentei.host.driver:3 imports sentei.training.engine" in text
-    assert "sentei.host.format:5 imports sentei.host.segmenter (base -> runtime): a lower layer" in text
-    assert "sentei.host.camera:9 imports sentei.cli" in text
-    assert "sentei.training.train:7 imports sentei.host.demo (training -> runtime)" in text
-    assert cycles(edges) == [frozenset({"sentei.host.format", "sentei.host.segmenter"})]
+    assert "sentei.host.runtime.driver:3 imports sentei.training.engine" in text
+    assert "sentei.host.modelfile.schema:5 imports sentei.host.runtime.segmenter (base -> runtime): a lower layer" in text
+    assert "sentei.host.runtime.camera:9 imports sentei.cli" in text
+    assert "sentei.training.train:7 imports sentei.host.runtime.demo (training -> runtime)" in text
+    assert cycles(edges) == [frozenset({"sentei.host.modelfile.schema", "sentei.host.runtime.segmenter"})]

@@ -1,6 +1,6 @@
 """The network of a model file as a float PyTorch module: the GPU/CPU baseline of ``sentei bench``.
 
-:func:`build_module` turns a :class:`sentei.host.format.Model` into a plain chain of
+:func:`build_module` turns a :class:`sentei.host.modelfile.schema.Model` into a plain chain of
 dense ``nn.Conv2d`` (the pruned weights with their zeros, so the baseline does the dense
 work a GPU library does), with the same kernel, stride, dilation and padding, the same
 ReLU, and the input normalization that the model file's input quantization implies.
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from sentei.errors import SenteiError
-from sentei.host.format import InputQuant, Model, act_range
+from sentei.host.modelfile.schema import InputQuant, Model, act_range
 from sentei.training.models import class_argmax, upsample_logits
 
 
@@ -30,7 +30,7 @@ class InputNormalize(nn.Module):
     """uint8-range pixels ``[N, 3, H, W]`` (float) -> the input activation in integer units.
 
     ``a0 = (pix * mul + add) / 2^shift * unit``, the input quantization ``q`` (a model file's
-    or a training network's :class:`~sentei.host.format.InputQuant`) without its rounding and
+    or a training network's :class:`~sentei.host.modelfile.schema.InputQuant`) without its rounding and
     clamp; ``unit`` 1 keeps integer units (the model file's network), ``q.scale`` gives the
     real values a float network takes (the teacher).
     """
@@ -78,7 +78,7 @@ def build_module(model: Model, saturate: bool = True) -> nn.Sequential:
 
     Parameters
     ----------
-    model : sentei.host.format.Model
+    model : sentei.host.modelfile.schema.Model
         A validated model file.
     saturate : bool, optional
         Keep the upper clamp of each activation (``True``, closest to the integer
@@ -90,7 +90,7 @@ def build_module(model: Model, saturate: bool = True) -> nn.Sequential:
         ``InputNormalize``, then per layer a dense ``Conv2d`` and its activation; in
         eval mode, fp32, on the CPU.
     """
-    from sentei.host import format as fmt
+    from sentei.host.modelfile import schema as fmt
 
     dense = sum(int(layer.out_channels) * int(layer.in_channels) * int(layer.kernel) ** 2 for layer in model.layers)
     if dense > fmt.MAX_DENSE_WEIGHTS:  # what the float module would hold, counted before the first layer
@@ -169,7 +169,7 @@ def export_onnx(module: nn.Module, path, input_size: tuple[int, int], opset: int
     import importlib.util
     import io
 
-    from sentei.host.format import atomic_write_bytes
+    from sentei.host.modelfile.schema import atomic_write_bytes
 
     if importlib.util.find_spec("onnx") is None:
         raise SenteiError("ONNX export needs the onnx package, which torch's exporter requires "

@@ -36,8 +36,8 @@ from pathlib import Path
 
 from sentei.atomic_write import write_json
 from sentei.errors import SenteiError
-from sentei.host import format as fmt
-from sentei.host import registry
+from sentei.host.modelfile import schema as fmt
+from sentei.host.modelfile import bundled
 from sentei.training.config import settings
 
 #: what a checkpoint keeps in the bundle: enough to run and export it, not to resume training
@@ -100,7 +100,7 @@ def machine(backend: str) -> str:
 def evaluate(model: Path | str, shown: str, data, split: str, backend: str) -> dict:
     """What ``sentei eval`` finds for ``model`` (printed as it prints it); the result with the
     command line a user reruns (``shown``)."""
-    from sentei.host import evaluation
+    from sentei.host.runtime import evaluation
 
     result = evaluation.evaluate(model, data, split, backend)
     print(evaluation.summary(result))
@@ -157,7 +157,7 @@ def bundle_teacher(run: Path, name: str, data, trained_on: str, dest: Path, spli
     if ckpt.get("kind") != "teacher":
         raise SenteiError(f"{run}/teacher.pt is a {ckpt.get('kind')} checkpoint; `bundle teacher` takes a "
                           f"sentei train run (a compressed run: `bundle model`)")
-    manifest = registry.manifest(dest / "models.json")
+    manifest = bundled.manifest(dest / "models.json")
     files = [f"{name}.pt", f"{name}.yaml", f"{name}.log", f"{name}.json"]
     check_free(dest, manifest, [name], files, replace)
     weights = sum(v.numel() for k, v in ckpt["model"].items() if k.endswith("weight") and v.dim() == 4)
@@ -198,7 +198,7 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
     from sentei.training import train
 
     metrics, cfg, _ = finished_run(run, "best.pt")
-    manifest = registry.manifest(dest / "models.json")
+    manifest = bundled.manifest(dest / "models.json")
     models = manifest["models"]
     if teacher not in models or models[teacher]["kind"] != "torch-checkpoint":
         known = ", ".join(n for n, e in sorted(models.items()) if e["kind"] == "torch-checkpoint") or "none"
@@ -288,7 +288,7 @@ def describe_model(model, summary: dict, cfg: dict, teacher: str) -> str:
 
 def rename(old: str, new: str, dest: Path) -> None:
     """Rename bundled entry ``old`` to ``new``: its files (those named ``old.*``) and every reference."""
-    manifest = registry.manifest(dest / "models.json")
+    manifest = bundled.manifest(dest / "models.json")
     models = manifest["models"]
     if old not in models:
         raise SenteiError(f"{old}: not bundled (bundled: {', '.join(sorted(models)) or 'none'})")
@@ -357,7 +357,7 @@ def main(argv=None) -> int:
         s.add_argument("--trained-on", required=True, help="the machine it trained on, e.g. '2-core CPU, torch 2.13'")
         s.add_argument("--description", default=None, help="the entry's one-line description (default: generated)")
         s.add_argument("--replace", action="store_true", help="replace a bundled entry of the same name")
-        s.add_argument("--into", type=Path, default=registry.BUNDLED, help="bundle folder (default: the package's)")
+        s.add_argument("--into", type=Path, default=bundled.BUNDLED, help="bundle folder (default: the package's)")
         if what == "model":
             s.add_argument("--teacher", required=True, help="the bundled teacher it was distilled from")
             s.add_argument("--default", action="store_true", help="make it the default --model")
@@ -366,7 +366,7 @@ def main(argv=None) -> int:
     r = sub.add_parser("rename", help="rename a bundled entry and every reference to it")
     r.add_argument("old")
     r.add_argument("new")
-    r.add_argument("--into", type=Path, default=registry.BUNDLED)
+    r.add_argument("--into", type=Path, default=bundled.BUNDLED)
     args = p.parse_args(argv)
     try:
         if not args.into.is_dir():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sentei.atomic_write import write_json
 from sentei.errors import SenteiError
-from sentei.host.format import SCHEMES
+from sentei.host.modelfile.schema import SCHEMES
 from sentei.host.options import add_model_option, int_at_least, parse_size
 from sentei.output_paths import check_output
 from sentei.training.config import GROUP_LAYOUTS, RANKINGS, SCHEDULE, option
@@ -333,10 +333,10 @@ def cmd_export(args) -> int:
     if args.onnx:
         if args.checkpoint or args.output:
             raise SenteiError("--onnx exports a model file's network (--model); drop the checkpoint and -o")
-        from sentei.host import format, registry
+        from sentei.host.modelfile import schema, bundled
         from sentei.training import baseline
 
-        path, kind = registry.resolve(args.model)
+        path, kind = bundled.resolve(args.model)
         check_output(args.onnx, "--onnx", inputs=(path,))
         if kind == "torch-checkpoint":  # the dense teacher, for timing it with TensorRT too
             from sentei.training.engine import TorchEngine
@@ -348,7 +348,7 @@ def cmd_export(args) -> int:
             module, name, size, up = baseline.teacher_module(engine.net), engine.name, engine.input_size, \
                 engine.net.upsample
         else:
-            model = format.load(path)
+            model = schema.load(path)
             module, name, size, up = baseline.build_module(model), model.name, \
                 (model.input.height, model.input.width), model.output_upsample
         baseline.export_onnx(module, args.onnx, size)
@@ -377,13 +377,14 @@ def cmd_export(args) -> int:
 
 def cmd_compare(args) -> int:
     _need_torch()
-    from sentei.host import preprocess, registry
+    from sentei.host.data import preprocess
+    from sentei.host.modelfile import bundled
     from sentei.training import compare, train
     from sentei.training.quantize import QATNet
 
     from sentei.training.engine import resolve_checkpoint
 
-    model = registry.load_model(args.model)
+    model = bundled.load_model(args.model)
     net = train.build_from_checkpoint(train.load_checkpoint(resolve_checkpoint(args.checkpoint)))
     if not isinstance(net, QATNet):
         raise SenteiError(f"{args.checkpoint}: not a quantization-aware checkpoint (use one from sentei compress)")

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sentei.host import reference
-from sentei.host.format import Model
+from sentei.host.modelfile import reference
+from sentei.host.modelfile.schema import Model
 from sentei.training import baseline
 
 

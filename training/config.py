@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sentei.errors import SenteiError
-from sentei.host.format import SCHEMES
+from sentei.host.modelfile.schema import SCHEMES
 from sentei.host.options import Choice, Number, Section, Text, as_option, key, table
 from sentei.host.options import fill as fill_keys
 from sentei.training.pruning_names import GROUP_LAYOUTS, RANKINGS  # the commands take them from here too
@@ -259,7 +259,7 @@ def load_config(path) -> dict:
     """A YAML (or JSON) config file as a dict; one-line errors for what is not one."""
     import yaml
 
-    from sentei.host.format import read_regular_file
+    from sentei.host.modelfile.schema import read_regular_file
 
     path = existing_file(path, "config", "a YAML file")
     data = read_regular_file(path, MAX_CONFIG_BYTES, "config", "a YAML file")
@@ -331,9 +331,9 @@ def check_config(cfg: dict, section: str, where="config") -> None:
 
 def _check_names(cfg: dict, section: str, where: str) -> None:
     """The names a run writes into its model file, refused before the run, not after it
-    (the model file's rules: sentei.host.format.check_name)."""
+    (the model file's rules: sentei.host.modelfile.schema.check_name)."""
     from sentei.errors import ModelFormatError
-    from sentei.host.format import CLASS_NAME_PATTERN, CLASS_NAME_RULE, check_name
+    from sentei.host.modelfile.schema import CLASS_NAME_PATTERN, CLASS_NAME_RULE, check_name
 
     checks = [(cfg.get("name"), "name"), ((cfg.get(section) or {}).get("name"), f"{section}.name")]
     model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from sentei.errors import SenteiError
-from sentei.host import camvid, preprocess
+from sentei.host.data import camvid, preprocess
 
 VOID = camvid.VOID
 

@@ -111,10 +111,10 @@ def _fan_ins(model_cfg: dict) -> list[int]:
 
 
 def hardware_model(model_cfg: dict, ks: dict, weight_bits=8, act_bits: int = 8, name: str = "design"):
-    """The :class:`~sentei.host.format.Model` a compression of the teacher with ``ks`` (K per
+    """The :class:`~sentei.host.modelfile.schema.Model` a compression of the teacher with ``ks`` (K per
     layer name) would export, as far as the performance model reads it: shapes, bit widths and
     K stored weights per filter (the values are placeholders, all nonzero)."""
-    from sentei.host import format as fmt
+    from sentei.host.modelfile import schema as fmt
     from sentei.training.models import input_quant
     from sentei.training.quantize import per_layer_bits
 
@@ -373,7 +373,7 @@ def plot(space: Space, result: dict, chosen: dict, uniform: list[dict], fps_targ
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sentei.host.visualize import save_figure
+    from sentei.host.data.visualize import save_figure
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     fits = [e for e in result["evaluated"].values() if e["fits"]]

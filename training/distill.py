@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from sentei.host.camvid import VOID
+from sentei.host.data.camvid import VOID
 from sentei.training.models import upsample_logits
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from sentei.errors import SenteiError
-from sentei.host.format import CAMVID_CLASSES, CAMVID_COLORS
+from sentei.host.data.camvid import CLASSES as CAMVID_CLASSES, COLORS as CAMVID_COLORS
 from sentei.training import baseline
 from sentei.training.quantize import QATNet
 from sentei.training.train import build_from_checkpoint, load_checkpoint
@@ -25,9 +25,9 @@ def resolve_checkpoint(path_or_name) -> Path:
     path = Path(str(path_or_name))
     if path.exists():
         return path
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
 
-    return registry.resolve(str(path_or_name), kind="torch-checkpoint")[0]
+    return bundled.resolve(str(path_or_name), kind="torch-checkpoint")[0]
 
 
 class TorchEngine:
@@ -82,5 +82,5 @@ class TorchEngine:
             raise SenteiError(f"frame must be uint8 RGB [H, W, 3], got {frame.dtype} {list(frame.shape)}")
         if tuple(frame.shape[:2]) != self.input_size:
             raise SenteiError(f"frame is {frame.shape[0]}x{frame.shape[1]}, the model takes "
-                              f"{self.input_size[0]}x{self.input_size[1]} (resize with sentei.host.preprocess)")
+                              f"{self.input_size[0]}x{self.input_size[1]} (resize with sentei.host.data.preprocess)")
         return baseline.labels(self.logits(frame[None]), *(size or self.input_size)).cpu().numpy()

@@ -1,4 +1,4 @@
-"""QAT network -> model file (docs/model-format.md), through ``sentei.host.format`` only.
+"""QAT network -> model file (docs/model-format.md), through ``sentei.host.modelfile.schema`` only.
 
 The integer constants come from :meth:`QATNet.integer_layers` (the same numbers its exact
 forward pass uses): weights packed per filter by ``format.pack_dense`` (filters with fewer
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from sentei.host import format as fmt
+from sentei.host.data import camvid
+from sentei.host.modelfile import schema as fmt
 from sentei.training.quantize import QATNet
 
 
 def to_model(qat: QATNet, name: str, schemes: dict[str, str] | None = None, metadata: dict | None = None,
-             class_names=fmt.CAMVID_CLASSES, class_colors=fmt.CAMVID_COLORS) -> fmt.Model:
-    """Build the :class:`sentei.host.format.Model` of a QAT network.
+             class_names=camvid.CLASSES, class_colors=camvid.COLORS) -> fmt.Model:
+    """Build the :class:`sentei.host.modelfile.schema.Model` of a QAT network.
 
     Parameters
     ----------
@@ -52,7 +53,7 @@ def to_model(qat: QATNet, name: str, schemes: dict[str, str] | None = None, meta
 
 
 def export(qat: QATNet, path, name: str, schemes=None, metadata=None):
-    """Write the model file atomically; returns the :class:`~sentei.host.format.Model`."""
+    """Write the model file atomically; returns the :class:`~sentei.host.modelfile.schema.Model`."""
     model = to_model(qat, name, schemes, metadata)
     fmt.save(model, path)
     return model

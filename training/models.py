@@ -20,8 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sentei.errors import SenteiError
-from sentei.host import format as fmt
-from sentei.host.format import InputQuant
+from sentei.host.modelfile import schema as fmt
+from sentei.host.modelfile.schema import InputQuant
 from sentei.host.options import Number
 
 DEFAULT_INPUT = {"height": 360, "width": 480, "mean": [0.390, 0.405, 0.414], "std": [0.297, 0.305, 0.301],
@@ -39,7 +39,7 @@ def quantize_frames(frames: torch.Tensor, q: InputQuant) -> torch.Tensor:
     """uint8-valued frames ``[N, 3, H, W]`` -> integer input activations (int64), spec section 2.1.
 
     ``(pix * mul + add + R) >> shift`` clamped to the signed ``bits`` range: bit-exact with
-    :func:`sentei.host.reference.quantize_input`.
+    :func:`sentei.host.modelfile.reference.quantize_input`.
     """
     pix = frames.to(torch.int64)
     mul = torch.tensor(q.mul, dtype=torch.int64, device=pix.device).view(1, -1, 1, 1)
@@ -93,7 +93,7 @@ def check_model_config(model_cfg, where: str = "model config") -> list[dict]:
     """Refuse a model config whose network the model file could not hold, before anything is built.
 
     The structure (a mapping, ``input`` and ``layers`` of the right types) and the model
-    format's limits (sentei.host.format): input sides 1..MAX_INPUT_SIDE, 1..MAX_CHANNELS
+    format's limits (sentei.host.modelfile.schema): input sides 1..MAX_INPUT_SIDE, 1..MAX_CHANNELS
     filters and classes, kernels, strides, dilations and paddings the accelerator runs, each
     feature map within MAX_MAP_ELEMENTS and non-empty, the dense weights within
     MAX_DENSE_WEIGHTS and the MACs per frame within MAX_FRAME_MACS -- all in Python integers,

@@ -1,8 +1,8 @@
 """The results table and plot of docs/results.md, from compression run directories.
 
-Every mIoU comes from what ``sentei eval`` runs (:func:`sentei.host.evaluation.evaluate` on
+Every mIoU comes from what ``sentei eval`` runs (:func:`sentei.host.runtime.evaluation.evaluate` on
 each run's ``model.sentei``, integer engine ``--backend emu``); sparsity, weight memory
-and the spread of nonzeros per filter come from ``sentei.host.format.describe``.
+and the spread of nonzeros per filter come from ``sentei.host.modelfile.schema.describe``.
 
     python -m sentei.training.results RUN_DIR ... --data ROOT --split val \\
         --teacher-miou 0.6688 --table table.md --plot miou.png
@@ -14,15 +14,15 @@ from pathlib import Path
 
 from sentei.atomic_write import write_json
 from sentei.host.engine_registry import DEFAULT_BACKEND
-from sentei.host import format as fmt
-from sentei.host.visualize import save_figure
+from sentei.host.modelfile import schema as fmt
+from sentei.host.data.visualize import save_figure
 from sentei.training.config import settings
 from sentei.training.train import target_sparsity
 
 
 def evaluate(model_path, data, split, backend=DEFAULT_BACKEND) -> dict:
     """What ``sentei eval --model M --data D --split S --backend B --json`` writes."""
-    from sentei.host import evaluation
+    from sentei.host.runtime import evaluation
 
     return evaluation.evaluate(model_path, data, split, backend)
 

@@ -236,7 +236,7 @@ def plot(result: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sentei.host.visualize import save_figure
+    from sentei.host.data.visualize import save_figure
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name in dict.fromkeys(r["layer"] for r in result["rows"]):
@@ -258,7 +258,7 @@ def plot(result: dict, path) -> None:
 
 def load_result(path) -> dict:
     """A ``sensitivity.json`` written by :func:`run`; one-line errors for anything else."""
-    from sentei.host.format import parse_json_text, read_regular_file
+    from sentei.host.modelfile.schema import parse_json_text, read_regular_file
     from sentei.training.config import existing_file
 
     path = existing_file(path, "--sensitivity", "the sensitivity.json of sentei sensitivity")

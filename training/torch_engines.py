@@ -16,7 +16,7 @@ import time
 
 from sentei.errors import SenteiError
 from sentei.host import engine_registry
-from sentei.host.bench_engine import BenchEngine
+from sentei.host.bench.engine import BenchEngine
 
 
 class TorchModuleEngine(BenchEngine):
@@ -61,7 +61,7 @@ class TorchModuleEngine(BenchEngine):
                               f"{' '.join(str(exc).split())[:200]}") from None
         self.height, self.width, self.what = height, width, what
         self._to_tensor, self._labels = frame_to_tensor, labels
-        from sentei.host.preprocess import prepare_frame
+        from sentei.host.data.preprocess import prepare_frame
 
         self._prepare = prepare_frame
 
@@ -119,7 +119,7 @@ class TorchPredictEngine(BenchEngine):
     backend = "torch"
 
     def __init__(self, engine, what: str):
-        from sentei.host.preprocess import prepare_frame
+        from sentei.host.data.preprocess import prepare_frame
 
         self.engine, self.what = engine, what
         self._prepare = prepare_frame
@@ -142,9 +142,9 @@ def open_bench_engine(model_arg, model, device: str, precision: str, threads: in
 
         return TorchModuleEngine(build_module(model), model.input.height, model.input.width, device, precision,
                                  f"{model.name}: dense float convolutions with the pruned weights' zeros")
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
 
-    path, _ = registry.resolve(model_arg, kind="torch-checkpoint")
+    path, _ = bundled.resolve(model_arg, kind="torch-checkpoint")
     from sentei.training.engine import TorchEngine
 
     engine = TorchEngine(path, device="cpu")

@@ -31,7 +31,7 @@ import torch.nn as nn
 
 from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.errors import SenteiError
-from sentei.host import metrics
+from sentei.host.data import metrics
 from sentei.training import data as D
 from sentei.training.config import check_config, existing_file, first_difference, load_config, resolve_config, settings
 from sentei.training.distill import Distillation
@@ -938,7 +938,7 @@ def finish_compressed(run_dir: Path, cfg: dict, loop: _Loop) -> dict:
 
 def summarize(model, extra: dict | None = None) -> dict:
     """Sparsity, weight memory and nonzero spread of a model file (for metrics and the results table)."""
-    from sentei.host.format import describe
+    from sentei.host.modelfile.schema import describe
 
     info = describe(model)
     pruned = [r for r in info["layers"] if r["scheme"] != "dense"]

@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from sentei.host import format as F
-from sentei.host import live
+from sentei.host.modelfile import schema as F
+from sentei.host.commands import demo as live
 
 
 def patch_header(data: bytes, mutate) -> bytes:
@@ -24,7 +24,7 @@ def patch_header(data: bytes, mutate) -> bytes:
 
 
 def live_cli(argv) -> int:
-    """Run a ``sentei.host.live`` subcommand (demo, camera) as the console script would."""
+    """Run a ``sentei.host.commands.demo`` subcommand (demo, camera) as the console script would."""
     parser = argparse.ArgumentParser()
     live.register(parser.add_subparsers())
     args = parser.parse_args(argv)
@@ -34,7 +34,7 @@ def live_cli(argv) -> int:
 @pytest.fixture
 def stranded(monkeypatch):
     """``driver.STRANDED`` for one test (a hung accelerator's buffers, never freed)."""
-    from sentei.host import driver
+    from sentei.host.runtime import driver
 
     monkeypatch.setattr(driver, "STRANDED", [])
     return driver.STRANDED

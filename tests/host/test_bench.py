@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from sentei.errors import SenteiError
-from sentei.host import bench, bench_engine, benchreport
-from sentei.host import power as pw
-from sentei.host.format import save
-from sentei.host.synthetic import random_model
+from sentei.host.commands import bench
+from sentei.host.bench import engine as bench_engine, report as benchreport
+from sentei.host.bench import power as pw
+from sentei.host.modelfile.schema import save
+from sentei.host.modelfile.synthetic import random_model
 
 
 def parser():
@@ -172,7 +173,7 @@ def test_bench_command_side_by_side(tiny_model, tmp_path, capsys):
 
 
 def test_batched_throughput_is_reported_beside_the_single_frame_latency(tiny_model, tmp_path, capsys, monkeypatch):
-    from sentei.host.emulation import EmulatedMMIO
+    from sentei.host.runtime.emulated_overlay import EmulatedMMIO
     from sentei.overlay import registers as R
 
     starts = []
@@ -199,10 +200,10 @@ def test_batched_throughput_is_reported_beside_the_single_frame_latency(tiny_mod
 
 def test_torch_engine_labels_match_reference_at_capture_size(tiny_model):
     pytest.importorskip("torch")
-    from sentei.host import format, reference
-    from sentei.host.synthetic import random_frame
+    from sentei.host.modelfile import schema, reference
+    from sentei.host.modelfile.synthetic import random_frame
 
-    model = format.load(tiny_model)
+    model = schema.load(tiny_model)
     engine = bench.open_engine("torch", str(tiny_model), model, "cpu", "fp32")
     frame = random_frame(3, 24, 32)
     labels, accel = engine.infer(frame)
@@ -218,15 +219,15 @@ def test_modeled_fpga_run_is_labelled_and_has_no_invented_power(tiny_model, monk
                                                     "pipeline": {"latency_ms": 6.0, "bottleneck": "conv4"}}
     monkeypatch.setitem(sys.modules, "sentei.overlay.perf", boards)
     monkeypatch.setitem(sys.modules, "sentei.overlay.report", fake)
-    from sentei.host import format
+    from sentei.host.modelfile import schema
 
-    run = bench.modeled_run(format.load(tiny_model), "zcu104", None)
+    run = bench.modeled_run(schema.load(tiny_model), "zcu104", None)
     assert run["kind"] == "modeled" and run["latency"]["end_to_end"] is None
     assert run["latency"]["accelerator"]["fps"] == 250.0 and run["latency"]["accelerator"]["p50_ms"] == 6.0
     assert run["power"] == {"status": "none", "reason": "the performance model gives no power estimate"}
     assert bench.run_label(run) == "fpga zcu104 @200 MHz (modeled)"
     fake.perf_report = lambda model, board, clock: {"board": board, "frames_per_s": 250.0, "power_w": 5.0}
-    run = bench.modeled_run(format.load(tiny_model), "zcu104", 150)
+    run = bench.modeled_run(schema.load(tiny_model), "zcu104", 150)
     assert run["power"]["frames_per_j"] == pytest.approx(50.0) and run["power"]["status"] == "modeled"
 
 

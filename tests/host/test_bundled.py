@@ -6,29 +6,29 @@ import json
 
 import pytest
 
-from sentei.host import format as fmt
-from sentei.host import registry
+from sentei.host.modelfile import schema as fmt
+from sentei.host.modelfile import bundled
 
-MODELS = registry.bundled_models()
+MODELS = bundled.bundled_models()
 pytestmark = pytest.mark.skipif(not MODELS, reason="no model is bundled")
 
 
 def details(entry) -> dict:
     name = entry.get("metrics", {}).get("details")
-    return json.loads((registry.BUNDLED / name).read_text()) if name else {}
+    return json.loads((bundled.BUNDLED / name).read_text()) if name else {}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_entry_names_a_file_of_its_kind(name):
     entry = MODELS[name]
-    path = registry.BUNDLED / entry["file"]
+    path = bundled.BUNDLED / entry["file"]
     assert path.is_file(), f"{name}: {entry['file']} is not bundled"
-    assert registry.file_kind(path) == entry["kind"]
+    assert bundled.file_kind(path) == entry["kind"]
     if "checkpoint" in entry:
         assert MODELS[entry["checkpoint"]]["kind"] == "torch-checkpoint"
     for key in ("config", "log", "qat_checkpoint"):  # what its details JSON points at
         if key in details(entry):
-            assert (registry.BUNDLED / details(entry)[key]).is_file(), f"{name}: {key} missing"
+            assert (bundled.BUNDLED / details(entry)[key]).is_file(), f"{name}: {key} missing"
 
 
 def model_files():
@@ -38,7 +38,7 @@ def model_files():
 @pytest.mark.parametrize("name", model_files())
 def test_published_figures_are_the_model_files(name):
     entry, info = MODELS[name], details(MODELS[name])
-    d = fmt.describe(fmt.load(registry.BUNDLED / entry["file"]))
+    d = fmt.describe(fmt.load(bundled.BUNDLED / entry["file"]))
     pruned = [layer for layer in d["layers"] if layer["scheme"] != "dense"]
     metrics = entry["metrics"]
     assert metrics["total_sparsity"] == pytest.approx(d["totals"]["sparsity"])
@@ -57,10 +57,10 @@ def test_published_figures_are_the_model_files(name):
 def test_default_is_the_issues_model():
     """Filter-wise, >= 90 % zeros with exactly K nonzeros in every filter of every pruned layer,
     8-bit weights and activations, distilled from the bundled teacher."""
-    name = registry.default_model_name()
+    name = bundled.default_model_name()
     entry = MODELS[name]
     assert entry["kind"] == "model-file"
-    d = fmt.describe(fmt.load(registry.BUNDLED / entry["file"]))
+    d = fmt.describe(fmt.load(bundled.BUNDLED / entry["file"]))
     pruned = [layer for layer in d["layers"] if layer["scheme"] != "dense"]
     assert pruned and {layer["scheme"] for layer in pruned} == {"filterwise"}
     for layer in pruned:

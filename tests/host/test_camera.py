@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from sentei.errors import SenteiError
-from sentei.host import camera, format, synthetic
-from sentei.host.camera import FrameReader, LiveReport, VideoSink, parse_source, run_live
-from sentei.host.segmenter import Segmenter
+from sentei.host.runtime import camera
+from sentei.host.modelfile import schema, synthetic
+from sentei.host.runtime.camera import FrameReader, LiveReport, VideoSink, parse_source, run_live
+from sentei.host.runtime.segmenter import Segmenter
 
 from .conftest import live_cli
 
@@ -77,7 +78,7 @@ def test_frames_limit_and_measured_output_rate(model, video, tmp_path):
 def test_a_video_file_runs_in_batches_and_a_live_camera_frame_by_frame(model, video, tmp_path):
     """A file: FILE_BATCH frames per accelerator start (throughput; the last batch shorter); a live
     source: one (the newest frame shown at once). Same frames out, in order."""
-    from sentei.host.emulation import EmulatedOverlay
+    from sentei.host.runtime.emulated_overlay import EmulatedOverlay
     from sentei.overlay import registers as R
 
     def frames_per_start(ov):
@@ -281,7 +282,7 @@ def test_display_without_a_desktop_is_a_clear_error(monkeypatch):
 
 
 def test_camera_command_on_a_video_file(model, video, tmp_path, capsys):
-    path = format.save(model, tmp_path / "m.sentei")
+    path = schema.save(model, tmp_path / "m.sentei")
     out = tmp_path / "o.mp4"
     assert live_cli(["camera", "--source", str(video), "--model", str(path), "--backend", "reference",
                  "--out", str(out), "--frames", "4"]) == 0
@@ -301,7 +302,7 @@ def test_live_report_fps():
 
 def test_a_source_without_frames_is_an_error_and_writes_nothing(model, tmp_path):
     """A text file named .jpg opens (FFmpeg's image demuxer) but yields no frame: not a 0 FPS success."""
-    path = format.save(model, tmp_path / "m.sentei")
+    path = schema.save(model, tmp_path / "m.sentei")
     text = tmp_path / "text.jpg"
     text.write_text("not an image")
     out = tmp_path / "v.mp4"

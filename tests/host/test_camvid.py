@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from sentei.errors import SenteiError
-from sentei.host import camvid
+from sentei.host.data import camvid
 
 
 def _split(root, names, split="val", frame_ext=".jpg"):

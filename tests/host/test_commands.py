@@ -7,9 +7,10 @@ from PIL import Image
 
 from sentei import cli
 from sentei.errors import SenteiError
-from sentei.host import format as F
-from sentei.host import metrics, reference
-from sentei.host.synthetic import random_frame, random_model
+from sentei.host.modelfile import schema as F
+from sentei.host.data import metrics
+from sentei.host.modelfile import reference
+from sentei.host.modelfile.synthetic import random_frame, random_model
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ def test_segment_writes_labels_and_overlay(model_file, tmp_path, capsys):
     overlay = np.asarray(Image.open(out / "a_overlay.png"))
     assert labels.shape == (48, 64) and overlay.shape == (48, 64, 3)
     model = F.load(model_file)
-    from sentei.host.preprocess import prepare_frame, resize_labels
+    from sentei.host.data.preprocess import prepare_frame, resize_labels
     expected = resize_labels(reference.predict(model, prepare_frame(frame, 24, 32)), 48, 64)
     assert np.array_equal(labels, expected)
     assert "ms" in capsys.readouterr().out
@@ -123,7 +124,7 @@ def test_a_model_file_name_stands_for_its_bundled_checkpoint(monkeypatch, tmp_pa
     """Where a checkpoint is wanted (`--backend torch`), a bundled model file's name -- or the
     default -- resolves to the QAT checkpoint its entry names; without one the error says
     which checkpoints there are and that the model file runs on --backend emu."""
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
 
     for name in ("m.sentei", "m-qat.pt", "other.sentei", "teacher.pt"):
         (tmp_path / name).write_bytes(b"x")
@@ -133,28 +134,28 @@ def test_a_model_file_name_stands_for_its_bundled_checkpoint(monkeypatch, tmp_pa
         "other": {"file": "other.sentei", "kind": "model-file"},
         "teacher": {"file": "teacher.pt", "kind": "torch-checkpoint"}}}
     (tmp_path / "models.json").write_text(json.dumps(manifest))
-    monkeypatch.setattr(registry, "MANIFEST", tmp_path / "models.json")
-    monkeypatch.setattr(registry, "BUNDLED", tmp_path)
-    assert registry.resolve(None, kind="torch-checkpoint") == (tmp_path / "m-qat.pt", "torch-checkpoint")
-    assert registry.resolve("m", kind="torch-checkpoint")[0] == tmp_path / "m-qat.pt"
-    assert registry.resolve("m")[0] == tmp_path / "m.sentei"  # a model file where one is wanted
+    monkeypatch.setattr(bundled, "MANIFEST", tmp_path / "models.json")
+    monkeypatch.setattr(bundled, "BUNDLED", tmp_path)
+    assert bundled.resolve(None, kind="torch-checkpoint") == (tmp_path / "m-qat.pt", "torch-checkpoint")
+    assert bundled.resolve("m", kind="torch-checkpoint")[0] == tmp_path / "m-qat.pt"
+    assert bundled.resolve("m")[0] == tmp_path / "m.sentei"  # a model file where one is wanted
     with pytest.raises(SenteiError, match=r"^other is a model file, not a PyTorch checkpoint: --backend torch "
                                           r"runs a \.pt checkpoint or a bundled one \(m-qat, teacher\); run"):
-        registry.resolve("other", kind="torch-checkpoint")
+        bundled.resolve("other", kind="torch-checkpoint")
 
 
 def test_a_file_is_taken_for_what_it_holds_not_its_name(model_file, tmp_path):
     """A model file named .pt is a model file; a torch.save archive named .sentei is a checkpoint."""
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
 
     renamed = tmp_path / "model.pt"
     renamed.write_bytes(model_file.read_bytes())
-    assert registry.resolve(renamed) == (renamed, "model-file")
+    assert bundled.resolve(renamed) == (renamed, "model-file")
     archive = tmp_path / "ckpt.sentei"
     archive.write_bytes(b"PK\x03\x04" + bytes(60))
-    assert registry.resolve(archive)[1] == "torch-checkpoint"
+    assert bundled.resolve(archive)[1] == "torch-checkpoint"
     (tmp_path / "folder.sentei").mkdir()
-    assert registry.resolve(tmp_path / "folder.sentei")[1] == "model-file"  # format.load then says "a directory"
+    assert bundled.resolve(tmp_path / "folder.sentei")[1] == "model-file"  # format.load then says "a directory"
     assert cli.main(["info", "--model", str(renamed)]) == 0
 
 

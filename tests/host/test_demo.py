@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from sentei.errors import SenteiError
-from sentei.host import demo, format, preprocess, reference, synthetic, visualize
+from sentei.host.runtime import demo
+from sentei.host.modelfile import schema, reference, synthetic
+from sentei.host.data import preprocess, visualize
 
 from .conftest import live_cli
 
@@ -44,7 +46,7 @@ def test_demo_writes_overlays_equal_to_the_reference(model, tmp_path):
 
 
 def test_demo_command(model, tmp_path, capsys):
-    path = format.save(model, tmp_path / "m.sentei")
+    path = schema.save(model, tmp_path / "m.sentei")
     image = tmp_path / "frame.png"
     visualize.save_png(synthetic.random_frame(3, 30, 40), image)
     assert live_cli(["demo", "--model", str(path), "--backend", "reference", "--out", str(tmp_path / "out"),
@@ -55,9 +57,9 @@ def test_demo_command(model, tmp_path, capsys):
 
 
 def test_demo_without_a_bundled_model_fails_in_one_line(monkeypatch, tmp_path):
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
 
-    monkeypatch.setattr(registry, "MANIFEST", tmp_path / "models.json")
+    monkeypatch.setattr(bundled, "MANIFEST", tmp_path / "models.json")
     with pytest.raises(SenteiError, match="no trained model is bundled") as err:
         live_cli(["demo", "--out", str(tmp_path / "out")])
     assert "\n" not in str(err.value)

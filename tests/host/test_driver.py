@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from sentei.errors import HardwareTimeoutError, SenteiError
-from sentei.host import driver as drv
-from sentei.host import reference, synthetic
-from sentei.host.emulation import IP_BASE, IP_NAME, EmulatedOverlay
-from sentei.host.format import weight_blob
-from sentei.host.segmenter import Segmenter
+from sentei.host.runtime import driver as drv
+from sentei.host.modelfile import reference, synthetic
+from sentei.host.runtime.emulated_overlay import IP_BASE, IP_NAME, EmulatedOverlay
+from sentei.host.modelfile.schema import weight_blob
+from sentei.host.runtime.segmenter import Segmenter
 from sentei.overlay import registers as R
 
 
@@ -284,8 +284,8 @@ def test_a_bitstream_without_the_frames_register_is_refused(model):
 
 
 def test_importing_the_host_package_does_not_import_pynq():
-    code = ("import sys, sentei.host.segmenter, sentei.host.driver, sentei.host.emulation, sentei.host.live, "
-            "sentei.host.camera, sentei.host.demo; "
+    code = ("import sys, sentei.host.runtime.segmenter, sentei.host.runtime.driver, sentei.host.runtime.emulated_overlay, sentei.host.commands.demo, "
+            "sentei.host.runtime.camera, sentei.host.runtime.demo; "
             "assert 'pynq' not in sys.modules, 'pynq imported'; "
             "assert 'cv2' not in sys.modules, 'cv2 imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -363,7 +363,7 @@ def test_pynq_without_a_device_means_emulation(model, monkeypatch, capsys):
     if ok:
         pytest.skip("this machine has an FPGA device")
     assert "finds no FPGA device" in reason
-    from sentei.host import segmenter
+    from sentei.host.runtime import segmenter
 
     monkeypatch.setattr(segmenter, "_SAID", set())
     with Segmenter(model, backend="auto") as seg:
@@ -449,7 +449,7 @@ def installed(root, *names, network=True):
 def test_a_bitstream_without_its_network_json_is_not_usable(tmp_path, monkeypatch):
     """The build publishes network.json beside the .bit; without it no model can be checked, so
     find_bitstream refuses it by name -- before anything opens, where `auto` still emulates."""
-    from sentei.host import segmenter
+    from sentei.host.runtime import segmenter
 
     root = installed(tmp_path / "bitstreams", "zcu104/sentei.bit", network=False)
     with pytest.raises(SenteiError, match=r"zcu104/network.json is missing: the build publishes it beside sentei.bit"):

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from sentei.errors import SenteiError
-from sentei.host import reference, synthetic
-from sentei.host.emulation import (
+from sentei.host.modelfile import reference, synthetic
+from sentei.host.runtime.emulated_overlay import (
     DDR_BASE, PAGE, EmulatedBusError, EmulatedMemory, EmulatedOverlay, check_blob_header, model_from_blob,
     register_table,
 )
-from sentei.host.format import blob_offsets, weight_blob
+from sentei.host.modelfile.schema import blob_offsets, weight_blob
 from sentei.overlay import registers as R
 
 
@@ -140,7 +140,7 @@ def test_blob_header_check_codes(model):
 @pytest.mark.parametrize("corrupt", ["index", "value", "mult", "shift"])
 def test_entry_check_fails_the_load_and_drops_old_weights(model, corrupt):
     """Like the HLS loader: an entry out of range fails the load and leaves no weights."""
-    from sentei.host.emulation import EngineHardware
+    from sentei.host.runtime.emulated_overlay import EngineHardware
 
     hw = EngineHardware(model, "reference")
     blob = weight_blob(model)

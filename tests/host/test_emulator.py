@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sentei.errors import ModelFormatError, SenteiError
-from sentei.host import emulator as E
-from sentei.host import reference as R
-from sentei.host.format import validate
-from sentei.host.synthetic import TINY, LayerSpec, random_frame, random_model, shipped_specs
+from sentei.host.emulator import engine as E
+from sentei.host.modelfile import reference as R
+from sentei.host.modelfile.schema import validate
+from sentei.host.modelfile.synthetic import TINY, LayerSpec, random_frame, random_model, shipped_specs
 
 needs_numba = pytest.mark.skipif(not E.available()[0], reason="numba is not installed (pip install sentei[fast])")
 
@@ -193,7 +193,7 @@ def test_context_manager_closes():
 def no_numba(monkeypatch):
     """Make ``import numba`` fail, as on a plain install."""
     monkeypatch.setitem(sys.modules, "numba", None)
-    monkeypatch.delitem(sys.modules, "sentei.host.emulator_kernels", raising=False)
+    monkeypatch.delitem(sys.modules, "sentei.host.emulator.kernels", raising=False)
 
 
 def test_available_reports_missing_numba(no_numba):
@@ -314,15 +314,15 @@ def test_bad_float_path_is_refused():
         E.Emulator(random_model(seed=0), float_path="sometimes")
 
 
-SHIPPED_MODEL = Path(E.__file__).parent / "bundled" / "sentei-camvid-fw90.sentei"
-SAMPLES = sorted((Path(E.__file__).parent / "samples").glob("*.jpg"))
+SHIPPED_MODEL = Path(E.__file__).parents[1] / "bundled" / "sentei-camvid-fw90.sentei"
+SAMPLES = sorted((Path(E.__file__).parents[1] / "samples").glob("*.jpg"))
 
 
 @needs_numba
 @pytest.mark.skipif(not SHIPPED_MODEL.exists() or not SAMPLES, reason="the shipped model or samples are absent")
 def test_shipped_model_on_sample_frames():
-    from sentei.host.format import load
-    from sentei.host.preprocess import load_image, prepare_frame
+    from sentei.host.modelfile.schema import load
+    from sentei.host.data.preprocess import load_image, prepare_frame
 
     model = load(SHIPPED_MODEL)
     q = model.input
@@ -342,7 +342,8 @@ def test_numba_cache_lands_in_sentei_cache_not_in_the_package(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     env["SENTEI_CACHE"] = str(tmp_path)
-    code = ("from sentei.host import emulator, synthetic; m = synthetic.random_model(0, 12, 16);"
+    code = ("from sentei.host.emulator import engine as emulator; from sentei.host.modelfile import synthetic;"
+            "m = synthetic.random_model(0, 12, 16);"
             "emulator.Emulator(m).run(synthetic.random_frame(0, 12, 16))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr

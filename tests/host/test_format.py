@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from sentei.errors import ModelFormatError
-from sentei.host import format as F
-from sentei.host.synthetic import LayerSpec, random_model
+from sentei.host.modelfile import schema as F
+from sentei.host.modelfile.synthetic import LayerSpec, random_model
 
 from .conftest import patch_header
 

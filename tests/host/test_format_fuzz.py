@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sentei.errors import ModelFormatError
-from sentei.host import format as F
-from sentei.host.synthetic import random_model
+from sentei.host.modelfile import schema as F
+from sentei.host.modelfile.synthetic import random_model
 
 from .conftest import patch_header
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from sentei.errors import SenteiError
-from sentei.host import metrics
+from sentei.host.data import metrics
 
 
 def test_hand_computed_miou_with_void():

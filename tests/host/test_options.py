@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from sentei.cli import build_parser
-from sentei.host import bench, engine_registry, evaluation
-from sentei.host import driver as drv
-from sentei.host import segmenter
+from sentei.host.commands import bench
+from sentei.host import engine_registry
+from sentei.host.runtime import evaluation
+from sentei.host.runtime import driver as drv
+from sentei.host.runtime import segmenter
 from sentei.host.options import model_option
 
 BACKEND_COMMANDS = {"segment", "eval", "demo", "camera", "bench"}
@@ -71,7 +73,7 @@ def board(monkeypatch):
 
 
 def test_auto_resolves_to_the_emulation_without_a_board(no_board):
-    from sentei.host.emulator import available
+    from sentei.host.emulator.engine import available
 
     choice = segmenter.choose_backend("auto")
     assert choice.name == ("emu" if available()[0] else "reference")  # what --backend emu runs
@@ -102,11 +104,12 @@ def test_every_backend_is_described_once():
 
 
 def test_configs_and_bench_reports_share_one_schema_mechanism():
-    """training/config.py and host/benchreport.py declare their keys the same way (dataclass fields
+    """training/config.py and host/bench/report.py declare their keys the same way (dataclass fields
     of sentei.host.options.key), and a report's bad field is found by the same walk."""
     from dataclasses import fields
 
-    from sentei.host import benchreport, options
+    from sentei.host.bench import report as benchreport
+    from sentei.host import options
 
     pytest.importorskip("yaml")
     from sentei.training import config

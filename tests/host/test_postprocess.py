@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sentei.host import postprocess, reference
-from sentei.host.segmenter import _Box as Box
-from sentei.host.synthetic import random_model
+from sentei.host.emulator import postprocess
+from sentei.host.modelfile import reference
+from sentei.host.runtime.segmenter import _Box as Box
+from sentei.host.modelfile.synthetic import random_model
 
 pytest.importorskip("numba")
 
@@ -42,7 +43,7 @@ def test_fused_labels_equal_numpy_through_a_letterbox(model):
 
 
 def test_without_numba_the_numpy_formula_runs(model, monkeypatch):
-    from sentei.host import emulator
+    from sentei.host.emulator import engine as emulator
 
     monkeypatch.setenv("SENTEI_DISABLE_NUMBA", "1")
     assert not emulator.available()[0] and postprocess.fused_kernel() is None

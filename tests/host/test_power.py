@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from sentei.errors import SenteiError
-from sentei.host import power as pw
+from sentei.host.bench import power as pw
 
 FIX = Path(__file__).parent / "fixtures" / "power"
 

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from sentei.errors import SenteiError
-from sentei.host import preprocess
+from sentei.host.data import preprocess
 
 
 @pytest.mark.parametrize("mode, shape", [("L", (5, 7)), ("RGBA", (5, 7, 4)), ("RGB", (5, 7, 3))])

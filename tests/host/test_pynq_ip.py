@@ -1,4 +1,4 @@
-"""sentei.host.pynq_ip: SenteiIP is registered with PYNQ by importing the module, by VLNV, and
+"""sentei.host.runtime.pynq_ip: SenteiIP is registered with PYNQ by importing the module, by VLNV, and
 PYNQ imports the module by itself through the ``pynq.lib`` entry point."""
 import importlib.metadata
 import importlib.util
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sentei.host import driver as drv
+from sentei.host.runtime import driver as drv
 from sentei.overlay import registers as R
 
 needs_pynq = pytest.mark.skipif(importlib.util.find_spec("pynq") is None,
@@ -42,7 +42,7 @@ def test_importing_the_module_registers_the_driver_by_vlnv(tmp_path):
     _fresh("import pynq.overlay as o\n"
            f"vlnv = {R.VLNV!r}\n"
            "assert vlnv not in o._ip_drivers, 'registered before the import'\n"
-           "import sentei.host.pynq_ip as m\n"
+           "import sentei.host.runtime.pynq_ip as m\n"
            "assert o._ip_drivers[vlnv] is m.SenteiIP and o._ip_drivers[vlnv.rpartition(':')[0]] is m.SenteiIP\n"
            # PYNQ's own binding step, on the ip_dict entry a .hwh gives for the accelerator
            "desc = {'hierarchies': {}, 'ip': {'sentei_top_0': {'type': vlnv}}}\n"
@@ -54,7 +54,7 @@ def test_importing_the_module_registers_the_driver_by_vlnv(tmp_path):
 def test_the_driver_class_is_a_module_level_default_ip():
     import pynq
 
-    from sentei.host import pynq_ip
+    from sentei.host.runtime import pynq_ip
 
     assert drv.board_driver_class() is pynq_ip.SenteiIP  # the very class PYNQ registered, not a copy
     assert issubclass(pynq_ip.SenteiIP, pynq.DefaultIP) and issubclass(pynq_ip.SenteiIP, drv.SenteiDriver)
@@ -82,10 +82,10 @@ def test_pynq_imports_the_driver_through_the_entry_point(tmp_path):
     out = subprocess.run([sys.executable, "-c",
                           "import sys, pynq.overlay as o\n"
                           "from pynqutils.setup_utils import ExtensionsManager\n"
-                          "if 'sentei.host.pynq_ip' not in [e.module_name for e in ExtensionsManager('pynq.lib').list]:\n"
+                          "if 'sentei.host.runtime.pynq_ip' not in [e.module_name for e in ExtensionsManager('pynq.lib').list]:\n"
                           "    sys.exit(3)\n"
                           "o.Overlay._register_drivers(None)\n"
-                          f"assert 'sentei.host.pynq_ip' in sys.modules and {R.VLNV!r} in o._ip_drivers\n"],
+                          f"assert 'sentei.host.runtime.pynq_ip' in sys.modules and {R.VLNV!r} in o._ip_drivers\n"],
                          cwd=tmp_path)
     if out.returncode == 3:
         pytest.skip("this environment's sentei was installed before the pynq.lib entry point (pip install -e .)")

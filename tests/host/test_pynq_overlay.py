@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 
 from sentei.errors import SenteiError
-from sentei.host import driver as drv
-from sentei.host import reference, synthetic
-from sentei.host.emulation import IP_NAME, EmulatedOverlay
-from sentei.host.format import blob_words
+from sentei.host.runtime import driver as drv
+from sentei.host.modelfile import reference, synthetic
+from sentei.host.runtime.emulated_overlay import IP_NAME, EmulatedOverlay
+from sentei.host.modelfile.schema import blob_words
 from sentei.overlay import registers as R
 
 pynq = pytest.importorskip("pynq", reason="pynq is not installed (pip install 'sentei[board]')")
 
-from sentei.host.pynq_ip import SenteiIP  # noqa: E402
-from sentei.host.pynq_overlay import SenteiOverlay  # noqa: E402
+from sentei.host.runtime.pynq_ip import SenteiIP  # noqa: E402
+from sentei.host.runtime.pynq_overlay import SenteiOverlay  # noqa: E402
 from tests.host.test_driver import EmulatedPynqDevice, model  # noqa: E402,F401  (model: the fixture)
 
 

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from sentei.host import reference as R
-from sentei.host.format import ConvLayer, InputQuant, Model, pack_dense, validate
-from sentei.host.synthetic import LayerSpec, random_frame, random_layer, random_model
+from sentei.host.modelfile import reference as R
+from sentei.host.modelfile.schema import ConvLayer, InputQuant, Model, pack_dense, validate
+from sentei.host.modelfile.synthetic import LayerSpec, random_frame, random_layer, random_model
 
 
 def _layer(weights, bias, act="relu", mult=None, shift=None, stride=1, dilation=1, padding=0,

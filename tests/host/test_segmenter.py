@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from sentei.errors import SenteiError
-from sentei.host import emulator, format, preprocess, reference, segmenter, synthetic
-from sentei.host.segmenter import Segmenter, _pad_color, choose_backend
+from sentei.host.emulator import engine as emulator
+from sentei.host.modelfile import schema, reference, synthetic
+from sentei.host.data import preprocess
+from sentei.host.runtime import segmenter
+from sentei.host.runtime.segmenter import Segmenter, _pad_color, choose_backend
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,7 @@ def test_timings_are_recorded(model, frames):
 
 
 def test_model_from_a_file_and_closing(model, tmp_path):
-    path = format.save(model, tmp_path / "m.sentei")
+    path = schema.save(model, tmp_path / "m.sentei")
     with Segmenter(str(path), backend="reference") as seg:
         assert seg.model.name == model.name and "open" in repr(seg)
     assert seg.closed and "closed" in repr(seg)
@@ -151,9 +154,9 @@ def test_explicit_backend_is_quiet(model, monkeypatch, capsys):
 
 
 def test_no_default_model_is_a_clear_error(monkeypatch, tmp_path):
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
 
-    monkeypatch.setattr(registry, "MANIFEST", tmp_path / "models.json")
+    monkeypatch.setattr(bundled, "MANIFEST", tmp_path / "models.json")
     with pytest.raises(SenteiError, match="no trained model is bundled"):
         Segmenter(None, backend="reference")
 
@@ -161,7 +164,7 @@ def test_no_default_model_is_a_clear_error(monkeypatch, tmp_path):
 def test_on_a_board_without_its_bitstream_auto_emulates_and_fpga_refuses(monkeypatch):
     """A PYNQ board whose installed bitstreams are all for other boards: `auto` runs the
     emulation and says why; `fpga` is a one-line error naming the board."""
-    from sentei.host import driver as drv
+    from sentei.host.runtime import driver as drv
 
     monkeypatch.setattr(drv, "pynq_device_status", lambda: (True, "pynq finds the ZCU104"))
 
@@ -188,7 +191,7 @@ def _frames_written(ov):
 
 
 def test_a_list_of_frames_runs_in_one_start_and_equals_single_frames(model):
-    from sentei.host.emulation import EmulatedOverlay
+    from sentei.host.runtime.emulated_overlay import EmulatedOverlay
 
     frames = [synthetic.random_frame(60 + i, 24, 32) for i in range(3)] + [synthetic.random_frame(63, 50, 70)]
     ov = EmulatedOverlay(model)
@@ -208,7 +211,7 @@ def test_a_list_of_frames_runs_in_one_start_and_equals_single_frames(model):
 
 
 def test_stream_in_batches_keeps_the_order_and_a_short_last_batch(model):
-    from sentei.host.emulation import EmulatedOverlay
+    from sentei.host.runtime.emulated_overlay import EmulatedOverlay
 
     frames = [synthetic.random_frame(70 + i, 24, 32) for i in range(5)]
     ov = EmulatedOverlay(model, delay_s=0.01)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import sentei.notebooks
-from sentei.host import format, registry, synthetic
+from sentei.host.modelfile import schema, bundled, synthetic
 
 NOTEBOOKS = Path(sentei.notebooks.__file__).resolve().parent
 NAMES = ("1_getting_started.ipynb", "2_live_camera.ipynb", "3_latency_and_power.ipynb")
@@ -52,7 +52,7 @@ def _inline_figures(monkeypatch):
 
 def _bundled_or_skip():
     try:
-        registry.resolve_model(None)
+        bundled.resolve_model(None)
     except Exception as exc:
         pytest.skip(f"no default bundled model yet ({exc})")
 
@@ -63,7 +63,7 @@ def model_env(request, tmp_path, monkeypatch):
         _bundled_or_skip()
         monkeypatch.delenv("SENTEI_MODEL", raising=False)
     else:
-        path = format.save(synthetic.random_model(seed=51, height=72, width=96), tmp_path / "synthetic.sentei")
+        path = schema.save(synthetic.random_model(seed=51, height=72, width=96), tmp_path / "synthetic.sentei")
         monkeypatch.setenv("SENTEI_MODEL", str(path))
     return request.param
 

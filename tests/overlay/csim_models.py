@@ -1,5 +1,5 @@
 """Small random models for the overlay tests, each covering a corner of the layer space."""
-from sentei.host.synthetic import TINY, LayerSpec, random_model
+from sentei.host.modelfile.synthetic import TINY, LayerSpec, random_model
 
 # k=3 s=2 p=1, k=3 d=2 p=2, 4-bit weights, k=1: the synthetic default
 def tiny(seed: int = 0):

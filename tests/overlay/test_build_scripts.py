@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sentei.host import synthetic
-from sentei.host.format import save
+from sentei.host.modelfile import synthetic
+from sentei.host.modelfile.schema import save
 from sentei.overlay import codegen, registers
 from sentei.overlay.perf import BOARD_FIELDS, BUDGET_FIELDS, known_boards, load_board
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sentei.errors import SenteiError
-from sentei.host.format import blob_offsets, weight_blob
+from sentei.host.modelfile.schema import blob_offsets, weight_blob
 from sentei.overlay import codegen, perf, registers
 from tests.overlay.csim_models import odd, tiny
 

@@ -10,7 +10,8 @@ import subprocess
 import pytest
 
 from sentei.errors import ModelFormatError
-from sentei.host import format as F
+from sentei.host.data import camvid
+from sentei.host.modelfile import schema as F
 from sentei.overlay import codegen, csim
 from tests.overlay.csim_models import tiny
 
@@ -104,5 +105,5 @@ def test_a_file_with_a_hostile_name_does_not_load(tmp_path):
 def test_valid_names_pass():
     for name in ("conv1", "sentei-camvid-fw90", "fw90-fast.v2", "a+b_c"):
         F.check_name(name, "name")
-    for name in F.CAMVID_CLASSES + ("Traffic light", "Column_Pole", "Road (marked)"):
+    for name in camvid.CLASSES + ("Traffic light", "Column_Pole", "Road (marked)"):
         F.check_name(name, "class", F.CLASS_NAME_PATTERN, F.CLASS_NAME_RULE)

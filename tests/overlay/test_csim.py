@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from sentei.errors import SenteiError
-from sentei.host import reference
-from sentei.host.format import save
-from sentei.host.synthetic import TINY, LayerSpec, random_frame, random_model
+from sentei.host.modelfile import reference
+from sentei.host.modelfile.schema import save
+from sentei.host.modelfile.synthetic import TINY, LayerSpec, random_frame, random_model
 from sentei.overlay import csim, perf, registers, toolchain
 from tests.overlay.csim_models import STARVED_LANES, odd, starved, tiny, wide
 
@@ -82,7 +82,7 @@ def test_corner_models_are_bit_exact(make, lanes):
 def test_frames_of_one_start_equal_single_starts():
     """FRAMES = 3 in one start (the frames overlap in the pipeline) gives each frame's logits
     exactly as three starts of one frame do, and as the reference engine; FRAMES = 0 is refused."""
-    from sentei.host.format import weight_blob
+    from sentei.host.modelfile.schema import weight_blob
 
     model = tiny()
     acc = csim.CsimAccelerator(model, lanes=["d3w1", 5, "s7w4", 6, "d4w8"])
@@ -178,7 +178,7 @@ def acc(model):
 
 
 def test_library_runs_frames_like_the_reference(acc, model):
-    from sentei.host.format import weight_blob
+    from sentei.host.modelfile.schema import weight_blob
 
     assert acc.load_weights(weight_blob(model)) == 0
     for seed in (1, 2):
@@ -192,7 +192,7 @@ def test_library_runs_frames_like_the_reference(acc, model):
 
 
 def test_new_weights_of_the_same_shape_run_on_the_same_build(acc, model):
-    from sentei.host.format import weight_blob
+    from sentei.host.modelfile.schema import weight_blob
 
     retrained = tiny(seed=9)
     assert csim.build(retrained).key == acc.build.key
@@ -205,7 +205,7 @@ def test_new_weights_of_the_same_shape_run_on_the_same_build(acc, model):
 
 
 def test_run_before_load_and_independent_instances(acc, model):
-    from sentei.host.format import weight_blob
+    from sentei.host.modelfile.schema import weight_blob
     from sentei.overlay import registers
 
     status, logits = acc.run_frame(random_frame(0, 24, 32))
@@ -219,7 +219,7 @@ def test_run_before_load_and_independent_instances(acc, model):
 
 
 def test_load_errors(acc, model):
-    from sentei.host.format import weight_blob
+    from sentei.host.modelfile.schema import weight_blob
     from sentei.overlay import registers as r
 
     good = weight_blob(model)
@@ -266,7 +266,7 @@ def test_load_errors(acc, model):
 
 
 def test_run_errors(acc, model):
-    from sentei.host.format import weight_blob
+    from sentei.host.modelfile.schema import weight_blob
     from sentei.overlay import registers as r
 
     assert acc.load_weights(weight_blob(model)) == r.STATUS_OK
@@ -283,7 +283,7 @@ def test_run_errors(acc, model):
 
 
 def test_execute_writes_the_logits_buffer_in_place(acc, model):
-    from sentei.host.format import weight_blob
+    from sentei.host.modelfile.schema import weight_blob
     from sentei.overlay import registers as r
 
     frame = random_frame(6, 24, 32)
@@ -295,7 +295,7 @@ def test_execute_writes_the_logits_buffer_in_place(acc, model):
 
 
 def test_closed_accelerator_refuses_commands(model):
-    from sentei.host.format import weight_blob
+    from sentei.host.modelfile.schema import weight_blob
 
     with csim.CsimAccelerator(model) as acc:
         assert acc.load_weights(weight_blob(model)) == 0
@@ -360,15 +360,15 @@ CAMVID = Path(os.environ.get("SENTEI_CAMVID", Path(__file__).resolve().parents[3
 @pytest.mark.camvid
 @pytest.mark.slow
 def test_bundled_model_on_a_camvid_frame():
-    from sentei.host import registry
-    from sentei.host.preprocess import load_image, prepare_frame
+    from sentei.host.modelfile import bundled
+    from sentei.host.data.preprocess import load_image, prepare_frame
 
     images = sorted((CAMVID / "val").glob("*.png")) + sorted((CAMVID / "val").glob("*.jpg"))
     if not images:
         pytest.skip(f"no CamVid frames under {CAMVID}/val")
-    if registry.default_model_name() is None:
+    if bundled.default_model_name() is None:
         pytest.skip("no trained model is bundled yet")
-    model = registry.load_model(None)
+    model = bundled.load_model(None)
     frame = prepare_frame(load_image(images[0]), model.input.height, model.input.width)
     report = csim.run_csim(model, [frame])
     assert_exact(report)
@@ -379,7 +379,7 @@ def test_requantization_and_input_edges_on_the_same_build(acc):
     """Run-time constants at their limits: shift 0..62, mult 0..2^31-1, input shift 0 and 31."""
     import copy
 
-    from sentei.host.format import validate, weight_blob
+    from sentei.host.modelfile.schema import validate, weight_blob
 
     rng = np.random.default_rng(5)
     edge = copy.deepcopy(tiny(seed=3))
@@ -406,7 +406,7 @@ def test_requantization_and_input_edges_on_the_same_build(acc):
 
 @pytest.mark.slow
 def test_two_networks_in_one_process_keep_their_own_state():
-    from sentei.host.format import weight_blob
+    from sentei.host.modelfile.schema import weight_blob
 
     a, b = tiny(), odd()
     with csim.CsimAccelerator(a) as acc_a, csim.CsimAccelerator(b) as acc_b:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sentei.host import reference
-from sentei.host.emulator import Emulator
+from sentei.host.modelfile import reference
+from sentei.host.emulator.engine import Emulator
 from sentei.overlay import csim
 from tests.overlay.tie_models import tie_fraction, tie_frames, tie_model
 

@@ -9,8 +9,8 @@ import pytest
 
 from sentei import cli
 from sentei.errors import SenteiError
-from sentei.host.format import save
-from sentei.host.synthetic import LayerSpec, random_model
+from sentei.host.modelfile.schema import save
+from sentei.host.modelfile.synthetic import LayerSpec, random_model
 from sentei.overlay import perf
 from sentei.overlay.report import format_report, perf_report
 from tests.overlay.csim_models import camvid_standin, odd, tiny
@@ -450,8 +450,8 @@ def test_cli_unknown_board_is_one_line(tmp_path, capsys, sentei_main):
 @pytest.mark.slow
 @pytest.mark.parametrize("make, board", [(tiny, "pynqz2"), (odd, "zcu104")])
 def test_predicted_cycles_equal_csim_iterations(make, board):
-    from sentei.host.format import weight_blob
-    from sentei.host.synthetic import random_frame
+    from sentei.host.modelfile.schema import weight_blob
+    from sentei.host.modelfile.synthetic import random_frame
     from sentei.overlay.csim import CsimAccelerator
 
     model = make()

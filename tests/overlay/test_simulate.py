@@ -6,7 +6,7 @@ import pytest
 
 from sentei import cli
 from sentei.errors import SenteiError
-from sentei.host.format import save
+from sentei.host.modelfile.schema import save
 from sentei.overlay import codegen, perf, simulate
 from sentei.overlay.report import perf_report
 from tests.overlay.csim_models import STARVED_LANES, odd, starved, tiny, wide
@@ -64,8 +64,8 @@ def test_the_simulated_engines_run_the_c_simulation_s_mac_iterations(make, lanes
     """The simulator's engine state machines are its own code, not the HLS loops: their MAC
     iterations per frame must be the C-simulation's count, layer by layer, for both engines,
     partial folds and pixels as long as their window load."""
-    from sentei.host.format import weight_blob
-    from sentei.host.synthetic import random_frame
+    from sentei.host.modelfile.schema import weight_blob
+    from sentei.host.modelfile.synthetic import random_frame
     from sentei.overlay.csim import CsimAccelerator
 
     model = make()
@@ -110,9 +110,9 @@ def test_a_frame_count_below_one_is_refused():
 @pytest.mark.parametrize("name", ["sentei-camvid-fw90", "sentei-camvid-fw90-fast"])
 @pytest.mark.parametrize("board", ["zcu104", "kv260", "ultra96v2"])
 def test_bundled_models_agree_on_every_board_they_fit(name, board):
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
 
-    model = registry.load_model(name)
+    model = bundled.load_model(name)
     report = perf_report(model, board, perf.load_board(board).default_clock_mhz, simulate=True, frames=2)
     assert abs(report["simulated"]["error_vs_model"]) < 0.05
     assert report["resources"]["within_ceilings"]

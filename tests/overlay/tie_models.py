@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sentei.host import format as F
-from sentei.host.synthetic import LayerSpec, random_frame, random_model
+from sentei.host.modelfile import schema as F
+from sentei.host.modelfile.synthetic import LayerSpec, random_frame, random_model
 
 SPECS = (LayerSpec(4, stride=2, density=0.5, weight_bits=2, out_bits=16, act="linear"),
          LayerSpec(4, density=0.5, weight_bits=2, out_bits=16, act="linear"))
@@ -25,7 +25,7 @@ def tie_model(seed: int = 0, height: int = 8, width: int = 12) -> F.Model:
 
 def tie_fraction(model: F.Model, frame) -> float:
     """The share of requantizations of ``frame`` that are exact ties."""
-    from sentei.host import reference
+    from sentei.host.modelfile import reference
 
     x = reference.quantize_input(model, frame)
     ties = total = 0

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from sentei import cli
-from sentei.host import format as F
-from sentei.host.synthetic import random_model
+from sentei.host.modelfile import schema as F
+from sentei.host.modelfile.synthetic import random_model
 from tests.host.conftest import patch_header, stranded  # noqa: F401 (one header rewriter, one STRANDED)
 
 H, W = 16, 24  # the tiny models' input: every engine runs it in milliseconds

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from sentei.errors import SenteiError
-from sentei.host import camvid
+from sentei.host.data import camvid
 
 from .conftest import H, W, assert_one_line_error, files_under, make_split, run_main
 

@@ -6,9 +6,10 @@ import pytest
 from PIL import Image
 
 from sentei.errors import SenteiError
-from sentei.host import preprocess, reference
-from sentei.host.segmenter import Segmenter
-from sentei.host.synthetic import random_frame
+from sentei.host.data import preprocess
+from sentei.host.modelfile import reference
+from sentei.host.runtime.segmenter import Segmenter
+from sentei.host.modelfile.synthetic import random_frame
 
 from .conftest import H, W, assert_one_line_error, files_under, png_header_only, run_main, tiny_model
 

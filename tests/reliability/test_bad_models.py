@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sentei.errors import ModelFormatError
-from sentei.host import format as F
-from sentei.host import registry
-from sentei.host.segmenter import Segmenter
+from sentei.host.modelfile import schema as F
+from sentei.host.modelfile import bundled
+from sentei.host.runtime.segmenter import Segmenter
 
 from .conftest import (assert_one_line_error, corrupt_models, files_under, make_split, run_main, run_subprocess,
                        tiny_model)
@@ -64,7 +64,7 @@ def test_python_api_refuses_corrupt_models(name, tmp_path):
     path = tmp_path / "m.sentei"
     path.write_bytes(CORRUPT[name][0])
     with pytest.raises(ModelFormatError, match=CORRUPT[name][1]):
-        registry.load_model(path)
+        bundled.load_model(path)
     with pytest.raises(ModelFormatError, match=CORRUPT[name][1]):
         Segmenter(path, backend="reference")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from sentei.errors import SenteiError
-from sentei.host.segmenter import Segmenter, choose_backend
+from sentei.host.runtime.segmenter import Segmenter, choose_backend
 from sentei.overlay import perf
 
 from .conftest import assert_one_line_error, files_under, run_main, run_subprocess, tiny_model

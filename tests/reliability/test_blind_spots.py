@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from sentei.errors import HardwareTimeoutError, ModelFormatError
-from sentei.host import format as F
-from sentei.host import reference
-from sentei.host.synthetic import random_frame
+from sentei.host.modelfile import schema as F
+from sentei.host.modelfile import reference
+from sentei.host.modelfile.synthetic import random_frame
 
 from .conftest import H, W, tiny_model
 
@@ -44,7 +44,7 @@ def test_reference_input_quantization_matches_the_oracle():
 
 
 def test_emulator_input_quantization_matches_the_oracle():
-    from sentei.host.emulator import Emulator
+    from sentei.host.emulator.engine import Emulator
 
     model = _tie_heavy_input(tiny_model())
     emu = Emulator(model)
@@ -197,8 +197,8 @@ def test_distillation_kl_softens_and_scales_by_t_squared(temperature):
 
 
 def test_driver_gives_up_within_its_timeout(stranded):
-    from sentei.host.emulation import EmulatedOverlay
-    from sentei.host.segmenter import Segmenter
+    from sentei.host.runtime.emulated_overlay import EmulatedOverlay
+    from sentei.host.runtime.segmenter import Segmenter
 
     model = tiny_model()
     overlay = EmulatedOverlay(model, hardware="reference", hang=True)

@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 
 from sentei.errors import HardwareTimeoutError, ModelFormatError, SenteiError
-from sentei.host import driver as drv
-from sentei.host import format as F
-from sentei.host import reference, segmenter
-from sentei.host.emulation import EmulatedOverlay
-from sentei.host.segmenter import Segmenter
-from sentei.host.synthetic import LayerSpec, random_frame, random_model
+from sentei.host.runtime import driver as drv
+from sentei.host.modelfile import schema as F
+from sentei.host.modelfile import reference
+from sentei.host.runtime import segmenter
+from sentei.host.runtime.emulated_overlay import EmulatedOverlay
+from sentei.host.runtime.segmenter import Segmenter
+from sentei.host.modelfile.synthetic import LayerSpec, random_frame, random_model
 
 from .conftest import H, W, assert_one_line_error, files_under, run_main, tiny_model
 
@@ -54,8 +55,8 @@ def _kill(proc: subprocess.Popen) -> None:
 
 SAVE_LOOP = """
     import sys
-    from sentei.host import format as F
-    from sentei.host.synthetic import LayerSpec, random_model
+    from sentei.host.modelfile import schema as F
+    from sentei.host.modelfile.synthetic import LayerSpec, random_model
     specs = (LayerSpec(64, stride=2), LayerSpec(128, stride=2), LayerSpec(128, stride=2))
     models = [random_model(seed=s, height=16, width=24, specs=specs) for s in (1, 2)]
     print("ready", flush=True)
@@ -90,8 +91,8 @@ def test_a_killed_export_never_leaves_a_half_file_at_its_name(tmp_path):
 
 KILL_BEFORE_RENAME = """
     import os, sys, time
-    from sentei.host import format as F
-    from sentei.host.synthetic import random_model
+    from sentei.host.modelfile import schema as F
+    from sentei.host.modelfile.synthetic import random_model
     def stall(src, dst):  # the data is written and synced; the kill comes before the rename
         print("written", flush=True)
         time.sleep(600)
@@ -225,7 +226,7 @@ def test_a_refused_second_segmenter_leaves_the_first_working():
 
 HOLD_LOCK = """
     import sys, time
-    from sentei.host import driver as drv
+    from sentei.host.runtime import driver as drv
     drv.LOCK_DIR = sys.argv[1]
     lock = drv._BoardLock("Segmenter(model 'holder', backend fpga)")
     print("holding", flush=True)

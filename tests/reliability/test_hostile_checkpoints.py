@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from sentei.host import format as F
+from sentei.host.modelfile import schema as F
 
 from .conftest import H, W, assert_one_line_error, files_under, make_split, run_main
 
@@ -200,11 +200,11 @@ def test_the_check_runs_before_anything_is_built(monkeypatch):
 
 
 def test_bundled_checkpoints_pass_the_check():
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
     from sentei.training import train
 
     for name in ("teacher", "sentei-camvid-fw90-qat"):
-        path, _ = registry.resolve(name, kind="torch-checkpoint")
+        path, _ = bundled.resolve(name, kind="torch-checkpoint")
         ckpt = train.load_checkpoint(path)  # checked on load
         assert ckpt["kind"] in ("teacher", "compressed")
 
@@ -213,7 +213,7 @@ def test_bundled_checkpoints_pass_the_check():
 
 
 def test_onnx_export_of_a_model_claiming_huge_dense_weights_is_one_line(tmp_path, capsys):
-    from sentei.host.synthetic import LayerSpec, random_model
+    from sentei.host.modelfile.synthetic import LayerSpec, random_model
 
     from .conftest import unvalidated_bytes
 
@@ -229,7 +229,7 @@ def test_onnx_module_bounds_dense_weights_before_allocating(monkeypatch):
     """baseline.build_module (the ONNX and torch baselines of a model file) counts the dense
     weights it would build before the first layer, even for a model that skipped validation."""
     from sentei.errors import SenteiError
-    from sentei.host.synthetic import random_model
+    from sentei.host.modelfile.synthetic import random_model
     from sentei.training import baseline
 
     model = random_model(seed=0, height=H, width=W)

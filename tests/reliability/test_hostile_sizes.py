@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from sentei.errors import ModelFormatError, SenteiError
-from sentei.host import format as F
-from sentei.host.synthetic import LayerSpec, random_model
+from sentei.host.modelfile import schema as F
+from sentei.host.modelfile.synthetic import LayerSpec, random_model
 
 from .conftest import assert_one_line_error, patch_header, run_main, tiny_model, unvalidated_bytes
 
@@ -151,7 +151,7 @@ def test_config_structure_one_line(tmp_path, capsys, text, fragment):
     ('{"schema": ' + "9" * 6000 + "}", "number too long"),
 ], ids=["deep", "huge-int"])
 def test_bench_report_structure_one_line(tmp_path, capsys, text, fragment):
-    from sentei.host.benchreport import load_report
+    from sentei.host.bench.report import load_report
 
     report = tmp_path / "r.json"
     report.write_text(text)
@@ -160,7 +160,7 @@ def test_bench_report_structure_one_line(tmp_path, capsys, text, fragment):
 
 
 def test_label_map_bomb_refused_before_decoding(tmp_path):
-    from sentei.host import camvid
+    from sentei.host.data import camvid
 
     from .conftest import png_header_only
 
@@ -171,7 +171,7 @@ def test_label_map_bomb_refused_before_decoding(tmp_path):
 
 
 def test_float_labels_refused_not_truncated(tmp_path):
-    from sentei.host import camvid
+    from sentei.host.data import camvid
 
     path = tmp_path / "label.tif"
     Image.fromarray(np.full((4, 4), 2.7, np.float32)).save(path)
@@ -180,7 +180,7 @@ def test_float_labels_refused_not_truncated(tmp_path):
 
 
 def test_32_bit_image_with_8_bit_values_is_not_black(tmp_path):
-    from sentei.host import preprocess
+    from sentei.host.data import preprocess
 
     path = tmp_path / "i32.tif"
     Image.fromarray(np.full((4, 4), 200, np.int32)).save(path)
@@ -190,7 +190,7 @@ def test_32_bit_image_with_8_bit_values_is_not_black(tmp_path):
 
 
 def test_bench_report_labels_stay_text_in_markdown():
-    from sentei.host.benchreport import md_text
+    from sentei.host.bench.report import md_text
 
     got = md_text("a | b\n<img src=x> [link](y) *x* \x1b[31m")
     assert "\n" not in got and "\x1b" not in got and "\\|" in got and "\\<img" in got and "\\[link\\]" in got

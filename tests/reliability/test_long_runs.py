@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sentei.host import emulation, reference, segmenter
-from sentei.host.emulation import EmulatedOverlay, EventLog
-from sentei.host.segmenter import Segmenter
-from sentei.host.synthetic import random_frame
+from sentei.host.runtime import emulated_overlay, segmenter
+from sentei.host.modelfile import reference
+from sentei.host.runtime.emulated_overlay import EmulatedOverlay, EventLog
+from sentei.host.runtime.segmenter import Segmenter
+from sentei.host.modelfile.synthetic import random_frame
 
 from .conftest import H, W, tiny_model
 
@@ -35,8 +36,8 @@ def test_event_log_keeps_the_newest_entries():
 
 
 def test_a_long_stream_keeps_overlay_logs_and_timings_bounded(monkeypatch):
-    monkeypatch.setattr(emulation, "LOG_LIMIT", 200)
-    monkeypatch.setattr(emulation, "COMMANDS_LIMIT", 20)
+    monkeypatch.setattr(emulated_overlay, "LOG_LIMIT", 200)
+    monkeypatch.setattr(emulated_overlay, "COMMANDS_LIMIT", 20)
     monkeypatch.setattr(segmenter, "HISTORY_FRAMES", 16)
     model = tiny_model()
     overlay = EmulatedOverlay(model, hardware="reference")

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from sentei.errors import SenteiError
-from sentei.host import format as F
+from sentei.host.modelfile import schema as F
 
 from .conftest import H, W, assert_one_line_error, files_under, run_main
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sentei.errors import SenteiError
-from sentei.host import camera
+from sentei.host.runtime import camera
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE_DIRS = ("sentei", "host", "overlay", "training", "notebooks", "benchmarks")

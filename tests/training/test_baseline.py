@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from sentei.errors import SenteiError  # noqa: E402
-from sentei.host import reference  # noqa: E402
-from sentei.host.synthetic import LayerSpec, random_frame, random_model  # noqa: E402
+from sentei.host.modelfile import reference  # noqa: E402
+from sentei.host.modelfile.synthetic import LayerSpec, random_frame, random_model  # noqa: E402
 from sentei.training import baseline  # noqa: E402
 
 # strides, a dilation of 4, a 4-bit layer and a signed (linear) activation
@@ -103,7 +103,7 @@ def test_fp16_holds_a_16_bit_activation():
 def test_bench_module_runs_channels_last_and_frees_itself(model):
     """The torch engine lays weights and input out NHWC alike (no per-call weight re-layout),
     says so, and drops its module when closed (the next run's device memory peak)."""
-    from sentei.host import bench
+    from sentei.host.commands import bench
 
     engine = bench.open_engine("torch", None, model, "cpu", "fp32")
     conv = engine.module[1]
@@ -120,7 +120,7 @@ def test_bench_module_runs_channels_last_and_frees_itself(model):
 
 
 def test_bench_refuses_a_gpu_index_the_machine_lacks(model, monkeypatch):
-    from sentei.host import bench
+    from sentei.host.commands import bench
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
@@ -152,9 +152,9 @@ def test_export_onnx_writes_a_checked_graph(model, tmp_path):
 @pytest.mark.skipif(importlib.util.find_spec("onnx") is None, reason="needs the onnx package")
 def test_export_onnx_command(model, tmp_path, capsys):
     from sentei import cli
-    from sentei.host import format
+    from sentei.host.modelfile import schema
 
-    path = format.save(model, tmp_path / "m.sentei")
+    path = schema.save(model, tmp_path / "m.sentei")
     assert cli.main(["export", "--onnx", str(tmp_path / "m.onnx"), "--model", str(path)]) == 0
     assert (tmp_path / "m.onnx").stat().st_size > 1000
     assert cli.main(["export", "--onnx", str(tmp_path / "n.onnx"), "-o", str(tmp_path / "x.sentei")]) == 2
@@ -203,7 +203,7 @@ def test_bench_times_the_teacher_like_the_model_file_network(tiny_runs):
     """`sentei bench --backend torch --model teacher.pt`: the folded teacher on the bench's
     module engine (accelerator-only time, any device and precision); a QAT checkpoint runs its
     exact integer path on the CPU in fp32 and says how to time it elsewhere."""
-    from sentei.host import bench
+    from sentei.host.commands import bench
 
     tdir, cdir, data, _ = tiny_runs
     frame = data.val.frames[0].permute(1, 2, 0).numpy()

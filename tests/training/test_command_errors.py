@@ -14,8 +14,8 @@ yaml = pytest.importorskip("yaml")
 
 from sentei.cli import main  # noqa: E402
 from sentei.errors import SenteiError  # noqa: E402
-from sentei.host import format as fmt  # noqa: E402
-from sentei.host import registry  # noqa: E402
+from sentei.host.modelfile import schema as fmt  # noqa: E402
+from sentei.host.modelfile import bundled  # noqa: E402
 from sentei.training import train  # noqa: E402
 from sentei.training.commands import CONFIGS  # noqa: E402
 from sentei.training.config import check_config, load_config  # noqa: E402
@@ -154,7 +154,7 @@ def test_export_refuses_to_replace_its_checkpoint(tiny_runs, tmp_path, capsys):
 def test_export_takes_bundled_checkpoint_names(tmp_path, capsys):
     out = tmp_path / "fw90.sentei"
     assert main(["export", "sentei-camvid-fw90-qat", "-o", str(out)]) == 0
-    shipped = fmt.load(registry.resolve_model("sentei-camvid-fw90"))
+    shipped = fmt.load(bundled.resolve_model("sentei-camvid-fw90"))
     for a, b in zip(fmt.load(out).layers, shipped.layers):  # the bundled model file is this checkpoint's export
         assert np.array_equal(a.values, b.values)
     refused(capsys, ["export", "teacher", "-o", str(tmp_path / "t.sentei")], "teacher: a teacher checkpoint in float")

@@ -38,9 +38,9 @@ def space():
 
 def test_hardware_model_prices_like_the_exported_model_file():
     """The K-only stand-in of a design prices exactly like the model file compress exported."""
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
 
-    shipped = registry.load_model("sentei-camvid-fw90")
+    shipped = bundled.load_model("sentei-camvid-fw90")
     stand_in = design.hardware_model(load_config(DEFAULT_TEACHER_CONFIG)["model"],
                                      {layer.name: layer.k_nonzero for layer in shipped.layers})
     assert [(a.in_channels, a.out_channels, a.kernel, a.stride, a.dilation, a.padding, a.k_nonzero, a.act,
@@ -54,10 +54,10 @@ def test_hardware_model_prices_like_the_exported_model_file():
 
 
 def test_the_base_config_design_is_the_shipped_model(space):
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
 
     genes = design.config_genes(space, load_config(DEFAULT_COMPRESS_CONFIG)["compress"])
-    shipped = registry.load_model("sentei-camvid-fw90")
+    shipped = bundled.load_model("sentei-camvid-fw90")
     assert space.ks(genes) == {layer.name: layer.k_nonzero for layer in shipped.layers}
     assert design.config_genes(space, {"scheme": "groupwise", "sparsity": 0.9}) is None
     assert design.config_genes(space, {"sparsity": 0.85}) is None  # off the grid
@@ -138,9 +138,9 @@ def test_written_config_gives_the_chosen_k(space, tmp_path):
     assert got == {n: [k] for n, k in chosen.items()}
     assert summary["chosen"]["frames_per_s"] >= 400 and summary["chosen_report"]["within_ceilings"]
     ref = summary["base_config_design"]  # camvid-fw90.yaml itself: 0.9 in conv3-conv7
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
 
-    shipped = registry.load_model("sentei-camvid-fw90")  # priced like the model file it was exported as
+    shipped = bundled.load_model("sentei-camvid-fw90")  # priced like the model file it was exported as
     assert ref["k"] == {layer.name: layer.k_nonzero for layer in shipped.layers}
     assert ref["frames_per_s"] == pytest.approx(200e6 / perf.pipeline_interval(shipped, perf.allocate(shipped, "zcu104")))
 

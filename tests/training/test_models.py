@@ -7,8 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from sentei.errors import SenteiError  # noqa: E402
-from sentei.host import reference  # noqa: E402
-from sentei.host.synthetic import random_model  # noqa: E402
+from sentei.host.modelfile import reference  # noqa: E402
+from sentei.host.modelfile.synthetic import random_model  # noqa: E402
 from sentei.training import models  # noqa: E402
 
 from .conftest import TINY  # noqa: E402

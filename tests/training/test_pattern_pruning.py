@@ -253,10 +253,10 @@ def short_teacher(tmp_path_factory):
                                            ("smallworld", {"clusters": 4, "rewire": 0.25})])
 def test_compress_exports_a_balanced_model_the_engines_run_alike(short_teacher, tmp_path, capsys, scheme, extra):
     from sentei.cli import main
-    from sentei.host import format as fmt
-    from sentei.host import reference
-    from sentei.host.emulator import Emulator
-    from sentei.host.synthetic import random_frame
+    from sentei.host.modelfile import schema as fmt
+    from sentei.host.modelfile import reference
+    from sentei.host.emulator.engine import Emulator
+    from sentei.host.modelfile.synthetic import random_frame
     from sentei.overlay import csim
     from sentei.training import train
 

@@ -7,8 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from sentei.host import format as fmt  # noqa: E402
-from sentei.host import reference  # noqa: E402
+from sentei.host.modelfile import schema as fmt  # noqa: E402
+from sentei.host.modelfile import reference  # noqa: E402
 from sentei.training import compare, export, quantize, train  # noqa: E402
 
 

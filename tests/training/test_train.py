@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from sentei.cli import main  # noqa: E402
 from sentei.errors import SenteiError  # noqa: E402
-from sentei.host import format as fmt  # noqa: E402
+from sentei.host.modelfile import schema as fmt  # noqa: E402
 from sentei.training import train  # noqa: E402
 from sentei.training.engine import TorchEngine  # noqa: E402
 
@@ -462,7 +462,7 @@ def test_eval_agree_with_measures_the_qat_forward_against_the_integer_engine(tin
     engine) and the checkpoint's fake-quantized forward agree on, over every pixel of the split."""
     from PIL import Image
 
-    from sentei.host import reference
+    from sentei.host.modelfile import reference
     from sentei.training.engine import TorchEngine
 
     _, cdir, data, _ = tiny_runs
@@ -497,8 +497,8 @@ def test_eval_agree_with_measures_the_qat_forward_against_the_integer_engine(tin
 def test_torch_labels_a_frame_of_another_size_as_the_segmenter_does(tiny_runs):
     """A frame larger than the model's input: the checkpoint's exact path labels it from the
     logits upsampled to the frame (as the Segmenter does), not by resizing model-size labels."""
-    from sentei.host import preprocess
-    from sentei.host.segmenter import Segmenter
+    from sentei.host.data import preprocess
+    from sentei.host.runtime.segmenter import Segmenter
     from sentei.training.engine import TorchEngine
 
     _, cdir, data, _ = tiny_runs

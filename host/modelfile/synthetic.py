@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sentei.host.format import CAMVID_CLASSES, CAMVID_COLORS, ConvLayer, InputQuant, Model, act_range
+from sentei.host.data.camvid import CLASSES as CAMVID_CLASSES, COLORS as CAMVID_COLORS
+from sentei.host.modelfile.schema import ConvLayer, InputQuant, Model, act_range
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,10 @@ Nothing heavy is imported here: OpenCV, pynq and numba are imported by the handl
 """
 from __future__ import annotations
 
-from sentei.host.commands import check_alpha
+from sentei.host.commands.models import check_alpha
 from sentei.host.engine_registry import backend_option
 from sentei.host.options import add_model_option
-from sentei.host.segmenter import FITS
+from sentei.host.runtime.segmenter import FITS
 
 
 def register(sub) -> None:
@@ -50,7 +50,7 @@ def register(sub) -> None:
 
 def cmd_demo(args) -> int:
     from sentei.output_paths import check_output
-    from sentei.host.demo import run_demo
+    from sentei.host.runtime.demo import run_demo
 
     check_alpha(args.alpha)
     check_output(args.out, "--out", folder=True)
@@ -64,8 +64,9 @@ def cmd_camera(args) -> int:
     import sys
 
     from sentei.errors import SenteiError
-    from sentei.host import camera, registry
-    from sentei.host.segmenter import Segmenter
+    from sentei.host.runtime import camera
+    from sentei.host.modelfile import bundled
+    from sentei.host.runtime.segmenter import Segmenter
 
     check_alpha(args.alpha)
     if args.frames is not None and args.frames < 1:
@@ -74,7 +75,7 @@ def cmd_camera(args) -> int:
     source = camera.parse_source(args.source)
     if args.out is not None:
         camera.check_video_out(args.out, source)
-    model = registry.load_model(args.model)
+    model = bundled.load_model(args.model)
     reader = camera.FrameReader(source)
     try:
         if args.display:

@@ -13,21 +13,21 @@ assigns drivers, and sentei registers this module there (``pyproject.toml``). A 
 ``pynq.Overlay("sentei.bit")`` in a notebook therefore binds the driver without naming sentei.
 
 This module imports pynq at its top; nothing else in ``sentei.host`` imports it at module level
-(``sentei.host.driver.board_driver_class`` imports it by name when a board is opened), so a PC
+(``sentei.host.runtime.driver.board_driver_class`` imports it by name when a board is opened), so a PC
 without pynq never reaches it.
 """
 from __future__ import annotations
 
 from pynq import DefaultIP
 
-from sentei.host.driver import SenteiDriver
+from sentei.host.runtime.driver import SenteiDriver
 from sentei.overlay import registers as R
 
 
 class SenteiIP(SenteiDriver, DefaultIP):
     """PYNQ driver of the sentei accelerator (``overlay.sentei_top_0``).
 
-    The register protocol is :class:`~sentei.host.driver.SenteiDriver`'s (``start_command``,
+    The register protocol is :class:`~sentei.host.runtime.driver.SenteiDriver`'s (``start_command``,
     ``wait_done`` with a timeout, ``check_register_map``); ``read``/``write`` and
     ``register_map`` are ``DefaultIP``'s, on PYNQ's MMIO over the AXI4-Lite window.
     """

@@ -2,7 +2,7 @@
 
 What DPU-PYNQ's ``DpuOverlay`` is for the DPU::
 
-    from sentei.host.pynq_overlay import SenteiOverlay
+    from sentei.host.runtime.pynq_overlay import SenteiOverlay
 
     ol = SenteiOverlay()                  # the installed bitstream for $BOARD, downloaded to the PL
     ol.ip_dict["sentei_top_0"]["type"]    # 'sentei.org:hls:sentei_top:1.0'
@@ -13,10 +13,10 @@ What DPU-PYNQ's ``DpuOverlay`` is for the DPU::
     ol.close()                            # frees the buffers and the board lock
 
 It adds no second path to the accelerator: the bitstream is found by
-:func:`sentei.host.driver.find_bitstream` (``bitfile``, ``$SENTEI_BITSTREAM``, the one installed
+:func:`sentei.host.runtime.driver.find_bitstream` (``bitfile``, ``$SENTEI_BITSTREAM``, the one installed
 in ``sentei/overlay/bitstreams/<board>/`` or linked there by PYNQ ``.link`` files, downloaded on
-first use), the IP is the ``SenteiIP`` PYNQ binds by VLNV (:mod:`sentei.host.pynq_ip`), and a
-model runs through a :class:`~sentei.host.segmenter.Segmenter` on this overlay (the board lock,
+first use), the IP is the ``SenteiIP`` PYNQ binds by VLNV (:mod:`sentei.host.runtime.pynq_ip`), and a
+model runs through a :class:`~sentei.host.runtime.segmenter.Segmenter` on this overlay (the board lock,
 the register-map and ``network.json`` checks, the buffers, every wait with its timeout).
 
 This module imports pynq at its top: import it only where pynq is installed
@@ -29,9 +29,9 @@ import os
 import pynq
 
 from sentei.errors import SenteiError
-from sentei.host import driver as drv
-from sentei.host import pynq_ip  # noqa: F401  -- registers SenteiIP before any overlay binds its drivers
-from sentei.host.segmenter import Segmenter
+from sentei.host.runtime import driver as drv
+from sentei.host.runtime import pynq_ip  # noqa: F401  -- registers SenteiIP before any overlay binds its drivers
+from sentei.host.runtime.segmenter import Segmenter
 
 
 def missing_bitstream_message() -> str:
@@ -54,7 +54,7 @@ class SenteiOverlay(pynq.Overlay):
     download : bool
         Program the PL (``pynq.Overlay``'s ``download``); False to attach to a loaded one.
     batch, timeout, fit :
-        Passed to the :class:`~sentei.host.segmenter.Segmenter` of :meth:`load_model`.
+        Passed to the :class:`~sentei.host.runtime.segmenter.Segmenter` of :meth:`load_model`.
     **kwargs :
         Passed to ``pynq.Overlay`` (``dtbo``, ``ignore_version``, ``device``).
 
@@ -90,9 +90,9 @@ class SenteiOverlay(pynq.Overlay):
                    fit: str = "stretch") -> Segmenter:
         """Load ``model``'s weights onto the accelerator (once); replaces the model loaded before.
 
-        ``model``: a :class:`~sentei.host.format.Model`, a ``.sentei`` file or a bundled model's
+        ``model``: a :class:`~sentei.host.modelfile.schema.Model`, a ``.sentei`` file or a bundled model's
         name (None: the default bundled model); it must be the network the bitstream was built
-        for (``network.json``). Returns the :class:`~sentei.host.segmenter.Segmenter` that runs it.
+        for (``network.json``). Returns the :class:`~sentei.host.runtime.segmenter.Segmenter` that runs it.
         """
         self.close()
         self.segmenter = Segmenter(model, overlay=self, batch=batch, timeout=timeout, fit=fit)
@@ -108,7 +108,7 @@ class SenteiOverlay(pynq.Overlay):
         return self._loaded()(frame)
 
     def run_batch(self, frames, labels: bool = True):
-        """:class:`~sentei.host.segmenter.SegmentedFrame` of each frame, all in one accelerator start."""
+        """:class:`~sentei.host.runtime.segmenter.SegmentedFrame` of each frame, all in one accelerator start."""
         return self._loaded().segment_batch(frames, labels=labels)
 
     def stream(self, frames, **kwargs):

@@ -6,7 +6,7 @@
 ...     maps = seg([f0, f1, f2, f3])     # four frames in one accelerator start (FRAMES = 4)
 ...     print(seg.backend, seg.timings)  # "fpga" or "emu", where the time went
 
-Backends (every one runs :class:`sentei.host.driver.SenteiDriver`, the board's driver code,
+Backends (every one runs :class:`sentei.host.runtime.driver.SenteiDriver`, the board's driver code,
 down to the register writes and buffer addresses):
 
 ========== ==========================================================================
@@ -36,8 +36,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from sentei.errors import HardwareTimeoutError, SenteiError
-from sentei.host import driver as drv
-from sentei.host import postprocess
+from sentei.host.runtime import driver as drv
+from sentei.host.emulator import postprocess
 from sentei.host.engine_registry import DEFAULT_BACKEND, SEGMENTER_BACKENDS
 
 BACKENDS = SEGMENTER_BACKENDS  # the names of sentei.host.engine_registry.BACKENDS a Segmenter runs
@@ -98,7 +98,7 @@ def choose_backend(requested: str = DEFAULT_BACKEND, bitfile=None) -> BackendCho
     else:
         suffix = ""
     if requested == "emu":
-        from sentei.host.emulator import available
+        from sentei.host.emulator.engine import available
 
         ok, why = available()
         if ok:
@@ -142,7 +142,7 @@ class Segmenter:
         Where it runs (see the module docstring).
     overlay : optional
         An overlay to use instead of a new one: a ``pynq.Overlay`` holding the sentei
-        accelerator, or an :class:`~sentei.host.emulation.EmulatedOverlay` (then ``backend``
+        accelerator, or an :class:`~sentei.host.runtime.emulated_overlay.EmulatedOverlay` (then ``backend``
         is what that overlay computes with).
     bitfile : str or Path, optional
         The ``.bit`` to load on a board (default ``$SENTEI_BITSTREAM`` or the installed one).
@@ -183,9 +183,9 @@ class Segmenter:
             raise SenteiError(f"fit={fit!r}: use 'stretch' or 'letterbox'")
         if backend not in BACKENDS:
             raise SenteiError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
-        from sentei.host import registry
+        from sentei.host.modelfile import bundled
 
-        self.model = registry.load_model(model)
+        self.model = bundled.load_model(model)
         self.fit = fit
         self.timings = drv.FrameTiming()
         self.history: deque = deque(maxlen=HISTORY_FRAMES)
@@ -193,7 +193,7 @@ class Segmenter:
         self._release = None
         self._own_overlay = None
         self.overlay = None
-        from sentei.host.emulation import EmulatedOverlay
+        from sentei.host.runtime.emulated_overlay import EmulatedOverlay
 
         if overlay is None:
             choice = choose_backend(backend, bitfile)
@@ -263,7 +263,7 @@ class Segmenter:
         """Labels, logits and timing of several frames, in one accelerator start.
 
         All of ``frames`` go through one ``CMD_RUN_FRAME`` with ``FRAMES = len(frames)``,
-        overlapped in the accelerator's pipeline (more than :data:`sentei.host.driver.MAX_BATCH`:
+        overlapped in the accelerator's pipeline (more than :data:`sentei.host.runtime.driver.MAX_BATCH`:
         several starts of that many). The frame/logits buffers grow to the batch on first use.
         Every backend runs it (the emulated ones through the same registers).
         """
@@ -343,13 +343,13 @@ class Segmenter:
 
     def blend(self, frame: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         """``frame`` (converted to RGB) with the colour-coded ``labels`` over it."""
-        from sentei.host import preprocess, visualize
+        from sentei.host.data import preprocess, visualize
 
         return visualize.blend(preprocess.to_rgb8(frame), labels, self.model.class_colors, alpha)
 
     def colorize(self, labels: np.ndarray) -> np.ndarray:
         """uint8 RGB image of a label map in the model's class colours."""
-        from sentei.host import visualize
+        from sentei.host.data import visualize
 
         return visualize.colorize(labels, self.model.class_colors)
 
@@ -393,7 +393,7 @@ class Segmenter:
                               "create a new one")
 
     def _prepare(self, frame: np.ndarray) -> tuple[np.ndarray, _Box]:
-        from sentei.host import preprocess
+        from sentei.host.data import preprocess
 
         rgb = preprocess.to_rgb8(frame)
         q = self.model.input
@@ -429,9 +429,9 @@ class Segmenter:
     def _labels(self, logits: np.ndarray, box: _Box) -> np.ndarray:
         """Upsample the logits to the frame (through the letterbox) and take the argmax.
 
-        The labels of :func:`sentei.host.reference.labels_from_logits` (same sampling grid,
+        The labels of :func:`sentei.host.modelfile.reference.labels_from_logits` (same sampling grid,
         same float32 operations), fused and on all cores when numba is there
-        (:func:`sentei.host.postprocess.labels`); the grid is computed once per frame size.
+        (:func:`sentei.host.emulator.postprocess.labels`); the grid is computed once per frame size.
         """
         grid = self._grids.get(box)
         if grid is None:

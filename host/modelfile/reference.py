@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from sentei.errors import SenteiError
-from sentei.host.format import ConvLayer, Model, act_range
+from sentei.host.modelfile.schema import ConvLayer, Model, act_range
 
 
 def quantize_input(model: Model, frame: np.ndarray) -> np.ndarray:
@@ -22,7 +22,7 @@ def quantize_input(model: Model, frame: np.ndarray) -> np.ndarray:
     frame = np.asarray(frame)
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise SenteiError(f"frame must be uint8 RGB of shape [H, W, 3], got {frame.dtype} {list(frame.shape)} "
-                          f"(use sentei.host.preprocess.prepare_frame)")
+                          f"(use sentei.host.data.preprocess.prepare_frame)")
     q = model.input
     x = frame.astype(np.int64).transpose(2, 0, 1)
     mul = np.asarray(q.mul, dtype=np.int64)[:, None, None]

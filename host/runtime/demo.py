@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sentei.errors import SenteiError
 
-SAMPLES = Path(__file__).resolve().parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -43,7 +43,7 @@ def run_demo(out: str | Path, backend: str = "auto", model=None, images=None, al
     out : str or Path
         Output folder (created).
     backend : str
-        See :class:`sentei.host.segmenter.Segmenter`.
+        See :class:`sentei.host.runtime.segmenter.Segmenter`.
     model : optional
         A model, file or bundled name; None for the default bundled model.
     images : list of paths, optional
@@ -51,10 +51,11 @@ def run_demo(out: str | Path, backend: str = "auto", model=None, images=None, al
     echo : callable
         Receives each line of the report.
     """
-    from sentei.host import preprocess, registry, visualize
-    from sentei.host.segmenter import Segmenter
+    from sentei.host.data import preprocess, visualize
+    from sentei.host.modelfile import bundled
+    from sentei.host.runtime.segmenter import Segmenter
 
-    model = registry.load_model(model)
+    model = bundled.load_model(model)
     paths = [Path(p) for p in images] if images else sample_frames()
     if not paths:
         raise SenteiError(f"no sample frames in {SAMPLES} (a broken install?); pass images with --image")

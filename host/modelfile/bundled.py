@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sentei.errors import SenteiError
 
-BUNDLED = Path(__file__).resolve().parent / "bundled"
+BUNDLED = Path(__file__).resolve().parents[1] / "bundled"
 MANIFEST = BUNDLED / "models.json"
 
 
@@ -50,7 +50,7 @@ def file_kind(path: Path) -> str:
     """``model-file`` or ``torch-checkpoint``, from the file's first bytes: the model file's magic,
     or torch.save's zip archive; the name where they say neither (a folder, an empty or
     unreadable file, anything else -- the reader then says what is wrong)."""
-    from sentei.host.format import MAGIC
+    from sentei.host.modelfile.schema import MAGIC
 
     head = b""
     try:
@@ -106,11 +106,11 @@ def resolve_model(name_or_path: str | Path | None = None) -> Path:
 
 def load_model(name_or_path=None):
     """Load and validate a model file given a bundled name, a path, or None (the default)."""
-    from sentei.host import format
+    from sentei.host.modelfile import schema
 
     if hasattr(name_or_path, "layers"):
         return name_or_path
-    return format.load(resolve_model(name_or_path))
+    return schema.load(resolve_model(name_or_path))
 
 
 def model_file(arg):

@@ -1,6 +1,6 @@
-"""The numba kernels of the fast emulator (imported only by :mod:`sentei.host.emulator`).
+"""The numba kernels of the fast emulator (imported only by :mod:`sentei.host.emulator.engine`).
 
-Importing this module imports numba; :func:`sentei.host.emulator.available` does that
+Importing this module imports numba; :func:`sentei.host.emulator.engine.available` does that
 import inside a ``try`` so that a plain install (numpy + pillow) falls back to the
 reference engine.
 
@@ -19,7 +19,7 @@ is one *contiguous* run of the input: each layer is, per filter, ``K`` contiguou
 multiply-accumulates, which LLVM vectorizes, with no per-filter branching and no strided
 access even for stride 2.
 
-Three schedules (:class:`sentei.host.emulator.Emulator` picks one per layer):
+Three schedules (:class:`sentei.host.emulator.engine.Emulator` picks one per layer):
 :func:`conv_rows`, one output row per task, for wide or stride-2 layers,
 :func:`accumulate` + :func:`requantize`, chunks of the flattened map, for narrow stride-1
 layers whose rows are too short to vectorize well, and :func:`conv_rows_dense`, every
@@ -266,7 +266,7 @@ def bilinear_argmax(scores, ylo, yhi, wy0, wy1, xlo, xhi, wx0, wx1, out):
 
     Output pixel ``(y, x)`` of class ``c`` is ``r(xlo) * wx0 + r(xhi) * wx1`` with
     ``r(q) = scores[c, ylo, q] * wy0 + scores[c, yhi, q] * wy1``: the float32 operations of
-    :func:`sentei.host.reference.resample`, in its order and without fused multiply-adds
+    :func:`sentei.host.modelfile.reference.resample`, in its order and without fused multiply-adds
     (no fastmath), so each value -- and the first class of the largest, as ``np.argmax``
     takes it -- is the reference's. Parallel over output rows; ``out`` is uint8 ``[H, W]``.
     """

@@ -10,7 +10,7 @@ from sentei.atomic_write import write_json
 from sentei.errors import SenteiError
 from sentei.host.engine_registry import SEGMENTER_BACKENDS, backend_option
 from sentei.host.options import add_model_option
-from sentei.host.registry import model_file
+from sentei.host.modelfile.bundled import model_file
 from sentei.output_paths import check_json_out, check_output
 
 # every backend a command may name (sentei.host.engine_registry.BACKENDS); which ones a machine can
@@ -53,13 +53,13 @@ def register(sub) -> None:
 
 
 def cmd_models(args) -> int:
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
 
-    models = registry.bundled_models()
+    models = bundled.bundled_models()
     if not models:
         print("no trained model is bundled with this install (pass --model PATH to any command)")
         return 0
-    default = registry.default_model_name()
+    default = bundled.default_model_name()
     for name, entry in models.items():
         mark = " (default)" if name == default else ""
         print(f"{name}{mark}  [{entry['kind']}]  {entry.get('description', '')}")
@@ -69,11 +69,11 @@ def cmd_models(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from sentei.host import format, registry
+    from sentei.host.modelfile import schema, bundled
 
     check_json_out(args, model_file(args.model))
-    model = registry.load_model(args.model)
-    facts = format.describe(model)
+    model = bundled.load_model(args.model)
+    facts = schema.describe(model)
     print(f"model {facts['name']}: input {facts['input'][1]}x{facts['input'][2]} RGB, "
           f"{facts['num_classes']} classes, logits at 1/{facts['upsample']}")
     head = (f"{'layer':<12}{'k':>2}{'s':>3}{'d':>3}{'out CxHxW':>15}{'K':>6}{'/Cin*k*k':>9}"
@@ -97,8 +97,9 @@ def cmd_info(args) -> int:
 
 
 def cmd_segment(args) -> int:
-    from sentei.host import preprocess, registry, visualize
-    from sentei.host.segmenter import Segmenter
+    from sentei.host.data import preprocess, visualize
+    from sentei.host.modelfile import bundled
+    from sentei.host.runtime.segmenter import Segmenter
 
     check_alpha(args.alpha)
     check_output(args.out, "--out", folder=True)
@@ -106,7 +107,7 @@ def cmd_segment(args) -> int:
     outputs = {Path(p): (out / f"{Path(p).stem}_labels.png", out / f"{Path(p).stem}_overlay.png")
                for p in args.images}
     check_not_inputs([o for pair in outputs.values() for o in pair], [*args.images, model_file(args.model)])
-    model = registry.load_model(args.model)
+    model = bundled.load_model(args.model)
     frames = preprocess.iter_images(args.images)  # every header checked before any output; one frame in memory
     written: list[Path] = []  # new files of this run: removed if a later frame fails (no partial set)
     try:
@@ -160,7 +161,7 @@ def safe_text(value) -> str:
 
 
 def cmd_eval(args) -> int:
-    from sentei.host import evaluation
+    from sentei.host.runtime import evaluation
 
     if args.limit is not None and args.limit < 1:
         raise SenteiError(f"--limit {args.limit} must be at least 1")

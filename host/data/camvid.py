@@ -15,6 +15,17 @@ from sentei.errors import SenteiError
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 VOID = 11
 
+#: the 11 classes of the SegNet CamVid split, in label order, and their colours (the default
+#: class names and colours of a model file)
+CLASSES = (
+    "Sky", "Building", "Pole", "Road", "Pavement", "Tree",
+    "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
+)
+COLORS = (
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
+    (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+)
+
 
 def list_split(root: str | Path, split: str) -> list[tuple[Path, Path]]:
     """Sorted ``(frame, label)`` path pairs of a split; every frame must have its label."""
@@ -45,7 +56,7 @@ def read_label(path: str | Path, num_classes: int = 11) -> np.ndarray:
 
     import warnings
 
-    from sentei.host.preprocess import MAX_PIXELS
+    from sentei.host.data.preprocess import MAX_PIXELS
 
     try:
         with warnings.catch_warnings():

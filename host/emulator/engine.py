@@ -3,11 +3,11 @@
 Only the K stored weights of each filter are multiplied, and every filter of a layer has
 the same K, so each layer is one regular gather-multiply-accumulate: for every filter and
 every stored weight, a contiguous multiply-accumulate over a run of output pixels
-(:mod:`sentei.host.emulator_kernels`, compiled by numba, parallel on all cores). Dense and
+(:mod:`sentei.host.emulator.kernels`, compiled by numba, parallel on all cores). Dense and
 high-density layers instead run every filter over the union of the layer's taps, four
-filters per pass (:func:`~sentei.host.emulator_kernels.conv_rows_dense`).
+filters per pass (:func:`~sentei.host.emulator.kernels.conv_rows_dense`).
 
-The integers are exactly those of :func:`sentei.host.reference.run` (docs/model-format.md
+The integers are exactly those of :func:`sentei.host.modelfile.reference.run` (docs/model-format.md
 section 3). A layer accumulates in float32 only when no partial sum can reach ``2**24``
 (``max_o sum_j |w[o, j]| * amax < 2**24``, checked per layer at construction:
 :func:`route_layer`), so every partial sum is an integer float32 holds exactly; otherwise
@@ -23,9 +23,9 @@ one-line reason when it cannot.
 
 Example
 -------
->>> from sentei.host.emulator import Emulator
+>>> from sentei.host.emulator.engine import Emulator
 >>> emu = Emulator(model)            # compiles on the first use on a machine, then cached
->>> logits = emu.run(frame)          # == sentei.host.reference.run(model, frame), bit for bit
+>>> logits = emu.run(frame)          # == sentei.host.modelfile.reference.run(model, frame), bit for bit
 """
 from __future__ import annotations
 
@@ -39,11 +39,11 @@ import numpy as np
 
 from sentei.cache import cache_dir
 from sentei.errors import SenteiError
-from sentei.host import reference
-from sentei.host.format import ConvLayer, Model, act_range
+from sentei.host.modelfile import reference
+from sentei.host.modelfile.schema import ConvLayer, Model, act_range
 
-UNROLL = 4  # must equal sentei.host.emulator_kernels.UNROLL (checked when the kernels load)
-FILTER_BLOCK = 4  # must equal sentei.host.emulator_kernels.FILTER_BLOCK (and TAP_BLOCK)
+UNROLL = 4  # must equal sentei.host.emulator.kernels.UNROLL (checked when the kernels load)
+FILTER_BLOCK = 4  # must equal sentei.host.emulator.kernels.FILTER_BLOCK (and TAP_BLOCK)
 FLOAT_EXACT = 2**24  # float32 holds every integer of magnitude <= 2**24 exactly
 DENSE_SPEEDUP = 2.0  # the dense kernel's MAC rate over the gather's, conservatively (docs/emulator.md)
 FLOAT_PATHS = ("auto", "never", "always")
@@ -79,10 +79,10 @@ def _kernels():
         os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir("numba")))
     # import_module, not ``from sentei.host import ...``: it honours sys.modules, so a
     # missing numba is seen even after the kernels were imported once (the fallback test)
-    emulator_kernels = importlib.import_module("sentei.host.emulator_kernels")
+    emulator_kernels = importlib.import_module("sentei.host.emulator.kernels")
     if (emulator_kernels.UNROLL, emulator_kernels.FILTER_BLOCK, emulator_kernels.TAP_BLOCK) != (
             UNROLL, FILTER_BLOCK, FILTER_BLOCK):  # pragma: no cover - a guard against a half edit
-        raise ImportError("sentei.host.emulator_kernels block sizes differ from sentei.host.emulator's")
+        raise ImportError("sentei.host.emulator.kernels block sizes differ from sentei.host.emulator.engine's")
     return emulator_kernels
 
 
@@ -123,7 +123,7 @@ class LayerRoute:
         The layer's name.
     kind : str
         ``"dense"``: every filter over the union of the layer's taps, 4 filters per pass
-        (:func:`~sentei.host.emulator_kernels.conv_rows_dense`, always float32);
+        (:func:`~sentei.host.emulator.kernels.conv_rows_dense`, always float32);
         ``"rows"`` or ``"chunks"``: the gather of the K stored weights of each filter, row by
         row or in chunks.
     arith : str
@@ -219,8 +219,8 @@ class Emulator:
 
     Parameters
     ----------
-    model : sentei.host.format.Model
-        A validated model (``sentei.host.format.load``).
+    model : sentei.host.modelfile.schema.Model
+        A validated model (``sentei.host.modelfile.schema.load``).
     threads : int, optional
         Worker threads for the kernels; all cores by default.
     row_width : int, optional
@@ -229,7 +229,7 @@ class Emulator:
         tests force each schedule on every layer).
     float_path : {"auto", "never", "always"}, optional
         Which layers run in exact float32. ``"auto"``: every layer where it is exact, as the
-        dense kernel (:func:`~sentei.host.emulator_kernels.conv_rows_dense`) where the cost
+        dense kernel (:func:`~sentei.host.emulator.kernels.conv_rows_dense`) where the cost
         model says it beats the gather (dense and high-density layers), else as the float
         gather; ``"always"``: the dense kernel for every layer where it is exact;
         ``"never"``: the integer gather everywhere. A layer whose partial sums could reach
@@ -340,7 +340,7 @@ class Emulator:
         q = self.model.input
         if frame.dtype != np.uint8 or frame.shape != (q.height, q.width, 3):
             raise SenteiError(f"frame must be uint8 RGB [{q.height}, {q.width}, 3] (the model's input size), "
-                              f"got {frame.dtype} {list(frame.shape)} (use sentei.host.preprocess.prepare_frame)")
+                              f"got {frame.dtype} {list(frame.shape)} (use sentei.host.data.preprocess.prepare_frame)")
         return np.ascontiguousarray(frame)
 
     def _forward(self, frame: np.ndarray) -> None:
@@ -467,7 +467,7 @@ def make_engine(model: Model, prefer: str = "emu", warn: Callable[[str], None] |
         The model to run.
     prefer : {"emu", "reference"}
         ``"emu"`` uses :class:`Emulator` when :func:`available`, otherwise falls back to
-        :func:`sentei.host.reference.run` and passes the reason to ``warn``.
+        :func:`sentei.host.modelfile.reference.run` and passes the reason to ``warn``.
     warn : callable, optional
         Receives the one-line fallback message (default: print to stderr).
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from sentei.atomic_write import atomic_write_bytes  # noqa: F401  (save writes through it; callers import it here)
 from sentei.errors import ModelFormatError, SenteiError
+from sentei.host.data import camvid
 
 MAGIC = b"SENTEI\x1a\n"
 VERSION = 1
@@ -66,14 +67,6 @@ LAYER_ARRAYS = {
     "shift": np.dtype("u1"),
 }
 
-CAMVID_CLASSES = (
-    "Sky", "Building", "Pole", "Road", "Pavement", "Tree",
-    "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
-)
-CAMVID_COLORS = (
-    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222),
-    (128, 128, 0), (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
-)
 
 
 @dataclass
@@ -180,8 +173,8 @@ class Model:
     output_upsample: int
     output_scale: float = 1.0
     num_classes: int | None = None
-    class_names: tuple[str, ...] = CAMVID_CLASSES
-    class_colors: tuple[tuple[int, int, int], ...] = CAMVID_COLORS
+    class_names: tuple[str, ...] = camvid.CLASSES
+    class_colors: tuple[tuple[int, int, int], ...] = camvid.COLORS
     metadata: dict = field(default_factory=dict)
 
     def __post_init__(self):

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from sentei.errors import SenteiError
 from sentei.host.options import Choice, Section, Text, key, schema_problems
-from sentei.host.visualize import save_figure
+from sentei.host.data.visualize import save_figure
 
-SCHEMA = "sentei-bench"  # what `sentei bench --json` writes (sentei.host.bench), and its version
+SCHEMA = "sentei-bench"  # what `sentei bench --json` writes (sentei.host.commands.bench), and its version
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = (SCHEMA_VERSION,)
 MAX_REPORT_BYTES = 64 << 20  # a report of thousands of runs is a few MB
@@ -29,7 +29,7 @@ OUTPUTS = ("benchmarks.md", "benchmarks.png")  # what write_report writes into i
 
 def load_report(path) -> dict:
     """Read and check one bench report."""
-    from sentei.host.format import read_regular_file
+    from sentei.host.modelfile.schema import read_regular_file
 
     path = Path(path)
     try:
@@ -342,7 +342,7 @@ def write_report(reports: list, out_dir, baseline=None, baseline_run: str | None
     plot : bool
         Also draw the plot (needs matplotlib).
     """
-    from sentei.host.format import atomic_write_bytes
+    from sentei.host.modelfile.schema import atomic_write_bytes
 
     rows, base, sources = merge(reports, baseline, baseline_run)
     out = Path(out_dir)

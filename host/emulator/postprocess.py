@@ -1,10 +1,10 @@
 """From the accelerator's logits to a label map at the frame's size: upsampling and argmax.
 
-The labels are defined by :func:`sentei.host.reference.labels_from_logits` (bilinear,
+The labels are defined by :func:`sentei.host.modelfile.reference.labels_from_logits` (bilinear,
 half-pixel centres, float32, rows then columns; the first class wins a tie). At 360x480
 that numpy code takes longer than the fast emulator's whole network (it builds two
 ``[C, H, W]`` float arrays and reduces them), so when numba is there :func:`labels` runs
-:func:`~sentei.host.emulator_kernels.bilinear_argmax` instead: the same float32
+:func:`~sentei.host.emulator.kernels.bilinear_argmax` instead: the same float32
 operations in the same order, fused per pixel, on all cores -- the same labels, bit for
 bit (tests/host/test_postprocess.py), several times faster. :func:`fused_kernel` says once
 whether it can run.
@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from sentei.host import reference
+from sentei.host.modelfile import reference
 
 GRIDS_KEPT = 8  # frame sizes whose sampling grids a Segmenter keeps
 
 
 def grid(model, box) -> tuple:
-    """The sampling grid ``(ys, xs)`` of a frame: :func:`~sentei.host.reference.bilinear_axis` triples.
+    """The sampling grid ``(ys, xs)`` of a frame: :func:`~sentei.host.modelfile.reference.bilinear_axis` triples.
 
     ``box`` says where the frame went in the model input (``height``, ``width``, ``top``,
     ``left``, ``inner_h``, ``inner_w``); a frame that filled the input (stretched or of
@@ -34,8 +34,8 @@ def grid(model, box) -> tuple:
 
 
 def fused_kernel():
-    """:func:`~sentei.host.emulator_kernels.bilinear_argmax` when numba can run here, else None."""
-    from sentei.host import emulator
+    """:func:`~sentei.host.emulator.kernels.bilinear_argmax` when numba can run here, else None."""
+    from sentei.host.emulator import engine as emulator
 
     ok, _ = emulator.available()
     return emulator._kernels().bilinear_argmax if ok else None

@@ -1,6 +1,6 @@
 """The emulated overlay: the accelerator's register file, DDR and "hardware" on a PC.
 
-Without a board, :class:`sentei.host.driver.SenteiDriver` -- the very code that drives the
+Without a board, :class:`sentei.host.runtime.driver.SenteiDriver` -- the very code that drives the
 FPGA -- runs against an :class:`EmulatedOverlay`. It offers what PYNQ offers on a board:
 
 - ``ip_dict`` with one entry for the accelerator (its VLNV, base address, address range and
@@ -25,8 +25,8 @@ The "hardware" is pluggable (:func:`make_hardware`):
 
 - ``"reference"``: the weight blob decoded the way the accelerator decodes it (the network's
   shapes are compile-time facts, everything else comes from the blob), run by
-  :func:`sentei.host.reference.run`;
-- ``"emu"``: the same, run by the fast numba emulator (:mod:`sentei.host.emulator`);
+  :func:`sentei.host.modelfile.reference.run`;
+- ``"emu"``: the same, run by the fast numba emulator (:mod:`sentei.host.emulator.engine`);
 - ``"csim"``: the C-simulation build of the HLS sources (:mod:`sentei.overlay.csim`), which
   checks the blob and computes with the accelerator's own C++.
 
@@ -45,8 +45,8 @@ from typing import Callable
 import numpy as np
 
 from sentei.errors import SenteiError
-from sentei.host.driver import frame_words, logit_words
-from sentei.host.format import (BLOB_INPUT_WORDS, BLOB_MAGIC, MAX_SHIFT, ConvLayer, InputQuant, Model, act_range,
+from sentei.host.runtime.driver import frame_words, logit_words
+from sentei.host.modelfile.schema import (BLOB_INPUT_WORDS, BLOB_MAGIC, MAX_SHIFT, ConvLayer, InputQuant, Model, act_range,
                                 blob_offsets, blob_words)
 from sentei.overlay import registers as R
 
@@ -358,7 +358,7 @@ class EngineHardware:
     network : Model
         The model the (emulated) bitstream was built for: its compile-time facts.
     engine : {"reference", "emu"}
-        ``"reference"``: :func:`sentei.host.reference.run`; ``"emu"``: the fast emulator.
+        ``"reference"``: :func:`sentei.host.modelfile.reference.run`; ``"emu"``: the fast emulator.
     """
 
     def __init__(self, network: Model, engine: str = "reference"):
@@ -378,7 +378,7 @@ class EngineHardware:
         model = model_from_blob(self.network, blob)
         if not entries_fit(model):
             return R.STATUS_BAD_LAYOUT
-        from sentei.host.emulator import make_engine
+        from sentei.host.emulator.engine import make_engine
 
         engine = make_engine(model, prefer=self.engine)
         self._run, self._close = engine, engine.close
@@ -417,7 +417,7 @@ def make_hardware(network: Model, kind: str):
     """
     if kind in ("reference", "emu"):
         if kind == "emu":
-            from sentei.host.emulator import available
+            from sentei.host.emulator.engine import available
 
             ok, reason = available()
             if not ok:

@@ -26,7 +26,7 @@ def evaluate(model, data, split: str = "val", backend: str = DEFAULT_BACKEND, li
     fake-quantized forward and report the share of pixels whose labels agree (``agreement``).
     Returns the figures as ``sentei eval --json`` writes them (an IoU never scored is None).
     """
-    from sentei.host import camvid, metrics, preprocess
+    from sentei.host.data import camvid, metrics, preprocess
 
     pairs = camvid.list_split(data, split)
     if limit:
@@ -90,11 +90,13 @@ def summary(result: dict) -> str:
 def _torch_predictor(model_arg, exact: bool = True):
     """``(frame -> labels at the frame's size, TorchEngine)`` of a checkpoint (``exact``: a QAT
     checkpoint's integer path, else its fake-quantized forward)."""
-    from sentei.host import engine_registry, preprocess, registry
+    from sentei.host import engine_registry
+    from sentei.host.data import preprocess
+    from sentei.host.modelfile import bundled
 
     if importlib.util.find_spec("torch") is None:
         raise SenteiError("--backend torch and --agree-with need PyTorch: pip install 'sentei[train]'")
-    path, _ = registry.resolve(model_arg, kind="torch-checkpoint")
+    path, _ = bundled.resolve(model_arg, kind="torch-checkpoint")
     # a TorchEngine, registered by sentei.training.torch_engines (host/ never imports training/)
     engine = engine_registry.lookup("checkpoint", "torch")(path, exact=exact)
     height, width = engine.input_size
@@ -107,14 +109,14 @@ def _torch_predictor(model_arg, exact: bool = True):
 
 def _open_predictor(model_arg, backend: str):
     """A callable frame -> labels at the frame's size, plus the model's name and classes."""
-    from sentei.host import registry
+    from sentei.host.modelfile import bundled
 
     if backend == "torch":
         predict, engine = _torch_predictor(model_arg)
         return predict, engine.name, tuple(engine.class_names), "torch"
-    from sentei.host.segmenter import Segmenter
+    from sentei.host.runtime.segmenter import Segmenter
 
-    model = registry.load_model(model_arg)
+    model = bundled.load_model(model_arg)
     # quiet: the backend (and why, with auto) is in the result and its summary line, and an error
     # about a frame or label later is then the only line on stderr
     seg = Segmenter(model, backend=backend, quiet=True)

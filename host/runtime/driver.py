@@ -7,10 +7,10 @@ Three layers, each small:
   write buffer addresses and a command, start, wait for done *with a timeout*, read the
   status. It is a mixin, so the same methods run on two kinds of object:
 
-  * on a board, ``SenteiIP(SenteiDriver, pynq.DefaultIP)`` of :mod:`sentei.host.pynq_ip`, with
+  * on a board, ``SenteiIP(SenteiDriver, pynq.DefaultIP)`` of :mod:`sentei.host.runtime.pynq_ip`, with
     ``bindto = [registers.VLNV]``: ``read``/``write`` are PYNQ's MMIO;
   * on a PC, :class:`EmulatedIP` gives ``read``/``write`` onto the register file of an
-    :class:`~sentei.host.emulation.EmulatedOverlay`.
+    :class:`~sentei.host.runtime.emulated_overlay.EmulatedOverlay`.
 
 - :class:`Accelerator` owns the buffers of one model on one accelerator: the weight blob
   (allocated, flushed and loaded once per model), two frame buffers and two logits buffers
@@ -24,7 +24,7 @@ Three layers, each small:
 
 Where the PYNQ class lives: ``pynq.DefaultIP`` has a metaclass that registers every subclass
 that has ``bindto`` in PYNQ's global driver table *when the class statement runs*. The class is
-a module-level one in :mod:`sentei.host.pynq_ip`, which PYNQ itself imports through the
+a module-level one in :mod:`sentei.host.runtime.pynq_ip`, which PYNQ itself imports through the
 ``pynq.lib`` entry point before it binds drivers (so ``pynq.Overlay("sentei.bit").sentei_top_0``
 is a ``SenteiIP``); this module never imports it at module level, so ``import sentei.host``
 neither imports pynq (slow, and it probes XRT) nor registers a driver on a PC.
@@ -238,11 +238,11 @@ class EmulatedIP(SenteiDriver):
         self.mmio.done_event.wait(max(0.0, deadline - time.monotonic()))
 
 
-BOARD_DRIVER_MODULE = "sentei.host.pynq_ip"  # the pynq.lib entry point: importing it registers SenteiIP
+BOARD_DRIVER_MODULE = "sentei.host.runtime.pynq_ip"  # the pynq.lib entry point: importing it registers SenteiIP
 
 
 def board_driver_class():
-    """``SenteiIP`` (:mod:`sentei.host.pynq_ip`): :class:`SenteiDriver` + ``pynq.DefaultIP``, bound to the VLNV.
+    """``SenteiIP`` (:mod:`sentei.host.runtime.pynq_ip`): :class:`SenteiDriver` + ``pynq.DefaultIP``, bound to the VLNV.
 
     Imported by name (it imports pynq): importing the module is what registers the driver with
     PYNQ, as PYNQ's own ``pynq.lib`` entry point does before a ``pynq.Overlay`` binds drivers.
@@ -300,7 +300,7 @@ class Accelerator:
 
     def __init__(self, ip: SenteiDriver, allocate: Callable, model, timeout: float, slots: int = 2,
                  batch: int = 1):
-        from sentei.host.format import weight_blob
+        from sentei.host.modelfile.schema import weight_blob
 
         self.ip = ip
         self.model = model
@@ -570,7 +570,7 @@ def _fetched(path: Path, fetch: bool) -> Path:
     if not path.is_file():
         if not fetch:
             raise SenteiError(f"{path} is only linked ({path.name}{LINK_SUFFIX}), not downloaded: SenteiOverlay() "
-                              f"downloads it, or sentei.host.driver.fetch_links('{path.parent}')")
+                              f"downloads it, or sentei.host.runtime.driver.fetch_links('{path.parent}')")
         fetch_links(path.parent)
         for need in (path, path.with_suffix(".hwh")):
             if not need.is_file():
@@ -616,7 +616,7 @@ def check_network(model, bitfile) -> None:
     misaligned, with ``STATUS_OK``. ``network.json``, published beside the ``.bit`` by the
     build, says what the bitstream was built for.
     """
-    from sentei.host.format import blob_words
+    from sentei.host.modelfile.schema import blob_words
 
     facts = json.loads(_with_network(Path(bitfile)).with_name("network.json").read_text())
     words = blob_words(model)  # from the shapes: the blob itself is built once, by the Accelerator

@@ -9,7 +9,7 @@ One run = one engine (backend x device x precision) timed frame by frame at batc
   (for torch: on the device, synchronized; for the FPGA: the overlay's own time).
 
 Each run reports latency p50/p90/p99, mean FPS (frames / summed latency), peak memory,
-power (:mod:`sentei.host.power`: mean W, J/frame, frames/J, idle and dynamic power) and
+power (:mod:`sentei.host.bench.power`: mean W, J/frame, frames/J, idle and dynamic power) and
 the environment. Several backends run in one process (``--backend emu,torch``), taking
 turns with ``--rounds``, each with its own frame count (``--frames 50,reference=3``), and the
 ratios are printed. (A slow engine's rounds can disturb the next engine's: the reference
@@ -20,7 +20,7 @@ The ``perf`` backend is not a measurement: it asks the overlay's performance mod
 in every report, table and plot.
 
 Reports are JSON (``schema: sentei-bench``, ``schema_version``), written atomically;
-``bench-report`` (:mod:`sentei.host.benchreport`) merges reports of several machines.
+``bench-report`` (:mod:`sentei.host.bench.report`) merges reports of several machines.
 """
 from __future__ import annotations
 
@@ -37,10 +37,10 @@ import numpy as np
 
 from sentei.errors import SenteiError
 from sentei.host import engine_registry
-from sentei.host import power as pw  # stdlib-only at import
-from sentei.host.bench_engine import BenchEngine, read_text
-from sentei.host.benchreport import SCHEMA, SCHEMA_VERSION
-from sentei.host.driver import MAX_BATCH
+from sentei.host.bench import power as pw  # stdlib-only at import
+from sentei.host.bench.engine import BenchEngine, read_text
+from sentei.host.bench.report import SCHEMA, SCHEMA_VERSION
+from sentei.host.runtime.driver import MAX_BATCH
 from sentei.host.options import model_option, non_negative_int, non_negative_seconds, parse_size
 
 BACKENDS = tuple(engine_registry.BACKENDS)  # auto, fpga, emu, reference, csim, torch, perf
@@ -160,12 +160,12 @@ def parse_device(text: str) -> str:
 
 
 def resolve_auto(backends: list[str]) -> tuple[list[str], str | None]:
-    """``auto`` as every command takes it (:func:`sentei.host.segmenter.choose_backend`): ``fpga``
+    """``auto`` as every command takes it (:func:`sentei.host.runtime.segmenter.choose_backend`): ``fpga``
     where this machine has a board with a sentei bitstream, else ``emu``; the list with it
     replaced (a backend named twice kept once) and what it became (None: not asked for)."""
     if "auto" not in backends:
         return backends, None
-    from sentei.host.segmenter import choose_backend
+    from sentei.host.runtime.segmenter import choose_backend
 
     name = "fpga" if choose_backend("auto").name == "fpga" else "emu"
     out: list[str] = []
@@ -189,7 +189,7 @@ def parse_list(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 
 
 class SegmenterEngine(BenchEngine):
-    """The host driver's :class:`~sentei.host.segmenter.Segmenter`: ``emu``, ``reference``, ``csim``, ``fpga``.
+    """The host driver's :class:`~sentei.host.runtime.segmenter.Segmenter`: ``emu``, ``reference``, ``csim``, ``fpga``.
 
     End-to-end is ``seg.segment(frame)`` (resize, the accelerator through its registers,
     upsampling and argmax at the frame's size); accelerator-only is the Segmenter's own
@@ -197,7 +197,7 @@ class SegmenterEngine(BenchEngine):
     """
 
     def __init__(self, model, backend: str):
-        from sentei.host.segmenter import Segmenter
+        from sentei.host.runtime.segmenter import Segmenter
 
         self.model = model
         self.seg = Segmenter(model, backend=backend, quiet=True)
@@ -315,7 +315,7 @@ class RunTimer:
     n/R frames, then engine B, then A again... so a burst of other load on a shared machine
     falls on both instead of on whichever ran at that moment, and their ratio is fair.
     Power is sampled during each round; the rounds' energies are summed
-    (:func:`sentei.host.power.summarize_rounds`), never interpolated across another engine's round.
+    (:func:`sentei.host.bench.power.summarize_rounds`), never interpolated across another engine's round.
     """
 
     def __init__(self, engine: BenchEngine, power: str = "none", idle_s: float = 0.0, min_seconds: float = 0.0):
@@ -721,24 +721,24 @@ def default_label(env: dict) -> str:
 
 def load_bench_model(name):
     """``(model or None, description)``: None when ``name`` is a PyTorch checkpoint (the teacher)."""
-    from sentei.host import format, registry
-    from sentei.host.synthetic import shipped_model
+    from sentei.host.modelfile import schema, bundled
+    from sentei.host.modelfile.synthetic import shipped_model
 
     if name == "synthetic":
         model = shipped_model()
-        return model, {"name": model.name, "synthetic": True, "source": "sentei.host.synthetic.shipped_model"}
-    path, kind = registry.resolve(name)
+        return model, {"name": model.name, "synthetic": True, "source": "sentei.host.modelfile.synthetic.shipped_model"}
+    path, kind = bundled.resolve(name)
     if kind == "torch-checkpoint":
         return None, {"name": str(name), "synthetic": False, "kind": kind, "file": Path(path).name}
-    model = format.load(path)
+    model = schema.load(path)
     return model, {"name": model.name, "synthetic": bool(model.metadata.get("synthetic")), "kind": kind,
                    "file": Path(path).name}
 
 
 def describe_model(model) -> dict:
-    from sentei.host import format
+    from sentei.host.modelfile import schema
 
-    t = format.describe(model)["totals"]
+    t = schema.describe(model)["totals"]
     return {"input": [model.input.height, model.input.width], "layers": len(model.layers),
             "num_classes": model.num_classes, "sparsity": t["sparsity"], "macs_dense": t["macs_dense"],
             "macs_executed": t["macs_executed"]}
@@ -776,9 +776,9 @@ def set_emulator_threads(threads: int) -> None:
 
 def cmd_bench(args) -> int:
     from sentei.atomic_write import write_json
-    from sentei.host.registry import model_file
+    from sentei.host.modelfile.bundled import model_file
     from sentei.output_paths import check_json_out
-    from sentei.host.synthetic import random_frame
+    from sentei.host.modelfile.synthetic import random_frame
 
     backends, auto = resolve_auto(parse_list(args.backend, BACKENDS, "--backend"))
     precisions = parse_list(args.precision, PRECISIONS, "--precision")
@@ -927,7 +927,7 @@ def _print_ratios(runs: list[dict]) -> None:
 
 def cmd_bench_report(args) -> int:
     from sentei.output_paths import check_output
-    from sentei.host import benchreport
+    from sentei.host.bench import report as benchreport
 
     out = check_output(args.out, "--out", folder=True)
     inputs = [*args.reports, args.baseline]
