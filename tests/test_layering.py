@@ -37,7 +37,8 @@ RULES = (
     ("sentei.training.bundle", "commands"), ("sentei.training.results", "commands"),
     # the board runtime, evaluation and the benchmark toolkit's libraries
     ("sentei.host", "runtime"), ("sentei.host.runtime.", "runtime"), ("sentei.host.runtime", "runtime"),
-    ("sentei.host.bench", "runtime"), ("sentei.host.bench.power", "runtime"), ("sentei.host.bench.report", "runtime"),
+    ("sentei.host.bench", "runtime"), ("sentei.host.bench.power", "runtime"), ("sentei.host.bench.power.", "runtime"),
+    ("sentei.host.bench.report", "runtime"),
     # training: PyTorch, beside the runtime
     ("sentei.training.", "training"), ("sentei.training", "training"),
     # the engines: the fast emulator, the overlay's software models, engines registered from elsewhere

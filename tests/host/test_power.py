@@ -13,6 +13,7 @@ import pytest
 
 from sentei.errors import SenteiError
 from sentei.host.bench import power as pw
+from sentei.host.bench.power import choose, pynq_pmbus, rapl
 
 FIX = Path(__file__).parent / "fixtures" / "power"
 
@@ -213,7 +214,7 @@ def test_rapl_unreadable_says_why(tmp_path, monkeypatch):
     def denied(path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(pw, "_read_number", denied)
+    monkeypatch.setattr(rapl, "_read_number", denied)
     with pytest.raises(pw.PowerUnavailable, match="root only"):
         pw.find_rapl(root)
     with pytest.raises(pw.PowerUnavailable, match="does not exist"):
@@ -619,7 +620,7 @@ def fake_pynq(monkeypatch, rails, lib=True):
 
     pynq.get_rails = get_rails
     monkeypatch.setitem(sys.modules, "pynq", pynq)
-    monkeypatch.setattr(pw, "_PYNQ_RAILS", None, raising=False)
+    monkeypatch.setattr(pynq_pmbus, "_PYNQ_RAILS", None)
     return pynq
 
 
@@ -646,7 +647,7 @@ def test_pynq_without_libsensors_says_so(monkeypatch):
 
 
 def test_open_source_auto_none_and_explicit(monkeypatch):
-    monkeypatch.setattr(pw, "auto_candidates", lambda device: ["nvml"])
+    monkeypatch.setattr(choose, "auto_candidates", lambda device: ["nvml"])
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(fail="NVML Shared Library Not Found"))
     source, why = pw.open_source("auto", "cuda")
     assert source is None and why == "nvml: NVML Shared Library Not Found"
@@ -670,8 +671,8 @@ def test_open_source_reports_a_sensor_failing_its_own_way(monkeypatch):
         def close(self):
             Broken.closed = True
 
-    monkeypatch.setattr(pw, "make_source", lambda name, device: Broken())
-    monkeypatch.setattr(pw, "auto_candidates", lambda device: ["ina3221"])
+    monkeypatch.setattr(choose, "make_source", lambda name, device: Broken())
+    monkeypatch.setattr(choose, "auto_candidates", lambda device: ["ina3221"])
     assert pw.open_source("auto", "cpu") == (None, "ina3221: OSError: [Errno 5] Input/output error")
     assert Broken.closed
     with pytest.raises(SenteiError, match=r"^--power ina3221: ina3221: OSError: \[Errno 5\] Input/output error; use"):
