@@ -27,7 +27,7 @@ import numpy as np
 
 from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.host.modelfile import reference
-from sentei.host.commands.bench import cpu_model
+from sentei.host.bench.environment import cpu_model
 from sentei.host.modelfile.schema import describe
 from sentei.host.modelfile.synthetic import random_frame, shipped_model
 from sentei.host.data.visualize import save_figure

@@ -38,7 +38,8 @@ RULES = (
     # the board runtime, evaluation and the benchmark toolkit's libraries
     ("sentei.host", "runtime"), ("sentei.host.runtime.", "runtime"), ("sentei.host.runtime", "runtime"),
     ("sentei.host.bench", "runtime"), ("sentei.host.bench.power", "runtime"), ("sentei.host.bench.power.", "runtime"),
-    ("sentei.host.bench.report", "runtime"),
+    ("sentei.host.bench.report", "runtime"), ("sentei.host.bench.backends", "runtime"), ("sentei.host.bench.timing", "runtime"),
+    ("sentei.host.bench.trtexec", "runtime"), ("sentei.host.bench.environment", "runtime"),
     # training: PyTorch, beside the runtime
     ("sentei.training.", "training"), ("sentei.training", "training"),
     # the engines: the fast emulator, the overlay's software models, engines registered from elsewhere

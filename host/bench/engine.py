@@ -1,6 +1,6 @@
 """What the ``sentei bench`` timing loop needs from an engine: :class:`BenchEngine`.
 
-Every benchmarked engine subclasses it: the Segmenter backends in :mod:`sentei.host.commands.bench`
+Every benchmarked engine subclasses it: the Segmenter backends in :mod:`sentei.host.bench.backends`
 and the PyTorch baselines that :mod:`sentei.training.torch_engines` registers from the
 training side (:mod:`sentei.host.engine_registry`). It sits below both, with the host's
 memory high-water marks it reports, so that neither side imports the other.

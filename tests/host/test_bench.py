@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from sentei.errors import SenteiError
+from sentei.host.bench import backends, timing, trtexec
 from sentei.host.commands import bench
 from sentei.host.bench import engine as bench_engine, report as benchreport
 from sentei.host.bench import power as pw
@@ -84,7 +85,7 @@ def test_devices_and_a_capture_size_limit():
 
 
 def test_latency_stats():
-    s = bench.latency_stats([0.010, 0.020, 0.030, 0.040])
+    s = timing.latency_stats([0.010, 0.020, 0.030, 0.040])
     assert s["p50_ms"] == pytest.approx(25.0)
     assert s["p90_ms"] == pytest.approx(37.0)
     assert s["mean_ms"] == pytest.approx(25.0)
@@ -92,7 +93,7 @@ def test_latency_stats():
     assert (s["min_ms"], s["max_ms"]) == (pytest.approx(10.0), pytest.approx(40.0))
 
 
-class CountingEngine(bench.BenchEngine):
+class CountingEngine(bench_engine.BenchEngine):
     backend = "fake"
 
     def __init__(self, accel=0.002):
@@ -106,7 +107,7 @@ class CountingEngine(bench.BenchEngine):
 def test_time_run_counts_warmup_and_reports_no_power():
     engine = CountingEngine()
     frames = [np.zeros((4, 4, 3), np.uint8)] * 2
-    run = bench.time_run(engine, frames, n=7, warmup=3, power="none")
+    run = timing.time_run(engine, frames, n=7, warmup=3, power="none")
     assert engine.calls == 10 and run["frames"] == 7 and run["warmup"] == 3
     assert run["latency"]["accelerator"]["fps"] == pytest.approx(500.0)
     assert run["power"] == {"status": "none", "reason": "not requested (--power none)"}
@@ -129,21 +130,21 @@ def test_peak_memory_is_each_runs_own_where_linux_can_reset_it():
     if not bench_engine._reset_host_peak_rss():
         pytest.skip("/proc/self/clear_refs cannot reset VmHWM here: the peak is the process's")
     frames = [np.zeros((2, 2, 3), np.uint8)]
-    big = bench.time_run(AllocatingEngine(200), frames, n=2, warmup=0, power="none")["memory"]
-    small = bench.time_run(AllocatingEngine(0), frames, n=2, warmup=0, power="none")["memory"]
+    big = timing.time_run(AllocatingEngine(200), frames, n=2, warmup=0, power="none")["memory"]
+    small = timing.time_run(AllocatingEngine(0), frames, n=2, warmup=0, power="none")["memory"]
     assert big["host_rss_peak_scope"] == small["host_rss_peak_scope"] == "run"
     assert big["host_rss_peak_mb"] - small["host_rss_peak_mb"] > 150  # not the process's mark, twice
 
 
 def test_peak_memory_says_when_it_is_the_process_mark(monkeypatch):
     monkeypatch.setattr(bench_engine, "_reset_host_peak_rss", lambda: False)
-    run = bench.time_run(CountingEngine(), [np.zeros((2, 2, 3), np.uint8)], n=1, warmup=0, power="none")
+    run = timing.time_run(CountingEngine(), [np.zeros((2, 2, 3), np.uint8)], n=1, warmup=0, power="none")
     assert run["memory"]["host_rss_peak_scope"] == "process" and run["memory"]["host_rss_peak_mb"] > 0
 
 
 def test_time_run_without_accelerator_time():
     engine = CountingEngine(accel=None)
-    run = bench.time_run(engine, [np.zeros((2, 2, 3), np.uint8)], n=3, warmup=0, power="none")
+    run = timing.time_run(engine, [np.zeros((2, 2, 3), np.uint8)], n=3, warmup=0, power="none")
     assert run["latency"]["accelerator"] is None and run["latency"]["end_to_end"]["fps"] > 0
 
 
@@ -221,13 +222,13 @@ def test_modeled_fpga_run_is_labelled_and_has_no_invented_power(tiny_model, monk
     monkeypatch.setitem(sys.modules, "sentei.overlay.report", fake)
     from sentei.host.modelfile import schema
 
-    run = bench.modeled_run(schema.load(tiny_model), "zcu104", None)
+    run = backends.modeled_run(schema.load(tiny_model), "zcu104", None)
     assert run["kind"] == "modeled" and run["latency"]["end_to_end"] is None
     assert run["latency"]["accelerator"]["fps"] == 250.0 and run["latency"]["accelerator"]["p50_ms"] == 6.0
     assert run["power"] == {"status": "none", "reason": "the performance model gives no power estimate"}
     assert bench.run_label(run) == "fpga zcu104 @200 MHz (modeled)"
     fake.perf_report = lambda model, board, clock: {"board": board, "frames_per_s": 250.0, "power_w": 5.0}
-    run = bench.modeled_run(schema.load(tiny_model), "zcu104", 150)
+    run = backends.modeled_run(schema.load(tiny_model), "zcu104", 150)
     assert run["power"]["frames_per_j"] == pytest.approx(50.0) and run["power"]["status"] == "modeled"
 
 
@@ -327,20 +328,20 @@ def test_parse_trtexec_recorded_summary():
     from pathlib import Path
 
     text = (Path(__file__).parent / "fixtures" / "trtexec_summary.txt").read_text()
-    t = bench.parse_trtexec(text)
+    t = trtexec.parse_trtexec(text)
     assert t["throughput_qps"] == 120.699
     gpu = t["gpu_compute"]
     assert (gpu["p50_ms"], gpu["p90_ms"], gpu["p99_ms"], gpu["mean_ms"]) == (8.19409, 8.5354, 9.90002, 8.23978)
     assert t["latency"]["p50_ms"] == 9.76404  # the Latency line, not H2D/D2H Latency
-    run = bench.trtexec_run(text)
+    run = trtexec.trtexec_run(text)
     assert run["latency"]["accelerator"]["fps"] == pytest.approx(1e3 / 8.23978)
     assert run["power"]["status"] == "none" and bench.run_label(run) == "tensorrt (trtexec)"
     old = "[I] Throughput: 2.54521e+06 qps\n[I] GPU Compute Time: min = 5.99756 ms, max = 9.45909 ms, " \
           "mean = 7.35231 ms, median = 7.1825 ms, percentile(99%) = 9.2168 ms\n"  # TensorRT 8.2: no p90
-    t = bench.parse_trtexec(old)
+    t = trtexec.parse_trtexec(old)
     assert t["throughput_qps"] == 2.54521e6 and t["gpu_compute"]["p90_ms"] is None
     with pytest.raises(SenteiError, match="no trtexec performance summary"):
-        bench.parse_trtexec("&&&& FAILED TensorRT.trtexec")
+        trtexec.parse_trtexec("&&&& FAILED TensorRT.trtexec")
 
 
 def _fake_trtexec(tmp_path, monkeypatch, body: str):
@@ -397,7 +398,7 @@ def test_trtexec_power_covers_its_inference_phase_only(tmp_path, monkeypatch):
                   "echo '[I] Warmup completed 14 queries over 200 ms'\n"
                   "echo '[I] Timing trace has 101 queries over 0.3 s'\n")
     t0 = time.perf_counter()
-    run = bench.run_trtexec("--onnx=m.onnx --fp16", "auto", idle_s=0.05)
+    run = trtexec.run_trtexec("--onnx=m.onnx --fp16", "auto", idle_s=0.05)
     assert len(started) == 2 and started[1] - t0 > 0.35  # the run's sampler waited out the build phase
     power = run["power"]
     assert power["status"] == "measured" and source.closed
@@ -410,13 +411,13 @@ def test_trtexec_power_covers_its_inference_phase_only(tmp_path, monkeypatch):
 
 def test_trtexec_power_is_read_on_the_gpu_it_runs_on(tmp_path, monkeypatch):
 
-    assert bench.trtexec_device(["--onnx=m.onnx", "--device=1"]) == "cuda:1"
-    assert bench.trtexec_device(["--device", "2", "--fp16"]) == "cuda:2"
-    assert bench.trtexec_device(["--onnx=m.onnx"]) == "cuda"
+    assert trtexec.trtexec_device(["--onnx=m.onnx", "--device=1"]) == "cuda:1"
+    assert trtexec.trtexec_device(["--device", "2", "--fp16"]) == "cuda:2"
+    assert trtexec.trtexec_device(["--onnx=m.onnx"]) == "cuda"
     asked = []
     monkeypatch.setattr(pw, "open_source", lambda choice, device: (asked.append(device), (None, "none"))[1])
     _fake_trtexec(tmp_path, monkeypatch, "")
-    bench.run_trtexec("--onnx=m.onnx --device=1", "auto", idle_s=0)
+    trtexec.run_trtexec("--onnx=m.onnx --device=1", "auto", idle_s=0)
     assert asked == ["cuda:1"]
 
 
@@ -425,7 +426,7 @@ def test_trtexec_without_an_inference_phase_gives_no_power_and_says_why(tmp_path
     source = _ConstantSource()
     monkeypatch.setattr(pw, "open_source", lambda choice, device: (source, ""))
     _fake_trtexec(tmp_path, monkeypatch, "")
-    run = bench.run_trtexec("--onnx=m.onnx", "auto", idle_s=0)
+    run = trtexec.run_trtexec("--onnx=m.onnx", "auto", idle_s=0)
     assert run["power"]["status"] == "none" and "Starting inference" in run["power"]["reason"]
     assert source.closed and run["engine"]["trtexec_throughput_qps"] == 120.699
 
@@ -439,7 +440,7 @@ def test_trtexec_failure_is_one_line_and_closes_the_power_source(tmp_path, monke
     exe.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     with pytest.raises(SenteiError, match=r"trtexec exited with status 1: &&&& FAILED TensorRT.trtexec$"):
-        bench.run_trtexec("--onnx=m.onnx", "auto", idle_s=0)
+        trtexec.run_trtexec("--onnx=m.onnx", "auto", idle_s=0)
     assert source.closed
 
 
@@ -462,7 +463,7 @@ def test_power_device_info_is_read_before_the_source_closes(monkeypatch):
 
     source = ClosingSource()
     monkeypatch.setattr(pw, "open_source", lambda choice, device: (source, ""))
-    run = bench.time_run(CountingEngine(), [np.zeros((2, 2, 3), np.uint8)], n=3, warmup=0, power="fake")
+    run = timing.time_run(CountingEngine(), [np.zeros((2, 2, 3), np.uint8)], n=3, warmup=0, power="fake")
     assert source.closed and run["engine"]["power_device"] == {"gpu": "Fake GPU"}
 
 
@@ -505,9 +506,9 @@ def test_fpga_runs_record_the_bitstream_and_the_pl_clock(tmp_path, monkeypatch):
     ps.Clocks = types.SimpleNamespace(fclk0_mhz=187.5)
     monkeypatch.setitem(sys.modules, "pynq", types.ModuleType("pynq"))
     monkeypatch.setitem(sys.modules, "pynq.ps", ps)
-    info = bench.fpga_info(types.SimpleNamespace(bitfile_name=str(bit)))
+    info = backends.fpga_info(types.SimpleNamespace(bitfile_name=str(bit)))
     assert info == {"bitstream": str(bit), "bitstream_bytes": 11, "pl_clock_mhz": 187.5,
                     "bitstream_sha256": hashlib.sha256(b"\x00\x09bitstream").hexdigest()}
     monkeypatch.delitem(sys.modules, "pynq.ps")
     monkeypatch.setitem(sys.modules, "pynq", None)  # no pynq: what can be read is kept, nothing made up
-    assert bench.fpga_info(types.SimpleNamespace()) == {}
+    assert backends.fpga_info(types.SimpleNamespace()) == {}

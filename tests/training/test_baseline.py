@@ -103,9 +103,9 @@ def test_fp16_holds_a_16_bit_activation():
 def test_bench_module_runs_channels_last_and_frees_itself(model):
     """The torch engine lays weights and input out NHWC alike (no per-call weight re-layout),
     says so, and drops its module when closed (the next run's device memory peak)."""
-    from sentei.host.commands import bench
+    from sentei.host.bench import backends
 
-    engine = bench.open_engine("torch", None, model, "cpu", "fp32")
+    engine = backends.open_engine("torch", None, model, "cpu", "fp32")
     conv = engine.module[1]
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     x = baseline.frame_to_tensor(random_frame(5, 40, 56))
@@ -120,12 +120,12 @@ def test_bench_module_runs_channels_last_and_frees_itself(model):
 
 
 def test_bench_refuses_a_gpu_index_the_machine_lacks(model, monkeypatch):
-    from sentei.host.commands import bench
+    from sentei.host.bench import backends
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     with pytest.raises(SenteiError, match=r"^--device cuda:2: this machine has 2 visible GPU\(s\), cuda:0 to cuda:1$"):
-        bench.open_engine("torch", None, model, "cuda:2", "fp32")
+        backends.open_engine("torch", None, model, "cuda:2", "fp32")
 
 
 def test_export_onnx_without_onnx_says_what_to_install(model, tmp_path, monkeypatch):
@@ -203,16 +203,16 @@ def test_bench_times_the_teacher_like_the_model_file_network(tiny_runs):
     """`sentei bench --backend torch --model teacher.pt`: the folded teacher on the bench's
     module engine (accelerator-only time, any device and precision); a QAT checkpoint runs its
     exact integer path on the CPU in fp32 and says how to time it elsewhere."""
-    from sentei.host.commands import bench
+    from sentei.host.bench import backends
 
     tdir, cdir, data, _ = tiny_runs
     frame = data.val.frames[0].permute(1, 2, 0).numpy()
     for precision in ("fp32", "fp16"):
-        engine = bench.open_engine("torch", str(tdir / "teacher.pt"), None, "cpu", precision)
+        engine = backends.open_engine("torch", str(tdir / "teacher.pt"), None, "cpu", precision)
         labels, accel = engine.infer(frame)
         assert labels.shape == (32, 48) and labels.dtype == np.uint8 and accel > 0
         assert "dense float teacher" in engine.info()["module"]
-    qat = bench.open_engine("torch", str(cdir / "best.pt"), None, "cpu", "fp32")
+    qat = backends.open_engine("torch", str(cdir / "best.pt"), None, "cpu", "fp32")
     assert qat.infer(frame)[1] is None  # no separate accelerator time on the exact path
     with pytest.raises(SenteiError, match="exact integer path, on the CPU in fp32 only"):
-        bench.open_engine("torch", str(cdir / "best.pt"), None, "cpu", "fp16")
+        backends.open_engine("torch", str(cdir / "best.pt"), None, "cpu", "fp16")
