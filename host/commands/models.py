@@ -111,7 +111,9 @@ def cmd_segment(args) -> int:
     frames = preprocess.iter_images(args.images)  # every header checked before any output; one frame in memory
     written: list[Path] = []  # new files of this run: removed if a later frame fails (no partial set)
     try:
-        with Segmenter(model, backend=args.backend) as seg:
+        # quiet, as in sentei eval: the backend (and, with auto, why) is in the summary line, so an error
+        # about an image later is the only line on stderr
+        with Segmenter(model, backend=args.backend, quiet=True) as seg:
             times = []
             for path, frame in frames:
                 res = seg.segment(frame)
@@ -125,7 +127,8 @@ def cmd_segment(args) -> int:
                         written.append(target)
                 print(f"{safe_text(path.name)}: {res.timing.total * 1e3:.1f} ms (accelerator "
                       f"{res.timing.accelerator * 1e3:.1f} ms) -> {safe_text(labels_png)}, {safe_text(overlay_png)}")
-            print(f"{len(times)} frame(s) on backend {seg.backend}: mean {np.mean(times) * 1e3:.1f} ms/frame")
+            why = f" ({seg.backend_reason})" if args.backend == "auto" else ""
+            print(f"{len(times)} frame(s) on backend {seg.backend}{why}: mean {np.mean(times) * 1e3:.1f} ms/frame")
     except BaseException:
         for path in written:
             try:
