@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from sentei.host.modelfile import schema as fmt  # noqa: E402
-from sentei.host.modelfile import bundled  # noqa: E402
+from sentei.host.modelfile import bundled as bundled_models  # noqa: E402  (the fixture is `bundled`)
 from sentei.training import bundle  # noqa: E402
 
 
@@ -53,8 +53,8 @@ def bundled(tiny_runs, finished, camvid, tmp_path, monkeypatch):
                         "--trained-on", "test CPU", "--into", str(dest)]) == 0
     assert bundle.main(["model", str(cdir), "--name", "tiny-fw", "--teacher", "teacher", "--data", str(camvid),
                         "--trained-on", "test CPU", "--into", str(dest), "--default"]) == 0
-    monkeypatch.setattr(bundled, "BUNDLED", dest)
-    monkeypatch.setattr(bundled, "MANIFEST", dest / "models.json")
+    monkeypatch.setattr(bundled_models, "BUNDLED", dest)
+    monkeypatch.setattr(bundled_models, "MANIFEST", dest / "models.json")
     return dest
 
 
@@ -74,7 +74,7 @@ def test_bundled_run_publishes_its_own_figures(bundled, camvid, tiny_runs, finis
          "tiny-fw-qat.pt", "tiny-fw.yaml", "tiny-fw.log", "tiny-fw.json"])  # no staging folder left behind
     entry = manifest["models"]["tiny-fw"]
     info = json.loads((bundled / "tiny-fw.json").read_text())
-    model = fmt.load(bundled.resolve_model(None))
+    model = fmt.load(bundled_models.resolve_model(None))
     assert model.name == "tiny-fw"
     d = fmt.describe(model)
     assert entry["metrics"]["weight_bytes"] == d["totals"]["weight_bytes_packed"] == info["weight_bytes"]
@@ -147,7 +147,7 @@ def test_rename_carries_every_reference(bundled, tiny_runs, camvid):
     student = json.loads((bundled / "tiny-fw.json").read_text())
     assert student["teacher"] == "teacher-small"
     assert "'teacher-small'" in manifest["models"]["tiny-fw"]["description"]
-    assert bundled.resolve("teacher-small", "torch-checkpoint")[0] == bundled / "teacher-small.pt"
+    assert bundled_models.resolve("teacher-small", "torch-checkpoint")[0] == bundled / "teacher-small.pt"
     # the name is free again for a new teacher; the renamed one cannot be overwritten by a rename
     assert bundle.main(["teacher", str(tdir), "--name", "teacher", "--data", str(camvid), "--trained-on", "x",
                         "--into", str(bundled)]) == 0
