@@ -167,7 +167,10 @@ def derive_fifo_depths(facts, interval: int, frames: int = 3, tolerance: float =
     fill: no depth above it (plus :data:`FIFO_MARGIN`) can help. Starting from the rule depths
     (:func:`rule_depths`), the pipeline is simulated with bounded FIFOs; while its interval is
     more than ``tolerance`` above ``interval``, every FIFO whose producer waited for room is
-    deepened (doubled, up to its measured largest occupancy plus the margin).
+    deepened (doubled, up to its measured largest occupancy plus the margin). Doubling every
+    blocked FIFO also grows ones whose waiting costs nothing (a window generator ahead of its
+    engine), so once the interval is reached each grown FIFO is tried back at its starting
+    depth, one simulation each, and kept there where the interval holds.
     """
     names = stream_names(facts)
     unbounded = run(facts, 2, pace=interval, depths={name: UNBOUNDED for name in names})
@@ -183,6 +186,17 @@ def derive_fifo_depths(facts, interval: int, frames: int = 3, tolerance: float =
         for name in grow:
             depths[name] = min(cap[name], 2 * depths[name])
         report = run(facts, frames, depths=depths)
+    start = {name: min(depth, cap[name]) for name, depth in rule_depths(facts).items()}
+
+    def reached(rep) -> bool:
+        return rep["interval_cycles"] is not None and rep["interval_cycles"] <= interval * (1 + tolerance)
+
+    if reached(report):
+        for name in sorted((n for n in names if depths[n] > start[n]), key=lambda n: -depths[n]):
+            trial = dict(depths, **{name: start[name]})
+            shrunk = run(facts, frames, depths=trial)
+            if reached(shrunk):
+                depths, report = trial, shrunk
     return depths, report
 
 

@@ -80,6 +80,23 @@ def test_the_simulated_engines_run_the_c_simulation_s_mac_iterations(make, lanes
     assert engines == acc.iterations() and all(engines)
 
 
+@pytest.mark.parametrize("make, board", [(wide, "zcu104"), (odd, "kv260"), (tiny, "zcu104")])
+def test_every_deepened_fifo_is_needed(make, board):
+    """Doubling every FIFO whose producer waited also grows ones whose waiting costs nothing (on
+    the wide model 6 of the 8 it grew); each FIFO the derivation leaves deeper than it started
+    must be needed: put back at its starting depth, the pipeline misses the interval."""
+    model = make()
+    plans = perf.allocate(model, board, None)
+    facts = facts_for(model, plans)
+    interval = perf.pipeline_interval(model, plans)
+    depths, report = simulate.derive_fifo_depths(facts, interval)
+    assert report["interval_cycles"] <= interval * 1.005
+    start = simulate.rule_depths(facts)
+    for name in (n for n in depths if depths[n] > start[n]):
+        back = simulate.run(facts, 3, depths=dict(depths, **{name: start[name]}))
+        assert back["interval_cycles"] > interval * 1.005, name
+
+
 def test_codegen_writes_the_derived_depths():
     model = tiny()
     plans = perf.allocate(model, "zcu104", 200)
