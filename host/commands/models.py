@@ -127,7 +127,8 @@ def cmd_segment(args) -> int:
                         written.append(target)
                 print(f"{safe_text(path.name)}: {res.timing.total * 1e3:.1f} ms (accelerator "
                       f"{res.timing.accelerator * 1e3:.1f} ms) -> {safe_text(labels_png)}, {safe_text(overlay_png)}")
-            why = f" ({seg.backend_reason})" if args.backend == "auto" else ""
+            # when the Segmenter would have said it: auto, or a backend other than the one asked for
+            why = f" ({seg.backend_reason})" if args.backend == "auto" or seg.backend != args.backend else ""
             print(f"{len(times)} frame(s) on backend {seg.backend}{why}: mean {np.mean(times) * 1e3:.1f} ms/frame")
     except BaseException:
         for path in written:

@@ -76,7 +76,8 @@ def evaluate(model, data, split: str = "val", backend: str = DEFAULT_BACKEND, li
 
 def summary(result: dict) -> str:
     """The lines ``sentei eval`` prints for a result of :func:`evaluate`."""
-    lines = [f"{result['model']} on {result['split']} ({result['frames']} frames, backend {result['backend']}): "
+    why = f": {result['backend_reason']}" if result.get("backend_reason") else ""
+    lines = [f"{result['model']} on {result['split']} ({result['frames']} frames, backend {result['backend']}{why}): "
              f"mIoU {100 * result['miou']:.2f}  pixel accuracy {100 * result['pixel_accuracy']:.2f}"]
     for name, v in result["iou"].items():
         lines.append(f"  {name:<12} {'-' if v is None else f'{100 * v:6.2f}'}")
