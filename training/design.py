@@ -111,9 +111,11 @@ def _fan_ins(model_cfg: dict) -> list[int]:
 
 
 def hardware_model(model_cfg: dict, ks: dict, weight_bits=8, act_bits: int = 8, name: str = "design"):
-    """The :class:`~sentei.host.modelfile.schema.Model` a compression of the teacher with ``ks`` (K per
-    layer name) would export, as far as the performance model reads it: shapes, bit widths and
-    K stored weights per filter (the values are placeholders, all nonzero)."""
+    """A stand-in for the :class:`~sentei.host.modelfile.schema.Model` a compression of the teacher
+    with ``ks`` (K per layer name) would export: the teacher's shapes, the config's bit widths and
+    K stored weights per filter. Every stored weight is 1, at the filter's first K positions; every
+    bias is 0, multiplier 1 and shift 0. The values do not matter: the performance model reads only
+    shapes, bit widths and K (``values.shape[1]``)."""
     from sentei.host.modelfile import schema as fmt
     from sentei.training.models import input_quant
     from sentei.training.quantize import per_layer_bits
