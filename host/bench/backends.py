@@ -112,12 +112,6 @@ def batched_run(engine: SegmenterEngine, frames: list[np.ndarray], n: int, batch
                     f"accelerator-only; no power; the latency figures of this run are single frames"}
 
 
-def _larger(old: dict, new: dict) -> dict:
-    """``new`` with each figure the larger of it and ``old``'s (the rounds of one run)."""
-    return {key: max(value, old[key]) if isinstance(value, float) and isinstance(old.get(key), float) else value
-            for key, value in new.items()}
-
-
 def modeled_run(model, board: str, clock_mhz: float | None) -> dict:
     """The FPGA figure of the performance model (no board), labelled ``modeled``.
 

@@ -7,7 +7,6 @@ import time
 import numpy as np
 
 from sentei.host.bench import power as pw  # stdlib-only at import
-from sentei.host.bench.backends import _larger
 from sentei.host.bench.engine import BenchEngine
 from sentei.host.bench.environment import _load_average
 
@@ -18,6 +17,12 @@ def latency_stats(seconds) -> dict:
     return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
             "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean()), "min_ms": float(a.min()),
             "max_ms": float(a.max()), "fps": float(1e3 / a.mean())}
+
+
+def _larger(old: dict, new: dict) -> dict:
+    """``new`` with each figure the larger of it and ``old``'s (the rounds of one run)."""
+    return {key: max(value, old[key]) if isinstance(value, float) and isinstance(old.get(key), float) else value
+            for key, value in new.items()}
 
 
 def time_run(engine: BenchEngine, frames: list[np.ndarray], n: int, warmup: int, power: str = "none",
