@@ -88,7 +88,6 @@ def open_engine(backend: str, model_arg, model, device: str, precision: str,
         raise SenteiError(f"--backend {backend} runs a model file; {model_arg} is a PyTorch checkpoint "
                           f"(use --backend torch)")
     return SegmenterEngine(model, backend)
-SEGMENTER_BACKENDS = tuple(b for b in engine_registry.SEGMENTER_BACKENDS if b != "auto")  # after resolve_auto
 
 
 def batched_run(engine: SegmenterEngine, frames: list[np.ndarray], n: int, batch: int) -> dict:

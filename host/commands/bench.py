@@ -35,7 +35,7 @@ from sentei.errors import SenteiError
 from sentei.host import engine_registry
 from sentei.host.bench import power as pw  # stdlib-only at import
 from sentei.host.bench.backends import (
-    SEGMENTER_BACKENDS, batched_run, describe_model, load_bench_model, modeled_run, open_engine)
+    batched_run, describe_model, load_bench_model, modeled_run, open_engine)
 from sentei.host.bench.environment import environment
 from sentei.host.bench.report import SCHEMA, SCHEMA_VERSION
 from sentei.host.bench.timing import RunTimer
@@ -274,7 +274,7 @@ def cmd_bench(args) -> int:
     measured = [(b, p) for b in backends if b != "perf" for p in (precisions if b == "torch" else ["int8"])]
     done = _interleaved(measured, args, model, frames, counts, args.rounds)
     if args.batch > 1:  # after every single-frame run, so the batched runs disturb none of them
-        for backend in (b for b in backends if b in SEGMENTER_BACKENDS):
+        for backend in (b for b in backends if b in engine_registry.SEGMENTER_BACKENDS):
             engine = open_engine(backend, args.model, model, args.device, "int8", args.threads)
             try:
                 done[(backend, "int8")]["batched"] = batched_run(engine, frames, counts[backend], args.batch)
