@@ -303,9 +303,8 @@ def pareto(designs: list[dict]) -> list[dict]:
     for d in sorted(designs, key=lambda d: d["genes"]):
         best.setdefault((d["miou"], d["fps"]), d)
     items = list(best.values())
-    keep = [d for d in items if not any(o is not d and o["miou"] >= d["miou"] and o["fps"] >= d["fps"]
-                                        and (o["miou"] > d["miou"] or o["fps"] > d["fps"]) for o in items)]
-    return sorted(keep, key=lambda d: (d["fps"], -d["miou"]))
+    first = fronts([(0.0, d["miou"], d["fps"]) for d in items])[:1]
+    return sorted((items[i] for front in first for i in front), key=lambda d: (d["fps"], -d["miou"]))
 
 
 def choose(front: list[dict], budget_miou: float | None, base: float) -> dict:
