@@ -327,10 +327,13 @@ def config_genes(space: Space, comp: dict) -> tuple | None:
     """The genes of a compression config's own filter-wise design (``sparsity``, ``overrides``),
     or None where it is not a point of the space (another scheme, a sparsity off the grid, a
     layer kept dense here pruned there)."""
-    if comp.get("scheme", "filterwise") != "filterwise":
+    from sentei.training.config import settings
+
+    comp = settings(comp, "compress")  # the keys it leaves out at the schema's defaults
+    if comp["scheme"] != "filterwise":
         return None
-    overrides = comp.get("overrides") or {}
-    level = {n: float(overrides.get(n, comp.get("sparsity", 0.9))) for n in space.layer_names}
+    overrides = comp["overrides"] or {}
+    level = {n: float(overrides.get(n, comp["sparsity"])) for n in space.layer_names}
     if any(level[n] != 0.0 for n in space.layer_names if n not in space.searched):
         return None
     if any(level[n] not in space.options for n in space.searched):
@@ -343,12 +346,14 @@ def compression_config(base_cfg: dict, space: Space, design: dict, name: str) ->
     every layer named in ``overrides`` (0.0: dense), ``sparsity`` the largest of them."""
     import copy
 
+    from sentei.training.config import settings
+
     cfg = copy.deepcopy(base_cfg)
     comp = cfg.setdefault("compress", {}) or {}
     cfg["compress"] = comp
     sparsities = space.sparsities(design["genes"])
     comp["scheme"] = "filterwise"
-    comp["sparsity"] = max(sparsities.values()) or float(comp.get("sparsity", 0.9))
+    comp["sparsity"] = max(sparsities.values()) or float(settings(comp, "compress")["sparsity"])
     comp["overrides"] = {n: float(s) for n, s in sparsities.items()}
     comp["name"] = name
     cfg["name"] = name
