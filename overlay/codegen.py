@@ -229,13 +229,13 @@ def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float 
     offsets = blob_offsets(model)
     in_type = f"ap_int<{model.input.bits}>"
     layers = []
+    producer_block = 1  # the layer before's pixels a block: its burst into this layer's pixel FIFO
     for n, layer in enumerate(model.layers):
         (_, h, w), (_, ho, wo) = shapes[n], shapes[n + 1]
         lo, hi = act_range(layer.act, layer.out_bits)
         out_type = _act_type(layer.act, layer.out_bits)
         geo = perf.layer_geometry(model, n, lanes[n])
         storage = places[n]
-        producer_block = perf.layer_geometry(model, n - 1, lanes[n - 1])["block"] if n else 1
         depths = {"act_depth": perf.fifo_depth_pixels(model, n, geo, producer_block),
                   "win_depth": perf.fifo_depth_chunks(geo)}
         layers.append(LayerFacts(
@@ -248,10 +248,11 @@ def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float 
             geometry=tuple((key, geo[key]) for key in GEOMETRY_FIELDS),
             line_storage=storage if storage != "none" else "bram"))
         in_type = out_type
-    last_block = perf.layer_geometry(model, len(lanes) - 1, lanes[-1])["block"]  # the logits' burst
+        producer_block = geo["block"]
     facts = NetworkFacts(model_name=model.name, height=model.input.height, width=model.input.width,
                          input_bits=model.input.bits, num_classes=model.num_classes, layers=tuple(layers),
-                         blob_words=blob_words(model), io_depths=(2, 2, 2 + last_block - 1))
+                         blob_words=blob_words(model),
+                         io_depths=(2, 2, 2 + producer_block - 1))  # the last layer's burst into the logits
     if fifo_depths == "rule":
         return facts
     from sentei.overlay import simulate

@@ -21,6 +21,7 @@ on a board (``sentei perf``) is :mod:`sentei.overlay.report`; the command line i
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -566,7 +567,7 @@ def layer_geometry(model, index: int, plan) -> dict:
         "packed_products": int(sparse and packed_products(model, index, q)),
         "window_bram": int(plan.window_bram), "window_distance": distance,
         "simd": k * wc if plan.engine == "dense" else 1,
-        "engine_cycles": engine_clocks(groups * pixel, chunks, span + 2 * (spacing * q - 1)),
+        "engine_cycles": engine_clocks(groups * pixel, chunks, engine_tail(span, spacing * q)),
         "mac_iterations": groups * folds * (kn if sparse else chunks),
     }
 
@@ -577,6 +578,12 @@ def window_distance(pixel: int, macs: int, chunks: int) -> int:
     the first ``macs`` and writes the next window's ``chunks`` centred in it."""
     d = (pixel - chunks) // 2
     return min(pixel - macs + 1 + d, pixel - d - chunks + 1)
+
+
+def engine_tail(requant_span: int, block: int) -> int:
+    """Clocks an engine's loop leaves for after it: the last fold's requantization and, with
+    blocks of several pixels, the rest of one leaving block and the last block (folds.hpp)."""
+    return requant_span + 2 * (block - 1)
 
 
 def engine_clocks(pixel_clocks: int, chunks: int, tail: int) -> int:
@@ -1012,9 +1019,7 @@ def resolve_plans(model, plans) -> list[LayerPlan]:
     """The plans with their chunk widths filled in (what the report and codegen state)."""
     out = []
     for n, plan in enumerate(plans):
-        g = layer_geometry(model, n, plan)
-        out.append(LayerPlan(g["engine"], g["lanes"], g["chunk_channels"], g["pixels"], as_plan(plan).adjacent,
-                             bool(g["window_bram"])))
+        out.append(dataclasses.replace(as_plan(plan), chunk_channels=layer_geometry(model, n, plan)["chunk_channels"]))
     return out
 
 

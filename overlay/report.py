@@ -26,9 +26,9 @@ from sentei.host.modelfile.schema import blob_words
 from sentei.overlay import codegen, simulate
 from sentei.overlay.perf import (
     ASSUMPTIONS, BUDGET_FIELDS, MACS_PER_DSP, MACS_PER_DSP_TEXT, RESOURCE_NAMES, SHELL_RESOURCES,
-    UNSTRUCTURED_SEED, LayerPlan, allocate, as_board, as_plan, balanced_cycles, check_clock, check_plans,
-    engine_clocks, fixed_stages, fold_sync_cycles, layer_geometry, layer_resources, line_placement,
-    over_limits, pipeline_interval, resource_limits, unstructured_nnz)
+    UNSTRUCTURED_SEED, allocate, as_board, balanced_cycles, check_clock, check_plans,
+    engine_clocks, engine_tail, fixed_stages, fold_sync_cycles, layer_geometry, layer_resources, line_placement,
+    over_limits, pipeline_interval, resolve_plans, resource_limits, unstructured_nnz)
 
 
 def _pipeline(stages: dict[str, int], clock_mhz: float) -> dict:
@@ -87,6 +87,7 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
     rows = []
     totals = dict(SHELL_RESOURCES)
     places = line_placement(model, lanes, b, limits["uram"])
+    resolved = resolve_plans(model, lanes)
     simulated = None
     layer_depths = [None] * len(lanes)
     if simulate:
@@ -112,14 +113,13 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
 
         def engine(mac_cycles: int) -> int:
             return engine_clocks(max(mac_cycles, ho * gw * g["chunks"]), g["chunks"],
-                                 g["requant_span"] + 2 * (g["block"] - 1))
+                                 engine_tail(g["requant_span"], g["block"]))
 
         row = {
             "name": layer.name, "in": list(shapes[n]), "out": list(shapes[n + 1]),
             "kernel": layer.kernel, "stride": layer.stride, "dilation": layer.dilation,
             "fan_in": fan_in, "k_nonzero": k, "nnz_min": int(nnz.min()), "nnz_max": int(nnz.max()),
-            "plan": LayerPlan(g["engine"], lanes_n, g["chunk_channels"], g["pixels"], as_plan(p).adjacent,
-                              bool(g["window_bram"])).label(),
+            "plan": resolved[n].label(),
             "macs_dense": ho * wo * cout * fan_in,
             "macs_nonzero": ho * wo * int(nnz.sum()),
             "macs_executed": ho * wo * cout * k,

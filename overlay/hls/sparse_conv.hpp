@@ -96,6 +96,24 @@ using window_copies_t =
     typename CONFIG_T::in_t[CONFIG_T::lanes][layer_group<CONFIG_T>::columns][CONFIG_T::kernel * CONFIG_T::chunk_channels]
                            [2 * (CONFIG_T::cin / CONFIG_T::chunk_channels)];
 
+/// Which window column and channel word of a group the next chunk from the line buffer is.
+template <class CONFIG_T>
+struct chunk_cursor {
+    static const unsigned COLS = layer_group<CONFIG_T>::columns;
+    static const unsigned CW = CONFIG_T::cin / CONFIG_T::chunk_channels;
+    ap_uint<counter_bits<COLS>::value> col = 0;
+    ap_uint<counter_bits<CW>::value> cw = 0;
+
+    /// The chunk after this one (chunks arrive word by word, column by column, L to a group).
+    void advance() {
+#pragma HLS INLINE  // part of the engine's pipelined loops
+        if (++cw == CW) {
+            cw = 0;
+            if (++col == COLS) col = 0;
+        }
+    }
+};
+
 /**
  * \brief Write one window chunk -- column `col`, channel word `cw` -- into buffer half `half`
  *        of every lane's copy.
@@ -176,16 +194,12 @@ void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CO
 
 frames:
     for (unsigned fr = 0; fr < frames; fr++) {
-        ap_uint<counter_bits<group::columns>::value> wcol = 0;  // column and channel word of the next chunk written
-        ap_uint<counter_bits<CW>::value> wcw = 0;
+        chunk_cursor<CONFIG_T> next;  // the chunk the line buffer sends next
     load_first:
         for (unsigned c = 0; c < L; c++) {
 #pragma HLS PIPELINE II = 1  // the first window, one chunk per clock
-            write_chunk<CONFIG_T>(win, 0, wcol, wcw, in.read());
-            if (++wcw == CW) {
-                wcw = 0;
-                if (++wcol == group::columns) wcol = 0;
-            }
+            write_chunk<CONFIG_T>(win, 0, next.col, next.cw, in.read());
+            next.advance();
         }
 
         pixel_clock<TP, NG> clk;
@@ -195,11 +209,8 @@ frames:
 #pragma HLS PIPELINE II = 1  // one stored weight per lane per clock: the loop the zero skipping shortens
 #pragma HLS DEPENDENCE variable = win type = inter dependent = true distance = DIST  // see DIST: the analysis cannot see the halves through the data-dependent read address
             if (clk.i >= D && clk.i < D + L && clk.pix + 1 < NG) {
-                write_chunk<CONFIG_T>(win, clk.half ^ 1, wcol, wcw, in.read());
-                if (++wcw == CW) {
-                    wcw = 0;
-                    if (++wcol == group::columns) wcol = 0;
-                }
+                write_chunk<CONFIG_T>(win, clk.half ^ 1, next.col, next.cw, in.read());
+                next.advance();
             }
             if (clk.i < T) {
                 SENTEI_COUNT_ITERATION(CONFIG_T::index);
