@@ -269,8 +269,33 @@ def test_bf16_autocast_only_where_the_gpu_has_bf16_convolutions(tmp_path, monkey
                      "training in fp32"]
 
 
+@contextlib.contextmanager
+def _ports_held(*ports):
+    """Listen on ``ports`` (those that are free) for the block, as another run on this machine would."""
+    import socket
+
+    held = []
+    try:
+        for port in ports:
+            sock = socket.socket()
+            try:
+                sock.bind(("", port))
+                sock.listen()
+            except OSError:  # already taken: by someone else, which serves as well
+                sock.close()
+                continue
+            held.append(sock)
+        yield
+    finally:
+        for sock in held:
+            sock.close()
+
+
 @pytest.mark.slow
 def test_torchrun_two_processes_train_with_ddp(tmp_path):
+    """Both torchrun calls take a free port (--standalone: rendezvous on localhost:0), so two test
+    runs at once do not collide: the ports another run would hold are held here throughout
+    (torchrun's default 29500, and 29517/29518, which this test once fixed)."""
     import os
     import shutil
     import subprocess
@@ -281,7 +306,14 @@ def test_torchrun_two_processes_train_with_ddp(tmp_path):
         pytest.skip("torchrun is not installed")
     torchrun = shutil.which("torchrun") or os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29517", "-m", "sentei", "train",
+    with _ports_held(29500, 29517, 29518):
+        _torchrun_train_and_compress(torchrun, env, tmp_path)
+
+
+def _torchrun_train_and_compress(torchrun, env, tmp_path):
+    import subprocess
+
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sentei", "train",
                            "--synthetic", "--size", "32x48", "--epochs", "2", "--eval-every", "1", "--device", "cpu",
                            "--out", str(tmp_path / "ddp")], capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -290,7 +322,7 @@ def test_torchrun_two_processes_train_with_ddp(tmp_path):
     assert train.load_checkpoint(tmp_path / "ddp" / "teacher.pt")["kind"] == "teacher"
     assert "process group has NOT been destroyed" not in proc.stderr
     # compression too (masks, distillation, QAT under DDP), from that teacher
-    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29518", "-m", "sentei", "compress",
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "sentei", "compress",
                            "--synthetic", "--teacher", str(tmp_path / "ddp" / "teacher.pt"), "--prune-epochs", "2",
                            "--qat-epochs", "1", "--sparsity", "0.5", "--device", "cpu", "--out", str(tmp_path / "c")],
                           capture_output=True, text=True, env=env, timeout=240)
