@@ -660,7 +660,7 @@ def generate(model, out_dir: str | os.PathLike | None = None, lanes=None, board:
     (NetworkFacts, dict)
         The facts and the written path of each file.
     """
-    from sentei.host.modelfile.schema import atomic_write_bytes
+    from sentei.atomic_write import atomic_write_bytes
 
     out = Path(out_dir) if out_dir is not None else default_out_dir(model)
     check_out_dir(out)

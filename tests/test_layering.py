@@ -224,3 +224,73 @@ def test_the_checks_catch_what_they_are_for():
     assert "sentei.host.runtime.camera:9 imports sentei.cli" in text
     assert "sentei.training.train:7 imports sentei.host.runtime.demo (training -> runtime)" in text
     assert cycles(edges) == [frozenset({"sentei.host.modelfile.schema", "sentei.host.runtime.segmenter"})]
+
+
+#: library functions -> the one module that defines them and that every caller imports them
+#: from (issue 28, "one house"): none imports them through another module (a re-export) or
+#: defines them again
+ONE_HOME = {
+    "atomic_write_bytes": "sentei.atomic_write",
+}
+
+
+def python_files() -> list[Path]:
+    """Every Python file of the checkout: the package, its tests, scripts and benchmarks."""
+    return sorted(p for p in ROOT.rglob("*.py")
+                  if not any(part.startswith(".") or part in ("build", "runs") for part in p.relative_to(ROOT).parts))
+
+
+def homeless_uses(name_of: dict[str, str], path: Path, tree: ast.AST, homes: dict[str, str]) -> list[str]:
+    """Where ``tree`` (the file ``path``, module ``name_of.get(path)``) binds or reaches a name of
+    ``homes`` anywhere but through its home module."""
+    module = name_of.get(path)
+    rel = path.relative_to(ROOT) if path.is_absolute() else path
+    bad = []
+    if module is not None:  # a module of the package: only the home defines the name
+        for node in tree.body:
+            bound = ([node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else
+                     [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)])
+            bad += [f"{rel}:{node.lineno} defines {n} again: {homes[n]} does" for n in bound
+                    if n in homes and module != homes[n]]
+    aliases = {}  # local name -> module, for ``import a.b as c`` and ``from a import b as c``
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases.update({a.asname or a.name: a.name for a in node.names})
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            aliases.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names})
+            bad += [f"{rel}:{node.lineno} imports {a.name} from {node.module}: import it from {homes[a.name]}"
+                    for a in node.names if a.name in homes and node.module != homes[a.name]]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in homes:
+            owner = ast.unparse(node.value)
+            owner = aliases.get(owner.split(".")[0], owner.split(".")[0]) + owner[len(owner.split(".")[0]):]
+            if owner != homes[node.attr]:
+                bad.append(f"{rel}:{node.lineno} reaches {node.attr} through {owner}: use {homes[node.attr]}")
+    return bad
+
+
+def test_library_functions_have_one_home():
+    name_of = {path: name for name, path in modules().items()}
+    assert set(ONE_HOME.values()) <= set(name_of.values())
+    bad = []
+    for path in python_files():
+        bad += homeless_uses(name_of, path, ast.parse(path.read_text(encoding="utf-8"), str(path)), ONE_HOME)
+    assert not bad, "import these from their one module (ONE_HOME):\n" + "\n".join(bad)
+
+
+def test_the_one_home_check_catches_a_second_copy_and_callers_through_another_module():
+    homes = {"atomic_write_bytes": "sentei.atomic_write"}
+    copy = ast.parse("import os\ndef atomic_write_bytes(path, data):\n    pass\n")
+    caller = ast.parse("from sentei.host.modelfile import schema as fmt\n"
+                       "def f():\n    from sentei.host.modelfile.schema import atomic_write_bytes\n"
+                       "    fmt.atomic_write_bytes('p', b'')\n")
+    good = ast.parse("from sentei import atomic_write\nimport sentei.atomic_write as aw\n"
+                     "from sentei.atomic_write import atomic_write_bytes\n"
+                     "atomic_write.atomic_write_bytes('p', b'')\naw.atomic_write_bytes('p', b'')\n")
+    schema = Path("host/modelfile/schema.py")
+    assert homeless_uses({schema: "sentei.host.modelfile.schema"}, schema, copy, homes) == [
+        "host/modelfile/schema.py:2 defines atomic_write_bytes again: sentei.atomic_write does"]
+    assert homeless_uses({}, Path("x.py"), caller, homes) == [
+        "x.py:3 imports atomic_write_bytes from sentei.host.modelfile.schema: import it from sentei.atomic_write",
+        "x.py:4 reaches atomic_write_bytes through sentei.host.modelfile.schema: use sentei.atomic_write"]
+    assert homeless_uses({schema: "sentei.host.modelfile.schema"}, schema, good, homes) == []

@@ -169,7 +169,7 @@ def export_onnx(module: nn.Module, path, input_size: tuple[int, int], opset: int
     import importlib.util
     import io
 
-    from sentei.host.modelfile.schema import atomic_write_bytes
+    from sentei.atomic_write import atomic_write_bytes
 
     if importlib.util.find_spec("onnx") is None:
         raise SenteiError("ONNX export needs the onnx package, which torch's exporter requires "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sentei.atomic_write import write_json
+from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.host.engine_registry import DEFAULT_BACKEND
 from sentei.host.modelfile import schema as fmt
 from sentei.host.data.visualize import save_figure
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     text = markdown(rows, args.teacher_miou)
     print(text)
     if args.table:
-        fmt.atomic_write_bytes(args.table, text.encode("utf-8"))
+        atomic_write_bytes(args.table, text.encode("utf-8"))
     if args.json:
         write_json(args.json, rows)
     if args.plot:

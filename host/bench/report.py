@@ -342,7 +342,7 @@ def write_report(reports: list, out_dir, baseline=None, baseline_run: str | None
     plot : bool
         Also draw the plot (needs matplotlib).
     """
-    from sentei.host.modelfile.schema import atomic_write_bytes
+    from sentei.atomic_write import atomic_write_bytes
 
     rows, base, sources = merge(reports, baseline, baseline_run)
     out = Path(out_dir)

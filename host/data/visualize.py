@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sentei.host.modelfile.schema import atomic_write_bytes
+from sentei.atomic_write import atomic_write_bytes
 
 
 def colorize(labels: np.ndarray, colors) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from sentei.atomic_write import atomic_write_bytes  # noqa: F401  (save writes through it; callers import it here)
+from sentei.atomic_write import atomic_write_bytes
 from sentei.errors import ModelFormatError, SenteiError
 from sentei.host.data import camvid
 

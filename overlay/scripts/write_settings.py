@@ -18,7 +18,7 @@ import re
 import sys
 
 from sentei.errors import SenteiError
-from sentei.host.modelfile.schema import atomic_write_bytes
+from sentei.atomic_write import atomic_write_bytes
 from sentei.overlay import registers
 from sentei.overlay.perf import check_clock, load_board
 

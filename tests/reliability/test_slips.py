@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sentei.atomic_write import atomic_write_bytes
 from sentei.errors import SenteiError
-from sentei.host.modelfile import schema as F
 
 from .conftest import H, W, assert_one_line_error, files_under, run_main
 
@@ -26,7 +26,7 @@ def test_symlink_is_written_through_and_stays_a_link(tmp_path):
     real.write_text("old")
     link = tmp_path / "link.json"
     link.symlink_to(real)
-    F.atomic_write_bytes(link, b"new")
+    atomic_write_bytes(link, b"new")
     assert link.is_symlink() and real.read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]  # no temp left
 
@@ -34,7 +34,7 @@ def test_symlink_is_written_through_and_stays_a_link(tmp_path):
 def test_dangling_symlink_creates_what_it_names(tmp_path):
     link = tmp_path / "link.json"
     link.symlink_to(tmp_path / "target.json")
-    F.atomic_write_bytes(link, b"x")
+    atomic_write_bytes(link, b"x")
     assert link.is_symlink() and (tmp_path / "target.json").read_bytes() == b"x"
 
 
@@ -82,7 +82,7 @@ def test_fifo_with_reader_gets_the_bytes(tmp_path):
     reader.start()
     for _ in range(200):  # until the reader has opened its end
         try:
-            F.atomic_write_bytes(fifo, b"through the pipe")
+            atomic_write_bytes(fifo, b"through the pipe")
             break
         except SenteiError:
             threading.Event().wait(0.01)
@@ -104,7 +104,7 @@ def test_disk_full_names_the_path(tmp_path, monkeypatch):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(os, "fsync", lambda fd: full(fd, b""))
         with pytest.raises(OSError) as info:
-            F.atomic_write_bytes(target, b"x")
+            atomic_write_bytes(target, b"x")
     assert info.value.filename == str(target) and not list(tmp_path.iterdir())
 
 
