@@ -47,7 +47,7 @@ import numpy as np
 from sentei.cli import parse_size
 from sentei.errors import SenteiError
 from sentei.host.bench.environment import environment
-from sentei.host.commands.bench import set_emulator_threads
+from sentei.host.emulator.engine import set_emulator_threads
 
 DEFAULT_FRAMES = 10_000
 DEFAULT_EVERY = 500

@@ -231,6 +231,7 @@ def test_the_checks_catch_what_they_are_for():
 #: defines them again
 ONE_HOME = {
     "atomic_write_bytes": "sentei.atomic_write",
+    "set_emulator_threads": "sentei.host.emulator.engine",  # a library function, not the CLI's
 }
 
 
@@ -271,7 +272,10 @@ def homeless_uses(name_of: dict[str, str], path: Path, tree: ast.AST, homes: dic
 
 def test_library_functions_have_one_home():
     name_of = {path: name for name, path in modules().items()}
-    assert set(ONE_HOME.values()) <= set(name_of.values())
+    for name, home in ONE_HOME.items():
+        tree = ast.parse(modules()[home].read_text(encoding="utf-8"))
+        assert name in {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}, (
+            f"{home} does not define {name} (ONE_HOME)")
     bad = []
     for path in python_files():
         bad += homeless_uses(name_of, path, ast.parse(path.read_text(encoding="utf-8"), str(path)), ONE_HOME)

@@ -25,9 +25,7 @@ Reports are JSON (``schema: sentei-bench``, ``schema_version``), written atomica
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -40,6 +38,7 @@ from sentei.host.bench.environment import environment
 from sentei.host.bench.report import SCHEMA, SCHEMA_VERSION
 from sentei.host.bench.timing import RunTimer
 from sentei.host.bench.trtexec import find_trtexec, run_trtexec, trtexec_run
+from sentei.host.emulator.engine import set_emulator_threads
 from sentei.host.options import model_option, non_negative_int, non_negative_seconds, parse_size
 from sentei.host.runtime.driver import MAX_BATCH
 
@@ -215,20 +214,6 @@ def command_line(args) -> str:
         if value is not None:
             words += [flag, str(value)]
     return shlex.join(words)
-
-
-def set_emulator_threads(threads: int) -> None:
-    """Give the fast emulator ``threads`` threads (``NUMBA_NUM_THREADS``, read when numba is imported)."""
-    if threads < 1:
-        raise SenteiError(f"--threads {threads}: must be at least 1")
-    if "numba" in sys.modules:
-        import numba
-
-        if numba.config.NUMBA_NUM_THREADS != threads:
-            raise SenteiError(f"--threads {threads}: numba is already loaded with "
-                              f"{numba.config.NUMBA_NUM_THREADS} threads; set NUMBA_NUM_THREADS={threads} instead")
-        return
-    os.environ["NUMBA_NUM_THREADS"] = str(threads)
 
 
 def cmd_bench(args) -> int:

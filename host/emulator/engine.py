@@ -86,6 +86,20 @@ def _kernels():
     return emulator_kernels
 
 
+def set_emulator_threads(threads: int) -> None:
+    """Give the fast emulator ``threads`` threads (``NUMBA_NUM_THREADS``, read when numba is imported)."""
+    if threads < 1:
+        raise SenteiError(f"--threads {threads}: must be at least 1")
+    if "numba" in sys.modules:
+        import numba
+
+        if numba.config.NUMBA_NUM_THREADS != threads:
+            raise SenteiError(f"--threads {threads}: numba is already loaded with "
+                              f"{numba.config.NUMBA_NUM_THREADS} threads; set NUMBA_NUM_THREADS={threads} instead")
+        return
+    os.environ["NUMBA_NUM_THREADS"] = str(threads)
+
+
 @dataclass
 class _Plan:
     """Everything one layer needs at run time, computed once per model."""
