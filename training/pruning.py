@@ -499,9 +499,10 @@ class OneShot:
     """Full sparsity from ``start`` (a fraction of the pruning epochs) on.
 
     torch has no one-shot scheduler; :class:`SparsityScheduler` (torch's ``LambdaSL``) runs it.
+    No defaults: the config schema holds them (sentei.training.config.Schedule).
     """
 
-    def __init__(self, start: float = 0.0):
+    def __init__(self, start: float):
         self.start = float(start)
 
     def __call__(self, target: float, progress: float) -> float:
@@ -516,9 +517,10 @@ class Cubic:
     0 before ``start``; clamped to the target after ``end``), with time as the fraction of the
     pruning phase: ``t0 = start``, ``n * dt = end - start``. (Its clamp also holds a target below
     ``initial`` at ``initial``; sentei only asks for targets of 1.0, the fraction of each layer's.)
+    No defaults: the config schema holds them (sentei.training.config.Schedule).
     """
 
-    def __init__(self, start: float = 0.0, end: float = 0.5, initial: float = 0.0):
+    def __init__(self, start: float, end: float, initial: float):
         if not 0 <= start < end <= 1:
             raise SenteiError(f"cubic schedule: need 0 <= start < end <= 1, got {start}, {end}")
         self.start, self.end, self.initial = float(start), float(end), float(initial)
@@ -528,10 +530,11 @@ class Cubic:
                                                  dt=self.end - self.start, n=1, initially_zero=True))
 
 
-def make_schedule(cfg: dict | None):
-    """``{"type": "cubic", "start": 0, "end": 0.5}`` or ``{"type": "oneshot"}`` -> schedule."""
-    cfg = dict(cfg or {"type": "cubic"})
-    kind = cfg.pop("type", "cubic")
+def make_schedule(cfg: dict):
+    """A full schedule section (sentei.training.config.fill gives one) -> schedule:
+    ``{"type": "cubic", "start": 0.0, "end": 0.6, "initial": 0.0}`` or ``{"type": "oneshot", "start": 0.0}``."""
+    cfg = dict(cfg)
+    kind = cfg.pop("type")
     if kind == "cubic":
         return Cubic(**cfg)
     if kind == "oneshot":

@@ -31,7 +31,7 @@ def ramp(scheme, level, steps=12, seed=0, net=None):
     net = net or FCN(TINY)
     torch.manual_seed(seed)
     sp = pruning.Sparsifier(scheme, level, {"conv1": 0.0, "classifier": 0.0}).prepare(net)
-    scheduler = pruning.SparsityScheduler(sp, pruning.Cubic(0.0, 0.6), epochs=steps - 2)
+    scheduler = pruning.SparsityScheduler(sp, pruning.Cubic(0.0, 0.6, 0.0), epochs=steps - 2)
     for step in range(steps):
         sp.step()
         sp.check()

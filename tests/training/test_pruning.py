@@ -109,7 +109,7 @@ def test_check_names_the_layer():
 
 
 def test_cubic_schedule():
-    cubic = pruning.Cubic(0.0, 0.5)
+    cubic = pruning.Cubic(0.0, 0.5, 0.0)
     assert cubic(0.9, 0.0) == 0.0
     assert cubic(0.9, 0.5) == pytest.approx(0.9)
     assert cubic(0.9, 1.0) == pytest.approx(0.9)
@@ -117,6 +117,25 @@ def test_cubic_schedule():
     values = [cubic(0.9, t / 100) for t in range(101)]
     assert values == sorted(values)
     assert pruning.OneShot(0.2)(0.9, 0.1) == 0.0 and pruning.OneShot(0.2)(0.9, 0.3) == 0.9
+
+
+def test_schedules_take_their_defaults_from_the_config_schema():
+    """One default per key (issue 28): the schedule classes restate none of config.Schedule's
+    (Cubic's end once said 0.5 where the schema says 0.6), and a schedule section the schema
+    fills is what make_schedule builds."""
+    import inspect
+
+    from sentei.training import config
+
+    for cls, keys in ((pruning.Cubic, set(config.SCHEDULE) - {"type"}), (pruning.OneShot, set(config.ONESHOT_KEYS) - {"type"})):
+        params = dict(inspect.signature(cls).parameters)
+        assert set(params) == keys, cls
+        assert all(p.default is inspect.Parameter.empty for p in params.values()), f"{cls.__name__} restates a default"
+    for given in ({}, {"schedule": {"start": 0.1}}, {"schedule": {"type": "oneshot"}}):
+        schedule = config.fill(given, config.Compress)["schedule"]
+        built = pruning.make_schedule(schedule)
+        assert {k: getattr(built, k) for k in schedule if k != "type"} == {k: v for k, v in schedule.items() if k != "type"}
+    assert pruning.make_schedule(config.defaults(config.Compress)["schedule"]).end == config.Schedule.end == 0.6
 
 
 def test_sparsifier_lifecycle_overrides_and_squash():
@@ -203,7 +222,7 @@ def test_scheduler_steps_keep_the_invariant_after_every_step(scheme, level):
     the levels the scheduler set, checked; filter-wise: equal nonzeros in every filter, always."""
     net = plain_net()
     sp = pruning.Sparsifier(scheme, level).prepare(net, [{"tensor_fqn": "2.weight"}])
-    scheduler = pruning.SparsityScheduler(sp, pruning.Cubic(0.0, 0.6), epochs=10)
+    scheduler = pruning.SparsityScheduler(sp, pruning.Cubic(0.0, 0.6, 0.0), epochs=10)
     levels = []
     for epoch in range(12):
         sp.step()
@@ -229,7 +248,7 @@ def test_scheduler_levels_are_the_training_loops_bit_for_bit():
     product sentei's loop always computed; step() counts whole epochs like torch's schedulers."""
     net = FCN(TINY)
     sp = pruning.Sparsifier(pruning.FilterWise(), 0.9, {"conv1": 0.0, "conv3": 0.7}).prepare(net)
-    cubic = pruning.Cubic(0.1, 0.7)
+    cubic = pruning.Cubic(0.1, 0.7, 0.0)
     scheduler = pruning.SparsityScheduler(sp, cubic, epochs=7)
     for t in (0.0, 0.5, 1 + 1 / 3, 2.75, 4.9, 7.0):
         scheduler.step(t)
@@ -280,7 +299,7 @@ def test_state_dicts_round_trip():
     into a fresh pair on another copy of the network, which then steps the same way."""
     net = plain_net()
     sp = pruning.Sparsifier(pruning.FilterWise(), 0.9).prepare(net, PLAIN_CONFIG)
-    scheduler = pruning.SparsityScheduler(sp, pruning.Cubic(0.0, 0.5), epochs=4)
+    scheduler = pruning.SparsityScheduler(sp, pruning.Cubic(0.0, 0.5, 0.0), epochs=4)
     scheduler.step(1.25)
     sp.step()
     saved_sp, saved_sch = sp.state_dict(), copy.deepcopy(scheduler.state_dict())
@@ -288,7 +307,7 @@ def test_state_dicts_round_trip():
     other = plain_net(seed=1)  # other weights: the masks come from the state, not from the magnitudes
     sp2 = pruning.Sparsifier(pruning.FilterWise(), 0.9).prepare(other, PLAIN_CONFIG)
     sp2.load_state_dict(saved_sp)
-    scheduler2 = pruning.SparsityScheduler(sp2, pruning.Cubic(0.0, 0.5), epochs=4)
+    scheduler2 = pruning.SparsityScheduler(sp2, pruning.Cubic(0.0, 0.5, 0.0), epochs=4)
     scheduler2.load_state_dict(saved_sch)
     for fqn in ("2", "5"):
         assert torch.equal(sp._mask_buffer(net[int(fqn)]), sp2._mask_buffer(other[int(fqn)])), fqn
