@@ -92,10 +92,9 @@ def build_module(model: Model, saturate: bool = True) -> nn.Sequential:
     """
     from sentei.host.modelfile import schema as fmt
 
-    dense = sum(int(layer.out_channels) * int(layer.in_channels) * int(layer.kernel) ** 2 for layer in model.layers)
-    if dense > fmt.MAX_DENSE_WEIGHTS:  # what the float module would hold, counted before the first layer
-        raise SenteiError(f"{model.name}: {dense} dense weights (sum of Cout*Cin*k*k) is more than the limit "
-                          f"{fmt.MAX_DENSE_WEIGHTS}; a float module of it would not fit")
+    problem = fmt.dense_weights_problem(fmt.dense_weight_count(model.layers))
+    if problem is not None:  # what the float module would hold, counted before the first layer
+        raise SenteiError(f"{model.name}: {problem}; a float module of it would not fit")
     parts: list[nn.Module] = [InputNormalize(model.input)]
     for layer in model.layers:
         if layer.act == "logits":

@@ -155,9 +155,9 @@ def check_model_config(model_cfg, where: str = "model config") -> list[dict]:
         dense += out * cin * k * k
         macs += out * cin * k * k * h * w
         cin = out
-    if dense > fmt.MAX_DENSE_WEIGHTS:
-        raise SenteiError(f"{where}: {dense} dense weights (sum of Cout*Cin*k*k) is more than the limit "
-                          f"{fmt.MAX_DENSE_WEIGHTS}; use fewer channels")
+    problem = fmt.dense_weights_problem(dense)
+    if problem is not None:
+        raise SenteiError(f"{where}: {problem}; use fewer channels")
     if macs > fmt.MAX_FRAME_MACS:
         raise SenteiError(f"{where}: {macs} multiply-accumulates per frame is more than the limit "
                           f"{fmt.MAX_FRAME_MACS}; use a smaller input or fewer channels")

@@ -293,6 +293,20 @@ def to_bytes(model: Model) -> bytes:
     return bytes(out)
 
 
+def dense_weight_count(layers: Iterable[ConvLayer]) -> int:
+    """The weights a dense form of ``layers`` holds (ONNX, torch): the sum of Cout*Cin*k*k."""
+    return sum(int(layer.out_channels) * int(layer.fan_in) for layer in layers)
+
+
+def dense_weights_problem(dense: int) -> str | None:
+    """None when ``dense`` weights (:func:`dense_weight_count`, or a config's) are within
+    :data:`MAX_DENSE_WEIGHTS`, else what is wrong; the one bound of the model file, the training
+    configs and the float baselines."""
+    if dense > MAX_DENSE_WEIGHTS:
+        return f"{dense} dense weights (sum of Cout*Cin*k*k) is more than the limit {MAX_DENSE_WEIGHTS}"
+    return None
+
+
 def save(model: Model, path: str | os.PathLike) -> Path:
     """Validate and write ``model`` atomically (temporary file, then rename)."""
     data = to_bytes(model)
@@ -558,7 +572,7 @@ def validate(model: Model) -> None:
     check_name(model.name, "name")
     names = set()
     channels, h, w = inp.channels, inp.height, inp.width
-    macs = dense = 0
+    macs = 0
     for n, layer in enumerate(model.layers):
         check_name(layer.name, f"layers[{n}].name")
         where = f"layers[{n}] ({layer.name})"
@@ -647,14 +661,13 @@ def validate(model: Model) -> None:
             raise ModelFormatError(f"{where}: a feature map of {max(padded, cout * h * w)} values is larger than "
                                    f"the limit {MAX_MAP_ELEMENTS} (C*H*W); use a smaller input or fewer channels")
         macs += k * cout * h * w
-        dense += cout * fan_in
         channels = cout
     if macs > MAX_FRAME_MACS:
         raise ModelFormatError(f"layers: {macs} multiply-accumulates per frame is more than the limit "
                                f"{MAX_FRAME_MACS}; use a smaller input, fewer channels or a lower K")
-    if dense > MAX_DENSE_WEIGHTS:
-        raise ModelFormatError(f"layers: {dense} dense weights (sum of Cout*Cin*k*k) is more than the limit "
-                               f"{MAX_DENSE_WEIGHTS}; use fewer channels")
+    problem = dense_weights_problem(dense_weight_count(model.layers))
+    if problem is not None:
+        raise ModelFormatError(f"layers: {problem}; use fewer channels")
     if model.num_classes != channels:
         raise ModelFormatError(f"num_classes: {model.num_classes}, but the classifier has {channels} outputs")
     if len(model.class_names) != channels or len(model.class_colors) != channels:

@@ -216,3 +216,32 @@ def test_bench_times_the_teacher_like_the_model_file_network(tiny_runs):
     assert qat.infer(frame)[1] is None  # no separate accelerator time on the exact path
     with pytest.raises(SenteiError, match="exact integer path, on the CPU in fp32 only"):
         backends.open_engine("torch", str(cdir / "best.pt"), None, "cpu", "fp16")
+
+
+def test_the_dense_weight_bound_is_one_function(monkeypatch):
+    """The model file, the training configs and the float baseline bound the dense weights
+    through one function (sentei.host.modelfile.schema.dense_weights_problem; issue 28): no other
+    module compares a count with MAX_DENSE_WEIGHTS, and build_module counts through dense_weight_count."""
+    import ast
+    from pathlib import Path
+
+    from sentei.host.modelfile import schema as fmt
+
+    root = Path(__file__).resolve().parents[2]
+    compares = []
+    for folder in ("sentei", "host", "training", "overlay"):
+        for path in sorted((root / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            functions = [f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))]
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Compare) and "MAX_DENSE_WEIGHTS" in ast.unparse(node):
+                    inside = [f.name for f in functions if f.lineno <= node.lineno <= f.end_lineno]
+                    compares.append((str(path.relative_to(root)), inside[-1] if inside else None))
+    assert compares == [("host/modelfile/schema.py", "dense_weights_problem")]
+    model = random_model(3, 16, 24, specs=SPECS)
+    assert fmt.dense_weight_count(model.layers) == sum(int(np.prod(l.dense_weights().shape)) for l in model.layers)
+    counted = []
+    real = fmt.dense_weight_count
+    monkeypatch.setattr(fmt, "dense_weight_count", lambda layers: counted.append(1) or real(layers))
+    baseline.build_module(model)
+    assert counted == [1]
