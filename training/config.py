@@ -320,8 +320,9 @@ def check_config(cfg: dict, section: str, where="config") -> None:
         comp = cfg.get("compress") or {}
         from sentei.training.pruning import make_schedule  # (torch: compress has it; registration does not)
 
-        try:  # the schedule's own rules (a oneshot takes only start; cubic needs start < end), at full keys
-            make_schedule(fill(comp, Compress)["schedule"])
+        try:  # the schedule's own rules (a oneshot takes only start; cubic needs start < end): the
+            # given keys over the schema's (fill drops a oneshot's extra keys, which are refused here)
+            make_schedule({**fill(comp, Compress)["schedule"], **(comp.get("schedule") or {})})
         except SenteiError as exc:
             raise SenteiError(f"{where}: compress.schedule: {exc}") from None
         if comp.get("scheme") == "nm" and not int(comp.get("n", 2)) < int(comp.get("m", 4)):
