@@ -203,3 +203,36 @@ def model_option(accepts: str = "model file or bundled name", more: str = "") ->
 def add_model_option(parser, accepts: str = "model file or bundled name", more: str = ""):
     """Add ``--model`` to ``parser`` (:func:`model_option`); the action."""
     return parser.add_argument("--model", **model_option(accepts, more))
+
+
+# --- options that several subcommands take: one name, one help, one default each (issue 28;
+# tests/test_cli.py walks every subcommand's parser to keep it so)
+
+DEFAULT_BOARD = "zcu104"
+
+
+def add_alpha_option(parser):
+    """``--alpha``: the labels' opacity in an overlay image or video."""
+    return parser.add_argument("--alpha", type=as_option(Number(0, 1), 0.5), default=0.5,
+                               help="opacity of the labels in the overlay, 0 to 1 (default 0.5)")
+
+
+def add_workers_option(parser):
+    """``--workers``: the threads that decode training or evaluation frames."""
+    return parser.add_argument("--workers", type=int_at_least(1), default=4,
+                               help="threads decoding frames (default 4)")
+
+
+def add_device_option(parser):
+    """``--device``: the torch device a training-side command runs on (resolved by
+    sentei.training.train.setup_env; None: CUDA when available)."""
+    return parser.add_argument("--device", default=None,
+                               help="torch device: cpu, cuda, cuda:N or mps (default: CUDA when available, "
+                                    "else the CPU)")
+
+
+def add_board_option(parser):
+    """``--board``: the board a command models or designs for, one of overlay/boards."""
+    return parser.add_argument("--board", default=DEFAULT_BOARD,
+                               help=f"board of overlay/boards: zcu104, kv260, ultra96v2 or pynqz2 "
+                                    f"(default {DEFAULT_BOARD})")

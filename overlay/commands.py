@@ -13,7 +13,7 @@ or torch; the handlers import the rest.
 from __future__ import annotations
 
 from sentei.errors import SenteiError
-from sentei.host.options import add_model_option, int_at_least, int_range, non_negative_int
+from sentei.host.options import add_board_option, add_model_option, int_at_least, int_range, non_negative_int
 from sentei.output_paths import check_json_out, check_output
 
 
@@ -53,7 +53,7 @@ def _register_perf(sub) -> None:
 
     p = sub.add_parser("perf", help="modeled cycles, frames/s, DSP/BRAM/LUT of a model on a board")
     add_model_option(p)
-    _board_option(p, "zcu104", "target board (default zcu104; one of the JSON files in overlay/boards)")
+    add_board_option(p)
     _clock_option(p, "PL clock (default: the board's default)")
     _lanes_option(p, PLANS_HELP)
     p.add_argument("--dsp-fraction", type=float, default=None,

@@ -102,3 +102,71 @@ def test_closed_stdout_pipe_ends_quietly(monkeypatch, capsys):
     monkeypatch.setattr(commands, "cmd_models", own_pipe)
     assert cli.main(["models"]) == 2
     assert capsys.readouterr().err == "sentei: error: /usr/bin/tegrastats: Broken pipe (check the path)\n"
+
+
+# --- one option per meaning (issue 28): every subcommand's options, walked from the parser ---
+
+#: (option, subcommand) whose meaning really differs from the option's elsewhere, and why
+OPTION_MEANS_ANOTHER_THING = {
+    ("--device", "bench"): "the device the torch baseline is timed on: a measurement, so a fixed default (cpu) "
+                           "keeps reports of one machine comparable; elsewhere it is where the work runs",
+    ("--board", "overlay codegen"): "optional there: without it the lanes come from the divisor rule, not from a board",
+    ("--board", "overlay csim"): "as overlay codegen (the same lane allocation)",
+}
+#: options still declared more than once with different help or default: may only shrink
+#: (a new drift fails, and so does an entry that is one declaration now)
+KNOWN_DRIFT = {"--backend", "--batch-size", "--clock-mhz", "--config", "--data", "--dense", "--fps", "--frames",
+               "--image", "--json", "--lanes", "--limit", "--model", "--name", "--out", "--seed", "--simulate",
+               "--size", "--split", "--synthetic", "--teacher"}
+
+
+def subcommand_options(parser, path=()):
+    """``{option string: {subcommand: (help, default)}}`` of every (sub)command below ``parser``."""
+    import argparse
+
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                for option, where in subcommand_options(child, (*path, name)).items():
+                    found.setdefault(option, {}).update(where)
+        elif action.option_strings and not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            for option in action.option_strings:
+                found.setdefault(option, {})[" ".join(path)] = (action.help, repr(action.default))
+    return found
+
+
+def drifting(options) -> dict:
+    """Options declared with more than one (help, default), the documented exceptions left out."""
+    out = {}
+    for option, where in options.items():
+        kept = {sub: hd for sub, hd in where.items() if (option, sub) not in OPTION_MEANS_ANOTHER_THING}
+        if len(set(kept.values())) > 1:
+            out[option] = kept
+    return out
+
+
+def test_each_option_has_one_help_and_one_default_across_subcommands():
+    from sentei.cli import build_parser
+
+    options = subcommand_options(build_parser())
+    assert {"--device", "--workers", "--alpha", "--board"} <= set(options)
+    drift = drifting(options)
+    new = {o: w for o, w in drift.items() if o not in KNOWN_DRIFT}
+    assert not new, "one option, one help, one default (a shared add_*_option in sentei.host.options):\n" + \
+        "\n".join(f"{o}: " + "; ".join(f"{s}: {h!r} default {d}" for s, (h, d) in w.items()) for o, w in new.items())
+    gone = KNOWN_DRIFT - set(drift)
+    assert not gone, f"no longer drifting, take off KNOWN_DRIFT: {sorted(gone)}"
+    for option, sub in OPTION_MEANS_ANOTHER_THING:
+        assert sub in options[option], f"{option} {sub}: not declared there any more, drop the exception"
+
+
+def test_the_option_walk_sees_a_drift():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    sub.add_parser("a").add_argument("--workers", default=2, help="threads decoding frames")
+    sub.add_parser("b").add_argument("--workers", default=4, help="threads decoding frames")
+    assert drifting(subcommand_options(parser)) == {"--workers": {"a": ("threads decoding frames", "2"),
+                                                                  "b": ("threads decoding frames", "4")}}

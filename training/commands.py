@@ -12,7 +12,8 @@ from pathlib import Path
 from sentei.atomic_write import write_json
 from sentei.errors import SenteiError
 from sentei.host.modelfile.schema import SCHEMES
-from sentei.host.options import add_model_option, int_at_least, parse_size
+from sentei.host.options import (
+    add_board_option, add_device_option, add_model_option, add_workers_option, int_at_least, parse_size)
 from sentei.output_paths import check_output
 from sentei.training.config import GROUP_LAYOUTS, RANKINGS, SCHEDULE, option
 
@@ -118,14 +119,14 @@ def register(sub) -> None:
     p.add_argument("--calibration-split", default="train", help="split of --recalibrate's frames (default train)")
     p.add_argument("--out", required=True, help="folder for sensitivity.json, .md, .png")
     p.add_argument("--cache", help="cache file (default OUT/sensitivity-cache.json)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    add_device_option(p)
     p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--workers", type=positive_int, default=2, help="threads decoding frames")
+    add_workers_option(p)
     p.set_defaults(func=cmd_sensitivity)
 
     p = sub.add_parser("design", help="per-layer K for a board and frame rate: genetic search over the "
                                       "sensitivity predictor and the performance model -> compression config")
-    p.add_argument("--board", required=True, help="board of overlay/boards (zcu104, kv260, ultra96v2, pynqz2)")
+    add_board_option(p)
     p.add_argument("--fps", required=True, type=float, help="frames/s the modeled accelerator must reach")
     p.add_argument("--clock-mhz", type=float, help="clock (default: the board's)")
     p.add_argument("--budget-miou", type=float, metavar="D",
@@ -157,8 +158,8 @@ def _common(p, default_config, section):
     p.add_argument("--crop", help="train on random HxW crops, e.g. 240x320 (less compute per step; "
                                   "evaluation stays on whole frames)")
     p.add_argument("--limit", type=positive_int, help="use only the first N frames of each split")
-    p.add_argument("--workers", type=positive_int, default=4, help="threads decoding frames")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: CUDA when available)")
+    add_workers_option(p)
+    add_device_option(p)
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in an --out that already holds one, replacing its files")
@@ -412,10 +413,13 @@ def cmd_sensitivity(args) -> int:
         check_output(args.cache, "--cache")
     size = parse_size(args.size, "--size", minimum=8) if args.size else None
     layers = [n.strip() for n in args.layers.split(",") if n.strip()] if args.layers else None
-    sensitivity.run(args.teacher, args.out, data_root=args.data, synthetic=args.synthetic, split=args.split,
-                    size=size, limit=args.limit, sparsities=sensitivity.parse_sparsities(args.sparsities),
-                    layers=layers, cache_path=args.cache, device=args.device, batch_size=args.batch_size,
-                    workers=args.workers, recalibrate=args.recalibrate, calibration_split=args.calibration_split)
+    from sentei.training import train
+
+    with train.run_env(args.device) as env:  # --device as sentei train and compress resolve it
+        sensitivity.run(args.teacher, args.out, data_root=args.data, synthetic=args.synthetic, split=args.split,
+                        size=size, limit=args.limit, sparsities=sensitivity.parse_sparsities(args.sparsities),
+                        layers=layers, cache_path=args.cache, device=env.device, batch_size=args.batch_size,
+                        workers=args.workers, recalibrate=args.recalibrate, calibration_split=args.calibration_split)
     return 0
 
 

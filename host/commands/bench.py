@@ -39,7 +39,7 @@ from sentei.host.bench.report import SCHEMA, SCHEMA_VERSION
 from sentei.host.bench.timing import RunTimer
 from sentei.host.bench.trtexec import find_trtexec, run_trtexec, trtexec_run
 from sentei.host.emulator.engine import set_emulator_threads
-from sentei.host.options import model_option, non_negative_int, non_negative_seconds, parse_size
+from sentei.host.options import add_board_option, model_option, non_negative_int, non_negative_seconds, parse_size
 from sentei.host.runtime.driver import MAX_BATCH
 
 BACKENDS = tuple(engine_registry.BACKENDS)  # auto, fpga, emu, reference, csim, torch, perf
@@ -97,7 +97,7 @@ def register(sub) -> None:
                 "--duration=20\") with power sampled, and add its figures as a run")
     option("--trtexec-log", default=None, metavar="FILE",
            help="add the figures of a saved trtexec output as a run (no power)")
-    option("--board", default="zcu104", help="perf backend: board (default zcu104)")
+    _OPTION_FLAGS[add_board_option(p).dest] = "--board"  # for the perf backend
     option("--clock-mhz", "--clock", dest="clock", type=float, default=None, metavar="MHZ",
            help="perf backend: clock in MHz (--clock-mhz, as sentei perf and overlay; --clock is its old name)")
     option("--label", default=None, help="machine label in the report (default: CPU/GPU/board model)")

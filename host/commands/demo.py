@@ -4,9 +4,8 @@ Nothing heavy is imported here: OpenCV, pynq and numba are imported by the handl
 """
 from __future__ import annotations
 
-from sentei.host.commands.models import check_alpha
 from sentei.host.engine_registry import backend_option
-from sentei.host.options import add_model_option
+from sentei.host.options import add_alpha_option, add_model_option
 from sentei.host.runtime.segmenter import FITS
 
 
@@ -21,7 +20,7 @@ def register(sub) -> None:
     add_model_option(p)
     p.add_argument("--image", action="append", default=None, metavar="IMAGE",
                    help="use this image instead of the samples (repeatable)")
-    p.add_argument("--alpha", type=float, default=0.5, help="opacity of the labels in the overlay")
+    add_alpha_option(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("camera", help="live segmentation of a camera, stream or video file",
@@ -44,7 +43,7 @@ def register(sub) -> None:
                         "the measured rate for a live source)")
     p.add_argument("--fit", default="stretch", choices=FITS,
                    help="bring frames of another aspect ratio to the model's input by stretching or with borders")
-    p.add_argument("--alpha", type=float, default=0.5, help="opacity of the labels in the overlay")
+    add_alpha_option(p)
     p.set_defaults(func=cmd_camera)
 
 
@@ -52,7 +51,6 @@ def cmd_demo(args) -> int:
     from sentei.output_paths import check_output
     from sentei.host.runtime.demo import run_demo
 
-    check_alpha(args.alpha)
     check_output(args.out, "--out", folder=True)
     run_demo(args.out, backend=args.backend, model=args.model, images=args.image, alpha=args.alpha)
     return 0
@@ -68,7 +66,6 @@ def cmd_camera(args) -> int:
     from sentei.host.modelfile import bundled
     from sentei.host.runtime.segmenter import Segmenter
 
-    check_alpha(args.alpha)
     if args.frames is not None and args.frames < 1:
         raise SenteiError(f"--frames {args.frames} must be at least 1")
     camera.check_fps(args.fps)

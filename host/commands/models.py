@@ -9,7 +9,7 @@ import numpy as np
 from sentei.atomic_write import write_json
 from sentei.errors import SenteiError
 from sentei.host.engine_registry import SEGMENTER_BACKENDS, backend_option
-from sentei.host.options import add_model_option
+from sentei.host.options import add_alpha_option, add_model_option
 from sentei.host.modelfile.bundled import model_file
 from sentei.output_paths import check_json_out, check_output
 
@@ -32,7 +32,7 @@ def register(sub) -> None:
     add_model_option(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--backend", **backend_option(SEGMENTER_BACKENDS))
-    p.add_argument("--alpha", type=float, default=0.5, help="opacity of the labels in the overlay")
+    add_alpha_option(p)
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("eval", help="mIoU and per-class IoU over a CamVid split")
@@ -101,7 +101,6 @@ def cmd_segment(args) -> int:
     from sentei.host.modelfile import bundled
     from sentei.host.runtime.segmenter import Segmenter
 
-    check_alpha(args.alpha)
     check_output(args.out, "--out", folder=True)
     out = Path(args.out)
     outputs = {Path(p): (out / f"{Path(p).stem}_labels.png", out / f"{Path(p).stem}_overlay.png")
@@ -176,9 +175,3 @@ def cmd_eval(args) -> int:
     if args.json_out:
         write_json(args.json_out, result)
     return 0
-
-
-def check_alpha(alpha: float) -> None:
-    """``--alpha``: the labels' opacity in an overlay, within [0, 1]."""
-    if not 0.0 <= alpha <= 1.0:
-        raise SenteiError(f"--alpha {alpha} is outside [0, 1]")

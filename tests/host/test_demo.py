@@ -66,6 +66,9 @@ def test_demo_without_a_bundled_model_fails_in_one_line(monkeypatch, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_bad_alpha(model, tmp_path):
-    with pytest.raises(SenteiError, match="alpha"):
+def test_bad_alpha(model, tmp_path, capsys):
+    """Refused while the command line is parsed (the shared --alpha of sentei.host.options), before any work."""
+    with pytest.raises(SystemExit) as exc:
         live_cli(["demo", "--alpha", "2", "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "argument --alpha: 2 must be a number in [0, 1], e.g. 0.5" in capsys.readouterr().err
