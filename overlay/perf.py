@@ -21,6 +21,8 @@ on a board (``sentei perf``) is :mod:`sentei.overlay.report`; the command line i
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import json
@@ -505,6 +507,34 @@ def best_chunk_channels(model, index: int, engine: str, lanes: int, pixels: int 
     return min(v for v in options if stage(v) <= fastest * 1.01)
 
 
+#: while :func:`allocate` runs: its model and what :func:`layer_geometry` and
+#: :func:`layer_resources` computed for it, per (layer, plan, ...); else None
+_MEMO: contextvars.ContextVar = contextvars.ContextVar("sentei_perf_memo", default=None)
+
+
+@contextlib.contextmanager
+def _remembering(model):
+    """Within the block, each (layer, plan) of ``model`` has its geometry and resources
+    computed once: the allocator asks for the same few hundred of them hundreds of thousands
+    of times (each repair step prices the whole design), and the model does not change meanwhile."""
+    token = _MEMO.set((model, {}))
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
+def _remembered(model, key: tuple, compute) -> dict:
+    """``compute()`` (a flat dict), or a copy of what it gave for ``key`` in this :func:`_remembering` block."""
+    memo = _MEMO.get()
+    if memo is None or memo[0] is not model:
+        return compute()
+    found = memo[1].get(key)
+    if found is None:
+        found = memo[1][key] = compute()
+    return dict(found)
+
+
 def layer_geometry(model, index: int, plan) -> dict:
     """The compile-time structure of layer ``index`` built as ``plan`` (what codegen states).
 
@@ -515,6 +545,10 @@ def layer_geometry(model, index: int, plan) -> dict:
     (:func:`requant_sharing`: Q*P sums a fold, T clocks a fold -- K sparse, L dense).
     """
     plan = as_plan(plan)
+    return _remembered(model, ("geometry", index, plan), lambda: _layer_geometry(model, index, plan))
+
+
+def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
     layer = model.layers[index]
     shapes = model.shapes()
     (cin, h, w), (cout, ho, wo) = shapes[index], shapes[index + 1]
@@ -635,6 +669,13 @@ def layer_resources(model, index: int, plan, board=None, storage: str | None = N
     least four BRAM18). ``depths`` are the layer's (pixel, chunk) FIFO depths when known
     (simulated); by default the geometry's rules (:func:`fifo_depth_pixels`, :func:`fifo_depth_chunks`).
     """
+    plan = as_plan(plan)
+    key = ("resources", index, plan, getattr(board, "name", board), storage, depths)
+    return _remembered(model, key, lambda: _layer_resources(model, index, plan, board, storage, depths))
+
+
+def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | None,
+                     depths: tuple[int, int] | None) -> dict:
     layer = model.layers[index]
     cin, cout, k = layer.in_channels, layer.out_channels, layer.k_nonzero
     g = layer_geometry(model, index, plan)
@@ -956,7 +997,11 @@ def allocate(model, board, clock_mhz: float | None = None,
     b = as_board(board)
     if clock_mhz is not None:
         check_clock(b, clock_mhz)
-    limits = resource_limits(b, dsp_fraction, ceilings)
+    with _remembering(model):
+        return _allocate(model, b, resource_limits(b, dsp_fraction, ceilings))
+
+
+def _allocate(model, b: Board, limits: dict) -> list[LayerPlan]:
     rows = [_layer_rows(model, n, b, limits) for n in range(len(model.layers))]
     weightings = _weightings()
 

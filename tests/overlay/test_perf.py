@@ -1,5 +1,6 @@
 """The performance model: hand-worked cycles and memories, the allocator, imbalance, the CLI,
 and the cycles it predicts against the C-simulation's iteration counts."""
+import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -308,6 +309,27 @@ def test_allocator_improves_the_bottleneck_monotonically_and_beats_the_divisor_o
             assert got <= previous
         previous = got
     assert previous < _bottleneck(model, [1] * len(model.layers))
+
+
+def test_the_allocators_memo_serves_only_its_model_and_hands_out_copies():
+    """allocate remembers geometry and resources per (layer, plan) of its model: another model
+    asked inside the block (same shapes, other K) gets its own figures, a caller changing a
+    returned dict changes nothing remembered, and after the block nothing is remembered."""
+    a, b = _mid_model(seed=0), _mid_model(seed=0)
+    b.layers[1] = dataclasses.replace(b.layers[1], values=b.layers[1].values[:, :3], indices=b.layers[1].indices[:, :3])
+    plan = perf.LayerPlan("sparse", 4)
+    expected_a, expected_b = perf.layer_geometry(a, 1, plan), perf.layer_geometry(b, 1, plan)
+    assert expected_a["mac_iterations"] != expected_b["mac_iterations"]
+    with perf._remembering(a):
+        first = perf.layer_geometry(a, 1, plan)
+        first["mac_iterations"] = -1
+        assert perf.layer_geometry(a, 1, plan) == expected_a
+        assert perf.layer_geometry(b, 1, plan) == expected_b
+        res = perf.layer_resources(a, 1, plan, "zcu104")
+        res["lut"] = -1
+        assert perf.layer_resources(a, 1, plan, "zcu104")["lut"] > 0
+        assert perf.layer_resources(a, 1, plan, "pynqz2")["dsp"] >= perf.layer_resources(a, 1, plan, "zcu104")["dsp"]
+    assert perf._MEMO.get() is None
 
 
 def test_allocator_rejects_a_network_that_does_not_fit():
