@@ -6,6 +6,13 @@ and the spread of nonzeros per filter come from ``sentei.host.modelfile.schema.d
 
     python -m sentei.training.results RUN_DIR ... --data ROOT --split val \\
         --teacher-miou 0.6688 --table table.md --plot miou.png
+
+With ``--board`` (repeatable) each row also gets what ``sentei perf --model RUN/model.sentei
+--board B`` reports -- modeled frames/s and the DSP48, BRAM18 and LUT the allocator's design
+takes -- at the model file's input size or at ``--perf-size`` (the K of a filter does not
+depend on the frame size, so a model trained small can be priced at the size it would run at),
+and ``--hardware-table`` writes the table that compares designs: K per layer, mIoU, weights,
+and those figures per board.
 """
 from __future__ import annotations
 
@@ -13,7 +20,10 @@ import argparse
 from pathlib import Path
 
 from sentei.atomic_write import atomic_write_bytes, write_json
+from sentei.errors import SenteiError
 from sentei.host.engine_registry import DEFAULT_BACKEND
+from sentei.host.options import parse_size
+from sentei.overlay import perf
 from sentei.host.modelfile import schema as fmt
 from sentei.host.data.visualize import save_figure
 from sentei.training.config import settings
@@ -27,8 +37,8 @@ def evaluate(model_path, data, split, backend=DEFAULT_BACKEND) -> dict:
     return evaluation.evaluate(model_path, data, split, backend)
 
 
-def row(run_dir: Path, data, split) -> dict:
-    """One table row for a compression run directory."""
+def row(run_dir: Path, data, split, boards=(), perf_size: tuple[int, int] | None = None) -> dict:
+    """One table row for a compression run directory (with :func:`hardware` on each of ``boards``)."""
     from sentei.training.train import load_config, summarize
 
     model = fmt.load(run_dir / "model.sentei")
@@ -51,7 +61,71 @@ def row(run_dir: Path, data, split) -> dict:
             "epochs": int(comp["prune_epochs"]) + int(comp["qat_epochs"]),
             "pruned_layers": pruned, "all_layers": list(summary["layers"]), "min_pruned_sparsity": summary["min_pruned_sparsity"],
             "total_sparsity": summary["total_sparsity"], "weight_bytes": summary["weight_bytes"],
-            "nnz_spread": summary["nnz_spread"], "miou": result["miou"]}
+            "nnz_spread": summary["nnz_spread"], "miou": result["miou"], "model_name": model.name,
+            "size": [model.input.height, model.input.width],
+            "k": {layer.name: int(layer.k_nonzero) for layer in model.layers},
+            "hardware": [hardware(model, b, perf_size) for b in boards]}
+
+
+def at_size(model, height: int, width: int):
+    """``model`` with its input at ``height`` x ``width`` (same layers and weights): what the
+    accelerator would run on frames of that size."""
+    import dataclasses
+
+    return dataclasses.replace(model, input=dataclasses.replace(model.input, height=height, width=width))
+
+
+def hardware(model, board: str, size: tuple[int, int] | None = None) -> dict:
+    """What ``sentei perf`` reports for ``model`` (at ``size`` when given) on ``board`` at its
+    default clock: modeled frames/s and the design's DSP48, BRAM18, URAM and LUT, or why it
+    does not fit."""
+    from sentei.overlay.report import perf_report
+
+    b = perf.load_board(board)
+    if size is not None:
+        model = at_size(model, *size)
+    out = {"board": b.name, "clock_mhz": b.default_clock_mhz,
+           "size": [model.input.height, model.input.width]}
+    try:
+        report = perf_report(model, b, b.default_clock_mhz)
+    except SenteiError as exc:
+        return dict(out, fits=False, why=str(exc))
+    res = report["resources"]
+    return dict(out, fits=True, frames_per_s=report["frames_per_s"], plans=[r["plan"] for r in report["layers"]],
+                bottleneck=report["pipeline"]["bottleneck"],
+                resources={k: {"used": res[k]["used"], "limit": res[k]["limit"]}
+                           for k in ("dsp", "bram18", "uram", "lut")})
+
+
+def hardware_markdown(rows: list[dict], teacher_miou: float | None) -> str:
+    """Designs side by side: K per layer, val mIoU, weight memory, and per board the modeled
+    frames/s with DSP48 / BRAM18 / LUT used (of the allocator's ceilings)."""
+    boards = [h["board"] for h in rows[0]["hardware"]]
+    names = rows[0]["all_layers"]
+    sizes = {tuple(h["size"]) for r in rows for h in r["hardware"]}
+    common = f", {sizes.copy().pop()[0]}x{sizes.pop()[1]}" if len(sizes) == 1 else ""
+    head = ("| run | scheme | K per filter (" + ", ".join(names) + ") | val mIoU (emu) |"
+            + (" Δ vs teacher |" if teacher_miou is not None else "") + " weight memory (bytes) |"
+            + "".join(f" {h['board']} @ {h['clock_mhz']:g} MHz{common}: frames/s (DSP48 / BRAM18 / LUT used) |"
+                      for h in rows[0]["hardware"]))
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        if [h["board"] for h in r["hardware"]] != boards:
+            raise ValueError("every row needs the same boards")
+        delta = f" {100 * (r['miou'] - teacher_miou):+.2f} |" if teacher_miou is not None else ""
+        cells = []
+        for h in r["hardware"]:
+            if not h["fits"]:
+                cells.append(" does not fit: " + h["why"].split(": ")[0].split(" at its cheapest")[0]
+                             .replace(f"model {r['model_name']} ", "") + " |")
+                continue
+            res = h["resources"]
+            at = "" if common else f" at {h['size'][0]}x{h['size'][1]}"
+            cells.append(f" {h['frames_per_s']:.1f}{at} ({res['dsp']['used']:,} / {res['bram18']['used']:,} / "
+                         f"{res['lut']['used']:,}) |")
+        lines.append(f"| {r['run']} | {r['scheme']} | {', '.join(str(r['k'][n]) for n in names)} | "
+                     f"{100 * r['miou']:.2f} |{delta} {r['weight_bytes']:,} |" + "".join(cells))
+    return "\n".join(lines) + "\n"
 
 
 def markdown(rows: list[dict], teacher_miou: float | None) -> str:
@@ -113,8 +187,20 @@ def main(argv=None) -> int:
     p.add_argument("--table", help="write the markdown table here")
     p.add_argument("--json", help="write the rows as JSON here")
     p.add_argument("--plot", help="write the mIoU-vs-sparsity plot here (PNG)")
+    p.add_argument("--board", action="append", default=[],
+                   help="price every model on this board too, at its default clock (repeatable; one of overlay/boards: zcu104, kv260, ultra96v2, pynqz2)")
+    p.add_argument("--perf-size", help="HxW: price the models at this input size (default: each model's own)")
+    p.add_argument("--hardware-table", help="write the designs table (K per layer, figures per --board) here")
     args = p.parse_args(argv)
-    rows = [row(Path(r), args.data, args.split) for r in args.runs]
+    if args.hardware_table and not args.board:
+        p.error("--hardware-table needs at least one --board")
+    try:
+        size = parse_size(args.perf_size, "--perf-size") if args.perf_size else None
+        for board in args.board:
+            perf.load_board(board)
+    except SenteiError as exc:
+        p.error(str(exc))
+    rows = [row(Path(r), args.data, args.split, args.board, size) for r in args.runs]
     text = markdown(rows, args.teacher_miou)
     print(text)
     if args.table:
@@ -123,6 +209,10 @@ def main(argv=None) -> int:
         write_json(args.json, rows)
     if args.plot:
         plot(rows, args.teacher_miou, args.plot)
+    if args.hardware_table:
+        hw = hardware_markdown(rows, args.teacher_miou)
+        print(hw)
+        atomic_write_bytes(args.hardware_table, hw.encode("utf-8"))
     return 0
 
 
