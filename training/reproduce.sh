@@ -6,6 +6,14 @@
 #   bash training/reproduce.sh table    DATA OUT [EPOCHS]      results-table runs   -> OUT/table/<run>
 #   bash training/reproduce.sh controls DATA OUT [EPOCHS]      Kang's groupwise layout and per-layer
 #                                                              unstructured, as the table (not run yet)
+#   bash training/reproduce.sh designs  DATA OUT [EPOCHS]      sentei design's models against uniform
+#                                                              filter-wise, pattern, smallworld -> OUT/designs/<run>
+#
+# designs: the runs of docs/results.md "Hardware-aware designs", one after another, each 77 % pruning
+# + 23 % QAT epochs of EPOCHS (default 100), batch 8: uniform filter-wise 90 % and 95 % (conv1 and the
+# classifier dense), the two designs whose configs benchmarks/results/sensitivity-design holds
+# (ZCU104 >= 500 fps, PYNQ-Z2 >= 42 fps), and pattern / smallworld at 90 %. On the 2-core CPU they ran
+# at 120x160 (EXTRA="--device cpu --size 120x160", teacher trained at that size with the teacher command).
 #
 # controls: Kang's groups are G input channels at one kernel tap, so G must divide the input
 # channels of every pruned layer (camvid-fcn7: 32, 64, 128 -> G = 32, which keeps 3 of 32 at
@@ -35,6 +43,22 @@ case "$what" in
       --scheme filterwise --sparsity 0.9 --distill --weight-bits 8 --act-bits 8 \
       --dense "${DENSE:-conv1,conv2,classifier}" --prune-epochs "${PRUNE_EPOCHS:-500}" --qat-epochs "${QAT_EPOCHS:-120}" \
       --seed 0 ${CROP:+--crop "$CROP"} ${EXTRA:-} ;;
+  designs)
+    ep=${4:-100}
+    cfgs=benchmarks/results/sensitivity-design
+    one() {  # name, options: one run, in the foreground
+      local name=$1; shift
+      $SENTEI compress --data "$data" --teacher "$out/teacher/teacher.pt" --out "$out/designs/$name" \
+        --prune-epochs $((ep * 77 / 100)) --qat-epochs $((ep - ep * 77 / 100)) --seed 0 --name "$name" ${EXTRA:-} "$@"
+    }
+    for run in ${RUNS:-fw95 design-pynqz2-42fps fw90 design-zcu104-500fps pattern90 smallworld90}; do
+      case "$run" in
+        fw90|fw95) one "$run" --scheme filterwise --sparsity "0.${run#fw}" --distill --dense conv1,classifier ;;
+        design-*) one "$run" --config "$cfgs/$run/design.yaml" ;;
+        pattern90|smallworld90) one "$run" --scheme "${run%90}" --sparsity 0.9 --distill --dense conv1,classifier ;;
+        *) echo "unknown run $run" >&2; exit 2 ;;
+      esac
+    done ;;
   table|controls)
     ep=${4:-100}
     mkdir -p "$out/table"
@@ -70,5 +94,5 @@ case "$what" in
     run "nm24-kd" --scheme nm --nm 2:4 --distill
     run "dense-q8" --scheme dense --distill
     finish ;;
-  *) echo "usage: $0 teacher|shipped|table|controls DATA OUT [EPOCHS]" >&2; exit 2 ;;
+  *) echo "usage: $0 teacher|shipped|table|controls|designs DATA OUT [EPOCHS]" >&2; exit 2 ;;
 esac
