@@ -39,17 +39,24 @@ BACKENDS = {
 DEFAULT_BACKEND = "auto"
 #: the backends that run a model file on the accelerator or its emulation (a Segmenter)
 SEGMENTER_BACKENDS = ("auto", "fpga", "emu", "reference", "csim")
+#: the backends that run a model (a Segmenter's, or torch): every one a single --backend may name
+ENGINE_BACKENDS = SEGMENTER_BACKENDS + ("torch",)
 
 
 def backend_option(names=SEGMENTER_BACKENDS, several: bool = False) -> dict:
     """The keyword arguments of a command's ``--backend`` (``add_argument("--backend", **...)``):
     one of ``names`` (``several``: a comma-separated list of them), default :data:`DEFAULT_BACKEND`,
-    and a help text that lists what each one runs."""
-    listed = "; ".join(f"{name}: {BACKENDS[name]}" for name in names)
+    and a help text that says what each one runs: one help for every single ``--backend`` (what
+    every engine runs; argparse names each command's own ``names`` for ``%(choices)s``)."""
     if several:
+        listed = "; ".join(f"{name}: {BACKENDS[name]}" for name in names)
         return {"default": DEFAULT_BACKEND, "metavar": "BACKEND[,BACKEND...]",
                 "help": f"comma-separated, e.g. emu,torch runs both and prints their ratios -- {listed}"}
-    return {"default": DEFAULT_BACKEND, "choices": tuple(names), "help": listed}
+    if not set(names) <= set(ENGINE_BACKENDS):
+        raise ValueError(f"--backend choices {names}: a subset of {ENGINE_BACKENDS}")
+    return {"default": DEFAULT_BACKEND, "choices": tuple(names),
+            "help": "engine that runs the model, one of %(choices)s -- " + "; ".join(
+                f"{name}: {what}" for name, what in BACKENDS.items() if name in ENGINE_BACKENDS)}
 
 
 ENTRY_POINT_GROUP = "sentei.engines"

@@ -236,3 +236,80 @@ def add_board_option(parser):
     return parser.add_argument("--board", default=DEFAULT_BOARD,
                                help=f"board of overlay/boards: zcu104, kv260, ultra96v2 or pynqz2 "
                                     f"(default {DEFAULT_BOARD})")
+
+
+def add_clock_option(parser, *old_names, dest=None):
+    """``--clock-mhz``: the PL clock the accelerator is modeled or allocated at (None: the board's
+    default clock); ``old_names``: other spellings a command still accepts (bench's ``--clock``)."""
+    extra = {"dest": dest} if dest else {}
+    return parser.add_argument("--clock-mhz", *old_names, type=float, default=None, metavar="MHZ",
+                               help="PL clock in MHz of the modeled accelerator (default: the board's)", **extra)
+
+
+def add_json_option(parser):
+    """``--json FILE`` (``args.json_out``): the command's result also written as JSON."""
+    return parser.add_argument("--json", dest="json_out", default=None, metavar="FILE",
+                               help="also write the result (facts, metrics or report) as JSON to FILE")
+
+
+def add_simulate_option(parser):
+    """``--simulate``: also run the clock-level simulator of the generated pipeline."""
+    return parser.add_argument("--simulate", action="store_true",
+                               help="also simulate the generated pipeline clock by clock (needs g++): frames/s "
+                                    "and latency with bounded FIFOs, each process's stalls")
+
+
+def add_out_folder_option(parser, required: bool = True):
+    """``--out DIR``: the folder a command writes its files into (no default: given, or not written)."""
+    return parser.add_argument("--out", required=required, default=None, metavar="DIR", help="output folder")
+
+
+def add_image_option(parser):
+    """``--image IMAGE`` (repeatable, ``[]`` when not given): images to run instead of a command's own frames."""
+    return parser.add_argument("--image", action="append", default=[], metavar="IMAGE",
+                               help="an image file to run, resized to the model's input (repeatable)")
+
+
+# --- the data options of the commands that read CamVid (eval, train, compress, sensitivity)
+
+def add_data_option(parser, required: bool = False):
+    """``--data ROOT``: a CamVid root (``required``: the command has no synthetic alternative)."""
+    return parser.add_argument("--data", required=required, default=None, metavar="ROOT",
+                               help="CamVid root holding <split>/ and <split>annot/ (e.g. val/ and valannot/)")
+
+
+def add_synthetic_option(parser):
+    """``--synthetic``: the small synthetic data set instead of ``--data``."""
+    return parser.add_argument("--synthetic", action="store_true",
+                               help="the small synthetic data set instead of --data (tests)")
+
+
+def add_split_option(parser):
+    """``--split``: the CamVid split a command scores."""
+    return parser.add_argument("--split", default="val", help="split to score: val, test or train (default val)")
+
+
+def add_limit_option(parser):
+    """``--limit N``: only the first N frames of each split read (quick runs)."""
+    return parser.add_argument("--limit", type=int_at_least(1), default=None, metavar="N",
+                               help="only the first N frames of each split it reads (quick runs)")
+
+
+def add_size_option(parser):
+    """``--size HxW``: the network's input size instead of the config's or the teacher's."""
+    return parser.add_argument("--size", default=None, metavar="HxW",
+                               help="network input HxW, e.g. 90x120, instead of the config's or the teacher's "
+                                    "(quick runs at low resolution)")
+
+
+def add_teacher_option(parser):
+    """``--teacher``: the dense teacher checkpoint a training-side command starts from."""
+    return parser.add_argument("--teacher", default="teacher",
+                               help="teacher checkpoint (teacher.pt or best.pt of sentei train) or bundled name "
+                                    "(default: teacher, the bundled teacher)")
+
+
+def add_seed_option(parser):
+    """``--seed``: the seed of the random numbers a command draws (test frames, a search, a pruning)."""
+    return parser.add_argument("--seed", type=non_negative_int, default=0,
+                               help="seed of the random numbers it draws (default 0)")

@@ -4,16 +4,18 @@ Registered by sentei.cli (``sentei.overlay.commands`` in COMMAND_MODULES). This 
 module of overlay/ with argparse: each handler parses its options and calls a library
 function a notebook can call as well -- :func:`sentei.overlay.codegen.generate`,
 :func:`sentei.overlay.csim.run_csim`, :func:`sentei.overlay.report.perf_report` and
-:func:`~sentei.overlay.report.format_report`. The options the commands share (``--model``,
-``--board``, ``--clock-mhz``, ``--lanes``) are defined once: ``--model`` as every command's
-(:func:`sentei.host.options.add_model_option`), the others below. Registration imports the
-performance model's defaults for the help texts (numpy), never the generator, the simulator
-or torch; the handlers import the rest.
+:func:`~sentei.overlay.report.format_report`. The options the commands share are defined once:
+``--model``, ``--clock-mhz``, ``--json`` and the others that other commands take as well in
+:mod:`sentei.host.options`; ``--lanes`` and codegen's and csim's optional ``--board`` below.
+Registration imports the performance model's defaults for the help texts (numpy), never the
+generator, the simulator or torch; the handlers import the rest.
 """
 from __future__ import annotations
 
 from sentei.errors import SenteiError
-from sentei.host.options import add_board_option, add_model_option, int_at_least, int_range, non_negative_int
+from sentei.host.options import (
+    add_board_option, add_clock_option, add_image_option, add_json_option, add_model_option, add_seed_option,
+    add_simulate_option, int_at_least, int_range)
 from sentei.output_paths import check_json_out, check_output
 
 
@@ -37,11 +39,10 @@ def register(sub) -> None:
     s.add_argument("--frames", type=int_range(1, MAX_CSIM_FRAMES), default=None, metavar="N",
                    help=f"number of full-range random frames, 1 to {MAX_CSIM_FRAMES}, all in one start "
                         f"(default 1 when no --image is given)")
-    s.add_argument("--image", action="append", default=[], metavar="IMAGE",
-                   help="an image file to run (resized to the model's input); repeatable")
+    add_image_option(s)
     s.add_argument("--workdir", "--keep", dest="workdir", default=None, metavar="DIR",
                    help="keep the golden vectors and the testbench report here (default: a temporary folder)")
-    _json_option(s, "write the report as JSON")
+    add_json_option(s)
     s.set_defaults(func=cmd_csim)
 
     _register_perf(sub)
@@ -49,27 +50,24 @@ def register(sub) -> None:
 
 def _register_perf(sub) -> None:
     """``sentei perf``: the performance report of a model on a board."""
-    from sentei.overlay.perf import CEILINGS, DEFAULT_DSP_FRACTION, UNSTRUCTURED_SEED
+    from sentei.overlay.perf import CEILINGS, DEFAULT_DSP_FRACTION
 
     p = sub.add_parser("perf", help="modeled cycles, frames/s, DSP/BRAM/LUT of a model on a board")
     add_model_option(p)
     add_board_option(p)
-    _clock_option(p, "PL clock (default: the board's default)")
-    _lanes_option(p, PLANS_HELP)
+    add_clock_option(p)
+    _lanes_option(p)
     p.add_argument("--dsp-fraction", type=float, default=None,
                    help=f"share of the board's DSP48s the allocator may use (default {DEFAULT_DSP_FRACTION}); "
                         f"the same as --ceiling dsp=SHARE")
     p.add_argument("--ceiling", action="append", default=[], metavar="RESOURCE=SHARE",
                    help="utilisation ceiling the allocator respects, e.g. lut=0.7 (repeatable; defaults: "
                         + ", ".join(f"{k}={v:g}" for k, v in CEILINGS.items()) + ")")
-    p.add_argument("--seed", type=non_negative_int, default=UNSTRUCTURED_SEED,
-                   help="seed of the hypothetical unstructured pruning")
-    p.add_argument("--simulate", action="store_true",
-                   help="also simulate the generated pipeline clock by clock (needs g++): frames/s and latency "
-                        "with bounded FIFOs, the FIFO depths codegen writes, each process's stalls")
+    add_seed_option(p)  # of the hypothetical unstructured pruning (its default is perf.UNSTRUCTURED_SEED's, 0)
+    add_simulate_option(p)  # and the FIFO depths codegen writes
     p.add_argument("--frames", type=int_at_least(2), default=3,
                    help="frames in one start for --simulate, at least 2: the interval is frame to frame (default 3)")
-    _json_option(p, "also write the report as JSON")
+    add_json_option(p)
     p.set_defaults(func=cmd_perf)
 
 
@@ -79,35 +77,26 @@ MAX_CSIM_FRAMES = 64  # frames one C-simulation start takes (its buffers hold th
 # the options the commands share, each defined once
 
 PLANS_HELP = ("a plan per layer: LANES (sparse engine), sLANES[wWc] or dLANES[wWc] (dense engine, Wc channels "
-              "a chunk), e.g. d8w3,d8w16,64,32,64,64,64,d1w8; lanes need not divide Cout (default: the allocator's "
-              "choice for --board)")
+              "a chunk), e.g. d8w3,d8w16,64,32,64,64,64,d1w8; lanes need not divide Cout (default: the performance "
+              "model's allocation for --board; without a board, the sparse engine with the largest divisor of "
+              "Cout <= 8)")
 
 
 def _board_option(p, default: str | None, help: str) -> None:
     p.add_argument("--board", default=default, help=help)
 
 
-def _clock_option(p, help: str) -> None:
-    p.add_argument("--clock-mhz", type=float, default=None, help=help)
-
-
-def _lanes_option(p, help: str) -> None:
+def _lanes_option(p) -> None:
     """``--lanes PLAN,PLAN,...``, read by :func:`parse_lanes`."""
-    p.add_argument("--lanes", default=None, metavar="PLAN,PLAN,...", help=help)
-
-
-def _json_option(p, help: str) -> None:
-    p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help=help)
+    p.add_argument("--lanes", default=None, metavar="PLAN,PLAN,...", help=PLANS_HELP)
 
 
 def _design_args(p) -> None:
     """codegen's and csim's: the model and the design it is generated as."""
     add_model_option(p)
-    _lanes_option(p, "engine and lanes per layer: LANES (sparse), sLANES[wWc] or dLANES[wWc] (dense), e.g. "
-                     "d8w3,8,64 (default: the performance model's allocation for --board, else the sparse "
-                     "engine with the largest divisor of Cout <= 8)")
+    _lanes_option(p)
     _board_option(p, None, "board whose resources the lane allocation fits (see `sentei perf`)")
-    _clock_option(p, "target clock for the lane allocation")
+    add_clock_option(p)  # of the lane allocation; needs --board
 
 
 def parse_lanes(text: str | None) -> list | None:

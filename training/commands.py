@@ -13,7 +13,9 @@ from sentei.atomic_write import write_json
 from sentei.errors import SenteiError
 from sentei.host.modelfile.schema import SCHEMES
 from sentei.host.options import (
-    add_board_option, add_device_option, add_model_option, add_workers_option, int_at_least, parse_size)
+    add_board_option, add_clock_option, add_data_option, add_device_option, add_limit_option,
+    add_model_option, add_out_folder_option, add_seed_option, add_simulate_option, add_size_option, add_split_option,
+    add_synthetic_option, add_teacher_option, add_workers_option, int_at_least, parse_size)
 from sentei.output_paths import check_output
 from sentei.training.config import GROUP_LAYOUTS, RANKINGS, SCHEDULE, option
 
@@ -40,8 +42,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("compress", help="prune + distil + quantize a teacher checkpoint into a model file")
     _common(p, DEFAULT_COMPRESS_CONFIG, "compress")
-    p.add_argument("--teacher", required=True,
-                   help="teacher checkpoint (teacher.pt / best.pt of sentei train, or the bundled name teacher)")
+    add_teacher_option(p)
     p.add_argument("--scheme", choices=SCHEMES,
                    help="pruning scheme; dense: no pruning, distillation and QAT only")
     p.add_argument("--sparsity", type=option("compress", "sparsity"),
@@ -67,9 +68,8 @@ def register(sub) -> None:
     p.add_argument("--prune-epochs", type=positive_int, help="epochs of pruning and fine-tuning (float)")
     p.add_argument("--qat-epochs", type=positive_int, help="epochs of quantization-aware training")
     p.add_argument("--schedule", choices=SCHEDULE["type"][0].values, help="sparsity schedule")
-    p.add_argument("--dense", help="comma-separated layers kept dense, replacing the config's overrides "
-                                   "(e.g. conv1,classifier)")
-    p.add_argument("--name", help="model name written into the model file")
+    _dense_option(p)
+    _name_option(p)
     p.add_argument("--from", dest="init", metavar="CKPT",
                    help="continue from a quantization-aware checkpoint of sentei compress (a run's best.pt or a "
                         "bundled *-qat name): keep its masks, scales and bit widths, skip pruning, run "
@@ -84,14 +84,14 @@ def register(sub) -> None:
     p.add_argument("checkpoint", nargs="?",
                    help="checkpoint of sentei compress (best.pt or last.pt) or a bundled *-qat name")
     p.add_argument("-o", "--output", help="model file to write (.sentei)")
-    p.add_argument("--name", help="model name (default: the run's name)")
+    _name_option(p)
     p.add_argument("--onnx", metavar="FILE.onnx",
                    help="instead: write the network of --model as float ONNX (for trtexec on a Jetson)")
     add_model_option(p, "with --onnx: model file, bundled name or the teacher's checkpoint")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="QAT network vs integer reference engine, layer by layer")
-    add_model_option(p, "model file (.sentei) or bundled name")
+    add_model_option(p)
     p.add_argument("--checkpoint", required=True,
                    help="the QAT checkpoint the model file was exported from (path or bundled name, "
                         "e.g. sentei-camvid-fw90-qat)")
@@ -104,12 +104,12 @@ def register(sub) -> None:
 
     p = sub.add_parser("sensitivity", help="val mIoU of the teacher with one layer at a time pruned filter-wise "
                                            "(inference only, cached, plotted)")
-    p.add_argument("--teacher", default="teacher", help="teacher checkpoint or bundled name (default: teacher)")
-    p.add_argument("--data", help="CamVid root (holds val/, valannot/)")
-    p.add_argument("--synthetic", action="store_true", help="the small synthetic data set (tests)")
-    p.add_argument("--split", default="val", help="split to score (default val)")
-    p.add_argument("--size", help="evaluate at HxW instead of the teacher's input size, e.g. 180x240 (faster)")
-    p.add_argument("--limit", type=positive_int, help="only the first N frames of the split (faster)")
+    add_teacher_option(p)
+    add_data_option(p)
+    add_synthetic_option(p)
+    add_split_option(p)
+    add_size_option(p)
+    add_limit_option(p)
     p.add_argument("--sparsities", default=",".join(f"{s:g}" for s in (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)),
                    help="comma-separated sparsities per layer (default %(default)s)")
     p.add_argument("--layers", help="comma-separated layers (default: every conv, the classifier included)")
@@ -117,10 +117,10 @@ def register(sub) -> None:
                    help="re-estimate the batch-norm statistics from the pruned layer on after each pruning, on the "
                         "first N frames of --calibration-split (adaptive BN; default %(default)s; 0: as trained)")
     p.add_argument("--calibration-split", default="train", help="split of --recalibrate's frames (default train)")
-    p.add_argument("--out", required=True, help="folder for sensitivity.json, .md, .png")
+    add_out_folder_option(p)  # sensitivity.json, .md, .png
     p.add_argument("--cache", help="cache file (default OUT/sensitivity-cache.json)")
     add_device_option(p)
-    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=8, help="frames per batch (default 8)")
     add_workers_option(p)
     p.set_defaults(func=cmd_sensitivity)
 
@@ -128,36 +128,51 @@ def register(sub) -> None:
                                       "sensitivity predictor and the performance model -> compression config")
     add_board_option(p)
     p.add_argument("--fps", required=True, type=float, help="frames/s the modeled accelerator must reach")
-    p.add_argument("--clock-mhz", type=float, help="clock (default: the board's)")
+    add_clock_option(p)
     p.add_argument("--budget-miou", type=float, metavar="D",
                    help="choose the fastest design within D points of predicted mIoU loss (default: the most "
                         "accurate design that reaches --fps)")
     p.add_argument("--sensitivity", required=True, help="sensitivity.json of sentei sensitivity")
-    p.add_argument("--config", default=str(DEFAULT_COMPRESS_CONFIG),
-                   help=f"compression config the design's is based on (default {DEFAULT_COMPRESS_CONFIG.name})")
-    p.add_argument("--dense", help="comma-separated layers kept dense (default: none, every layer searched)")
-    p.add_argument("--name", help="model name in the written config")
-    p.add_argument("--seed", type=int_at_least(0), default=0)
+    _config_option(p, DEFAULT_COMPRESS_CONFIG)  # the compression config the design's is based on
+    _dense_option(p)
+    _name_option(p)
+    add_seed_option(p)
     p.add_argument("--population", type=int_at_least(4), default=40)
     p.add_argument("--generations", type=positive_int, default=30)
-    p.add_argument("--simulate", action="store_true",
-                   help="also run the clock-level simulator on the chosen design (needs g++)")
-    p.add_argument("--out", required=True, help="folder for design.yaml, .md, .png, .json")
+    add_simulate_option(p)  # of the chosen design
+    add_out_folder_option(p)  # design.yaml, .md, .png, .json
     p.set_defaults(func=cmd_design)
 
 
+def _config_option(p, default: Path):
+    p.add_argument("--config", default=str(default), help=f"YAML config (default {default.name})")
+
+
+def _dense_option(p):
+    """compress's and design's ``--dense``: layers kept dense, written as the config's ``overrides``."""
+    p.add_argument("--dense", metavar="LAYER,LAYER,...",
+                   help="comma-separated layers kept dense (not pruned), e.g. conv1,classifier; they replace the "
+                        "config's overrides")
+
+
+def _name_option(p):
+    p.add_argument("--name", help="name of the model it writes (default: the config's or the checkpoint's; "
+                                  "design: sentei-design-<board>-<fps>fps)")
+
+
 def _common(p, default_config, section):
-    p.add_argument("--config", default=str(default_config), help=f"YAML config (default {Path(default_config).name})")
-    p.add_argument("--data", help="CamVid root (holds train/, trainannot/, val/, valannot/)")
-    p.add_argument("--synthetic", action="store_true", help="train on the small synthetic data set (tests)")
+    _config_option(p, default_config)
+    add_data_option(p)
+    add_synthetic_option(p)
     p.add_argument("--out", required=True, help="run directory (checkpoints, log, config, metrics)")
     p.add_argument("--epochs", type=positive_int, help="epochs (compress: scales prune and QAT epochs together)")
-    p.add_argument("--batch-size", type=option(section, "batch_size"))
-    p.add_argument("--seed", type=option(section, "seed"))
-    p.add_argument("--size", help="input HxW, e.g. 90x120 (smoke runs at low resolution)")
+    p.add_argument("--batch-size", type=option(section, "batch_size"), help="frames per batch (default: the config's)")
+    p.add_argument("--seed", type=option(section, "seed"), help="seed of the random numbers it draws "
+                                                                 "(default: the config's)")
+    add_size_option(p)
     p.add_argument("--crop", help="train on random HxW crops, e.g. 240x320 (less compute per step; "
                                   "evaluation stays on whole frames)")
-    p.add_argument("--limit", type=positive_int, help="use only the first N frames of each split")
+    add_limit_option(p)
     add_workers_option(p)
     add_device_option(p)
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")

@@ -39,7 +39,9 @@ from sentei.host.bench.report import SCHEMA, SCHEMA_VERSION
 from sentei.host.bench.timing import RunTimer
 from sentei.host.bench.trtexec import find_trtexec, run_trtexec, trtexec_run
 from sentei.host.emulator.engine import set_emulator_threads
-from sentei.host.options import add_board_option, model_option, non_negative_int, non_negative_seconds, parse_size
+from sentei.host.options import (
+    add_board_option, add_clock_option, add_json_option, add_out_folder_option, add_seed_option, model_option,
+    non_negative_int, non_negative_seconds, parse_size)
 from sentei.host.runtime.driver import MAX_BATCH
 
 BACKENDS = tuple(engine_registry.BACKENDS)  # auto, fpga, emu, reference, csim, torch, perf
@@ -98,11 +100,10 @@ def register(sub) -> None:
     option("--trtexec-log", default=None, metavar="FILE",
            help="add the figures of a saved trtexec output as a run (no power)")
     _OPTION_FLAGS[add_board_option(p).dest] = "--board"  # for the perf backend
-    option("--clock-mhz", "--clock", dest="clock", type=float, default=None, metavar="MHZ",
-           help="perf backend: clock in MHz (--clock-mhz, as sentei perf and overlay; --clock is its old name)")
+    _OPTION_FLAGS[add_clock_option(p, "--clock", dest="clock").dest] = "--clock-mhz"  # perf; --clock: its old name
     option("--label", default=None, help="machine label in the report (default: CPU/GPU/board model)")
-    option("--seed", type=non_negative_int, default=0, help="seed of the random test frames")
-    option("--json", dest="json_out", default=None, metavar="OUT", help="write the report here")
+    _OPTION_FLAGS[add_seed_option(p).dest] = "--seed"  # of the random test frames
+    _OPTION_FLAGS[add_json_option(p).dest] = "--json"
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("bench-report", help="merge bench reports into a Markdown table and a plot",
@@ -113,7 +114,7 @@ def register(sub) -> None:
                    help="the report whose first run is the 1.0x baseline (default: the first report)")
     p.add_argument("--baseline-run", default=None, metavar="TEXT",
                    help="pick the baseline run of that report whose label contains TEXT")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_out_folder_option(p)
     p.add_argument("--no-plot", action="store_true", help="write the table only (no matplotlib needed)")
     p.set_defaults(func=cmd_bench_report)
 

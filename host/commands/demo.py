@@ -5,7 +5,7 @@ Nothing heavy is imported here: OpenCV, pynq and numba are imported by the handl
 from __future__ import annotations
 
 from sentei.host.engine_registry import backend_option
-from sentei.host.options import add_alpha_option, add_model_option
+from sentei.host.options import add_alpha_option, add_image_option, add_model_option
 from sentei.host.runtime.segmenter import FITS
 
 
@@ -18,8 +18,7 @@ def register(sub) -> None:
     p.add_argument("--backend", **backend_option())
     p.add_argument("--out", default="sentei-demo", metavar="DIR", help="output folder (default ./sentei-demo)")
     add_model_option(p)
-    p.add_argument("--image", action="append", default=None, metavar="IMAGE",
-                   help="use this image instead of the samples (repeatable)")
+    add_image_option(p)  # instead of the bundled samples
     add_alpha_option(p)
     p.set_defaults(func=cmd_demo)
 

@@ -8,14 +8,15 @@ import numpy as np
 
 from sentei.atomic_write import write_json
 from sentei.errors import SenteiError
-from sentei.host.engine_registry import SEGMENTER_BACKENDS, backend_option
-from sentei.host.options import add_alpha_option, add_model_option
+from sentei.host.engine_registry import ENGINE_BACKENDS, SEGMENTER_BACKENDS, backend_option
+from sentei.host.options import (
+    add_alpha_option, add_data_option, add_json_option, add_limit_option, add_model_option, add_out_folder_option,
+    add_split_option)
 from sentei.host.modelfile.bundled import model_file
 from sentei.output_paths import check_json_out, check_output
 
-# every backend a command may name (sentei.host.engine_registry.BACKENDS); which ones a machine can
+# eval takes every engine (sentei.host.engine_registry.ENGINE_BACKENDS); which ones a machine can
 # run is decided by the Segmenter, and auto is resolved by it as in every command
-EVAL_BACKENDS = SEGMENTER_BACKENDS + ("torch",)
 
 
 def register(sub) -> None:
@@ -24,28 +25,28 @@ def register(sub) -> None:
 
     p = sub.add_parser("info", help="layers, shapes, K per layer, sparsity, weight memory, MACs skipped")
     add_model_option(p)
-    p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the facts as JSON")
+    add_json_option(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("segment", help="segment images: label map PNG + colour overlay PNG per image")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     add_model_option(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_out_folder_option(p)
     p.add_argument("--backend", **backend_option(SEGMENTER_BACKENDS))
     add_alpha_option(p)
     p.set_defaults(func=cmd_segment)
 
     p = sub.add_parser("eval", help="mIoU and per-class IoU over a CamVid split")
     add_model_option(p, "model file, checkpoint (with --backend torch), or bundled name")
-    p.add_argument("--data", required=True, metavar="ROOT", help="CamVid root holding <split>/ and <split>annot/")
-    p.add_argument("--split", default="val", help="val | test | train (default val)")
-    p.add_argument("--backend", **backend_option(EVAL_BACKENDS))
-    p.add_argument("--limit", type=int, default=None, help="only the first N frames (quick checks)")
+    add_data_option(p, required=True)
+    add_split_option(p)
+    p.add_argument("--backend", **backend_option(ENGINE_BACKENDS))
+    add_limit_option(p)
     p.add_argument("--agree-with", metavar="CHECKPOINT", default=None,
                    help="also label every frame with this quantization-aware checkpoint's fake-quantized forward "
                         "(what QAT trained; e.g. sentei-camvid-fw90-qat) and report the share of pixels whose "
                         "labels agree with --model's (needs PyTorch)")
-    p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="write the metrics as JSON")
+    add_json_option(p)
     p.set_defaults(func=cmd_eval)
 
 
@@ -166,8 +167,6 @@ def safe_text(value) -> str:
 def cmd_eval(args) -> int:
     from sentei.host.runtime import evaluation
 
-    if args.limit is not None and args.limit < 1:
-        raise SenteiError(f"--limit {args.limit} must be at least 1")
     check_json_out(args, model_file(args.model))
     result = evaluation.evaluate(args.model, args.data, args.split, args.backend, limit=args.limit,
                                  agree_with=args.agree_with)
