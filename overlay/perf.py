@@ -959,6 +959,21 @@ def _repair(rows, plans, target, used_of, limits, steps: int = 64):
     return None
 
 
+class DoesNotFit(SenteiError):
+    """The cheapest design of a model exceeds a board's ceilings. ``used`` is that design's
+    resources, ``limits`` the ceilings; ``overshoot`` (> 1) the largest ``used / limit``: how
+    far the model is from fitting, which a search over models can descend."""
+
+    def __init__(self, model, board: Board, used: dict, limits: dict):
+        self.used, self.limits = used, limits
+        self.overshoot = max(used[k] / limits[k] if limits[k] else math.inf if used[k] else 0.0
+                             for k in BUDGET_FIELDS)
+        key = over_limits(used, limits)[0]
+        super().__init__(f"model {model.name} needs {used[key]:,} {RESOURCE_NAMES[key]} at its cheapest, "
+                         f"more than {limits[key]:,} ({limits[key] / board.budget[key]:.0%} of {board.name}'s "
+                         f"{board.budget[key]:,}): {RESOURCE_ADVICE[key]}")
+
+
 def allocate(model, board, clock_mhz: float | None = None,
              dsp_fraction: float | None = None, ceilings: dict | None = None) -> list[LayerPlan]:
     """A :class:`LayerPlan` per layer (engine, lanes, chunk width, pixels) balancing the
@@ -990,7 +1005,7 @@ def allocate(model, board, clock_mhz: float | None = None,
 
     Raises
     ------
-    SenteiError
+    DoesNotFit
         The cheapest plan of every layer already exceeds a limit (the network does not fit):
         the message names the resource and what to change.
     """
@@ -1030,11 +1045,7 @@ def _allocate(model, b: Board, limits: dict) -> list[LayerPlan]:
     cheapest = pick(math.inf, weightings[0])
     plans = fitting(math.inf)
     if plans is None:
-        used = design_resources(model, cheapest, b, limits["uram"])
-        key = over_limits(used, limits)[0]
-        raise SenteiError(f"model {model.name} needs {used[key]:,} {RESOURCE_NAMES[key]} at its cheapest, "
-                          f"more than {limits[key]:,} ({limits[key] / b.budget[key]:.0%} of {b.name}'s "
-                          f"{b.budget[key]:,}): {RESOURCE_ADVICE[key]}")
+        raise DoesNotFit(model, b, design_resources(model, cheapest, b, limits["uram"]), limits)
     floor = max(fixed_stages(model).values())
     targets = sorted({c for layer_rows in rows for c, _, _ in layer_rows if c > floor} | {floor})
     lo, hi = 0, len(targets)  # targets[hi:] are feasible (hi = len: only "no target", plans above)

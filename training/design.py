@@ -162,8 +162,8 @@ class Hardware:
             model = self.model(ks)
             try:
                 plans = self.perf.allocate(model, self.board, self.clock_mhz)
-            except SenteiError as exc:  # the cheapest plan exceeds a ceiling: the design does not fit
-                self.seen[key] = {"fits": False, "fps": 0.0, "why": str(exc)}
+            except self.perf.DoesNotFit as exc:  # the cheapest plan exceeds a ceiling: the design does not fit
+                self.seen[key] = {"fits": False, "fps": 0.0, "why": str(exc), "overshoot": exc.overshoot}
             else:
                 interval = self.perf.pipeline_interval(model, plans)
                 self.seen[key] = {"fits": True, "fps": self.clock_mhz * 1e6 / interval, "interval": interval,
@@ -176,9 +176,12 @@ class Hardware:
 
 
 def violation(hw: dict, fps_target: float) -> float:
-    """0 for a design that fits and reaches the target; the shortfall share in (0, 1]; 2 if it does not fit."""
+    """0 for a design that fits and reaches the target; the shortfall share in (0, 1] for one
+    that fits but is too slow; for one that does not fit, its cheapest design's largest
+    used / limit (above 1: :class:`~sentei.overlay.perf.DoesNotFit`) -- graded, so that among
+    designs that do not fit the search prefers those closer to fitting."""
     if not hw["fits"]:
-        return 2.0
+        return hw["overshoot"]
     return max(0.0, (fps_target - hw["fps"]) / fps_target)
 
 

@@ -166,3 +166,21 @@ def test_budget_and_infeasible_targets_are_one_line(space, searched, tmp_path, c
                            "--out", str(tmp_path / "e"), *argv])
         err = capsys.readouterr().err
         assert status == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_designs_that_do_not_fit_are_graded_by_how_far_they_overshoot(space):
+    """On PYNQ-Z2 the dense network overshoots more than uniform 90 % (BRAM18 of both), which
+    does not fit either, and both rank behind uniform 95 %, which fits: the violation is each
+    one's cheapest design's largest used / limit."""
+    hardware = design.Hardware(space, "pynqz2", None)
+    n = len(space.searched)
+    dense, s90, s95 = (tuple([space.options.index(s)] * n) for s in (0.0, 0.9, 0.95))
+    hw = {g: hardware(g) for g in (dense, s90, s95)}
+    assert not hw[dense]["fits"] and not hw[s90]["fits"] and hw[s95]["fits"]
+    with pytest.raises(perf.DoesNotFit) as exc:
+        perf.allocate(hardware.model(space.ks(s90)), "pynqz2")
+    used, limits = exc.value.used, exc.value.limits
+    assert hw[s90]["overshoot"] == max(used[k] / limits[k] for k in limits if limits[k]) > 1
+    assert "BRAM18 at its cheapest" in str(exc.value) and used["bram18"] / limits["bram18"] == hw[s90]["overshoot"]
+    v = {g: design.violation(hw[g], 30.0) for g in hw}
+    assert v[dense] > v[s90] > 1.0 >= v[s95]
