@@ -194,8 +194,12 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
     """Bundle the finished compression run ``run`` as ``name`` (and ``name-qat``); its entry."""
     import torch
 
+    from sentei.overlay import perf
     from sentei.overlay.report import perf_report
     from sentei.training import train
+    from sentei.training.sensitivity import file_sha256
+
+    perf_file = perf.__file__
 
     metrics, cfg, _ = finished_run(run, "best.pt")
     manifest = bundled.manifest(dest / "models.json")
@@ -236,7 +240,6 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
         summary = train.summarize(model)
         teacher_val = models[teacher]["metrics"]["val_miou"]
         gap = round(100 * (teacher_val - emu["miou"]), 2)
-        fps_key = f"{board}_{clock_mhz:g}mhz_fps_modeled"
         info = {
             "name": name, "file": files[1], "qat_checkpoint": files[0], "config": files[2], "log": files[3],
             "teacher": teacher,
@@ -249,7 +252,9 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
             "eval": emu, "eval_torch": exact,
             "miou_below_teacher_val": gap, "target_below_teacher_val": TARGET_GAP, "target_met": gap <= TARGET_GAP,
             "perf": {"command": f"sentei perf --model {name} --board {board} --clock-mhz {clock_mhz:g}",
-                     "frames_per_s": fps, "kind": "modeled"},
+                     "frames_per_s": fps, "kind": "modeled",
+                     "perf_model": {"file": "overlay/perf.py", "sha256": file_sha256(perf_file)},
+                     "note": "the performance model at bundling; sentei perf gives today's figure"},
             **{k: v for k, v in summary.items() if k != "name"},  # layers, sparsity, weight bytes, spread
         }
         write_json(staging / files[4], info)
@@ -258,7 +263,7 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
                  "metrics": {"val_miou": emu["miou"], "backend": "emu", "val_miou_teacher": teacher_val,
                              "pruned_layer_sparsity_min": info["min_pruned_sparsity"],
                              "total_sparsity": info["total_sparsity"], "weight_bytes": info["weight_bytes"],
-                             fps_key: round(fps, 1), "details": files[4]}}
+                             "details": files[4]}}
         models[name] = entry
         models[qat] = {"file": files[0], "kind": "torch-checkpoint",
                        "description": f"the quantization-aware checkpoint {name} was exported from (for sentei "

@@ -93,7 +93,10 @@ def test_bundled_run_publishes_its_own_figures(bundled, camvid, tiny_runs, finis
     assert info["miou_below_teacher_val"] == round(100 * (teacher["metrics"]["val_miou"] - entry["metrics"]["val_miou"]), 2)
     assert info["target_met"] == (info["miou_below_teacher_val"] <= 0.8)
     assert "'teacher'" in entry["description"] and "filterwise" in entry["description"]
-    assert entry["metrics"]["zcu104_200mhz_fps_modeled"] > 0
+    # a modeled frame rate belongs to one version of the performance model: the details say which, the
+    # manifest (what sentei models prints) carries none
+    assert not any("fps" in key for key in entry["metrics"])
+    assert info["perf"]["frames_per_s"] > 0 and len(info["perf"]["perf_model"]["sha256"]) == 64
     # the checkpoint is the run's best without what only resuming needs; the teacher is the run's product
     qat = torch.load(bundled / "tiny-fw-qat.pt", weights_only=True)
     best = torch.load(cdir / "best.pt", weights_only=True)
