@@ -139,6 +139,13 @@ OPTION_MEANS_ANOTHER_THING = {
     ("--out", "camera"): "a video file, not a folder",
     ("--out", "demo"): "optional: ./sentei-demo by default, so a first try needs no option",
     ("--out", "overlay codegen"): "optional: build/hls/<model name> by default, where the HLS build looks",
+    ("--board", "sentei.training.results"): "repeatable: every board the table prices each run on (none: no "
+                                            "hardware columns), not the one board a command models",
+    ("--teacher", "sentei.training.bundle model"): "the bundled name of the teacher the run was distilled from "
+                                                   "(required, checked against the run's config), not a checkpoint",
+    ("--name", "sentei.training.bundle teacher"): "the name the entry is bundled under (what --model then takes), "
+                                                  "not the name written into a model file",
+    ("--name", "sentei.training.bundle model"): "as for bundle teacher",
 }
 
 
@@ -174,8 +181,12 @@ def drifting(options) -> dict:
 
 def test_each_option_has_one_help_and_one_default_across_subcommands():
     from sentei.cli import build_parser
+    from sentei.training import bundle, results
 
     options = subcommand_options(build_parser())
+    for tool in (bundle, results):  # the release tools beside the console script declare them alike
+        for option, where in subcommand_options(tool.build_parser(), (tool.__name__,)).items():
+            options.setdefault(option, {}).update(where)
     assert {"--device", "--workers", "--alpha", "--board"} <= set(options)
     drift = drifting(options)
     assert not drift, "one option, one help, one default (a shared add_*_option in sentei.host.options), " \

@@ -38,6 +38,7 @@ from sentei.atomic_write import write_json
 from sentei.errors import SenteiError
 from sentei.host.modelfile import schema as fmt
 from sentei.host.modelfile import bundled
+from sentei.host.options import DEFAULT_BOARD
 from sentei.training.config import settings
 
 #: what a checkpoint keeps in the bundle: enough to run and export it, not to resume training
@@ -189,9 +190,10 @@ def bundle_teacher(run: Path, name: str, data, trained_on: str, dest: Path, spli
 
 
 def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest: Path, split: str = "val",
-                 default: bool = False, description: str | None = None, board: str = "zcu104",
-                 clock_mhz: float = 200.0, replace: bool = False) -> dict:
-    """Bundle the finished compression run ``run`` as ``name`` (and ``name-qat``); its entry."""
+                 default: bool = False, description: str | None = None, board: str = DEFAULT_BOARD,
+                 clock_mhz: float | None = None, replace: bool = False) -> dict:
+    """Bundle the finished compression run ``run`` as ``name`` (and ``name-qat``); its entry.
+    Its modeled frame rate is ``sentei perf``'s on ``board`` at ``clock_mhz`` (default: the board's)."""
     import torch
 
     from sentei.overlay import perf
@@ -200,6 +202,8 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
     from sentei.training.sensitivity import file_sha256
 
     perf_file = perf.__file__
+    if clock_mhz is None:
+        clock_mhz = perf.load_board(board).default_clock_mhz
 
     metrics, cfg, _ = finished_run(run, "best.pt")
     manifest = bundled.manifest(dest / "models.json")
@@ -349,7 +353,10 @@ def readme_row(name: str, entry: dict) -> str:
     return f"| `{name}` | {entry['description']} | **{100 * m['val_miou']:.2f}** | `{command}` |"
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m sentei.training.bundle`` (its shared options as sentei's)."""
+    from sentei.host.options import add_board_option, add_clock_option, add_data_option, add_split_option
+
     p = argparse.ArgumentParser(prog="python -m sentei.training.bundle", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
     for what in ("teacher", "model"):
@@ -357,8 +364,8 @@ def main(argv=None) -> int:
                                       f" run")
         s.add_argument("run", type=Path, help="the run's --out folder")
         s.add_argument("--name", required=True, help="the bundled name (what --model takes)")
-        s.add_argument("--data", required=True, help="CamVid root to evaluate on")
-        s.add_argument("--split", default="val")
+        add_data_option(s, required=True)
+        add_split_option(s)
         s.add_argument("--trained-on", required=True, help="the machine it trained on, e.g. '2-core CPU, torch 2.13'")
         s.add_argument("--description", default=None, help="the entry's one-line description (default: generated)")
         s.add_argument("--replace", action="store_true", help="replace a bundled entry of the same name")
@@ -366,13 +373,17 @@ def main(argv=None) -> int:
         if what == "model":
             s.add_argument("--teacher", required=True, help="the bundled teacher it was distilled from")
             s.add_argument("--default", action="store_true", help="make it the default --model")
-            s.add_argument("--board", default="zcu104", help="board of the modeled frame rate (sentei perf)")
-            s.add_argument("--clock-mhz", type=float, default=200.0)
+            add_board_option(s)
+            add_clock_option(s)
     r = sub.add_parser("rename", help="rename a bundled entry and every reference to it")
     r.add_argument("old")
     r.add_argument("new")
-    r.add_argument("--into", type=Path, default=bundled.BUNDLED)
-    args = p.parse_args(argv)
+    r.add_argument("--into", type=Path, default=bundled.BUNDLED, help="bundle folder (default: the package's)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if not args.into.is_dir():
             raise SenteiError(f"--into {args.into}: no such folder")

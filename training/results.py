@@ -178,19 +178,27 @@ def _dense(r: dict) -> list[str]:
     return [name for name in r.get("all_layers", []) if name not in r["pruned_layers"]]
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m sentei.training.results`` (its shared options as sentei's)."""
+    from sentei.host.options import add_data_option, add_json_option, add_split_option
+
     p = argparse.ArgumentParser(prog="python -m sentei.training.results", description=__doc__.split("\n")[0])
     p.add_argument("runs", nargs="+", help="compression run directories (model.sentei, config.yaml)")
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="val")
+    add_data_option(p, required=True)
+    add_split_option(p)
     p.add_argument("--teacher-miou", type=float, help="the teacher's mIoU (0..1) for the delta column")
     p.add_argument("--table", help="write the markdown table here")
-    p.add_argument("--json", help="write the rows as JSON here")
+    add_json_option(p)
     p.add_argument("--plot", help="write the mIoU-vs-sparsity plot here (PNG)")
     p.add_argument("--board", action="append", default=[],
                    help="price every model on this board too, at its default clock (repeatable; one of overlay/boards: zcu104, kv260, ultra96v2, pynqz2)")
     p.add_argument("--perf-size", help="HxW: price the models at this input size (default: each model's own)")
     p.add_argument("--hardware-table", help="write the designs table (K per layer, figures per --board) here")
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.hardware_table and not args.board:
         p.error("--hardware-table needs at least one --board")
@@ -205,8 +213,8 @@ def main(argv=None) -> int:
     print(text)
     if args.table:
         atomic_write_bytes(args.table, text.encode("utf-8"))
-    if args.json:
-        write_json(args.json, rows)
+    if args.json_out:
+        write_json(args.json_out, rows)
     if args.plot:
         plot(rows, args.teacher_miou, args.plot)
     if args.hardware_table:
