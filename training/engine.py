@@ -83,4 +83,19 @@ class TorchEngine:
         if tuple(frame.shape[:2]) != self.input_size:
             raise SenteiError(f"frame is {frame.shape[0]}x{frame.shape[1]}, the model takes "
                               f"{self.input_size[0]}x{self.input_size[1]} (resize with sentei.host.data.preprocess)")
-        return baseline.labels(self.logits(frame[None]), *(size or self.input_size)).cpu().numpy()
+        logits = self.logits(frame[None])
+        if self.exact and isinstance(self.net, QATNet):
+            return integer_path_labels(logits[0].cpu().numpy(), *(size or self.input_size))
+        return baseline.labels(logits, *(size or self.input_size)).cpu().numpy()
+
+
+def integer_path_labels(scores: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Labels of the exact integer path's logits (``[C, h, w]`` float32, the integers times the
+    model file's output scale) as the reference engine makes them: its float32 bilinear upsampling
+    and argmax (:func:`sentei.host.modelfile.reference.upsample_bilinear`). torch's interpolate
+    rounds differently, and where two classes nearly tie that flips a pixel's label (one pixel of
+    17.5 M on CamVid val for a compressed model), so the checkpoint and its model file would
+    disagree on labels while agreeing on every logit."""
+    from sentei.host.modelfile import reference
+
+    return np.argmax(reference.upsample_bilinear(scores, height, width), axis=0).astype(np.uint8)
