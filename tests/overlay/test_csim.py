@@ -359,7 +359,10 @@ CAMVID = Path(os.environ.get("SENTEI_CAMVID", Path(__file__).resolve().parents[3
 
 @pytest.mark.camvid
 @pytest.mark.slow
-def test_bundled_model_on_a_camvid_frame():
+@pytest.mark.parametrize("name, board", [(None, None), ("sentei-design-pynqz2", "pynqz2")])
+def test_bundled_model_on_a_camvid_frame(name, board):
+    """The default model (lanes by the divisor rule) and the model made for PYNQ-Z2 with the
+    allocator's plan for that board."""
     from sentei.host.modelfile import bundled
     from sentei.host.data.preprocess import load_image, prepare_frame
 
@@ -368,9 +371,9 @@ def test_bundled_model_on_a_camvid_frame():
         pytest.skip(f"no CamVid frames under {CAMVID}/val")
     if bundled.default_model_name() is None:
         pytest.skip("no trained model is bundled yet")
-    model = bundled.load_model(None)
+    model = bundled.load_model(name)
     frame = prepare_frame(load_image(images[0]), model.input.height, model.input.width)
-    report = csim.run_csim(model, [frame])
+    report = csim.run_csim(model, [frame], board=board)
     assert_exact(report)
 
 
