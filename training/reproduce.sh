@@ -45,7 +45,7 @@ case "$what" in
       --seed 0 ${CROP:+--crop "$CROP"} ${EXTRA:-} ;;
   designs)
     ep=${4:-100}
-    cfgs=benchmarks/results/sensitivity-design
+    cfgs=$(cd "$(dirname "$0")/.." && pwd)/benchmarks/results/sensitivity-design  # the repository's, from any folder
     one() {  # name, options: one run, in the foreground
       local name=$1; shift
       $SENTEI compress --data "$data" --teacher "$out/teacher/teacher.pt" --out "$out/designs/$name" \

@@ -82,6 +82,23 @@ def test_the_controls_are_kangs_layout_and_per_layer_unstructured(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_the_designs_runs_train_the_committed_designs_beside_uniform_and_the_other_schemes(tmp_path):
+    calls = {options(c)["name"]: options(c) for c in lines(tmp_path, "designs", "DATA", "OUT", "60",
+                                                            EXTRA="--device cpu --size 120x160")}
+    assert sorted(calls) == sorted(["fw95", "design-pynqz2-42fps", "fw90", "design-zcu104-500fps", "pattern90",
+                                    "smallworld90"])
+    assert {(c["prune_epochs"], c["qat_epochs"], c["size"], c["seed"]) for c in calls.values()} == {(46, 14, "120x160", 0)}
+    assert {c["teacher"] for c in calls.values()} == {"OUT/teacher/teacher.pt"}
+    for name in ("design-pynqz2-42fps", "design-zcu104-500fps"):
+        config = Path(calls[name]["config"])
+        assert config.is_file() and config.parent.name == name and calls[name]["scheme"] is None
+    assert (calls["fw95"]["scheme"], calls["fw95"]["sparsity"], calls["fw95"]["dense"]) == \
+        ("filterwise", 0.95, "conv1,classifier")
+    assert (calls["pattern90"]["scheme"], calls["smallworld90"]["scheme"]) == ("pattern", "smallworld")
+    assert [options(c)["name"] for c in lines(tmp_path, "designs", "DATA", "OUT", RUNS="fw90")] == ["fw90"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
 def test_a_failed_run_of_the_table_fails_the_script(tmp_path):
     """The runs go in the background: one that fails must still fail the script, named."""
     fake = tmp_path / "fake-sentei"
