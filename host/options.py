@@ -217,10 +217,14 @@ def add_alpha_option(parser):
                                help="opacity of the labels in the overlay, 0 to 1 (default 0.5)")
 
 
+#: threads decoding frames: --workers' default, and the library functions' behind it
+DEFAULT_WORKERS = 4
+
+
 def add_workers_option(parser):
     """``--workers``: the threads that decode training or evaluation frames."""
-    return parser.add_argument("--workers", type=int_at_least(1), default=4,
-                               help="threads decoding frames (default 4)")
+    return parser.add_argument("--workers", type=int_at_least(1), default=DEFAULT_WORKERS,
+                               help=f"threads decoding frames (default {DEFAULT_WORKERS})")
 
 
 def add_device_option(parser):

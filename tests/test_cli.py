@@ -223,3 +223,17 @@ def test_the_option_walk_compares_choices_unless_the_help_names_them():
     a.add_argument("--data", required=True, help="root")  # a subcommand may require a shared option
     b.add_argument("--data", help="root")
     assert set(drifting(subcommand_options(parser))) == {"--fit"}
+
+
+def test_the_library_functions_behind_an_option_take_its_default():
+    """A notebook calling the library gets what the command line gets: --workers' default in the
+    functions that decode frames, and the device --device resolves to (None: CUDA when available)."""
+    import inspect
+
+    pytest.importorskip("torch")
+    from sentei.host.options import DEFAULT_WORKERS
+    from sentei.training import data, sensitivity, train
+
+    for fn in (data.load_camvid, train.load_data, sensitivity.run):
+        assert inspect.signature(fn).parameters["workers"].default == DEFAULT_WORKERS, fn.__qualname__
+    assert inspect.signature(sensitivity.run).parameters["device"].default is None

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from sentei.errors import SenteiError
 from sentei.host.data import camvid, preprocess
+from sentei.host.options import DEFAULT_WORKERS
 
 VOID = camvid.VOID
 
@@ -49,7 +50,7 @@ def _read_pair(pair, size, num_classes):
 
 
 def load_camvid(root, split: str, size: tuple[int, int] | None = None, limit: int | None = None,
-                workers: int = 4, num_classes: int = 11, progress: bool = True) -> Split:
+                workers: int = DEFAULT_WORKERS, num_classes: int = 11, progress: bool = True) -> Split:
     """Read a CamVid split (``<root>/<split>`` + ``<root>/<split>annot``) into uint8 tensors.
 
     Parameters

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.errors import SenteiError
+from sentei.host.options import DEFAULT_WORKERS
 
 FORMAT = "sentei-sensitivity"
 CACHE_FORMAT = "sentei-sensitivity-cache"
@@ -272,13 +273,18 @@ def load_result(path) -> dict:
 
 
 def run(teacher, out, *, data_root=None, synthetic=False, split="val", size=None, limit=None,
-        sparsities=DEFAULT_SPARSITIES, layers=None, cache_path=None, device="cpu", batch_size=8, workers=2,
-        recalibrate: int = DEFAULT_RECALIBRATE, calibration_split: str = "train", log=print) -> dict:
+        sparsities=DEFAULT_SPARSITIES, layers=None, cache_path=None, device=None, batch_size=8,
+        workers=DEFAULT_WORKERS, recalibrate: int = DEFAULT_RECALIBRATE, calibration_split: str = "train",
+        log=print) -> dict:
     """Measure (or take from the cache), then write ``sensitivity.json/.md/.png`` into ``out``.
 
+    ``device``: a torch device (None: CUDA when available, else the CPU, as ``--device``);
     ``recalibrate``: frames of ``calibration_split`` (the first ones) to re-estimate the
     batch-norm statistics on after each pruning (:func:`recalibrated`); 0: none."""
     import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
 
     from sentei.training import data as D
     from sentei.training.engine import resolve_checkpoint

@@ -32,6 +32,7 @@ import torch.nn as nn
 from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.errors import SenteiError
 from sentei.host.data import metrics
+from sentei.host.options import DEFAULT_WORKERS
 from sentei.training import data as D
 from sentei.training.config import check_config, existing_file, first_difference, load_config, resolve_config, settings
 from sentei.training.distill import Distillation
@@ -439,7 +440,7 @@ class Data:
     class_weights: torch.Tensor
 
 
-def load_data(cfg: dict, env: Env, workers: int = 4, synthetic: bool = False, limit: int | None = None) -> Data:
+def load_data(cfg: dict, env: Env, workers: int = DEFAULT_WORKERS, synthetic: bool = False, limit: int | None = None) -> Data:
     """Train and val splits at the model's input size (CamVid from ``cfg['data']['root']``)."""
     inp = cfg["model"].get("input", {})
     size = (int(inp.get("height", 360)), int(inp.get("width", 480)))
