@@ -45,6 +45,7 @@ import time
 import numpy as np
 
 from sentei.cli import parse_size
+from sentei.host.options import add_json_option, add_seed_option
 from sentei.errors import SenteiError
 from sentei.host.bench.environment import environment
 from sentei.host.emulator.engine import set_emulator_threads
@@ -250,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"samples in the RSS slope fit (default {DEFAULT_FIT_SAMPLES})")
     p.add_argument("--max-growth-kib", type=float, default=DEFAULT_MAX_GROWTH_KIB,
                    help=f"largest RSS slope that passes, KiB per 1000 frames (default {DEFAULT_MAX_GROWTH_KIB:g})")
-    p.add_argument("--seed", type=int, default=0)
+    add_seed_option(p)
     p.add_argument("--label", default=None, help="machine label in the report")
-    p.add_argument("--json", dest="json_out", default=None, help="write the report here (atomically)")
+    add_json_option(p)
     p.add_argument("--table", default=None, metavar="REPORT",
                    help="only print the Markdown table of an existing report (run nothing)")
     args = p.parse_args(argv)
