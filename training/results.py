@@ -27,7 +27,6 @@ from sentei.overlay import perf
 from sentei.host.modelfile import schema as fmt
 from sentei.host.data.visualize import save_figure
 from sentei.training.config import settings
-from sentei.training.train import target_sparsity
 
 
 def evaluate(model_path, data, split, backend=DEFAULT_BACKEND) -> dict:
@@ -39,7 +38,7 @@ def evaluate(model_path, data, split, backend=DEFAULT_BACKEND) -> dict:
 
 def row(run_dir: Path, data, split, boards=(), perf_size: tuple[int, int] | None = None) -> dict:
     """One table row for a compression run directory (with :func:`hardware` on each of ``boards``)."""
-    from sentei.training.train import load_config, summarize
+    from sentei.training.train import load_config, summarize, target_sparsity  # torch: here, not at import
 
     model = fmt.load(run_dir / "model.sentei")
     cfg = load_config(run_dir / "config.yaml")
