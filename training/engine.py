@@ -15,6 +15,7 @@ import torch
 
 from sentei.errors import SenteiError
 from sentei.host.data.camvid import CLASSES as CAMVID_CLASSES, COLORS as CAMVID_COLORS
+from sentei.host.modelfile.reference import labels_from_scores
 from sentei.training import baseline
 from sentei.training.quantize import QATNet
 from sentei.training.train import build_from_checkpoint, load_checkpoint
@@ -85,17 +86,8 @@ class TorchEngine:
                               f"{self.input_size[0]}x{self.input_size[1]} (resize with sentei.host.data.preprocess)")
         logits = self.logits(frame[None])
         if self.exact and isinstance(self.net, QATNet):
-            return integer_path_labels(logits[0].cpu().numpy(), *(size or self.input_size))
+            # the integer path's scores (its integers times the model file's output scale) labelled
+            # as the reference engine labels them: torch's interpolate rounds otherwise, and where two
+            # classes nearly tie a pixel flipped (one of 17.5 M on CamVid val for a compressed model)
+            return labels_from_scores(logits[0].cpu().numpy(), *(size or self.input_size))
         return baseline.labels(logits, *(size or self.input_size)).cpu().numpy()
-
-
-def integer_path_labels(scores: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Labels of the exact integer path's logits (``[C, h, w]`` float32, the integers times the
-    model file's output scale) as the reference engine makes them: its float32 bilinear upsampling
-    and argmax (:func:`sentei.host.modelfile.reference.upsample_bilinear`). torch's interpolate
-    rounds differently, and where two classes nearly tie that flips a pixel's label (one pixel of
-    17.5 M on CamVid val for a compressed model), so the checkpoint and its model file would
-    disagree on labels while agreeing on every logit."""
-    from sentei.host.modelfile import reference
-
-    return np.argmax(reference.upsample_bilinear(scores, height, width), axis=0).astype(np.uint8)

@@ -136,8 +136,13 @@ def labels_from_logits(model: Model, logits: np.ndarray, height: int | None = No
     """int32 logits -> uint8 label map at the model's input size (or ``height`` x ``width``)."""
     height = model.input.height if height is None else height
     width = model.input.width if width is None else width
-    scores = upsample_bilinear(logits.astype(np.float32) * np.float32(model.output_scale), height, width)
-    return np.argmax(scores, axis=0).astype(np.uint8)
+    return labels_from_scores(logits.astype(np.float32) * np.float32(model.output_scale), height, width)
+
+
+def labels_from_scores(scores: np.ndarray, height: int, width: int) -> np.ndarray:
+    """float32 class scores ``[C, h, w]`` (the logits times the output scale) -> uint8 labels at
+    ``height`` x ``width``: bilinear upsampling, then the first largest score."""
+    return np.argmax(upsample_bilinear(scores, height, width), axis=0).astype(np.uint8)
 
 
 def predict(model: Model, frame: np.ndarray) -> np.ndarray:

@@ -6,7 +6,6 @@ torch = pytest.importorskip("torch")
 
 from sentei.host.modelfile import reference  # noqa: E402
 from sentei.training import baseline  # noqa: E402
-from sentei.training.engine import integer_path_labels  # noqa: E402
 
 
 def near_ties(seed: int = 0) -> np.ndarray:
@@ -18,10 +17,18 @@ def near_ties(seed: int = 0) -> np.ndarray:
     return np.concatenate([base, other]) * np.float32(0.0371)
 
 
-def test_integer_path_labels_are_the_reference_engines_where_torch_rounds_otherwise():
+def test_integer_path_labels_are_the_reference_engines_where_torch_rounds_otherwise(monkeypatch):
+    from sentei.training import engine as engine_module
+    from sentei.training.engine import TorchEngine
+
     scores = near_ties()
     want = np.argmax(reference.upsample_bilinear(scores, 48, 64), axis=0)
-    got = integer_path_labels(scores, 48, 64)
+    # a QAT engine whose exact path returns these scores for a 6x8 input
+    eng = object.__new__(TorchEngine)
+    eng.exact, eng.input_size = True, (6, 8)
+    eng.net = object.__new__(engine_module.QATNet)
+    monkeypatch.setattr(TorchEngine, "logits", lambda self, frames: torch.from_numpy(scores[None]))
+    got = eng.predict(np.zeros((6, 8, 3), np.uint8), size=(48, 64))
     assert got.dtype == np.uint8 and np.array_equal(got, want)
     # the case bites: torch's bilinear upsampling (what eval --backend torch used) labels some pixels otherwise
     torch_labels = baseline.labels(torch.from_numpy(scores[None]), 48, 64).numpy()
