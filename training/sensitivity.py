@@ -283,12 +283,11 @@ def run(teacher, out, *, data_root=None, synthetic=False, split="val", size=None
     batch-norm statistics on after each pruning (:func:`recalibrated`); 0: none."""
     import torch
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-
     from sentei.training import data as D
     from sentei.training.engine import resolve_checkpoint
-    from sentei.training.train import build_from_checkpoint, load_checkpoint
+    from sentei.training.train import build_from_checkpoint, load_checkpoint, resolve_device
+
+    device = resolve_device(device)
 
     path = resolve_checkpoint(teacher)
     ckpt = load_checkpoint(path)

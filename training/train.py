@@ -341,21 +341,25 @@ def setup_env(device: str | None = None) -> Env:
         if not dist.is_initialized():
             dist.init_process_group("nccl" if on_gpu else "gloo")
         return Env(dev, dist.get_rank(), world, local)
-    if device:
-        try:
-            dev = torch.device(device)
-        except RuntimeError:
-            dev = None
-        if dev is None or dev.type not in ("cpu", "cuda", "mps"):
-            raise SenteiError(f"--device {device}: not a device this can train on; pass cpu, cuda or cuda:N")
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise SenteiError("--device cuda: no CUDA device is visible; use --device cpu")
-        if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-            raise SenteiError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices "
-                              f"(cuda:0 ...); pass one of them")
-    else:
-        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return Env(dev)
+    return Env(resolve_device(device))
+
+
+def resolve_device(device: str | None = None) -> torch.device:
+    """``--device`` in one process: the device named, checked, or (None) CUDA when available, else the CPU."""
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise SenteiError(f"--device {device}: not a device this can train on; pass cpu, cuda or cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SenteiError("--device cuda: no CUDA device is visible; use --device cpu")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise SenteiError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices "
+                          f"(cuda:0 ...); pass one of them")
+    return dev
 
 
 def _barrier(env: Env) -> None:
