@@ -199,9 +199,8 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
     from sentei.overlay import perf
     from sentei.overlay.report import perf_report
     from sentei.training import train
-    from sentei.training.sensitivity import file_sha256
+    from sentei.training.design import perf_model_record
 
-    perf_file = perf.__file__
     if clock_mhz is None:
         clock_mhz = perf.load_board(board).default_clock_mhz
 
@@ -257,7 +256,7 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
             "miou_below_teacher_val": gap, "target_below_teacher_val": TARGET_GAP, "target_met": gap <= TARGET_GAP,
             "perf": {"command": f"sentei perf --model {name} --board {board} --clock-mhz {clock_mhz:g}",
                      "frames_per_s": fps, "kind": "modeled",
-                     "perf_model": {"file": "overlay/perf.py", "sha256": file_sha256(perf_file)},
+                     "perf_model": perf_model_record(),
                      "note": "the performance model at bundling; sentei perf gives today's figure"},
             **{k: v for k, v in summary.items() if k != "name"},  # layers, sparsity, weight bytes, spread
         }

@@ -110,6 +110,15 @@ def _fan_ins(model_cfg: dict) -> list[int]:
     return out
 
 
+def perf_model_record() -> dict:
+    """Which performance model priced a design or a bundled model: overlay/perf.py's sha256 (a
+    figure it gave belongs to that version; ``sentei perf`` gives today's)."""
+    from sentei.overlay import perf
+    from sentei.training.sensitivity import file_sha256
+
+    return {"file": "overlay/perf.py", "sha256": file_sha256(perf.__file__)}
+
+
 def hardware_model(model_cfg: dict, ks: dict, weight_bits=8, act_bits: int = 8, name: str = "design"):
     """A stand-in for the :class:`~sentei.host.modelfile.schema.Model` a compression of the teacher
     with ``ks`` (K per layer name) would export: the teacher's shapes, the config's bit widths and
@@ -417,7 +426,7 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
     """The search and its outputs in ``out``: design.json, design.md, design.png, design.yaml."""
     from sentei.overlay.report import perf_report
     from sentei.training.config import check_config, load_config
-    from sentei.training.sensitivity import file_sha256, load_result
+    from sentei.training.sensitivity import load_result
 
     if not 0 < fps < math.inf:
         raise SenteiError(f"--fps {fps:g}: a frame rate must be above 0, e.g. 400")
@@ -499,7 +508,7 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
                           "simulated_frames_per_s": (sim or {}).get("frames_per_s"), "simulation_error": sim_error},
         "config": str(out / "design.yaml"),
         "width_multiplier": "not searched: sentei compress builds the student as the teacher's network",
-        "perf_model": {"file": "overlay/perf.py", "sha256": file_sha256(hardware.perf.__file__)},
+        "perf_model": perf_model_record(),
     }
     write_json(out / "design.json", summary)
     log(text.rstrip())

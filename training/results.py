@@ -60,7 +60,7 @@ def row(run_dir: Path, data, split, boards=(), perf_size: tuple[int, int] | None
             "epochs": int(comp["prune_epochs"]) + int(comp["qat_epochs"]),
             "pruned_layers": pruned, "all_layers": list(summary["layers"]), "min_pruned_sparsity": summary["min_pruned_sparsity"],
             "total_sparsity": summary["total_sparsity"], "weight_bytes": summary["weight_bytes"],
-            "nnz_spread": summary["nnz_spread"], "miou": result["miou"], "model_name": model.name,
+            "nnz_spread": summary["nnz_spread"], "miou": result["miou"],
             "size": [model.input.height, model.input.width],
             "k": {layer.name: int(layer.k_nonzero) for layer in model.layers},
             "hardware": [hardware(model, b, perf_size) for b in boards]}
@@ -87,8 +87,9 @@ def hardware(model, board: str, size: tuple[int, int] | None = None) -> dict:
            "size": [model.input.height, model.input.width]}
     try:
         report = perf_report(model, b, b.default_clock_mhz)
-    except SenteiError as exc:
-        return dict(out, fits=False, why=str(exc))
+    except perf.DoesNotFit as exc:
+        over = perf.over_limits(exc.used, exc.limits)[0]
+        return dict(out, fits=False, why=str(exc), needs={over: exc.used[over]})
     res = report["resources"]
     return dict(out, fits=True, frames_per_s=report["frames_per_s"], plans=[r["plan"] for r in report["layers"]],
                 bottleneck=report["pipeline"]["bottleneck"],
@@ -102,7 +103,7 @@ def hardware_markdown(rows: list[dict], teacher_miou: float | None) -> str:
     boards = [h["board"] for h in rows[0]["hardware"]]
     names = rows[0]["all_layers"]
     sizes = {tuple(h["size"]) for r in rows for h in r["hardware"]}
-    common = f", {sizes.copy().pop()[0]}x{sizes.pop()[1]}" if len(sizes) == 1 else ""
+    common = "" if len(sizes) != 1 else ", {}x{}".format(*next(iter(sizes)))
     head = ("| run | scheme | K per filter (" + ", ".join(names) + ") | val mIoU (emu) |"
             + (" Δ vs teacher |" if teacher_miou is not None else "") + " weight memory (bytes) |"
             + "".join(f" {h['board']} @ {h['clock_mhz']:g} MHz{common}: frames/s (DSP48 / BRAM18 / LUT used) |"
@@ -115,8 +116,8 @@ def hardware_markdown(rows: list[dict], teacher_miou: float | None) -> str:
         cells = []
         for h in r["hardware"]:
             if not h["fits"]:
-                cells.append(" does not fit: " + h["why"].split(": ")[0].split(" at its cheapest")[0]
-                             .replace(f"model {r['model_name']} ", "") + " |")
+                (key, used), = h["needs"].items()
+                cells.append(f" does not fit: needs {used:,} {perf.RESOURCE_NAMES[key]} |")
                 continue
             res = h["resources"]
             at = "" if common else f" at {h['size'][0]}x{h['size'][1]}"

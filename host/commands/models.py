@@ -15,9 +15,6 @@ from sentei.host.options import (
 from sentei.host.modelfile.bundled import model_file
 from sentei.output_paths import check_json_out, check_output
 
-# eval takes every engine (sentei.host.engine_registry.ENGINE_BACKENDS); which ones a machine can
-# run is decided by the Segmenter, and auto is resolved by it as in every command
-
 
 def register(sub) -> None:
     p = sub.add_parser("models", help="list the bundled models and their metrics")
@@ -40,6 +37,7 @@ def register(sub) -> None:
     add_model_option(p, "model file, checkpoint (with --backend torch), or bundled name")
     add_data_option(p, required=True)
     add_split_option(p)
+    # every engine; which ones this machine can run is decided by the Segmenter, auto resolved by it
     p.add_argument("--backend", **backend_option(ENGINE_BACKENDS))
     add_limit_option(p)
     p.add_argument("--agree-with", metavar="CHECKPOINT", default=None,

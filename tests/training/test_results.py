@@ -29,13 +29,20 @@ def test_hardware_says_why_a_model_does_not_fit():
     big = random_model(seed=0, height=4, width=4, specs=tuple(LayerSpec(4, kernel=1) for _ in range(40)))
     h = results.hardware(big, "pynqz2")
     assert not h["fits"] and "DSP48 at its cheapest" in h["why"]
+    with pytest.raises(perf.DoesNotFit) as exc:
+        perf.allocate(big, "pynqz2")
+    assert h["needs"] == {"dsp": exc.value.used["dsp"]} and exc.value.used["dsp"] > exc.value.limits["dsp"]
+    row = {"run": "big", "scheme": "filterwise", "miou": 0.5, "weight_bytes": 1,
+           "all_layers": [layer.name for layer in big.layers], "k": {layer.name: 1 for layer in big.layers},
+           "hardware": [h]}
+    assert f"| does not fit: needs {exc.value.used['dsp']:,} DSP48 |" in results.hardware_markdown([row], None)
 
 
 def test_hardware_markdown_puts_k_and_each_boards_figures_in_a_row():
     model = _model()
     rows = []
     for run, size in (("a", None), ("b", (48, 64))):
-        rows.append({"run": run, "scheme": "filterwise", "miou": 0.5, "weight_bytes": 1234, "model_name": model.name,
+        rows.append({"run": run, "scheme": "filterwise", "miou": 0.5, "weight_bytes": 1234,
                      "all_layers": [layer.name for layer in model.layers],
                      "k": {layer.name: layer.k_nonzero for layer in model.layers},
                      "hardware": [results.hardware(model, "zcu104", size)]})
