@@ -5,9 +5,11 @@ A genetic search over the K of every layer (its filter-wise sparsity, from the g
 
 * **accuracy predictor** -- the dense teacher's mIoU minus the sum over layers of the drop
   that layer alone caused at its sparsity in the sensitivity table, against its control (the
-  same network, nothing pruned, its batch-norms re-estimated the same way; a drop below zero,
-  noise, counts as zero). Measured without fine-tuning, so it ranks designs rather than foretells
-  the trained student's mIoU (distillation recovers most of it);
+  same network, nothing pruned, its batch-norms re-estimated or fine-tuned the same way), a
+  layer's drops fitted non-decreasing in the sparsity (:func:`monotone`: the masks are nested)
+  and a drop below zero, noise, counted as zero. Measured without fine-tuning it ranks designs
+  rather than foretells the trained student's mIoU (distillation recovers most of it); with
+  ``sentei sensitivity --finetune-steps`` it comes nearer;
 * **hardware cost** -- the model file the design would export (the teacher's shapes and the
   config's bit widths, every filter with K stored weights) priced by the performance model:
   :func:`sentei.overlay.perf.allocate` picks engines and lanes within the board's resource
@@ -39,9 +41,16 @@ from sentei.atomic_write import atomic_write_bytes, write_json
 from sentei.errors import SenteiError
 
 PREDICTOR = ("predicted mIoU = dense teacher's mIoU - sum over layers of max(0, drop), a layer's drop = its control's "
-             "mIoU (nothing pruned; with sentei sensitivity --recalibrate, the batch-norms re-estimated the same way) "
-             "- the mIoU with only that layer pruned filter-wise at its sparsity, from the sensitivity table "
-             "(no fine-tuning)")
+             "mIoU (nothing pruned; with sentei sensitivity --recalibrate, the batch-norms re-estimated the same way; "
+             "with --finetune-steps, fine-tuned the same way) - the mIoU with only that layer pruned filter-wise at "
+             "its sparsity, from the sensitivity table, a layer's drops fitted non-decreasing in the sparsity "
+             "(least squares)")
+
+
+def sensitivity_training(sens: dict) -> str:
+    """How the sensitivity table's figures were taken: ``no fine-tuning`` or ``fine-tuned N steps``."""
+    tuned = (sens.get("evaluated_on") or {}).get("finetune")
+    return f"fine-tuned {tuned['steps']} steps" if tuned else "no fine-tuning"
 
 
 # ---------------------------------------------------------------------------------------
@@ -76,7 +85,11 @@ class Space:
             raise SenteiError("no layer to search: the sensitivity table measures none of the layers not kept "
                               "--dense at every sparsity; rerun sentei sensitivity over those layers")
         self.options = [0.0] + self.grid
-        self.drop = {n: [0.0] + [max(0.0, measured[(n, s)]) for s in self.grid] for n in self.searched}
+        # a sparser mask of one layer drops what a less sparse one keeps (the largest magnitudes: the masks are
+        # nested), so its loss is no smaller: the measured drops, noisy by a few tenths of a point once
+        # fine-tuned, are fitted monotone in the sparsity (least squares, pool-adjacent-violators) before use
+        self.drop = {n: [0.0] + [max(0.0, d) for d in monotone([measured[(n, s)] for s in self.grid])]
+                     for n in self.searched}
         self.k = {n: [self.fan_in[n]] + [filter_k(self.fan_in[n], s) for s in self.grid] for n in self.searched}
 
     @property
@@ -94,6 +107,19 @@ class Space:
 
     def predicted(self, genes) -> float:
         return self.base - sum(self.drop[n][g] for n, g in zip(self.searched, genes))
+
+
+def monotone(values) -> list[float]:
+    """The non-decreasing sequence nearest ``values`` in least squares (pool adjacent violators:
+    each run that decreases is replaced by its mean)."""
+    blocks: list[list[float]] = []  # [sum, count] of each pooled run
+    for v in values:
+        blocks.append([float(v), 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    return [total / count for total, count in blocks for _ in range(count)]
 
 
 def _specs(model_cfg: dict) -> list[dict]:
@@ -480,7 +506,7 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
         f"board {b.name} at {hardware.clock_mhz:g} MHz, target {fps:g} frames/s: modeled "
         f"{chosen['fps']:.1f} frames/s (plans {' '.join(chosen['plans'])})",
         f"predicted mIoU {100 * chosen['miou']:.2f} (teacher {100 * space.base:.2f}, sensitivity predictor, "
-        f"no fine-tuning)",
+        f"{sensitivity_training(sens)})",
         "K per layer: " + ", ".join(f"{n} {k}" for n, k in space.ks(chosen["genes"]).items()),
         f"run: sentei compress --config {out / 'design.yaml'} --teacher {sens['teacher']} --data CAMVID --out RUN"))
     from sentei.training.train import dump_yaml

@@ -184,3 +184,19 @@ def test_designs_that_do_not_fit_are_graded_by_how_far_they_overshoot(space):
     assert "BRAM18 at its cheapest" in str(exc.value) and used["bram18"] / limits["bram18"] == hw[s90]["overshoot"]
     v = {g: design.violation(hw[g], 30.0) for g in hw}
     assert v[dense] > v[s90] > 1.0 >= v[s95]
+
+
+def test_a_layers_drops_are_fitted_non_decreasing_in_the_sparsity():
+    """Noise that makes a sparser layer look better (the masks are nested: it is not) is pooled
+    away in least squares; a table that is already monotone is used as measured."""
+    assert design.monotone([1.0, 3.0, 2.0, 4.0]) == [1.0, 2.5, 2.5, 4.0]
+    assert design.monotone([0.5, 0.2, 0.2, 3.0]) == pytest.approx([0.3, 0.3, 0.3, 3.0])
+    assert design.monotone([0.1, 0.4, 0.9]) == [0.1, 0.4, 0.9]
+    noisy = fake_sensitivity()
+    for r in noisy["rows"]:  # conv3 at 90 % measured above conv3 at 80 %
+        if r["layer"] == "conv3" and r["sparsity"] in (0.8, 0.9):
+            r["miou"] = 0.66 - (0.004 if r["sparsity"] == 0.8 else 0.002)
+    space = design.Space(noisy)
+    drops = space.drop["conv3"]
+    assert drops == sorted(drops) and drops[2] == drops[3] == pytest.approx(0.003)
+    assert space.drop["conv4"] == pytest.approx([0.0] + [WEIGHT["conv4"] * s ** 4 / 100 for s in GRID])

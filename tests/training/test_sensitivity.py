@@ -147,3 +147,44 @@ def test_recalibration_touches_only_the_pruned_layer_on_and_is_undone(teacher, t
     result = _run(teacher, tmp_path / "r", layers=["conv2"], recalibrate=3)
     assert result["evaluated_on"]["bn_recalibration"]["frames"] == 3
     assert "batch-norm re-estimated on 3 synthetic-train frames" in (tmp_path / "r" / "sensitivity.md").read_text()
+
+
+def test_finetune_trains_each_pruned_copy_and_keeps_its_k(teacher, tmp_path, monkeypatch):
+    """--finetune-steps: every figure is a fine-tuned copy -- the pruned layer at exactly K a
+    filter, the other weights trained away from the teacher's -- scored against one control
+    (the teacher fine-tuned the same way, nothing pruned); the teacher itself untouched."""
+    from sentei.training import train
+
+    original = {n: c.weight.detach().clone() for n, c in
+                train.build_from_checkpoint(train.load_checkpoint(teacher)).convs()}
+    seen = []
+    real = train.evaluate
+
+    def recording(net, split, *a, **kw):
+        seen.append({n: c.weight.detach().clone() for n, c in net.convs()})
+        return real(net, split, *a, **kw)
+
+    monkeypatch.setattr(train, "evaluate", recording)
+    result = _run(teacher, tmp_path / "ft", layers=["conv2", "conv3"], sparsities=(0.9,), finetune_steps=2,
+                  finetune_crop=(16, 24), cache_path=tmp_path / "cache.json")
+    assert len(seen) == 1 + 1 + 2  # the teacher as trained, the fine-tuned control, two layers at one sparsity
+    assert all(torch.equal(seen[0][n], w) for n, w in original.items())
+    control = seen[1]
+    assert all(not torch.equal(control[n], w) for n, w in original.items())  # trained, nothing pruned
+    assert all(bool((control[n] != 0).all()) for n in original)
+    for call, row in zip(seen[2:], result["rows"]):
+        w = call[row["layer"]]
+        assert ((w.reshape(w.shape[0], -1) != 0).sum(1) == filter_k(row["fan_in"], 0.9)).all()
+        assert all(not torch.equal(call[n], original[n]) for n in original if n != row["layer"])
+        assert row["control_miou"] == result["finetuned_control"]["miou"]
+        assert row["drop"] == pytest.approx(row["control_miou"] - row["miou"])
+    tuned = result["evaluated_on"]["finetune"]
+    assert tuned["steps"] == 2 and tuned["crop"] == [16, 24] and result["evaluated_on"]["bn_recalibration"] is None
+    assert "fine-tuned 2 steps of 8 random 16x24 crops" in (tmp_path / "ft" / "sensitivity.md").read_text()
+    # cached apart from the inference-only figures: a rerun evaluates nothing, an inference-only run everything
+    seen.clear()
+    again = _run(teacher, tmp_path / "ft2", layers=["conv2", "conv3"], sparsities=(0.9,), finetune_steps=2,
+                 finetune_crop=(16, 24), cache_path=tmp_path / "cache.json")
+    assert seen == [] and again["rows"] == result["rows"]
+    _run(teacher, tmp_path / "plain", layers=["conv2", "conv3"], sparsities=(0.9,), cache_path=tmp_path / "cache.json")
+    assert len(seen) == 2
