@@ -1,9 +1,7 @@
 """Long runs: what a camera loop accumulates stays bounded, and the soak benchmark's verdict
 (benchmarks/soak.py) separates a leak from noise. The 10,000-frame soak itself is a benchmark,
 recorded in docs/benchmarks.md; here it runs for a few dozen frames."""
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,18 +11,13 @@ from sentei.host.modelfile import reference
 from sentei.host.runtime.emulated_overlay import EmulatedOverlay, EventLog
 from sentei.host.runtime.segmenter import Segmenter
 from sentei.host.modelfile.synthetic import random_frame
+from tests import benchmark_scripts
 
 from .conftest import H, W, tiny_model
 
-SOAK = Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py"
-
-
 @pytest.fixture(scope="module")
 def soak():
-    spec = importlib.util.spec_from_file_location("sentei_soak", SOAK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_scripts.load("soak")
 
 
 def test_event_log_keeps_the_newest_entries():
