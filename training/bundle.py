@@ -191,9 +191,11 @@ def bundle_teacher(run: Path, name: str, data, trained_on: str, dest: Path, spli
 
 def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest: Path, split: str = "val",
                  default: bool = False, description: str | None = None, board: str = DEFAULT_BOARD,
-                 clock_mhz: float | None = None, replace: bool = False) -> dict:
+                 clock_mhz: float | None = None, replace: bool = False, with_checkpoint: bool = True) -> dict:
     """Bundle the finished compression run ``run`` as ``name`` (and ``name-qat``); its entry.
-    Its modeled frame rate is ``sentei perf``'s on ``board`` at ``clock_mhz`` (default: the board's)."""
+    Its modeled frame rate is ``sentei perf``'s on ``board`` at ``clock_mhz`` (default: the board's).
+    ``with_checkpoint`` False: the checkpoint is measured (its exact integer path against the
+    model file) but not shipped -- no ``name-qat`` entry, the details name the run's ``best.pt``."""
     import torch
 
     from sentei.overlay import perf
@@ -223,7 +225,8 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
                           f"{ckpt.get('kind')}, phase {ckpt.get('phase')}); bundle a finished compression run")
     qat = f"{name}-qat"
     files = [f"{qat}.pt", f"{name}.sentei", f"{name}.yaml", f"{name}.log", f"{name}.json"]
-    check_free(dest, manifest, [name, qat], files, replace)
+    check_free(dest, manifest, [name, qat] if with_checkpoint else [name], files if with_checkpoint else files[1:],
+               replace)
     with tempfile.TemporaryDirectory(prefix=".bundle-", dir=dest) as tmp:
         staging = Path(tmp)
         slim = {k: v for k, v in ckpt.items() if k not in RESUME_ONLY}
@@ -244,15 +247,22 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
         teacher_val = models[teacher]["metrics"]["val_miou"]
         gap = round(100 * (teacher_val - emu["miou"]), 2)
         info = {
-            "name": name, "file": files[1], "qat_checkpoint": files[0], "config": files[2], "log": files[3],
+            "name": name, "file": files[1], "config": files[2], "log": files[3],
+            **({"qat_checkpoint": files[0]} if with_checkpoint else {}),
             "teacher": teacher,
             "command": generic_command(cfg.get("command")),
             "export": f"sentei export RUN/{run.name}/best.pt -o {files[1]} --name {name} (from the checkpoint "
-                      f"without its optimizer state, bundled as {files[0]})",
+                      + (f"without its optimizer state, bundled as {files[0]})" if with_checkpoint else
+                         "without its optimizer state; the checkpoint is not bundled, to keep the package "
+                         "small: sentei compare and --backend torch need the run's best.pt)"),
             "trained_on": trained_on, "train_seconds": round(float(metrics["seconds"]), 1),
             "epochs": int(metrics["epochs"]), "selected_epoch": int(metrics["best_epoch"]),
             "selection": "best val mIoU (exact integer path) of the QAT-phase evaluations",
-            "eval": emu, "eval_torch": exact,
+            "eval": emu,
+            "eval_torch": exact if with_checkpoint else dict(
+                exact, model=run.name, command=f"sentei eval --model RUN/{run.name}/best.pt --data CAMVID --split "
+                                               f"{split} --backend torch (measured at bundling on the checkpoint, "
+                                               f"which is not bundled)"),
             "miou_below_teacher_val": gap, "target_below_teacher_val": TARGET_GAP, "target_met": gap <= TARGET_GAP,
             "perf": {"command": f"sentei perf --model {name} --board {board} --clock-mhz {clock_mhz:g}",
                      "frames_per_s": fps, "kind": "modeled",
@@ -261,20 +271,26 @@ def bundle_model(run: Path, name: str, teacher: str, data, trained_on: str, dest
             **{k: v for k, v in summary.items() if k != "name"},  # layers, sparsity, weight bytes, spread
         }
         write_json(staging / files[4], info)
-        entry = {"file": files[1], "kind": "model-file", "checkpoint": qat,
+        entry = {"file": files[1], "kind": "model-file", **({"checkpoint": qat} if with_checkpoint else {}),
                  "description": description or describe_model(model, summary, cfg, teacher),
                  "metrics": {"val_miou": emu["miou"], "backend": "emu", "val_miou_teacher": teacher_val,
                              "pruned_layer_sparsity_min": info["min_pruned_sparsity"],
                              "total_sparsity": info["total_sparsity"], "weight_bytes": info["weight_bytes"],
                              "details": files[4]}}
         models[name] = entry
-        models[qat] = {"file": files[0], "kind": "torch-checkpoint",
-                       "description": f"the quantization-aware checkpoint {name} was exported from (for sentei "
-                                      f"compare and --backend torch)",
-                       "metrics": {"val_miou": exact["miou"], "backend": "torch"}}
+        if with_checkpoint:
+            models[qat] = {"file": files[0], "kind": "torch-checkpoint",
+                           "description": f"the quantization-aware checkpoint {name} was exported from (for sentei "
+                                          f"compare and --backend torch)",
+                           "metrics": {"val_miou": exact["miou"], "backend": "torch"}}
+        else:
+            (staging / files[0]).unlink()
+            dropped = models.pop(qat, None)  # replacing a model that shipped its checkpoint
         if default or manifest.get("default") is None:
             manifest["default"] = name
-        install(dest, staging, files, manifest)
+        install(dest, staging, files if with_checkpoint else files[1:], manifest)
+        if not with_checkpoint and dropped is not None:
+            (dest / dropped["file"]).unlink(missing_ok=True)
     return entry
 
 
@@ -372,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
         if what == "model":
             s.add_argument("--teacher", required=True, help="the bundled teacher it was distilled from")
             s.add_argument("--default", action="store_true", help="make it the default --model")
+            s.add_argument("--without-checkpoint", action="store_true",
+                           help="measure the QAT checkpoint against the model file but do not ship it (no NAME-qat "
+                                "entry; keeps the package small)")
             add_board_option(s)
             add_clock_option(s)
     r = sub.add_parser("rename", help="rename a bundled entry and every reference to it")
@@ -396,7 +415,7 @@ def main(argv=None) -> int:
         else:
             entry = bundle_model(args.run, args.name, args.teacher, args.data, args.trained_on, args.into,
                                  args.split, args.default, args.description, args.board, args.clock_mhz,
-                                 args.replace)
+                                 args.replace, with_checkpoint=not args.without_checkpoint)
     except SenteiError as exc:
         print(f"bundle: error: {exc}", file=sys.stderr)
         return 2

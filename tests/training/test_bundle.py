@@ -167,3 +167,24 @@ def test_generic_command_names_the_data_and_the_runs_folder():
                                                   "--out RUN/fw90 --dense conv1,conv2,classifier --seed 0")
     assert bundle.generic_command("sentei train --data d --out teacher") == \
         "sentei train --data CAMVID --out RUN/teacher"
+
+
+def test_a_model_bundled_without_its_checkpoint(bundled, camvid, finished, capsys):
+    """--without-checkpoint: the checkpoint is still measured against the model file, but neither
+    it nor a -qat entry ships; replacing a model that shipped one removes both."""
+    assert bundle.main(["model", str(finished), "--name", "slim", "--teacher", "teacher", "--data", str(camvid),
+                        "--trained-on", "test CPU", "--into", str(bundled), "--without-checkpoint"]) == 0
+    manifest = json.loads((bundled / "models.json").read_text())
+    assert "slim" in manifest["models"] and "slim-qat" not in manifest["models"]
+    assert "checkpoint" not in manifest["models"]["slim"] and not (bundled / "slim-qat.pt").exists()
+    info = json.loads((bundled / "slim.json").read_text())
+    assert "qat_checkpoint" not in info and "not bundled" in info["export"]
+    assert info["eval_torch"]["miou"] == info["eval"]["miou"] and "RUN/compressed/best.pt" in info["eval_torch"]["command"]
+    assert not [p for p in bundled.iterdir() if p.name.startswith(".bundle-")]
+    capsys.readouterr()
+    assert eval_miou("slim", camvid, "emu") == 0
+    assert bundle.main(["model", str(finished), "--name", "tiny-fw", "--teacher", "teacher", "--data", str(camvid),
+                        "--trained-on", "test CPU", "--into", str(bundled), "--without-checkpoint", "--replace"]) == 0
+    manifest = json.loads((bundled / "models.json").read_text())
+    assert "tiny-fw-qat" not in manifest["models"] and not (bundled / "tiny-fw-qat.pt").exists()
+    assert "checkpoint" not in manifest["models"]["tiny-fw"]
