@@ -14,6 +14,11 @@
 # classifier dense), the two designs whose configs benchmarks/results/sensitivity-design holds
 # (ZCU104 >= 500 fps, PYNQ-Z2 >= 42 fps), and pattern / smallworld at 90 %. On the 2-core CPU they ran
 # at 120x160 (EXTRA="--device cpu --size 120x160", teacher trained at that size with the teacher command).
+# RUNS picks runs: any design-* folder of benchmarks/results/sensitivity-design runs its design.yaml. TEACHER
+# names another teacher (the bundled one: TEACHER=teacher), PRUNE_EPOCHS / QAT_EPOCHS another split of the
+# epochs. The full-size pair of docs/results.md ("the fine-tuned predictor's ZCU104 design"), one CPU thread each:
+#   SENTEI=sentei RUNS="fw90 design-ft-zcu104-450fps" TEACHER=teacher PRUNE_EPOCHS=28 QAT_EPOCHS=8 \
+#     EXTRA="--device cpu --eval-every 4" bash training/reproduce.sh designs CAMVID runs/full
 #
 # controls: Kang's groups are G input channels at one kernel tap, so G must divide the input
 # channels of every pruned layer (camvid-fcn7: 32, 64, 128 -> G = 32, which keeps 3 of 32 at
@@ -48,8 +53,9 @@ case "$what" in
     cfgs=$(cd "$(dirname "$0")/.." && pwd)/benchmarks/results/sensitivity-design  # the repository's, from any folder
     one() {  # name, options: one run, in the foreground
       local name=$1; shift
-      $SENTEI compress --data "$data" --teacher "$out/teacher/teacher.pt" --out "$out/designs/$name" \
-        --prune-epochs $((ep * 77 / 100)) --qat-epochs $((ep - ep * 77 / 100)) --seed 0 --name "$name" ${EXTRA:-} "$@"
+      $SENTEI compress --data "$data" --teacher "${TEACHER:-$out/teacher/teacher.pt}" --out "$out/designs/$name" \
+        --prune-epochs "${PRUNE_EPOCHS:-$((ep * 77 / 100))}" --qat-epochs "${QAT_EPOCHS:-$((ep - ep * 77 / 100))}" \
+        --seed 0 --name "$name" ${EXTRA:-} "$@"
     }
     for run in ${RUNS:-fw95 design-pynqz2-42fps fw90 design-zcu104-500fps pattern90 smallworld90}; do
       case "$run" in

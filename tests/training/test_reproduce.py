@@ -108,3 +108,14 @@ def test_a_failed_run_of_the_table_fails_the_script(tmp_path):
                           cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "SENTEI": str(fake)})
     assert done.returncode == 1
     assert done.stderr.strip() == "run un95-kd failed: see OUT/table/un95-kd.out"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="bash script")
+def test_the_full_size_pair_takes_the_bundled_teacher_and_its_own_epochs(tmp_path):
+    calls = {options(c)["name"]: options(c) for c in lines(
+        tmp_path, "designs", "DATA", "OUT", RUNS="fw90 design-ft-zcu104-450fps", TEACHER="teacher", PRUNE_EPOCHS="28",
+        QAT_EPOCHS="8", EXTRA="--device cpu --eval-every 4")}
+    assert sorted(calls) == ["design-ft-zcu104-450fps", "fw90"]
+    assert {(c["teacher"], c["prune_epochs"], c["qat_epochs"], c["eval_every"], c["seed"]) for c in calls.values()} \
+        == {("teacher", 28, 8, 4, 0)}
+    assert Path(calls["design-ft-zcu104-450fps"]["config"]).parent.name == "design-ft-zcu104-450fps"
