@@ -359,10 +359,11 @@ CAMVID = Path(os.environ.get("SENTEI_CAMVID", Path(__file__).resolve().parents[3
 
 @pytest.mark.camvid
 @pytest.mark.slow
-@pytest.mark.parametrize("name, board", [(None, None), ("sentei-design-pynqz2", "pynqz2")])
+@pytest.mark.parametrize("name, board", [(None, None), ("sentei-design-pynqz2", "pynqz2"),
+                                         ("sentei-design-zcu104", "zcu104")])
 def test_bundled_model_on_a_camvid_frame(name, board):
-    """The default model (lanes by the divisor rule) and the model made for PYNQ-Z2 with the
-    allocator's plan for that board."""
+    """The default model (lanes by the divisor rule) and the models made for PYNQ-Z2 and ZCU104
+    with the allocator's plan for their board."""
     from sentei.host.modelfile import bundled
     from sentei.host.data.preprocess import load_image, prepare_frame
 
