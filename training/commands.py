@@ -126,6 +126,7 @@ def register(sub) -> None:
                    help="crop of the fine-tune's frames (default half the --size each way, on the output grid)")
     p.add_argument("--finetune-lr", type=option("compress", "lr"), default=1e-3,
                    help="the fine-tune's AdamW learning rate (default %(default)g, compress's)")
+    add_seed_option(p)  # the fine-tune's batches and crops
     add_out_folder_option(p)  # sensitivity.json, .md, .png
     p.add_argument("--cache", help="cache file (default OUT/sensitivity-cache.json)")
     add_device_option(p)
@@ -444,7 +445,7 @@ def cmd_sensitivity(args) -> int:
                         size=size, limit=args.limit, sparsities=sensitivity.parse_sparsities(args.sparsities),
                         layers=layers, cache_path=args.cache, device=env.device, batch_size=args.batch_size,
                         workers=args.workers, recalibrate=args.recalibrate, calibration_split=args.calibration_split,
-                        finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr,
+                        finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr, seed=args.seed,
                         finetune_crop=parse_size(args.finetune_crop, "--finetune-crop", minimum=8)
                         if args.finetune_crop else None)
     return 0

@@ -395,7 +395,7 @@ def load_result(path) -> dict:
 def run(teacher, out, *, data_root=None, synthetic=False, split="val", size=None, limit=None,
         sparsities=DEFAULT_SPARSITIES, layers=None, cache_path=None, device=None, batch_size=8,
         workers=DEFAULT_WORKERS, recalibrate: int = DEFAULT_RECALIBRATE, calibration_split: str = "train",
-        finetune_steps: int = 0, finetune_crop=None, finetune_lr: float = DEFAULT_FINETUNE_LR,
+        finetune_steps: int = 0, finetune_crop=None, finetune_lr: float = DEFAULT_FINETUNE_LR, seed: int = 0,
         log=print) -> dict:
     """Measure (or take from the cache), then write ``sensitivity.json/.md/.png`` into ``out``.
 
@@ -404,7 +404,8 @@ def run(teacher, out, *, data_root=None, synthetic=False, split="val", size=None
     batch-norm statistics on after each pruning (:func:`recalibrated`); 0: none.
     ``finetune_steps`` > 0: fine-tune each pruned copy instead (:class:`FineTune`) on random
     ``finetune_crop`` crops (default half the size each way) of ``calibration_split`` at
-    ``finetune_lr``; ``recalibrate`` is then not used (the batch-norms train)."""
+    ``finetune_lr`` with batches and crops drawn from ``seed``; ``recalibrate`` is then not used
+    (the batch-norms train)."""
     import torch
 
     from sentei.training import data as D
@@ -449,7 +450,7 @@ def run(teacher, out, *, data_root=None, synthetic=False, split="val", size=None
         crop = tuple(finetune_crop) if finetune_crop else \
             tuple(max(stride, side // 2 - side // 2 % stride) for side in size)  # half, on the output grid
         finetune = FineTune(tune.to(device), finetune_steps, crop, augment=ckpt["config"].get("data", {}).get("augment"),
-                            batch_size=batch_size, lr=finetune_lr)
+                            batch_size=batch_size, lr=finetune_lr, seed=seed)
         finetune.augment.check(*size, stride)
         tune_key = finetune.key(split_checksum(tune))
     else:

@@ -188,3 +188,14 @@ def test_finetune_trains_each_pruned_copy_and_keeps_its_k(teacher, tmp_path, mon
     assert seen == [] and again["rows"] == result["rows"]
     _run(teacher, tmp_path / "plain", layers=["conv2", "conv3"], sparsities=(0.9,), cache_path=tmp_path / "cache.json")
     assert len(seen) == 2
+
+
+def test_the_finetunes_seed_draws_other_batches(teacher, tmp_path):
+    """--seed: the fine-tune's batches and crops, and so its figures, under their own cache keys."""
+    common = dict(layers=["conv3"], sparsities=(0.9,), finetune_steps=2, finetune_crop=(16, 24),
+                  cache_path=tmp_path / "cache.json")
+    a = _run(teacher, tmp_path / "a", **common)
+    b = _run(teacher, tmp_path / "b", seed=1, **common)
+    assert b["cache"]["hits"] == 1 and b["cache"]["evaluated"] == 2  # the dense teacher only is shared
+    assert (a["evaluated_on"]["finetune"]["seed"], b["evaluated_on"]["finetune"]["seed"]) == (0, 1)
+    assert _run(teacher, tmp_path / "c", seed=1, **common)["rows"] == b["rows"]
