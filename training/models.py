@@ -57,6 +57,11 @@ def _integer(value, what: str, minimum: int) -> int:
     return int(value)
 
 
+def output_stride(model_cfg: dict) -> int:
+    """How many input pixels one output pixel spans each way: the product of the layers' strides."""
+    return math.prod(spec["stride"] for spec in normalize_layers(model_cfg))
+
+
 def normalize_layers(model_cfg: dict) -> list[dict]:
     """Layer specs with defaults filled in: name, out, kernel, stride, dilation, padding."""
     if not model_cfg.get("layers"):

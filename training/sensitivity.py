@@ -272,6 +272,11 @@ def measure(net, split, sparsities, layers=None, *, cache: Cache, key, device="c
             progress(layer, sparsity, found)
         return found
 
+    def row(layer, fan_in, sparsity, k, fig, control):
+        return {"layer": layer, "fan_in": fan_in, "sparsity": float(sparsity), "k": k, "miou": fig["miou"],
+                "pixel_accuracy": fig["pixel_accuracy"], "control_miou": control["miou"],
+                "drop": control["miou"] - fig["miou"]}
+
     net.eval()
     dense = scored(None, 0.0, None)
     # fine-tuned, the control is the teacher fine-tuned the same way with nothing pruned: what the
@@ -285,10 +290,7 @@ def measure(net, split, sparsities, layers=None, *, cache: Cache, key, device="c
         if finetune is not None:
             for s in sparsities:
                 k = filter_k(fan_in, s)
-                fig = scored(name, s, k, tuned=True)
-                rows.append({"layer": name, "fan_in": fan_in, "sparsity": float(s), "k": k,
-                             "miou": fig["miou"], "pixel_accuracy": fig["pixel_accuracy"],
-                             "control_miou": tuned_control["miou"], "drop": tuned_control["miou"] - fig["miou"]})
+                rows.append(row(name, fan_in, s, k, scored(name, s, k, tuned=True), tuned_control))
             continue
         # the drop is taken against the same network with its batch-norms re-estimated the same way and
         # nothing pruned: the re-estimate's own effect (a few frames, no augmentation) is not the layer's
@@ -298,10 +300,7 @@ def measure(net, split, sparsities, layers=None, *, cache: Cache, key, device="c
                 with torch.no_grad():
                     pruned, k = pruned_weight(original, s, name)
                     conv.weight.copy_(pruned)
-                fig = scored(name, s, k)
-                rows.append({"layer": name, "fan_in": fan_in, "sparsity": float(s), "k": k,
-                             "miou": fig["miou"], "pixel_accuracy": fig["pixel_accuracy"],
-                             "control_miou": control["miou"], "drop": control["miou"] - fig["miou"]})
+                rows.append(row(name, fan_in, s, k, scored(name, s, k), control))
         finally:
             with torch.no_grad():
                 conv.weight.copy_(original)
@@ -442,11 +441,9 @@ def run(teacher, out, *, data_root=None, synthetic=False, split="val", size=None
     frames = frames.to(device)
     if finetune_steps:
         calib = None
-        import math
+        from sentei.training.models import output_stride
 
-        from sentei.training.models import normalize_layers
-
-        stride = math.prod(spec["stride"] for spec in normalize_layers(model_cfg))
+        stride = output_stride(model_cfg)
         crop = tuple(finetune_crop) if finetune_crop else \
             tuple(max(stride, side // 2 - side // 2 % stride) for side in size)  # half, on the output grid
         finetune = FineTune(tune.to(device), finetune_steps, crop, augment=ckpt["config"].get("data", {}).get("augment"),

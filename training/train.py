@@ -36,7 +36,7 @@ from sentei.host.options import DEFAULT_WORKERS
 from sentei.training import data as D
 from sentei.training.config import check_config, existing_file, first_difference, load_config, resolve_config, settings
 from sentei.training.distill import Distillation
-from sentei.training.models import (FCN, check_accelerator, check_model_config, class_argmax, normalize_layers,
+from sentei.training.models import (FCN, check_accelerator, check_model_config, class_argmax, output_stride,
                                     upsample_logits)
 from sentei.training.pruning import Sparsifier, SparsityScheduler, make_schedule, make_scheme
 from sentei.training.quantize import QATNet, per_layer_bits
@@ -449,8 +449,7 @@ def load_data(cfg: dict, env: Env, workers: int = DEFAULT_WORKERS, synthetic: bo
     inp = cfg["model"].get("input", {})
     size = (int(inp.get("height", 360)), int(inp.get("width", 480)))
     dcfg = settings(cfg.get("data"), "data")
-    stride = math.prod(spec["stride"] for spec in normalize_layers(cfg["model"]))
-    D.Augment.from_config(dcfg["augment"]).check(*size, stride)  # before the frames are read
+    D.Augment.from_config(dcfg["augment"]).check(*size, output_stride(cfg["model"]))  # before the frames are read
     if synthetic:
         train = D.synthetic_split(int(dcfg["synthetic_frames"]), *size, seed=1)
         val = D.synthetic_split(max(4, int(dcfg["synthetic_frames"]) // 3), *size, seed=2)
