@@ -83,7 +83,7 @@ URAM_MIN_BRAM18 = 4  # a row memory goes to URAM (where the board has it) when e
 # BRAM18 aspect ratios (width, depth) in simple dual-port mode
 BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 LUT_PER_LANE = 60  # accumulator adder, weight-memory addressing, lane control
-PIXEL_OPTIONS = (1, 2, 4)  # output pixels per sparse lane the allocator tries
+PIXEL_OPTIONS = tuple(range(1, 9))  # output pixels per sparse lane the allocator tries (ASSUMPTIONS: why up to 8)
 BRAM_WINDOW_MIN_DISTANCE = 3  # a BRAM read takes 1-2 clocks: window copies there need this much room
 LUT_PER_PIXEL = 40  # sparse engine: a further pixel's accumulator adder and its finished-sum register mux
 LUT_PER_PACK = 20  # sparse engine: recovering two products from one packed multiply (an 18-bit sign fix-up)
@@ -131,6 +131,11 @@ ASSUMPTIONS = (
     "multiplexer (N/4 LUT6 per bit); or (plan suffix b) per lane a BRAM18 memory per group column of "
     "2*Cin/Wc words of k*Wc activations and per pixel a k:1 word and a k*Wc:1 tap multiplexer; "
     "finished pixels: a LUTRAM of 2*M*Q words per output channel",
+    "the allocator tries Q = 1 to 8 pixels a sparse lane (Q <= K; on a 1x1 layer Q divides Wo): "
+    "a lane's copy holds the group's Q + k - 1 columns (stride 1), so a larger group pays fewer "
+    "window LUTs a MAC (conv6 of the CamVid network: 252 at Q = 4, 222 at Q = 8); groups of up "
+    "to 16 gained at most 3 % more frames/s on the bundled models and boards, and on KV260 led "
+    "the allocator's greedy repair to a slower design, so the options stop at 8",
 "BRAM18/URAM: per lane one weight memory of (Cout/P)*K entries (weight, bank, slot bits), per "
     "requantizer one memory of NF*S x 69 bits; per layer with k>1, (k-1)*d+1 row memories of "
     "W*Cin/Wc words of Wc*input_bits (URAM where the board has it: the layers whose rows save the most "

@@ -59,6 +59,12 @@ def test_tiny_model_is_bit_exact_and_skips_zeros():
     (tiny, ["s3", "s4w1p4a", "s5p2", "s6p2", "d4w8"]),
     (odd, ["s6w1p3", "s4w3p2", "s10p5", "s5p5", "s5p5"]),
     (odd, ["s6w1p2", "s4w3p4", "s10", "s5p3", "s5"]),
+    # the allocator's larger groups (up to 8 pixels a lane): 6, 7 and 8 pixels, groups that
+    # overhang the row (odd conv1: 3 blocks of 8 on 21 pixels; odd conv2: M = 3, one block of
+    # 18 on 10), a BRAM copy of 10 columns (tiny conv1, p8b)
+    (tiny, ["s4p8b", "s4w1p6", "s8p7", "s4p8", "d11"]),
+    (odd, ["s6w1p8", "s4w3p6", "s10p5", "s5p5", "s5"]),
+    (wide, ["s4p8", "s8w1p2", "s3p7", "d3w3"]),
     # window copies in BRAM words of k*Wc taps ("b"): another layout of the same window
     (tiny, ["s8p2b", "s4w1p2", 16, "s4b", "d4w8"]),
     (odd, ["s6w1p2b", "s4w3p4b", "s10", "s5p3", "s5"]),

@@ -203,6 +203,35 @@ def test_pixel_plans_by_hand():
         perf.layer_geometry(model, 1, "d4w8p2")  # the dense engine computes one pixel at a time
 
 
+def test_larger_pixel_groups_are_offered_and_cost_less_window_a_mac():
+    """The allocator's options hold every group of Q <= 8 pixels the layer allows (Q <= K; on a
+    1x1 layer Q divides Wo), and a group of 8 pays fewer window LUTs a MAC than one of 4: its
+    lanes store Q + k - 1 = 10 columns for 8 pixels, not 6 for 4."""
+    model = camvid_standin(8)
+    conv6 = {(p.pixels, p.lanes) for p in perf.layer_options(model, 5) if p.engine == "sparse"}
+    assert {q for q, _ in conv6} == set(range(1, 9))
+    classifier = {p.pixels for p in perf.layer_options(model, 7) if p.engine == "sparse"}
+    assert classifier == {1, 2, 3, 4, 5, 6}  # Wo = 60: not 7 or 8
+    # conv6 (dilation 4), pixels 4 apart: 6 columns for 4 pixels, 10 for 8 (per lane, in LUTRAM:
+    # a column is 6 banks of 2 x 64 words, 20 LUTs each; a pixel reads through a 36:1 x 8 mux)
+    spaced = {q: perf.layer_resources(model, 5, f"s16w2p{q}", "zcu104")["lut_windows"] for q in (4, 8)}
+    assert spaced == {4: 16 * (6 * 6 * 20 + 4 * 72), 8: 16 * (10 * 6 * 20 + 8 * 72)}
+    assert (spaced[4] / (16 * 4), spaced[8] / (16 * 8)) == (252, 222)  # LUTs a MAC
+    # adjacent pixels at dilation 4 share nothing in a group of 4 (12 columns), a third in one of 8 (16)
+    adjacent = {q: perf.layer_resources(model, 5, f"s16w2p{q}a", "zcu104")["lut_windows"] for q in (4, 8)}
+    assert adjacent == {4: 16 * (12 * 6 * 20 + 4 * 72), 8: 16 * (16 * 6 * 20 + 8 * 72)}
+
+
+def test_larger_pixel_groups_raise_the_allocators_frame_rate(monkeypatch):
+    """On the CamVid-shaped stand-in on ZCU104, the allocator with groups of up to 8 pixels
+    reaches a shorter interval than with the 1, 2 or 4 it had before (LUT-bound designs)."""
+    board = perf.load_board("zcu104")
+    wide = perf.pipeline_interval(model := camvid_standin(8), perf.allocate(model, board))
+    monkeypatch.setattr(perf, "PIXEL_OPTIONS", (1, 2, 4))
+    narrow = perf.pipeline_interval(model := camvid_standin(8), perf.allocate(model, board))
+    assert wide < 0.95 * narrow, (wide, narrow)
+
+
 def test_window_copies_in_bram_by_hand():
     model = camvid_standin(8)
     plan = perf.as_plan("s16w1p4b")

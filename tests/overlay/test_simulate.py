@@ -40,7 +40,8 @@ def test_the_simulator_sees_a_fifo_that_is_too_small():
 @pytest.mark.parametrize("make, lanes", [(tiny, None), (odd, None), (wide, None), (starved, STARVED_LANES),
                                          (tiny, ["s8w3p4", "s8w2p2", "s16w4p2", "s16p2", "d4w8"]),
                                          (odd, ["s6w1p2", "s4w3p4", "s10", "s5p3", "s5"]),
-                                         (wide, ["s4p2", "s8w1p2", "s3p2", "d3w3"])])
+                                         (wide, ["s4p2", "s8w1p2", "s3p2", "d3w3"]),
+                                         (odd, ["s6w1p8", "s4w3p6", "s10p5", "s5p5", "s5"])])
 @pytest.mark.parametrize("board", perf.known_boards())
 def test_model_and_simulation_agree_within_five_percent(make, lanes, board):
     model = make()
