@@ -108,10 +108,12 @@ ASSUMPTIONS = (
     "per lane, G groups of Q output pixels a row (G = Wo/Q for adjacent pixels; on a dilated layer "
     "ceil(Wo/(M*Q))*M, groups of pixels M = d/gcd(s,d) apart in blocks of M*Q); this is exactly the "
     "C-simulation's iteration count",
-    "engine clocks per frame = Ho*G*max((Cout/P)*K, L) + L + S + 2*(M*Q - 1) + 10: one flattened II=1 "
-    "loop whose groups take max(NF*K, L) clocks (L = the group's window columns x Cin/Wc chunks, loaded "
-    "during the MACs; the chunk width Wc is chosen so that L <= NF*K whenever the line buffer allows), "
-    "the first window (L), the last fold's requantization (S), the last blocks' pixels and one pipeline fill",
+    "engine clocks per frame = Ho*G*max((Cout/P)*K, L) + L (+1 sparse) + S + 2*(M*Q - 1) + 10: one "
+    "flattened II=1 loop whose groups take max(NF*K, L) clocks (L = the group's window columns x Cin/Wc "
+    "chunks, loaded during the MACs; the chunk width Wc is chosen so that L <= NF*K whenever the line "
+    "buffer allows), the first window (L; the sparse engine's chunks pass a register a clock before "
+    "they are broadcast to the lanes: L + 1), the last fold's requantization (S), the last blocks' "
+    "pixels and one pipeline fill",
     "line buffer clocks per frame = H*W*Cin/Wc (word writes; 1 per pixel for k=1) + Ho*G*L "
     "(chunk reads) + border positions off the output grid (one each)",
     "other stages: frame reader and input quantizer 1 pixel/clock (H*W), logits writer "
@@ -606,7 +608,7 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
         "packed_products": int(sparse and packed_products(model, index, q)),
         "window_bram": int(plan.window_bram), "window_distance": distance,
         "simd": k * wc if plan.engine == "dense" else 1,
-        "engine_cycles": engine_clocks(groups * pixel, chunks, engine_tail(span, spacing * q)),
+        "engine_cycles": engine_clocks(groups * pixel, first_window(plan.engine, chunks), engine_tail(span, spacing * q)),
         "mac_iterations": groups * folds * (kn if sparse else chunks),
     }
 
@@ -625,11 +627,18 @@ def engine_tail(requant_span: int, block: int) -> int:
     return requant_span + 2 * (block - 1)
 
 
-def engine_clocks(pixel_clocks: int, chunks: int, tail: int) -> int:
+def first_window(engine: str, chunks: int) -> int:
+    """Clocks of an engine's first-window loop: one a chunk, and in the sparse engine one more
+    (each chunk is written a clock after its read, from the register that drives the broadcast
+    to every lane's copy: sparse_conv.hpp's chunk_schedule)."""
+    return chunks + (1 if engine == "sparse" else 0)
+
+
+def engine_clocks(pixel_clocks: int, first: int, tail: int) -> int:
     """Clocks per frame of an engine whose groups take ``pixel_clocks`` in all: plus the
-    first window (``chunks``), what follows the loop (``tail``: the last fold's requantization
-    and the last blocks' pixels) and the pipeline fill (see ASSUMPTIONS)."""
-    return pixel_clocks + chunks + tail + PIPELINE_FILL
+    first window (``first``: :func:`first_window`), what follows the loop (``tail``: the last
+    fold's requantization and the last blocks' pixels) and the pipeline fill (see ASSUMPTIONS)."""
+    return pixel_clocks + first + tail + PIPELINE_FILL
 
 
 def line_placement(model, lanes, board=None, uram_limit: int | None = None) -> list[str]:

@@ -27,8 +27,8 @@ from sentei.overlay import codegen, simulate
 from sentei.overlay.perf import (
     ASSUMPTIONS, BUDGET_FIELDS, MACS_PER_DSP, MACS_PER_DSP_TEXT, RESOURCE_NAMES, SHELL_RESOURCES,
     UNSTRUCTURED_SEED, allocate, as_board, balanced_cycles, check_clock, check_plans,
-    engine_clocks, engine_tail, fixed_stages, fold_sync_cycles, layer_geometry, layer_resources, line_placement,
-    over_limits, pipeline_interval, resolve_plans, resource_limits, unstructured_nnz)
+    engine_clocks, engine_tail, first_window, fixed_stages, fold_sync_cycles, layer_geometry, layer_resources,
+    line_placement, over_limits, pipeline_interval, resolve_plans, resource_limits, unstructured_nnz)
 
 
 def _pipeline(stages: dict[str, int], clock_mhz: float) -> dict:
@@ -112,7 +112,7 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
             return fold_sync_cycles(ho, gw, padded, lanes_n) if sparse else g["mac_iterations"]
 
         def engine(mac_cycles: int) -> int:
-            return engine_clocks(max(mac_cycles, ho * gw * g["chunks"]), g["chunks"],
+            return engine_clocks(max(mac_cycles, ho * gw * g["chunks"]), first_window(g["engine"], g["chunks"]),
                                  engine_tail(g["requant_span"], g["block"]))
 
         row = {

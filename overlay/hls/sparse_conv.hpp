@@ -17,7 +17,11 @@
  * one read port each, and the columns the group's pixels share are stored once. The copies are double-buffered: while the
  * lanes work on group n from one half, the next group's window arrives from the line buffer
  * as L = columns * Cin/Wc chunks, one per clock, and is written into the other half of every
- * copy -- inside the same pipelined loop. The chunks are written in the middle of the
+ * copy -- inside the same pipelined loop. Each chunk is read from the stream one clock before
+ * it is written, into a register (`staged`), so that the broadcast to the lanes x columns
+ * memories starts at a register, not at the stream's output: a net the implementation can
+ * replicate where it is placed (the Vivado script runs phys_opt_design's fan-out
+ * optimisation). The chunks are written in the middle of the
  * group's clocks, not at its start, so that a write is never near a read of the same half:
  * the last read of a half (the previous group) and the first write into it, and the last
  * write and the first read of it (the next group), are at least `window_distance` loop
@@ -115,6 +119,26 @@ struct chunk_cursor {
 };
 
 /**
+ * \brief When the engine writes the next group's window chunks, and when it reads them.
+ *
+ * Writes: clocks D .. D+L-1 of every group but the frame's last (and the L iterations of the
+ * first window before the loop). Reads: one clock ahead of each write -- the clock before in
+ * the same group, or, when D = 0, the last clock of the group before -- into the register the
+ * write then broadcasts from.
+ */
+template <unsigned TP, unsigned D, unsigned L, unsigned NG>
+struct chunk_schedule {
+    static bool writes(unsigned i, unsigned pix) {
+#pragma HLS INLINE  // compares with constants
+        return i >= D && i < D + L && pix + 1 < NG;
+    }
+    static bool reads(unsigned i, unsigned pix) {
+#pragma HLS INLINE  // compares with constants
+        return (i + 1 >= D && i + 1 < D + L && pix + 1 < NG) || (D == 0 && i == TP - 1 && pix + 2 < NG);
+    }
+};
+
+/**
  * \brief Write one window chunk -- column `col`, channel word `cw` -- into buffer half `half`
  *        of every lane's copy.
  * \tparam CONFIG_T layer configuration
@@ -148,7 +172,8 @@ void write_chunk(window_copies_t<CONFIG_T>& win, unsigned half, unsigned col, un
  * to `done`, and during the first S weights of the following fold the R requantizers turn
  * them into output activations, one sum each per clock. A block's pixels leave in raster
  * order after its last group's last fold is requantized (folds.hpp; after the loop for the
- * frame's last block). The first window is loaded before the loop (L clocks per frame).
+ * frame's last block). The first window is loaded before the loop (L + 1 clocks per frame:
+ * every chunk passes the `staged` register, chunk_schedule).
  *
  * \tparam CONFIG_T layer configuration (see conv_config_default); nothing is deducible
  * \param weights sparse entries, `weights[l][f*K + j]` = weight j of filter f*lanes + l
@@ -192,14 +217,20 @@ void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CO
     pixel_block_t<CONFIG_T> px;
 #pragma HLS ARRAY_PARTITION variable = px dim = 2 complete  // a memory per channel: R requantizers write R channels per clock, a pixel word reads them all
 
+    typedef chunk_schedule<TP, D, L, NG> chunks;
+    chunk_t<CONFIG_T> staged;  // the chunk written next, read a clock ahead: the broadcast's one driver
+
 frames:
     for (unsigned fr = 0; fr < frames; fr++) {
         chunk_cursor<CONFIG_T> next;  // the chunk the line buffer sends next
     load_first:
-        for (unsigned c = 0; c < L; c++) {
-#pragma HLS PIPELINE II = 1  // the first window, one chunk per clock
-            write_chunk<CONFIG_T>(win, 0, next.col, next.cw, in.read());
-            next.advance();
+        for (unsigned c = 0; c <= L; c++) {
+#pragma HLS PIPELINE II = 1  // the first window, one chunk per clock, a clock behind its read
+            if (c > 0) {
+                write_chunk<CONFIG_T>(win, 0, next.col, next.cw, staged);
+                next.advance();
+            }
+            if (c < L || chunks::writes(0, 0)) staged = in.read();  // c = L: the chunk the loop writes first (D = 0)
         }
 
         pixel_clock<TP, NG> clk;
@@ -208,10 +239,11 @@ frames:
         for (unsigned it = 0; it < NG * TP; it++) {
 #pragma HLS PIPELINE II = 1  // one stored weight per lane per clock: the loop the zero skipping shortens
 #pragma HLS DEPENDENCE variable = win type = inter dependent = true distance = DIST  // see DIST: the analysis cannot see the halves through the data-dependent read address
-            if (clk.i >= D && clk.i < D + L && clk.pix + 1 < NG) {
-                write_chunk<CONFIG_T>(win, clk.half ^ 1, next.col, next.cw, in.read());
+            if (chunks::writes(clk.i, clk.pix)) {
+                write_chunk<CONFIG_T>(win, clk.half ^ 1, next.col, next.cw, staged);
                 next.advance();
             }
+            if (chunks::reads(clk.i, clk.pix)) staged = in.read();
             if (clk.i < T) {
                 SENTEI_COUNT_ITERATION(CONFIG_T::index);
                 seq.requantize(px, done, quant, out);

@@ -144,6 +144,12 @@ save_bd_design
 set bd_file [get_files $design.bd]
 make_wrapper -files $bd_file -import -fileset sources_1 -top
 set_property top ${design}_wrapper [current_fileset]
+# Each sparse engine broadcasts a window chunk from one register to every lane's copy (a net
+# of lanes x columns x k*Wc loads, sparse_conv.hpp); placement-aware replication of such
+# drivers is phys_opt_design's job: run it (and after routing) with the fan-out directive.
+set_property STEPS.PHYS_OPT_DESIGN.IS_ENABLED true [get_runs impl_1]
+set_property STEPS.PHYS_OPT_DESIGN.ARGS.DIRECTIVE AggressiveFanoutOpt [get_runs impl_1]
+set_property STEPS.POST_ROUTE_PHYS_OPT_DESIGN.IS_ENABLED true [get_runs impl_1]
 launch_runs impl_1 -to_step write_bitstream -jobs $sentei(jobs)
 wait_on_run impl_1
 set impl [get_runs impl_1]

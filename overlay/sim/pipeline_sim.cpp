@@ -289,7 +289,8 @@ struct point_window : process {
     }
 };
 
-/// sparse_conv / dense_conv: load_first (L reads), the MAC loop (groups * TP), finish (the rest
+/// sparse_conv / dense_conv: load_first (L reads; the sparse engine's L + 1 clocks, each chunk
+/// written a clock after its read, chunk_schedule), the MAC loop (groups * TP), finish (the rest
 /// of a block still leaving, S clocks, then the last block's writes). A block's pixels leave one a MAC clock, the first in the clock
 /// of its last group's last fold's last requantization step (fold_sequencer in folds.hpp).
 struct engine : process {
@@ -316,10 +317,17 @@ struct engine : process {
         return pending && j == g.requant_span - 1 && pf == g.folds - 1 && pr == g.spacing - 1;
     }
     bool mac_clock() const { return g.engine == 1 || i < T; }
+    bool sparse() const { return g.engine == 0; }
+    /// chunk_schedule::writes: the clocks of a group the next window's chunks are written.
+    bool writes(long ii, long p) const { return ii >= D && ii < D + g.chunks && p + 1 < NPIX; }
     bool wants_read() const override {
         if (overhead) return false;
-        if (phase == 0) return true;
-        if (phase == 1) return i >= D && i < D + g.chunks && pix + 1 < NPIX;
+        if (phase == 0) return k < g.chunks || writes(0, 0);  // sparse only reaches k = L
+        if (phase == 1) {
+            if (!sparse()) return writes(i, pix);
+            // chunk_schedule::reads: a clock ahead of each write, into the register it is broadcast from
+            return writes(i + 1, pix) || (D == 0 && i == g.pixel_iterations - 1 && pix + 2 < NPIX);
+        }
         return false;
     }
     bool wants_write() const override {
@@ -339,7 +347,7 @@ struct engine : process {
             return;
         }
         if (phase == 0) {
-            if (++k == g.chunks) {
+            if (++k == g.chunks + (sparse() ? 1 : 0)) {
                 go(1);
                 pix = i = f = j = pf = 0;
                 pending = false;

@@ -315,6 +315,12 @@ def test_vivado_script_block_design(tmp_path, board):
                                       "make_wrapper", "launch_runs", "wait_on_run")]
     assert order == sorted(order)
     assert _flag(calls[names.index("launch_runs")], "-to_step") == "write_bitstream"
+    # the engines' chunk broadcasts leave one register each: replicated by phys_opt_design, set before the run
+    impl = {c[1]: c[2] for c in props if c[-1] == "impl_1"}
+    assert impl == {"STEPS.PHYS_OPT_DESIGN.IS_ENABLED": "true",
+                    "STEPS.PHYS_OPT_DESIGN.ARGS.DIRECTIVE": "AggressiveFanoutOpt",
+                    "STEPS.POST_ROUTE_PHYS_OPT_DESIGN.IS_ENABLED": "true"}
+    assert max(n for n, c in enumerate(calls) if c[0] == "set_property" and c[-1] == "impl_1") < names.index("launch_runs")
     out = tmp_path / "out"
     assert (out / "sentei.bit").read_bytes() == b"BIT" * 10
     assert (out / "sentei.hwh").read_text() == "<hwh/>"

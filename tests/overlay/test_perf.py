@@ -48,7 +48,11 @@ def test_engine_pays_one_pipeline_fill_per_frame():
     g = perf.layer_geometry(model, 1, 4)
     t = (layer.out_channels // 4) * layer.k_nonzero
     assert g["chunks"] <= t and g["pixel_iterations"] == t
-    assert perf.engine_cycles(model, 1, 4) == ho * wo * t + g["chunks"] + g["requant_span"] + perf.PIPELINE_FILL
+    # the first window: L chunks, each a clock behind its read (the register the broadcast starts at)
+    assert perf.engine_cycles(model, 1, 4) == ho * wo * t + g["chunks"] + 1 + g["requant_span"] + perf.PIPELINE_FILL
+    dense = perf.layer_geometry(model, 1, "d4w4")  # one window for all lanes: no broadcast to register
+    assert perf.engine_cycles(model, 1, "d4w4") == (ho * wo * dense["pixel_iterations"] + dense["chunks"]
+                                                    + dense["requant_span"] + perf.PIPELINE_FILL)
     assert perf.conv_stage_cycles(model, 1, 4) == max(perf.engine_cycles(model, 1, 4), perf.window_cycles(model, 1, 4))
 
 
