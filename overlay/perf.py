@@ -21,6 +21,7 @@ on a board (``sentei perf``) is :mod:`sentei.overlay.report`; the command line i
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import contextvars
 import dataclasses
@@ -136,8 +137,9 @@ ASSUMPTIONS = (
     "the allocator tries Q = 1 to 8 pixels a sparse lane (Q <= K; on a 1x1 layer Q divides Wo): "
     "a lane's copy holds the group's Q + k - 1 columns (stride 1), so a larger group pays fewer "
     "window LUTs a MAC (conv6 of the CamVid network: 252 at Q = 4, 222 at Q = 8); groups of up "
-    "to 16 gained at most 3 % more frames/s on the bundled models and boards, and on KV260 led "
-    "the allocator's greedy repair to a slower design, so the options stop at 8",
+    "to 16 gained at most 3 % more frames/s for the bundled models on ZCU104, KV260 and "
+    "Ultra96-V2 (7 % for sentei-design-pynqz2 on KV260) at 1.5x the allocator's time, with "
+    "pixel memories of 2*M*Q words a channel on the dilated layers (256 at M = 8), so the options stop at 8",
 "BRAM18/URAM: per lane one weight memory of (Cout/P)*K entries (weight, bank, slot bits), per "
     "requantizer one memory of NF*S x 69 bits; per layer with k>1, (k-1)*d+1 row memories of "
     "W*Cin/Wc words of Wc*input_bits (URAM where the board has it: the layers whose rows save the most "
@@ -1000,8 +1002,12 @@ def allocate(model, board, clock_mhz: float | None = None,
     whole design (:func:`design_resources`, shell included) exceeds :func:`resource_limits`
     -- DSP48, BRAM18, URAM, LUT or FF -- layers move to other plans within T that free the
     resource most over its limit (:func:`_repair`: LUTs for BRAM window copies, DSP48s for
-    LUTs, ...); T is feasible when some start repairs to a fitting design. T never goes below the stages plans cannot speed up (frame reader, logits
-    writer).
+    LUTs, ...); T is feasible when some start repairs to a fitting design -- the cheapest
+    plans within T, or the best design found so far with its layers slower than T sped up.
+    The repairs are greedy, so feasibility found this way is not monotone in T (a target can
+    fail where a lower one succeeds); after the bisection the search keeps lowering the
+    target to just below the design's interval while that succeeds. T never goes below the
+    stages plans cannot speed up (frame reader, logits writer).
 
     Parameters
     ----------
@@ -1046,15 +1052,36 @@ def _allocate(model, b: Board, limits: dict) -> list[LayerPlan]:
     def used_of(plans):
         return design_resources(model, plans, b, limits["uram"])
 
-    def fitting(target: float) -> list[LayerPlan] | None:
-        for weights in weightings:
-            plans = pick(target, weights)
-            if plans is None:
+    def from_design(design: list[LayerPlan], target: float, weights: dict) -> list[LayerPlan] | None:
+        """``design`` with each layer slower than ``target`` moved to its cheapest plan within it."""
+        plans = []
+        for layer_rows, plan in zip(rows, design):
+            cycles = next(r[0] for r in layer_rows if r[2] == plan)
+            if cycles <= target:
+                plans.append(plan)
+                continue
+            ok = [r for r in layer_rows if r[0] <= target]
+            if not ok:
                 return None
-            plans = _repair(rows, plans, target, used_of, limits)
-            if plans is not None:
-                return plans
+            plans.append(min(ok, key=lambda r: (sum(weights[k] * v for k, v in r[1].items()), r[0]))[2])
+        return plans
+
+    def fitting(target: float, incumbent: list[LayerPlan] | None = None) -> list[LayerPlan] | None:
+        starts = [lambda w: pick(target, w)]
+        if incumbent is not None:  # the best design so far, its too-slow layers sped up: a nearby start
+            starts.append(lambda w: from_design(incumbent, target, w))
+        for start in starts:
+            for weights in weightings:
+                plans = start(weights)
+                if plans is None:
+                    return None
+                plans = _repair(rows, plans, target, used_of, limits)
+                if plans is not None:
+                    return plans
         return None
+
+    def interval(plans) -> int:
+        return max([next(r[0] for r in layer_rows if r[2] == p) for layer_rows, p in zip(rows, plans)] + [floor])
 
     cheapest = pick(math.inf, weightings[0])
     plans = fitting(math.inf)
@@ -1065,12 +1092,21 @@ def _allocate(model, b: Board, limits: dict) -> list[LayerPlan]:
     lo, hi = 0, len(targets)  # targets[hi:] are feasible (hi = len: only "no target", plans above)
     while lo < hi:
         mid = (lo + hi) // 2
-        found = fitting(targets[mid])
+        found = fitting(targets[mid], plans)
         if found is None:
             lo = mid + 1
         else:
             plans, hi = found, mid
-    return plans
+    # The repairs are greedy, so a target can fail where a lower one succeeds: from the design
+    # found, keep lowering the target to just below its interval while that succeeds
+    while True:
+        below = bisect.bisect_left(targets, interval(plans)) - 1
+        if below < 0:
+            return plans
+        found = fitting(targets[below], plans)
+        if found is None:
+            return plans
+        plans = found
 
 
 def check_clock(board, clock_mhz: float) -> None:
