@@ -142,7 +142,9 @@ def register(sub) -> None:
     p.add_argument("--budget-miou", type=float, metavar="D",
                    help="choose the fastest design within D points of predicted mIoU loss (default: the most "
                         "accurate design that reaches --fps)")
-    p.add_argument("--sensitivity", required=True, help="sensitivity.json of sentei sensitivity")
+    p.add_argument("--sensitivity", required=True, action="append",
+                   help="sensitivity.json of sentei sensitivity; repeat it with tables of the same command at "
+                        "other --seed to predict from the mean of their drops")
     _config_option(p, DEFAULT_COMPRESS_CONFIG)  # the compression config the design's is based on
     _dense_option(p)
     _name_option(p)

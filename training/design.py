@@ -53,6 +53,39 @@ def sensitivity_training(sens: dict) -> str:
     return f"fine-tuned {tuned['steps']} steps" if tuned else "no fine-tuning"
 
 
+def _measurement(sens: dict) -> dict:
+    """What a sensitivity table measured, less the fine-tune's seed and where the data lay: two
+    tables that agree here differ only in the seed of their fine-tuning."""
+    ev = dict(sens.get("evaluated_on") or {})
+    ev.pop("data", None)
+    if isinstance(ev.get("finetune"), dict):
+        ev["finetune"] = {k: v for k, v in ev["finetune"].items() if k != "seed"}
+    return {"teacher": sens.get("teacher_sha256") or sens.get("teacher"), "model": sens.get("model"),
+            "teacher mIoU": (sens.get("dense") or {}).get("miou"), "evaluated on": ev,
+            "layers and sparsities": sorted((r["layer"], float(r["sparsity"])) for r in sens["rows"])}
+
+
+def check_averageable(tables: list[dict], names: list[str]) -> None:
+    """Several tables are averaged only when they are one measurement repeated with other fine-tune
+    seeds: the same teacher, network, frames, sizes, fine-tune settings and grid; one-line errors."""
+    first = _measurement(tables[0])
+    seeds = []
+    for sens, name in zip(tables, names):
+        tuned = (sens.get("evaluated_on") or {}).get("finetune")
+        if not tuned:
+            raise SenteiError(f"--sensitivity {name}: an inference-only table gives the same figures every time; "
+                              f"average tables of sentei sensitivity --finetune-steps N with different --seed")
+        here = _measurement(sens)
+        for key, value in here.items():
+            if value != first[key]:
+                raise SenteiError(f"--sensitivity {name}: its {key} differ from {names[0]}'s; average only tables of "
+                                  f"one sentei sensitivity command run with different --seed")
+        seeds.append(tuned.get("seed"))
+    if len(set(seeds)) < len(seeds):
+        raise SenteiError(f"--sensitivity: fine-tune seed {max(seeds, key=seeds.count)} given twice; average "
+                          f"tables of different --seed")
+
+
 # ---------------------------------------------------------------------------------------
 # the design space and the predictor
 
@@ -63,16 +96,23 @@ class Space:
     ``genes``: one per searched layer, an index into ``[0.0] + grid`` (0: dense).
     """
 
-    def __init__(self, sensitivity: dict, dense=()):
+    def __init__(self, sensitivity, dense=()):
         from sentei.training.pruning import filter_k
 
-        rows = sensitivity["rows"]
-        self.base = float(sensitivity["dense"]["miou"])
-        self.model_cfg = sensitivity["model"]
+        tables = sensitivity if isinstance(sensitivity, list) else [sensitivity]
+        rows = tables[0]["rows"]
+        self.base = float(tables[0]["dense"]["miou"])
+        self.model_cfg = tables[0]["model"]
+        self.tables = len(tables)
         self.grid = sorted({float(r["sparsity"]) for r in rows})
-        # a layer's drop: against its control (the same batch-norm re-estimate, nothing pruned) where recorded
-        measured = {(r["layer"], float(r["sparsity"])): float(r.get("control_miou", self.base)) - float(r["miou"])
-                    for r in rows}
+        # a layer's drop: against its control (the same batch-norm re-estimate or fine-tune, nothing pruned) where
+        # recorded; with several tables (fine-tune seeds, check_averageable) the mean of their drops
+        measured = {}
+        for table in tables:
+            for r in table["rows"]:
+                key = (r["layer"], float(r["sparsity"]))
+                drop = float(r.get("control_miou", self.base)) - float(r["miou"])
+                measured[key] = measured.get(key, 0.0) + drop / len(tables)
         self.layer_names = [spec["name"] for spec in _specs(self.model_cfg)]
         self.fan_in = dict(zip(self.layer_names, _fan_ins(self.model_cfg)))
         unknown = [n for n in dense if n not in self.layer_names]
@@ -446,6 +486,14 @@ def plot(space: Space, result: dict, chosen: dict, uniform: list[dict], fps_targ
     plt.close(fig)
 
 
+def predictor_source(tables: list[dict], paths: list[str]) -> str:
+    """The table, or the tables whose drops are averaged, as the log names them."""
+    if len(tables) == 1:
+        return paths[0]
+    seeds = ", ".join(str(((t.get("evaluated_on") or {}).get("finetune") or {}).get("seed")) for t in tables)
+    return f"the mean of {len(tables)} tables (fine-tune seeds {seeds}: {', '.join(paths)})"
+
+
 def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz=None, budget_miou=None,
         seed: int = 0, population: int = 40, generations: int = 30, dense=(), name=None, simulate=False,
         command: str = "", log=print) -> dict:
@@ -456,17 +504,22 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
 
     if not 0 < fps < math.inf:
         raise SenteiError(f"--fps {fps:g}: a frame rate must be above 0, e.g. 400")
-    sens = load_result(sensitivity_path)
+    several = isinstance(sensitivity_path, (list, tuple))
+    paths = [str(p) for p in sensitivity_path] if several else [str(sensitivity_path)]
+    tables = [load_result(p) for p in paths]
+    if len(tables) > 1:
+        check_averageable(tables, paths)
+    sens = tables[0]
     base_cfg = load_config(base_config)
     check_config(base_cfg, "compress", f"config {base_config}")
     comp = base_cfg.get("compress") or {}
-    space = Space(sens, dense)
+    space = Space(tables, dense)
     hardware = Hardware(space, board, clock_mhz, comp.get("weight_bits", 8), int(comp.get("act_bits", 8)))
     b = hardware.board
     ev = sens["evaluated_on"]
     log(f"design for {b.name} at {hardware.clock_mhz:g} MHz, target {fps:g} frames/s; searching K of "
         f"{', '.join(space.searched)} over sparsities {', '.join(f'{s:g}' for s in space.grid)} (or dense); "
-        f"predictor from {sensitivity_path} ({ev['frames']} frames of {ev['split']} at "
+        f"predictor from {predictor_source(tables, paths)} ({ev['frames']} frames of {ev['split']} at "
         f"{ev['size'][0]}x{ev['size'][1]}, teacher mIoU {100 * space.base:.2f}); NSGA-II population {population}, "
         f"{generations} generations, seed {seed}")
     result = search(space, hardware, fps, population, generations, seed, log=log)
@@ -506,7 +559,7 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
         f"board {b.name} at {hardware.clock_mhz:g} MHz, target {fps:g} frames/s: modeled "
         f"{chosen['fps']:.1f} frames/s (plans {' '.join(chosen['plans'])})",
         f"predicted mIoU {100 * chosen['miou']:.2f} (teacher {100 * space.base:.2f}, sensitivity predictor, "
-        f"{sensitivity_training(sens)})",
+        f"{sensitivity_training(sens)}" + (f", mean of {len(tables)} tables" if len(tables) > 1 else "") + ")",
         "K per layer: " + ", ".join(f"{n} {k}" for n, k in space.ks(chosen["genes"]).items()),
         f"run: sentei compress --config {out / 'design.yaml'} --teacher {sens['teacher']} --data CAMVID --out RUN"))
     from sentei.training.train import dump_yaml
@@ -522,8 +575,11 @@ def run(sensitivity_path, board: str, fps: float, out, *, base_config, clock_mhz
         "format": "sentei-design", "command": command, "board": b.name, "clock_mhz": hardware.clock_mhz,
         "fps_target": fps, "budget_miou": budget_miou, "seed": seed, "population": population,
         "generations": generations, "searched_layers": space.searched, "grid": space.grid,
-        "predictor": PREDICTOR, "teacher_miou": space.base, "sensitivity": str(sensitivity_path),
-        "sensitivity_evaluated_on": ev, "designs_evaluated": len(result["evaluated"]),
+        "predictor": PREDICTOR + ("; each drop the mean of the tables'" if len(tables) > 1 else ""),
+        "teacher_miou": space.base, "sensitivity": paths[0] if len(paths) == 1 else paths,
+        "sensitivity_evaluated_on": ev, "sensitivity_seeds": [((t.get("evaluated_on") or {}).get("finetune") or {})
+                                                             .get("seed") for t in tables],
+        "designs_evaluated": len(result["evaluated"]),
         "front": [row(d) for d in result["front"]], "chosen": row(chosen),
         "uniform": [dict(row(u), sparsity_all=s) for u, s in zip(uniform, space.options)],
         "base_config_design": None if reference is None else dict(row(reference), config=str(base_config)),

@@ -200,3 +200,44 @@ def test_a_layers_drops_are_fitted_non_decreasing_in_the_sparsity():
     drops = space.drop["conv3"]
     assert drops == sorted(drops) and drops[2] == drops[3] == pytest.approx(0.003)
     assert space.drop["conv4"] == pytest.approx([0.0] + [WEIGHT["conv4"] * s ** 4 / 100 for s in GRID])
+
+
+def _tuned(seed: int, shift: dict) -> dict:
+    """The made-up table as if fine-tuned with ``seed``: each layer's drops moved by ``shift[layer]``."""
+    sens = fake_sensitivity()
+    sens["evaluated_on"]["finetune"] = {"steps": 60, "crop": [176, 240], "seed": seed}
+    for r in sens["rows"]:
+        r["miou"] -= shift.get(r["layer"], 0.0)
+    return sens
+
+
+def test_tables_of_several_seeds_are_averaged_drop_by_drop(tmp_path, capsys):
+    """Two fine-tuned tables of other seeds: every drop is their mean (before the monotone fit,
+    which leaves these monotone ones alone); the design records both; a table of another
+    measurement, an inference-only one or the same seed twice is refused in one line."""
+    a, b = _tuned(0, {"conv3": 0.004}), _tuned(1, {"conv3": -0.002, "conv5": 0.002})
+    mean = design.Space([a, b])
+    one = design.Space(fake_sensitivity())
+    assert mean.tables == 2
+    assert mean.drop["conv3"] == pytest.approx([0.0] + [d + 0.001 for d in one.drop["conv3"][1:]])
+    assert mean.drop["conv5"] == pytest.approx([0.0] + [d + 0.001 for d in one.drop["conv5"][1:]])
+    assert mean.drop["conv4"] == pytest.approx(one.drop["conv4"])
+    paths = []
+    for n, table in enumerate((a, b)):
+        paths.append(tmp_path / f"s{n}.json")
+        paths[-1].write_text(json.dumps(table))
+    summary = design.run(paths, "zcu104", 400, tmp_path / "d", base_config=DEFAULT_COMPRESS_CONFIG,
+                         population=6, generations=1, log=lambda *_: None)
+    assert summary["sensitivity"] == [str(p) for p in paths] and summary["sensitivity_seeds"] == [0, 1]
+    assert "mean of 2 tables" in (tmp_path / "d" / "design.yaml").read_text()
+    other = _tuned(1, {})
+    other["evaluated_on"]["frames"] = 5
+    inference = fake_sensitivity()
+    for bad, message in ((other, "its evaluated on differ from"), (_tuned(0, {}), "fine-tune seed 0 given twice"),
+                         (inference, "an inference-only table gives the same figures")):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        status = cli.main(["design", "--board", "zcu104", "--fps", "400", "--sensitivity", str(paths[0]),
+                           "--sensitivity", str(tmp_path / "bad.json"), "--out", str(tmp_path / "e")])
+        err = capsys.readouterr().err
+        assert status == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "e").exists()
