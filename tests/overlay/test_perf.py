@@ -325,14 +325,22 @@ def test_allocator_improves_the_bottleneck_monotonically_and_beats_the_divisor_o
         assert not perf.over_limits(perf.design_resources(model, plans), limits)
 
         def best(space):  # exhaustive, from per-layer figures (no URAM here: every sum is the design's)
-            rows = [[(perf.conv_stage_cycles(model, n, p), perf.layer_resources(model, n, p, board)) for p in opts]
+            # every combination of the first layers' plans in a loop, the last two layers' as a
+            # broadcast grid (the same sums and comparisons as perf.over_limits, all at once)
+            fields = perf.BUDGET_FIELDS
+            cycles = [np.array([perf.conv_stage_cycles(model, n, p) for p in opts]) for n, opts in enumerate(space)]
+            used = [np.array([[perf.layer_resources(model, n, p, board)[k] for k in fields] for p in opts])
                     for n, opts in enumerate(space)]
+            room = np.array([limits[k] - perf.SHELL_RESOURCES[k] for k in fields])
             fixed = max(perf.fixed_stages(model).values())
+            grid_used = used[-2][:, None, :] + used[-1][None, :, :]
+            grid_worst = np.maximum(cycles[-2][:, None], cycles[-1][None, :])
             result = None
-            for combo in itertools.product(*rows):
-                used = {k: perf.SHELL_RESOURCES[k] + sum(r[k] for _, r in combo) for k in perf.BUDGET_FIELDS}
-                if not perf.over_limits(used, limits):
-                    worst = max([c for c, _ in combo] + [fixed])
+            for head in itertools.product(*[range(len(c)) for c in cycles[:-2]]):
+                head_used = sum((used[n][i] for n, i in enumerate(head)), np.zeros(len(fields), dtype=np.int64))
+                fits = np.all(grid_used + head_used <= room, axis=-1)
+                if fits.any():
+                    worst = max(int(grid_worst[fits].min()), fixed, *(int(cycles[n][i]) for n, i in enumerate(head)))
                     result = worst if result is None else min(result, worst)
             return result
 
