@@ -12,6 +12,8 @@ generator, the simulator or torch; the handlers import the rest.
 """
 from __future__ import annotations
 
+import contextlib
+
 from sentei.errors import SenteiError
 from sentei.host.options import (
     add_board_option, add_clock_option, add_image_option, add_json_option, add_model_option, add_seed_option,
@@ -134,6 +136,42 @@ def parse_ceilings(items) -> dict[str, float]:
 # the handlers
 
 
+def models_that_fit(board, ceilings: dict | None = None, dsp_fraction: float | None = None,
+                    skip: str | None = None) -> list[str]:
+    """The bundled model files (but ``skip``) that :func:`~sentei.overlay.perf.allocate` fits on
+    ``board`` within the same ceilings, most accurate (val mIoU) first."""
+    from sentei.host.modelfile import bundled
+    from sentei.overlay import perf
+
+    fitting = []
+    for name, entry in bundled.bundled_models().items():
+        if entry.get("kind") != "model-file" or name == skip:
+            continue
+        try:
+            perf.allocate(bundled.load_model(name), board, None, dsp_fraction, ceilings)
+        except perf.DoesNotFit:
+            continue
+        fitting.append((-entry.get("metrics", {}).get("val_miou", 0.0), name))
+    return [name for _, name in sorted(fitting)]
+
+
+@contextlib.contextmanager
+def naming_models_that_fit(model, board, ceilings: dict | None = None, dsp_fraction: float | None = None):
+    """A model too big for ``board`` (:class:`~sentei.overlay.perf.DoesNotFit`) fails with the same
+    one line plus the bundled models that do fit it, so that the user on a small board has a next step."""
+    from sentei.overlay import perf
+
+    try:
+        yield
+    except perf.DoesNotFit as exc:
+        names = models_that_fit(board, ceilings, dsp_fraction, skip=model.name)
+        if not names:
+            raise
+        board_name = perf.as_board(board).name
+        raise SenteiError(f"{exc}; bundled models that fit {board_name}: "
+                          + ", ".join(f"--model {name}" for name in names)) from exc
+
+
 def _check_clock(args) -> None:
     if args.clock_mhz is not None and args.board is None:
         raise SenteiError(f"--clock-mhz {args.clock_mhz:g} needs --board (the clock only steers the board's "
@@ -148,8 +186,9 @@ def cmd_codegen(args) -> int:
     if args.out is not None:
         check_output(args.out, "--out", folder=True)
     model = load_model(args.model)
-    facts, paths = codegen.generate(model, args.out, parse_lanes(args.lanes), args.board, args.clock_mhz,
-                                    args.fifo_depths)
+    with naming_models_that_fit(model, args.board):
+        facts, paths = codegen.generate(model, args.out, parse_lanes(args.lanes), args.board, args.clock_mhz,
+                                        args.fifo_depths)
     print(f"network of {model.name}: {len(facts.layers)} layers, signature {facts.signature()}")
     print(f"{'layer':<14}{'Cin':>5}{'Cout':>6}{'k':>3}{'s':>3}{'d':>3}{'p':>3}{'K':>6}{'engine':>8}{'lanes':>7}"
           f"{'Wc':>5}{'out':>10}{'iter/frame':>13}")
@@ -180,8 +219,9 @@ def cmd_csim(args) -> int:
         frames += frames_for(model, args.frames)
     if not frames:
         frames = 1
-    report = run_csim(model, frames, parse_lanes(args.lanes), args.workdir, board=args.board,
-                      clock_mhz=args.clock_mhz)
+    with naming_models_that_fit(model, args.board):
+        report = run_csim(model, frames, parse_lanes(args.lanes), args.workdir, board=args.board,
+                          clock_mhz=args.clock_mhz)
     print(f"C-simulation of {model.name}: {report.frames} frame(s), "
           f"build {report.build_seconds:.1f} s{' (cached)' if report.build_seconds == 0 else ''}, "
           f"reference {report.reference_seconds:.1f} s, csim {report.run_seconds:.1f} s")
@@ -223,8 +263,9 @@ def cmd_perf(args) -> int:
     model = bundled.load_model(args.model)
     lanes = parse_lanes(args.lanes)
     clock = board.default_clock_mhz if args.clock_mhz is None else args.clock_mhz
-    report = perf_report(model, board, clock, lanes=lanes, dsp_fraction=args.dsp_fraction, seed=args.seed,
-                         ceilings=ceilings, simulate=args.simulate, frames=args.frames)
+    with naming_models_that_fit(model, board, ceilings, args.dsp_fraction):
+        report = perf_report(model, board, clock, lanes=lanes, dsp_fraction=args.dsp_fraction, seed=args.seed,
+                             ceilings=ceilings, simulate=args.simulate, frames=args.frames)
     print(format_report(report))
     if args.json_out:
         write_json(args.json_out, report)
