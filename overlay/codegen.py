@@ -38,7 +38,7 @@ FALLBACK_MAX_LANES = 8
 # structure the code generator takes from sentei.overlay.perf.layer_geometry
 GEOMETRY_FIELDS = ("pixels", "spacing", "row_groups", "chunk_channels", "chunks", "pixel_iterations",
                    "window_iterations", "line_slots", "line_depth", "requant_units", "requant_span", "bank_bits",
-                   "col_bits", "slot_bits", "packed_products", "window_bram")
+                   "col_bits", "slot_bits", "packed_products", "window_bram", "window_memories", "window_blocks")
 
 
 def default_lanes(model) -> list:
@@ -362,6 +362,9 @@ struct layer${index}_config : conv_config_default {
     static const unsigned col_bits = ${col_bits};
     static const unsigned slot_bits = ${slot_bits};
     static const bool packed_products = ${packed_text};
+    static const bool window_bram = ${window_bram_text};
+    static const unsigned window_memories = ${window_memories};
+    static const unsigned window_blocks = ${window_blocks};
     static const unsigned blob_offset = ${blob_offset};
     static const int act = ${act_enum};
     static const long long out_min = ${out_min}LL;
@@ -487,7 +490,7 @@ inline void layer${index}_engine(hls::stream<chunk_t<layer${index}_config> >& in
 #pragma HLS INLINE off  // a dataflow process of its own: inlined, its memories would become variables of the region
     window_copies_t<layer${index}_config> win;
 #pragma HLS ARRAY_PARTITION variable = win dim = 1 complete  // a window copy per lane: P independent reads per clock
-#pragma HLS ARRAY_PARTITION variable = win dim = 2 complete  // a memory per group column: the Q pixels of a lane read Q columns a clock
+#pragma HLS ARRAY_PARTITION variable = win dim = 2 complete  // ${window_memories} memories (window_layout): the Q pixels of a lane read Q of them a clock
 #pragma HLS ${taps_directive} variable = win dim = 3 complete  // ${taps_reason}
 #pragma HLS BIND_STORAGE variable = win type = ram_s2p impl = ${window_storage}  // chosen by the performance model: one write and one read port
     sparse_conv<layer${index}_config>(in, out, w, q, frames, win);
@@ -571,6 +574,7 @@ def _layer_fields(f: LayerFacts, following: LayerFacts | None, io_depths) -> dic
             "out_bits": f.out_bits, "out_min": f.out_min, "out_max": f.out_max, "in_type": f.in_type,
             "out_type": f.out_type, "iterations": f.iterations, "win_depth": f.win_depth,
             "packed_text": "true" if dict(f.geometry)["packed_products"] else "false",
+            "window_bram_text": "true" if dict(f.geometry)["window_bram"] else "false",
             **WINDOW_STORAGE["bram" if dict(f.geometry)["window_bram"] else "lutram"],
             "next_act_depth": following.act_depth if following else io_depths[2]}
 

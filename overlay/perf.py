@@ -396,6 +396,28 @@ def group_offsets(k: int, s: int, d: int, q: int, m: int = 1) -> tuple[int, ...]
     return tuple(sorted({qq * m * s + kx * d for qq in range(q) for kx in range(k)}))
 
 
+@functools.lru_cache(maxsize=4096)
+def window_memories(k: int, s: int, d: int, q: int, m: int = 1, pack: bool = False) -> tuple[int, int]:
+    """``(memories, blocks)`` of a lane's window copy for a group of ``q`` pixels ``m`` apart
+    (pixel_groups.hpp's ``make_window_layout``, which the generated code checks against this).
+
+    Unpacked (LUTRAM copies) a memory per column, one block each. Packed (``pack``: BRAM
+    copies) columns that no tap column kx reads in the same clock share a memory: in a clock
+    every pixel reads the same kx, so the columns ``qq*m*s + kx*d`` (qq < q) need q different
+    memories; column c takes the lowest memory that holds no column before it read together
+    with it, as the next block of that memory."""
+    offsets = group_offsets(k, s, d, q, m)
+    if not pack:
+        return len(offsets), 1
+    column = {o: j for j, o in enumerate(offsets)}
+    together = [{column[qq * m * s + kx * d] for qq in range(q)} for kx in range(k)]
+    memory: list[int] = []
+    for c in range(len(offsets)):
+        taken = {memory[b] for b in range(c) if any(b in cols and c in cols for cols in together)}
+        memory.append(next(n for n in range(len(offsets)) if n not in taken))
+    return max(memory) + 1, max(memory.count(n) for n in set(memory))
+
+
 def group_layout(wo: int, q: int, m: int) -> tuple[int, int]:
     """``(blocks, groups)`` of an output row of ``wo`` pixels in groups of ``q`` pixels ``m``
     apart: a block is m*q pixels (m groups, group r holding pixels r, r + m, ...); ``blocks`` =
@@ -583,6 +605,7 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
     folds = -(-cout // lanes)
     cw = cin // wc
     columns = len(group_offsets(k, layer.stride, layer.dilation, q, spacing))
+    copy_memories, copy_blocks = window_memories(k, layer.stride, layer.dilation, q, spacing, plan.window_bram)
     chunks = columns * cw
     sparse = plan.engine == "sparse"
     units, span = requant_sharing(q * lanes, kn if sparse else chunks, q)
@@ -609,6 +632,7 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
         "slot_bits": field_bits(cw) if sparse else field_bits(chunks),
         "packed_products": int(sparse and packed_products(model, index, q)),
         "window_bram": int(plan.window_bram), "window_distance": distance,
+        "window_memories": copy_memories, "window_blocks": copy_blocks,
         "simd": k * wc if plan.engine == "dense" else 1,
         "engine_cycles": engine_clocks(groups * pixel, first_window(plan.engine, chunks), engine_tail(span, spacing * q)),
         "mac_iterations": groups * folds * (kn if sparse else chunks),
@@ -714,12 +738,16 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
         w_bram, w_lut = memory_cost(folds * k, lanes * ebits)  # ARRAY_RESHAPE: one word for all lanes
         # a copy: a memory per group column of 2 * Cin/Wc words (two halves); in LUTRAM a bank per
         # tap (k*Wc of them a column), each pixel reading through a mux over its k columns' banks;
-        # in BRAM one word of k*Wc taps a column, each pixel picking a column's word, then a tap
+        # in BRAM one word of k*Wc taps a column, columns never read in one clock stacked in one
+        # memory (window_memories), each memory's block picked by kx, each pixel picking a
+        # memory's word, then a tap
         depth = 2 * (cin // g["chunk_channels"])
         taps = g["banks"]
         if g["window_bram"]:
-            win_bram = lanes * g["group_columns"] * bram18_count(depth, taps * bits)
-            win_lut = lanes * q * (mux_luts(layer.kernel, taps * bits) + mux_luts(taps, bits))
+            memories, blocks = g["window_memories"], g["window_blocks"]
+            win_bram = lanes * memories * bram18_count(blocks * depth, taps * bits)
+            win_lut = lanes * (q * (mux_luts(layer.kernel, taps * bits) + mux_luts(taps, bits))
+                               + (memories * mux_luts(layer.kernel, field_bits(blocks)) if blocks > 1 else 0))
         else:
             win_bram = 0
             win_lut = lanes * (g["group_columns"] * taps * lutram_luts(depth, bits)

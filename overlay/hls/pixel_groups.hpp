@@ -29,6 +29,8 @@ namespace sentei {
 /// The window columns of Q output pixels M apart of a k-tap, stride-S, dilation-D layer.
 template <unsigned Q, unsigned M, unsigned K, unsigned S, unsigned D>
 struct pixel_group {
+    static constexpr unsigned pixels = Q;
+    static constexpr unsigned kernel = K;
     static constexpr unsigned span = (Q - 1) * M * S + (K - 1) * D + 1;  ///< offsets 0 .. span-1
 
     /// Whether some pixel q < Q reads the column at offset `o` (o = q*M*S + kx*D).
@@ -79,6 +81,79 @@ template <class GROUP_T>
 constexpr group_offsets<GROUP_T> make_group_offsets() {
     group_offsets<GROUP_T> t{};
     for (unsigned j = 0; j < GROUP_T::columns; j++) t.value[j] = GROUP_T::offset(j);
+    return t;
+}
+
+/**
+ * \brief Which memory of a lane's window copy holds each column of GROUP_T, and where.
+ *
+ * Unpacked (`PACK` false: LUTRAM copies), a memory per column. Packed (BRAM copies), columns
+ * that no tap kx reads in the same clock share a memory, one above the other: in a clock all
+ * Q pixels read the same kx, i.e. the columns `column(q, kx)`, q < Q -- those must sit in Q
+ * different memories (one read port each) -- so column c takes the lowest memory that no
+ * column before it read together with it holds (greedy colouring, in column order), as
+ * block `block(c)` of that memory. A BRAM18 holds 512 words of up to 36 bits, and a column's
+ * 2*Cin/Wc words are often fewer (Cin = 128, Wc = 1: 256): packed, the Q + k - 1 columns of a
+ * stride-1 group (dilated ones too: their pixels are D apart) fill Q memories, two blocks
+ * each, where unpacked they took Q + k - 1 half-empty ones.
+ * overlay/perf.py's `window_memories` computes the same layout (the generated configuration
+ * carries its counts and `sparse_conv` checks them against these).
+ */
+template <class GROUP_T>
+struct window_layout {
+    unsigned memory[GROUP_T::columns];  ///< the memory column c is stored in
+    unsigned block[GROUP_T::columns];   ///< its block there (the columns before it in that memory)
+    unsigned memories;                  ///< memories a copy
+    unsigned blocks;                    ///< blocks a memory (its depth: blocks * 2*Cin/Wc words)
+    unsigned reads[GROUP_T::columns][GROUP_T::kernel];  ///< the block memory m reads for tap column kx (0: none)
+};
+
+/// Whether columns a and b of GROUP_T are read in the same clock: both some pixel's column for one kx.
+template <class GROUP_T>
+constexpr bool read_together(unsigned a, unsigned b) {
+    for (unsigned kx = 0; kx < GROUP_T::kernel; kx++) {
+        bool has_a = false, has_b = false;
+        for (unsigned q = 0; q < GROUP_T::pixels; q++) {
+            has_a = has_a || GROUP_T::column(q, kx) == a;
+            has_b = has_b || GROUP_T::column(q, kx) == b;
+        }
+        if (has_a && has_b) return true;
+    }
+    return false;
+}
+
+/// GROUP_T's window layout, built at compile time (a ROM where a loop indexes it).
+template <class GROUP_T, bool PACK>
+constexpr window_layout<GROUP_T> make_window_layout() {
+    window_layout<GROUP_T> t{};
+    t.memories = t.blocks = 0;
+    for (unsigned c = 0; c < GROUP_T::columns; c++) {
+        unsigned m = c;  // unpacked: a memory per column
+        if (PACK) {      // the lowest memory no column before c that is read with c holds
+            for (m = 0;; m++) {
+                bool free = true;
+                for (unsigned b = 0; b < c; b++) {
+                    if (t.memory[b] == m && read_together<GROUP_T>(b, c)) free = false;
+                }
+                if (free) break;
+            }
+        }
+        unsigned n = 0;
+        for (unsigned b = 0; b < c; b++) {
+            if (t.memory[b] == m) n++;
+        }
+        t.memory[c] = m;
+        t.block[c] = n;
+        if (m + 1 > t.memories) t.memories = m + 1;
+        if (n + 1 > t.blocks) t.blocks = n + 1;
+    }
+    for (unsigned kx = 0; kx < GROUP_T::kernel; kx++) {
+        for (unsigned m = 0; m < GROUP_T::columns; m++) t.reads[m][kx] = 0;
+        for (unsigned q = 0; q < GROUP_T::pixels; q++) {
+            unsigned c = GROUP_T::column(q, kx);
+            t.reads[t.memory[c]][kx] = t.block[c];
+        }
+    }
     return t;
 }
 

@@ -87,18 +87,27 @@ struct product_pair<true> {
     }
 };
 
+/// Where layer CONFIG_T's window columns are kept: packed where the copies are in BRAM.
+template <class CONFIG_T>
+constexpr window_layout<layer_group<CONFIG_T> > layer_window_layout() {
+    return make_window_layout<layer_group<CONFIG_T>, CONFIG_T::window_bram>();
+}
+
 /**
- * \brief The lanes' copies of a group's window: `win[lane][column][tap][word]`, tap
- *        `ky*Wc + ci % Wc`, word `half*Cin/Wc + ci / Wc`.
+ * \brief The lanes' copies of a group's window: `win[lane][memory][tap][word]`, column c in
+ *        memory `memory[c]`, tap `ky*Wc + ci % Wc`, word `(block[c]*2 + half)*Cin/Wc + ci / Wc`
+ *        (window_layout: a memory per column in LUTRAM; in BRAM, columns never read in one
+ *        clock share one).
  *
  * Declared by the generated caller (`layer<i>_engine` in network.h), which partitions it
- * into one memory per lane and group column, reshapes a column's k*Wc taps into one word
+ * into one memory per lane and memory index, reshapes a column's k*Wc taps into one word
  * and binds the memories to LUTRAM or BRAM as the performance model chose for the layer.
  */
 template <class CONFIG_T>
 using window_copies_t =
-    typename CONFIG_T::in_t[CONFIG_T::lanes][layer_group<CONFIG_T>::columns][CONFIG_T::kernel * CONFIG_T::chunk_channels]
-                           [2 * (CONFIG_T::cin / CONFIG_T::chunk_channels)];
+    typename CONFIG_T::in_t[CONFIG_T::lanes][layer_window_layout<CONFIG_T>().memories]
+                           [CONFIG_T::kernel * CONFIG_T::chunk_channels]
+                           [layer_window_layout<CONFIG_T>().blocks * 2 * (CONFIG_T::cin / CONFIG_T::chunk_channels)];
 
 /// Which window column and channel word of a group the next chunk from the line buffer is.
 template <class CONFIG_T>
@@ -149,13 +158,25 @@ void write_chunk(window_copies_t<CONFIG_T>& win, unsigned half, unsigned col, un
 #pragma HLS INLINE  // part of the caller's pipelined loop
     static const unsigned TAPS = CONFIG_T::kernel * CONFIG_T::chunk_channels;
     static const unsigned CW = CONFIG_T::cin / CONFIG_T::chunk_channels;
-    for (unsigned l = 0; l < CONFIG_T::lanes; l++) {
+    static const unsigned COLS = layer_group<CONFIG_T>::columns;
+    static constexpr window_layout<layer_group<CONFIG_T> > LAY = layer_window_layout<CONFIG_T>();  // constants
+    for (unsigned m = 0; m < LAY.memories; m++) {
+#pragma HLS UNROLL  // one write a memory: the block of the column `col` is, if it is one of this memory's
+        bool hit = false;
+        unsigned blk = 0;
+        for (unsigned c = 0; c < COLS; c++) {
+#pragma HLS UNROLL  // a compare with each of the memory's columns (constants)
+            if (LAY.memory[c] == m && c == col) {
+                hit = true;
+                blk = LAY.block[c];
+            }
+        }
+        if (!hit) continue;
+        for (unsigned l = 0; l < CONFIG_T::lanes; l++) {
 #pragma HLS UNROLL  // the chunk is broadcast to every lane's copy
-        for (unsigned c = 0; c < layer_group<CONFIG_T>::columns; c++) {
-#pragma HLS UNROLL  // the memory of column `col` takes the chunk as one word
             for (unsigned e = 0; e < TAPS; e++) {
-#pragma HLS UNROLL  // the k*Wc elements of the chunk
-                if (c == col) win[l][c][e][half * CW + cw] = chunk.data[e];
+#pragma HLS UNROLL  // the k*Wc elements of the chunk, one word
+                win[l][m][e][(blk * 2 + half) * CW + cw] = chunk.data[e];
             }
         }
     }
@@ -209,6 +230,9 @@ void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CO
     static const unsigned DIST = WAR < RAW ? WAR : RAW;
     static_assert(TP >= T && TP >= L && D + L <= TP, "pixel_iterations must be max(folds * k_nonzero, chunks)");
     static_assert(L == group::columns * CW, "chunks must be the group's columns times cin / chunk_channels");
+    static constexpr window_layout<group> LAY = layer_window_layout<CONFIG_T>();  // a ROM of constants
+    static_assert(LAY.memories == CONFIG_T::window_memories && LAY.blocks == CONFIG_T::window_blocks,
+                  "window_memories / window_blocks must be the window layout's (perf.window_memories)");
 
     acc_t acc[Q * P];
 #pragma HLS ARRAY_PARTITION variable = acc complete  // one accumulator register per lane and pixel
@@ -250,15 +274,25 @@ frames:
                 for (unsigned l = 0; l < P; l++) {
 #pragma HLS UNROLL  // the P lanes of the block
                     const sparse_entry<CONFIG_T>& e = weights[l][seq.f * K + seq.j];
-                    typename CONFIG_T::in_t a[Q];
-                    for (unsigned q = 0; q < Q; q++) {
-#pragma HLS UNROLL  // pixel q reads the column its offset q*S + kx*D names: a bank of its own
-                        unsigned col = 0;
+                    typename CONFIG_T::in_t word[LAY.memories];  // each memory read once, at one address
+                    for (unsigned m = 0; m < LAY.memories; m++) {
+#pragma HLS UNROLL  // one read port a memory: the block the pixels read there for tap column kx
+                        unsigned blk = 0;
                         for (unsigned kx = 0; kx < CONFIG_T::kernel; kx++) {
 #pragma HLS UNROLL  // a k-input multiplexer of constants
-                            if (e.col == kx) col = group::column(q, kx);
+                            if (e.col == kx) blk = LAY.reads[m][kx];
                         }
-                        a[q] = win[l][col][e.bank][clk.half * CW + e.slot];
+                        word[m] = win[l][m][e.bank][(blk * 2 + clk.half) * CW + e.slot];
+                    }
+                    typename CONFIG_T::in_t a[Q];
+                    for (unsigned q = 0; q < Q; q++) {
+#pragma HLS UNROLL  // pixel q takes the memory of the column its offset q*M*S + kx*D names: Q different ones
+                        unsigned mem = 0;
+                        for (unsigned kx = 0; kx < CONFIG_T::kernel; kx++) {
+#pragma HLS UNROLL  // a k-input multiplexer of constants
+                            if (e.col == kx) mem = LAY.memory[group::column(q, kx)];
+                        }
+                        a[q] = word[mem];
                     }
                     for (unsigned q = 0; q < Q; q += 2) {
 #pragma HLS UNROLL  // the pixels in pairs: one multiplier per pair where packed

@@ -236,17 +236,49 @@ def test_larger_pixel_groups_raise_the_allocators_frame_rate(monkeypatch):
     assert wide < 0.95 * narrow, (wide, narrow)
 
 
+@pytest.mark.parametrize("k,s,d", [(3, 1, 1), (3, 2, 1), (3, 1, 2), (3, 1, 8), (3, 2, 3), (5, 1, 1), (1, 1, 1)])
+def test_packed_window_memories_never_take_two_reads_a_clock(k, s, d):
+    """perf.window_memories (pixel_groups.hpp's make_window_layout): in every clock -- one tap
+    column kx for all Q pixels -- the Q columns read lie in Q different memories; no two
+    columns share a (memory, block); packed, a stride-1 group needs Q memories only; unpacked,
+    a memory per column."""
+    for q in range(1, 9):
+        for adjacent in (False, True):
+            m = perf.group_spacing(k, s, d, q, adjacent)
+            offsets = perf.group_offsets(k, s, d, q, m)
+            assert perf.window_memories(k, s, d, q, m, False) == (len(offsets), 1)
+            memories, blocks = perf.window_memories(k, s, d, q, m, True)
+            column = {o: j for j, o in enumerate(offsets)}
+            # the layout itself, as the greedy rule places it
+            memory, block = [], []
+            for c in range(len(offsets)):
+                taken = {memory[b] for b in range(c)
+                         if any({column[qq * m * s + kx * d] for qq in range(q)} >= {b, c} for kx in range(k))}
+                memory.append(min(set(range(len(offsets))) - taken))
+                block.append(memory.count(memory[-1]) - 1)
+            assert (max(memory) + 1, max(block) + 1) == (memories, blocks)
+            assert len(set(zip(memory, block))) == len(offsets)
+            for kx in range(k):
+                assert len({memory[column[qq * m * s + kx * d]] for qq in range(q)}) == q
+            if s == 1 and (m == d or d == 1):  # columns q + kx (in units of d): Q memories
+                assert memories == q and blocks == -(-len(offsets) // q)
+
+
 def test_window_copies_in_bram_by_hand():
     model = camvid_standin(8)
     plan = perf.as_plan("s16w1p4b")
     assert plan.window_bram and plan.label() == "s16w1p4b" and perf.as_plan("s8b").label() == "s8b"
     g = perf.layer_geometry(model, 5, plan)  # conv6: 6 group columns, Cin = 128, Wc = 1
     assert g["window_bram"] == 1 and g["group_columns"] == 6
+    # pixels 4 apart at dilation 4 read columns q + kx: columns c and c + 4 are never read in one
+    # clock, so 4 memories of two blocks each
+    assert (g["window_memories"], g["window_blocks"]) == (4, 2)
     res = perf.layer_resources(model, 5, plan, "zcu104")
-    # per lane a BRAM18 per group column: 2 x 128 words of 3 taps x 8 bits (512 x 36)
-    assert res["bram18_windows"] == 16 * 6
-    # LUTs: per pixel a 3:1 column mux of 24-bit words and a 3:1 tap mux of 8 bits
-    assert res["lut_windows"] == 16 * 4 * (24 + 8)
+    # per lane a BRAM18 per memory: 2 blocks x 2 halves x 128 words of 3 taps x 8 bits (512 x 36)
+    assert res["bram18_windows"] == 16 * 4
+    # LUTs: per pixel a 3:1 memory mux of 24-bit words and a 3:1 tap mux of 8 bits; per memory
+    # a 3:1 mux of its 1-bit block address
+    assert res["lut_windows"] == 16 * (4 * (24 + 8) + 4 * 1)
     lutram = perf.layer_resources(model, 5, "s16w1p4", "zcu104")
     assert lutram["bram18_windows"] == 0 and lutram["lut_windows"] > 5 * res["lut_windows"]
     # a BRAM read takes clocks: conv1 with a lane per filter (K = 3 MAC clocks, 9 chunks of one
