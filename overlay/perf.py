@@ -671,9 +671,11 @@ def line_placement(model, lanes, board=None, uram_limit: int | None = None) -> l
     """Where each layer's line-buffer rows go: ``none`` (k = 1), ``lutram``, ``bram`` or ``uram``.
 
     Rows at most 64 words deep go to LUTRAM; the others to BRAM18, except that on a board
-    with URAM the layers whose rows save the most BRAM18 per URAM move there (at least one
-    BRAM18 saved per URAM) as long as the URAMs stay within ``uram_limit`` (default: the
-    board's ceiling).
+    with URAM the set of layers whose rows save the most BRAM18 in all moves there (each
+    saving at least one BRAM18 per URAM), its URAMs within ``uram_limit`` (default: the
+    board's ceiling) -- a 0/1 knapsack, solved exactly over the URAMs used (fewer URAMs on a
+    tie). (Taking the best BRAM18 per URAM first, as before, left BRAM18 a greedy order missed:
+    the default model on KV260 reached 247.4 frames/s where 259.7 fits.)
     """
     places, candidates = [], []
     for n, p in enumerate(lanes):
@@ -690,13 +692,18 @@ def line_placement(model, lanes, board=None, uram_limit: int | None = None) -> l
         urams = g["line_slots"] * uram_count(g["line_depth"], width)
         brams = g["line_slots"] * bram18_count(g["line_depth"], width)
         if brams >= urams:
-            candidates.append((-brams / urams, n, urams))
+            candidates.append((n, brams, urams))
     if board is not None and candidates:
         left = resource_limits(board)["uram"] if uram_limit is None else uram_limit
-        for _, n, urams in sorted(candidates):
-            if urams <= left:
-                places[n] = "uram"
-                left -= urams
+        best = {0: (0, ())}  # URAMs used -> (BRAM18 saved, layers), the best of each total
+        for n, brams, urams in candidates:
+            for used, (saved, layers) in list(best.items()):
+                total = used + urams
+                if total <= left and (total not in best or best[total][0] < saved + brams):
+                    best[total] = (saved + brams, layers + (n,))
+        _, (_, layers) = max(best.items(), key=lambda item: (item[1][0], -item[0]))
+        for n in layers:
+            places[n] = "uram"
     return places
 
 

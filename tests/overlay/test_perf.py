@@ -264,6 +264,37 @@ def test_packed_window_memories_never_take_two_reads_a_clock(k, s, d):
                 assert memories == q and blocks == -(-len(offsets) // q)
 
 
+def test_line_buffers_go_to_uram_where_they_save_the_most_bram18():
+    """perf.line_placement's URAM set saves as many BRAM18 as the best subset of the layers
+    within the URAM limit (every subset tried), at every limit from none to all; a greedy
+    order by BRAM18 per URAM falls short at some of them."""
+    model = camvid_standin(8)
+    board = perf.load_board("kv260")
+    plans = ["d6w3", "d13w8", "s8w2p7", "s26w1b", "s10w1p5b", "s11w1p5", "s7w1p8", "d2w4"]
+    rows = {}  # layer -> (BRAM18, URAM) of its rows
+    for n, p in enumerate(plans):
+        g = perf.layer_geometry(model, n, p)
+        if model.layers[n].kernel > 1 and g["line_depth"] > perf.LUTRAM_MAX_DEPTH:
+            width = g["chunk_channels"] * perf.input_bits(model, n)
+            rows[n] = (g["line_slots"] * perf.bram18_count(g["line_depth"], width),
+                       g["line_slots"] * perf.uram_count(g["line_depth"], width))
+    assert len(rows) >= 5
+    greedy_short = 0
+    for limit in range(0, sum(u for _, u in rows.values()) + 1):
+        places = perf.line_placement(model, plans, board, limit)
+        chosen = [n for n, where in enumerate(places) if where == "uram"]
+        assert sum(rows[n][1] for n in chosen) <= limit
+        best = max(sum(rows[n][0] for n in subset) for r in range(len(rows) + 1)
+                   for subset in itertools.combinations(rows, r) if sum(rows[n][1] for n in subset) <= limit)
+        assert sum(rows[n][0] for n in chosen) == best, limit
+        left, greedy = limit, 0
+        for n, (b, u) in sorted(rows.items(), key=lambda item: -item[1][0] / item[1][1]):
+            if u <= left:
+                left, greedy = left - u, greedy + b
+        greedy_short += greedy < best
+    assert greedy_short > 0
+
+
 def test_window_copies_in_bram_by_hand():
     model = camvid_standin(8)
     plan = perf.as_plan("s16w1p4b")
