@@ -961,6 +961,10 @@ def _layer_rows(model, index: int, board, limits: dict) -> list[tuple[int, dict,
     return rows
 
 
+#: plans the allocator's last step tries for the one layer that sets the interval, per weighting
+EXCHANGE_TRIES = 4
+
+
 def _weightings() -> list[dict[str, float]]:
     """Where the allocator's picks start: a layer's resources as shares of the limits, all
     alike or one of them eight times dearer."""
@@ -1041,7 +1045,9 @@ def allocate(model, board, clock_mhz: float | None = None,
     plans within T, or the best design found so far with its layers slower than T sped up.
     The repairs are greedy, so feasibility found this way is not monotone in T (a target can
     fail where a lower one succeeds); after the bisection the search keeps lowering the
-    target to just below the design's interval while that succeeds. T never goes below the
+    target to just below the design's interval while that succeeds -- where one layer alone
+    sets the interval, also from the design with that layer on each of a few of its cheapest
+    plans within the target (:data:`EXCHANGE_TRIES` per weighting), not only the cheapest. T never goes below the
     stages plans cannot speed up (frame reader, logits writer).
 
     Parameters
@@ -1115,6 +1121,29 @@ def _allocate(model, b: Board, limits: dict) -> list[LayerPlan]:
                     return plans
         return None
 
+    def exchange(target: float, design: list[LayerPlan], tries: int = EXCHANGE_TRIES) -> list[LayerPlan] | None:
+        """``design`` with each layer slower than ``target`` moved to one of its ``tries``
+        cheapest plans within it (each weighting's cheapest first), the rest repaired: where the
+        cheapest plan alone leaves nothing the repair can fix, a dearer one may."""
+        slow = [n for n, (layer_rows, plan) in enumerate(zip(rows, design))
+                if next(r[0] for r in layer_rows if r[2] == plan) > target]
+        if len(slow) != 1:
+            return None
+        n = slow[0]
+        ok = [r for r in rows[n] if r[0] <= target]
+        seen = []
+        for weights in weightings:
+            for r in sorted(ok, key=lambda r: (sum(weights[k] * v for k, v in r[1].items()), r[0]))[:tries]:
+                if r[2] not in seen:
+                    seen.append(r[2])
+        for plan in seen:
+            start = list(design)
+            start[n] = plan
+            found = _repair(rows, start, target, used_of, limits)
+            if found is not None:
+                return found
+        return None
+
     def interval(plans) -> int:
         return max([next(r[0] for r in layer_rows if r[2] == p) for layer_rows, p in zip(rows, plans)] + [floor])
 
@@ -1138,7 +1167,7 @@ def _allocate(model, b: Board, limits: dict) -> list[LayerPlan]:
         below = bisect.bisect_left(targets, interval(plans)) - 1
         if below < 0:
             return plans
-        found = fitting(targets[below], plans)
+        found = fitting(targets[below], plans) or exchange(targets[below], plans)
         if found is None:
             return plans
         plans = found

@@ -451,6 +451,20 @@ def test_allocator_lowers_the_target_past_a_failed_greedy_repair():
     assert not perf.over_limits(perf.design_resources(model, plans, board, limits["uram"]), limits)
 
 
+def test_allocator_tries_dearer_plans_for_the_layer_that_sets_the_interval():
+    """sentei-design-zcu104 on ZCU104: below 514.5 frames/s the cheapest plans of conv5 within
+    the next target leave designs the repair cannot fit, a dearer one fits -- the 528.9 of the
+    branch and bound over every combination (benchmarks/results/allocator-optimality)."""
+    from sentei.host.modelfile.bundled import load_model
+
+    model = load_model("sentei-design-zcu104")
+    board = perf.load_board("zcu104")
+    plans = perf.allocate(model, board)
+    assert perf.pipeline_interval(model, plans) <= 378_139  # 528.9 frames/s at 200 MHz
+    limits = perf.resource_limits(board)
+    assert not perf.over_limits(perf.design_resources(model, plans, board, limits["uram"]), limits)
+
+
 def test_allocator_rejects_a_network_that_does_not_fit():
     # 40 layers x (1 MAC + 4 requant DSP48) + 6 + 1 = 207 > 187 = 85% of 220
     big = random_model(seed=0, height=4, width=4, specs=tuple(LayerSpec(4, kernel=1) for _ in range(40)))
