@@ -171,12 +171,13 @@ void write_chunk(window_copies_t<CONFIG_T>& win, unsigned half, unsigned col, un
                 blk = LAY.block[c];
             }
         }
-        if (!hit) continue;
-        for (unsigned l = 0; l < CONFIG_T::lanes; l++) {
+        if (hit) {
+            for (unsigned l = 0; l < CONFIG_T::lanes; l++) {
 #pragma HLS UNROLL  // the chunk is broadcast to every lane's copy
-            for (unsigned e = 0; e < TAPS; e++) {
+                for (unsigned e = 0; e < TAPS; e++) {
 #pragma HLS UNROLL  // the k*Wc elements of the chunk, one word
-                win[l][m][e][(blk * 2 + half) * CW + cw] = chunk.data[e];
+                    win[l][m][e][(blk * 2 + half) * CW + cw] = chunk.data[e];
+                }
             }
         }
     }
