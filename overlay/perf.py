@@ -1079,15 +1079,23 @@ def allocate(model, board, clock_mhz: float | None = None,
 
 def _allocate(model, b: Board, limits: dict) -> list[LayerPlan]:
     rows = [_layer_rows(model, n, b, limits) for n in range(len(model.layers))]
+    stages = [{plan: cycles for cycles, _, plan in layer_rows} for layer_rows in rows]  # plan -> clocks
     weightings = _weightings()
+
+    def by_cost(weights: dict):
+        """Sort key of a layer's rows: cheapest by ``weights`` first, then faster."""
+        return lambda r: (sum(weights[k] * v for k, v in r[1].items()), r[0])
+
+    def within(n: int, target: float) -> list:
+        return [r for r in rows[n] if r[0] <= target]
 
     def pick(target: float, weights: dict) -> list[LayerPlan] | None:
         plans = []
-        for layer_rows in rows:
-            ok = [r for r in layer_rows if r[0] <= target]
+        for n in range(len(rows)):
+            ok = within(n, target)
             if not ok:
                 return None
-            plans.append(min(ok, key=lambda r: (sum(weights[k] * v for k, v in r[1].items()), r[0]))[2])
+            plans.append(min(ok, key=by_cost(weights))[2])
         return plans
 
     def used_of(plans):
@@ -1096,15 +1104,14 @@ def _allocate(model, b: Board, limits: dict) -> list[LayerPlan]:
     def from_design(design: list[LayerPlan], target: float, weights: dict) -> list[LayerPlan] | None:
         """``design`` with each layer slower than ``target`` moved to its cheapest plan within it."""
         plans = []
-        for layer_rows, plan in zip(rows, design):
-            cycles = next(r[0] for r in layer_rows if r[2] == plan)
-            if cycles <= target:
+        for n, plan in enumerate(design):
+            if stages[n][plan] <= target:
                 plans.append(plan)
                 continue
-            ok = [r for r in layer_rows if r[0] <= target]
+            ok = within(n, target)
             if not ok:
                 return None
-            plans.append(min(ok, key=lambda r: (sum(weights[k] * v for k, v in r[1].items()), r[0]))[2])
+            plans.append(min(ok, key=by_cost(weights))[2])
         return plans
 
     def fitting(target: float, incumbent: list[LayerPlan] | None = None) -> list[LayerPlan] | None:
@@ -1122,30 +1129,26 @@ def _allocate(model, b: Board, limits: dict) -> list[LayerPlan]:
         return None
 
     def exchange(target: float, design: list[LayerPlan], tries: int = EXCHANGE_TRIES) -> list[LayerPlan] | None:
-        """``design`` with each layer slower than ``target`` moved to one of its ``tries``
-        cheapest plans within it (each weighting's cheapest first), the rest repaired: where the
-        cheapest plan alone leaves nothing the repair can fix, a dearer one may."""
-        slow = [n for n, (layer_rows, plan) in enumerate(zip(rows, design))
-                if next(r[0] for r in layer_rows if r[2] == plan) > target]
+        """``design`` with its one layer slower than ``target`` (None if there are more) moved to
+        each of its ``tries`` cheapest plans within it by each weighting, the rest repaired: where
+        the cheapest plan alone leaves nothing the repair can fix, a dearer one may."""
+        slow = [n for n, plan in enumerate(design) if stages[n][plan] > target]
         if len(slow) != 1:
             return None
         n = slow[0]
-        ok = [r for r in rows[n] if r[0] <= target]
-        seen = []
+        ok, seen = within(n, target), []
         for weights in weightings:
-            for r in sorted(ok, key=lambda r: (sum(weights[k] * v for k, v in r[1].items()), r[0]))[:tries]:
+            for r in sorted(ok, key=by_cost(weights))[:tries]:
                 if r[2] not in seen:
                     seen.append(r[2])
         for plan in seen:
-            start = list(design)
-            start[n] = plan
-            found = _repair(rows, start, target, used_of, limits)
+            found = _repair(rows, design[:n] + [plan] + design[n + 1:], target, used_of, limits)
             if found is not None:
                 return found
         return None
 
     def interval(plans) -> int:
-        return max([next(r[0] for r in layer_rows if r[2] == p) for layer_rows, p in zip(rows, plans)] + [floor])
+        return max([stages[n][plan] for n, plan in enumerate(plans)] + [floor])
 
     cheapest = pick(math.inf, weightings[0])
     plans = fitting(math.inf)
