@@ -4,7 +4,8 @@
 repairs one layer at a time until the design fits the ceilings. This script asks, for every
 bundled model file on every board at the board's clock, the question the heuristic answers
 approximately: what is the shortest interval *any* combination of the layers' plans
-(``perf.layer_options``: engines, lanes, pixels, chunk widths, window storage) reaches
+(``perf.board_options``: engines, lanes, pixels, chunk widths, window storage, rows in DDR where
+the board allows them) reaches
 within the same resource ceilings? A branch and bound over the plans answers it exactly:
 for a candidate interval T, each layer keeps the plans whose stage is at most T, those
 dominated in every resource by another are dropped, and a depth-first search adds layers
@@ -44,7 +45,7 @@ def layer_choices(model, index: int, board, interval: int) -> list[tuple[tuple, 
     clocks, none dominated by another in every resource."""
     layer = model.layers[index]
     rows = []
-    for plan in perf.layer_options(model, index):
+    for plan in perf.board_options(model, index, board):
         if perf.conv_stage_cycles(model, index, plan) > interval:
             continue
         g = perf.layer_geometry(model, index, plan)
@@ -98,7 +99,7 @@ def best_interval(model, board, limits: dict, seconds: float) -> dict:
     """The shortest stage figure any fitting design reaches (bisection), or why there is none."""
     floor = max(perf.fixed_stages(model).values())
     stages = sorted({perf.conv_stage_cycles(model, n, p) for n in range(len(model.layers))
-                     for p in perf.layer_options(model, n)} | {floor})
+                     for p in perf.board_options(model, n, board)} | {floor})
     stages = [s for s in stages if s >= floor]
     deadline = time.monotonic() + seconds
     if fitting_design(model, board, limits, stages[-1], deadline) is None:

@@ -38,7 +38,9 @@ FALLBACK_MAX_LANES = 8
 # structure the code generator takes from sentei.overlay.perf.layer_geometry
 GEOMETRY_FIELDS = ("pixels", "spacing", "row_groups", "chunk_channels", "chunks", "pixel_iterations",
                    "window_iterations", "line_slots", "line_depth", "requant_units", "requant_span", "bank_bits",
-                   "col_bits", "slot_bits", "packed_products", "window_bram", "window_memories", "window_blocks")
+                   "col_bits", "slot_bits", "packed_products", "window_bram", "window_memories", "window_blocks",
+                   "ddr_rows", "row_words", "row_memory_cycles", "pixel_beats", "row_beats")
+ROW_ALIGN_WORDS = 8  # each layer's region of the row buffer starts on 64 bytes (an AXI burst never straddles two)
 
 
 def default_lanes(model) -> list:
@@ -128,6 +130,12 @@ class LayerFacts:
     engine: str = "sparse"  # sparse_conv.hpp or dense_conv.hpp
     act_depth: int = 2  # FIFO depth of the layer's input pixels
     win_depth: int = 2  # FIFO depth of its window chunks
+    fetch_depth: int = 2  # FIFO depth of the pixels read back from DDR (rows in DDR only; perf.FETCH_DEPTH)
+    row_offset: int = 0  # 64-bit word of the row buffer where its region starts (rows in DDR only)
+
+    @property
+    def ddr_rows(self) -> bool:
+        return bool(dict(self.geometry).get("ddr_rows", 0))
 
     @property
     def folds(self) -> int:
@@ -166,12 +174,30 @@ class NetworkFacts:
         return last.out_height * last.out_width * last.cout
 
     def depths(self) -> dict[str, int]:
-        """Every stream's FIFO depth by name (``words``, ``rgb``, ``act<n>``, ``win<n>``, ``act<L>``)."""
+        """Every stream's FIFO depth by name (``words``, ``rgb``, ``act<n>``, ``win<n>``, ``fetch<n>``
+        for a layer with rows in DDR, ``act<L>``)."""
         out = {"words": self.io_depths[0], "rgb": self.io_depths[1]}
         for n, f in enumerate(self.layers):
             out[f"act{n}"], out[f"win{n}"] = f.act_depth, f.win_depth
+            if f.ddr_rows:
+                out[f"fetch{n}"] = f.fetch_depth
         out[f"act{len(self.layers)}"] = self.io_depths[2]
         return out
+
+    @property
+    def row_buffer_words(self) -> int:
+        """64-bit words of the DDR buffer the layers with rows in DDR share, each its region."""
+        return max([f.row_offset + dict(f.geometry)["row_words"] for f in self.layers if f.ddr_rows] + [0])
+
+    @property
+    def row_buffer_bytes(self) -> int:
+        return 8 * self.row_buffer_words
+
+    def row_ports(self) -> list[dict]:
+        """The top function's row-memory pointers after ``status``, in argument order: each
+        layer with rows in DDR, its argument ``rows<n>``, its region of the row buffer."""
+        return [{"argument": f"rows{f.index}", "layer": f.name, "offset_bytes": 8 * f.row_offset,
+                 "bytes": 8 * dict(f.geometry)["row_words"]} for f in self.layers if f.ddr_rows]
 
     def stages(self) -> list[tuple[int, int, int]]:
         """``(C, H, W)`` of the input activation and of every layer's output."""
@@ -182,6 +208,7 @@ class NetworkFacts:
             "model": self.model_name, "signature": self.signature(),
             "input": {"height": self.height, "width": self.width, "bits": self.input_bits},
             "num_classes": self.num_classes, "blob_words": self.blob_words,
+            "row_buffer_bytes": self.row_buffer_bytes, "row_ports": self.row_ports(),
             "fifo_depths": {"source": self.fifo_source, **self.depths()},
             "frame_words": self.frame_words, "logit_words": self.logit_words,
             "layers": [{"name": f.name, "cin": f.cin, "cout": f.cout, "kernel": f.kernel, "stride": f.stride,
@@ -190,6 +217,7 @@ class NetworkFacts:
                         "folds": f.folds, "weight_bits": f.weight_bits, "act": f.act, "out_bits": f.out_bits,
                         "blob_offset": f.blob_offset, "iterations": f.iterations, "engine": f.engine,
                         "act_depth": f.act_depth, "win_depth": f.win_depth,
+                        **({"fetch_depth": f.fetch_depth, "row_offset_bytes": 8 * f.row_offset} if f.ddr_rows else {}),
                         "line_storage": f.line_storage, **dict(f.geometry)} for f in self.layers],
         }
 
@@ -201,7 +229,8 @@ class NetworkFacts:
                   f.act_depth, f.win_depth)
                  + tuple(dict(f.geometry)[key] for key in ("pixels", "spacing", "packed_products")
                          if dict(f.geometry)["pixels"] > 1)
-                 + (("bram",) if dict(f.geometry)["window_bram"] else ()) for f in self.layers]
+                 + (("bram",) if dict(f.geometry)["window_bram"] else ())
+                 + (("ddr", f.fetch_depth) if f.ddr_rows else ()) for f in self.layers]
         text = json.dumps([self.height, self.width, self.input_bits, facts, list(self.io_depths)])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -230,6 +259,7 @@ def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float 
     in_type = f"ap_int<{model.input.bits}>"
     layers = []
     producer_block = 1  # the layer before's pixels a block: its burst into this layer's pixel FIFO
+    row_offset = 0  # where the next layer with rows in DDR starts in the row buffer
     for n, layer in enumerate(model.layers):
         (_, h, w), (_, ho, wo) = shapes[n], shapes[n + 1]
         lo, hi = act_range(layer.act, layer.out_bits)
@@ -246,7 +276,9 @@ def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float 
             weight_bits=layer.weight_bits, act=layer.act, out_bits=layer.stored_out_bits,
             in_type=in_type, out_type=out_type, out_min=lo, out_max=hi, blob_offset=offsets[n],
             geometry=tuple((key, geo[key]) for key in GEOMETRY_FIELDS),
-            line_storage=storage if storage != "none" else "bram"))
+            line_storage=storage if storage != "none" else "bram", row_offset=row_offset if geo["ddr_rows"] else 0))
+        if geo["ddr_rows"]:
+            row_offset += -(-geo["row_words"] // ROW_ALIGN_WORDS) * ROW_ALIGN_WORDS
         in_type = out_type
         producer_block = geo["block"]
     facts = NetworkFacts(model_name=model.name, height=model.input.height, width=model.input.width,
@@ -263,7 +295,8 @@ def network_facts(model, lanes=None, board: str | None = None, clock_mhz: float 
 
 def with_depths(facts: NetworkFacts, depths: dict[str, int], source: str) -> NetworkFacts:
     """``facts`` with the FIFO depths ``depths`` (by stream name, as :meth:`NetworkFacts.depths`)."""
-    layers = tuple(dataclasses.replace(f, act_depth=depths[f"act{n}"], win_depth=depths[f"win{n}"])
+    layers = tuple(dataclasses.replace(f, act_depth=depths[f"act{n}"], win_depth=depths[f"win{n}"],
+                                       fetch_depth=depths.get(f"fetch{n}", f.fetch_depth))
                    for n, f in enumerate(facts.layers))
     io = (depths["words"], depths["rgb"], depths[f"act{len(layers)}"])
     return dataclasses.replace(facts, layers=layers, io_depths=io, fifo_source=source)
@@ -282,6 +315,7 @@ CONFIG_HEADER = Template("""\
 
 #include "dense_conv.hpp"
 #include "input_quant.hpp"
+#include "row_memory.hpp"
 #include "sparse_conv.hpp"
 
 #define SENTEI_NUM_LAYERS ${num_layers}
@@ -291,6 +325,17 @@ CONFIG_HEADER = Template("""\
 #define SENTEI_COSIM_FRAMES ${cosim_frames}  // frames the m_axi depths of co-simulation allow in one start
 #define SENTEI_FRAME_BUFFER_WORDS ${frame_buffer_words}  // SENTEI_FRAME_WORDS * SENTEI_COSIM_FRAMES
 #define SENTEI_LOGIT_BUFFER_WORDS ${logit_buffer_words}  // SENTEI_LOGIT_WORDS * SENTEI_COSIM_FRAMES
+
+// Layers with their line-buffer rows in DDR (row_memory.hpp): each its own m_axi port (a pointer
+// argument of sentei_top after `status`, register ROWS<layer>), all into one buffer the driver
+// allocates (network.json: row_buffer_bytes, each layer's row_offset_bytes). None: no such ports.
+#define SENTEI_PRAGMA_TEXT(x) _Pragma(#x)
+#define SENTEI_PRAGMA(x) SENTEI_PRAGMA_TEXT(x)
+#define SENTEI_ROW_BUFFER_WORDS ${row_buffer_words}  // 64-bit words of the row buffer
+#define SENTEI_ROW_PARAMS${row_params_macro}
+#define SENTEI_ROW_ARGS${row_args_macro}
+#define SENTEI_ROW_INTERFACES${row_interfaces_macro}
+#define SENTEI_ROW_BUFFER_ARGS(buffer)${row_buffer_args_macro}
 
 namespace sentei {
 namespace network {
@@ -365,6 +410,8 @@ struct layer${index}_config : conv_config_default {
     static const bool window_bram = ${window_bram_text};
     static const unsigned window_memories = ${window_memories};
     static const unsigned window_blocks = ${window_blocks};
+    static const bool ddr_rows = ${ddr_rows_text};
+    static const unsigned row_offset = ${row_offset};
     static const unsigned blob_offset = ${blob_offset};
     static const int act = ${act_enum};
     static const long long out_min = ${out_min}LL;
@@ -386,6 +433,7 @@ NETWORK_HEADER = Template("""\
 #include "input_quant.hpp"
 #include "line_buffer.hpp"
 #include "network_config.h"
+#include "row_memory.hpp"
 #include "sentei_top.hpp"
 #include "sparse_conv.hpp"
 #include "stream_utils.hpp"
@@ -423,7 +471,8 @@ ${loads}    return ok ? STATUS_OK : STATUS_BAD_LAYOUT;
 
 /// The dataflow region: every process called once, every memory it reads passed in as an
 /// argument, every FIFO depth ${depth_source}.
-inline void pipeline(const word_t* frame, logit_t* logits, const input_quant_param& iq, unsigned frames${params}) {
+inline void pipeline(const word_t* frame, logit_t* logits, const input_quant_param& iq, unsigned frames${params}
+                     SENTEI_ROW_PARAMS) {
 #pragma HLS INLINE off  // stays a function: inlined into sentei_top, its DATAFLOW pragma would be dropped
 #pragma HLS DATAFLOW  // one process per block: all layers work at once on successive pixels and frames, no DDR between them
     hls::stream<word_t> words("words");
@@ -440,8 +489,8 @@ ${calls}    write_logits<layer${last}_config>(act${num_layers}, logits, frames);
 }
 
 /// CMD_RUN_FRAME: `frames` frames -> their logits through every layer at once.
-inline void run(const word_t* frame, logit_t* logits, const input_quant_param& iq, unsigned frames) {
-    pipeline(frame, logits, iq, frames${args});
+inline void run(const word_t* frame, logit_t* logits, const input_quant_param& iq, unsigned frames SENTEI_ROW_PARAMS) {
+    pipeline(frame, logits, iq, frames${args} SENTEI_ROW_ARGS);
 }
 
 }  // namespace network
@@ -514,6 +563,20 @@ inline void layer${index}_window(hls::stream<in_pixel_t<layer${index}_config> >&
 }
 
 """),
+    "ddr": Template("""\
+/// layer ${index}'s window generator over the rows rows_through_memory brings back from DDR: the
+/// 2k rows of two output rows' windows on chip, bound to ${line_storage} for this board.
+inline void layer${index}_window(hls::stream<in_pixel_t<layer${index}_config> >& in,
+                          hls::stream<chunk_t<layer${index}_config> >& out, unsigned frames) {
+#pragma HLS INLINE off  // a dataflow process of its own: inlined, its memory would become a variable of the region
+    line_word_t<layer${index}_config> lines[${line_slots}][${line_depth}];
+#pragma HLS AGGREGATE variable = lines compact = bit  // a word's Wc channels in one memory word of Wc*bits, read and written whole (no padding)
+#pragma HLS ARRAY_PARTITION variable = lines dim = 1 complete  // one memory per row slot: k rows read while one is written
+#pragma HLS BIND_STORAGE variable = lines type = ram_s2p impl = ${line_storage}  // chosen by the performance model
+    line_buffer<rows_config<layer${index}_config> >(in, out, lines, frames);
+}
+
+"""),
     "pointwise": Template("""\
 /// layer ${index}'s window generator (1x1: no rows kept).
 inline void layer${index}_window(hls::stream<in_pixel_t<layer${index}_config> >& in,
@@ -541,13 +604,22 @@ LAYER_STREAMS = Template("""\
 #pragma HLS STREAM variable = act${next} depth = ${next_act_depth}  // ${depth_source}
 """)
 
+FETCH_STREAM = Template("""\
+    hls::stream<in_pixel_t<layer${index}_config> > fetch${index}("fetch${index}");
+#pragma HLS STREAM variable = fetch${index} depth = ${fetch_depth}  // ${depth_source}
+""")
+
+FETCH_CALL = Template("""\
+    rows_through_memory<layer${index}_config>(act${index}, rows${index}, fetch${index}, frames);
+""")
+
 LAYER_CALLS = {
     "sparse": Template("""\
-    layer${index}_window(act${index}, win${index}, frames);
+    layer${index}_window(${window_input}, win${index}, frames);
     layer${index}_engine(win${index}, act${next}, w${index}, q${index}, frames);
 """),
     "dense": Template("""\
-    layer${index}_window(act${index}, win${index}, frames);
+    layer${index}_window(${window_input}, win${index}, frames);
     dense_conv<layer${index}_config>(win${index}, act${next}, w${index}, q${index}, frames);
 """),
 }
@@ -575,6 +647,8 @@ def _layer_fields(f: LayerFacts, following: LayerFacts | None, io_depths) -> dic
             "out_type": f.out_type, "iterations": f.iterations, "win_depth": f.win_depth,
             "packed_text": "true" if dict(f.geometry)["packed_products"] else "false",
             "window_bram_text": "true" if dict(f.geometry)["window_bram"] else "false",
+            "ddr_rows_text": "true" if f.ddr_rows else "false", "row_offset": f.row_offset,
+            "window_input": f"fetch{f.index}" if f.ddr_rows else f"act{f.index}", "fetch_depth": f.fetch_depth,
             **WINDOW_STORAGE["bram" if dict(f.geometry)["window_bram"] else "lutram"],
             "next_act_depth": following.act_depth if following else io_depths[2]}
 
@@ -592,6 +666,15 @@ def render(facts: NetworkFacts) -> dict[str, str]:
         return "".join(pick(f).substitute(fields, depth_source=source) for f, fields in layers)
 
     stages = facts.stages()
+    ddr = [f for f in facts.layers if f.ddr_rows]
+
+    def macro(lines: list[str]) -> str:  # a #define's body, one line each
+        return "".join(f" \\\n    {line}" for line in lines)
+
+    port = ("HLS INTERFACE mode = m_axi port = rows{n} offset = slave bundle = gmem_rows{n} depth = {words} "
+            "num_read_outstanding = {out} num_write_outstanding = {out} max_read_burst_length = {burst} "
+            "max_write_burst_length = {burst}")
+    from sentei.overlay import perf
 
     common = {"signature": facts.signature(), "num_layers": len(facts.layers), "last": len(facts.layers) - 1}
     config = CONFIG_HEADER.substitute(
@@ -605,13 +688,23 @@ def render(facts: NetworkFacts) -> dict[str, str]:
         layer_names=", ".join(c_string_literal(f.name) for f in facts.layers),
         height=facts.height, width=facts.width, input_bits=facts.input_bits,
         input_min=input_lo, input_max=input_hi,
+        row_buffer_words=facts.row_buffer_words,
+        row_params_macro=macro([f", sentei::row_word_t* rows{f.index}" for f in ddr]),
+        row_args_macro=macro([f", rows{f.index}" for f in ddr]),
+        row_interfaces_macro=macro(
+            [f"SENTEI_PRAGMA({port.format(n=f.index, words=dict(f.geometry)['row_words'], out=perf.M_AXI_OUTSTANDING, burst=perf.M_AXI_BURST)})"
+             f" SENTEI_PRAGMA(HLS INTERFACE mode = s_axilite port = rows{f.index} bundle = control)" for f in ddr]),
+        row_buffer_args_macro=macro([f", (buffer) + {f.row_offset}" for f in ddr]),
         layer_configs=join(lambda f: LAYER_CONFIG))
     network = NETWORK_HEADER.substitute(
         common, storage=join(lambda f: LAYER_STORAGE[f.engine]),
-        windows=join(lambda f: LAYER_WINDOW["rows" if f.kernel > 1 else "pointwise"])
+        windows=join(lambda f: LAYER_WINDOW["ddr" if f.ddr_rows else "rows" if f.kernel > 1 else "pointwise"])
         + join(lambda f: LAYER_ENGINE[f.engine]),
-        loads=join(lambda f: LAYER_LOAD[f.engine]), streams=join(lambda f: LAYER_STREAMS),
-        calls=join(lambda f: LAYER_CALLS[f.engine]), params=join(lambda f: LAYER_PARAMS[f.engine]),
+        loads=join(lambda f: LAYER_LOAD[f.engine]),
+        streams=join(lambda f: LAYER_STREAMS) + "".join(FETCH_STREAM.substitute(fields, depth_source=source)
+                                                        for f, fields in layers if f.ddr_rows),
+        calls="".join((FETCH_CALL.substitute(fields) if f.ddr_rows else "") + LAYER_CALLS[f.engine].substitute(fields)
+                      for f, fields in layers), params=join(lambda f: LAYER_PARAMS[f.engine]),
         args=join(lambda f: LAYER_ARGS), act0_depth=facts.layers[0].act_depth, words_depth=facts.io_depths[0],
         rgb_depth=facts.io_depths[1], depth_source=source)
     return {"network_config.h": config, "network.h": network,

@@ -103,6 +103,15 @@ PIPELINE_FILL = 10
 INPUT_PIXELS_PER_CYCLE = 1  # unpack_pixels / quantize_input: one RGB pixel per clock
 OUTPUT_WORDS_PER_CYCLE = 1  # write_logits: one int32 per clock
 UNSTRUCTURED_SEED = 0
+# rows kept in DDR (row_memory.hpp): a 64-bit m_axi port per layer
+ROW_WORD_BITS = 64  # a Zynq-7000 HP port's width; a DDR word of the row buffer
+DDR_READ_LATENCY = 64  # clocks from a read burst's request to its first word (Vitis HLS's default m_axi latency)
+ROW_LOOP_OVERHEAD = 2  # clocks to enter and leave a pixel's pipelined burst loop (simulate.LOOP_OVERHEAD)
+FETCH_DEPTH = 2  # the FIFO of pixels read back from DDR, before simulation (codegen's rule)
+M_AXI_OUTSTANDING = 4  # bursts in flight each way (num_read/write_outstanding of the row ports)
+M_AXI_BURST = 16  # words a burst (max_read/write_burst_length): data FIFOs of 4 x 16 words each way
+LUT_PER_M_AXI = 1500  # one m_axi adapter: address generation, burst splitting, handshakes (the shell's 6000 holds three)
+FF_PER_M_AXI = 2000
 
 ASSUMPTIONS = (
     "cycles per layer = Ho*G*(Cout/P)*K: one iteration of the II=1 MAC loop per stored weight "
@@ -125,6 +134,13 @@ ASSUMPTIONS = (
     "a layer buffers before its first output, each arriving at the bottleneck's pace",
     "frames/s is modeled, not measured: the requested clock is met, DDR never stalls the m_axi "
     "ports, weights are loaded once (CMD_LOAD_WEIGHTS) and not per frame",
+    "rows in DDR (plan suffix r, boards with ddr_rows): a layer's input rows go to a ring of "
+    "(k-1)*d+1+s rows in DDR through its own 64-bit m_axi port, one process writing each input pixel "
+    "as it arrives (B = ceil(Cin/(64/bits)) words, one burst) and, in the turns between, reading the "
+    "pixels of each window's k rows back (one burst each, 64 clocks to the first word; padding rows "
+    "sent without a read): busy H*W*(B+2) + (pixels read)*(B+2+64) + 2 a padding pixel clocks a frame; "
+    "on chip the window generator keeps 2k rows; each port costs two 64-word data FIFOs, 1500 LUT "
+    "and 2000 FF",
     "DSP48: per sparse lane 1 per pixel, or 1 per pair of pixels where two 8-bit products share the "
     "weight (WP486 packing on a DSP48E2; a DSP48E1 of Zynq-7000 takes one each), per dense lane 1 per "
     "product (an upper bound: HLS may build narrow products in LUTs); 4 per shared requantizer "
@@ -344,6 +360,9 @@ class LayerPlan:
     clock, two of them in one DSP48E2 (:func:`packed_products`); on a dilated layer they are
     spaced so that they share window columns (:func:`group_spacing`) unless ``adjacent``.
     ``window_bram`` (sparse engine) keeps the lanes' window copies in BRAM18 instead of LUTRAM.
+    ``ddr_rows`` (k > 1) keeps the layer's line-buffer rows in DDR (row_memory.hpp), only the
+    window's 2k rows on chip: for dilated layers on boards short of BRAM (``ddr_rows`` in the
+    board file).
     """
 
     engine: str = "sparse"
@@ -352,16 +371,18 @@ class LayerPlan:
     pixels: int = 1
     adjacent: bool = False
     window_bram: bool = False
+    ddr_rows: bool = False
 
     def label(self) -> str:
         """``8`` (sparse, 8 lanes), ``s8w4`` (Wc 4), ``s8w4p2`` (two pixels a lane), ``s8w4p2a``
-        (two adjacent pixels on a dilated layer), ``s8w4p2b`` (window copies in BRAM), ``d4w32``
-        (dense, 4 lanes, Wc 32): what --lanes takes."""
-        if self.engine == "sparse" and self.chunk_channels is None and self.pixels == 1 and not self.window_bram:
+        (two adjacent pixels on a dilated layer), ``s8w4p2b`` (window copies in BRAM), ``s8w4r``
+        (rows in DDR), ``d4w32`` (dense, 4 lanes, Wc 32): what --lanes takes."""
+        if (self.engine == "sparse" and self.chunk_channels is None and self.pixels == 1 and not self.window_bram
+                and not self.ddr_rows):
             return str(self.lanes)
         wc = "" if self.chunk_channels is None else f"w{self.chunk_channels}"
         px = "" if self.pixels == 1 else f"p{self.pixels}{'a' if self.adjacent else ''}"
-        return f"{self.engine[0]}{self.lanes}{wc}{px}{'b' if self.window_bram else ''}"
+        return f"{self.engine[0]}{self.lanes}{wc}{px}{'b' if self.window_bram else ''}{'r' if self.ddr_rows else ''}"
 
 
 def as_plan(value) -> LayerPlan:
@@ -371,13 +392,13 @@ def as_plan(value) -> LayerPlan:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return LayerPlan("sparse", int(value))
     text = str(value).strip().lower()
-    m = re.fullmatch(r"([sd]?)(\d+)(?:w(\d+))?(?:p(\d+)(a?))?(b?)", text)
+    m = re.fullmatch(r"([sd]?)(\d+)(?:w(\d+))?(?:p(\d+)(a?))?(b?)(r?)", text)
     if not m:
-        raise SenteiError(f"layer plan {value!r}: expected LANES (sparse), sLANES[wWc][pQ[a]][b] or dLANES[wWc], "
-                          f"e.g. 8, s16w2p2 or d4w32")
+        raise SenteiError(f"layer plan {value!r}: expected LANES (sparse), sLANES[wWc][pQ[a]][b][r] or "
+                          f"dLANES[wWc][r], e.g. 8, s16w2p2 or d4w32")
     engine = "dense" if m.group(1) == "d" else "sparse"
     return LayerPlan(engine, int(m.group(2)), int(m.group(3)) if m.group(3) else None,
-                     int(m.group(4)) if m.group(4) else 1, bool(m.group(5)), bool(m.group(6)))
+                     int(m.group(4)) if m.group(4) else 1, bool(m.group(5)), bool(m.group(6)), bool(m.group(7)))
 
 
 def group_spacing(k: int, s: int, d: int, q: int, adjacent: bool = False) -> int:
@@ -429,7 +450,7 @@ def group_layout(wo: int, q: int, m: int) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=65536)
 def window_iterations(h: int, w: int, k: int, s: int, d: int, p: int, cin: int, wc: int, q: int = 1,
-                      m: int = 1) -> int:
+                      m: int = 1, ddr_rows: bool = False) -> int:
     """Clocks per frame of the window generator (line_buffer.hpp) with ``wc`` channels per
     word and groups of ``q`` output pixels ``m`` apart, when the layers around it keep up.
 
@@ -440,16 +461,21 @@ def window_iterations(h: int, w: int, k: int, s: int, d: int, p: int, cin: int, 
     it are complete (``rows_ready(yo) = clamp(yo*s - p + span, 0, H)`` rows, seen 3 clocks
     after the last word); both act in the same clock. The frame ends when both are done.
     ``k = 1`` (``pointwise_window``): ``Cin/wc`` clocks per padded position on the output
-    grid, one per other position.
+    grid, one per other position. ``ddr_rows``: the generator walks the image
+    ``rows_through_memory`` sends (row_memory.hpp): ``Ho*k`` rows, each window's own, stride
+    ``k``, no vertical dilation or padding.
     """
     ho, wo = conv_out_size(h, w, k, s, d, p)
     cw = cin // wc
     if k == 1:
         positions = (h + 2 * p) * (w + 2 * p)
         return ho * wo * cw + positions - ho * wo
+    reads = group_layout(wo, q, m)[1] * len(group_offsets(k, s, d, q, m)) * cw  # chunks an output row
+    if ddr_rows:
+        h, s, d, p = ho * k, k, 1, 0  # the vertical walk; the columns stay the layer's
     span = d * (k - 1) + 1
     slots = span + s
-    row_words, reads = w * cw, group_layout(wo, q, m)[1] * len(group_offsets(k, s, d, q, m)) * cw
+    row_words = w * cw
     w_start: list[int] = []  # writer start clock of each row, numbered across frames
     r_start: list[int] = []  # reader start clock of each output row, across frames
 
@@ -615,7 +641,11 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
         raise SenteiError(f"layer {layer.name}: window copies in BRAM need the sparse engine and a group of at "
                           f"least {BRAM_WINDOW_MIN_DISTANCE} clocks between a window's last write and first read "
                           f"(this plan leaves {distance}): use fewer lanes or LUTRAM (no 'b')")
-    window = window_iterations(h, w, k, layer.stride, layer.dilation, layer.padding, cin, wc, q, spacing)
+    if plan.ddr_rows and k == 1:
+        raise SenteiError(f"layer {layer.name}: rows in DDR ('r') are for k > 1 layers; a 1x1 layer keeps no rows")
+    window = window_iterations(h, w, k, layer.stride, layer.dilation, layer.padding, cin, wc, q, spacing,
+                               plan.ddr_rows)
+    rows = row_layout(model, index) if plan.ddr_rows else None
     blocks, row_groups = group_layout(wo, q, spacing)
     groups = ho * row_groups
     return {
@@ -623,7 +653,12 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
         "block": spacing * q, "row_groups": row_groups,
         "chunk_channels": wc, "chunks": chunks, "group_columns": columns, "pixel_iterations": pixel,
         "window_iterations": window,
-        "line_slots": layer.dilation * (k - 1) + 1 + layer.stride if k > 1 else 1,
+        "line_slots": (2 * k if plan.ddr_rows else layer.dilation * (k - 1) + 1 + layer.stride) if k > 1 else 1,
+        "ddr_rows": int(plan.ddr_rows),
+        "row_words": rows["words"] if rows else 0,
+        "pixel_beats": rows["pixel_beats"] if rows else 1, "row_beats": rows["row_beats"] if rows else 1,
+        "row_memory_cycles": row_memory_cycles(h, w, ho, k, layer.stride, layer.dilation, layer.padding,
+                                               rows["pixel_beats"]) if rows else 0,
         "line_depth": w * cw if k > 1 else 1,
         "requant_units": units, "requant_span": span,
         # sparse entries name a tap (ky, channel mod Wc) = bank, a window column kx and a chunk
@@ -637,6 +672,29 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
         "engine_cycles": engine_clocks(groups * pixel, first_window(plan.engine, chunks), engine_tail(span, spacing * q)),
         "mac_iterations": groups * folds * (kn if sparse else chunks),
     }
+
+
+def row_layout(model, index: int) -> dict:
+    """How layer ``index``'s rows lie in DDR when kept there (row_memory.hpp's row_layout):
+    ``pixel_beats`` 64-bit words a pixel, ``row_beats`` a row, a ring of ``slots`` = SPAN + S
+    rows, ``words`` in all."""
+    layer = model.layers[index]
+    (cin, _, w) = model.shapes()[index]
+    per_beat = ROW_WORD_BITS // input_bits(model, index)
+    pixel_beats = -(-cin // per_beat)
+    slots = layer.dilation * (layer.kernel - 1) + 1 + layer.stride
+    return {"pixel_beats": pixel_beats, "row_beats": w * pixel_beats, "slots": slots,
+            "words": slots * w * pixel_beats}
+
+
+def row_memory_cycles(h: int, w: int, ho: int, k: int, s: int, d: int, p: int, pixel_beats: int) -> int:
+    """Clocks per frame ``rows_through_memory`` (row_memory.hpp) is busy: each input pixel
+    written (a pipelined burst of ``pixel_beats`` words, entered and left), each pixel of the
+    window rows read back (the same plus the read latency; a pixel of a padding row is a
+    zero, no read)."""
+    turn = pixel_beats + ROW_LOOP_OVERHEAD
+    reads = sum(1 for yo in range(ho) for ky in range(k) if 0 <= yo * s - p + ky * d < h)
+    return h * w * turn + reads * w * (turn + DDR_READ_LATENCY) + (ho * k - reads) * w * ROW_LOOP_OVERHEAD
 
 
 def window_distance(pixel: int, macs: int, chunks: int) -> int:
@@ -713,7 +771,7 @@ def layer_resources(model, index: int, plan, board=None, storage: str | None = N
 
     ``storage`` is where the line-buffer rows go (:func:`line_placement`); by default the
     layer alone on ``board`` decides (URAM when the board has it and each URAM replaces at
-    least four BRAM18). ``depths`` are the layer's (pixel, chunk) FIFO depths when known
+    least four BRAM18). ``depths`` are the layer's (pixel, chunk[, fetched pixel]) FIFO depths when known
     (simulated); by default the geometry's rules (:func:`fifo_depth_pixels`, :func:`fifo_depth_chunks`).
     """
     plan = as_plan(plan)
@@ -726,7 +784,8 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
     layer = model.layers[index]
     cin, cout, k = layer.in_channels, layer.out_channels, layer.k_nonzero
     g = layer_geometry(model, index, plan)
-    act_depth, win_depth = depths or (fifo_depth_pixels(model, index, g), fifo_depth_chunks(g))
+    act_depth, win_depth, fetch_depth = (tuple(depths) + (FETCH_DEPTH,))[:3] if depths else (
+        fifo_depth_pixels(model, index, g), fifo_depth_chunks(g), FETCH_DEPTH)
     lanes, folds, dense = g["lanes"], g["folds"], g["engine"] == "dense"
     logits = layer.act == "logits"
     units = g["requant_units"]
@@ -776,6 +835,11 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
         else:
             lb["lut"] = g["line_slots"] * lutram_luts(g["line_depth"], row_width)
         lb["lut"] += layer.kernel * mux_luts(g["line_slots"], row_width)
+    if g["ddr_rows"]:  # the row port: a read and a write data FIFO, the adapter's logic; the fetched pixels' FIFO
+        m_bram, m_lut = memory_cost(M_AXI_OUTSTANDING * M_AXI_BURST, ROW_WORD_BITS)
+        p_bram, p_lut = memory_cost(fetch_depth, cin * bits)
+        lb["bram18"] += 2 * m_bram + p_bram
+        lb["lut"] += 2 * m_lut + LUT_PER_M_AXI + p_lut
     f_bram, f_lut = memory_cost(win_depth, chunk_bits)  # chunk FIFO
     a_bram, a_lut = memory_cost(act_depth, cin * bits)  # input pixel FIFO
     requant_lut = 0 if logits else units * (LUT_PER_REQUANT + mux_luts(g["requant_span"], ACC_BITS))
@@ -802,7 +866,7 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
         "lut": lanes * lane_lut + w_lut + win_lut + units * q_lut + requant_lut + LUT_PER_LAYER
         + lb["lut"] + f_lut + a_lut + block_lut + burst_lut,
         "ff": lanes * FF_PER_LANE + (macs * FF_PER_SIMD if dense else (macs - lanes) * 2 * ACC_BITS)
-        + cin * bits + block_ff + FF_PER_LAYER,
+        + cin * bits + block_ff + FF_PER_LAYER + (FF_PER_M_AXI if g["ddr_rows"] else 0),
         "line_storage": where if layer.kernel > 1 else "none",
         **{key: g[key] for key in ("lanes", "folds", "pixels", "chunk_channels", "chunks", "requant_units")},
     }
@@ -918,20 +982,23 @@ def pipeline_interval(model, plans) -> int:
 
 
 def conv_stage_cycles(model, index: int, plan) -> int:
-    """Clocks per frame of layer ``index``: the larger of its engine and its window generator."""
+    """Clocks per frame of layer ``index``: the largest of its engine, its window generator
+    and, with rows in DDR, the process that moves them."""
     g = layer_geometry(model, index, plan)
-    return max(g["engine_cycles"], g["window_iterations"])
+    return max(g["engine_cycles"], g["window_iterations"], g["row_memory_cycles"])
 
 
 # ---------------------------------------------------------------------------------------
 # the allocator
 
 
-def layer_options(model, index: int) -> list[LayerPlan]:
+def layer_options(model, index: int, ddr_rows: bool = False) -> list[LayerPlan]:
     """Every distinct way to build layer ``index``: the sparse engine with P = ceil(Cout/NF)
     lanes for each fold count NF and each pixel count of :data:`PIXEL_OPTIONS` that divides
     the output width, and (where it can run) the dense engine with those lanes
-    and each chunk width Wc dividing Cin that leaves >= 2 chunks a window."""
+    and each chunk width Wc dividing Cin that leaves >= 2 chunks a window. With ``ddr_rows``
+    (a board whose file allows it), each of these also with its rows in DDR where that keeps
+    fewer rows on chip (2k < (k-1)*d + 1 + s: the dilated layers)."""
     layer = model.layers[index]
     cout, cin, k = layer.out_channels, layer.in_channels, layer.kernel
     lanes = sorted({-(-cout // nf) for nf in range(1, cout + 1)})
@@ -948,13 +1015,20 @@ def layer_options(model, index: int) -> list[LayerPlan]:
                     plans.append(LayerPlan("sparse", p, None, q, adj, True))
     if dense_allowed(model, index):
         plans += [LayerPlan("dense", p, wc) for p in lanes for wc in divisors(cin) if k * (cin // wc) >= 2]
+    if ddr_rows and k > 1 and 2 * k < layer.dilation * (k - 1) + 1 + layer.stride:
+        plans += [dataclasses.replace(plan, ddr_rows=True) for plan in plans]
     return plans
+
+
+def board_options(model, index: int, board) -> list[LayerPlan]:
+    """:func:`layer_options` on ``board``: with rows in DDR where its file allows them (``ddr_rows``)."""
+    return layer_options(model, index, bool(as_board(board).spec.get("ddr_rows", False)))
 
 
 def _layer_rows(model, index: int, board, limits: dict) -> list[tuple[int, dict, LayerPlan]]:
     """Every option of a layer as ``(stage clocks, resource shares of the limits, plan)``."""
     rows = []
-    for plan in layer_options(model, index):
+    for plan in board_options(model, index, board):
         res = layer_resources(model, index, plan, board)
         shares = {key: res.get(key, 0) / limits[key] for key in BUDGET_FIELDS if limits[key]}
         rows.append((conv_stage_cycles(model, index, plan), shares, plan))

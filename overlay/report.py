@@ -25,7 +25,7 @@ import numpy as np
 from sentei.host.modelfile.schema import blob_words
 from sentei.overlay import codegen, simulate
 from sentei.overlay.perf import (
-    ASSUMPTIONS, BUDGET_FIELDS, MACS_PER_DSP, MACS_PER_DSP_TEXT, RESOURCE_NAMES, SHELL_RESOURCES,
+    ASSUMPTIONS, BUDGET_FIELDS, FETCH_DEPTH, MACS_PER_DSP, MACS_PER_DSP_TEXT, RESOURCE_NAMES, SHELL_RESOURCES,
     UNSTRUCTURED_SEED, allocate, as_board, balanced_cycles, check_clock, check_plans,
     engine_clocks, engine_tail, first_window, fixed_stages, fold_sync_cycles, layer_geometry, layer_resources,
     line_placement, over_limits, pipeline_interval, resolve_plans, resource_limits, unstructured_nnz)
@@ -92,8 +92,8 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
     layer_depths = [None] * len(lanes)
     if simulate:
         simulated = _simulate(model, lanes, frames)
-        layer_depths = [(simulated["fifo_depths"][f"act{n}"], simulated["fifo_depths"][f"win{n}"])
-                        for n in range(len(lanes))]
+        layer_depths = [(simulated["fifo_depths"][f"act{n}"], simulated["fifo_depths"][f"win{n}"],
+                         simulated["fifo_depths"].get(f"fetch{n}", FETCH_DEPTH)) for n in range(len(lanes))]
     for n, (layer, p) in enumerate(zip(model.layers, lanes)):
         _, ho, wo = shapes[n + 1]
         cout, k, fan_in = layer.out_channels, layer.k_nonzero, layer.fan_in
@@ -132,13 +132,16 @@ def perf_report(model, board, clock_mhz: float, lanes=None, dsp_fraction: float 
             "cycles_unstructured": fold_sync(hyp),
             **res,
         }
-        row["stage_cycles"] = max(row["engine_cycles"], window)
+        row["rows_cycles"] = g["row_memory_cycles"]  # rows in DDR: the process moving them (0: on chip)
+        row["stage_cycles"] = max(row["engine_cycles"], window, row["rows_cycles"])
         row["mac_utilization"] = row["macs_nonzero"] / (row["stage_cycles"] * res["macs_per_clock"])
         rows.append(row)
         for v, key in (("hw", "cycles"), ("dense", "cycles_dense"), ("fold_sync", "cycles_fold_sync"),
                        ("balanced", "cycles_balanced"), ("unstructured", "cycles_unstructured")):
             variants[v][layer.name] = engine(row[key])
             variants[v][f"{layer.name}.window"] = window
+            if g["ddr_rows"]:
+                variants[v][f"{layer.name}.rows"] = g["row_memory_cycles"]
         for key in totals:
             totals[key] += res.get(key, 0)
     for v in variants.values():

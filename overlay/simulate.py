@@ -75,10 +75,12 @@ def describe(facts, frames: int, pace: float = 0.0, depths: dict | None = None,
     ``act<L>`` is the logits stream); ``pace`` feeds a frame every ``pace`` clocks (0: as fast
     as the pipeline takes it).
     """
+    from sentei.overlay.perf import DDR_READ_LATENCY
+
     depths = depths or {}
     last = facts.layers[-1]
     lines = [f"frames {int(frames)}", f"pace {float(pace)!r}", f"max_clocks {int(max_clocks)}",
-             f"loop_overhead {LOOP_OVERHEAD}",
+             f"loop_overhead {LOOP_OVERHEAD}", f"ddr_latency {DDR_READ_LATENCY}",
              f"latency {LATENCY['io']} {LATENCY['window']} {LATENCY['engine']}",
              f"input {facts.height} {facts.width} {facts.frame_words}",
              f"depths {depths.get('words', MIN_DEPTH)} {depths.get('rgb', MIN_DEPTH)} "
@@ -92,7 +94,8 @@ def describe(facts, frames: int, pace: float = 0.0, depths: dict | None = None,
             0 if f.engine == "sparse" else 1, f.kernel, f.stride, f.dilation, f.padding, f.in_height, f.in_width,
             f.out_height, f.out_width, f.cin, f.cout, f.k_nonzero, f.lanes, f.folds, g["chunk_channels"],
             g["chunks"], g["pixel_iterations"], g["window_iterations"], g["requant_span"], act, win,
-            g["pixels"], g["chunks"] // (f.cin // g["chunk_channels"]), g["spacing"], g["row_groups"])))
+            g["pixels"], g["chunks"] // (f.cin // g["chunk_channels"]), g["spacing"], g["row_groups"],
+            int(f.ddr_rows), g["pixel_beats"], g["row_beats"], depths.get(f"fetch{n}", f.fetch_depth))))
     return "\n".join(lines) + "\n"
 
 
@@ -104,7 +107,7 @@ def clock_bound(facts, frames: int, pace: float = 0.0) -> int:
     for f in facts.layers:
         g = dict(f.geometry)
         per_frame += (g["window_iterations"] + f.out_height * g["row_groups"] * g["pixel_iterations"]
-                      + 4 * g["chunks"] + g["pixels"] * g["spacing"])
+                      + 4 * g["chunks"] + g["pixels"] * g["spacing"] + g["row_memory_cycles"])
     return frames * (2 * per_frame + int(pace) + 1000) + 100_000
 
 
@@ -143,7 +146,9 @@ def run(facts, frames: int = 3, pace: float = 0.0, depths: dict | None = None, m
 def stream_names(facts) -> list[str]:
     """The pipeline's streams in order: ``words``, ``rgb``, then ``act<n>`` (layer n's input) and
     ``win<n>`` (its chunks) per layer, and ``act<L>`` (the logits)."""
-    names = ["words", "rgb"] + [f"{kind}{n}" for n in range(len(facts.layers)) for kind in ("act", "win")]
+    names = ["words", "rgb"]
+    for n, f in enumerate(facts.layers):
+        names += [f"act{n}", f"win{n}"] + ([f"fetch{n}"] if f.ddr_rows else [])
     return names + [f"act{len(facts.layers)}"]
 
 
@@ -154,6 +159,8 @@ def rule_depths(facts) -> dict[str, int]:
     depths["words"], depths["rgb"], depths[f"act{len(facts.layers)}"] = facts.io_depths
     for n, f in enumerate(facts.layers):
         depths[f"act{n}"], depths[f"win{n}"] = f.act_depth, f.win_depth
+        if f.ddr_rows:
+            depths[f"fetch{n}"] = f.fetch_depth
     return depths
 
 

@@ -60,6 +60,8 @@ struct conv_config_default {
     static const unsigned slot_bits = 1;          ///< bits of a slot: ci / Wc (sparse), a chunk (dense)
     static const bool packed_products = false;    ///< two products of a weight in one multiplier (sparse, Q > 1, <= 8 bits)
     static const bool window_bram = false;        ///< the lanes' window copies in BRAM, columns packed (sparse; pixel_groups.hpp)
+    static const bool ddr_rows = false;           ///< line-buffer rows in DDR, 2k on chip (row_memory.hpp)
+    static const unsigned row_offset = 0;         ///< its region of the row buffer, in 64-bit words
     static const unsigned window_memories = 1;    ///< memories a lane's copy: the performance model's count, checked
     static const unsigned window_blocks = 1;      ///< column blocks a memory: likewise
     static const unsigned blob_offset = 0;  ///< word offset of the layer's section in the blob

@@ -24,6 +24,10 @@
  * rows arrive, as long as the SLOTS rows allow. A row counts as complete for the reader two
  * clocks after its last word is written (the dependence distance the loop declares).
  *
+ * The vertical walk (stride, dilation, padding, rows of a frame) is `row_walk<CONFIG_T>`: the
+ * layer's own, or, where the rows are kept in DDR (row_memory.hpp), that of the image
+ * `rows_through_memory` sends, K rows per output row, each window's rows one after another.
+ *
  * `pointwise_window` (k = 1) stores no rows: each padded position on the output grid emits
  * Cin/Wc chunks (its pixel's read in the first of those clocks), each position off the grid
  * takes one clock (a pixel read and dropped, or a padding position skipped).
@@ -36,6 +40,16 @@
 
 namespace sentei {
 
+/// The vertical walk of a window generator over its input rows: the layer's own stride,
+/// dilation, padding and rows (specialized in row_memory.hpp for rows kept in DDR).
+template <class CONFIG_T>
+struct row_walk {
+    static const int stride = CONFIG_T::stride;
+    static const int dilation = CONFIG_T::dilation;
+    static const int padding = CONFIG_T::padding;
+    static const int rows = CONFIG_T::in_height;
+};
+
 /// Image rows output row `yo` needs written: clamp(yo*S - p + SPAN, 0, rows).
 inline int rows_ready(int yo, int stride, int padding, int span, int rows) {
 #pragma HLS INLINE  // a few adders
@@ -47,7 +61,7 @@ inline int rows_ready(int yo, int stride, int padding, int span, int rows) {
  * \brief Stream of input pixels -> stream of window chunks (k > 1), `frames` frames.
  * \tparam CONFIG_T layer configuration: `cin`, `kernel`, `stride`, `dilation`, `padding`,
  *         `in_height`, `in_width`, `out_height`, `out_width`, `in_t`, `chunk_channels`,
- *         `pixels`, `line_slots` (= SPAN + S), `line_depth`
+ *         `pixels`, `line_slots` (= SPAN + S of the vertical walk), `line_depth`
  * \param lines the row memories, declared (and bound to BRAM, URAM or LUTRAM) by the
  *        generated caller in network.h
  */
@@ -55,10 +69,12 @@ template <class CONFIG_T>
 void line_buffer(hls::stream<in_pixel_t<CONFIG_T> >& in, hls::stream<chunk_t<CONFIG_T> >& out,
                  line_word_t<CONFIG_T> lines[CONFIG_T::line_slots][CONFIG_T::line_depth], unsigned frames) {
     static const int K = CONFIG_T::kernel;
-    static const int D = CONFIG_T::dilation;
-    static const int S = CONFIG_T::stride;
-    static const int P = CONFIG_T::padding;
-    static const int H = CONFIG_T::in_height;
+    static const int D = row_walk<CONFIG_T>::dilation;  // vertical; the columns are the group's (pixel_groups.hpp)
+    static const int S = row_walk<CONFIG_T>::stride;
+    static const int P = row_walk<CONFIG_T>::padding;
+    static const int H = row_walk<CONFIG_T>::rows;
+    static const int SX = CONFIG_T::stride;  // horizontal
+    static const int PX = CONFIG_T::padding;
     static const int WI = CONFIG_T::in_width;
     static const int HO = CONFIG_T::out_height;
     typedef pixel_blocks<CONFIG_T> blocks;     // a row: blocks of M groups of Q pixels, M apart
@@ -123,7 +139,7 @@ walk:
         }
         // the reader: the rows under output row yo are complete (as of 2 clocks ago)
         if (rf < frames && done_d2 >= need && !out.full()) {
-            int col = (int)((xb * blocks::size + xr) * S) - P + (int)OFF.value[j];  // image column of the group's column j
+            int col = (int)((xb * blocks::size + xr) * SX) - PX + (int)OFF.value[j];  // image column of the group's column j
             bool col_ok = col >= 0 && col < WI;
             unsigned addr = col_ok ? (unsigned)col * CW + cw : 0;
             line_word_t<CONFIG_T> row_out[SLOTS];

@@ -11,7 +11,7 @@
 #include "sentei_top.hpp"
 
 void sentei_top(const sentei::word_t* frame, const sentei::word_t* weights, sentei::logit_t* logits,
-                unsigned cmd, unsigned height, unsigned width, unsigned frames, unsigned& status) {
+                unsigned cmd, unsigned height, unsigned width, unsigned frames, unsigned& status SENTEI_ROW_PARAMS) {
 // Three AXI masters so that frame reads, logit writes and weight loads never share a port.
 #pragma HLS INTERFACE mode = m_axi port = frame offset = slave bundle = gmem0 depth = SENTEI_FRAME_BUFFER_WORDS  // input frames, read once per RUN_FRAME (depth: what co-simulation allocates)
 #pragma HLS INTERFACE mode = m_axi port = weights offset = slave bundle = gmem1 depth = SENTEI_BLOB_WORDS  // weight blob, read once per LOAD_WEIGHTS
@@ -27,6 +27,8 @@ void sentei_top(const sentei::word_t* frame, const sentei::word_t* weights, sent
 #pragma HLS INTERFACE mode = s_axilite port = status bundle = control   // STATUS (+ STATUS_CTRL valid bit)
 #pragma HLS INTERFACE mode = s_axilite port = return bundle = control   // AP_CTRL start/done/idle
 #pragma HLS INTERFACE mode = ap_ctrl_hs port = return                   // one command per start; RUN_FRAME overlaps its frames inside
+// Layers with rows in DDR: an m_axi port each (one process reads and writes it) and its ROWS<n> address (network_config.h).
+    SENTEI_ROW_INTERFACES
 
     // On-chip state kept between commands: whether a blob was loaded and its input constants.
     // (The per-layer weight arrays are the globals of network.h.)
@@ -49,7 +51,7 @@ void sentei_top(const sentei::word_t* frame, const sentei::word_t* weights, sent
         } else if (!loaded) {
             st = sentei::STATUS_NO_WEIGHTS;
         } else {
-            sentei::network::run(frame, logits, input_quant, frames);
+            sentei::network::run(frame, logits, input_quant, frames SENTEI_ROW_ARGS);
             st = sentei::STATUS_OK;
         }
     } else {

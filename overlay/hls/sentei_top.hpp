@@ -8,6 +8,7 @@
 #ifndef SENTEI_TOP_HPP
 #define SENTEI_TOP_HPP
 
+#include "network_config.h"  // the generated network: SENTEI_ROW_PARAMS, its row-memory ports (none for most)
 #include "types.hpp"
 
 namespace sentei {
@@ -45,8 +46,10 @@ static const status_t STATUS_BAD_FRAMES = 6;   ///< RUN_FRAME with FRAMES = 0
  * \param width   frame width; must equal the compiled input width for RUN_FRAME
  * \param frames  frames to run (RUN_FRAME), at least 1
  * \param status  STATUS_* code of this command
+ * \param rows<n> (only where layer n keeps its line-buffer rows in DDR, row_memory.hpp) layer n's
+ *                region of the row buffer: scratch the accelerator writes and reads back, never the host
  */
 void sentei_top(const sentei::word_t* frame, const sentei::word_t* weights, sentei::logit_t* logits,
-                unsigned cmd, unsigned height, unsigned width, unsigned frames, unsigned& status);
+                unsigned cmd, unsigned height, unsigned width, unsigned frames, unsigned& status SENTEI_ROW_PARAMS);
 
 #endif

@@ -17,7 +17,9 @@
  *   unpack_pixels   stream_utils.hpp  a word when fewer than 3 bytes are left, a pixel a clock
  *   quantize_input  input_quant.hpp   a pixel a clock
  *   per layer: line_buffer / pointwise_window (line_buffer.hpp), then sparse_conv
- *              (sparse_conv.hpp) or dense_conv (dense_conv.hpp) with fold_sequencer (folds.hpp)
+ *              (sparse_conv.hpp) or dense_conv (dense_conv.hpp) with fold_sequencer (folds.hpp);
+ *              with rows in DDR, rows_through_memory (row_memory.hpp) before a line_buffer
+ *              that walks the k rows of each output row it sends
  *   write_logits    stream_utils.hpp  one int32 a clock, a pixel every cout clocks
  * Loop entries and exits cost `loop_overhead` clocks each (pipeline ramp of the next loop).
  *
@@ -166,31 +168,107 @@ struct sink : process {  // write_logits
 struct layer_geo {
     long engine, kernel, stride, dilation, padding, in_h, in_w, out_h, out_w, cin, cout, k_nonzero, lanes,
         folds, chunk_channels, chunks, pixel_iterations, window_iterations, requant_span, act_depth, win_depth,
-        pixels, group_columns, spacing, row_groups;
+        pixels, group_columns, spacing, row_groups, ddr_rows, pixel_beats, row_beats, fetch_depth;
 };
 
-/// line_buffer (k > 1): a writer and a reader, each acting in a clock when it can (non-blocking);
-/// rows are numbered across frames, so the writer takes the next frame while the reader drains this one.
-struct row_window : process {
+long ddr_latency = 64;  // clocks from a read burst's request to its first word
+
+/// What line_buffer and rows_through_memory share: SPAN + S row slots used circularly, rows
+/// numbered across frames, the rows each output row needs written; each acts in its own step().
+struct row_walker : process {
     layer_geo g;
-    long frames;
-    long span, cw, L, groups, row_words, slots, delta;
-    long wf = 0, wy = 0, wn = 0, waddr = 0, done_rows = 0, done_d1 = 0, done_d2 = 0;
-    long rf = 0, yo = 0, xo = 0, c = 0, first, need;
-    row_window(const layer_geo& geo, long f) : g(geo), frames(f) {
+    long frames, span, slots, first, need;
+    row_walker(const layer_geo& geo, long f) : g(geo), frames(f) {
         span = g.dilation * (g.kernel - 1) + 1;
-        cw = g.cin / g.chunk_channels;
-        L = g.group_columns * cw;  // chunks per group of `pixels` output pixels
-        groups = g.row_groups;     // groups per output row (blocks of `spacing` groups)
-        row_words = g.in_w * cw;
         slots = span + g.stride;
-        delta = g.in_h - (g.out_h - 1) * g.stride;
-        first = -g.padding;
-        need = ready(0);
+        first = -g.padding;  // row (across frames) of window row 0 of the output row being read
+        need = ready(0);     // rows (across frames) it needs complete
     }
     long ready(long y) const {
         long r = y * g.stride - g.padding + span;
         return r < 0 ? 0 : (r > g.in_h ? g.in_h : r);
+    }
+    bool wants_read() const override { return false; }
+    bool wants_write() const override { return false; }
+    void advance() override {}
+};
+
+/// rows_through_memory (row_memory.hpp): a turn at a time -- an input pixel written when one is
+/// there and its row's slot is free (pixel_beats words and the loop's entry and exit), else a
+/// window pixel sent when its rows are written and the FIFO has room (the same plus the read
+/// latency; a padding pixel: the entry and exit only), else an idle clock.
+struct row_memory : row_walker {
+    long beats;
+    long wf = 0, wy = 0, wx = 0, written = 0;
+    long rf = 0, yo = 0, ky = 0, rx = 0;
+    long long busy_until = 0;  // the clock the current turn ends
+    row_memory(const layer_geo& geo, long fr) : row_walker(geo, fr), beats(geo.pixel_beats) {}
+    void step(long long t) override {
+        if (done) {
+            idle++;
+            return;
+        }
+        if (t < busy_until) {
+            busy++;
+            return;
+        }
+        bool slot_free = rf >= frames || wf * g.in_h + wy < first + slots;
+        if (wf < frames && slot_free && in->can_read(t)) {
+            in->read();
+            busy_until = t + beats + loop_overhead;
+            busy++;
+            if (++wx == g.in_w) {
+                wx = 0;
+                written++;
+                if (++wy == g.in_h) {
+                    wy = 0;
+                    wf++;
+                }
+            }
+        } else if (rf < frames && written >= need && out->can_write()) {
+            long y = yo * g.stride - g.padding + ky * g.dilation;
+            long cost = (y >= 0 && y < g.in_h) ? beats + loop_overhead + ddr_latency : loop_overhead;
+            out->write(t + cost - 1 + latency);
+            busy_until = t + cost;
+            busy++;
+            if (++rx == g.in_w) {
+                rx = 0;
+                if (++ky == g.kernel) {
+                    ky = 0;
+                    if (++yo == g.out_h) {
+                        yo = 0;
+                        rf++;
+                        first += g.in_h - (g.out_h - 1) * g.stride;
+                    } else {
+                        first += g.stride;
+                    }
+                    need = rf * g.in_h + ready(yo);
+                }
+            }
+        } else {
+            if (rf < frames && written >= need) {
+                stalled_out++;
+                out->blocked++;
+            } else {
+                stalled_in++;
+            }
+        }
+        if (wf >= frames && rf >= frames) done = true;
+    }
+};
+
+/// line_buffer (k > 1): a writer and a reader, each acting in a clock when it can (non-blocking);
+/// rows are numbered across frames, so the writer takes the next frame while the reader drains this one.
+struct row_window : row_walker {
+    long cw, L, groups, row_words, delta;
+    long wf = 0, wy = 0, wn = 0, waddr = 0, done_rows = 0, done_d1 = 0, done_d2 = 0;
+    long rf = 0, yo = 0, xo = 0, c = 0;
+    row_window(const layer_geo& geo, long f) : row_walker(geo, f) {
+        cw = g.cin / g.chunk_channels;
+        L = g.group_columns * cw;  // chunks per group of `pixels` output pixels
+        groups = g.row_groups;     // groups per output row (blocks of `spacing` groups)
+        row_words = g.in_w * cw;
+        delta = g.in_h - (g.out_h - 1) * g.stride;
     }
     bool wants_read() const override { return false; }
     bool wants_write() const override { return false; }
@@ -420,6 +498,7 @@ int main() {
         else if (key == "pace") std::cin >> pace;
         else if (key == "max_clocks") std::cin >> max_clocks;
         else if (key == "loop_overhead") std::cin >> loop_overhead;
+        else if (key == "ddr_latency") std::cin >> ddr_latency;
         else if (key == "latency") std::cin >> lat_io >> lat_window >> lat_engine;
         else if (key == "input") std::cin >> height >> width >> frame_words;
         else if (key == "depths") std::cin >> words_depth >> rgb_depth >> last_depth;
@@ -430,7 +509,8 @@ int main() {
             std::cin >> g.engine >> g.kernel >> g.stride >> g.dilation >> g.padding >> g.in_h >> g.in_w >> g.out_h >>
                 g.out_w >> g.cin >> g.cout >> g.k_nonzero >> g.lanes >> g.folds >> g.chunk_channels >> g.chunks >>
                 g.pixel_iterations >> g.window_iterations >> g.requant_span >> g.act_depth >> g.win_depth >>
-                g.pixels >> g.group_columns >> g.spacing >> g.row_groups;
+                g.pixels >> g.group_columns >> g.spacing >> g.row_groups >> g.ddr_rows >> g.pixel_beats >>
+                g.row_beats >> g.fetch_depth;
             geo.push_back(g);
         } else {
             std::fprintf(stderr, "pipeline_sim: unknown key %s\n", key.c_str());
@@ -476,9 +556,24 @@ int main() {
         fifo* win = make_fifo("win" + std::to_string(n), g.win_depth);
         long next_depth = n + 1 < geo.size() ? geo[n + 1].act_depth : last_depth;
         fifo* next = make_fifo("act" + std::to_string(n + 1), next_depth);
-        process* w = g.kernel > 1 ? (process*)new row_window(g, frames) : (process*)new point_window(g, frames);
+        fifo* window_in = act;
+        layer_geo walk = g;  // the window generator's vertical walk
+        if (g.ddr_rows) {
+            window_in = make_fifo("fetch" + std::to_string(n), g.fetch_depth);
+            row_memory* rm = new row_memory(g, frames);
+            rm->name = "layer" + std::to_string(n) + "_rows";
+            rm->in = act;
+            rm->out = window_in;
+            rm->latency = lat_io;
+            procs.emplace_back(rm);
+            walk.in_h = g.out_h * g.kernel;  // each output row's k rows, one after another
+            walk.stride = g.kernel;
+            walk.dilation = 1;
+            walk.padding = 0;
+        }
+        process* w = g.kernel > 1 ? (process*)new row_window(walk, frames) : (process*)new point_window(g, frames);
         w->name = "layer" + std::to_string(n) + "_window";
-        w->in = act;
+        w->in = window_in;
         w->out = win;
         w->latency = lat_window;
         procs.emplace_back(w);

@@ -48,7 +48,8 @@ SENTEI_EXPORT unsigned sentei_csim_execute(const uint32_t* frame, const uint32_t
     sentei::csim::reset();
     sentei::csim::tracing() = trace != 0;
     unsigned status = 0;
-    sentei_top(f.data(), w.data(), out.data(), cmd, height, width, frames, status);
+    static std::vector<sentei::row_word_t> rows(SENTEI_ROW_BUFFER_WORDS + 1);  // scratch in "DDR" (the accelerator's only)
+    sentei_top(f.data(), w.data(), out.data(), cmd, height, width, frames, status SENTEI_ROW_BUFFER_ARGS(rows.data()));
     sentei::csim::tracing() = false;
     for (size_t i = 0; i < nl; i++) logits[i] = (int32_t)out[i].to_int();
     return status;

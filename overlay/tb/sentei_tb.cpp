@@ -83,7 +83,9 @@ int main(int argc, char** argv) {
         std::vector<sentei::word_t> blob(blob_npy.data.begin(), blob_npy.data.end());
         std::vector<sentei::word_t> frame_words((size_t)frames * SENTEI_FRAME_WORDS, 0);
         std::vector<sentei::logit_t> logits((size_t)frames * SENTEI_LOGIT_WORDS);
-        sentei_top(frame_words.data(), blob.data(), logits.data(), sentei::CMD_LOAD_WEIGHTS, 0, 0, 0, status_load);
+        std::vector<sentei::row_word_t> rows(SENTEI_ROW_BUFFER_WORDS + 1);  // the row buffer (rows in DDR), scratch
+        sentei_top(frame_words.data(), blob.data(), logits.data(), sentei::CMD_LOAD_WEIGHTS, 0, 0, 0,
+                   status_load SENTEI_ROW_BUFFER_ARGS(rows.data()));
         if (status_load != sentei::STATUS_OK) {
             std::printf("LOAD_WEIGHTS failed with status %u\n", status_load);
             errors++;
@@ -99,7 +101,7 @@ int main(int argc, char** argv) {
             sentei::csim::tracing() = true;
             unsigned st = 0;
             sentei_top(frame_words.data(), blob.data(), logits.data(), sentei::CMD_RUN_FRAME,
-                       net::input_config::height, net::input_config::width, frames, st);
+                       net::input_config::height, net::input_config::width, frames, st SENTEI_ROW_BUFFER_ARGS(rows.data()));
             sentei::csim::tracing() = false;
             status_run.push_back(st);
             if (st != sentei::STATUS_OK) {

@@ -154,6 +154,36 @@ def test_network_wires_one_block_per_layer():
     assert "pipeline(frame, logits, iq, frames, layer0_weights, layer0_quant," in text
 
 
+def test_rows_in_ddr_get_a_port_each_and_a_region_of_one_buffer():
+    """odd conv2 (d = 3, six 6-bit channels) and conv4 (ten 6-bit channels: 10 a word) keep their
+    rows in DDR: each a rows_through_memory process before its window, its own m_axi port after
+    `status`, its region of one row buffer (64-byte aligned) in network.json; without 'r' none."""
+    model = odd()
+    facts = codegen.network_facts(model, ["s6w1p2", "s4w3p4r", "s10", "s5p3r", "s5"], fifo_depths="rule")
+    files = codegen.render(facts)
+    net, config = files["network.h"], files["network_config.h"]
+    for n in (1, 3):
+        assert f"rows_through_memory<layer{n}_config>(act{n}, rows{n}, fetch{n}, frames);" in net
+        assert f"layer{n}_window(fetch{n}, win{n}, frames);" in net
+        assert f"line_buffer<rows_config<layer{n}_config> >" in net
+    assert "rows_through_memory<layer0_config>" not in net and "layer0_window(act0, win0, frames);" in net
+    words = [perf.layer_geometry(model, n, p)["row_words"] for n, p in ((1, "s4w3p4r"), (3, "s5p3r"))]
+    (_, h1, w1), (_, h3, w3) = model.shapes()[1], model.shapes()[3]
+    assert words == [(7 + 2) * w1 * 1, (3 + 1) * w3 * 1]  # (k-1)*d+1+s rows of W pixels, a 64-bit word a pixel (10 channels)
+    first = -(-words[0] // 8) * 8
+    ports = json.loads(files["network.json"])["row_ports"]
+    assert ports == [{"argument": "rows1", "layer": "conv2", "offset_bytes": 0, "bytes": 8 * words[0]},
+                     {"argument": "rows3", "layer": "conv4", "offset_bytes": 8 * first, "bytes": 8 * words[1]}]
+    assert json.loads(files["network.json"])["row_buffer_bytes"] == 8 * (first + words[1])
+    assert "sentei::row_word_t* rows1" in config and ", (buffer) + 0" in config and f", (buffer) + {first}" in config
+    assert "port = rows3 offset = slave bundle = gmem_rows3 depth = %d" % words[1] in config
+    plain = codegen.render(codegen.network_facts(model, ["s6w1p2", "s4w3p4", "s10", "s5p3", "s5"], fifo_depths="rule"))
+    assert "#define SENTEI_ROW_PARAMS\n" in plain["network_config.h"] and "rows_through_memory<" not in plain["network.h"]
+    assert json.loads(plain["network.json"])["row_ports"] == []
+    assert facts.signature() != codegen.network_facts(model, ["s6w1p2", "s4w3p4", "s10", "s5p3", "s5"],
+                                                      fifo_depths="rule").signature()
+
+
 def test_generate_writes_into_the_given_folder(tmp_path):
     facts, paths = codegen.generate(tiny(), tmp_path / "gen")
     assert sorted(p.name for p in (tmp_path / "gen").iterdir()) == ["network.h", "network.json", "network_config.h"]
@@ -187,7 +217,7 @@ def test_top_header_agrees_with_register_module():
 
 def test_every_pragma_has_a_reason():
     sources = list(HLS.glob("*.hpp")) + list(HLS.glob("*.cpp"))
-    templates = [codegen.NETWORK_HEADER.template, codegen.LAYER_STREAMS.template,
+    templates = [codegen.NETWORK_HEADER.template, codegen.LAYER_STREAMS.template, codegen.FETCH_STREAM.template,
                  *(t.template for t in codegen.LAYER_WINDOW.values()),
                  *(t.template for t in codegen.LAYER_ENGINE.values())]
     lines = [ln for src in sources for ln in src.read_text().splitlines()]

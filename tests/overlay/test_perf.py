@@ -465,6 +465,50 @@ def test_allocator_tries_dearer_plans_for_the_layer_that_sets_the_interval():
     assert not perf.over_limits(perf.design_resources(model, plans, board, limits["uram"]), limits)
 
 
+def test_rows_in_ddr_by_hand():
+    """A d = 8 layer of 128 channels on 45x60 (the CamVid network's conv7): SPAN + 1 = 18 rows on
+    chip, or 2k = 6 with its rows in DDR; the row memory's clocks and the window's walk counted
+    by hand; offered only on boards whose file allows it, refused on a 1x1 layer."""
+    model = camvid_standin(8)
+    on_chip, ddr = perf.as_plan("s10"), perf.as_plan("s10r")
+    assert ddr.ddr_rows and ddr.label() == "s10r" and perf.as_plan(ddr.label()) == ddr
+    g0, g = perf.layer_geometry(model, 6, on_chip), perf.layer_geometry(model, 6, ddr)
+    assert (g0["line_slots"], g["line_slots"]) == (18, 6)
+    # 8 channels a 64-bit word; the ring in DDR holds SPAN + S = 18 rows
+    assert (g["pixel_beats"], g["row_beats"], g["row_words"]) == (16, 60 * 16, 18 * 60 * 16)
+    # 45 x 60 pixels written, a burst of 16 words + 2 clocks each; of the 45 x 3 window rows sent, rows
+    # yo - 8, yo, yo + 8 inside the image are read back (+ the read latency a pixel), the 2 x 8 others
+    # (the first and last eight output rows lose one each) are zeros, 2 clocks a pixel
+    reads = 3 * 45 - 2 * 8
+    assert g["row_memory_cycles"] == 45 * 60 * 18 + reads * 60 * (18 + perf.DDR_READ_LATENCY) + 16 * 60 * 2
+    # the window takes 135 rows of 60 x 128 words (3 per output row) while it sends 45 x 60 x 3 x 128
+    # chunks, one of each a clock: the frame is the 1,036,800 words plus the first window's wait
+    assert 0 < g["window_iterations"] - 135 * 60 * 128 < 60 * 128
+    assert g["window_iterations"] == perf.window_iterations(45, 60, 3, 1, 8, 8, 128, 1, 1, 1, ddr_rows=True)
+    r0 = perf.layer_resources(model, 6, on_chip, "pynqz2")
+    r = perf.layer_resources(model, 6, ddr, "pynqz2")
+    assert r0["bram18"] - r["bram18"] == 12 * 4 - 2 * perf.memory_cost(64, 64)[0]  # 12 rows of 4 BRAM18, two data FIFOs
+    assert r["lut"] > r0["lut"] and r["ff"] == r0["ff"] + perf.FF_PER_M_AXI
+    assert any(p.ddr_rows for p in perf.layer_options(model, 6, ddr_rows=True))
+    assert not any(p.ddr_rows for p in perf.layer_options(model, 6))  # ZCU104 and KV260 keep rows on chip
+    assert not any(p.ddr_rows for p in perf.layer_options(model, 4, ddr_rows=True))  # d = 2: 2k = SPAN + 1
+    assert not any(p.ddr_rows for p in perf.allocate(model, "zcu104"))
+    with pytest.raises(SenteiError, match="rows in DDR .* k > 1"):
+        perf.layer_geometry(odd(), 2, perf.as_plan("s5r"))
+
+
+def test_the_default_model_fits_pynqz2_with_its_dilated_rows_in_ddr():
+    from sentei.host.modelfile import bundled
+
+    model = bundled.load_model(None)
+    plans = perf.allocate(model, "pynqz2")
+    assert [n for n, p in enumerate(plans) if p.ddr_rows] == [5, 6]  # conv6 (d = 4), conv7 (d = 8)
+    used, limits = perf.design_resources(model, plans, "pynqz2"), perf.resource_limits("pynqz2")
+    assert not perf.over_limits(used, limits)
+    on_chip = [dataclasses.replace(p, ddr_rows=False) for p in plans]
+    assert perf.design_resources(model, on_chip, "pynqz2")["bram18"] > limits["bram18"]  # the same plans, rows on chip
+
+
 def test_allocator_rejects_a_network_that_does_not_fit():
     # 40 layers x (1 MAC + 4 requant DSP48) + 6 + 1 = 207 > 187 = 85% of 220
     big = random_model(seed=0, height=4, width=4, specs=tuple(LayerSpec(4, kernel=1) for _ in range(40)))
