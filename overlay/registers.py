@@ -20,7 +20,7 @@ GIE = 0x04
 IER = 0x08
 ISR = 0x0C
 
-# arguments of sentei_top(frame, weights, logits, cmd, height, width, frames, status)
+# arguments of sentei_top(frame, weights, logits, cmd, height, width, frames, status[, rows<n>...])
 FRAME_LO = 0x10  # FRAMES uint8 RGB frames, each H*W*3 bytes row-major HWC padded to whole 32-bit words
 FRAME_HI = 0x14
 WEIGHTS_LO = 0x1C  # the weight blob of the model file (uint32 words)
@@ -34,6 +34,27 @@ FRAMES = 0x4C  # frames one RUN_FRAME streams through the pipeline (>= 1), back 
 STATUS = 0x54  # written by the accelerator at the end of every command
 STATUS_CTRL = 0x58  # bit 0: status valid (ap_vld)
 ADDRESS_RANGE = 0x1000
+
+# Row ports: only in a bitstream whose network keeps some conv layer's line-buffer rows in DDR
+# (network.json "row_ports" not empty). Each such layer n has its own 64-bit m_axi pointer argument
+# rows<n> (its own bundle), appended after status in network order, e.g.
+# sentei_top(..., status, rows5, rows6). Vitis HLS lays them out after STATUS_CTRL: row port j
+# (0, 1, ... in argument order) has its low word at ROWS_FIRST + j*ROW_PORT_STRIDE, its high word
+# 4 bytes above and a reserved word after (the .hwh names them rows<n>_1, rows<n>_2). Every port
+# points into ONE row buffer the driver allocates: port j gets its address + the port's
+# offset_bytes (network.json). Without such layers these registers do not exist.
+ROWS_FIRST = 0x5C
+ROW_PORT_STRIDE = 0x0C  # LO, HI, reserved
+
+
+def row_port_offset(j: int) -> int:
+    """Offset of the low word of row port ``j`` (0 for the first ``rows<n>`` argument after ``status``)."""
+    j = int(j)
+    offset = ROWS_FIRST + ROW_PORT_STRIDE * j
+    if j < 0 or offset + 8 > ADDRESS_RANGE:
+        raise ValueError(f"row port {j} is not inside the 0x{ADDRESS_RANGE:x}-byte register window")
+    return offset
+
 
 # which register each top-function argument uses (checked against the .hwh on a board)
 ARGUMENTS = {

@@ -13,7 +13,9 @@ Three layers, each small:
     :class:`~sentei.host.runtime.emulated_overlay.EmulatedOverlay`.
 
 - :class:`Accelerator` owns the buffers of one model on one accelerator: the weight blob
-  (allocated, flushed and loaded once per model), two frame buffers and two logits buffers
+  (allocated, flushed and loaded once per model), the row buffer of a network whose layers keep
+  line-buffer rows in DDR (allocated once per model, touched only by the accelerator through
+  each such layer's row port), two frame buffers and two logits buffers
   (so batch n+1 is prepared while batch n runs), each holding ``batch`` frames (logit maps)
   back to back for one ``CMD_RUN_FRAME`` of up to ``batch`` frames (:meth:`Accelerator.run_frames`),
   ``flush()`` before a start and ``invalidate()`` after done, and ``close()`` that frees them
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -98,12 +101,18 @@ class SenteiDriver:
 
     # -- the register table -------------------------------------------------------------
 
-    def check_register_map(self) -> None:
+    def check_register_map(self, row_ports=()) -> None:
         """Compare :mod:`sentei.overlay.registers` with the register table of the ``.hwh``.
 
         PYNQ builds ``register_map`` from ``description["registers"]``, the table it parses
         from the ``.hwh``; a bitstream built from other HLS sources fails here, before any
         write, with the first register that differs.
+
+        ``row_ports`` are ``network.json``'s row ports in argument order, ``(argument,
+        offset_bytes)`` pairs (:func:`row_ports_of`): the layers that keep line-buffer rows in
+        DDR, each with its own pointer ``rows<n>`` after ``status``, whose register
+        ``rows<n>_1`` must be at ``registers.row_port_offset(j)`` for the j-th. Without them no
+        row register is checked (present or not), and :meth:`start_command` writes none.
         """
         table = getattr(self, "_registers", None)
         if not table:
@@ -113,15 +122,24 @@ class SenteiDriver:
         expected = {"ctrl": R.AP_CTRL, "status_ctrl": R.STATUS_CTRL}
         for arg, off in R.ARGUMENTS.items():
             expected[f"{arg}_1" if arg in R.POINTER_ARGUMENTS else arg] = off
+        names = _row_port_names(row_ports)
+        if names:
+            missing = [f"{arg}_1" for arg in names if _lookup(offsets, f"{arg}_1") is None]
+            if missing:
+                regs = "/".join(missing) + (" registers" if len(missing) > 1 else " register")
+                raise SenteiError(f"the bitstream's network keeps line-buffer rows in DDR (network.json: row ports "
+                                  f"{', '.join(names)}) but its register map has no {regs}: rebuild the bitstream "
+                                  f"from the `sentei overlay codegen` output of this network "
+                                  f"(make -C overlay MODEL=...), with its .hwh")
+            expected.update({f"{arg}_1": R.row_port_offset(j) for j, arg in enumerate(names)})
         for name, off in expected.items():
-            found = offsets.get(name)
-            if found is None and name.endswith("_1"):  # older Vitis HLS: one 64-bit register
-                found = offsets.get(name[:-2])
+            found = _lookup(offsets, name)
             if found != off:
                 where = "missing" if found is None else f"at 0x{found:x}"
                 raise SenteiError(f"register {name} is {where} in the bitstream's register map, expected at "
                                   f"0x{off:x}: the bitstream was not built from this sentei's HLS sources "
                                   f"(rebuild it, or install the matching sentei)")
+        self._row_ports = names  # start_command writes row ports only to a map checked for them
 
     # -- commands -------------------------------------------------------------------------
 
@@ -130,7 +148,7 @@ class SenteiDriver:
         self.write(lo + 4, (address >> 32) & 0xFFFFFFFF)
 
     def start_command(self, cmd: int, frame: int = 0, weights: int = 0, logits: int = 0,
-                      height: int = 0, width: int = 0, frames: int = 1) -> None:
+                      height: int = 0, width: int = 0, frames: int = 1, rows: dict[str, int] | None = None) -> None:
         """Write the arguments of one command and set ``AP_START``.
 
         Parameters
@@ -139,6 +157,12 @@ class SenteiDriver:
             ``CMD_LOAD_WEIGHTS`` or ``CMD_RUN_FRAME``.
         frame, weights, logits : int
             Device addresses of the buffers (``buffer.device_address``).
+        rows : dict, optional
+            ``{argument: device address}`` of every row port :meth:`check_register_map` was
+            given (``rows5``: the row buffer's address + that port's ``offset_bytes``), each
+            written as low/high words at ``registers.row_port_offset(j)``. None writes none
+            (``LOAD_WEIGHTS``, which does not use them, or a bitstream without row ports); a
+            ``RUN_FRAME`` of a bitstream with row ports needs them all.
         height, width : int
             The frame size (the bitstream refuses another than its compiled one).
         frames : int
@@ -146,6 +170,17 @@ class SenteiDriver:
             ``STATUS_BAD_FRAMES`` to 0), back to back in both buffers; :meth:`wait_done` then
             allows ``frames`` times its timeout.
         """
+        ports = getattr(self, "_row_ports", ())
+        if rows is not None or (ports and cmd == R.CMD_RUN_FRAME):
+            given = list(rows or {})
+            if set(given) != set(ports):
+                extra = [name for name in given if name not in ports]
+                if extra:
+                    raise SenteiError(f"row port addresses for {', '.join(map(_shown, extra))} were given but the "
+                                      f"register map was checked for {', '.join(ports) or 'no row ports'}: call "
+                                      f"check_register_map(row_ports) with the network's row ports first")
+                raise SenteiError(f"a RUN_FRAME of this bitstream needs the address of every row port: "
+                                  f"{', '.join(name for name in ports if name not in given)} missing")
         ctrl = self.read(R.AP_CTRL)
         if not ctrl & R.AP_IDLE:
             raise SenteiError("the accelerator is still busy with a previous command (a frame was started "
@@ -153,6 +188,8 @@ class SenteiDriver:
         self._write_address(R.FRAME_LO, int(frame))
         self._write_address(R.WEIGHTS_LO, int(weights))
         self._write_address(R.LOGITS_LO, int(logits))
+        for j, name in enumerate(ports if rows is not None else ()):  # in argument order
+            self._write_address(R.row_port_offset(j), int(rows[name]))
         self.write(R.CMD, int(cmd))
         self.write(R.HEIGHT, int(height))
         self.write(R.WIDTH, int(width))
@@ -195,6 +232,26 @@ class SenteiDriver:
     def _pause(self, seconds: float, deadline: float) -> None:
         """Between two polls of ``AP_CTRL``: sleep (on a board the accelerator runs beside the CPU)."""
         time.sleep(seconds)
+
+
+def _row_port_names(row_ports) -> tuple[str, ...]:
+    """The arguments of ``row_ports`` (``(argument, offset_bytes)`` pairs or bare names), checked."""
+    names = tuple(p if isinstance(p, str) else p[0] for p in row_ports or ())
+    for name in names:
+        if not isinstance(name, str) or not ROW_ARGUMENT.fullmatch(name):
+            raise SenteiError(f"row port {_shown(name)} is not a rows<n> argument")
+    if len(set(names)) != len(names):
+        raise SenteiError(f"row ports {', '.join(names)}: an argument appears twice")
+    return names
+
+
+def _lookup(offsets: dict, name: str):
+    """Offset of register ``name`` (lower case) in a ``.hwh`` table; ``x_1`` also as ``x`` (older Vitis
+    HLS: one 64-bit register per pointer); None when absent."""
+    found = offsets.get(name)
+    if found is None and name.endswith("_1"):
+        found = offsets.get(name[:-2])
+    return found
 
 
 def check_status(status: int, what: str) -> None:
@@ -296,10 +353,20 @@ class Accelerator:
         Frames each pair holds (1 to :data:`MAX_BATCH`): a frame buffer is ``[batch, 4*frame_words]``
         uint8 (frame n at word ``n*frame_words``), a logits buffer ``[batch, h, w, C]`` int32.
         :meth:`reserve` grows them.
+    row_ports : sequence of (str, int)
+        ``network.json``'s row ports in argument order, ``(argument, offset_bytes)``
+        (:func:`row_ports_of`): the layers that keep line-buffer rows in DDR. With any, one
+        scratch buffer of ``row_buffer_bytes`` (:attr:`rows`) is allocated with the weights and
+        kept while the model is loaded, and before every ``RUN_FRAME`` (none before
+        ``LOAD_WEIGHTS``) each port's register gets its address + the port's ``offset_bytes``;
+        the register map is checked for the ports first. Only the accelerator touches the
+        buffer: never written, flushed or invalidated by the host.
+    row_buffer_bytes : int
+        ``network.json``'s ``row_buffer_bytes``: the size of that buffer (0 without row ports).
     """
 
     def __init__(self, ip: SenteiDriver, allocate: Callable, model, timeout: float, slots: int = 2,
-                 batch: int = 1):
+                 batch: int = 1, row_ports=(), row_buffer_bytes: int = 0):
         from sentei.host.modelfile.schema import weight_blob
 
         self.ip = ip
@@ -307,6 +374,8 @@ class Accelerator:
         self.timeout = float(timeout)
         self._allocator = allocate
         self._buffers: list = []
+        self.rows = None  # the row buffer (rows in DDR), or None
+        self.row_ports: list[tuple[str, int]] = []  # (argument, offset_bytes) in argument order
         self.running: int | None = None  # the slot whose frames the accelerator is computing
         self._running_count = 0  # frames of the running command
         self._loaded = [0] * slots  # frames loaded into each slot
@@ -315,9 +384,14 @@ class Accelerator:
         self.logits: list = []
         self.batch = 0
         self._check_batch_size(batch)
+        row_bytes, self.row_ports = _checked_row_ports(row_buffer_bytes, row_ports, "Accelerator")
+        if self.row_ports:
+            ip.check_register_map(self.row_ports)  # the row ports the network needs, before any allocation
         try:
             blob = weight_blob(model)
             self.weights = self._allocate(allocate, blob.shape, np.uint32)
+            if self.row_ports:  # 64-byte aligned at least (pynq.allocate: page aligned)
+                self.rows = self._allocate(allocate, (row_bytes,), np.uint8)
             self._allocate_slots(batch, slots)
             self.weights[:] = blob
             self.weights.flush()
@@ -354,9 +428,10 @@ class Accelerator:
             raise SenteiError("the accelerator's buffers are closed")
         if self._in_flight or self.running is not None:
             raise SenteiError("cannot grow the frame buffers while a batch runs; collect it first")
-        for buf in self._buffers[1:]:  # every buffer but the weights (allocated first)
+        old = self.frames + self.logits  # the weights and the row buffer stay
+        for buf in old:
             buf.freebuffer()
-        del self._buffers[1:]
+        self._buffers = [b for b in self._buffers if not any(b is o for o in old)]
         slots = len(self.frames)
         self.frames, self.logits = [], []
         self._loaded = [0] * slots
@@ -404,8 +479,12 @@ class Accelerator:
         count = (self._loaded[slot] or 1) if frames is None else int(frames)
         check_batch(count, self.frames[slot], self.logits[slot], self.model)
         q = self.model.input
+        rows = None  # every start: each row port at its region of the one row buffer
+        if self.rows is not None:
+            rows = {name: self.rows.device_address + offset for name, offset in self.row_ports}
         self._start(R.CMD_RUN_FRAME, frame=self.frames[slot].device_address,
-                    logits=self.logits[slot].device_address, height=q.height, width=q.width, frames=count)
+                    logits=self.logits[slot].device_address, height=q.height, width=q.width, frames=count,
+                    rows=rows)
         self.running, self._running_count = slot, count
 
     def collect(self) -> np.ndarray:
@@ -608,22 +687,120 @@ def _with_network(path: Path) -> Path:
     return path
 
 
-def check_network(model, bitfile) -> None:
-    """Refuse a model whose weight blob is not the length the bitstream was built for.
+def check_network(model, bitfile) -> dict:
+    """Refuse a model whose weight blob is not the length the bitstream was built for; the bitstream's facts.
 
     The accelerator reads exactly its compiled ``blob_words`` (the header's offsets do not pin
     the last layer's K), so a shorter blob would be read past its end and a longer one
     misaligned, with ``STATUS_OK``. ``network.json``, published beside the ``.bit`` by the
-    build, says what the bitstream was built for.
+    build, says what the bitstream was built for; it is returned (its row ports:
+    :func:`row_ports_of`, checked here too).
     """
     from sentei.host.modelfile.schema import blob_words
 
     facts = json.loads(_with_network(Path(bitfile)).with_name("network.json").read_text())
+    if not isinstance(facts, dict):
+        row_ports_of(facts, bitfile)  # refused in one line
     words = blob_words(model)  # from the shapes: the blob itself is built once, by the Accelerator
     if words != int(facts.get("blob_words", -1)):
         raise SenteiError(f"{model.name}: its weight blob is {words} words, the bitstream {bitfile} was built "
                           f"for {facts.get('model', 'another network')} ({facts.get('blob_words')} words): build "
                           f"the bitstream for this model (make -C overlay MODEL=...)")
+    row_ports_of(facts, bitfile)  # malformed row ports are refused here, before anything opens
+    return facts
+
+
+#: A row port's argument: ``rows<n>``, n the index of its layer in the network.
+ROW_ARGUMENT = re.compile(r"rows[0-9]{1,6}")
+ROW_WORD_BYTES = 8  # a row port's data word (row_word_t, 64 bits): each region starts on one
+
+
+def _shown(value, limit: int = 40) -> str:
+    """``value`` from a file, for a one-line message: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _byte_count(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 0
+
+
+def row_ports_of(facts: dict, bitfile=None, source: str | None = None) -> tuple[int, list[tuple[str, int]]]:
+    """The row buffer and row ports a bitstream needs: ``(row_buffer_bytes, [(argument, offset_bytes)])``.
+
+    ``network.json`` (``NetworkFacts.to_json``) has the top-level ``row_buffer_bytes`` and
+    ``row_ports``, ``[{"argument": "rows5", "layer": "conv6", "offset_bytes": 0, "bytes": 61440},
+    ...]`` in argument order: the conv layers that keep line-buffer rows in DDR, each with its own
+    pointer argument ``rows<n>`` after ``status`` and its region of one row buffer. Both absent
+    (an older network.json), or 0 and empty: ``(0, [])``. Anything malformed -- not a byte count,
+    not a ``rows<n>`` argument, an argument twice or out of order, a region not 8-byte aligned,
+    beyond the buffer or overlapping another, a buffer without ports -- is refused in one line,
+    naming the ``network.json`` beside ``bitfile`` (or ``source``, where the facts come from elsewhere).
+    """
+    where = f"{Path(bitfile).with_name('network.json')}" if bitfile is not None else "network.json"
+
+    def refuse(what: str):
+        if source is not None:
+            raise SenteiError(f"{source}: {what}")
+        raise SenteiError(f"{where}: {what}: publish the network.json of the bitstream's own build")
+
+    if not isinstance(facts, dict):
+        refuse(f"holds {type(facts).__name__}, not an object")
+    size, ports = facts.get("row_buffer_bytes", 0), facts.get("row_ports", [])
+    if not _byte_count(size):
+        refuse(f"row_buffer_bytes is {_shown(size)}, not a byte count (0 or more)")
+    if not isinstance(ports, list):
+        refuse(f"row_ports is {_shown(ports)}, not a list")
+    out, regions, last = [], [], -1
+    for j, port in enumerate(ports):
+        if not isinstance(port, dict):
+            refuse(f"row_ports[{j}] is {_shown(port)}, not an object")
+        name, offset, nbytes = port.get("argument"), port.get("offset_bytes"), port.get("bytes")
+        match = ROW_ARGUMENT.fullmatch(name) if isinstance(name, str) else None
+        if match is None:
+            refuse(f"row_ports[{j}].argument is {_shown(name)}, not rows<n> (n: the layer's index)")
+        layer = int(name[4:])
+        if layer <= last:
+            refuse(f"row_ports[{j}].argument {name} does not follow {out[-1][0]} (argument order: network order)")
+        last = layer
+        for key, value in (("offset_bytes", offset), ("bytes", nbytes)):
+            if not _byte_count(value):
+                refuse(f"row_ports[{j}].{key} of {name} is {_shown(value)}, not a byte count (0 or more)")
+        if offset % ROW_WORD_BYTES:
+            refuse(f"row_ports[{j}].offset_bytes of {name} is {offset}, not a multiple of {ROW_WORD_BYTES} "
+                   f"(the port's 64-bit words)")
+        if nbytes == 0:
+            refuse(f"row_ports[{j}].bytes of {name} is 0: a port's region holds its layer's rows")
+        if offset + nbytes > size:
+            refuse(f"row_ports[{j}] {name}: its {nbytes} bytes at offset_bytes {offset} do not lie within the "
+                   f"row buffer of row_buffer_bytes {size}")
+        for other, start, end in regions:
+            if offset < end and start < offset + nbytes:
+                refuse(f"row_ports[{j}] {name}: its bytes {offset}..{offset + nbytes} overlap {other}'s "
+                       f"{start}..{end}")
+        regions.append((name, offset, offset + nbytes))
+        out.append((name, int(offset)))
+    if size and not out:
+        refuse(f"row_buffer_bytes is {size} but row_ports lists no port")
+    return int(size), out
+
+
+def _checked_row_ports(row_buffer_bytes, row_ports, who: str) -> tuple[int, list[tuple[str, int]]]:
+    """``(row_buffer_bytes, [(argument, offset_bytes)])`` given in code, checked as :func:`row_ports_of` does."""
+    if not _byte_count(row_buffer_bytes):
+        raise SenteiError(f"{who}: row_buffer_bytes={_shown(row_buffer_bytes)}: bytes of the row buffer, 0 or more")
+    row_ports = list(row_ports or ())
+    names = _row_port_names(row_ports)
+    ports = []
+    for name, port in zip(names, row_ports):
+        offset = port[1] if not isinstance(port, str) and len(port) == 2 else None
+        if not _byte_count(offset) or offset % ROW_WORD_BYTES or offset >= row_buffer_bytes:
+            raise SenteiError(f"{who}: row port {name} at offset_bytes {_shown(offset)}: not a multiple of "
+                              f"{ROW_WORD_BYTES} inside the row buffer of {int(row_buffer_bytes)} bytes")
+        ports.append((name, int(offset)))
+    if row_buffer_bytes and not ports:
+        raise SenteiError(f"{who}: a row buffer of {int(row_buffer_bytes)} bytes without row ports")
+    return int(row_buffer_bytes), ports
 
 
 class _BoardLock:

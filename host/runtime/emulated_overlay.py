@@ -19,7 +19,11 @@ accelerator writes reaches the host only after ``invalidate()``. On ``AP_START``
 accelerator decodes ``CMD``, ``FRAMES`` and the 64-bit buffer addresses and reads its inputs from the
 emulated DDR *by address* (a ``RUN_FRAME`` of ``FRAMES`` frames reads them back to back, frame n
 at word ``n*frame_words``, and writes logit map n at value ``n*logit_words``): a wrong, stale or freed address is a bus error
-(:class:`EmulatedBusError`), exactly where real hardware would read garbage.
+(:class:`EmulatedBusError`), exactly where real hardware would read garbage. An overlay whose
+"bitstream" has layers that keep line-buffer rows in DDR also has their row ports (``rows<n>``,
+one pointer register each after ``status``), and a ``RUN_FRAME`` needs every port to hold the
+address of one and the same live buffer of at least ``row_buffer_bytes``, plus that port's
+``offset_bytes`` (else a bus error, before any logit is written).
 
 The "hardware" is pluggable (:func:`make_hardware`):
 
@@ -45,7 +49,7 @@ from typing import Callable
 import numpy as np
 
 from sentei.errors import SenteiError
-from sentei.host.runtime.driver import frame_words, logit_words
+from sentei.host.runtime.driver import frame_words, logit_words, row_ports_of
 from sentei.host.modelfile.schema import (BLOB_INPUT_WORDS, BLOB_MAGIC, MAX_SHIFT, ConvLayer, InputQuant, Model, act_range,
                                 blob_offsets, blob_words)
 from sentei.overlay import registers as R
@@ -439,12 +443,14 @@ def make_hardware(network: Model, kind: str):
 # registers
 
 
-def register_table() -> dict:
+def register_table(row_ports=()) -> dict:
     """The accelerator's registers as PYNQ lists them in ``ip_dict[...]["registers"]``.
 
     Names follow what Vitis HLS writes into the ``.hwh``: a 64-bit pointer argument ``x`` is
     ``x_1`` (low word) and ``x_2`` (high word); an output scalar ``x`` with ``ap_vld`` has
-    ``x_ctrl``.
+    ``x_ctrl``. ``row_ports``: the arguments (or ``(argument, offset_bytes)`` pairs) of the row
+    ports after ``status``, of a network whose layers keep line-buffer rows in DDR, the j-th at
+    ``registers.row_port_offset(j)``.
     """
     def reg(offset, access, description):
         return {"address_offset": offset, "size": 32, "access": access, "description": description}
@@ -463,6 +469,10 @@ def register_table() -> dict:
         table[name] = reg(R.ARGUMENTS[name], "write-only", f"Data signal of {name}")
     table["status"] = reg(R.STATUS, "read-only", "Data signal of status")
     table["status_ctrl"] = reg(R.STATUS_CTRL, "read-only", "Control signal of status")
+    for j, port in enumerate(row_ports):
+        name, lo = port if isinstance(port, str) else port[0], R.row_port_offset(j)
+        table[f"{name}_1"] = reg(lo, "write-only", f"Data signal of {name} (low word)")
+        table[f"{name}_2"] = reg(lo + 4, "write-only", f"Data signal of {name} (high word)")
     return table
 
 
@@ -471,14 +481,19 @@ class EmulatedMMIO:
 
     ``read``/``write`` take byte offsets like ``pynq.MMIO``; writing ``AP_START`` to
     ``AP_CTRL`` runs one command on a worker thread. Every access is appended to ``log`` as
-    ``("read", offset, value)`` or ``("write", offset, value)``.
+    ``("read", offset, value)`` or ``("write", offset, value)``. With ``row_ports``
+    (``(argument, offset_bytes)`` in argument order) a ``RUN_FRAME`` also takes each row port's
+    address from its register and checks that they all lie in one row buffer of
+    ``row_buffer_bytes``.
     """
 
     def __init__(self, memory: EmulatedMemory, hardware, network: Model, log: list,
-                 hang: bool = False, delay_s: float = 0.0):
+                 hang: bool = False, delay_s: float = 0.0, row_ports=(), row_buffer_bytes: int = 0):
         self.memory = memory
         self.hardware = hardware
         self.network = network
+        self.row_ports = [(str(name), int(offset)) for name, offset in row_ports]
+        self.row_buffer_bytes = int(row_buffer_bytes)
         self.log = log
         self.hang = hang
         self.delay_s = float(delay_s)
@@ -542,6 +557,8 @@ class EmulatedMMIO:
             args = {name: int(self.regs[off // 4]) for name, off in R.ARGUMENTS.items()}
             for name in R.POINTER_ARGUMENTS:
                 args[name] |= int(self.regs[(R.ARGUMENTS[name] + 4) // 4]) << 32
+            args["rows"] = [int(self.regs[lo // 4]) | int(self.regs[(lo + 4) // 4]) << 32
+                            for lo in map(R.row_port_offset, range(len(self.row_ports)))]
         if self.hang:
             return  # the hung accelerator: AP_START stays high, done never comes
         self._idle.clear()
@@ -602,6 +619,8 @@ class EmulatedMMIO:
             out_bytes = 4 * logit_words(self.network)
             raw = self.memory.load(args["frame"], count * stride)
             self.memory.check(args["logits"], count * out_bytes, what="write")  # the whole output: a bus error up front
+            if self.row_ports:
+                self._check_rows(args["rows"], [(args["frame"], count * stride), (args["logits"], count * out_bytes)])
             frames = [np.frombuffer(raw, dtype=np.uint8, count=size, offset=n * stride).reshape(q.height, q.width, 3)
                       for n in range(count)]
             status, batch = self.hardware.run_frames(frames)  # the C-simulation build overlaps them, as the FPGA
@@ -613,6 +632,33 @@ class EmulatedMMIO:
                                   who="accelerator")
             return R.STATUS_OK
         return R.STATUS_BAD_COMMAND
+
+    def _check_rows(self, addresses: list[int], others) -> None:
+        """The row ports as the accelerator uses them: port j reads and writes its layer's rows at
+        ``addresses[j]``, which must be ``base + offset_bytes`` of that port for one ``base``, the
+        start of a live buffer of at least ``row_buffer_bytes``, apart from the frame and logits
+        buffers (``others``: ``(address, bytes)``)."""
+        size = self.row_buffer_bytes
+        (first, first_offset), base = self.row_ports[0], addresses[0] - self.row_ports[0][1]
+        for j, ((name, offset), address) in enumerate(zip(self.row_ports, addresses)):
+            if address - offset != base:
+                raise EmulatedBusError(
+                    f"accelerator rows: {name} (ROWS{j}) at 0x{address:x} is not the row buffer's address + its "
+                    f"offset_bytes {offset}, the buffer {first} (ROWS0) at 0x{addresses[0]:x} - {first_offset} "
+                    f"= 0x{base:x} points at: every row port must point into the one row buffer")
+        if base < 0:
+            raise EmulatedBusError(f"accelerator rows: {first} (ROWS0) at 0x{addresses[0]:x} lies below its "
+                                   f"offset_bytes {first_offset}: no row buffer behind it")
+        with self.memory._lock:  # 0, freed or too small: outside every live buffer
+            start = self.memory._region(base, size, "accelerator rows", "write").address
+        if start != base:
+            raise EmulatedBusError(f"accelerator rows: the row buffer the ports point at, 0x{base:x}, is not the "
+                                   f"start of a buffer (0x{start:x} is): each port must be the row buffer's "
+                                   f"address + its offset_bytes")
+        for address, nbytes in others:
+            if base < address + nbytes and address < base + size:
+                raise EmulatedBusError(f"accelerator rows: the row buffer at 0x{base:x} ({size} bytes) overlaps "
+                                       f"the frame or logits buffer at 0x{address:x} ({nbytes} bytes)")
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the command in flight (if any) has finished (tests and close)."""
@@ -631,6 +677,21 @@ class EmulatedMMIO:
 # the overlay
 
 
+def _row_ports(hardware, row_ports, row_buffer_bytes) -> tuple[int, list[tuple[str, int]]]:
+    """``(row_buffer_bytes, [(argument, offset_bytes)])`` of an emulated bitstream (see :class:`EmulatedOverlay`)."""
+    if row_ports is None:  # the compiled network's facts (sentei.overlay.codegen.NetworkFacts)
+        facts = getattr(hardware, "facts", None)
+        row_ports = list(facts.row_ports()) if hasattr(facts, "row_ports") else []
+        if row_buffer_bytes is None and row_ports:
+            row_buffer_bytes = facts.row_buffer_bytes
+    if row_buffer_bytes is None:  # just what the ports need
+        ends = [(p.get("offset_bytes"), p.get("bytes")) if isinstance(p, dict) else None for p in row_ports or []]
+        if all(isinstance(e, tuple) and all(isinstance(v, int) for v in e) for e in ends):
+            row_buffer_bytes = max((offset + nbytes for offset, nbytes in ends), default=0)
+    return row_ports_of({"row_buffer_bytes": row_buffer_bytes, "row_ports": row_ports},
+                        source="EmulatedOverlay row ports")
+
+
 class EmulatedOverlay:
     """A stand-in for ``pynq.Overlay`` holding one emulated sentei accelerator.
 
@@ -646,6 +707,17 @@ class EmulatedOverlay:
         The accelerator never signals done (to test the driver's timeout).
     delay_s : float
         Extra seconds every command takes (to make pipelining visible).
+    row_ports : list of dict, optional
+        The emulated bitstream's row ports, as ``network.json``'s ``row_ports`` (``NetworkFacts.
+        row_ports()``): ``{"argument": "rows5", "offset_bytes": 0, "bytes": 61440, ...}`` in
+        argument order, the layers that keep line-buffer rows in DDR. Its register table then
+        has ``rows<n>_1``/``rows<n>_2`` for each and ``RUN_FRAME`` checks them. Default: the
+        ``row_ports()`` of the hardware's compiled facts (``hardware="csim"``: the C-simulation
+        build's ``NetworkFacts``), else none.
+    row_buffer_bytes : int, optional
+        Bytes of the one buffer behind the row ports (``network.json``'s ``row_buffer_bytes``).
+        Default: the facts' ``row_buffer_bytes`` where the row ports come from them, else the
+        end of the last port's region.
 
     Attributes
     ----------
@@ -659,17 +731,32 @@ class EmulatedOverlay:
     log : EventLog
         Register accesses and buffer events, in order (the newest :data:`LOG_LIMIT` of them:
         a camera loop running for hours stays within a few MiB).
+    row_ports : list of (str, int)
+        ``(argument, offset_bytes)`` of each row port in argument order (empty: no layer keeps
+        rows in DDR), checked as :func:`sentei.host.runtime.driver.row_ports_of` checks
+        ``network.json``'s.
+    row_buffer_bytes : int
+        Bytes of the row buffer the emulated bitstream needs (0 without row ports). The
+        Segmenter gives both to the driver, as ``network.json``'s on a board.
     """
 
-    def __init__(self, network: Model, hardware="reference", hang: bool = False, delay_s: float = 0.0):
+    def __init__(self, network: Model, hardware="reference", hang: bool = False, delay_s: float = 0.0,
+                 row_ports: list | None = None, row_buffer_bytes: int | None = None):
         self.network = network
         self.log: list = EventLog(LOG_LIMIT)
         self.memory = EmulatedMemory(self.log)
         self.hardware = make_hardware(network, hardware) if isinstance(hardware, str) else hardware
-        self.mmio = EmulatedMMIO(self.memory, self.hardware, network, self.log, hang=hang, delay_s=delay_s)
+        try:
+            self.row_buffer_bytes, self.row_ports = _row_ports(self.hardware, row_ports, row_buffer_bytes)
+        except BaseException:
+            if isinstance(hardware, str) and getattr(self.hardware, "close", None) is not None:
+                self.hardware.close()
+            raise
+        self.mmio = EmulatedMMIO(self.memory, self.hardware, network, self.log, hang=hang, delay_s=delay_s,
+                                 row_ports=self.row_ports, row_buffer_bytes=self.row_buffer_bytes)
         self.ip_dict = {IP_NAME: {
             "type": R.VLNV, "phys_addr": IP_BASE, "addr_range": R.ADDRESS_RANGE,
-            "fullpath": IP_NAME, "registers": register_table(), "mmio": self.mmio,
+            "fullpath": IP_NAME, "registers": register_table(self.row_ports), "mmio": self.mmio,
         }}
         self.owner: str | None = None
 

@@ -212,10 +212,11 @@ class Segmenter:
         self.batch = int(batch)
         owner = f"Segmenter(model {self.model.name!r}, backend {self.backend})"
         try:
+            row_bytes, row_ports = 0, []  # the row buffer and row ports of a network with rows in DDR
             if self.backend == "fpga":
                 bitfile = choice.bitfile if overlay is None else getattr(overlay, "bitfile_name", None)
                 if bitfile:  # before downloading anything: the model must be the bitstream's network
-                    drv.check_network(self.model, bitfile)
+                    row_bytes, row_ports = drv.row_ports_of(drv.check_network(self.model, bitfile), bitfile)
                 self.overlay, ip, allocate, self._release = drv.open_board(choice.bitfile, owner, overlay)
             else:
                 if overlay is None:
@@ -225,10 +226,13 @@ class Segmenter:
                 self.overlay = overlay
                 ip = drv.EmulatedIP(overlay.ip_dict[drv.find_ip(overlay)])
                 allocate = overlay.allocate
+                row_bytes = getattr(overlay, "row_buffer_bytes", 0)
+                row_ports = list(getattr(overlay, "row_ports", []))
             ip.timeout = self.timeout
-            ip.check_register_map()
+            ip.check_register_map(row_ports)
             self.ip = ip
-            self._acc = drv.Accelerator(ip, allocate, self.model, self.timeout, batch=self.batch)
+            self._acc = drv.Accelerator(ip, allocate, self.model, self.timeout, batch=self.batch,
+                                        row_ports=row_ports, row_buffer_bytes=row_bytes)
         except BaseException:
             self.close()
             raise

@@ -280,6 +280,170 @@ def test_a_bitstream_without_the_frames_register_is_refused(model):
 
 
 # ---------------------------------------------------------------------------------------
+# rows in DDR: a row port per layer (rows<n>), all into one row buffer
+
+ROW_PORTS = [{"argument": "rows1", "layer": "conv1", "offset_bytes": 0, "bytes": 2048},
+             {"argument": "rows3", "layer": "conv3", "offset_bytes": 2112, "bytes": 2880}]
+ROW_BYTES = 4992  # 2112 + 2880: the end of the last region
+ROW_REGS = {0x5C, 0x60, 0x68, 0x6C}  # rows1 LO/HI, rows3 LO/HI (after STATUS_CTRL at 0x58)
+
+
+def _run_frame_writes(log):
+    """The register writes of every RUN_FRAME start in ``log``, each up to its AP_START."""
+    starts, current = [], []
+    for off, val in _writes(log):
+        current.append((off, val))
+        if (off, val) == (R.AP_CTRL, R.AP_START):
+            if (R.CMD, R.CMD_RUN_FRAME) in current:
+                starts.append(current)
+            current = []
+    return starts
+
+
+def _network_json(bit, model, **extra):
+    import json
+
+    facts = {"model": model.name, "blob_words": int(weight_blob(model).size), **extra}
+    (bit.parent / "network.json").write_text(json.dumps(facts))
+
+
+def test_each_row_port_gets_the_row_buffer_plus_its_offset_before_every_run_frame(model):
+    ov = EmulatedOverlay(model, row_ports=ROW_PORTS)
+    assert ov.row_buffer_bytes == ROW_BYTES and ov.row_ports == [("rows1", 0), ("rows3", 2112)]
+    ov.memory._next = 0x1_2345_0000  # above 4 GiB: the high words matter
+    frames = [synthetic.random_frame(i, 24, 32) for i in range(3)]
+    with Segmenter(model, overlay=ov) as seg:
+        acc = seg._acc
+        rows = acc.rows.device_address
+        assert rows >> 32 == 1 and acc.rows.nbytes == ROW_BYTES
+        assert ov.memory.live_buffers() == 6  # weights, rows, two frames, two logits
+        assert not [w for w in _writes(ov.log) if w[0] in ROW_REGS]  # LOAD_WEIGHTS: none
+        for frame, res in zip(frames, seg.stream(frames)):
+            assert np.array_equal(res.logits, reference.run(model, frame))
+        batch = seg.segment_batch(frames)  # grows the frame/logits buffers: the row buffer stays
+        assert all(np.array_equal(r.logits, reference.run(model, f)) for f, r in zip(frames, batch))
+        assert acc.rows.device_address == rows and not acc.rows.freed and ov.memory.live_buffers() == 6
+        starts = _run_frame_writes(ov.log)
+        assert len(starts) == 4
+        low = rows & 0xFFFFFFFF
+        for writes in starts:
+            assert [w for w in writes if w[0] in ROW_REGS] == [(0x5C, low), (0x60, 1), (0x68, low + 2112), (0x6C, 1)]
+        f, lg = acc.frames[0].device_address, acc.logits[0].device_address
+        assert starts[-1] == [  # after the three buffers, before CMD
+            (R.FRAME_LO, f & 0xFFFFFFFF), (R.FRAME_HI, 1), (R.WEIGHTS_LO, 0), (R.WEIGHTS_HI, 0),
+            (R.LOGITS_LO, lg & 0xFFFFFFFF), (R.LOGITS_HI, 1), (0x5C, low), (0x60, 1), (0x68, low + 2112),
+            (0x6C, 1), (R.CMD, R.CMD_RUN_FRAME), (R.HEIGHT, 24), (R.WIDTH, 32), (R.FRAMES, 3),
+            (R.AP_CTRL, R.AP_START)]
+        assert not any(e[0] in ("flush", "invalidate") and e[1] == rows for e in ov.log)  # the accelerator's alone
+    assert ov.memory.live_buffers() == 0
+
+
+def test_without_row_ports_nothing_is_written_to_the_row_port_offsets(model):
+    ov = EmulatedOverlay(model)
+    assert ov.row_ports == [] and ov.row_buffer_bytes == 0
+    with Segmenter(model, overlay=ov) as seg:
+        seg.segment_batch([synthetic.random_frame(i, 24, 32) for i in range(2)])
+        assert seg._acc.rows is None and ov.memory.live_buffers() == 5
+    assert len(_run_frame_writes(ov.log)) == 1
+    assert not [w for w in _writes(ov.log) if w[0] in ROW_REGS | {0x64, 0x70}]
+
+
+def test_a_network_with_row_ports_needs_their_registers(model):
+    """network.json lists row ports, the .hwh has no rows<n>_1: one line naming the problem and
+    the fix, before any write or allocation."""
+    ports = [("rows1", 0), ("rows3", 2112)]
+    ov = EmulatedOverlay(model)  # a register map without row ports
+    ip = drv.EmulatedIP(ov.ip_dict[IP_NAME])
+    ip.check_register_map()
+    ip.check_register_map([])  # no row ports needed: fine without them
+    with pytest.raises(SenteiError, match=r"^the bitstream's network keeps line-buffer rows in DDR \(network.json: "
+                                          r"row ports rows1, rows3\) but its register map has no rows1_1/rows3_1 "
+                                          r"registers: rebuild the bitstream from the `sentei overlay codegen` "
+                                          r"output of this network .*$") as exc:
+        ip.check_register_map(ports)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(SenteiError, match="keeps line-buffer rows in DDR"):
+        _accelerator(ov, model, timeout=5.0, row_ports=ports, row_buffer_bytes=ROW_BYTES)
+    assert not _writes(ov.log) and ov.memory.live_buffers() == 0
+    with pytest.raises(SenteiError, match=r"row port addresses for 'rows1' were given but the register map was "
+                                          r"checked for no row ports"):
+        ip.start_command(R.CMD_RUN_FRAME, rows={"rows1": 0x1000_0000})
+    assert not _writes(ov.log)
+    table = ov.ip_dict[IP_NAME]["registers"]
+    table["rows1_1"] = dict(table["frames"], address_offset=0x5C)
+    with pytest.raises(SenteiError, match=r"has no rows3_1 register: rebuild"):
+        ip.check_register_map(ports)
+    table["rows3_1"] = dict(table["frames"], address_offset=0x74)  # another layout than registers.py's
+    with pytest.raises(SenteiError, match=r"register rows3_1 is at 0x74 .* expected at 0x68"):
+        ip.check_register_map(ports)
+    table["rows3"] = table.pop("rows3_1")  # older Vitis HLS: one register per pointer
+    table["rows3"]["address_offset"] = 0x68
+    ip.check_register_map(ports)
+    with pytest.raises(SenteiError, match=r"^a RUN_FRAME of this bitstream needs the address of every row port: "
+                                          r"rows3 missing$"):
+        ip.start_command(R.CMD_RUN_FRAME, rows={"rows1": 0x1000_0000})
+    with pytest.raises(SenteiError, match=r"needs the address of every row port: rows1, rows3 missing"):
+        ip.start_command(R.CMD_RUN_FRAME)
+    assert not _writes(ov.log)
+
+
+def test_network_json_row_ports(model, tmp_path):
+    bit = installed(tmp_path, "pynqz2/sentei.bit", network=False) / "pynqz2" / "sentei.bit"
+    good = (({}, (0, [])), ({"row_buffer_bytes": 0, "row_ports": []}, (0, [])),
+            ({"row_buffer_bytes": ROW_BYTES, "row_ports": ROW_PORTS}, (ROW_BYTES, [("rows1", 0), ("rows3", 2112)])),
+            ({"row_buffer_bytes": 8192, "row_ports": ROW_PORTS[1:]}, (8192, [("rows3", 2112)])))
+    for extra, want in good:
+        _network_json(bit, model, **extra)
+        assert drv.row_ports_of(drv.check_network(model, bit), bit) == want
+    one, two = ROW_PORTS
+    bad = [
+        ({"row_buffer_bytes": ROW_BYTES - 8, "row_ports": ROW_PORTS},
+         r"row_ports\[1\] rows3: its 2880 bytes at offset_bytes 2112 do not lie within the row buffer of "
+         r"row_buffer_bytes 4984"),
+        ({"row_buffer_bytes": ROW_BYTES, "row_ports": [one, dict(two, offset_bytes=4096)]},
+         r"row_ports\[1\] rows3: its 2880 bytes at offset_bytes 4096 do not lie within"),
+        ({"row_buffer_bytes": ROW_BYTES, "row_ports": [one, dict(two, argument="frame")]},
+         r"row_ports\[1\].argument is 'frame', not rows<n>"),
+        ({"row_buffer_bytes": ROW_BYTES, "row_ports": [dict(one, argument="rows1_1"), two]},
+         r"row_ports\[0\].argument is 'rows1_1', not rows<n>"),
+        ({"row_buffer_bytes": ROW_BYTES, "row_ports": [dict(one, argument="rows1\nx"), two]},
+         r"row_ports\[0\].argument is 'rows1\\nx', not rows<n>"),
+        ({"row_buffer_bytes": ROW_BYTES, "row_ports": [dict(one, argument=1), two]},
+         r"row_ports\[0\].argument is 1, not rows<n>"),
+        ({"row_buffer_bytes": ROW_BYTES, "row_ports": [two, one]},
+         r"row_ports\[1\].argument rows1 does not follow rows3"),
+        ({"row_buffer_bytes": ROW_BYTES, "row_ports": [one, dict(two, argument="rows1")]},
+         r"row_ports\[1\].argument rows1 does not follow rows1"),
+        ({"row_buffer_bytes": ROW_BYTES, "row_ports": [one, dict(two, offset_bytes=2044)]},
+         r"row_ports\[1\].offset_bytes of rows3 is 2044, not a multiple of 8"),
+        ({"row_buffer_bytes": ROW_BYTES, "row_ports": [one, dict(two, offset_bytes=2040)]},
+         r"row_ports\[1\] rows3: its bytes 2040..4920 overlap rows1's 0..2048"),
+        ({"row_buffer_bytes": ROW_BYTES, "row_ports": [one, dict(two, bytes="2880")]},
+         r"row_ports\[1\].bytes of rows3 is '2880', not a byte count"),
+        ({"row_buffer_bytes": ROW_BYTES, "row_ports": [one, dict(two, offset_bytes=-8)]},
+         r"row_ports\[1\].offset_bytes of rows3 is -8, not a byte count"),
+        ({"row_buffer_bytes": ROW_BYTES, "row_ports": [one, dict(two, bytes=0)]},
+         r"row_ports\[1\].bytes of rows3 is 0: a port's region holds its layer's rows"),
+        ({"row_ports": ROW_PORTS}, r"row_ports\[0\] rows1: its 2048 bytes at offset_bytes 0 do not lie within the row "
+                                   r"buffer of row_buffer_bytes 0"),
+        ({"row_buffer_bytes": ROW_BYTES}, r"row_buffer_bytes is 4992 but row_ports lists no port"),
+        ({"row_buffer_bytes": "4992", "row_ports": ROW_PORTS}, r"row_buffer_bytes is '4992', not a byte count"),
+        ({"row_buffer_bytes": True, "row_ports": []}, r"row_buffer_bytes is True, not a byte count"),
+        ({"row_buffer_bytes": ROW_BYTES, "row_ports": {"rows1": 0}}, r"row_ports is \{'rows1': 0\}, not a list"),
+        ({"row_buffer_bytes": ROW_BYTES, "row_ports": ["rows1"]}, r"row_ports\[0\] is 'rows1', not an object"),
+    ]
+    for extra, message in bad:
+        _network_json(bit, model, **extra)
+        with pytest.raises(SenteiError, match=r"^.*pynqz2/network.json: " + message + r".*: publish the network.json "
+                                              r"of the bitstream's own build$") as exc:
+            drv.check_network(model, bit)
+        assert "\n" not in str(exc.value)
+    (bit.parent / "network.json").write_text("[1, 2]")
+    with pytest.raises(SenteiError, match=r"network.json: holds list, not an object"):
+        drv.check_network(model, bit)
+
+
+# ---------------------------------------------------------------------------------------
 # the real PYNQ classes
 
 
@@ -523,3 +687,37 @@ def test_a_model_must_have_the_blob_length_the_bitstream_was_built_for(model, tm
         drv.check_network(model, bit)
     (bit.parent / "network.json").write_text(json.dumps({"model": model.name, "blob_words": words}))
     drv.check_network(model, bit)
+
+
+def test_a_board_bitstream_with_row_ports_gets_them_from_network_json(model, tmp_path):
+    """The fpga path: network.json beside the .bit lists the row ports, SenteiIP on PYNQ's MMIO
+    writes the pynq.allocate'd row buffer + each offset to its port; a .hwh without them is refused."""
+    bit = installed(tmp_path, "pynqz2/sentei.bit", network=False) / "pynqz2" / "sentei.bit"
+    _network_json(bit, model, row_buffer_bytes=ROW_BYTES, row_ports=ROW_PORTS)
+    emulated = EmulatedOverlay(model, row_ports=ROW_PORTS)
+    board = FakePynqOverlay(emulated)
+    board.bitfile_name = str(bit)
+    frame = synthetic.random_frame(3, 24, 32)
+    with Segmenter(model, overlay=board) as seg:
+        assert seg.backend == "fpga" and type(seg.ip).__name__ == "SenteiIP"
+        rows = seg._acc.rows.device_address
+        assert rows in board.device.allocations and seg._acc.rows.nbytes == ROW_BYTES
+        assert seg._acc.row_ports == [("rows1", 0), ("rows3", 2112)]
+        assert np.array_equal(seg.logits(frame), reference.run(model, frame))
+    (start,) = _run_frame_writes(emulated.log)
+    assert [w for w in start if w[0] in ROW_REGS] == [(0x5C, rows), (0x60, 0), (0x68, rows + 2112), (0x6C, 0)]
+    assert emulated.memory.live_buffers() == 0
+    old = EmulatedOverlay(model)  # a bitstream built without the row ports, with this network.json
+    board = FakePynqOverlay(old)
+    board.bitfile_name = str(bit)
+    with pytest.raises(SenteiError, match=r"keeps line-buffer rows in DDR .* no rows1_1/rows3_1 registers: rebuild"):
+        Segmenter(model, overlay=board)
+    assert not _writes(old.log) and old.memory.live_buffers() == 0
+    late = [ROW_PORTS[0], dict(ROW_PORTS[1], offset_bytes=4096)]
+    _network_json(bit, model, row_buffer_bytes=ROW_BYTES, row_ports=late)
+    board = FakePynqOverlay(emulated)
+    board.bitfile_name = str(bit)
+    mark = len(emulated.log)
+    with pytest.raises(SenteiError, match=r"network.json: row_ports\[1\] rows3: its 2880 bytes at offset_bytes 4096"):
+        Segmenter(model, overlay=board)
+    assert len(emulated.log) == mark  # refused before anything is read, written or allocated

@@ -364,3 +364,155 @@ def test_a_batch_larger_than_its_buffers_is_a_bus_error(model, short):
         ov.mmio.read(R.AP_CTRL)
     lbuf.invalidate()
     assert not lbuf.any()  # refused before the first logit map is written
+
+
+# ---------------------------------------------------------------------------------------
+# rows in DDR: a row port per layer (rows<n>) after status, all into one row buffer
+
+
+def test_row_ports_follow_status_in_argument_order():
+    """sentei_top(..., status, rows5, rows6): after STATUS (0x54) and its ap_vld (0x58), each
+    64-bit pointer takes LO, HI and a reserved word, as Vitis HLS lays out the s_axilite map."""
+    assert (R.ROWS_FIRST, R.ROW_PORT_STRIDE) == (0x5C, 0x0C)
+    assert [R.row_port_offset(j) for j in range(3)] == [0x5C, 0x68, 0x74]
+    assert R.row_port_offset(333) == 0xFF8  # the last whose high word fits the 0x1000-byte window
+    for j in (-1, 334):
+        with pytest.raises(ValueError, match="register window"):
+            R.row_port_offset(j)
+    assert not any(name.startswith("rows") for name in R.ARGUMENTS)  # not every bitstream has them
+    assert not any(name.startswith("rows") for name in register_table())
+    table = register_table([("rows5", 0), ("rows6", 61440)])
+    assert {n: table[n]["address_offset"] for n in ("rows5_1", "rows5_2", "rows6_1", "rows6_2")} \
+        == {"rows5_1": 0x5C, "rows5_2": 0x60, "rows6_1": 0x68, "rows6_2": 0x6C}
+    offsets = [e["address_offset"] for e in table.values()]
+    assert len(set(offsets)) == len(offsets) == len(register_table()) + 4 and max(offsets) < R.ADDRESS_RANGE
+
+
+ROW_PORTS = [{"argument": "rows1", "layer": "conv1", "offset_bytes": 0, "bytes": 2048},
+             {"argument": "rows3", "layer": "conv3", "offset_bytes": 2112, "bytes": 2880}]
+ROW_BYTES = 4992
+
+
+def _loaded_with_rows(model, row_ports=ROW_PORTS):
+    ov = EmulatedOverlay(model, row_ports=row_ports)
+    wbuf = ov.allocate(weight_blob(model).shape, np.uint32)
+    wbuf[:] = weight_blob(model)
+    wbuf.flush()
+    assert _command(ov, R.CMD_LOAD_WEIGHTS, weights=wbuf.device_address) == R.STATUS_OK  # no rows needed
+    return ov
+
+
+def _start_with_rows(ov, model, fbuf, lbuf, rows1, rows3, width=None):
+    q = model.input
+    for lo, addr in ((R.FRAME_LO, fbuf.device_address), (R.LOGITS_LO, lbuf.device_address),
+                     (0x5C, rows1), (0x68, rows3)):
+        ov.mmio.write(lo, addr & 0xFFFFFFFF)
+        ov.mmio.write(lo + 4, addr >> 32)
+    for reg, value in ((R.CMD, R.CMD_RUN_FRAME), (R.HEIGHT, q.height), (R.WIDTH, width or q.width),
+                       (R.FRAMES, 1), (R.AP_CTRL, R.AP_START)):
+        ov.mmio.write(reg, value)
+    ov.mmio.join()
+
+
+def _with_buffers(model, frame, logits_values=None):
+    """A loaded overlay with two row ports, a flushed frame buffer, a logits buffer and five
+    candidate row buffers: ``rows``, ``other`` (both of ROW_BYTES), ``short`` (8 bytes less),
+    ``big`` (64 bytes more) and ``freed``."""
+    q, (c, h, w) = model.input, model.shapes()[-1]
+    ov = _loaded_with_rows(model)
+    fbuf = ov.allocate((q.height, q.width, 3), np.uint8)
+    fbuf[:] = frame
+    fbuf.flush()
+    lbuf = ov.allocate((logits_values or h * w * c,), np.int32)
+    extra = {"short": -8, "big": 64}
+    bufs = {name: ov.allocate((ROW_BYTES + extra.get(name, 0),), np.uint8)
+            for name in ("rows", "other", "short", "big", "freed")}
+    bufs["freed"].freebuffer()
+    return ov, fbuf, lbuf, {name: b.device_address for name, b in bufs.items()}
+
+
+@pytest.mark.parametrize("rows1, rows3, message", [
+    (("rows", 0), ("rows", 0), r"^accelerator rows: rows3 \(ROWS1\) at {rows} is not the row buffer's address \+ its "
+                               r"offset_bytes 2112, the buffer rows1 \(ROWS0\) at {rows} - 0 = {rows} points at"),
+    (("rows", 0), ("rows", 264), r"rows3 \(ROWS1\) at {rows+264} is not the row buffer's address"),  # words, not bytes
+    (("rows", 0), ("other", 2112), r"rows3 \(ROWS1\) at {other+2112} is not .* rows1 \(ROWS0\) at {rows} - 0"),
+    (("other", 0), ("rows", 2112), r"rows3 \(ROWS1\) at {rows+2112} is not .* rows1 \(ROWS0\) at {other} - 0"),
+    (("zero", 0), ("zero", 2112), r"^accelerator rows write of 4992 bytes at 0x0 lies outside every live buffer"),
+    (("short", 0), ("short", 2112), r"write of 4992 bytes at {short} lies outside every live buffer"),  # page: more
+    (("freed", 0), ("freed", 2112), r"write of 4992 bytes at {freed} lies outside every live buffer"),
+    (("big", 64), ("big", 2176), r"the row buffer the ports point at, {big+64}, is not the start of a buffer "
+                                 r"\({big} is\)"),  # every port 64 bytes late, inside a buffer that holds them
+])
+def test_run_frame_refuses_row_ports_outside_one_row_buffer(model, rows1, rows3, message):
+    frame = synthetic.random_frame(5, model.input.height, model.input.width)
+    ov, fbuf, lbuf, addr = _with_buffers(model, frame)
+    addr["zero"] = 0
+    names = {k: f"0x{v:x}" for k, v in addr.items()}
+    names.update({f"{k}+{d}": f"0x{v + d:x}" for k, v in addr.items() for d in (64, 264, 2112)})
+    _start_with_rows(ov, model, fbuf, lbuf, addr[rows1[0]] + rows1[1], addr[rows3[0]] + rows3[1])
+    with pytest.raises(EmulatedBusError, match=message.format(**names)):
+        ov.mmio.read(R.AP_CTRL)
+    lbuf.invalidate()
+    assert not lbuf.any()  # refused before any logit is written
+
+
+def test_a_row_buffer_inside_the_logits_buffer_is_refused(model):
+    (c, h, w) = model.shapes()[-1]
+    frame = synthetic.random_frame(5, model.input.height, model.input.width)
+    ov, fbuf, big, _ = _with_buffers(model, frame, logits_values=h * w * c + ROW_BYTES)
+    _start_with_rows(ov, model, fbuf, big, big.device_address, big.device_address + 2112)
+    with pytest.raises(EmulatedBusError, match="overlaps the frame or logits buffer"):
+        ov.mmio.read(R.AP_CTRL)
+
+
+def test_run_frame_with_each_port_at_its_region_of_the_row_buffer_is_bit_exact(model):
+    q, (c, h, w) = model.input, model.shapes()[-1]
+    frame = synthetic.random_frame(5, q.height, q.width)
+    ov, fbuf, lbuf, addr = _with_buffers(model, frame)
+    _start_with_rows(ov, model, fbuf, lbuf, 0, 0, width=q.width + 1)  # a refused size touches no buffer
+    assert ov.mmio.read(R.STATUS) == R.STATUS_BAD_SIZE and ov.mmio.fault is None
+    _start_with_rows(ov, model, fbuf, lbuf, addr["rows"], addr["rows"] + 2112)
+    assert ov.mmio.read(R.STATUS) == R.STATUS_OK and ov.mmio.fault is None
+    lbuf.invalidate()
+    assert np.array_equal(lbuf.reshape(h, w, c).transpose(2, 0, 1), reference.run(model, frame))
+    ov.close()
+
+
+def test_an_overlay_without_row_ports_ignores_their_offsets(model):
+    q, (c, h, w) = model.input, model.shapes()[-1]
+    ov = _loaded_with_rows(model, row_ports=[])
+    assert ov.row_buffer_bytes == 0 and ov.row_ports == []
+    assert not any(name.startswith("rows") for name in ov.ip_dict["sentei_top_0"]["registers"])
+    fbuf = ov.allocate((q.height, q.width, 3), np.uint8)
+    lbuf = ov.allocate((h, w, c), np.int32)
+    _start_with_rows(ov, model, fbuf, lbuf, 0, 0xDEAD0000)
+    assert ov.mmio.read(R.STATUS) == R.STATUS_OK and ov.mmio.fault is None
+
+
+def test_the_row_ports_come_from_the_compiled_facts_or_the_arguments(model):
+    from types import SimpleNamespace
+
+    from sentei.host.runtime.emulated_overlay import EngineHardware
+
+    hw = EngineHardware(model, "reference")
+    hw.facts = SimpleNamespace(row_buffer_bytes=65536, row_ports=lambda: [  # what NetworkFacts says
+        {"argument": "rows5", "layer": "conv6", "offset_bytes": 0, "bytes": 4096},
+        {"argument": "rows6", "layer": "conv7", "offset_bytes": 4096, "bytes": 61440}])
+    ov = EmulatedOverlay(model, hardware=hw)
+    assert ov.row_buffer_bytes == ov.mmio.row_buffer_bytes == 65536
+    assert ov.row_ports == ov.mmio.row_ports == [("rows5", 0), ("rows6", 4096)]
+    table = ov.ip_dict["sentei_top_0"]["registers"]
+    assert (table["rows5_1"]["address_offset"], table["rows6_2"]["address_offset"]) == (0x5C, 0x6C)
+    assert EmulatedOverlay(model, hardware=hw, row_ports=[]).row_ports == []  # the argument wins
+    hw.facts = SimpleNamespace(row_buffer_bytes=0, row_ports=lambda: [])
+    assert EmulatedOverlay(model, hardware=hw).row_ports == []
+    assert EmulatedOverlay(model).row_ports == []  # the engines: no compiled facts
+    assert EmulatedOverlay(model, row_ports=ROW_PORTS).row_buffer_bytes == 4992  # the end of the last region
+    assert EmulatedOverlay(model, row_ports=ROW_PORTS, row_buffer_bytes=8192).row_buffer_bytes == 8192
+    for kw, message in (({"row_ports": ROW_PORTS, "row_buffer_bytes": 4096}, r"rows3: its 2880 bytes at offset_bytes "
+                                                                               r"2112 do not lie within"),
+                        ({"row_ports": [dict(ROW_PORTS[0], argument="rows_out")]}, r"'rows_out', not rows<n>"),
+                        ({"row_ports": [], "row_buffer_bytes": -1}, r"row_buffer_bytes is -1, not a byte count")):
+        with pytest.raises(SenteiError, match=r"^EmulatedOverlay row ports: .*" + message) as exc:
+            EmulatedOverlay(model, **kw)
+        assert "publish" not in str(exc.value)  # no network.json here
