@@ -551,7 +551,7 @@ inline void layer${index}_engine(hls::stream<chunk_t<layer${index}_config> >& in
 
 LAYER_WINDOW = {
     "rows": Template("""\
-/// layer ${index}'s window generator: its row memories, bound to ${line_storage} for this board.
+/// layer ${index}'s window generator: ${rows_text}, bound to ${line_storage} for this board.
 inline void layer${index}_window(hls::stream<in_pixel_t<layer${index}_config> >& in,
                           hls::stream<chunk_t<layer${index}_config> >& out, unsigned frames) {
 #pragma HLS INLINE off  // a dataflow process of its own: inlined, its memory would become a variable of the region
@@ -559,21 +559,7 @@ inline void layer${index}_window(hls::stream<in_pixel_t<layer${index}_config> >&
 #pragma HLS AGGREGATE variable = lines compact = bit  // a word's Wc channels in one memory word of Wc*bits, read and written whole (no padding)
 #pragma HLS ARRAY_PARTITION variable = lines dim = 1 complete  // one memory per row slot: k rows read while one is written
 #pragma HLS BIND_STORAGE variable = lines type = ram_s2p impl = ${line_storage}  // chosen by the performance model
-    line_buffer<layer${index}_config>(in, out, lines, frames);
-}
-
-"""),
-    "ddr": Template("""\
-/// layer ${index}'s window generator over the rows rows_through_memory brings back from DDR: the
-/// 2k rows of two output rows' windows on chip, bound to ${line_storage} for this board.
-inline void layer${index}_window(hls::stream<in_pixel_t<layer${index}_config> >& in,
-                          hls::stream<chunk_t<layer${index}_config> >& out, unsigned frames) {
-#pragma HLS INLINE off  // a dataflow process of its own: inlined, its memory would become a variable of the region
-    line_word_t<layer${index}_config> lines[${line_slots}][${line_depth}];
-#pragma HLS AGGREGATE variable = lines compact = bit  // a word's Wc channels in one memory word of Wc*bits, read and written whole (no padding)
-#pragma HLS ARRAY_PARTITION variable = lines dim = 1 complete  // one memory per row slot: k rows read while one is written
-#pragma HLS BIND_STORAGE variable = lines type = ram_s2p impl = ${line_storage}  // chosen by the performance model
-    line_buffer<rows_config<layer${index}_config> >(in, out, lines, frames);
+    line_buffer<${walk_config}>(in, out, lines, frames);
 }
 
 """),
@@ -649,6 +635,10 @@ def _layer_fields(f: LayerFacts, following: LayerFacts | None, io_depths) -> dic
             "window_bram_text": "true" if dict(f.geometry)["window_bram"] else "false",
             "ddr_rows_text": "true" if f.ddr_rows else "false", "row_offset": f.row_offset,
             "window_input": f"fetch{f.index}" if f.ddr_rows else f"act{f.index}", "fetch_depth": f.fetch_depth,
+            # rows in DDR: the window walks the k rows of each output row that rows_through_memory sends
+            "walk_config": f"rows_config<layer{f.index}_config> " if f.ddr_rows else f"layer{f.index}_config",
+            "rows_text": "the 2k rows of two output rows' windows, brought back from DDR by rows_through_memory"
+            if f.ddr_rows else "its row memories",
             **WINDOW_STORAGE["bram" if dict(f.geometry)["window_bram"] else "lutram"],
             "next_act_depth": following.act_depth if following else io_depths[2]}
 
@@ -698,7 +688,7 @@ def render(facts: NetworkFacts) -> dict[str, str]:
         layer_configs=join(lambda f: LAYER_CONFIG))
     network = NETWORK_HEADER.substitute(
         common, storage=join(lambda f: LAYER_STORAGE[f.engine]),
-        windows=join(lambda f: LAYER_WINDOW["ddr" if f.ddr_rows else "rows" if f.kernel > 1 else "pointwise"])
+        windows=join(lambda f: LAYER_WINDOW["rows" if f.kernel > 1 else "pointwise"])
         + join(lambda f: LAYER_ENGINE[f.engine]),
         loads=join(lambda f: LAYER_LOAD[f.engine]),
         streams=join(lambda f: LAYER_STREAMS) + "".join(FETCH_STREAM.substitute(fields, depth_source=source)
