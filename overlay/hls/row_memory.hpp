@@ -99,14 +99,20 @@ void rows_through_memory(hls::stream<in_pixel_t<CONFIG_T> >& in, row_word_t* mem
     static const unsigned BITS = layout::bits;
     static_assert(K > 1, "rows in DDR are for k > 1");
     static_assert(BITS * PER <= 64, "a channel wider than a DDR word");
+    // slots as line_buffer counts them (row r in slot r mod SLOTS), kept by counters: no divider
+    static const int FIRST = (((-P) % SLOTS) + SLOTS) % SLOTS;  // slot of image row -p (window row 0 of yo = 0)
+    static const int DELTA = H - (HO - 1) * S;  // rows from the last window row 0 of a frame to the next frame's
+    static const unsigned NEXT_FRAME = (unsigned)(((DELTA % SLOTS) + SLOTS) % SLOTS);  // ... in slots
 
     // rows are numbered across frames (row y of frame f is f*H + y), as in line_buffer
     unsigned wf = 0;                   // frame being written (frames: all written)
     int wy = 0, wx = 0;                // the next input pixel's row and column
     int written = 0;                   // complete rows, across frames
+    unsigned wslot = 0;                // the slot of row wy of frame wf
     unsigned rf = 0;                   // frame being read (frames: all read)
     int yo = 0, ky = 0, rx = 0;        // the next pixel sent: output row, its window row, column
     int first = -P;                    // row (across frames) of window row 0 of output row yo
+    unsigned base = FIRST;             // its slot
     int need = rows_ready(0, S, P, SPAN, H);  // rows (across frames) output row yo needs complete
 walk:
     while (wf < frames || rf < frames) {
@@ -116,7 +122,7 @@ walk:
         bool slot_free = rf >= frames || (int)(wf * H) + wy < first + SLOTS;
         in_pixel_t<CONFIG_T> px;
         if (wf < frames && slot_free && in.read_nb(px)) {
-            const unsigned base = (unsigned)(((int)(wf * H) + wy) % SLOTS) * ROW + (unsigned)wx * BEATS;
+            const unsigned at = wslot * ROW + (unsigned)wx * BEATS;
         write_beats:
             for (unsigned b = 0; b < BEATS; b++) {
 #pragma HLS PIPELINE II = 1  // one 64-bit word a clock, consecutive addresses: a pixel is one write burst
@@ -126,11 +132,12 @@ walk:
                     unsigned c = b * PER + u;
                     if (c < CONFIG_T::cin) w.range(u * BITS + BITS - 1, u * BITS) = px.data[c].range(BITS - 1, 0);
                 }
-                mem[base + b] = w;
+                mem[at + b] = w;
             }
             if (++wx == WI) {
                 wx = 0;
                 written++;
+                wslot = wslot + 1 == (unsigned)SLOTS ? 0 : wslot + 1;
                 if (++wy == H) {
                     wy = 0;
                     wf++;
@@ -141,11 +148,13 @@ walk:
             const int y = yo * S - P + ky * D;  // image row (outside 0..H-1: padding)
             in_pixel_t<CONFIG_T> q;
             if (y >= 0 && y < H) {
-                const unsigned base = (unsigned)(((int)(rf * H) + y) % SLOTS) * ROW + (unsigned)rx * BEATS;
+                unsigned slot = base + ky * D;  // < 2*SLOTS: one conditional wrap
+                if (slot >= (unsigned)SLOTS) slot -= SLOTS;
+                const unsigned at = slot * ROW + (unsigned)rx * BEATS;
             read_beats:
                 for (unsigned b = 0; b < BEATS; b++) {
 #pragma HLS PIPELINE II = 1  // one 64-bit word a clock, consecutive addresses: a pixel is one read burst
-                    row_word_t w = mem[base + b];
+                    row_word_t w = mem[at + b];
                     for (unsigned u = 0; u < PER; u++) {
 #pragma HLS UNROLL  // the channels of one word
                         unsigned c = b * PER + u;
@@ -163,13 +172,16 @@ walk:
                 rx = 0;
                 if (++ky == K) {
                     ky = 0;
+                    unsigned step = S;  // slots to the next output row's window row 0
                     if (++yo == HO) {
                         yo = 0;
                         rf++;
-                        first += H - (HO - 1) * S;
+                        first += DELTA;
+                        step = NEXT_FRAME;
                     } else {
                         first += S;
                     }
+                    base = base + step >= (unsigned)SLOTS ? base + step - SLOTS : base + step;
                     need = (int)(rf * H) + rows_ready(yo, S, P, SPAN, H);
                 }
             }
