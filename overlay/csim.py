@@ -11,13 +11,15 @@ network header generated for the model (:mod:`sentei.overlay.codegen`):
   the host driver's emulated overlay.
 
 Builds are cached under ``$SENTEI_CACHE/csim`` (default ``~/.cache/sentei/csim``), keyed by a
-hash of the sources, the generated headers, the compiler and its flags. Xilinx's
+hash of the sources, the generated headers, the compiler and its flags and the content of
+Xilinx's headers (not their path: two virtual environments with the same hls4ml share builds). Xilinx's
 ``ap_int.h``/``hls_stream.h`` come from the installed ``hls4ml`` wheel (``sentei[dev]``); they
 are found through importlib and never copied.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import os
@@ -58,6 +60,16 @@ def _sources() -> list[Path]:
 
 # ---------------------------------------------------------------------------------------
 # building
+
+
+@functools.lru_cache(maxsize=8)
+def include_digest(include: Path) -> str:
+    """Hash of every file under Xilinx's header directory ``include``, by relative path and
+    content: what a build depends on there, wherever the directory lies."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(include).rglob("*") if p.is_file()):
+        digest.update(path.relative_to(include).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 @dataclass
@@ -133,7 +145,7 @@ def build(model, lanes=None, cache_dir: str | os.PathLike | None = None, board: 
     files = codegen.render(facts)
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout
     digest = hashlib.sha256()
-    for part in (version, " ".join(CXXFLAGS), str(include)):
+    for part in (version, " ".join(CXXFLAGS), include_digest(include)):
         digest.update(part.encode() + b"\0")
     for src in _sources():
         digest.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")

@@ -5,6 +5,7 @@ one network takes 5-10 s on 2 cores, which is why most tests here are marked slo
 """
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,22 @@ def test_corner_models_are_bit_exact(make, lanes):
             steps = model.layers[n].k_nonzero if plan.engine == "sparse" else g["chunks"]
             groups = ho * perf.group_layout(wo, plan.pixels, g["spacing"])[1]
             assert report.expected_iterations[n] == groups * -(-model.layers[n].out_channels // plan.lanes) * steps
+
+
+def test_builds_are_keyed_by_the_xilinx_headers_content_not_their_path(tmp_path, monkeypatch):
+    """Two virtual environments with the same hls4ml share C-simulation builds (CI's numpy-2
+    stage starts from the first stage's): the key hashes the headers, not where they lie."""
+    include = toolchain.hls_include_dir()
+    first = csim.build(tiny())
+    copy = tmp_path / "elsewhere" / "ap_types"
+    shutil.copytree(include, copy)
+    assert csim.include_digest(copy) == csim.include_digest(include)
+    monkeypatch.setattr(csim, "hls_include_dir", lambda: copy)
+    again = csim.build(tiny())
+    assert again.key == first.key and again.compile_seconds == 0  # found, not compiled again
+    (copy / "ap_int.h").write_bytes((copy / "ap_int.h").read_bytes() + b"\n// another release\n")
+    csim.include_digest.cache_clear()
+    assert csim.include_digest(copy) != csim.include_digest(include)
 
 
 def test_frames_of_one_start_equal_single_starts():
