@@ -653,7 +653,7 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
         "block": spacing * q, "row_groups": row_groups,
         "chunk_channels": wc, "chunks": chunks, "group_columns": columns, "pixel_iterations": pixel,
         "window_iterations": window,
-        "line_slots": (2 * k if plan.ddr_rows else layer.dilation * (k - 1) + 1 + layer.stride) if k > 1 else 1,
+        "line_slots": (2 * k if plan.ddr_rows else ring_rows(layer)) if k > 1 else 1,
         "ddr_rows": int(plan.ddr_rows),
         "row_words": rows["words"] if rows else 0,
         "pixel_beats": rows["pixel_beats"] if rows else 1, "row_beats": rows["row_beats"] if rows else 1,
@@ -674,6 +674,12 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
     }
 
 
+def ring_rows(layer) -> int:
+    """Rows a k > 1 layer's window generator keeps (line_buffer.hpp): the SPAN = d*(k-1)+1 rows
+    under a window and the S the next output row adds; the ring in DDR of row_memory.hpp too."""
+    return layer.dilation * (layer.kernel - 1) + 1 + layer.stride
+
+
 def row_layout(model, index: int) -> dict:
     """How layer ``index``'s rows lie in DDR when kept there (row_memory.hpp's row_layout):
     ``pixel_beats`` 64-bit words a pixel, ``row_beats`` a row, a ring of ``slots`` = SPAN + S
@@ -682,7 +688,7 @@ def row_layout(model, index: int) -> dict:
     (cin, _, w) = model.shapes()[index]
     per_beat = ROW_WORD_BITS // input_bits(model, index)
     pixel_beats = -(-cin // per_beat)
-    slots = layer.dilation * (layer.kernel - 1) + 1 + layer.stride
+    slots = ring_rows(layer)
     return {"pixel_beats": pixel_beats, "row_beats": w * pixel_beats, "slots": slots,
             "words": slots * w * pixel_beats}
 
@@ -1015,7 +1021,7 @@ def layer_options(model, index: int, ddr_rows: bool = False) -> list[LayerPlan]:
                     plans.append(LayerPlan("sparse", p, None, q, adj, True))
     if dense_allowed(model, index):
         plans += [LayerPlan("dense", p, wc) for p in lanes for wc in divisors(cin) if k * (cin // wc) >= 2]
-    if ddr_rows and k > 1 and 2 * k < layer.dilation * (k - 1) + 1 + layer.stride:
+    if ddr_rows and k > 1 and 2 * k < ring_rows(layer):
         plans += [dataclasses.replace(plan, ddr_rows=True) for plan in plans]
     return plans
 

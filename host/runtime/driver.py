@@ -354,15 +354,16 @@ class Accelerator:
         uint8 (frame n at word ``n*frame_words``), a logits buffer ``[batch, h, w, C]`` int32.
         :meth:`reserve` grows them.
     row_ports : sequence of (str, int)
-        ``network.json``'s row ports in argument order, ``(argument, offset_bytes)``
-        (:func:`row_ports_of`): the layers that keep line-buffer rows in DDR. With any, one
+        ``network.json``'s row ports in argument order, ``(argument, offset_bytes)``, as
+        :func:`row_ports_of` returns them, checked (it is what reads them): the layers that keep line-buffer rows in DDR. With any, one
         scratch buffer of ``row_buffer_bytes`` (:attr:`rows`) is allocated with the weights and
         kept while the model is loaded, and before every ``RUN_FRAME`` (none before
         ``LOAD_WEIGHTS``) each port's register gets its address + the port's ``offset_bytes``;
         the register map is checked for the ports first. Only the accelerator touches the
         buffer: never written, flushed or invalidated by the host.
     row_buffer_bytes : int
-        ``network.json``'s ``row_buffer_bytes``: the size of that buffer (0 without row ports).
+        ``network.json``'s ``row_buffer_bytes``: the size of that buffer (0 without row ports;
+        :func:`row_ports_of` too).
     """
 
     def __init__(self, ip: SenteiDriver, allocate: Callable, model, timeout: float, slots: int = 2,
@@ -384,7 +385,7 @@ class Accelerator:
         self.logits: list = []
         self.batch = 0
         self._check_batch_size(batch)
-        row_bytes, self.row_ports = _checked_row_ports(row_buffer_bytes, row_ports, "Accelerator")
+        row_bytes, self.row_ports = int(row_buffer_bytes), [(str(name), int(offset)) for name, offset in row_ports]
         if self.row_ports:
             ip.check_register_map(self.row_ports)  # the row ports the network needs, before any allocation
         try:
@@ -783,24 +784,6 @@ def row_ports_of(facts: dict, bitfile=None, source: str | None = None) -> tuple[
     if size and not out:
         refuse(f"row_buffer_bytes is {size} but row_ports lists no port")
     return int(size), out
-
-
-def _checked_row_ports(row_buffer_bytes, row_ports, who: str) -> tuple[int, list[tuple[str, int]]]:
-    """``(row_buffer_bytes, [(argument, offset_bytes)])`` given in code, checked as :func:`row_ports_of` does."""
-    if not _byte_count(row_buffer_bytes):
-        raise SenteiError(f"{who}: row_buffer_bytes={_shown(row_buffer_bytes)}: bytes of the row buffer, 0 or more")
-    row_ports = list(row_ports or ())
-    names = _row_port_names(row_ports)
-    ports = []
-    for name, port in zip(names, row_ports):
-        offset = port[1] if not isinstance(port, str) and len(port) == 2 else None
-        if not _byte_count(offset) or offset % ROW_WORD_BYTES or offset >= row_buffer_bytes:
-            raise SenteiError(f"{who}: row port {name} at offset_bytes {_shown(offset)}: not a multiple of "
-                              f"{ROW_WORD_BYTES} inside the row buffer of {int(row_buffer_bytes)} bytes")
-        ports.append((name, int(offset)))
-    if row_buffer_bytes and not ports:
-        raise SenteiError(f"{who}: a row buffer of {int(row_buffer_bytes)} bytes without row ports")
-    return int(row_buffer_bytes), ports
 
 
 class _BoardLock:

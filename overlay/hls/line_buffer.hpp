@@ -58,6 +58,23 @@ inline int rows_ready(int yo, int stride, int padding, int span, int rows) {
 }
 
 /**
+ * \brief The ring of SLOTS row memories a window generator walks: row r (numbered across
+ * frames, row y of frame f is f*H + y) in slot r mod SLOTS, kept by counters, not a divider.
+ * \tparam S, P vertical stride and padding; H rows a frame; HO output rows a frame
+ */
+template <int S, int P, int H, int HO, int SLOTS>
+struct row_ring {
+    static const unsigned first = (unsigned)((((-P) % SLOTS) + SLOTS) % SLOTS);  ///< slot of image row -p (window row 0 of yo = 0)
+    static const int delta = H - (HO - 1) * S;  ///< rows from a frame's last window row 0 to the next frame's first
+    static const unsigned next_frame = (unsigned)(((delta % SLOTS) + SLOTS) % SLOTS);  ///< ... in slots
+    /// `slot` moved on by `step` < SLOTS slots: one conditional wrap
+    static unsigned advance(unsigned slot, unsigned step) {
+#pragma HLS INLINE  // an adder and a compare
+        return slot + step >= (unsigned)SLOTS ? slot + step - SLOTS : slot + step;
+    }
+};
+
+/**
  * \brief Stream of input pixels -> stream of window chunks (k > 1), `frames` frames.
  * \tparam CONFIG_T layer configuration: `cin`, `kernel`, `stride`, `dilation`, `padding`,
  *         `in_height`, `in_width`, `out_height`, `out_width`, `in_t`, `chunk_channels`,
@@ -87,12 +104,9 @@ void line_buffer(hls::stream<in_pixel_t<CONFIG_T> >& in, hls::stream<chunk_t<CON
     static constexpr group_offsets<group> OFF = make_group_offsets<group>();  // column j's offset: a ROM of COLS entries
     static const unsigned ROW_WORDS = WI * CW;      // words per image row
     static const int SLOTS = CONFIG_T::line_slots;
-    static const int FIRST = (((-P) % SLOTS) + SLOTS) % SLOTS;  // slot of image row -p (window row 0 of yo = 0)
+    typedef row_ring<S, P, H, HO, SLOTS> ring;
     static_assert(K > 1, "line_buffer is for k > 1; k = 1 uses pointwise_window");
     static_assert(SLOTS == SPAN + S, "line_slots must be d*(k-1) + 1 + stride");
-
-    static const int DELTA = H - (HO - 1) * S;  // rows from the last window row 0 of a frame to the next frame's
-    static const unsigned NEXT_FRAME = (unsigned)(((DELTA % SLOTS) + SLOTS) % SLOTS);  // ... in slots
 
     // Rows are numbered across frames (row y of frame f is f*H + y), so the writer takes the next
     // frame's rows while the reader finishes this frame's last output rows: no bubble between frames.
@@ -105,7 +119,7 @@ void line_buffer(hls::stream<in_pixel_t<CONFIG_T> >& in, hls::stream<chunk_t<CON
     int yo = 0;                            // its output row
     unsigned xb = 0, xr = 0;               // block of the output row, group of the block
     unsigned c = 0, j = 0, cw = 0;         // chunk (column j, word cw) of the group's window
-    unsigned base = FIRST;                 // slot of window row 0 of output row yo
+    unsigned base = ring::first;           // slot of window row 0 of output row yo
     int first = -P;                        // row (across frames) of window row 0 of output row yo
     int need = rows_ready(0, S, P, SPAN, H);  // rows (across frames) output row yo needs complete
 walk:
@@ -129,7 +143,7 @@ walk:
             wn = wn + 1 == CW ? 0 : wn + 1;
             if (++waddr == ROW_WORDS) {
                 waddr = 0;
-                wslot = wslot + 1 == (unsigned)SLOTS ? 0 : wslot + 1;
+                wslot = ring::advance(wslot, 1);
                 wrote_row = true;
                 if (++wy == H) {
                     wy = 0;
@@ -152,8 +166,7 @@ walk:
 #pragma HLS UNROLL  // the k taps of the column leave together
                 int row = yo * S - P + ky * D;  // image row of window row ky (outside 0..H-1: padding)
                 bool ok = col_ok && row >= 0 && row < H;
-                unsigned r = base + ky * D;  // < 2*SLOTS: one conditional wrap
-                if (r >= (unsigned)SLOTS) r -= SLOTS;
+                unsigned r = ring::advance(base, ky * D);  // ky*D < SPAN <= SLOTS
                 for (unsigned u = 0; u < WC; u++) {
 #pragma HLS UNROLL  // Wc channels of the tap
                     chunk.data[ky * WC + u] = ok ? row_out[r].data[u] : typename CONFIG_T::in_t(0);
@@ -179,12 +192,12 @@ walk:
                     if (++yo == HO) {
                         yo = 0;
                         rf++;
-                        step = NEXT_FRAME;
-                        first += DELTA;
+                        step = ring::next_frame;
+                        first += ring::delta;
                     } else {
                         first += S;
                     }
-                    base = base + step >= (unsigned)SLOTS ? base + step - SLOTS : base + step;
+                    base = ring::advance(base, step);
                     need = (int)(rf * H) + rows_ready(yo, S, P, SPAN, H);
                 }
             }

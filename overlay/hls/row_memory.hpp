@@ -99,10 +99,7 @@ void rows_through_memory(hls::stream<in_pixel_t<CONFIG_T> >& in, row_word_t* mem
     static const unsigned BITS = layout::bits;
     static_assert(K > 1, "rows in DDR are for k > 1");
     static_assert(BITS * PER <= 64, "a channel wider than a DDR word");
-    // slots as line_buffer counts them (row r in slot r mod SLOTS), kept by counters: no divider
-    static const int FIRST = (((-P) % SLOTS) + SLOTS) % SLOTS;  // slot of image row -p (window row 0 of yo = 0)
-    static const int DELTA = H - (HO - 1) * S;  // rows from the last window row 0 of a frame to the next frame's
-    static const unsigned NEXT_FRAME = (unsigned)(((DELTA % SLOTS) + SLOTS) % SLOTS);  // ... in slots
+    typedef row_ring<S, P, H, HO, SLOTS> ring;  // the slots as line_buffer counts them
 
     // rows are numbered across frames (row y of frame f is f*H + y), as in line_buffer
     unsigned wf = 0;                   // frame being written (frames: all written)
@@ -112,7 +109,7 @@ void rows_through_memory(hls::stream<in_pixel_t<CONFIG_T> >& in, row_word_t* mem
     unsigned rf = 0;                   // frame being read (frames: all read)
     int yo = 0, ky = 0, rx = 0;        // the next pixel sent: output row, its window row, column
     int first = -P;                    // row (across frames) of window row 0 of output row yo
-    unsigned base = FIRST;             // its slot
+    unsigned base = ring::first;       // its slot
     int need = rows_ready(0, S, P, SPAN, H);  // rows (across frames) output row yo needs complete
 walk:
     while (wf < frames || rf < frames) {
@@ -137,7 +134,7 @@ walk:
             if (++wx == WI) {
                 wx = 0;
                 written++;
-                wslot = wslot + 1 == (unsigned)SLOTS ? 0 : wslot + 1;
+                wslot = ring::advance(wslot, 1);
                 if (++wy == H) {
                     wy = 0;
                     wf++;
@@ -148,9 +145,7 @@ walk:
             const int y = yo * S - P + ky * D;  // image row (outside 0..H-1: padding)
             in_pixel_t<CONFIG_T> q;
             if (y >= 0 && y < H) {
-                unsigned slot = base + ky * D;  // < 2*SLOTS: one conditional wrap
-                if (slot >= (unsigned)SLOTS) slot -= SLOTS;
-                const unsigned at = slot * ROW + (unsigned)rx * BEATS;
+                const unsigned at = ring::advance(base, ky * D) * ROW + (unsigned)rx * BEATS;
             read_beats:
                 for (unsigned b = 0; b < BEATS; b++) {
 #pragma HLS PIPELINE II = 1  // one 64-bit word a clock, consecutive addresses: a pixel is one read burst
@@ -176,12 +171,12 @@ walk:
                     if (++yo == HO) {
                         yo = 0;
                         rf++;
-                        first += DELTA;
-                        step = NEXT_FRAME;
+                        first += ring::delta;
+                        step = ring::next_frame;
                     } else {
                         first += S;
                     }
-                    base = base + step >= (unsigned)SLOTS ? base + step - SLOTS : base + step;
+                    base = ring::advance(base, step);
                     need = (int)(rf * H) + rows_ready(yo, S, P, SPAN, H);
                 }
             }

@@ -177,10 +177,11 @@ long ddr_latency = 64;  // clocks from a read burst's request to its first word
 /// numbered across frames, the rows each output row needs written; each acts in its own step().
 struct row_walker : process {
     layer_geo g;
-    long frames, span, slots, first, need;
+    long frames, span, slots, delta, first, need;
     row_walker(const layer_geo& geo, long f) : g(geo), frames(f) {
         span = g.dilation * (g.kernel - 1) + 1;
         slots = span + g.stride;
+        delta = g.in_h - (g.out_h - 1) * g.stride;  // rows from a frame's last window row 0 to the next frame's
         first = -g.padding;  // row (across frames) of window row 0 of the output row being read
         need = ready(0);     // rows (across frames) it needs complete
     }
@@ -238,7 +239,7 @@ struct row_memory : row_walker {
                     if (++yo == g.out_h) {
                         yo = 0;
                         rf++;
-                        first += g.in_h - (g.out_h - 1) * g.stride;
+                        first += delta;
                     } else {
                         first += g.stride;
                     }
@@ -260,7 +261,7 @@ struct row_memory : row_walker {
 /// line_buffer (k > 1): a writer and a reader, each acting in a clock when it can (non-blocking);
 /// rows are numbered across frames, so the writer takes the next frame while the reader drains this one.
 struct row_window : row_walker {
-    long cw, L, groups, row_words, delta;
+    long cw, L, groups, row_words;
     long wf = 0, wy = 0, wn = 0, waddr = 0, done_rows = 0, done_d1 = 0, done_d2 = 0;
     long rf = 0, yo = 0, xo = 0, c = 0;
     row_window(const layer_geo& geo, long f) : row_walker(geo, f) {
@@ -268,7 +269,6 @@ struct row_window : row_walker {
         L = g.group_columns * cw;  // chunks per group of `pixels` output pixels
         groups = g.row_groups;     // groups per output row (blocks of `spacing` groups)
         row_words = g.in_w * cw;
-        delta = g.in_h - (g.out_h - 1) * g.stride;
     }
     bool wants_read() const override { return false; }
     bool wants_write() const override { return false; }
