@@ -78,7 +78,12 @@ DSP_INPUT_QUANT = 3 * 2  # three channels of uint8 pixel x int32 mul side by sid
 ACC_BITS = 32
 REQUANT_PARAM_BITS = 32 + 31 + 6  # requant_param: bias, mult, shift
 LUTRAM_MAX_DEPTH = 64  # memories this shallow map to LUTRAM, not BRAM
-LUTRAM_BITS_PER_LUT = 7 / 8  # simple dual-port LUTRAM (RAM64M8): 64 x 7 bits per 8 LUTs
+# simple dual-port LUTRAM by depth: (bits a data LUT holds, data LUTs a primitive), each primitive
+# one more LUT for the write address its data LUTs share: UltraScale+ (UG574) 32 x 14 bits
+# (RAM32M16) or 64 x 7 bits (RAM64M8) in 8 LUTs; 7-series (UG474) 32 x 6 bits (RAM32M) or 64 x 3
+# bits (RAM64M) in 4 LUTs
+LUTRAM_PRIMITIVES = {"zynq_us+": {32: (2, 7), 64: (1, 7)}, "zynq_7000": {32: (2, 3), 64: (1, 3)}}
+DEFAULT_FAMILY = "zynq_us+"  # how a layer priced without a board is priced
 URAM_WIDTH, URAM_DEPTH = 72, 4096  # one UltraRAM: 4K x 72 bits
 URAM_MIN_BRAM18 = 4  # a row memory goes to URAM (where the board has it) when each URAM saves >= 4 BRAM18
 # BRAM18 aspect ratios (width, depth) in simple dual-port mode
@@ -146,10 +151,14 @@ ASSUMPTIONS = (
     "product (an upper bound: HLS may build narrow products in LUTs); 4 per shared requantizer "
     "(R = min(ceil(Q*P/K), P) per layer, none in the logits layer), 6 for the input quantizer",
     "window copies: per lane a LUTRAM bank per (group column, tap row, channel mod Wc) of 2*Cin/Wc "
-    "activations (64 x 7 bits per 8 LUTs) and per pixel a (k x k*Wc banks x 64-word blocks):1 read "
+    "activations and per pixel a (k x k*Wc banks x 64-word blocks):1 read "
     "multiplexer (N/4 LUT6 per bit); or (plan suffix b) per lane a BRAM18 memory per group column of "
     "2*Cin/Wc words of k*Wc activations and per pixel a k:1 word and a k*Wc:1 tap multiplexer; "
     "finished pixels: a LUTRAM of 2*M*Q words per output channel",
+    "LUTRAM (simple dual port, by the family's slices): UltraScale+ 32 x 14 bits (RAM32M16) or "
+    "64 x 7 bits (RAM64M8) in 8 LUTs, Zynq-7000 32 x 6 bits (RAM32M) or 64 x 3 bits (RAM64M) in 4 "
+    "LUTs; a memory of at most 32 words in the 32-deep kind, a deeper one in 64-word blocks; a block "
+    "of M*Q pixels is priced as what it adds to the next layer's pixel FIFO (its depth + M*Q - 1)",
     "the allocator tries Q = 1 to 8 pixels a sparse lane (Q <= K; on a 1x1 layer Q divides Wo): "
     "a lane's copy holds the group's Q + k - 1 columns (stride 1), so a larger group pays fewer "
     "window LUTs a MAC (conv6 of the CamVid network: 252 at Q = 4, 222 at Q = 8); groups of up "
@@ -297,20 +306,30 @@ def bram18_count(depth: int, width: int) -> int:
     return min(-(-width // w) * -(-depth // d) for w, d in BRAM18_SHAPES)
 
 
-def memory_cost(depth: int, width: int) -> tuple[int, int]:
+def memory_cost(depth: int, width: int, family: str = DEFAULT_FAMILY) -> tuple[int, int]:
     """``(bram18, lut)`` of one memory: LUTRAM when at most 64 words deep, else BRAM18."""
     if depth <= 0 or width <= 0:
         return 0, 0
     if depth <= LUTRAM_MAX_DEPTH:
-        return 0, lutram_luts(depth, width)
+        return 0, lutram_luts(depth, width, family)
     return bram18_count(depth, width), 0
 
 
-def lutram_luts(depth: int, width: int) -> int:
-    """LUTs of a simple dual-port LUTRAM: 64-word blocks of 7 bits per 8 LUTs (RAM64M8)."""
+def lutram_luts(depth: int, width: int, family: str = DEFAULT_FAMILY) -> int:
+    """LUTs of a simple dual-port LUTRAM on ``family``'s slices (:data:`LUTRAM_PRIMITIVES`):
+    at most 32 words in 32-deep primitives, else in blocks of 64 words; ``width`` bits take
+    ceil(width / bits) data LUTs and a write-address LUT per primitive they fill."""
     if depth <= 0 or width <= 0:
         return 0
-    return -(-depth // 64) * math.ceil(width / LUTRAM_BITS_PER_LUT)
+    deep = 32 if depth <= 32 else 64
+    bits, per_primitive = LUTRAM_PRIMITIVES[family][deep]
+    data = -(-width // bits)
+    return -(-depth // deep) * (data + -(-data // per_primitive))
+
+
+def board_family(board) -> str:
+    """The device family ``board`` is priced as (:data:`DEFAULT_FAMILY` without a board)."""
+    return as_board(board).family if board is not None else DEFAULT_FAMILY
 
 
 def uram_count(depth: int, width: int) -> int:
@@ -794,20 +813,21 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
         fifo_depth_pixels(model, index, g), fifo_depth_chunks(g), FETCH_DEPTH)
     lanes, folds, dense = g["lanes"], g["folds"], g["engine"] == "dense"
     logits = layer.act == "logits"
+    family = board_family(board)
     units = g["requant_units"]
     bits = input_bits(model, index)
     out_bits = layer.stored_out_bits
     chunk_bits = g["banks"] * bits
     if dense:  # a word of k*Wc weights per lane, fold and chunk; one broadcast window
         ebits = g["simd"] * layer.weight_bits
-        w_bram, w_lut = memory_cost(folds * g["chunks"], lanes * ebits)  # ARRAY_RESHAPE: one word for all lanes
-        win_bram, win_lut = memory_cost(2 * g["chunks"], chunk_bits)
+        w_bram, w_lut = memory_cost(folds * g["chunks"], lanes * ebits, family)  # ARRAY_RESHAPE: one word for all lanes
+        win_bram, win_lut = memory_cost(2 * g["chunks"], chunk_bits, family)
         lane_lut = LUT_PER_LANE + g["simd"] * LUT_PER_SIMD
         macs = lanes * g["simd"]
     else:  # one entry (weight, bank, column, slot) per lane, fold and weight; a window copy per lane
         q = g["pixels"]
         ebits = layer.weight_bits + g["bank_bits"] + g["col_bits"] + g["slot_bits"]
-        w_bram, w_lut = memory_cost(folds * k, lanes * ebits)  # ARRAY_RESHAPE: one word for all lanes
+        w_bram, w_lut = memory_cost(folds * k, lanes * ebits, family)  # ARRAY_RESHAPE: one word for all lanes
         # a copy: a memory per group column of 2 * Cin/Wc words (two halves); in LUTRAM a bank per
         # tap (k*Wc of them a column), each pixel reading through a mux over its k columns' banks;
         # in BRAM one word of k*Wc taps a column, columns never read in one clock stacked in one
@@ -822,12 +842,11 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
                                + (memories * mux_luts(layer.kernel, field_bits(blocks)) if blocks > 1 else 0))
         else:
             win_bram = 0
-            win_lut = lanes * (g["group_columns"] * taps * lutram_luts(depth, bits)
+            win_lut = lanes * (g["group_columns"] * taps * lutram_luts(depth, bits, family)
                                + q * mux_luts(layer.kernel * taps * -(-depth // 64), bits))
         lane_lut = LUT_PER_LANE + (q - 1) * LUT_PER_PIXEL + (q // 2) * LUT_PER_PACK * g["packed_products"]
         macs = lanes * q
-    q_bram, q_lut = memory_cost(folds * g["requant_span"], REQUANT_PARAM_BITS)
-    q_bram, q_lut = memory_cost(folds * g["requant_span"], REQUANT_PARAM_BITS)
+    q_bram, q_lut = memory_cost(folds * g["requant_span"], REQUANT_PARAM_BITS, family)
     # line buffer: SPAN + S row memories of line_depth words of Wc*bits, k row multiplexers
     lb = {"bram18": 0, "uram": 0, "lut": 0}
     if layer.kernel > 1:
@@ -839,23 +858,29 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
         elif where == "bram":
             lb["bram18"] = g["line_slots"] * bram18_count(g["line_depth"], row_width)
         else:
-            lb["lut"] = g["line_slots"] * lutram_luts(g["line_depth"], row_width)
+            lb["lut"] = g["line_slots"] * lutram_luts(g["line_depth"], row_width, family)
         lb["lut"] += layer.kernel * mux_luts(g["line_slots"], row_width)
     if g["ddr_rows"]:  # the row port: a read and a write data FIFO, the adapter's logic; the fetched pixels' FIFO
-        m_bram, m_lut = memory_cost(M_AXI_OUTSTANDING * M_AXI_BURST, ROW_WORD_BITS)
-        p_bram, p_lut = memory_cost(fetch_depth, cin * bits)
+        m_bram, m_lut = memory_cost(M_AXI_OUTSTANDING * M_AXI_BURST, ROW_WORD_BITS, family)
+        p_bram, p_lut = memory_cost(fetch_depth, cin * bits, family)
         lb["bram18"] += 2 * m_bram + p_bram
         lb["lut"] += 2 * m_lut + LUT_PER_M_AXI + p_lut
-    f_bram, f_lut = memory_cost(win_depth, chunk_bits)  # chunk FIFO
-    a_bram, a_lut = memory_cost(act_depth, cin * bits)  # input pixel FIFO
+    f_bram, f_lut = memory_cost(win_depth, chunk_bits, family)  # chunk FIFO
+    a_bram, a_lut = memory_cost(act_depth, cin * bits, family)  # input pixel FIFO
     requant_lut = 0 if logits else units * (LUT_PER_REQUANT + mux_luts(g["requant_span"], ACC_BITS))
     # finished pixels, two blocks of M*Q (one filled, one leaving): registers for one pixel a
     # block, else a LUTRAM per output channel (its requantizer writes, the pixel word reads)
     block_ff = 2 * cout * out_bits if g["block"] == 1 else 0
-    block_lut = 0 if g["block"] == 1 else cout * lutram_luts(2 * g["block"], out_bits)
-    # the block's burst room in the next layer's pixel FIFO (fifo_depth_pixels), counted here,
-    # with the layer that needs it, as its own memory: an overestimate of at most one memory block
-    burst_bram, burst_lut = memory_cost(g["block"] - 1, cout * out_bits)
+    block_lut = 0 if g["block"] == 1 else cout * lutram_luts(2 * g["block"], out_bits, family)
+    # the block's burst room in the next layer's pixel FIFO (fifo_depth_pixels): what the FIFO
+    # costs with it over what it costs without, counted here, with the layer that needs it (at
+    # simulated ``depths`` every FIFO is priced at its own depth, which holds the room already)
+    burst_bram = burst_lut = 0
+    if g["block"] > 1 and not depths:
+        base = fifo_depth_pixels(model, index + 1, None) if index + 1 < len(model.layers) else 2
+        with_room = memory_cost(base + g["block"] - 1, cout * out_bits, family)
+        without = memory_cost(base, cout * out_bits, family)
+        burst_bram, burst_lut = with_room[0] - without[0], with_room[1] - without[1]
     return {
         "engine": g["engine"],
         "dsp": (macs * DSP_PER_LANE if dense else lanes * dsp_per_lane(g, board))
@@ -883,7 +908,7 @@ def dsp_per_lane(g: dict, board=None) -> int:
     are packed (:func:`packed_products`) and the board's DSP48E2 takes the 27-bit operand
     (every board without a family, ``board=None``, is priced as one)."""
     q = g["pixels"]
-    family = as_board(board).family if board is not None else "zynq_us+"
+    family = board_family(board)
     per_dsp = MACS_PER_DSP.get(family, 1) if g["packed_products"] else 1
     return -(-q // per_dsp)
 

@@ -22,7 +22,7 @@ def test_branch_and_bound_equals_trying_every_combination():
         cycles = np.maximum(cycles[:, None], c[None, :]).ravel()
         used = (used[:, None, :] + r[None, :, :]).reshape(-1, len(perf.BUDGET_FIELDS))
     found = []
-    for lut, dsp in ((9000, 32), (10000, 24), (10000, 32), (12000, 32), (12000, 40), (16000, 60)):
+    for lut, dsp in ((9000, 32), (9500, 32), (10000, 24), (10000, 32), (11000, 40), (16000, 60)):
         limits = {"dsp": dsp, "bram18": 20, "uram": 0, "lut": lut, "ff": 30000}
         fits = (used <= np.array([limits[k] for k in perf.BUDGET_FIELDS])).all(axis=1)
         best = int(max(cycles[fits].min(), fixed)) if fits.any() else None

@@ -121,6 +121,40 @@ def test_bram18_aspect_ratios():
     assert perf.memory_cost(65, 18) == (1, 0)
 
 
+def test_lutram_by_the_families_primitives():
+    us, z7 = "zynq_us+", "zynq_7000"
+    # UltraScale+: RAM32M16 (7 data LUTs of 2 x 32 bits + the write address's) and RAM64M8 (7 x 64)
+    assert perf.lutram_luts(32, 14, us) == 8 and perf.lutram_luts(2, 14, us) == 8
+    assert perf.lutram_luts(33, 14, us) == 16 and perf.lutram_luts(64, 7, us) == 8
+    assert perf.lutram_luts(32, 8, us) == 4 + 1 and perf.lutram_luts(4, 1024, us) == 512 + 74
+    assert perf.lutram_luts(256, 8, us) == 4 * (8 + 2)  # four 64-word blocks
+    # 7-series: RAM32M (3 data LUTs of 2 x 32 bits + 1) and RAM64M (3 x 64 + 1)
+    assert perf.lutram_luts(32, 6, z7) == 4 and perf.lutram_luts(64, 3, z7) == 4
+    assert perf.lutram_luts(64, 8, z7) == 8 + 3 and perf.lutram_luts(32, 8, z7) == 4 + 2
+    assert perf.memory_cost(32, 8, z7) == (0, 6) and perf.memory_cost(65, 8, z7) == (1, 0)
+    # a layer is priced by its board's family
+    model = random_model(seed=1, height=8, width=16, specs=(LayerSpec(8), LayerSpec(8)))
+    assert perf.layer_resources(model, 1, 2, "pynqz2")["lut_windows"] > perf.layer_resources(model, 1, 2, "zcu104")["lut_windows"]
+
+
+def test_a_blocks_burst_room_costs_what_it_adds_to_the_next_fifo():
+    # conv at d = 8 with 4 pixels 8 apart: blocks of 32 pixels leave one a clock into the next
+    # layer's pixel FIFO of 4 (k = 3): 35 x 128 bits is a 64-deep LUTRAM instead of a 32-deep one
+    model = random_model(seed=3, height=8, width=64, specs=(LayerSpec(16, dilation=8, density=0.5),
+                                                            LayerSpec(16, density=0.5)))
+    plan = "s2p4"
+    g = perf.layer_geometry(model, 0, plan)
+    assert g["block"] == 32
+    rule = perf.layer_resources(model, 0, plan)
+    given = perf.layer_resources(model, 0, plan, depths=(perf.fifo_depth_pixels(model, 0, g), perf.fifo_depth_chunks(g)))
+    assert rule["lut"] - given["lut"] == perf.lutram_luts(35, 128) - perf.lutram_luts(4, 128) == (128 + 19) - (64 + 10)
+    # blocks of 4 pixels: 7 words still fit the 32-deep FIFO, the room costs nothing
+    g4 = perf.layer_geometry(model, 0, "s2p4a")
+    assert g4["block"] == 4
+    assert perf.layer_resources(model, 0, "s2p4a")["lut"] == perf.layer_resources(
+        model, 0, "s2p4a", depths=(perf.fifo_depth_pixels(model, 0, g4), perf.fifo_depth_chunks(g4)))["lut"]
+
+
 def _hand_model():
     # layer 1: Cin 16 -> Cout 32, 3x3, K = 40 of 144, input 100 wide with padding 1
     specs = (LayerSpec(16, density=1.0), LayerSpec(32, density=40 / 144))
@@ -146,9 +180,9 @@ def test_layer_resources_by_hand():
     assert res["bram18"] == 7
     # FIFOs priced at the depths they are given (the simulation's): a row of pixels goes to BRAM
     assert perf.layer_resources(model, 1, 4, depths=(102, 96))["bram18_line_buffer"] == 4 + 1 + 4
-    # window copy per lane: a bank per (column, tap row) = 9 banks of 2 x 16 words of 8 bits (one block
-    # of 64 x 8 -> 10 LUTs each) + the pixel's 9:1 x 8 read mux
-    assert res["lut_windows"] == 4 * (9 * 10 + 8 * 3)
+    # window copy per lane: a bank per (column, tap row) = 9 banks of 2 x 16 words of 8 bits (32 deep:
+    # 4 data LUTs of a RAM32M16 + its write-address LUT = 5 LUTs each) + the pixel's 9:1 x 8 read mux
+    assert res["lut_windows"] == 4 * (9 * 5 + 8 * 3)
     assert res["weight_bits_on_chip"] == 32 * 40 * 16 + 32 * 69
     # the logits layer has no requantizer: one DSP per lane
     assert perf.layer_resources(model, 2, 11)["dsp"] == 11
