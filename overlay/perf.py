@@ -151,9 +151,11 @@ ASSUMPTIONS = (
     "product (an upper bound: HLS may build narrow products in LUTs); 4 per shared requantizer "
     "(R = min(ceil(Q*P/K), P) per layer, none in the logits layer), 6 for the input quantizer",
     "window copies: per lane a LUTRAM bank per (group column, tap row, channel mod Wc) of 2*Cin/Wc "
-    "activations and per pixel a (k x k*Wc banks x 64-word blocks):1 read "
-    "multiplexer (N/4 LUT6 per bit); or (plan suffix b) per lane a BRAM18 memory per group column of "
-    "2*Cin/Wc words of k*Wc activations and per pixel a k:1 word and a k*Wc:1 tap multiplexer; "
+    "activations, each column read once a clock through a (k*Wc banks x 64-word blocks):1 "
+    "multiplexer (N/4 LUT6 per bit), and per pixel a k:1 multiplexer of its columns' reads; or (plan "
+    "suffix b) per lane BRAM18 memories of the group's columns' words of k*Wc activations (columns "
+    "never read in one clock stacked), each read once a clock, its tap picked by a k*Wc:1 multiplexer, "
+    "and per pixel a k:1 multiplexer; "
     "finished pixels: a LUTRAM of 2*M*Q words per output channel",
     "LUTRAM (simple dual port, by the family's slices): UltraScale+ 32 x 14 bits (RAM32M16) or "
     "64 x 7 bits (RAM64M8) in 8 LUTs, Zynq-7000 32 x 6 bits (RAM32M) or 64 x 3 bits (RAM64M) in 4 "
@@ -161,7 +163,7 @@ ASSUMPTIONS = (
     "of M*Q pixels is priced as what it adds to the next layer's pixel FIFO (its depth + M*Q - 1)",
     "the allocator tries Q = 1 to 8 pixels a sparse lane (Q <= K; on a 1x1 layer Q divides Wo): "
     "a lane's copy holds the group's Q + k - 1 columns (stride 1), so a larger group pays fewer "
-    "window LUTs a MAC (conv6 of the CamVid network: 252 at Q = 4, 222 at Q = 8); groups of up "
+    "window LUTs a MAC (conv6 of the CamVid network: 224 at Q = 4, 188 at Q = 8); groups of up "
     "to 16 gained at most 3 % more frames/s for the bundled models on ZCU104, KV260 and "
     "Ultra96-V2 (7 % for sentei-design-pynqz2 on KV260) at 1.5x the allocator's time, with "
     "pixel memories of 2*M*Q words a channel on the dilated layers (256 at M = 8), so the options stop at 8",
@@ -828,22 +830,24 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
         q = g["pixels"]
         ebits = layer.weight_bits + g["bank_bits"] + g["col_bits"] + g["slot_bits"]
         w_bram, w_lut = memory_cost(folds * k, lanes * ebits, family)  # ARRAY_RESHAPE: one word for all lanes
-        # a copy: a memory per group column of 2 * Cin/Wc words (two halves); in LUTRAM a bank per
-        # tap (k*Wc of them a column), each pixel reading through a mux over its k columns' banks;
-        # in BRAM one word of k*Wc taps a column, columns never read in one clock stacked in one
-        # memory (window_memories), each memory's block picked by kx, each pixel picking a
-        # memory's word, then a tap
+        # a copy: a memory per group column of 2 * Cin/Wc words (two halves), read once a clock at
+        # the address the lane's weight names, its tap picked there (sparse_conv.hpp: word[m]); each
+        # pixel then picks the memory of its column among its k columns'. In LUTRAM a bank per tap
+        # (k*Wc of them a column): a memory's read is a (k*Wc banks x 64-word blocks):1 multiplexer.
+        # In BRAM one word of k*Wc taps a column, columns never read in one clock stacked in one
+        # memory (window_memories), each memory's block picked by kx, its tap from the word
         depth = 2 * (cin // g["chunk_channels"])
         taps = g["banks"]
+        pick = q * mux_luts(layer.kernel, bits)
         if g["window_bram"]:
             memories, blocks = g["window_memories"], g["window_blocks"]
             win_bram = lanes * memories * bram18_count(blocks * depth, taps * bits)
-            win_lut = lanes * (q * (mux_luts(layer.kernel, taps * bits) + mux_luts(taps, bits))
-                               + (memories * mux_luts(layer.kernel, field_bits(blocks)) if blocks > 1 else 0))
+            block_pick = mux_luts(layer.kernel, field_bits(blocks)) if blocks > 1 else 0
+            win_lut = lanes * (memories * (mux_luts(taps, bits) + block_pick) + pick)
         else:
             win_bram = 0
-            win_lut = lanes * (g["group_columns"] * taps * lutram_luts(depth, bits, family)
-                               + q * mux_luts(layer.kernel * taps * -(-depth // 64), bits))
+            win_lut = lanes * (g["group_columns"] * (taps * lutram_luts(depth, bits, family)
+                                                     + mux_luts(taps * -(-depth // 64), bits)) + pick)
         lane_lut = LUT_PER_LANE + (q - 1) * LUT_PER_PIXEL + (q // 2) * LUT_PER_PACK * g["packed_products"]
         macs = lanes * q
     q_bram, q_lut = memory_cost(folds * g["requant_span"], REQUANT_PARAM_BITS, family)

@@ -10,8 +10,9 @@ and reads its report:
   frame), every stream's largest occupancy and full clocks, every process's busy and
   stalled clocks;
 * :func:`derive_fifo_depths` -- as hls4ml's FIFO-depth pass does from co-simulation: the
-  frames are fed at the modeled interval into FIFOs that never fill, and each FIFO's depth
-  is its largest occupancy plus :data:`FIFO_MARGIN`; the code generator writes those depths.
+  frames are fed at the modeled interval into FIFOs that never fill, and a FIFO deepened
+  beyond its rule depth goes no deeper than its largest occupancy plus :data:`FIFO_MARGIN`;
+  the code generator writes those depths.
 
 Every figure is *simulated* from the HLS loops as written, not measured on a board, and
 not a synthesis result: co-simulation with the real tools (``make -C overlay cosim``) is the
@@ -172,7 +173,9 @@ def derive_fifo_depths(facts, interval: int, frames: int = 3, tolerance: float =
     As hls4ml's FIFO-depth pass does from co-simulation, the largest occupancy of each stream
     is measured -- here with the frames fed every ``interval`` clocks into FIFOs that never
     fill: no depth above it (plus :data:`FIFO_MARGIN`) can help. Starting from the rule depths
-    (:func:`rule_depths`), the pipeline is simulated with bounded FIFOs; while its interval is
+    (:func:`rule_depths`: never below them, they are what the allocator priced -- a FIFO cut
+    below 65 words would move from BRAM to LUTRAM, against the allocator's budget), the
+    pipeline is simulated with bounded FIFOs; while its interval is
     more than ``tolerance`` above ``interval``, every FIFO whose producer waited for room is
     deepened (doubled, up to its measured largest occupancy plus the margin). Doubling every
     blocked FIFO also grows ones whose waiting costs nothing (a window generator ahead of its
@@ -182,7 +185,8 @@ def derive_fifo_depths(facts, interval: int, frames: int = 3, tolerance: float =
     names = stream_names(facts)
     unbounded = run(facts, 2, pace=interval, depths={name: UNBOUNDED for name in names})
     cap = {name: max(MIN_DEPTH, fifo["max"] + FIFO_MARGIN) for name, fifo in unbounded["fifos"].items()}
-    depths = {name: min(depth, cap[name]) for name, depth in rule_depths(facts).items()}
+    start = rule_depths(facts)
+    depths = dict(start)
     report = run(facts, frames, depths=depths)
     for _ in range(rounds):
         if report["interval_cycles"] is None or report["interval_cycles"] <= interval * (1 + tolerance):
@@ -193,7 +197,6 @@ def derive_fifo_depths(facts, interval: int, frames: int = 3, tolerance: float =
         for name in grow:
             depths[name] = min(cap[name], 2 * depths[name])
         report = run(facts, frames, depths=depths)
-    start = {name: min(depth, cap[name]) for name, depth in rule_depths(facts).items()}
 
     def reached(rep) -> bool:
         return rep["interval_cycles"] is not None and rep["interval_cycles"] <= interval * (1 + tolerance)

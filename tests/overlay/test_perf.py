@@ -180,9 +180,10 @@ def test_layer_resources_by_hand():
     assert res["bram18"] == 7
     # FIFOs priced at the depths they are given (the simulation's): a row of pixels goes to BRAM
     assert perf.layer_resources(model, 1, 4, depths=(102, 96))["bram18_line_buffer"] == 4 + 1 + 4
-    # window copy per lane: a bank per (column, tap row) = 9 banks of 2 x 16 words of 8 bits (32 deep:
-    # 4 data LUTs of a RAM32M16 + its write-address LUT = 5 LUTs each) + the pixel's 9:1 x 8 read mux
-    assert res["lut_windows"] == 4 * (9 * 5 + 8 * 3)
+    # window copy per lane: a bank per (column, tap row) = 3 columns of 3 banks of 2 x 16 words of 8 bits
+    # (32 deep: 4 data LUTs of a RAM32M16 + its write-address LUT = 5 LUTs each), a column read through
+    # a 3:1 x 8 tap mux; the pixel picks one of its 3 columns (3:1 x 8)
+    assert res["lut_windows"] == 4 * (3 * (3 * 5 + 8) + 8)
     assert res["weight_bits_on_chip"] == 32 * 40 * 16 + 32 * 69
     # the logits layer has no requantizer: one DSP per lane
     assert perf.layer_resources(model, 2, 11)["dsp"] == 11
@@ -228,10 +229,10 @@ def test_pixel_plans_by_hand():
     adjacent = perf.layer_geometry(model, 5, "s16w2p4a")
     assert (adjacent["spacing"], adjacent["group_columns"], adjacent["row_groups"]) == (1, 12, 15)
     # window copies: a bank per (column, tap row, channel mod 2) of 2 x 64 words of 8 bits (two 64-word
-    # blocks, 20 LUTs), and per pixel a 36:1 x 8 read mux over its 3 columns' banks (72 LUTs): the spaced
-    # plan keeps 6 columns, the adjacent one 12
-    assert perf.layer_resources(model, 5, "s16w2p4", "zcu104")["lut_windows"] == 16 * (6 * 6 * 20 + 4 * 72)
-    assert perf.layer_resources(model, 5, "s16w2p4a", "zcu104")["lut_windows"] == 16 * (12 * 6 * 20 + 4 * 72)
+    # blocks, 20 LUTs), a column read through a 12:1 x 8 mux over its banks' blocks (24 LUTs), and per
+    # pixel a 3:1 x 8 pick of its column (8 LUTs): the spaced plan keeps 6 columns, the adjacent one 12
+    assert perf.layer_resources(model, 5, "s16w2p4", "zcu104")["lut_windows"] == 16 * (6 * (6 * 20 + 24) + 4 * 8)
+    assert perf.layer_resources(model, 5, "s16w2p4a", "zcu104")["lut_windows"] == 16 * (12 * (6 * 20 + 24) + 4 * 8)
     # two 8-bit products in one DSP48E2 (WP486); a DSP48E1 (Zynq-7000) takes one each
     assert perf.layer_resources(model, 5, "s16w2p4", "zcu104")["dsp"] == 16 * 2 + 4 * g["requant_units"]
     assert perf.layer_resources(model, 5, "s16w2p4", "pynqz2")["dsp"] == 16 * 4 + 4 * g["requant_units"]
@@ -251,13 +252,15 @@ def test_larger_pixel_groups_are_offered_and_cost_less_window_a_mac():
     classifier = {p.pixels for p in perf.layer_options(model, 7) if p.engine == "sparse"}
     assert classifier == {1, 2, 3, 4, 5, 6}  # Wo = 60: not 7 or 8
     # conv6 (dilation 4), pixels 4 apart: 6 columns for 4 pixels, 10 for 8 (per lane, in LUTRAM:
-    # a column is 6 banks of 2 x 64 words, 20 LUTs each; a pixel reads through a 36:1 x 8 mux)
+    # a column is 6 banks of 2 x 64 words, 20 LUTs each, read through a 12:1 x 8 mux; a pixel picks
+    # one of its 3 columns, 3:1 x 8)
+    column = 6 * 20 + 24
     spaced = {q: perf.layer_resources(model, 5, f"s16w2p{q}", "zcu104")["lut_windows"] for q in (4, 8)}
-    assert spaced == {4: 16 * (6 * 6 * 20 + 4 * 72), 8: 16 * (10 * 6 * 20 + 8 * 72)}
-    assert (spaced[4] / (16 * 4), spaced[8] / (16 * 8)) == (252, 222)  # LUTs a MAC
+    assert spaced == {4: 16 * (6 * column + 4 * 8), 8: 16 * (10 * column + 8 * 8)}
+    assert (spaced[4] / (16 * 4), spaced[8] / (16 * 8)) == (224, 188)  # LUTs a MAC
     # adjacent pixels at dilation 4 share nothing in a group of 4 (12 columns), a third in one of 8 (16)
     adjacent = {q: perf.layer_resources(model, 5, f"s16w2p{q}a", "zcu104")["lut_windows"] for q in (4, 8)}
-    assert adjacent == {4: 16 * (12 * 6 * 20 + 4 * 72), 8: 16 * (16 * 6 * 20 + 8 * 72)}
+    assert adjacent == {4: 16 * (12 * column + 4 * 8), 8: 16 * (16 * column + 8 * 8)}
 
 
 def test_larger_pixel_groups_raise_the_allocators_frame_rate(monkeypatch):
@@ -341,9 +344,9 @@ def test_window_copies_in_bram_by_hand():
     res = perf.layer_resources(model, 5, plan, "zcu104")
     # per lane a BRAM18 per memory: 2 blocks x 2 halves x 128 words of 3 taps x 8 bits (512 x 36)
     assert res["bram18_windows"] == 16 * 4
-    # LUTs: per pixel a 3:1 memory mux of 24-bit words and a 3:1 tap mux of 8 bits; per memory
-    # a 3:1 mux of its 1-bit block address
-    assert res["lut_windows"] == 16 * (4 * (24 + 8) + 4 * 1)
+    # LUTs: per memory a 3:1 tap mux of 8 bits from its 24-bit word and a 3:1 mux of its 1-bit
+    # block address; per pixel a 3:1 pick of its column's memory (8 bits)
+    assert res["lut_windows"] == 16 * (4 * (8 + 1) + 4 * 8)
     lutram = perf.layer_resources(model, 5, "s16w1p4", "zcu104")
     assert lutram["bram18_windows"] == 0 and lutram["lut_windows"] > 5 * res["lut_windows"]
     # a BRAM read takes clocks: conv1 with a lane per filter (K = 3 MAC clocks, 9 chunks of one
