@@ -101,6 +101,21 @@ def test_every_deepened_fifo_is_needed(make, board):
         assert back["interval_cycles"] > interval * 1.005, name
 
 
+def test_derived_depths_are_never_below_the_rule_depths_the_allocator_priced():
+    """A FIFO the pipeline fills less than its rule depth keeps that depth: the allocator priced
+    it there (a pixel FIFO cut from 65 to 61 words would move from BRAM to LUTRAM)."""
+    model = tiny()
+    plans = perf.allocate(model, "zcu104", 200)
+    facts = facts_for(model, plans)
+    interval = perf.pipeline_interval(model, plans)
+    rule = simulate.rule_depths(facts)
+    unbounded = simulate.run(facts, 2, pace=interval, depths={n: simulate.UNBOUNDED for n in rule})
+    under = [n for n in rule if unbounded["fifos"][n]["max"] + simulate.FIFO_MARGIN < rule[n]]
+    assert len(under) >= 3  # e.g. a chunk FIFO of 64 whose largest occupancy is 12
+    depths, _ = simulate.derive_fifo_depths(facts, interval)
+    assert all(depths[n] >= rule[n] for n in rule), {n: (depths[n], rule[n]) for n in rule if depths[n] < rule[n]}
+
+
 def test_codegen_writes_the_derived_depths():
     model = tiny()
     plans = perf.allocate(model, "zcu104", 200)
