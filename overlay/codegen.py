@@ -39,7 +39,7 @@ FALLBACK_MAX_LANES = 8
 GEOMETRY_FIELDS = ("pixels", "spacing", "row_groups", "chunk_channels", "chunks", "pixel_iterations",
                    "window_iterations", "line_slots", "line_depth", "requant_units", "requant_span", "bank_bits",
                    "col_bits", "slot_bits", "packed_products", "window_bram", "window_memories", "window_blocks",
-                   "ddr_rows", "row_words", "row_memory_cycles", "pixel_beats", "row_beats")
+                   "ddr_rows", "row_words", "row_memory_cycles", "pixel_beats", "row_beats", "sum_bits")
 ROW_ALIGN_WORDS = 8  # each layer's region of the row buffer starts on 64 bytes (an AXI burst never straddles two)
 
 
@@ -418,6 +418,7 @@ struct layer${index}_config : conv_config_default {
     static const long long out_max = ${out_max}LL;
     typedef ${in_type} in_t;
     typedef ${out_type} out_t;
+    typedef ap_int<${sum_bits}> sum_t;  // K products of weight_bits x in_t, every partial sum exact (perf.sum_bits)
 };
 
 """)

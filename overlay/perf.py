@@ -88,17 +88,17 @@ URAM_WIDTH, URAM_DEPTH = 72, 4096  # one UltraRAM: 4K x 72 bits
 URAM_MIN_BRAM18 = 4  # a row memory goes to URAM (where the board has it) when each URAM saves >= 4 BRAM18
 # BRAM18 aspect ratios (width, depth) in simple dual-port mode
 BRAM18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
-LUT_PER_LANE = 60  # accumulator adder, weight-memory addressing, lane control
+LUT_PER_LANE = 28  # weight-memory addressing, lane control (+ its accumulator's adder, sum_bits LUTs)
 PIXEL_OPTIONS = tuple(range(1, 9))  # output pixels per sparse lane the allocator tries (ASSUMPTIONS: why up to 8)
 BRAM_WINDOW_MIN_DISTANCE = 3  # a BRAM read takes 1-2 clocks: window copies there need this much room
-LUT_PER_PIXEL = 40  # sparse engine: a further pixel's accumulator adder and its finished-sum register mux
+LUT_PER_PIXEL = 8  # sparse engine: a further pixel's finished-sum handling (+ its adder, sum_bits LUTs)
 LUT_PER_PACK = 20  # sparse engine: recovering two products from one packed multiply (an 18-bit sign fix-up)
 LUT_PER_SIMD = 24  # dense engine: one product's share of a lane's adder tree (~20-bit adds) and its multiplexing
 FF_PER_SIMD = 20  # dense engine: pipeline registers of the adder tree, per product
 LUT_PER_REQUANT = 300  # 64-bit round-add, 6-bit variable shift, two clamps
 LUT_PER_LAYER = 400  # line-buffer and engine counters, stream handshakes
 LUT_SHELL = 6000  # s_axilite control, three m_axi adapters, frame reader, logits writer
-FF_PER_LANE = 2 * ACC_BITS + 40  # accumulator, finished sum, pipeline registers
+FF_PER_LANE = 40  # pipeline registers (+ the accumulator and finished sum, 2 * sum_bits)
 FF_PER_LAYER = 600  # counters, addresses, pipeline registers of both loops
 FF_SHELL = 8000
 # the flattened MAC loop of sparse_conv.hpp fills its pipeline once per frame: weight read,
@@ -172,10 +172,13 @@ ASSUMPTIONS = (
     "W*Cin/Wc words of Wc*input_bits (URAM where the board has it: the layers whose rows save the most "
     "BRAM18 per URAM, at least one, within the URAM ceiling); "
     "a chunk FIFO of L words; best BRAM18 aspect ratio; <= 64 words go to LUTRAM",
-    "LUT: per lane 60 + 40 per further pixel + 20 per packed pair + window copy; per requantizer 300 + "
-    "S:1 multiplexer of 32 bits; per layer 400 "
+    "running sums sum_bits wide (perf.sum_bits: every partial sum of K products of weight_bits x the "
+    "input's range, at most 32; 20-25 bits on the CamVid network): an adder of sum_bits LUTs and two "
+    "registers of sum_bits FFs per lane and pixel",
+    "LUT: per lane 28 + 8 per further pixel + sum_bits per pixel + 20 per packed pair + window copy; "
+    "per requantizer 300 + S:1 multiplexer of sum_bits; per layer 400 "
     "+ the row multiplexers (k x Wc*bits x ((k-1)*d+1):1); shell 6000 -- +-50%",
-    "FF: per lane 104 (accumulator, finished sum, pipeline) + 64 per further pixel, per layer the "
+    "FF: per lane 40 (pipeline) + 2 x sum_bits per pixel (running and finished sum), per layer the "
     "pixel registers (Cin + 2 x Cout activations where a block is one pixel) and 600, shell 8000",
     "the lane allocator keeps every resource within its ceiling (DSP 85 %, BRAM18 90 %, URAM 90 %, "
     "LUT 80 %, FF 80 % of the board's budget, shell included)",
@@ -355,6 +358,18 @@ def line_storage(depth: int, width: int, has_uram: bool) -> str:
     if has_uram and uram_count(depth, width) * URAM_MIN_BRAM18 <= bram18_count(depth, width):
         return "uram"
     return "bram"
+
+
+def sum_bits(model, index: int) -> int:
+    """Width of layer ``index``'s running sums (``sum_t``): every partial sum of a filter's K
+    products fits, whatever weights a model file of this shape holds -- each within
+    ``weight_bits`` (the loader checks), each activation within the input's range -- so the
+    narrow sum is exact and the int32 of the model format (docs/model-format.md, section 3)
+    is never needed below the bias; at most :data:`ACC_BITS`."""
+    layer = model.layers[index]
+    lo, hi = model.input_range(index)
+    bound = layer.k_nonzero * (1 << (layer.weight_bits - 1)) * max(abs(int(lo)), abs(int(hi)))
+    return min(ACC_BITS, bound.bit_length() + 1)
 
 
 def input_bits(model, index: int) -> int:
@@ -690,6 +705,7 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
         "window_bram": int(plan.window_bram), "window_distance": distance,
         "window_memories": copy_memories, "window_blocks": copy_blocks,
         "simd": k * wc if plan.engine == "dense" else 1,
+        "sum_bits": sum_bits(model, index),
         "engine_cycles": engine_clocks(groups * pixel, first_window(plan.engine, chunks), engine_tail(span, spacing * q)),
         "mac_iterations": groups * folds * (kn if sparse else chunks),
     }
@@ -824,7 +840,7 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
         ebits = g["simd"] * layer.weight_bits
         w_bram, w_lut = memory_cost(folds * g["chunks"], lanes * ebits, family)  # ARRAY_RESHAPE: one word for all lanes
         win_bram, win_lut = memory_cost(2 * g["chunks"], chunk_bits, family)
-        lane_lut = LUT_PER_LANE + g["simd"] * LUT_PER_SIMD
+        lane_lut = LUT_PER_LANE + g["sum_bits"] + g["simd"] * LUT_PER_SIMD
         macs = lanes * g["simd"]
     else:  # one entry (weight, bank, column, slot) per lane, fold and weight; a window copy per lane
         q = g["pixels"]
@@ -848,7 +864,8 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
             win_bram = 0
             win_lut = lanes * (g["group_columns"] * (taps * lutram_luts(depth, bits, family)
                                                      + mux_luts(taps * -(-depth // 64), bits)) + pick)
-        lane_lut = LUT_PER_LANE + (q - 1) * LUT_PER_PIXEL + (q // 2) * LUT_PER_PACK * g["packed_products"]
+        lane_lut = (LUT_PER_LANE + q * g["sum_bits"] + (q - 1) * LUT_PER_PIXEL
+                    + (q // 2) * LUT_PER_PACK * g["packed_products"])
         macs = lanes * q
     q_bram, q_lut = memory_cost(folds * g["requant_span"], REQUANT_PARAM_BITS, family)
     # line buffer: SPAN + S row memories of line_depth words of Wc*bits, k row multiplexers
@@ -871,7 +888,7 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
         lb["lut"] += 2 * m_lut + LUT_PER_M_AXI + p_lut
     f_bram, f_lut = memory_cost(win_depth, chunk_bits, family)  # chunk FIFO
     a_bram, a_lut = memory_cost(act_depth, cin * bits, family)  # input pixel FIFO
-    requant_lut = 0 if logits else units * (LUT_PER_REQUANT + mux_luts(g["requant_span"], ACC_BITS))
+    requant_lut = 0 if logits else units * (LUT_PER_REQUANT + mux_luts(g["requant_span"], g["sum_bits"]))
     # finished pixels, two blocks of M*Q (one filled, one leaving): registers for one pixel a
     # block, else a LUTRAM per output channel (its requantizer writes, the pixel word reads)
     block_ff = 2 * cout * out_bits if g["block"] == 1 else 0
@@ -900,7 +917,7 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
         "bram18_windows": win_bram,
         "lut": lanes * lane_lut + w_lut + win_lut + units * q_lut + requant_lut + LUT_PER_LAYER
         + lb["lut"] + f_lut + a_lut + block_lut + burst_lut,
-        "ff": lanes * FF_PER_LANE + (macs * FF_PER_SIMD if dense else (macs - lanes) * 2 * ACC_BITS)
+        "ff": lanes * (FF_PER_LANE + 2 * g["sum_bits"]) + (macs * FF_PER_SIMD if dense else (macs - lanes) * 2 * g["sum_bits"])
         + cin * bits + block_ff + FF_PER_LAYER + (FF_PER_M_AXI if g["ddr_rows"] else 0),
         "line_storage": where if layer.kernel > 1 else "none",
         **{key: g[key] for key in ("lanes", "folds", "pixels", "chunk_channels", "chunks", "requant_units")},

@@ -37,9 +37,9 @@ using dense_word_t = vec<ap_int<CONFIG_T::weight_bits>, CONFIG_T::kernel * CONFI
  * \tparam CONFIG_T layer configuration
  */
 template <class CONFIG_T>
-acc_t dot_chunk(const dense_word_t<CONFIG_T>& w, const chunk_t<CONFIG_T>& a) {
+typename CONFIG_T::sum_t dot_chunk(const dense_word_t<CONFIG_T>& w, const chunk_t<CONFIG_T>& a) {
 #pragma HLS INLINE  // part of the caller's pipelined loop
-    acc_t sum = 0;
+    typename CONFIG_T::sum_t sum = 0;  // a partial sum of the filter's K products: sum_t holds it
     for (unsigned e = 0; e < CONFIG_T::kernel * CONFIG_T::chunk_channels; e++) {
 #pragma HLS UNROLL  // SIMD: the chunk's k*Wc products and their adder tree in one clock
         sum += w.data[e] * a.data[e];
@@ -79,9 +79,10 @@ void dense_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CON
     chunk_t<CONFIG_T> win[2 * L];
 #pragma HLS AGGREGATE variable = win compact = bit  // a chunk is one memory word, written and read whole
 #pragma HLS BIND_STORAGE variable = win type = ram_s2p impl = lutram  // 2L chunks, one write and one read port
-    acc_t acc[P];
+    typedef typename CONFIG_T::sum_t sum_t;  // as wide as K products need (sum_bits), not 32 bits
+    sum_t acc[P];
 #pragma HLS ARRAY_PARTITION variable = acc complete  // one accumulator register per lane
-    acc_t done[P];
+    sum_t done[P];
 #pragma HLS ARRAY_PARTITION variable = done complete  // finished sums waiting for a requantizer
     pixel_block_t<CONFIG_T> px;  // two blocks of one pixel
 #pragma HLS ARRAY_PARTITION variable = px complete dim = 0  // registers: R requantizers write R channels per clock

@@ -68,6 +68,7 @@ struct conv_config_default {
     static const int act = ACT_RELU;        ///< ACT_RELU, ACT_LINEAR or ACT_LOGITS
     static const long long out_min = 0;     ///< saturation bounds of the output activation
     static const long long out_max = 255;
+    typedef acc_t sum_t;      ///< a lane's running sum: ap_int of sum_bits(K, weight_bits, in_t) (codegen), at most acc_t
     typedef ap_int<8> in_t;   ///< input activation type (the previous layer's out_t)
     typedef ap_uint<8> out_t; ///< output activation type: ap_uint<B> relu, ap_int<B> linear, ap_int<32> logits
 };
@@ -84,7 +85,7 @@ using pixel_block_t = typename CONFIG_T::out_t[2 * pixel_blocks<CONFIG_T>::size]
  * \tparam CONFIG_T layer configuration
  */
 template <class CONFIG_T>
-void requant_step(pixel_block_t<CONFIG_T>& px, const acc_t done[CONFIG_T::pixels * CONFIG_T::lanes],
+void requant_step(pixel_block_t<CONFIG_T>& px, const typename CONFIG_T::sum_t done[CONFIG_T::pixels * CONFIG_T::lanes],
                   const requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span],
                   unsigned pf, unsigned j, unsigned base) {
 #pragma HLS INLINE  // part of the caller's pipelined loop
@@ -95,7 +96,7 @@ void requant_step(pixel_block_t<CONFIG_T>& px, const acc_t done[CONFIG_T::pixels
         unsigned l = u / Q;  // Q is a small constant: a shift where it is a power of two
         if (u < Q * CONFIG_T::lanes && pf * CONFIG_T::lanes + l < CONFIG_T::cout) {  // idle lanes of a last fold: none
             const requant_param& p = quant[r][pf * CONFIG_T::requant_span + j];
-            px[base + (u % Q) * CONFIG_T::spacing][pf * CONFIG_T::lanes + l] = requantize<CONFIG_T>(done[u] + p.bias, p);
+            px[base + (u % Q) * CONFIG_T::spacing][pf * CONFIG_T::lanes + l] = requantize<CONFIG_T>(acc_t(done[u]) + p.bias, p);
         }
     }
 }
@@ -204,6 +205,7 @@ struct fold_sequencer {
     static const unsigned Q = CONFIG_T::pixels;
     static const unsigned M = CONFIG_T::spacing;
     static const unsigned MQ = blocks::size;
+    typedef typename CONFIG_T::sum_t sum_t;  // the lanes' running sums
     static_assert(S <= STEPS && Q <= STEPS, "a fold's sums must be requantized within the next fold, and Q <= K");
     ap_uint<counter_bits<NF>::value> f = 0, pf = 0;  // fold of the lanes; fold whose sums wait in done[]
     ap_uint<counter_bits<STEPS>::value> j = 0;       // step of the lanes in the fold
@@ -217,16 +219,18 @@ struct fold_sequencer {
     bool last() const { return j == STEPS - 1; }
 
     /// Sum u's MAC of this step: its running sum plus `product`, moved to done[u] at the fold's end.
-    void accumulate(acc_t acc[Q * CONFIG_T::lanes], acc_t done[Q * CONFIG_T::lanes], unsigned u,
-                    acc_t product) const {
+    /// `sum_t` holds every partial sum of K products exactly (sum_bits: the file's weights fit
+    /// weight_bits, the activations in_t), so the narrow adder computes what an int32 one does.
+    void accumulate(sum_t acc[Q * CONFIG_T::lanes], sum_t done[Q * CONFIG_T::lanes], unsigned u,
+                    sum_t product) const {
 #pragma HLS INLINE  // part of the engine's pipelined loop, once per lane and pixel
-        acc_t sum = (first() ? acc_t(0) : acc[u]) + product;
+        sum_t sum = (first() ? sum_t(0) : acc[u]) + product;
         acc[u] = sum;
         if (last()) done[u] = sum;
     }
 
     /// Step j of the requantizers on the waiting fold; a finished block's pixels leave one a clock.
-    void requantize(pixel_block_t<CONFIG_T>& px, const acc_t done[Q * CONFIG_T::lanes],
+    void requantize(pixel_block_t<CONFIG_T>& px, const sum_t done[Q * CONFIG_T::lanes],
                     const requant_param quant[CONFIG_T::requant_units][NF * S],
                     hls::stream<out_pixel_t<CONFIG_T> >& out) {
 #pragma HLS INLINE  // part of the engine's pipelined loop
@@ -274,7 +278,7 @@ struct fold_sequencer {
 
     /// After the frame's last MAC clock: the rest of a block still leaving, the last fold's S
     /// steps, then the last block's pixels.
-    void finish(pixel_block_t<CONFIG_T>& px, const acc_t done[Q * CONFIG_T::lanes],
+    void finish(pixel_block_t<CONFIG_T>& px, const sum_t done[Q * CONFIG_T::lanes],
                 const requant_param quant[CONFIG_T::requant_units][NF * S],
                 hls::stream<out_pixel_t<CONFIG_T> >& out) {
     drain:

@@ -64,8 +64,8 @@ namespace sentei {
  */
 template <bool PACKED>
 struct product_pair {
-    template <class W_T, class A_T>
-    static void mul(W_T w, A_T a0, A_T a1, acc_t& p0, acc_t& p1) {
+    template <class W_T, class A_T, class S_T>
+    static void mul(W_T w, A_T a0, A_T a1, S_T& p0, S_T& p1) {
 #pragma HLS INLINE  // part of the engine's pipelined loop
         p0 = w * a0;
         p1 = w * a1;
@@ -74,8 +74,8 @@ struct product_pair {
 
 template <>
 struct product_pair<true> {
-    template <class W_T, class A_T>
-    static void mul(W_T w, A_T a0, A_T a1, acc_t& p0, acc_t& p1) {
+    template <class W_T, class A_T, class S_T>
+    static void mul(W_T w, A_T a0, A_T a1, S_T& p0, S_T& p1) {
 #pragma HLS INLINE  // part of the engine's pipelined loop
         static_assert(W_T::width <= 8 && A_T::width <= 8, "packed products need weights and activations of <= 8 bits");
         ap_int<27> a = (ap_int<27>(a1) << 18) + ap_int<27>(a0);  // pre-adder: a1 above a0 (a0 sign-extended)
@@ -235,9 +235,10 @@ void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CO
     static_assert(LAY.memories == CONFIG_T::window_memories && LAY.blocks == CONFIG_T::window_blocks,
                   "window_memories / window_blocks must be the window layout's (perf.window_memories)");
 
-    acc_t acc[Q * P];
+    typedef typename CONFIG_T::sum_t sum_t;  // as wide as K products need (sum_bits), not 32 bits
+    sum_t acc[Q * P];
 #pragma HLS ARRAY_PARTITION variable = acc complete  // one accumulator register per lane and pixel
-    acc_t done[Q * P];
+    sum_t done[Q * P];
 #pragma HLS ARRAY_PARTITION variable = done complete  // finished sums waiting for a requantizer
     pixel_block_t<CONFIG_T> px;
 #pragma HLS ARRAY_PARTITION variable = px dim = 2 complete  // a memory per channel: R requantizers write R channels per clock, a pixel word reads them all
@@ -298,7 +299,7 @@ frames:
                     for (unsigned q = 0; q < Q; q += 2) {
 #pragma HLS UNROLL  // the pixels in pairs: one multiplier per pair where packed
                         if (q + 1 < Q) {
-                            acc_t p0, p1;
+                            sum_t p0, p1;
                             product_pair<CONFIG_T::packed_products>::mul(e.value, a[q], a[q + 1], p0, p1);
                             seq.accumulate(acc, done, l * Q + q, p0);
                             seq.accumulate(acc, done, l * Q + q + 1, p1);

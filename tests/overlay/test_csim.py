@@ -451,6 +451,48 @@ def test_requantization_and_input_edges_on_the_same_build(acc):
             np.testing.assert_array_equal(logits, acts[-1].transpose(1, 2, 0))
 
 
+def _sums_at_their_bound(model):
+    """Every partial sum at perf.sum_bits's bound: every input -2^(bits-1) (the input quantizer's
+    mul 0, add -2^(bits-1)), every weight -2^(weight_bits-1), every relu layer saturated at its
+    largest output and every linear one at its most negative by a bias of +-2^30 (added after the
+    sum), so each layer sums K products of -2^(W-1) x its input's extreme; the logits layer's bias
+    0 shows the sum itself."""
+    import copy
+
+    from sentei.host.modelfile.schema import validate
+
+    edge = copy.deepcopy(model)
+    lo = -(1 << (edge.input.bits - 1))
+    edge.input.shift, edge.input.mul, edge.input.add = 0, (0, 0, 0), (lo, lo, lo)
+    for layer in edge.layers:
+        layer.values[:] = -(1 << (layer.weight_bits - 1))
+        if layer.act == "logits":
+            layer.bias[:] = 0
+        else:
+            layer.bias[:] = (1 << 30) if layer.act == "relu" else -(1 << 30)
+            layer.mult[:] = 1
+            layer.shift[:] = 0
+    validate(edge)
+    return edge
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make, lanes", [(tiny, ["s4p8b", "s4w1p6", "s8p7", "s4p8", "d11"]),
+                                         (odd, ["d4w1r", "s4w3p4", "d10w6", "s5p3", "s5"])])
+def test_running_sums_are_exact_at_their_bound(make, lanes):
+    """sum_t is perf.sum_bits wide, not 32: with every partial sum at its largest magnitude
+    (K products of -2^(W-1) x the input's extreme) C-simulation still equals the reference,
+    both engines, packed and single products; one bit narrower wraps."""
+    model = _sums_at_their_bound(make())
+    _, acts = reference.run(model, random_frame(0, model.input.height, model.input.width), return_all=True)
+    last = model.layers[-1]
+    lo, hi = model.input_range(len(model.layers) - 1)
+    bound = last.k_nonzero * (1 << (last.weight_bits - 1)) * max(-lo, hi)
+    assert np.abs(acts[-1]).max() == bound  # the logits of an interior pixel: the sum at its bound
+    assert perf.sum_bits(model, len(model.layers) - 1) == bound.bit_length() + 1 < 32
+    assert_exact(csim.run_csim(model, 1, lanes=lanes))
+
+
 @pytest.mark.slow
 def test_two_networks_in_one_process_keep_their_own_state():
     from sentei.host.modelfile.schema import weight_blob

@@ -161,6 +161,24 @@ def _hand_model():
     return random_model(seed=5, height=8, width=100, specs=specs)
 
 
+def test_running_sums_by_hand(monkeypatch):
+    model = _hand_model()
+    # conv0: K = 27 of 8-bit weights on the signed 8-bit input, |sum| <= 27 * 128 * 128 = 442,368 < 2^19
+    assert model.layers[0].k_nonzero == 27 and perf.sum_bits(model, 0) == 19 + 1
+    # conv1: K = 40 on relu outputs of 8 bits, 40 * 128 * 255 = 1,305,600 < 2^21
+    assert perf.sum_bits(model, 1) == 21 + 1
+    # a lane's adder and its two sum registers are that wide: 10 bits fewer than int32's
+    narrow = perf.layer_resources(model, 1, "s4p2")
+    g = perf.layer_geometry(model, 1, "s4p2")
+    assert g["sum_bits"] == 22
+    assert narrow["ff"] == 4 * (perf.FF_PER_LANE + 2 * 22) + 4 * 2 * 22 + 16 * 8 + perf.FF_PER_LAYER
+    # int32 sums: 10 more LUTs an adder (4 lanes x 2 pixels) and in the requantizer's S:1 multiplexer
+    monkeypatch.setattr(perf, "sum_bits", lambda model, index: 32)
+    wide = perf.layer_resources(_hand_model(), 1, "s4p2")
+    span = g["requant_span"]
+    assert wide["lut"] - narrow["lut"] == 4 * 2 * 10 + g["requant_units"] * (perf.mux_luts(span, 32) - perf.mux_luts(span, 22))
+
+
 def test_layer_resources_by_hand():
     model = _hand_model()
     layer = model.layers[1]
