@@ -398,7 +398,9 @@ class LayerPlan:
     ``window_bram`` (sparse engine) keeps the lanes' window copies in BRAM18 instead of LUTRAM.
     ``ddr_rows`` (k > 1) keeps the layer's line-buffer rows in DDR (row_memory.hpp), only the
     window's 2k rows on chip: for dilated layers on boards short of BRAM (``ddr_rows`` in the
-    board file).
+    board file). ``packed`` (dense engine, 8-bit operands) multiplies each activation with the
+    weights of two lanes in one DSP48E2 (products.hpp): half the DSP48s, LUTs for the sign
+    fix-ups; the sparse engine packs its pixel pairs without being asked.
     """
 
     engine: str = "sparse"
@@ -408,17 +410,20 @@ class LayerPlan:
     adjacent: bool = False
     window_bram: bool = False
     ddr_rows: bool = False
+    packed: bool = False
 
     def label(self) -> str:
         """``8`` (sparse, 8 lanes), ``s8w4`` (Wc 4), ``s8w4p2`` (two pixels a lane), ``s8w4p2a``
         (two adjacent pixels on a dilated layer), ``s8w4p2b`` (window copies in BRAM), ``s8w4r``
-        (rows in DDR), ``d4w32`` (dense, 4 lanes, Wc 32): what --lanes takes."""
+        (rows in DDR), ``d4w32`` (dense, 4 lanes, Wc 32), ``d4w32x`` (two lanes' products a
+        DSP48E2): what --lanes takes."""
         if (self.engine == "sparse" and self.chunk_channels is None and self.pixels == 1 and not self.window_bram
                 and not self.ddr_rows):
             return str(self.lanes)
         wc = "" if self.chunk_channels is None else f"w{self.chunk_channels}"
         px = "" if self.pixels == 1 else f"p{self.pixels}{'a' if self.adjacent else ''}"
-        return f"{self.engine[0]}{self.lanes}{wc}{px}{'b' if self.window_bram else ''}{'r' if self.ddr_rows else ''}"
+        return (f"{self.engine[0]}{self.lanes}{wc}{px}{'b' if self.window_bram else ''}{'x' if self.packed else ''}"
+                f"{'r' if self.ddr_rows else ''}")
 
 
 def as_plan(value) -> LayerPlan:
@@ -428,13 +433,14 @@ def as_plan(value) -> LayerPlan:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return LayerPlan("sparse", int(value))
     text = str(value).strip().lower()
-    m = re.fullmatch(r"([sd]?)(\d+)(?:w(\d+))?(?:p(\d+)(a?))?(b?)(r?)", text)
+    m = re.fullmatch(r"([sd]?)(\d+)(?:w(\d+))?(?:p(\d+)(a?))?(b?)(x?)(r?)", text)
     if not m:
         raise SenteiError(f"layer plan {value!r}: expected LANES (sparse), sLANES[wWc][pQ[a]][b][r] or "
-                          f"dLANES[wWc][r], e.g. 8, s16w2p2 or d4w32")
+                          f"dLANES[wWc][x][r], e.g. 8, s16w2p2 or d4w32")
     engine = "dense" if m.group(1) == "d" else "sparse"
     return LayerPlan(engine, int(m.group(2)), int(m.group(3)) if m.group(3) else None,
-                     int(m.group(4)) if m.group(4) else 1, bool(m.group(5)), bool(m.group(6)), bool(m.group(7)))
+                     int(m.group(4)) if m.group(4) else 1, bool(m.group(5)), bool(m.group(6)), bool(m.group(8)),
+                     packed=bool(m.group(7)))
 
 
 def group_spacing(k: int, s: int, d: int, q: int, adjacent: bool = False) -> int:
@@ -677,6 +683,9 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
         raise SenteiError(f"layer {layer.name}: window copies in BRAM need the sparse engine and a group of at "
                           f"least {BRAM_WINDOW_MIN_DISTANCE} clocks between a window's last write and first read "
                           f"(this plan leaves {distance}): use fewer lanes or LUTRAM (no 'b')")
+    if plan.packed and (plan.engine != "dense" or lanes < 2 or not packed_products(model, index, 2)):
+        raise SenteiError(f"layer {layer.name}: 'x' packs two lanes' products of the dense engine (at least two "
+                          f"lanes, weights and activations of <= 8 bits); the sparse engine packs its pixels itself")
     if plan.ddr_rows and k == 1:
         raise SenteiError(f"layer {layer.name}: rows in DDR ('r') are for k > 1 layers; a 1x1 layer keeps no rows")
     window = window_iterations(h, w, k, layer.stride, layer.dilation, layer.padding, cin, wc, q, spacing,
@@ -701,7 +710,7 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
         # cw = channel / Wc; the dense engine addresses chunks only
         "banks": k * wc, "bank_bits": field_bits(k * wc), "col_bits": field_bits(k),
         "slot_bits": field_bits(cw) if sparse else field_bits(chunks),
-        "packed_products": int(sparse and packed_products(model, index, q)),
+        "packed_products": int(sparse and packed_products(model, index, q) or plan.packed),
         "window_bram": int(plan.window_bram), "window_distance": distance,
         "window_memories": copy_memories, "window_blocks": copy_blocks,
         "simd": k * wc if plan.engine == "dense" else 1,
@@ -841,8 +850,10 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
         w_bram, w_lut = memory_cost(folds * g["chunks"], lanes * ebits, family)  # ARRAY_RESHAPE: one word for all lanes
         win_bram, win_lut = memory_cost(2 * g["chunks"], chunk_bits, family)
         lane_lut = LUT_PER_LANE + g["sum_bits"] + g["simd"] * LUT_PER_SIMD
+        pair_lut = (lanes // 2) * g["simd"] * LUT_PER_PACK * g["packed_products"]  # plan x: a fix-up a product pair
         macs = lanes * g["simd"]
     else:  # one entry (weight, bank, column, slot) per lane, fold and weight; a window copy per lane
+        pair_lut = 0  # the pixel pairs' fix-ups are in lane_lut
         q = g["pixels"]
         ebits = layer.weight_bits + g["bank_bits"] + g["col_bits"] + g["slot_bits"]
         w_bram, w_lut = memory_cost(folds * k, lanes * ebits, family)  # ARRAY_RESHAPE: one word for all lanes
@@ -904,7 +915,7 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
         burst_bram, burst_lut = with_room[0] - without[0], with_room[1] - without[1]
     return {
         "engine": g["engine"],
-        "dsp": (macs * DSP_PER_LANE if dense else lanes * dsp_per_lane(g, board))
+        "dsp": (dense_dsp(g, board) if dense else lanes * dsp_per_lane(g, board))
         + (0 if logits else units * DSP_PER_REQUANT),
         "macs_per_clock": macs,
         "bram18_weights": w_bram + units * q_bram,
@@ -915,13 +926,20 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
         + cout * REQUANT_PARAM_BITS,
         "lut_windows": win_lut,
         "bram18_windows": win_bram,
-        "lut": lanes * lane_lut + w_lut + win_lut + units * q_lut + requant_lut + LUT_PER_LAYER
+        "lut": lanes * lane_lut + pair_lut + w_lut + win_lut + units * q_lut + requant_lut + LUT_PER_LAYER
         + lb["lut"] + f_lut + a_lut + block_lut + burst_lut,
         "ff": lanes * (FF_PER_LANE + 2 * g["sum_bits"]) + (macs * FF_PER_SIMD if dense else (macs - lanes) * 2 * g["sum_bits"])
         + cin * bits + block_ff + FF_PER_LAYER + (FF_PER_M_AXI if g["ddr_rows"] else 0),
         "line_storage": where if layer.kernel > 1 else "none",
         **{key: g[key] for key in ("lanes", "folds", "pixels", "chunk_channels", "chunks", "requant_units")},
     }
+
+
+def dense_dsp(g: dict, board=None) -> int:
+    """DSP48s of a dense layer's products: one per lane and SIMD product, or (plan ``x``) one
+    per pair of lanes and SIMD product where the board's DSP48E2 packs two (an odd lane alone)."""
+    per_dsp = MACS_PER_DSP.get(board_family(board), 1) if g["packed_products"] else 1
+    return -(-g["lanes"] // per_dsp) * g["simd"] * DSP_PER_LANE
 
 
 def dsp_per_lane(g: dict, board=None) -> int:
@@ -965,11 +983,6 @@ def design_resources(model, lanes, board=None, uram_limit: int | None = None) ->
         for key in totals:
             totals[key] += res.get(key, 0)
     return totals
-
-
-def dsp_used(model, lanes) -> int:
-    """DSP48 estimate of the whole accelerator with ``lanes`` per layer."""
-    return design_resources(model, lanes)["dsp"]
 
 
 def dsp_budget(board, dsp_fraction: float = DEFAULT_DSP_FRACTION) -> int:
@@ -1044,11 +1057,12 @@ def conv_stage_cycles(model, index: int, plan) -> int:
 # the allocator
 
 
-def layer_options(model, index: int, ddr_rows: bool = False) -> list[LayerPlan]:
+def layer_options(model, index: int, ddr_rows: bool = False, packed_dense: bool = False) -> list[LayerPlan]:
     """Every distinct way to build layer ``index``: the sparse engine with P = ceil(Cout/NF)
     lanes for each fold count NF and each pixel count of :data:`PIXEL_OPTIONS` that divides
     the output width, and (where it can run) the dense engine with those lanes
-    and each chunk width Wc dividing Cin that leaves >= 2 chunks a window. With ``ddr_rows``
+    and each chunk width Wc dividing Cin that leaves >= 2 chunks a window (with ``packed_dense``,
+    on a board whose DSP48E2 packs two products, each also as ``x`` where it may). With ``ddr_rows``
     (a board whose file allows it), each of these also with its rows in DDR where that keeps
     fewer rows on chip (2k < (k-1)*d + 1 + s: the dilated layers)."""
     layer = model.layers[index]
@@ -1066,15 +1080,20 @@ def layer_options(model, index: int, ddr_rows: bool = False) -> list[LayerPlan]:
                 if layer_geometry(model, index, plan)["window_distance"] >= BRAM_WINDOW_MIN_DISTANCE:
                     plans.append(LayerPlan("sparse", p, None, q, adj, True))
     if dense_allowed(model, index):
-        plans += [LayerPlan("dense", p, wc) for p in lanes for wc in divisors(cin) if k * (cin // wc) >= 2]
+        dense = [LayerPlan("dense", p, wc) for p in lanes for wc in divisors(cin) if k * (cin // wc) >= 2]
+        if packed_dense and packed_products(model, index, 2):
+            dense += [dataclasses.replace(plan, packed=True) for plan in dense if plan.lanes >= 2]
+        plans += dense
     if ddr_rows and k > 1 and 2 * k < ring_rows(layer):
         plans += [dataclasses.replace(plan, ddr_rows=True) for plan in plans]
     return plans
 
 
 def board_options(model, index: int, board) -> list[LayerPlan]:
-    """:func:`layer_options` on ``board``: with rows in DDR where its file allows them (``ddr_rows``)."""
-    return layer_options(model, index, bool(as_board(board).spec.get("ddr_rows", False)))
+    """:func:`layer_options` on ``board``: with rows in DDR where its file allows them (``ddr_rows``),
+    and the dense engine's packed products (``x``) where its DSP48s take two."""
+    b = as_board(board)
+    return layer_options(model, index, bool(b.spec.get("ddr_rows", False)), MACS_PER_DSP.get(b.family, 1) > 1)
 
 
 def _layer_rows(model, index: int, board, limits: dict) -> list[tuple[int, dict, LayerPlan]]:

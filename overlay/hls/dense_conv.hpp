@@ -18,12 +18,17 @@
  *
  * Requantization is shared as in sparse_conv.hpp: R = ceil(PE/L) requantizers serve
  * S = ceil(PE/R) <= L lanes each, during the first S clocks of the next fold.
+ *
+ * Lanes 2m and 2m+1 multiply the same activations, so where `packed_products` says so (the
+ * plan's `x`: weights and activations of <= 8 bits) each of their k*Wc product pairs is one
+ * DSP48E2 (products.hpp, Xilinx WP486): half the DSP48s, a sign fix-up in LUTs a pair.
  */
 #ifndef SENTEI_DENSE_CONV_HPP
 #define SENTEI_DENSE_CONV_HPP
 
 #include "csim_hooks.hpp"
 #include "folds.hpp"
+#include "products.hpp"
 #include "types.hpp"
 
 namespace sentei {
@@ -45,6 +50,25 @@ typename CONFIG_T::sum_t dot_chunk(const dense_word_t<CONFIG_T>& w, const chunk_
         sum += w.data[e] * a.data[e];
     }
     return sum;
+}
+
+/**
+ * \brief Lanes l and l+1 over one chunk: their two dot products with the same activations,
+ *        each activation's two products in one multiplier where PACKED.
+ */
+template <class CONFIG_T>
+void dot_chunk_pair(const dense_word_t<CONFIG_T>& w0, const dense_word_t<CONFIG_T>& w1,
+                    const chunk_t<CONFIG_T>& a, typename CONFIG_T::sum_t& s0, typename CONFIG_T::sum_t& s1) {
+#pragma HLS INLINE  // part of the caller's pipelined loop
+    s0 = 0;
+    s1 = 0;
+    for (unsigned e = 0; e < CONFIG_T::kernel * CONFIG_T::chunk_channels; e++) {
+#pragma HLS UNROLL  // SIMD: k*Wc product pairs and the two adder trees in one clock
+        typename CONFIG_T::sum_t p0, p1;
+        product_pair<CONFIG_T::packed_products>::mul(a.data[e], w0.data[e], w1.data[e], p0, p1);
+        s0 += p0;
+        s1 += p1;
+    }
 }
 
 /**
@@ -105,9 +129,16 @@ frames:
             SENTEI_COUNT_ITERATION(CONFIG_T::index);
             seq.requantize(px, done, quant, out);
             const chunk_t<CONFIG_T> a = win[clk.half * L + seq.j];  // broadcast to every lane
-            for (unsigned l = 0; l < P; l++) {
-#pragma HLS UNROLL  // the PE lanes of the block
-                seq.accumulate(acc, done, l, dot_chunk<CONFIG_T>(weights[l][seq.f * L + seq.j], a));
+            for (unsigned l = 0; l < P; l += 2) {
+#pragma HLS UNROLL  // the PE lanes of the block, in pairs that share each activation
+                if (l + 1 < P) {
+                    sum_t s0, s1;
+                    dot_chunk_pair<CONFIG_T>(weights[l][seq.f * L + seq.j], weights[l + 1][seq.f * L + seq.j], a, s0, s1);
+                    seq.accumulate(acc, done, l, s0);
+                    seq.accumulate(acc, done, l + 1, s1);
+                } else {
+                    seq.accumulate(acc, done, l, dot_chunk<CONFIG_T>(weights[l][seq.f * L + seq.j], a));
+                }
             }
             seq.advance();
             clk.tick();

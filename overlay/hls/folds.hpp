@@ -58,7 +58,7 @@ struct conv_config_default {
     static const unsigned bank_bits = 1;          ///< bits of a tap index (ky*Wc + ci % Wc: kernel * Wc taps a column)
     static const unsigned col_bits = 1;           ///< bits of a window column index kx (sparse)
     static const unsigned slot_bits = 1;          ///< bits of a slot: ci / Wc (sparse), a chunk (dense)
-    static const bool packed_products = false;    ///< two products of a weight in one multiplier (sparse, Q > 1, <= 8 bits)
+    static const bool packed_products = false;    ///< two products that share an operand in one multiplier (sparse: a weight, Q > 1; dense x: an activation, two lanes; <= 8 bits)
     static const bool window_bram = false;        ///< the lanes' window copies in BRAM, columns packed (sparse; pixel_groups.hpp)
     static const bool ddr_rows = false;           ///< line-buffer rows in DDR, 2k on chip (row_memory.hpp)
     static const unsigned row_offset = 0;         ///< its region of the row buffer, in 64-bit words

@@ -50,42 +50,10 @@
 #include "csim_hooks.hpp"
 #include "folds.hpp"
 #include "pixel_groups.hpp"
+#include "products.hpp"
 #include "types.hpp"
 
 namespace sentei {
-
-/**
- * \brief `w * a0` and `w * a1`: two multipliers, or one (PACKED) as in Xilinx WP486.
- *
- * Packed, the pre-adder forms `(a1 << 18) + a0` in 27 bits and the 27 x 18 product is
- * `w*a1 * 2^18 + w*a0`. Its low 18 bits, read as signed, are `w*a0` exactly while
- * |w*a0| < 2^17 (8-bit operands: at most 2^15); the rest, shifted down, is `w*a1`.
- * \tparam PACKED one multiplier for both (weights and activations of <= 8 bits)
- */
-template <bool PACKED>
-struct product_pair {
-    template <class W_T, class A_T, class S_T>
-    static void mul(W_T w, A_T a0, A_T a1, S_T& p0, S_T& p1) {
-#pragma HLS INLINE  // part of the engine's pipelined loop
-        p0 = w * a0;
-        p1 = w * a1;
-    }
-};
-
-template <>
-struct product_pair<true> {
-    template <class W_T, class A_T, class S_T>
-    static void mul(W_T w, A_T a0, A_T a1, S_T& p0, S_T& p1) {
-#pragma HLS INLINE  // part of the engine's pipelined loop
-        static_assert(W_T::width <= 8 && A_T::width <= 8, "packed products need weights and activations of <= 8 bits");
-        ap_int<27> a = (ap_int<27>(a1) << 18) + ap_int<27>(a0);  // pre-adder: a1 above a0 (a0 sign-extended)
-        ap_int<45> p = a * w;                                    // one 27 x 18 multiply
-#pragma HLS BIND_OP variable = p op = mul impl = dsp  // one DSP48E2 (its pre-adder forms a), not two LUT multipliers
-        ap_int<18> lo = p.range(17, 0);                          // w*a0, exactly
-        p0 = lo;
-        p1 = (p - lo) >> 18;                                     // w*a1 * 2^18, shifted down
-    }
-};
 
 /// Where layer CONFIG_T's window columns are kept: packed where the copies are in BRAM.
 template <class CONFIG_T>

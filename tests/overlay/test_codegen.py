@@ -21,6 +21,17 @@ def config_fields(header: str, index: int) -> dict:
     return fields
 
 
+def test_dense_lane_pairs_are_stated_per_layer():
+    facts = codegen.network_facts(odd(), ["d4w1xr", "d5w3x", "d10w6", "d3w5r", "d2w2x"])
+    header = codegen.render(facts)["network_config.h"]
+
+    def packed(n):
+        body = re.search(rf"struct layer{n}_config : conv_config_default \{{(.*?)\n\}};", header, re.S).group(1)
+        return re.search(r"static const bool packed_products = (true|false);", body).group(1) == "true"
+
+    assert [packed(n) for n in range(5)] == [True, True, False, False, True]
+
+
 def test_config_states_every_layer_fact():
     model = odd()
     facts = codegen.network_facts(model)
@@ -50,6 +61,7 @@ def test_config_states_every_layer_fact():
             assert 2 ** f["slot_bits"] >= f["chunks"]
         assert f["pixel_iterations"] == max(f["folds"] * f["k_nonzero"], f["chunks"])
         assert f["requant_units"] * f["requant_span"] >= f["lanes"] and f["requant_span"] <= f["k_nonzero"]
+        assert f["sum_t"] == f"ap_int<{perf.sum_bits(model, n)}>" and perf.sum_bits(model, n) < 32
         in_type = f["out_t"]
     # relu 4-bit after linear 6-bit etc.: the types follow the activation and width
     assert config_fields(header, 0)["out_t"] == "ap_int<6>"

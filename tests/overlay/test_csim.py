@@ -77,6 +77,11 @@ def test_tiny_model_is_bit_exact_and_skips_zeros():
     (odd, ["d4w1r", "d5w3r", "d10w6", "d3w5r", "d2w2"]),
     (tiny, ["s8p2b", "s4w1p2br", "s8r", 16, "d4w8"]),
     (wide, ["s4p2r", "s8w1p2", "s3p2r", "d3w3"]),
+    # the dense engine's lane pairs sharing each activation in one multiplier ("x", products.hpp):
+    # 8-bit (tiny, an odd lane left alone: d5x), 4- and 2-bit weights on 6- and 4-bit inputs
+    # (odd), with rows in DDR
+    (tiny, ["d4w3x", "s4w1p2", "s8p2", 16, "d5w8x"]),
+    (odd, ["d4w1xr", "d5w3x", "d10w6x", "d3w5xr", "d2w2x"]),
 ])
 def test_corner_models_are_bit_exact(make, lanes):
     model = make()
@@ -478,7 +483,9 @@ def _sums_at_their_bound(model):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("make, lanes", [(tiny, ["s4p8b", "s4w1p6", "s8p7", "s4p8", "d11"]),
-                                         (odd, ["d4w1r", "s4w3p4", "d10w6", "s5p3", "s5"])])
+                                         (tiny, ["d4w3x", "s4w1p2", "s8p2", 16, "d11x"]),
+                                         (odd, ["d4w1r", "s4w3p4", "d10w6", "s5p3", "s5"]),
+                                         (odd, ["d5w1xr", "s4w3p4", "d10w6x", "s5p3", "d2w2x"])])
 def test_running_sums_are_exact_at_their_bound(make, lanes):
     """sum_t is perf.sum_bits wide, not 32: with every partial sum at its largest magnitude
     (K products of -2^(W-1) x the input's extreme) C-simulation still equals the reference,

@@ -161,6 +161,32 @@ def _hand_model():
     return random_model(seed=5, height=8, width=100, specs=specs)
 
 
+def test_dense_lane_pairs_share_a_multiplier_by_hand():
+    """Plan x: the dense engine's lanes 2m and 2m+1 multiply each activation in one DSP48E2
+    (products.hpp), an odd last lane alone; offered where the board's DSP48s take two."""
+    model = _hand_model()  # conv1: Cin 16, k 3; 8-bit weights on 8-bit relu inputs
+    plan = perf.as_plan("d5w4x")
+    assert plan.packed and plan.engine == "dense" and plan.label() == "d5w4x" and perf.as_plan("d5w4xr").ddr_rows
+    g = perf.layer_geometry(model, 1, plan)
+    assert g["packed_products"] == 1 and g["simd"] == 3 * 4
+    plain = perf.layer_resources(model, 1, "d5w4", "zcu104")
+    packed = perf.layer_resources(model, 1, plan, "zcu104")
+    # 5 lanes x 12 products: 60 DSP48s, or 3 x 12 = 36 (two pairs and the odd lane); the requantizers alike
+    assert plain["dsp"] - packed["dsp"] == 60 - 36
+    assert packed["lut"] - plain["lut"] == 2 * 12 * perf.LUT_PER_PACK  # a sign fix-up a pair and product
+    # a DSP48E1 (Zynq-7000) takes one product: nothing saved, so PYNQ-Z2 is not offered x
+    assert perf.layer_resources(model, 1, plan, "pynqz2")["dsp"] == perf.layer_resources(model, 1, "d5w4", "pynqz2")["dsp"]
+    assert any(p.packed for p in perf.board_options(model, 1, "zcu104"))
+    assert not any(p.packed for p in perf.board_options(model, 1, "pynqz2"))
+    assert not any(p.packed for p in perf.layer_options(model, 1))
+    for bad in ("s4x", "d1w4x"):  # the sparse engine packs its pixels itself; a pair needs two lanes
+        with pytest.raises(SenteiError, match="'x' packs two lanes' products of the dense engine"):
+            perf.layer_geometry(model, 1, bad)
+    wide = random_model(seed=1, height=8, width=16, specs=(LayerSpec(8, out_bits=16), LayerSpec(8)))
+    with pytest.raises(SenteiError, match="weights and activations of <= 8 bits"):
+        perf.layer_geometry(wide, 1, "d2w4x")  # 16-bit activations do not fit the 18-bit field
+
+
 def test_running_sums_by_hand(monkeypatch):
     model = _hand_model()
     # conv0: K = 27 of 8-bit weights on the signed 8-bit input, |sum| <= 27 * 128 * 128 = 442,368 < 2^19
@@ -400,8 +426,9 @@ def test_allocator_stays_within_every_budget(board):
             assert "needs" in str(exc) and fraction <= 0.3
             continue
         assert all(1 <= p.lanes <= layer.out_channels for layer, p in zip(model.layers, lanes))
-        assert perf.dsp_used(model, lanes) <= perf.dsp_budget(board, fraction)
-        assert not perf.over_limits(perf.design_resources(model, lanes), perf.resource_limits(board, fraction))
+        used = perf.design_resources(model, lanes, board)  # priced on the board: its URAM, its DSP48s
+        assert used["dsp"] <= perf.dsp_budget(board, fraction)
+        assert not perf.over_limits(used, perf.resource_limits(board, fraction))
 
 
 def test_resource_limits_apply_the_ceilings():
