@@ -148,7 +148,8 @@ ASSUMPTIONS = (
     "and 2000 FF",
     "DSP48: per sparse lane 1 per pixel, or 1 per pair of pixels where two 8-bit products share the "
     "weight (WP486 packing on a DSP48E2; a DSP48E1 of Zynq-7000 takes one each), per dense lane 1 per "
-    "product (an upper bound: HLS may build narrow products in LUTs); 4 per shared requantizer "
+    "product (an upper bound: HLS may build narrow products in LUTs; plan x: one per two lanes' "
+    "products of one activation, + 20 LUTs a pair's fix-up); 4 per shared requantizer "
     "(R = min(ceil(Q*P/K), P) per layer, none in the logits layer), 6 for the input quantizer",
     "window copies: per lane a LUTRAM bank per (group column, tap row, channel mod Wc) of 2*Cin/Wc "
     "activations, each column read once a clock through a (k*Wc banks x 64-word blocks):1 "

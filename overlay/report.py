@@ -232,7 +232,8 @@ def format_report(report: dict) -> str:
     """The report as a plain-text table (what ``sentei perf`` prints)."""
     lines = [f"{report['model']} on {report['board']} ({report['part']}) at {report['clock_mhz']:g} MHz "
              f"-- modeled, not measured"]
-    head = (f"{'layer':<16}{'out CxHxW':>13}{'K':>6}{'CinKK':>7}{'plan':>8}{'MMAC dense':>11}{'MMAC nz':>9}"
+    pw = max(8, 2 + max((len(r["plan"]) for r in report["layers"]), default=0))  # s13w1p3br: apart from CinKK
+    head = (f"{'layer':<16}{'out CxHxW':>13}{'K':>6}{'CinKK':>7}{'plan':>{pw}}{'MMAC dense':>11}{'MMAC nz':>9}"
             f"{'MAC cycles':>12}{'stage':>12}{'dense':>12}{'unstruct':>12}{'Wc':>4}{'DSP':>6}{'BRAM18':>7}"
             f"{'URAM':>5}{'LUT':>8}")
     lines += [head, "-" * len(head)]
@@ -240,7 +241,7 @@ def format_report(report: dict) -> str:
     for r in report["layers"]:
         mark = " <" if r["name"] == bottleneck else ""
         shape = "x".join(str(v) for v in r["out"])
-        lines.append(f"{r['name']:<16}{shape:>13}{r['k_nonzero']:>6}{r['fan_in']:>7}{r['plan']:>8}"
+        lines.append(f"{r['name']:<16}{shape:>13}{r['k_nonzero']:>6}{r['fan_in']:>7}{r['plan']:>{pw}}"
                      f"{r['macs_dense'] / 1e6:>11.2f}{r['macs_nonzero'] / 1e6:>9.2f}{r['cycles']:>12,}"
                      f"{r['stage_cycles']:>12,}{r['cycles_dense']:>12,}{r['cycles_unstructured']:>12,}"
                      f"{r['chunk_channels']:>4}{r['dsp']:>6}{r['bram18']:>7}{r['uram']:>5}{r['lut']:>8,}{mark}")

@@ -1,9 +1,11 @@
-"""The packed multiply of sparse_conv.hpp (``product_pair<true>``, Xilinx WP486): two products of
-one weight from one 27 x 18 multiplication, exactly, for every 8-bit weight and activation.
+"""The packed multiply of products.hpp (``product_pair<true>``, Xilinx WP486): two products that
+share an operand from one 27 x 18 multiplication, exactly, for every 8-bit operand -- the
+sparse engine's (one weight, two pixels' activations) and the dense engine's plan x (one
+activation, two lanes' weights).
 
-The C-simulation checks it on random models; this checks it exhaustively (every weight, every
-first activation, the extreme second ones, unsigned and signed activations), compiled with g++
-against Xilinx's own ap_int.h from the hls4ml wheel.
+The C-simulation checks it on random models; this checks it exhaustively (every shared
+operand, every first packed one, the extreme second ones, unsigned and signed activations),
+compiled with g++ against Xilinx's own ap_int.h from the hls4ml wheel.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ HLS = Path(__file__).resolve().parents[2] / "overlay" / "hls"
 
 PROGRAM = r"""
 #include <cstdio>
-#include "sparse_conv.hpp"
+#include "products.hpp"
 
 template <class A_T>
 long long check(int lo, int hi) {
@@ -41,8 +43,30 @@ long long check(int lo, int hi) {
     return wrong;
 }
 
+// the dense engine's roles: the activation a (unsigned or signed) shared, two lanes' weights packed
+template <class A_T>
+long long check_lanes(int lo, int hi) {
+    const int extremes[] = {-128, -127, -1, 0, 1, 126, 127};
+    long long wrong = 0, checked = 0;
+    for (int a = lo; a <= hi; a++) {
+        for (int w0 = -128; w0 <= 127; w0++) {
+            for (int w1 : extremes) {
+                sentei::acc_t p0, p1;
+                sentei::product_pair<true>::mul(A_T(a), ap_int<8>(w0), ap_int<8>(w1), p0, p1);
+                checked++;
+                if (p0 != a * w0 || p1 != a * w1) {
+                    if (wrong++ < 3) std::printf("a=%d w0=%d w1=%d -> %d %d\n", a, w0, w1, (int)p0, (int)p1);
+                }
+            }
+        }
+    }
+    std::printf("checked %lld wrong %lld\n", checked, wrong);
+    return wrong;
+}
+
 int main() {
     long long wrong = check<ap_uint<8> >(0, 255) + check<ap_int<8> >(-128, 127);
+    wrong += check_lanes<ap_uint<8> >(0, 255) + check_lanes<ap_int<8> >(-128, 127);
     return wrong ? 1 : 0;
 }
 """
@@ -66,3 +90,6 @@ def test_both_products_are_exact_for_every_8_bit_operand(program):
     # unsigned: 256 weights x 256 first activations x 6 second ones (-1 is out of range); signed: x 7
     assert lines[0] == f"checked {256 * 256 * 6} wrong 0"
     assert lines[1] == f"checked {256 * 256 * 7} wrong 0"
+    # the dense engine's lane pairs: 256 activations (unsigned, then signed) x 256 weights x 7
+    assert lines[2] == f"checked {256 * 256 * 7} wrong 0"
+    assert lines[3] == f"checked {256 * 256 * 7} wrong 0"

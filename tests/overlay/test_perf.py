@@ -3,6 +3,7 @@ and the cycles it predicts against the C-simulation's iteration counts."""
 import dataclasses
 import itertools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -672,6 +673,10 @@ def test_cli_writes_the_report(tmp_path, capsys, sentei_main):
     # the command prints and writes what the library calls a notebook makes return
     library = perf_report(tiny(), "zcu104", 200.0)
     assert text == format_report(library) + "\n" and report == json.loads(json.dumps(library))
+    # a long plan label keeps its column apart from the one before
+    long_plans = format_report(perf_report(tiny(), "zcu104", 200.0, lanes=["s8p2br", "s4w1p2", 16, "s4b", "d4w8x"]))
+    row = next(line for line in long_plans.splitlines() if line.startswith(tiny().layers[0].name))
+    assert re.search(r"\d  s8w3p2br ", row) and " d4w8x " in long_plans
 
 
 def test_the_command_line_is_in_overlay_commands_only():
