@@ -39,7 +39,8 @@ FALLBACK_MAX_LANES = 8
 GEOMETRY_FIELDS = ("pixels", "spacing", "row_groups", "chunk_channels", "chunks", "pixel_iterations",
                    "window_iterations", "line_slots", "line_depth", "requant_units", "requant_span", "bank_bits",
                    "col_bits", "slot_bits", "packed_products", "window_bram", "window_memories", "window_blocks",
-                   "ddr_rows", "row_words", "row_memory_cycles", "pixel_beats", "row_beats", "sum_bits")
+                   "ddr_rows", "row_words", "row_memory_cycles", "pixel_beats", "row_beats", "sum_bits",
+                   "window_taps_in_a_word")
 ROW_ALIGN_WORDS = 8  # each layer's region of the row buffer starts on 64 bytes (an AXI burst never straddles two)
 
 
@@ -525,10 +526,19 @@ LAYER_ARGS = Template(""", layer${index}_weights, layer${index}_quant""")
 # how a sparse layer's window copies are built (perf.layer_resources prices both)
 WINDOW_STORAGE = {
     "lutram": {"window_storage": "lutram", "taps_directive": "ARRAY_PARTITION",
-               "taps_reason": "a LUTRAM bank per tap: a pixel reads its activation through a mux of 8-bit banks"},
+               "taps_reason": "a LUTRAM bank per tap: a column deeper than 64 words reads through a mux of 8-bit banks"},
+    "lutram_word": {"window_storage": "lutram", "taps_directive": "ARRAY_RESHAPE",
+                    "taps_reason": "a column's k*Wc taps in one LUTRAM word (<= 64 deep): written whole, one word read, a tap selected"},
     "bram": {"window_storage": "bram", "taps_directive": "ARRAY_RESHAPE",
              "taps_reason": "a column's k*Wc taps in one BRAM word: a chunk written whole, a word read, a tap selected"},
 }
+
+def window_storage(geometry: dict) -> str:
+    """Which WINDOW_STORAGE a sparse layer's copies take (perf prices the same three)."""
+    if geometry["window_bram"]:
+        return "bram"
+    return "lutram_word" if geometry["window_taps_in_a_word"] else "lutram"
+
 
 LAYER_ENGINE = {
     "sparse": Template("""\
@@ -640,7 +650,7 @@ def _layer_fields(f: LayerFacts, following: LayerFacts | None, io_depths) -> dic
             "walk_config": f"rows_config<layer{f.index}_config> " if f.ddr_rows else f"layer{f.index}_config",
             "rows_text": "the 2k rows of two output rows' windows, brought back from DDR by rows_through_memory"
             if f.ddr_rows else "its row memories",
-            **WINDOW_STORAGE["bram" if dict(f.geometry)["window_bram"] else "lutram"],
+            **WINDOW_STORAGE[window_storage(dict(f.geometry))],
             "next_act_depth": following.act_depth if following else io_depths[2]}
 
 

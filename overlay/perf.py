@@ -714,6 +714,10 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
         "packed_products": int(sparse and packed_products(model, index, q) or plan.packed),
         "window_bram": int(plan.window_bram), "window_distance": distance,
         "window_memories": copy_memories, "window_blocks": copy_blocks,
+        # a column's k*Wc taps as one memory word (ARRAY_RESHAPE): in BRAM always, in LUTRAM where
+        # the column is at most 64 words deep (one word read, then a tap picked: no block multiplexer
+        # as wide as the word), else a LUTRAM bank per tap
+        "window_taps_in_a_word": int(sparse and (plan.window_bram or 2 * cw <= LUTRAM_MAX_DEPTH)),
         "simd": k * wc if plan.engine == "dense" else 1,
         "sum_bits": sum_bits(model, index),
         "engine_cycles": engine_clocks(groups * pixel, first_window(plan.engine, chunks), engine_tail(span, spacing * q)),
@@ -872,6 +876,9 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
             win_bram = lanes * memories * bram18_count(blocks * depth, taps * bits)
             block_pick = mux_luts(layer.kernel, field_bits(blocks)) if blocks > 1 else 0
             win_lut = lanes * (memories * (mux_luts(taps, bits) + block_pick) + pick)
+        elif g["window_taps_in_a_word"]:  # a column one LUTRAM word of k*Wc taps, one block deep
+            win_bram = 0
+            win_lut = lanes * (g["group_columns"] * (lutram_luts(depth, taps * bits, family) + mux_luts(taps, bits)) + pick)
         else:
             win_bram = 0
             win_lut = lanes * (g["group_columns"] * (taps * lutram_luts(depth, bits, family)

@@ -9,7 +9,7 @@ import pytest
 from sentei.errors import SenteiError
 from sentei.host.modelfile.schema import blob_offsets, weight_blob
 from sentei.overlay import codegen, perf, registers
-from tests.overlay.csim_models import odd, tiny
+from tests.overlay.csim_models import camvid_standin, odd, tiny
 
 HLS = Path(codegen.__file__).resolve().parent / "hls"
 
@@ -118,8 +118,9 @@ def test_board_lanes_come_from_the_performance_model():
 
 
 def test_each_sparse_engine_binds_its_window_copies_as_planned():
-    """A sparse layer's window copies are declared by its generated engine process: LUTRAM banks
-    per tap, or (plan suffix b) one BRAM word of k*Wc taps per group column."""
+    """A sparse layer's window copies are declared by its generated engine process: one LUTRAM
+    word of k*Wc taps per group column where it is at most 64 words deep, else a LUTRAM bank per
+    tap, or (plan suffix b) one BRAM word of k*Wc taps per group column."""
     model = tiny()
     facts = codegen.network_facts(model, ["s8p2b", "s4w1p2", 16, "s4b", "d4w8"], fifo_depths="rule")
     text = codegen.render(facts)["network.h"]
@@ -131,8 +132,13 @@ def test_each_sparse_engine_binds_its_window_copies_as_planned():
     bram = "#pragma HLS BIND_STORAGE variable = win type = ram_s2p impl = bram"
     lutram = "#pragma HLS BIND_STORAGE variable = win type = ram_s2p impl = lutram"
     assert bram in engine(0) and "#pragma HLS ARRAY_RESHAPE variable = win dim = 3 complete" in engine(0)
-    assert lutram in engine(1) and "#pragma HLS ARRAY_PARTITION variable = win dim = 3 complete" in engine(1)
+    # conv1: Cin 8, Wc 1: 2 x 8 words a column, its taps one word
+    assert lutram in engine(1) and "#pragma HLS ARRAY_RESHAPE variable = win dim = 3 complete" in engine(1)
     assert lutram in engine(2) and bram in engine(3)
+    # a column of 2 x 128 words (Cin 128, Wc 1) is four LUTRAM blocks deep: a bank per tap
+    deep = codegen.network_facts(camvid_standin(8), ["d4w3", "d4w8", 8, 8, 8, "s8w1p2", 8, "d1w8"], fifo_depths="rule")
+    body = codegen.render(deep)["network.h"].split("inline void layer5_engine(")[1].split("\n}\n")[0]
+    assert "#pragma HLS ARRAY_PARTITION variable = win dim = 3 complete" in body and "impl = lutram" in body
     assert "layer4_engine" not in text  # the dense engine keeps its one broadcast window inside
     assert f"layer0_engine(win0, act1, w0, q0, frames);" in text
     # where the window copies live is a compile-time fact: another bitstream

@@ -225,10 +225,11 @@ def test_layer_resources_by_hand():
     assert res["bram18"] == 7
     # FIFOs priced at the depths they are given (the simulation's): a row of pixels goes to BRAM
     assert perf.layer_resources(model, 1, 4, depths=(102, 96))["bram18_line_buffer"] == 4 + 1 + 4
-    # window copy per lane: a bank per (column, tap row) = 3 columns of 3 banks of 2 x 16 words of 8 bits
-    # (32 deep: 4 data LUTs of a RAM32M16 + its write-address LUT = 5 LUTs each), a column read through
-    # a 3:1 x 8 tap mux; the pixel picks one of its 3 columns (3:1 x 8)
-    assert res["lut_windows"] == 4 * (3 * (3 * 5 + 8) + 8)
+    # window copy per lane: 3 columns, each one LUTRAM word of its 3 taps (24 bits) x 2 x 16 words (32 deep:
+    # 12 data LUTs of RAM32M16s + their 2 write-address LUTs), a 3:1 x 8 tap mux after the word's read;
+    # the pixel picks one of its 3 columns (3:1 x 8). As a bank per tap: 3 x 5 LUTs a column, not 14
+    assert res["lut_windows"] == 4 * (3 * ((12 + 2) + 8) + 8)
+    assert perf.layer_geometry(model, 1, 4)["window_taps_in_a_word"] == 1
     assert res["weight_bits_on_chip"] == 32 * 40 * 16 + 32 * 69
     # the logits layer has no requantizer: one DSP per lane
     assert perf.layer_resources(model, 2, 11)["dsp"] == 11
