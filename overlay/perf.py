@@ -1068,7 +1068,9 @@ def conv_stage_cycles(model, index: int, plan) -> int:
 def layer_options(model, index: int, ddr_rows: bool = False, packed_dense: bool = False) -> list[LayerPlan]:
     """Every distinct way to build layer ``index``: the sparse engine with P = ceil(Cout/NF)
     lanes for each fold count NF and each pixel count of :data:`PIXEL_OPTIONS` that divides
-    the output width, and (where it can run) the dense engine with those lanes
+    the output width (its chunk width the fastest, :func:`best_chunk_channels`, with BRAM
+    window copies where they fit, and with the narrowest chunk that makes a LUTRAM window
+    column one word, at most 64 deep, where that is no slower), and (where it can run) the dense engine with those lanes
     and each chunk width Wc dividing Cin that leaves >= 2 chunks a window (with ``packed_dense``,
     on a board whose DSP48E2 packs two products, each also as ``x`` where it may). With ``ddr_rows``
     (a board whose file allows it), each of these also with its rows in DDR where that keeps
@@ -1079,14 +1081,21 @@ def layer_options(model, index: int, ddr_rows: bool = False, packed_dense: bool 
     wo = model.shapes()[index + 1][2]  # groups may overhang the row (group_layout), not exceed it
     pixels = [q for q in PIXEL_OPTIONS if q <= layer.k_nonzero and q <= wo and (k > 1 or wo % q == 0)]
     spaced = layer.kernel > 1 and layer.dilation > 1  # spaced groups share columns; adjacent ones overhang no row
+    # the narrowest chunk whose window column (2*Cin/Wc words) is one LUTRAM word of its taps
+    one_word = next((v for v in divisors(cin) if 2 * (cin // v) <= LUTRAM_MAX_DEPTH), None)
     plans = []
     for q in pixels:
         for p in lanes:
             for adj in ((False, True) if spaced and q > 1 else (False,)):
                 plan = LayerPlan("sparse", p, None, q, adj)
                 plans.append(plan)
-                if layer_geometry(model, index, plan)["window_distance"] >= BRAM_WINDOW_MIN_DISTANCE:
+                g = layer_geometry(model, index, plan)
+                if g["window_distance"] >= BRAM_WINDOW_MIN_DISTANCE:
                     plans.append(LayerPlan("sparse", p, None, q, adj, True))
+                if not g["window_taps_in_a_word"] and one_word is not None and one_word > g["chunk_channels"]:
+                    wide = LayerPlan("sparse", p, one_word, q, adj)  # LUTRAM copies a word a column, if no slower
+                    if conv_stage_cycles(model, index, wide) <= conv_stage_cycles(model, index, plan):
+                        plans.append(wide)
     if dense_allowed(model, index):
         dense = [LayerPlan("dense", p, wc) for p in lanes for wc in divisors(cin) if k * (cin // wc) >= 2]
         if packed_dense and packed_products(model, index, 2):

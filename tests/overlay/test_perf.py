@@ -309,6 +309,26 @@ def test_larger_pixel_groups_are_offered_and_cost_less_window_a_mac():
     assert adjacent == {4: 16 * (12 * column + 4 * 8), 8: 16 * (16 * column + 8 * 8)}
 
 
+def test_a_chunk_wide_enough_for_one_word_columns_is_offered_where_no_slower():
+    """conv6 of the CamVid stand-in (Cin 128): the fastest chunk is one channel, a column 256 words
+    deep (a LUTRAM bank per tap, four blocks); the allocator is also offered Wc = 4, a column of
+    64 words that is one LUTRAM word of its 12 taps, where that stage is no slower."""
+    model = camvid_standin(8)
+    plans = perf.layer_options(model, 5)
+    base = perf.LayerPlan("sparse", 16, None, 4)
+    assert perf.layer_geometry(model, 5, base)["chunk_channels"] == 1 and base in plans
+    wide = perf.LayerPlan("sparse", 16, 4, 4)
+    assert wide in plans and perf.layer_geometry(model, 5, wide)["window_taps_in_a_word"] == 1
+    assert perf.conv_stage_cycles(model, 5, wide) <= perf.conv_stage_cycles(model, 5, base)
+    # per lane: 6 columns x (4 blocks x (8 + 2) x 3 taps + 12:1 x 8) + 4 x 3:1 x 8, against
+    # 6 x ((96 + 14) one 64 x 96 word + 12:1 x 8) + 4 x 3:1 x 8
+    deep = perf.layer_resources(model, 5, base, "zcu104")["lut_windows"]
+    word = perf.layer_resources(model, 5, wide, "zcu104")["lut_windows"]
+    assert (deep, word) == (16 * (6 * (3 * 40 + 24) + 32), 16 * (6 * (110 + 24) + 32))
+    # no wider chunk where the fastest one's columns are one word already (Cin 32: 64 words at Wc 1)
+    assert all(p.chunk_channels is None for p in perf.layer_options(model, 1) if p.engine == "sparse")
+
+
 def test_larger_pixel_groups_raise_the_allocators_frame_rate(monkeypatch):
     """On the CamVid-shaped stand-in on ZCU104, the allocator with groups of up to 8 pixels
     reaches a shorter interval than with the 1, 2 or 4 it had before (LUT-bound designs)."""
