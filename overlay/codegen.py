@@ -533,6 +533,7 @@ WINDOW_STORAGE = {
              "taps_reason": "a column's k*Wc taps in one BRAM word: a chunk written whole, a word read, a tap selected"},
 }
 
+
 def window_storage(geometry: dict) -> str:
     """Which WINDOW_STORAGE a sparse layer's copies take (perf prices the same three)."""
     if geometry["window_bram"]:

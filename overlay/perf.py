@@ -482,6 +482,16 @@ def window_memories(k: int, s: int, d: int, q: int, m: int = 1, pack: bool = Fal
     return max(memory) + 1, max(memory.count(n) for n in set(memory))
 
 
+def column_words(cin: int, wc: int) -> int:
+    """Words of one window column of a sparse lane's copy: ``Cin/Wc`` chunks, two halves."""
+    return 2 * (cin // wc)
+
+
+def one_word_columns(cin: int, wc: int) -> bool:
+    """Whether such a column is shallow enough for LUTRAM to keep it as one word of its taps."""
+    return column_words(cin, wc) <= LUTRAM_MAX_DEPTH
+
+
 def group_layout(wo: int, q: int, m: int) -> tuple[int, int]:
     """``(blocks, groups)`` of an output row of ``wo`` pixels in groups of ``q`` pixels ``m``
     apart: a block is m*q pixels (m groups, group r holding pixels r, r + m, ...); ``blocks`` =
@@ -717,7 +727,7 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
         # a column's k*Wc taps as one memory word (ARRAY_RESHAPE): in BRAM always, in LUTRAM where
         # the column is at most 64 words deep (one word read, then a tap picked: no block multiplexer
         # as wide as the word), else a LUTRAM bank per tap
-        "window_taps_in_a_word": int(sparse and (plan.window_bram or 2 * cw <= LUTRAM_MAX_DEPTH)),
+        "window_taps_in_a_word": int(sparse and (plan.window_bram or one_word_columns(cin, wc))),
         "simd": k * wc if plan.engine == "dense" else 1,
         "sum_bits": sum_bits(model, index),
         "engine_cycles": engine_clocks(groups * pixel, first_window(plan.engine, chunks), engine_tail(span, spacing * q)),
@@ -868,7 +878,7 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
         # (k*Wc of them a column): a memory's read is a (k*Wc banks x 64-word blocks):1 multiplexer.
         # In BRAM one word of k*Wc taps a column, columns never read in one clock stacked in one
         # memory (window_memories), each memory's block picked by kx, its tap from the word
-        depth = 2 * (cin // g["chunk_channels"])
+        depth = column_words(cin, g["chunk_channels"])
         taps = g["banks"]
         pick = q * mux_luts(layer.kernel, bits)
         if g["window_bram"]:
@@ -917,6 +927,7 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
     # simulated ``depths`` every FIFO is priced at its own depth, which holds the room already)
     burst_bram = burst_lut = 0
     if g["block"] > 1 and not depths:
+        # the next layer's rule depth; after the last layer the logits stream (codegen's io depth 2)
         base = fifo_depth_pixels(model, index + 1, None) if index + 1 < len(model.layers) else 2
         with_room = memory_cost(base + g["block"] - 1, cout * out_bits, family)
         without = memory_cost(base, cout * out_bits, family)
@@ -943,21 +954,23 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
     }
 
 
+def products_per_dsp(g: dict, board=None) -> int:
+    """Products one DSP48 computes for a layer: two where they are packed (:func:`packed_products`,
+    plan ``x``) and the board's DSP48E2 takes the 27-bit operand, else one (every board without
+    a family, ``board=None``, is priced as a DSP48E2)."""
+    return MACS_PER_DSP.get(board_family(board), 1) if g["packed_products"] else 1
+
+
 def dense_dsp(g: dict, board=None) -> int:
     """DSP48s of a dense layer's products: one per lane and SIMD product, or (plan ``x``) one
-    per pair of lanes and SIMD product where the board's DSP48E2 packs two (an odd lane alone)."""
-    per_dsp = MACS_PER_DSP.get(board_family(board), 1) if g["packed_products"] else 1
-    return -(-g["lanes"] // per_dsp) * g["simd"] * DSP_PER_LANE
+    per pair of lanes and SIMD product where they are packed (an odd lane alone)."""
+    return -(-g["lanes"] // products_per_dsp(g, board)) * g["simd"] * DSP_PER_LANE
 
 
 def dsp_per_lane(g: dict, board=None) -> int:
     """DSP48s of one sparse lane: one per pixel, or one per pair of pixels where the products
-    are packed (:func:`packed_products`) and the board's DSP48E2 takes the 27-bit operand
-    (every board without a family, ``board=None``, is priced as one)."""
-    q = g["pixels"]
-    family = board_family(board)
-    per_dsp = MACS_PER_DSP.get(family, 1) if g["packed_products"] else 1
-    return -(-q // per_dsp)
+    are packed (:func:`products_per_dsp`)."""
+    return -(-g["pixels"] // products_per_dsp(g, board))
 
 
 def fifo_depth_chunks(g: dict) -> int:
@@ -1082,7 +1095,7 @@ def layer_options(model, index: int, ddr_rows: bool = False, packed_dense: bool 
     pixels = [q for q in PIXEL_OPTIONS if q <= layer.k_nonzero and q <= wo and (k > 1 or wo % q == 0)]
     spaced = layer.kernel > 1 and layer.dilation > 1  # spaced groups share columns; adjacent ones overhang no row
     # the narrowest chunk whose window column (2*Cin/Wc words) is one LUTRAM word of its taps
-    one_word = next((v for v in divisors(cin) if 2 * (cin // v) <= LUTRAM_MAX_DEPTH), None)
+    one_word = next((v for v in divisors(cin) if one_word_columns(cin, v)), None)
     plans = []
     for q in pixels:
         for p in lanes:
