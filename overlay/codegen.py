@@ -40,7 +40,7 @@ GEOMETRY_FIELDS = ("pixels", "spacing", "row_groups", "chunk_channels", "chunks"
                    "window_iterations", "line_slots", "line_depth", "requant_units", "requant_span", "bank_bits",
                    "col_bits", "slot_bits", "packed_products", "window_bram", "window_memories", "window_blocks",
                    "ddr_rows", "row_words", "row_memory_cycles", "pixel_beats", "row_beats", "sum_bits",
-                   "window_taps_in_a_word")
+                   "window_taps_in_a_word", "shared_window", "window_banks", "bank_slots")
 ROW_ALIGN_WORDS = 8  # each layer's region of the row buffer starts on 64 bytes (an AXI burst never straddles two)
 
 
@@ -200,6 +200,13 @@ class NetworkFacts:
         return [{"argument": f"rows{f.index}", "layer": f.name, "offset_bytes": 8 * f.row_offset,
                  "bytes": 8 * dict(f.geometry)["row_words"]} for f in self.layers if f.ddr_rows]
 
+    def shared_windows(self) -> list[dict]:
+        """The layers with one window for all lanes (plan ``h``): ``{"layer", "lanes", "banks"}``
+        each -- what the host needs to lay their weights out in schedule order
+        (:func:`sentei.host.modelfile.schedule.scheduled_blob`)."""
+        return [{"layer": f.index, "lanes": f.lanes, "banks": dict(f.geometry)["window_banks"]}
+                for f in self.layers if dict(f.geometry)["shared_window"]]
+
     def stages(self) -> list[tuple[int, int, int]]:
         """``(C, H, W)`` of the input activation and of every layer's output."""
         return [(3, self.height, self.width)] + [(f.cout, f.out_height, f.out_width) for f in self.layers]
@@ -210,6 +217,7 @@ class NetworkFacts:
             "input": {"height": self.height, "width": self.width, "bits": self.input_bits},
             "num_classes": self.num_classes, "blob_words": self.blob_words,
             "row_buffer_bytes": self.row_buffer_bytes, "row_ports": self.row_ports(),
+            "shared_windows": self.shared_windows(),
             "fifo_depths": {"source": self.fifo_source, **self.depths()},
             "frame_words": self.frame_words, "logit_words": self.logit_words,
             "layers": [{"name": f.name, "cin": f.cin, "cout": f.cout, "kernel": f.kernel, "stride": f.stride,
@@ -231,6 +239,7 @@ class NetworkFacts:
                  + tuple(dict(f.geometry)[key] for key in ("pixels", "spacing", "packed_products")
                          if dict(f.geometry)["pixels"] > 1)
                  + (("bram",) if dict(f.geometry)["window_bram"] else ())
+                 + (("shared", dict(f.geometry)["window_banks"]) if dict(f.geometry)["shared_window"] else ())
                  + (("ddr", f.fetch_depth) if f.ddr_rows else ()) for f in self.layers]
         text = json.dumps([self.height, self.width, self.input_bits, facts, list(self.io_depths)])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -409,6 +418,9 @@ struct layer${index}_config : conv_config_default {
     static const unsigned slot_bits = ${slot_bits};
     static const bool packed_products = ${packed_text};
     static const bool window_bram = ${window_bram_text};
+    static const bool shared_window = ${shared_window_text};
+    static const unsigned window_banks = ${window_banks_value};
+    static const unsigned bank_slots = ${bank_slots_value};
     static const unsigned window_memories = ${window_memories};
     static const unsigned window_blocks = ${window_blocks};
     static const bool ddr_rows = ${ddr_rows_text};
@@ -558,6 +570,21 @@ inline void layer${index}_engine(hls::stream<chunk_t<layer${index}_config> >& in
 }
 
 """),
+    "shared": Template("""\
+/// layer ${index}'s sparse engine: one window of ${window_banks} banks for its ${lanes} lanes, in LUTRAM.
+inline void layer${index}_engine(hls::stream<chunk_t<layer${index}_config> >& in,
+                          hls::stream<out_pixel_t<layer${index}_config> >& out,
+                          const sparse_entry<layer${index}_config> w[${lanes}][${folds} * ${k_nonzero}],
+                          const requant_param q[${requant_units}][${folds} * ${requant_span}], unsigned frames) {
+#pragma HLS INLINE off  // a dataflow process of its own: inlined, its memories would become variables of the region
+    shared_window_t<layer${index}_config> win;
+#pragma HLS ARRAY_PARTITION variable = win dim = 1 complete  // a memory per bank: the lanes read P different banks a clock
+#pragma HLS ARRAY_PARTITION variable = win dim = 2 complete  // and per column: the Q pixels read Q columns of a bank a clock
+#pragma HLS BIND_STORAGE variable = win type = ram_s2p impl = lutram  // ${bank_words} words a memory: one write and one read port
+    sparse_conv<layer${index}_config>(in, out, w, q, frames, win);
+}
+
+"""),
     "dense": Template(""),
 }
 
@@ -645,6 +672,10 @@ def _layer_fields(f: LayerFacts, following: LayerFacts | None, io_depths) -> dic
             "out_type": f.out_type, "iterations": f.iterations, "win_depth": f.win_depth,
             "packed_text": "true" if dict(f.geometry)["packed_products"] else "false",
             "window_bram_text": "true" if dict(f.geometry)["window_bram"] else "false",
+            "shared_window_text": "true" if dict(f.geometry)["shared_window"] else "false",
+            "window_banks_value": max(1, dict(f.geometry)["window_banks"]),
+            "bank_slots_value": max(1, dict(f.geometry)["bank_slots"]),
+            "bank_words": 2 * dict(f.geometry)["bank_slots"],
             "ddr_rows_text": "true" if f.ddr_rows else "false", "row_offset": f.row_offset,
             "window_input": f"fetch{f.index}" if f.ddr_rows else f"act{f.index}", "fetch_depth": f.fetch_depth,
             # rows in DDR: the window walks the k rows of each output row that rows_through_memory sends
@@ -701,7 +732,7 @@ def render(facts: NetworkFacts) -> dict[str, str]:
     network = NETWORK_HEADER.substitute(
         common, storage=join(lambda f: LAYER_STORAGE[f.engine]),
         windows=join(lambda f: LAYER_WINDOW["rows" if f.kernel > 1 else "pointwise"])
-        + join(lambda f: LAYER_ENGINE[f.engine]),
+        + join(lambda f: LAYER_ENGINE["shared" if dict(f.geometry)["shared_window"] else f.engine]),
         loads=join(lambda f: LAYER_LOAD[f.engine]),
         streams=join(lambda f: LAYER_STREAMS) + "".join(FETCH_STREAM.substitute(fields, depth_source=source)
                                                         for f, fields in layers if f.ddr_rows),

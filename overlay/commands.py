@@ -78,8 +78,8 @@ MAX_CSIM_FRAMES = 64  # frames one C-simulation start takes (its buffers hold th
 # ---------------------------------------------------------------------------------------
 # the options the commands share, each defined once
 
-PLANS_HELP = ("a plan per layer: LANES (sparse engine), sLANES[wWc][pQ[a]][b][r] (Q pixels a lane, a: adjacent, "
-              "b: window copies in BRAM, r: line-buffer rows in DDR) or dLANES[wWc][x][r] (dense engine, Wc channels "
+PLANS_HELP = ("a plan per layer: LANES (sparse engine), sLANES[wWc][pQ[a]][b|h][r] (Q pixels a lane, a: adjacent, "
+              "b: window copies in BRAM, h: one window shared by the lanes, r: line-buffer rows in DDR) or dLANES[wWc][x][r] (dense engine, Wc channels "
               "a chunk, x: two lanes' products a DSP48E2), e.g. d8w3,d8w16,64,32,64,64,64,d1w8; lanes need not divide Cout (default: the performance "
               "model's allocation for --board; without a board, the sparse engine with the largest divisor of "
               "Cout <= 8)")

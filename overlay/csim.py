@@ -293,7 +293,11 @@ class CsimAccelerator:
 
         A blob of another length than the compiled network's returns ``STATUS_BAD_LAYOUT``
         without starting the accelerator: the hardware cannot see a buffer's length, so this
-        is the check the driver makes before it starts a load.
+        is the check the driver makes before it starts a load. A build whose layers share a
+        window among their lanes takes those layers' weights in schedule order
+        (``scheduled_blob(model, weight_blob(model), acc.facts.shared_windows())``,
+        :mod:`sentei.host.modelfile.schedule`); in the model file's order its loader returns
+        ``STATUS_BAD_LAYOUT``.
         """
         blob = np.asarray(blob)
         if blob.dtype != np.uint32 or blob.ndim != 1:
@@ -445,14 +449,17 @@ class CsimReport:
                 "reference_seconds": round(self.reference_seconds, 2), "run_seconds": round(self.run_seconds, 2)}
 
 
-def write_vectors(model, frames: Sequence[np.ndarray], directory: str | os.PathLike) -> Path:
-    """Golden vectors for the testbench: weight blob, frames and every stage of the reference."""
+def write_vectors(model, frames: Sequence[np.ndarray], directory: str | os.PathLike, shared_windows=()) -> Path:
+    """Golden vectors for the testbench: weight blob (its shared-window layers' weights in
+    schedule order, ``shared_windows`` as :meth:`NetworkFacts.shared_windows`), frames and every
+    stage of the reference."""
     from sentei.host.modelfile import reference
+    from sentei.host.modelfile.schedule import scheduled_blob
     from sentei.host.modelfile.schema import weight_blob
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    np.save(out / "weights.npy", weight_blob(model).astype("<u4"))
+    np.save(out / "weights.npy", scheduled_blob(model, weight_blob(model), shared_windows).astype("<u4"))
     for n, frame in enumerate(frames):
         np.save(out / f"frame_{n}.npy", np.ascontiguousarray(frame, dtype=np.uint8))
         _, acts = reference.run(model, frame, return_all=True)
@@ -528,7 +535,7 @@ def run_csim(model, frames=1, lanes=None, workdir: str | os.PathLike | None = No
         workdir = tmp.name
     try:
         t0 = time.perf_counter()
-        write_vectors(model, frames, workdir)
+        write_vectors(model, frames, workdir, facts.shared_windows())
         t1 = time.perf_counter()
         rep = run_testbench(b, workdir, len(frames), timeout_s)
         t2 = time.perf_counter()

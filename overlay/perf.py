@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from sentei.errors import SenteiError
+from sentei.host.modelfile.schedule import tap_channels
 from sentei.host.modelfile.schema import conv_out_size
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
@@ -158,6 +159,13 @@ ASSUMPTIONS = (
     "never read in one clock stacked), each read once a clock, its tap picked by a k*Wc:1 multiplexer, "
     "and per pixel a k:1 multiplexer; "
     "finished pixels: a LUTRAM of 2*M*Q words per output channel",
+    "a shared window (plan suffix h, shared_window.hpp): one window of B banks for all lanes, B the "
+    "fewest (>= P, k*Wc, Cin*k/32; <= 4P) with no fold holding more than K weights in a bank of "
+    "t = ci*k + ky mod B (shared_banks: the K steps then need no padding); per bank and group column "
+    "a LUTRAM of 2*ceil(Cin*k/B) words, per bank a (k*Wc):1 pick of the chunk's taps and its write "
+    "address, a P:1 multiplexer of the claiming lane's read address, a LUT per lane for the claim, "
+    "and per pixel a k:1 pick of its column; per lane and pixel a B:1 crossbar; the loader's "
+    "check a memory of K x B bits and B LUTs",
     "LUTRAM (simple dual port, by the family's slices): UltraScale+ 32 x 14 bits (RAM32M16) or "
     "64 x 7 bits (RAM64M8) in 8 LUTs, Zynq-7000 32 x 6 bits (RAM32M) or 64 x 3 bits (RAM64M) in 4 "
     "LUTs; a memory of at most 32 words in the 32-deep kind, a deeper one in 64-word blocks; a block "
@@ -412,19 +420,20 @@ class LayerPlan:
     window_bram: bool = False
     ddr_rows: bool = False
     packed: bool = False
+    shared: bool = False
 
     def label(self) -> str:
         """``8`` (sparse, 8 lanes), ``s8w4`` (Wc 4), ``s8w4p2`` (two pixels a lane), ``s8w4p2a``
         (two adjacent pixels on a dilated layer), ``s8w4p2b`` (window copies in BRAM), ``s8w4r``
-        (rows in DDR), ``d4w32`` (dense, 4 lanes, Wc 32), ``d4w32x`` (two lanes' products a
-        DSP48E2): what --lanes takes."""
+        (rows in DDR), ``s8w4p2h`` (one window shared by the lanes, :func:`shared_banks`), ``d4w32``
+        (dense, 4 lanes, Wc 32), ``d4w32x`` (two lanes' products a DSP48E2): what --lanes takes."""
         if (self.engine == "sparse" and self.chunk_channels is None and self.pixels == 1 and not self.window_bram
-                and not self.ddr_rows):
+                and not self.ddr_rows and not self.shared):
             return str(self.lanes)
         wc = "" if self.chunk_channels is None else f"w{self.chunk_channels}"
         px = "" if self.pixels == 1 else f"p{self.pixels}{'a' if self.adjacent else ''}"
-        return (f"{self.engine[0]}{self.lanes}{wc}{px}{'b' if self.window_bram else ''}{'x' if self.packed else ''}"
-                f"{'r' if self.ddr_rows else ''}")
+        return (f"{self.engine[0]}{self.lanes}{wc}{px}{'b' if self.window_bram else ''}{'h' if self.shared else ''}"
+                f"{'x' if self.packed else ''}{'r' if self.ddr_rows else ''}")
 
 
 def as_plan(value) -> LayerPlan:
@@ -434,14 +443,14 @@ def as_plan(value) -> LayerPlan:
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return LayerPlan("sparse", int(value))
     text = str(value).strip().lower()
-    m = re.fullmatch(r"([sd]?)(\d+)(?:w(\d+))?(?:p(\d+)(a?))?(b?)(x?)(r?)", text)
+    m = re.fullmatch(r"([sd]?)(\d+)(?:w(\d+))?(?:p(\d+)(a?))?(b?)(h?)(x?)(r?)", text)
     if not m:
-        raise SenteiError(f"layer plan {value!r}: expected LANES (sparse), sLANES[wWc][pQ[a]][b][r] or "
+        raise SenteiError(f"layer plan {value!r}: expected LANES (sparse), sLANES[wWc][pQ[a]][b|h][r] or "
                           f"dLANES[wWc][x][r], e.g. 8, s16w2p2 or d4w32")
     engine = "dense" if m.group(1) == "d" else "sparse"
     return LayerPlan(engine, int(m.group(2)), int(m.group(3)) if m.group(3) else None,
-                     int(m.group(4)) if m.group(4) else 1, bool(m.group(5)), bool(m.group(6)), bool(m.group(8)),
-                     packed=bool(m.group(7)))
+                     int(m.group(4)) if m.group(4) else 1, bool(m.group(5)), bool(m.group(6)), bool(m.group(9)),
+                     packed=bool(m.group(8)), shared=bool(m.group(7)))
 
 
 def group_spacing(k: int, s: int, d: int, q: int, adjacent: bool = False) -> int:
@@ -490,6 +499,50 @@ def column_words(cin: int, wc: int) -> int:
 def one_word_columns(cin: int, wc: int) -> bool:
     """Whether such a column is shallow enough for LUTRAM to keep it as one word of its taps."""
     return column_words(cin, wc) <= LUTRAM_MAX_DEPTH
+
+
+SHARED_MAX_BANKS_PER_LANE = 4  # the banks a shared window may have: up to 4 a lane (a crossbar that wide costs more than copies)
+
+
+def bank_slots(cin: int, k: int, banks: int) -> int:
+    """Slots (words a half) of one bank of a shared window: ``ceil(Cin*k / B)``."""
+    return -(-(cin * k) // banks)
+
+
+def fold_bank_loads(model, index: int, lanes: int, banks: int) -> np.ndarray:
+    """``[folds, banks]``: the stored weights of each fold's filters (filter o in fold o // P)
+    that lie in each bank of a shared window of ``banks`` banks."""
+    layer = model.layers[index]
+    t = tap_channels(layer.indices, layer.kernel) % banks  # t = ci*k + ky: bank t mod B, slot t // B
+    fold = (np.arange(layer.out_channels) // lanes)[:, None]
+    folds = -(-layer.out_channels // lanes)
+    return np.bincount((fold * banks + t).ravel(), minlength=folds * banks).reshape(folds, banks)
+
+
+def shared_banks(model, index: int, lanes: int, wc: int) -> int | None:
+    """B, the banks of a window shared by layer ``index``'s ``lanes`` lanes (plan suffix ``h``), or
+    None where no B of at most :data:`SHARED_MAX_BANKS_PER_LANE` a lane serves them.
+
+    In every step of a fold each lane reads one activation, in the bank of its weight; the
+    order of a filter's K weights is free (the integer sum does not depend on it), so the fold
+    runs in K steps without two lanes in one bank exactly when no bank holds more than K of the
+    fold's weights (Koenig: the lane x bank multigraph, every degree <= K, has a K-edge colouring;
+    :mod:`sentei.host.modelfile.schedule` builds it). B is the smallest number that does, at
+    least P (a step reads P banks), k*Wc (a chunk writes k*Wc) and Cin*k/32 (a bank's two halves
+    within 64 words: one LUTRAM block)."""
+    layer = model.layers[index]
+    if layer.indices is None:
+        return None
+    cin, k = layer.in_channels, layer.kernel
+
+    def compute() -> dict:
+        low = max(lanes, k * wc, -(-(cin * k) // (LUTRAM_MAX_DEPTH // 2)))
+        for banks in range(low, min(SHARED_MAX_BANKS_PER_LANE * lanes, cin * k) + 1):
+            if fold_bank_loads(model, index, lanes, banks).max() <= layer.k_nonzero:
+                return {"banks": banks}
+        return {"banks": None}
+
+    return _remembered(model, ("banks", index, lanes, wc), compute)["banks"]
 
 
 def group_layout(wo: int, q: int, m: int) -> tuple[int, int]:
@@ -699,6 +752,11 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
                           f"lanes, weights and activations of <= 8 bits); the sparse engine packs its pixels itself")
     if plan.ddr_rows and k == 1:
         raise SenteiError(f"layer {layer.name}: rows in DDR ('r') are for k > 1 layers; a 1x1 layer keeps no rows")
+    shared = shared_banks(model, index, lanes, wc) if plan.shared else None
+    if plan.shared and (not sparse or plan.window_bram or shared is None):
+        raise SenteiError(f"layer {layer.name}: a shared window ('h') is for the sparse engine in LUTRAM (no 'b'), "
+                          f"where at most {SHARED_MAX_BANKS_PER_LANE} banks a lane serve {lanes} lanes without two "
+                          f"in one bank a step (perf.shared_banks); use per-lane copies (no 'h') or other lanes")
     window = window_iterations(h, w, k, layer.stride, layer.dilation, layer.padding, cin, wc, q, spacing,
                                plan.ddr_rows)
     rows = row_layout(model, index) if plan.ddr_rows else None
@@ -718,16 +776,20 @@ def _layer_geometry(model, index: int, plan: LayerPlan) -> dict:
         "line_depth": w * cw if k > 1 else 1,
         "requant_units": units, "requant_span": span,
         # sparse entries name a tap (ky, channel mod Wc) = bank, a window column kx and a chunk
-        # cw = channel / Wc; the dense engine addresses chunks only
-        "banks": k * wc, "bank_bits": field_bits(k * wc), "col_bits": field_bits(k),
-        "slot_bits": field_bits(cw) if sparse else field_bits(chunks),
+        # cw = channel / Wc -- in a shared window the bank t mod B and slot t // B of t = ci*k + ky
+        # (shared_banks) -- the dense engine addresses chunks only
+        "banks": k * wc, "bank_bits": field_bits(shared or k * wc), "col_bits": field_bits(k),
+        "slot_bits": field_bits(bank_slots(cin, k, shared)) if shared else field_bits(cw) if sparse
+        else field_bits(chunks),
+        "shared_window": int(plan.shared), "window_banks": shared or 0,
+        "bank_slots": bank_slots(cin, k, shared) if shared else 0,
         "packed_products": int(sparse and packed_products(model, index, q) or plan.packed),
         "window_bram": int(plan.window_bram), "window_distance": distance,
         "window_memories": copy_memories, "window_blocks": copy_blocks,
         # a column's k*Wc taps as one memory word (ARRAY_RESHAPE): in BRAM always, in LUTRAM where
         # the column is at most 64 words deep (one word read, then a tap picked: no block multiplexer
         # as wide as the word), else a LUTRAM bank per tap
-        "window_taps_in_a_word": int(sparse and (plan.window_bram or one_word_columns(cin, wc))),
+        "window_taps_in_a_word": int(sparse and not plan.shared and (plan.window_bram or one_word_columns(cin, wc))),
         "simd": k * wc if plan.engine == "dense" else 1,
         "sum_bits": sum_bits(model, index),
         "engine_cycles": engine_clocks(groups * pixel, first_window(plan.engine, chunks), engine_tail(span, spacing * q)),
@@ -881,7 +943,18 @@ def _layer_resources(model, index: int, plan: LayerPlan, board, storage: str | N
         depth = column_words(cin, g["chunk_channels"])
         taps = g["banks"]
         pick = q * mux_luts(layer.kernel, bits)
-        if g["window_bram"]:
+        if g["shared_window"]:  # shared_window.hpp: one window of B banks a column, read through a crossbar
+            banks, slots = g["window_banks"], g["bank_slots"]
+            win_bram = 0
+            win_lut = (banks * (g["group_columns"] * lutram_luts(2 * slots, bits, family)  # a bank's columns
+                                + mux_luts(taps, bits) + g["slot_bits"] + g["bank_bits"]  # its write: a tap of the chunk, the slot
+                                + mux_luts(lanes, g["slot_bits"] + g["col_bits"])  # its read address: the claiming lane's
+                                + lanes * -(-(g["bank_bits"] + 1) // 6)  # which lane claims it (bank and a nonzero weight)
+                                + pick)  # each pixel's column of its k
+                       + lanes * q * mux_luts(banks, bits))  # the crossbar: each lane's pixel from its bank
+            check_bram, check_lut = memory_cost(k, banks, family)  # the loader's banks taken a step (conflict check)
+            w_bram, w_lut = w_bram + check_bram, w_lut + check_lut + banks
+        elif g["window_bram"]:
             memories, blocks = g["window_memories"], g["window_blocks"]
             win_bram = lanes * memories * bram18_count(blocks * depth, taps * bits)
             block_pick = mux_luts(layer.kernel, field_bits(blocks)) if blocks > 1 else 0
@@ -1105,6 +1178,8 @@ def layer_options(model, index: int, ddr_rows: bool = False, packed_dense: bool 
                 g = layer_geometry(model, index, plan)
                 if g["window_distance"] >= BRAM_WINDOW_MIN_DISTANCE:
                     plans.append(LayerPlan("sparse", p, None, q, adj, True))
+                if shared_banks(model, index, p, g["chunk_channels"]) is not None:
+                    plans.append(LayerPlan("sparse", p, None, q, adj, shared=True))  # one window for all lanes
                 if not g["window_taps_in_a_word"] and one_word is not None and one_word > g["chunk_channels"]:
                     wide = LayerPlan("sparse", p, one_word, q, adj)  # LUTRAM copies a word a column, if no slower
                     if conv_stage_cycles(model, index, wide) <= conv_stage_cycles(model, index, plan):

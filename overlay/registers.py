@@ -70,7 +70,7 @@ CMD_RUN_FRAME = 2  # FRAMES frames -> their logits with the loaded weights, the 
 # status codes (STATUS)
 STATUS_OK = 0
 STATUS_BAD_MAGIC = 1  # weight blob does not start with the blob magic
-STATUS_BAD_LAYOUT = 2  # blob's layer count or section offsets differ from the bitstream's network
+STATUS_BAD_LAYOUT = 2  # blob's layer count, section offsets or entries do not fit the bitstream's network (shared windows: their schedule)
 STATUS_NO_WEIGHTS = 3  # RUN_FRAME before a successful LOAD_WEIGHTS
 STATUS_BAD_SIZE = 4  # HEIGHT/WIDTH differ from the compiled input size
 STATUS_BAD_COMMAND = 5  # CMD is not a known command
@@ -79,8 +79,9 @@ STATUS_BAD_FRAMES = 6  # RUN_FRAME with FRAMES = 0
 STATUS_TEXT = {
     STATUS_OK: "ok",
     STATUS_BAD_MAGIC: "the weight buffer does not hold a sentei weight blob",
-    STATUS_BAD_LAYOUT: "the model's layers or K per layer differ from the bitstream's "
-                       "(run `sentei overlay codegen` for this model and rebuild the bitstream)",
+    STATUS_BAD_LAYOUT: "the model's layers or K per layer differ from the bitstream's, or a layer with a shared "
+                       "window got its weights out of schedule order (run `sentei overlay codegen` for this model "
+                       "and rebuild the bitstream; give the driver the build's network.json)",
     STATUS_NO_WEIGHTS: "no weights loaded: send CMD_LOAD_WEIGHTS first",
     STATUS_BAD_SIZE: "the frame size differs from the bitstream's input size",
     STATUS_BAD_COMMAND: "unknown command",

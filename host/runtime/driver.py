@@ -364,10 +364,14 @@ class Accelerator:
     row_buffer_bytes : int
         ``network.json``'s ``row_buffer_bytes``: the size of that buffer (0 without row ports;
         :func:`row_ports_of` too).
+    shared_windows : sequence of dict
+        ``network.json``'s layers with one window for all lanes (:func:`shared_windows_of`):
+        their weights go into the blob in schedule order (:mod:`sentei.host.modelfile.schedule`).
     """
 
     def __init__(self, ip: SenteiDriver, allocate: Callable, model, timeout: float, slots: int = 2,
-                 batch: int = 1, row_ports=(), row_buffer_bytes: int = 0):
+                 batch: int = 1, row_ports=(), row_buffer_bytes: int = 0, shared_windows=()):
+        from sentei.host.modelfile.schedule import scheduled_blob
         from sentei.host.modelfile.schema import weight_blob
 
         self.ip = ip
@@ -389,7 +393,7 @@ class Accelerator:
         if self.row_ports:
             ip.check_register_map(self.row_ports)  # the row ports the network needs, before any allocation
         try:
-            blob = weight_blob(model)
+            blob = scheduled_blob(model, weight_blob(model), shared_windows)
             self.weights = self._allocate(allocate, blob.shape, np.uint32)
             if self.row_ports:  # 64-byte aligned at least (pynq.allocate: page aligned)
                 self.rows = self._allocate(allocate, (row_bytes,), np.uint8)
@@ -708,6 +712,7 @@ def check_network(model, bitfile) -> dict:
                           f"for {facts.get('model', 'another network')} ({facts.get('blob_words')} words): build "
                           f"the bitstream for this model (make -C overlay MODEL=...)")
     row_ports_of(facts, bitfile)  # malformed row ports are refused here, before anything opens
+    shared_windows_of(facts, model, bitfile)  # and malformed shared windows
     return facts
 
 
@@ -784,6 +789,45 @@ def row_ports_of(facts: dict, bitfile=None, source: str | None = None) -> tuple[
     if size and not out:
         refuse(f"row_buffer_bytes is {size} but row_ports lists no port")
     return int(size), out
+
+
+def shared_windows_of(facts: dict, model, bitfile=None, source: str | None = None) -> list[dict]:
+    """The layers of a bitstream with one window for all their lanes: ``[{"layer", "lanes", "banks"}]``.
+
+    ``network.json``'s ``shared_windows`` (``NetworkFacts.shared_windows``; absent in an older
+    one: none). The host lays those layers' weights out in schedule order
+    (:func:`sentei.host.modelfile.schedule.scheduled_blob`). Anything malformed -- not a list of
+    objects, a layer that ``model`` does not have or named twice, lanes outside 1..Cout, fewer
+    banks than lanes -- is refused in one line, naming the ``network.json`` beside ``bitfile``
+    (or ``source``).
+    """
+    where = f"{Path(bitfile).with_name('network.json')}" if bitfile is not None else "network.json"
+
+    def refuse(what: str):
+        if source is not None:
+            raise SenteiError(f"{source}: {what}")
+        raise SenteiError(f"{where}: {what}: publish the network.json of the bitstream's own build")
+
+    items = facts.get("shared_windows", []) if isinstance(facts, dict) else None
+    if not isinstance(items, list):
+        refuse(f"shared_windows is {_shown(items)}, not a list")
+    out, seen = [], set()
+    for j, item in enumerate(items):
+        if not isinstance(item, dict):
+            refuse(f"shared_windows[{j}] is {_shown(item)}, not an object")
+        values = [item.get(key) for key in ("layer", "lanes", "banks")]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            refuse(f"shared_windows[{j}] is {_shown(item)}: layer, lanes and banks must be integers")
+        layer, lanes, banks = values
+        if not 0 <= layer < len(model.layers) or layer in seen:
+            refuse(f"shared_windows[{j}].layer is {layer}: {model.name} has layers 0..{len(model.layers) - 1}, "
+                   f"each named once")
+        if not 1 <= lanes <= model.layers[layer].out_channels or banks < lanes:
+            refuse(f"shared_windows[{j}] of layer {layer}: {lanes} lanes and {banks} banks (lanes 1.."
+                   f"{model.layers[layer].out_channels}, at least as many banks)")
+        seen.add(layer)
+        out.append({"layer": layer, "lanes": lanes, "banks": banks})
+    return out
 
 
 class _BoardLock:

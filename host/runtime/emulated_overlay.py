@@ -738,6 +738,10 @@ class EmulatedOverlay:
     row_buffer_bytes : int
         Bytes of the row buffer the emulated bitstream needs (0 without row ports). The
         Segmenter gives both to the driver, as ``network.json``'s on a board.
+    shared_windows : list of dict
+        The compiled network's layers with one window for all lanes (``hardware="csim"``:
+        ``NetworkFacts.shared_windows``; else none): the Segmenter has the driver lay their
+        weights out in schedule order, as ``network.json``'s on a board.
     """
 
     def __init__(self, network: Model, hardware="reference", hang: bool = False, delay_s: float = 0.0,
@@ -752,6 +756,8 @@ class EmulatedOverlay:
             if isinstance(hardware, str) and getattr(self.hardware, "close", None) is not None:
                 self.hardware.close()
             raise
+        facts = getattr(self.hardware, "facts", None)  # a compiled network (csim): its shared windows
+        self.shared_windows = list(facts.shared_windows()) if hasattr(facts, "shared_windows") else []
         self.mmio = EmulatedMMIO(self.memory, self.hardware, network, self.log, hang=hang, delay_s=delay_s,
                                  row_ports=self.row_ports, row_buffer_bytes=self.row_buffer_bytes)
         self.ip_dict = {IP_NAME: {

@@ -213,10 +213,13 @@ class Segmenter:
         owner = f"Segmenter(model {self.model.name!r}, backend {self.backend})"
         try:
             row_bytes, row_ports = 0, []  # the row buffer and row ports of a network with rows in DDR
+            shared = []  # its layers with one window for all lanes: weights in schedule order
             if self.backend == "fpga":
                 bitfile = choice.bitfile if overlay is None else getattr(overlay, "bitfile_name", None)
                 if bitfile:  # before downloading anything: the model must be the bitstream's network
-                    row_bytes, row_ports = drv.row_ports_of(drv.check_network(self.model, bitfile), bitfile)
+                    facts = drv.check_network(self.model, bitfile)
+                    row_bytes, row_ports = drv.row_ports_of(facts, bitfile)
+                    shared = drv.shared_windows_of(facts, self.model, bitfile)
                 self.overlay, ip, allocate, self._release = drv.open_board(choice.bitfile, owner, overlay)
             else:
                 if overlay is None:
@@ -228,11 +231,12 @@ class Segmenter:
                 allocate = overlay.allocate
                 row_bytes = getattr(overlay, "row_buffer_bytes", 0)
                 row_ports = list(getattr(overlay, "row_ports", []))
+                shared = list(getattr(overlay, "shared_windows", []))
             ip.timeout = self.timeout
             ip.check_register_map(row_ports)
             self.ip = ip
             self._acc = drv.Accelerator(ip, allocate, self.model, self.timeout, batch=self.batch,
-                                        row_ports=row_ports, row_buffer_bytes=row_bytes)
+                                        row_ports=row_ports, row_buffer_bytes=row_bytes, shared_windows=shared)
         except BaseException:
             self.close()
             raise

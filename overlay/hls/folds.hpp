@@ -55,11 +55,14 @@ struct conv_config_default {
     static const unsigned line_depth = 1;         ///< words per row memory: in_width * cin / Wc for k > 1
     static const unsigned requant_units = 1;      ///< R shared requantizers for the Q*lanes sums of a fold
     static const unsigned requant_span = 1;       ///< S = ceil(Q*lanes / R) sums per requantizer, S + Q - 1 <= steps of a fold
-    static const unsigned bank_bits = 1;          ///< bits of a tap index (ky*Wc + ci % Wc: kernel * Wc taps a column)
+    static const unsigned bank_bits = 1;          ///< bits of a tap index (ky*Wc + ci % Wc: kernel * Wc taps a column), or of a shared window's bank
     static const unsigned col_bits = 1;           ///< bits of a window column index kx (sparse)
     static const unsigned slot_bits = 1;          ///< bits of a slot: ci / Wc (sparse), a chunk (dense)
     static const bool packed_products = false;    ///< two products that share an operand in one multiplier (sparse: a weight, Q > 1; dense x: an activation, two lanes; <= 8 bits)
     static const bool window_bram = false;        ///< the lanes' window copies in BRAM, columns packed (sparse; pixel_groups.hpp)
+    static const bool shared_window = false;      ///< one window for all lanes in B banks, read through a crossbar (shared_window.hpp)
+    static const unsigned window_banks = 1;       ///< B, banks of a shared window (perf.shared_banks)
+    static const unsigned bank_slots = 1;         ///< words a half of a shared window's bank: ceil(cin * kernel / B)
     static const bool ddr_rows = false;           ///< line-buffer rows in DDR, 2k on chip (row_memory.hpp)
     static const unsigned row_offset = 0;         ///< its region of the row buffer, in 64-bit words
     static const unsigned window_memories = 1;    ///< memories a lane's copy: the performance model's count, checked

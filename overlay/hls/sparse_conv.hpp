@@ -10,7 +10,13 @@
  * at. Zero weights are not stored, so they cost no cycle; every filter has the same K, so
  * all lanes finish each fold together (no load imbalance, no control for it).
  *
- * Each lane owns a copy of the group's window: one memory per window column, `2*Cin/Wc`
+ * Where the lanes read is the layer's window policy (`window_policy`): per-lane copies
+ * (`lane_copies`, below) or one window shared by all lanes in banks read through a crossbar
+ * (`shared_window`, shared_window.hpp: plan suffix h). Both are double-buffered the same way
+ * and written from the same chunks; they differ in storage, chunk writes, reads and what the
+ * loader checks.
+ *
+ * With copies, each lane owns a copy of the group's window: one memory per window column, `2*Cin/Wc`
  * words of the column's k*Wc taps (LUTRAM, or BRAM where LUTs are short: the caller binds
  * it). A pixel's read goes to the memory of the column its weight names *for that pixel*
  * (pixel q reads offset q*M*S + kx*D), so the Q reads of a lane hit Q different memories:
@@ -51,6 +57,7 @@
 #include "folds.hpp"
 #include "pixel_groups.hpp"
 #include "products.hpp"
+#include "shared_window.hpp"
 #include "types.hpp"
 
 namespace sentei {
@@ -151,6 +158,86 @@ void write_chunk(window_copies_t<CONFIG_T>& win, unsigned half, unsigned col, un
     }
 }
 
+/// The loader's check for per-lane copies: every lane has its own, nothing to check.
+template <class CONFIG_T>
+struct no_claims {
+    void claim(unsigned, unsigned, const sparse_entry<CONFIG_T>&, bool&) {
+#pragma HLS INLINE  // nothing
+    }
+};
+
+/**
+ * \brief The window policy of sparse_conv for per-lane copies: storage, chunk writes, reads.
+ * \tparam CONFIG_T layer configuration
+ */
+template <class CONFIG_T>
+struct lane_copies {
+    typedef window_copies_t<CONFIG_T> storage_t;
+    typedef chunk_cursor<CONFIG_T> cursor_t;
+    typedef no_claims<CONFIG_T> claims_t;
+    typedef typename CONFIG_T::in_t in_t;
+    typedef layer_group<CONFIG_T> group;
+    static const unsigned P = CONFIG_T::lanes;
+    static const unsigned Q = CONFIG_T::pixels;
+    static const unsigned CW = CONFIG_T::cin / CONFIG_T::chunk_channels;
+    static const unsigned WC = CONFIG_T::chunk_channels;
+
+    /// Where stored position (ci, ky, kx) is read: tap bank ky*Wc + ci % Wc, column kx, slot ci / Wc.
+    static void place(const blob_entry& d, sparse_entry<CONFIG_T>& e) {
+#pragma HLS INLINE  // part of the loader's pipelined loop
+        e.bank = d.ky * WC + d.ci % WC;
+        e.col = d.kx;
+        e.slot = d.ci / WC;
+    }
+
+    static void write(storage_t& win, unsigned half, const cursor_t& at, const chunk_t<CONFIG_T>& chunk) {
+#pragma HLS INLINE  // part of the caller's pipelined loop
+        write_chunk<CONFIG_T>(win, half, at.col, at.cw, chunk);
+    }
+
+    /// The Q activations each lane multiplies with its weight `e[l]` this clock, from half `half`.
+    static void read(storage_t& win, const sparse_entry<CONFIG_T> e[P], unsigned half, in_t a[P][Q]) {
+#pragma HLS INLINE  // part of the engine's pipelined loop
+        static constexpr window_layout<group> LAY = layer_window_layout<CONFIG_T>();  // a ROM of constants
+        for (unsigned l = 0; l < P; l++) {
+#pragma HLS UNROLL  // the P lanes of the block, each on its own copy
+            in_t word[LAY.memories];  // each memory read once, at one address
+            for (unsigned m = 0; m < LAY.memories; m++) {
+#pragma HLS UNROLL  // one read port a memory: the block the pixels read there for tap column kx
+                unsigned blk = 0;
+                for (unsigned kx = 0; kx < CONFIG_T::kernel; kx++) {
+#pragma HLS UNROLL  // a k-input multiplexer of constants
+                    if (e[l].col == kx) blk = LAY.reads[m][kx];
+                }
+                word[m] = win[l][m][e[l].bank][(blk * 2 + half) * CW + e[l].slot];
+            }
+            for (unsigned q = 0; q < Q; q++) {
+#pragma HLS UNROLL  // pixel q takes the memory of the column its offset q*M*S + kx*D names: Q different ones
+                unsigned mem = 0;
+                for (unsigned kx = 0; kx < CONFIG_T::kernel; kx++) {
+#pragma HLS UNROLL  // a k-input multiplexer of constants
+                    if (e[l].col == kx) mem = LAY.memory[group::column(q, kx)];
+                }
+                a[l][q] = word[mem];
+            }
+        }
+    }
+};
+
+/// The window policy of layer CONFIG_T: per-lane copies, or one shared window (shared_window.hpp).
+template <class CONFIG_T, bool SHARED = CONFIG_T::shared_window>
+struct window_policy {
+    typedef lane_copies<CONFIG_T> type;
+};
+template <class CONFIG_T>
+struct window_policy<CONFIG_T, true> {
+    typedef shared_window<CONFIG_T> type;
+};
+
+/// The storage of layer CONFIG_T's window, as the generated caller declares and binds it.
+template <class CONFIG_T>
+using window_storage_t = typename window_policy<CONFIG_T>::type::storage_t;
+
 /**
  * \brief One layer: stream of window chunks -> stream of output pixels.
  *
@@ -168,18 +255,20 @@ void write_chunk(window_copies_t<CONFIG_T>& win, unsigned half, unsigned col, un
  * \tparam CONFIG_T layer configuration (see conv_config_default); nothing is deducible
  * \param weights sparse entries, `weights[l][f*K + j]` = weight j of filter f*lanes + l
  * \param quant   per-sum constants, `quant[r][f*S + j]` for sum u = r*S + j of fold f (load_requant_params)
- * \param win     the lanes' window copies (window_copies_t), declared and bound by the caller
+ * \param win     the window (window_storage_t: the lanes' copies, or one shared window), declared and
+ *                bound by the caller
  */
 template <class CONFIG_T>
 void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CONFIG_T> >& out,
                  const sparse_entry<CONFIG_T> weights[CONFIG_T::lanes][CONFIG_T::folds * CONFIG_T::k_nonzero],
                  const requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span],
-                 unsigned frames, window_copies_t<CONFIG_T>& win) {
+                 unsigned frames, window_storage_t<CONFIG_T>& win) {
 #pragma HLS INLINE  // the body of the generated layer<i>_engine process, which declares `win`
 #pragma HLS AGGREGATE variable = weights compact = bit  // an entry (value, bank, col, slot) is one packed field, as the resource model counts it
 #pragma HLS ARRAY_RESHAPE variable = weights dim = 1 complete  // every lane reads address f*K + j in the same clock: one memory, P entries a word
 #pragma HLS ARRAY_PARTITION variable = quant dim = 1 complete    // one constant memory per requantizer
     typedef layer_group<CONFIG_T> group;
+    typedef typename window_policy<CONFIG_T>::type window;
     static const unsigned P = CONFIG_T::lanes;
     static const unsigned Q = CONFIG_T::pixels;
     static const unsigned NF = CONFIG_T::folds;  // = ceil(cout / P)
@@ -188,7 +277,6 @@ void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CO
     static const unsigned L = CONFIG_T::chunks;   // window chunks per group
     static const unsigned TP = CONFIG_T::pixel_iterations;  // = max(T, L)
     static const unsigned NG = pixel_blocks<CONFIG_T>::groups;  // groups per frame
-    static const unsigned CW = CONFIG_T::cin / CONFIG_T::chunk_channels;
     static const unsigned D = (TP - L) / 2;  // clock of the group at which the next window starts to arrive
     // Loop iterations between accesses of one window half, whatever the weights' addresses:
     // a half is last read at clock <= T-1 of group n-1 and first written at clock D of group n
@@ -198,8 +286,9 @@ void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CO
     static const unsigned RAW = TP - D - L + 1;
     static const unsigned DIST = WAR < RAW ? WAR : RAW;
     static_assert(TP >= T && TP >= L && D + L <= TP, "pixel_iterations must be max(folds * k_nonzero, chunks)");
-    static_assert(L == group::columns * CW, "chunks must be the group's columns times cin / chunk_channels");
-    static constexpr window_layout<group> LAY = layer_window_layout<CONFIG_T>();  // a ROM of constants
+    static_assert(L == group::columns * (CONFIG_T::cin / CONFIG_T::chunk_channels),
+                  "chunks must be the group's columns times cin / chunk_channels");
+    static constexpr window_layout<group> LAY = layer_window_layout<CONFIG_T>();
     static_assert(LAY.memories == CONFIG_T::window_memories && LAY.blocks == CONFIG_T::window_blocks,
                   "window_memories / window_blocks must be the window layout's (perf.window_memories)");
 
@@ -216,12 +305,12 @@ void sparse_conv(hls::stream<chunk_t<CONFIG_T> >& in, hls::stream<out_pixel_t<CO
 
 frames:
     for (unsigned fr = 0; fr < frames; fr++) {
-        chunk_cursor<CONFIG_T> next;  // the chunk the line buffer sends next
+        typename window::cursor_t next;  // the chunk the line buffer sends next
     load_first:
         for (unsigned c = 0; c <= L; c++) {
 #pragma HLS PIPELINE II = 1  // the first window, one chunk per clock, a clock behind its read
             if (c > 0) {
-                write_chunk<CONFIG_T>(win, 0, next.col, next.cw, staged);
+                window::write(win, 0, next, staged);
                 next.advance();
             }
             if (c < L || chunks::writes(0, 0)) staged = in.read();  // c = L: the chunk the loop writes first (D = 0)
@@ -234,45 +323,33 @@ frames:
 #pragma HLS PIPELINE II = 1  // one stored weight per lane per clock: the loop the zero skipping shortens
 #pragma HLS DEPENDENCE variable = win type = inter dependent = true distance = DIST  // see DIST: the analysis cannot see the halves through the data-dependent read address
             if (chunks::writes(clk.i, clk.pix)) {
-                write_chunk<CONFIG_T>(win, clk.half ^ 1, next.col, next.cw, staged);
+                window::write(win, clk.half ^ 1, next, staged);
                 next.advance();
             }
             if (chunks::reads(clk.i, clk.pix)) staged = in.read();
             if (clk.i < T) {
                 SENTEI_COUNT_ITERATION(CONFIG_T::index);
                 seq.requantize(px, done, quant, out);
+                sparse_entry<CONFIG_T> e[P];  // the lanes' weights of this step: one memory word
+#pragma HLS ARRAY_PARTITION variable = e complete  // registers
+                for (unsigned l = 0; l < P; l++) {
+#pragma HLS UNROLL  // the P entries of address f*K + j
+                    e[l] = weights[l][seq.f * K + seq.j];
+                }
+                typename CONFIG_T::in_t a[P][Q];
+#pragma HLS ARRAY_PARTITION variable = a complete dim = 0  // registers: Q activations a lane
+                window::read(win, e, clk.half, a);
                 for (unsigned l = 0; l < P; l++) {
 #pragma HLS UNROLL  // the P lanes of the block
-                    const sparse_entry<CONFIG_T>& e = weights[l][seq.f * K + seq.j];
-                    typename CONFIG_T::in_t word[LAY.memories];  // each memory read once, at one address
-                    for (unsigned m = 0; m < LAY.memories; m++) {
-#pragma HLS UNROLL  // one read port a memory: the block the pixels read there for tap column kx
-                        unsigned blk = 0;
-                        for (unsigned kx = 0; kx < CONFIG_T::kernel; kx++) {
-#pragma HLS UNROLL  // a k-input multiplexer of constants
-                            if (e.col == kx) blk = LAY.reads[m][kx];
-                        }
-                        word[m] = win[l][m][e.bank][(blk * 2 + clk.half) * CW + e.slot];
-                    }
-                    typename CONFIG_T::in_t a[Q];
-                    for (unsigned q = 0; q < Q; q++) {
-#pragma HLS UNROLL  // pixel q takes the memory of the column its offset q*M*S + kx*D names: Q different ones
-                        unsigned mem = 0;
-                        for (unsigned kx = 0; kx < CONFIG_T::kernel; kx++) {
-#pragma HLS UNROLL  // a k-input multiplexer of constants
-                            if (e.col == kx) mem = LAY.memory[group::column(q, kx)];
-                        }
-                        a[q] = word[mem];
-                    }
                     for (unsigned q = 0; q < Q; q += 2) {
 #pragma HLS UNROLL  // the pixels in pairs: one multiplier per pair where packed
                         if (q + 1 < Q) {
                             sum_t p0, p1;
-                            product_pair<CONFIG_T::packed_products>::mul(e.value, a[q], a[q + 1], p0, p1);
+                            product_pair<CONFIG_T::packed_products>::mul(e[l].value, a[l][q], a[l][q + 1], p0, p1);
                             seq.accumulate(acc, done, l * Q + q, p0);
                             seq.accumulate(acc, done, l * Q + q + 1, p1);
                         } else {
-                            seq.accumulate(acc, done, l * Q + q, e.value * a[q]);
+                            seq.accumulate(acc, done, l * Q + q, e[l].value * a[l][q]);
                         }
                     }
                 }
@@ -289,12 +366,15 @@ frames:
  *
  * Section layout (spec section 4): Cout bias words, Cout mult words, Cout shift words,
  * then Cout*K entries filter-major, each `value` in bits 7..0 and `idx` in bits 31..8.
- * Filter o goes to lane l = o % P, fold f = o / P; its constants to requantizer l / S, word
+ * Filter o goes to lane l = o % P, fold f = o / P, its entry j to step j; its constants to requantizer l / S, word
  * f*S + l % S (Q copies, load_requant_params). Each position idx = (ci*k + ky)*k + kx becomes
- * the window address the lane reads: tap bank ky*Wc + ci % Wc, column kx, slot ci / Wc. An entry whose position lies
+ * the window address the lane reads (the policy's `place`: with copies tap bank ky*Wc + ci % Wc,
+ * column kx, slot ci / Wc; in a shared window bank t mod B, slot t / B of t = ci*k + ky, column
+ * kx). A shared window also needs no two lanes' nonzero weights in one bank in a step (the
+ * host's schedule order: sentei.host.modelfile.schedule), and a blob that breaks it fails the
+ * load. So does one that cannot come from a valid model file: an entry whose position lies
  * outside Cin*k*k or whose value does not fit `weight_bits`, a multiplier word with bit 31
- * set or a shift word above 62 cannot come from a valid model file, and fails the load
- * (spec section 3: 0 <= mult < 2^31, 0 <= shift <= 62).
+ * set or a shift word above 62 (spec section 3: 0 <= mult < 2^31, 0 <= shift <= 62).
  *
  * \tparam CONFIG_T layer configuration
  * \return true when every entry fits the compiled layer
@@ -305,10 +385,11 @@ bool load_conv_weights(const word_t* blob,
                        requant_param quant[CONFIG_T::requant_units][CONFIG_T::folds * CONFIG_T::requant_span]) {
     static const unsigned P = CONFIG_T::lanes;
     static const unsigned K = CONFIG_T::k_nonzero;
-    static const unsigned WC = CONFIG_T::chunk_channels;
     static const unsigned C = CONFIG_T::cout;
 
+    typedef typename window_policy<CONFIG_T>::type window;
     bool ok = load_requant_params<CONFIG_T>(blob, quant);
+    typename window::claims_t claims;  // a shared window: no two lanes in one bank a step
     if (C % P) {  // the idle lanes of the last fold multiply zeros (their sums are never requantized)
     idle_lanes:
         for (unsigned n = 0; n < (P - C % P) * K; n++) {
@@ -328,9 +409,8 @@ entries:
         blob_entry d = decode_entry<CONFIG_T>(blob[CONFIG_T::blob_offset + 3 * C + n], ok);
         sparse_entry<CONFIG_T> e;
         e.value = d.value;
-        e.bank = d.ky * WC + d.ci % WC;
-        e.col = d.kx;
-        e.slot = d.ci / WC;
+        window::place(d, e);
+        claims.claim(lane, j, e, ok);
         weights[lane][fold * K + j] = e;
         if (++j == K) {
             j = 0;

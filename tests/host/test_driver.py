@@ -387,6 +387,38 @@ def test_a_network_with_row_ports_needs_their_registers(model):
     assert not _writes(ov.log)
 
 
+def _each_refused(bit, model, bad) -> None:
+    """Each ``(network.json fields, message)`` of ``bad`` refused by check_network in one line naming the file."""
+    for extra, message in bad:
+        _network_json(bit, model, **extra)
+        with pytest.raises(SenteiError, match=rf"^.*{bit.parent.name}/network.json: " + message
+                           + r".*: publish the network.json of the bitstream's own build$") as exc:
+            drv.check_network(model, bit)
+        assert "\n" not in str(exc.value)
+
+
+def test_network_json_shared_windows(model, tmp_path):
+    bit = installed(tmp_path, "kv260/sentei.bit", network=False) / "kv260" / "sentei.bit"
+    last = len(model.layers) - 1
+    good = (({}, []), ({"shared_windows": []}, []),
+            ({"shared_windows": [{"layer": 1, "lanes": 4, "banks": 5}]}, [{"layer": 1, "lanes": 4, "banks": 5}]))
+    for extra, want in good:
+        _network_json(bit, model, **extra)
+        assert drv.shared_windows_of(drv.check_network(model, bit), model, bit) == want
+    one = {"layer": 1, "lanes": 4, "banks": 5}
+    bad = [
+        ({"shared_windows": {"layer": 1}}, r"shared_windows is \{'layer': 1\}, not a list"),
+        ({"shared_windows": ["conv2"]}, r"shared_windows\[0\] is 'conv2', not an object"),
+        ({"shared_windows": [dict(one, banks="5")]}, r"shared_windows\[0\] is .*: layer, lanes and banks must be integers"),
+        ({"shared_windows": [dict(one, lanes=True)]}, r"shared_windows\[0\] is .*: layer, lanes and banks must be integers"),
+        ({"shared_windows": [dict(one, layer=last + 1)]}, rf"shared_windows\[0\].layer is {last + 1}: .* has layers 0..{last}"),
+        ({"shared_windows": [one, one]}, r"shared_windows\[1\].layer is 1: .* each named once"),
+        ({"shared_windows": [dict(one, banks=3)]}, r"shared_windows\[0\] of layer 1: 4 lanes and 3 banks"),
+        ({"shared_windows": [dict(one, lanes=0)]}, r"shared_windows\[0\] of layer 1: 0 lanes and 5 banks"),
+    ]
+    _each_refused(bit, model, bad)
+
+
 def test_network_json_row_ports(model, tmp_path):
     bit = installed(tmp_path, "pynqz2/sentei.bit", network=False) / "pynqz2" / "sentei.bit"
     good = (({}, (0, [])), ({"row_buffer_bytes": 0, "row_ports": []}, (0, [])),
@@ -432,12 +464,7 @@ def test_network_json_row_ports(model, tmp_path):
         ({"row_buffer_bytes": ROW_BYTES, "row_ports": {"rows1": 0}}, r"row_ports is \{'rows1': 0\}, not a list"),
         ({"row_buffer_bytes": ROW_BYTES, "row_ports": ["rows1"]}, r"row_ports\[0\] is 'rows1', not an object"),
     ]
-    for extra, message in bad:
-        _network_json(bit, model, **extra)
-        with pytest.raises(SenteiError, match=r"^.*pynqz2/network.json: " + message + r".*: publish the network.json "
-                                              r"of the bitstream's own build$") as exc:
-            drv.check_network(model, bit)
-        assert "\n" not in str(exc.value)
+    _each_refused(bit, model, bad)
     (bit.parent / "network.json").write_text("[1, 2]")
     with pytest.raises(SenteiError, match=r"network.json: holds list, not an object"):
         drv.check_network(model, bit)

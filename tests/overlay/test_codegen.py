@@ -146,6 +146,32 @@ def test_each_sparse_engine_binds_its_window_copies_as_planned():
     assert other.signature() != facts.signature()
 
 
+def test_a_shared_window_is_one_lutram_memory_a_bank_and_column():
+    """Plan h: the engine declares one window (shared_window_t), partitioned into a memory per
+    bank and column, in LUTRAM; its banks are a compile-time fact (another bitstream) that
+    network.json hands the driver (shared_windows)."""
+    model = tiny()
+    facts = codegen.network_facts(model, ["s4p2h", "s4h", 16, "s4", "d4w8"], fifo_depths="rule")
+    files = codegen.render(facts)
+    body = files["network.h"].split("inline void layer0_engine(")[1].split("\n}\n")[0]
+    pragmas = [ln.split("//")[0].strip() for ln in body.splitlines() if ln.strip().startswith("#pragma HLS")]
+    assert "shared_window_t<layer0_config> win;" in body
+    assert pragmas[1:] == ["#pragma HLS ARRAY_PARTITION variable = win dim = 1 complete",
+                           "#pragma HLS ARRAY_PARTITION variable = win dim = 2 complete",
+                           "#pragma HLS BIND_STORAGE variable = win type = ram_s2p impl = lutram"]
+    banks = perf.shared_banks(model, 0, 4, 1)
+    config = files["network_config.h"].split("struct layer0_config")[1].split("};")[0]
+    assert "static const bool shared_window = true;" in config
+    assert f"static const unsigned window_banks = {banks};" in config
+    assert f"static const unsigned bank_slots = {-(-3 * 3 // banks)};" in config
+    assert "window_copies_t" not in body and "static const bool shared_window = false;" in \
+        files["network_config.h"].split("struct layer2_config")[1].split("};")[0]
+    assert json.loads(files["network.json"])["shared_windows"] == [
+        {"layer": 0, "lanes": 4, "banks": banks}, {"layer": 1, "lanes": 4, "banks": perf.shared_banks(model, 1, 4, 1)}]
+    plain = codegen.network_facts(model, ["s4p2", "s4h", 16, "s4", "d4w8"], fifo_depths="rule")
+    assert plain.signature() != facts.signature()
+
+
 def test_same_shapes_other_weights_generate_the_same_files():
     a, b = tiny(seed=0), tiny(seed=7)
     assert not np.array_equal(a.layers[0].values, b.layers[0].values)

@@ -77,6 +77,15 @@ def test_tiny_model_is_bit_exact_and_skips_zeros():
     (odd, ["d4w1r", "d5w3r", "d10w6", "d3w5r", "d2w2"]),
     (tiny, ["s8p2b", "s4w1p2br", "s8r", 16, "d4w8"]),
     (wide, ["s4p2r", "s8w1p2", "s3p2r", "d3w3"]),
+    # one window shared by the lanes ("h", shared_window.hpp): B banks of t = ci*k + ky read
+    # through a crossbar, each filter's weights in schedule order; B not a power of two (5, 7,
+    # 9, ...), lanes that do not divide Cout, unbalanced filters and stride 2 with dilation 3
+    # (odd), 16-bit activations (wide), groups of up to 8 pixels, rows in DDR, a k = 1 layer
+    (tiny, ["s4p2h", "s4h", "s8p2h", "s4", "s2"]),
+    (tiny, ["s4p8h", "s4w1p6h", "s8p7h", "s4p4h", "d11"]),
+    (odd, ["s3p2h", "s4p3h", "s5h", "s2h", "s5"]),
+    (odd, ["s3p2hr", "s4p2ahr", "s5h", "s2hr", "s5"]),
+    (wide, ["s4p2h", "s2h", "s6", "s3"]),
     # the dense engine's lane pairs sharing each activation in one multiplier ("x", products.hpp):
     # 8-bit (tiny, an odd lane left alone: d5x), 4- and 2-bit weights on 6- and 4-bit inputs
     # (odd), with rows in DDR
@@ -212,6 +221,33 @@ def test_camvid_standin_with_the_pynqz2_allocation_keeps_rows_in_ddr_and_is_bit_
 
 
 # ---------------------------------------------------------------------------------------
+def test_a_shared_window_loads_only_weights_in_schedule_order():
+    """A layer with one window for all lanes (plan h) takes each filter's weights in the order
+    where no two lanes read one bank in a step (sentei.host.modelfile.schedule); the model file's
+    own order fails the load, and the driver, which lays them out, runs like the reference."""
+    from sentei.host.modelfile.schedule import scheduled_blob
+    from sentei.host.modelfile.schema import weight_blob
+    from sentei.host.runtime.emulated_overlay import EmulatedOverlay
+    from sentei.host.runtime.segmenter import Segmenter
+
+    model = tiny()
+    acc = csim.CsimAccelerator(model, lanes=["s4p2h", "s4h", "s8p2h", "s4", "s2"])
+    shared = acc.facts.shared_windows()
+    assert shared == [{"layer": n, "lanes": p, "banks": perf.shared_banks(model, n, p, 1)}
+                      for n, p in ((0, 4), (1, 4), (2, 8))]
+    plain = weight_blob(model)
+    assert acc.load_weights(plain) == registers.STATUS_BAD_LAYOUT  # two lanes in one bank in some step
+    assert acc.load_weights(scheduled_blob(model, plain, shared)) == registers.STATUS_OK
+    frame = random_frame(6, 24, 32)
+    status, logits = acc.run_frame(frame)
+    assert status == registers.STATUS_OK
+    np.testing.assert_array_equal(logits, reference.run(model, frame).transpose(1, 2, 0))
+    overlay = EmulatedOverlay(model, hardware=acc)  # the driver reads the shared windows from the build
+    assert overlay.shared_windows == shared
+    with Segmenter(model, overlay=overlay) as seg:
+        np.testing.assert_array_equal(seg.logits(frame), reference.run(model, frame))
+
+
 # the ctypes library and the command protocol
 
 

@@ -162,6 +162,44 @@ def _hand_model():
     return random_model(seed=5, height=8, width=100, specs=specs)
 
 
+def test_a_shared_window_by_hand():
+    """Plan h: one window of B banks for all lanes (shared_window.hpp). conv1 of the hand model
+    (Cin 16, k 3, K 40, 8 folds of 4 filters): B is the smallest number of banks where no fold
+    holds more than K of its weights in one bank of t = ci*k + ky (t mod B)."""
+    model = _hand_model()
+    layer = model.layers[1]
+    t = layer.indices.astype(np.int64) // 3
+    worst = {b: max(np.bincount((t[f * 4:f * 4 + 4] % b).ravel(), minlength=b).max() for f in range(8))
+             for b in (4, 5)}
+    assert worst == {4: 55, 5: 39}  # 4 banks: a fold would need 55 steps; 5: K = 40 suffice
+    assert perf.shared_banks(model, 1, 4, 1) == 5
+    plan = perf.as_plan("s4p2h")
+    assert plan.shared and plan.label() == "s4p2h" and not perf.as_plan("s4p2").shared
+    g = perf.layer_geometry(model, 1, plan)
+    # 48 activations a column in 5 banks: 10 slots (4 bits), a bank index of 3 bits
+    assert (g["window_banks"], g["bank_slots"], g["slot_bits"], g["bank_bits"], g["group_columns"]) == (5, 10, 4, 3, 4)
+    res = perf.layer_resources(model, 1, plan, "zcu104")
+    # a bank: 4 columns of 20 words x 8 bits (4 data LUTs + a write-address LUT each), its write a
+    # 3:1 x 8 pick of the chunk's taps + 7 address bits, its read address a 4:1 x 6 of the lanes',
+    # 4 lanes' claims (a LUT each), each of 2 pixels' column a 3:1 x 8; the crossbar 5:1 x 8 a
+    # lane and pixel
+    assert res["lut_windows"] == 5 * (4 * 5 + 8 + 7 + 6 + 4 + 2 * 8) + 4 * 2 * 16 == 433
+    copies = perf.layer_resources(model, 1, "s4p2", "zcu104")["lut_windows"]
+    assert copies == 4 * (4 * (12 + 2 + 8) + 2 * 8)  # four copies of 4 one-word columns
+    # entries of 8 + 3 + 2 + 4 bits: 320 x 68 -> 2 BRAM18, and the loader's 40 x 5 bits of claims
+    assert res["bram18_weights"] == 2
+    assert perf.LayerPlan("sparse", 4, None, 2, shared=True) in perf.layer_options(model, 1)
+    # not offered where no B serves: odd's 1x1 conv3 (Cin 12, K 7) in one fold of 10 filters reads
+    # some channel more than 7 times, and a 1x1 window has only Cin = 12 places to spread them
+    other = odd()
+    assert other.layers[2].kernel == 1 and other.layers[2].k_nonzero == 7
+    assert np.bincount(other.layers[2].indices.ravel(), minlength=12).max() > 7
+    assert perf.shared_banks(other, 2, 10, 1) is None
+    assert not any(p.shared and p.lanes == 10 for p in perf.layer_options(other, 2))
+    with pytest.raises(SenteiError, match="shared window"):
+        perf.layer_geometry(model, 1, "s4p2bh")  # not in BRAM
+
+
 def test_dense_lane_pairs_share_a_multiplier_by_hand():
     """Plan x: the dense engine's lanes 2m and 2m+1 multiply each activation in one DSP48E2
     (products.hpp), an odd last lane alone; offered where the board's DSP48s take two."""
