@@ -209,13 +209,14 @@ def test_camvid_standin_with_the_zcu104_allocation_is_bit_exact():
 
 @pytest.mark.slow
 def test_camvid_standin_with_the_pynqz2_allocation_keeps_rows_in_ddr_and_is_bit_exact():
-    """On PYNQ-Z2 the allocator keeps the d = 4 and d = 8 layers' rows in DDR (the BRAM18 they
-    free is what lets the network fit): the row memories still compute the reference exactly."""
+    """On PYNQ-Z2 the allocator keeps the d = 8 layer's rows in DDR (the BRAM18 they free is what
+    lets the network fit; the d = 4 layer's too before the shared windows left it room), with a
+    window shared by its lanes: the row memories and the banks still compute the reference exactly."""
     from tests.overlay.csim_models import camvid_standin
 
     model = camvid_standin(8)
     plans = perf.allocate(model, "pynqz2")
-    assert [p.ddr_rows for p in plans][5:7] == [True, True]
+    assert plans[6].ddr_rows and plans[6].shared
     report = csim.run_csim(model, 2, board="pynqz2")
     assert_exact(report)
 
