@@ -795,6 +795,7 @@ def test_cli_unknown_board_is_one_line(tmp_path, capsys, sentei_main):
 @pytest.mark.slow
 @pytest.mark.parametrize("make, board", [(tiny, "pynqz2"), (odd, "zcu104")])
 def test_predicted_cycles_equal_csim_iterations(make, board):
+    from sentei.host.modelfile.schedule import scheduled_blob
     from sentei.host.modelfile.schema import weight_blob
     from sentei.host.modelfile.synthetic import random_frame
     from sentei.overlay.csim import CsimAccelerator
@@ -802,7 +803,9 @@ def test_predicted_cycles_equal_csim_iterations(make, board):
     model = make()
     report = perf_report(model, board, 100)
     acc = CsimAccelerator(model, lanes=report["lanes"])
-    assert acc.load_weights(weight_blob(model)) == 0
+    # the board's plans share some layers' windows: their weights in schedule order, as the driver lays them out
+    assert acc.facts.shared_windows()
+    assert acc.load_weights(scheduled_blob(model, weight_blob(model), acc.facts.shared_windows())) == 0
     status, _ = acc.run_frame(random_frame(7, model.input.height, model.input.width))
     assert status == 0
     assert acc.iterations() == [row["cycles"] for row in report["layers"]]
