@@ -185,12 +185,20 @@ def perf_model_record() -> dict:
     return {"file": "overlay/perf.py", "sha256": file_sha256(perf.__file__)}
 
 
+STAND_IN_SEED = 0  # where hardware_model's stand-ins keep their weights (random positions, this seed)
+
+
 def hardware_model(model_cfg: dict, ks: dict, weight_bits=8, act_bits: int = 8, name: str = "design"):
     """A stand-in for the :class:`~sentei.host.modelfile.schema.Model` a compression of the teacher
     with ``ks`` (K per layer name) would export: the teacher's shapes, the config's bit widths and
-    K stored weights per filter. Every stored weight is 1, at the filter's first K positions; every
-    bias is 0, multiplier 1 and shift 0. The values do not matter: the performance model reads only
-    shapes, bit widths and K (``values.shape[1]``)."""
+    K stored weights per filter. Every stored weight is 1; every bias is 0, multiplier 1 and shift
+    0: the values do not matter. Where the weights lie does, a little: a window shared by a layer's
+    lanes (plan ``h``) needs as many banks as its folds' most crowded one asks
+    (``perf.shared_banks``), and where a trained filter's weights will lie is not known before
+    training. They are placed at K positions drawn at random per filter (seeded by
+    :data:`STAND_IN_SEED` and the layer: the same stand-in every time), which is how magnitude
+    pruning's survivors spread over the banks; the exported model is then priced on its own
+    positions (the shipped models: within a few percent of their stand-ins, tests/training)."""
     from sentei.host.modelfile import schema as fmt
     from sentei.training.models import input_quant
     from sentei.training.quantize import per_layer_bits
@@ -198,14 +206,17 @@ def hardware_model(model_cfg: dict, ks: dict, weight_bits=8, act_bits: int = 8, 
     specs = _specs(model_cfg)
     bits = per_layer_bits(weight_bits, [s["name"] for s in specs])
     layers, cin = [], 3
-    for spec, wb in zip(specs, bits):
+    for n, (spec, wb) in enumerate(zip(specs, bits)):
         cout, k = spec["out"], int(ks[spec["name"]])
         logits = bool(spec.get("classifier"))
+        fan_in = cin * spec["kernel"] ** 2
+        draws = np.random.default_rng([STAND_IN_SEED, n]).random((cout, fan_in))
+        positions = np.sort(np.argsort(draws, axis=1)[:, :k], axis=1).astype(np.uint32)
         layers.append(fmt.ConvLayer(
             name=spec["name"], in_channels=cin, out_channels=cout, kernel=spec["kernel"], stride=spec["stride"],
             dilation=spec["dilation"], padding=spec["padding"], weight_bits=wb,
             act="logits" if logits else "relu", out_bits=int(act_bits),
-            values=np.ones((cout, k), dtype=np.int8), indices=np.tile(np.arange(k, dtype=np.uint32), (cout, 1)),
+            values=np.ones((cout, k), dtype=np.int8), indices=positions,
             bias=np.zeros(cout, dtype=np.int32), mult=None if logits else np.ones(cout, dtype=np.int32),
             shift=None if logits else np.zeros(cout, dtype=np.uint8),
             sparsity=1.0 - k / (cin * spec["kernel"] ** 2), scheme="filterwise"))

@@ -2,8 +2,10 @@
 feasible, non-dominated) and the compression config it writes."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -48,9 +50,21 @@ def test_hardware_model_prices_like_the_exported_model_file():
         [(b.in_channels, b.out_channels, b.kernel, b.stride, b.dilation, b.padding, b.k_nonzero, b.act,
           b.out_bits, b.weight_bits) for b in shipped.layers]
     assert stand_in.shapes() == shipped.shapes() and stand_in.input.bits == shipped.input.bits
-    plans = perf.allocate(shipped, "zcu104")
-    assert perf.allocate(stand_in, "zcu104") == plans
+    # the clocks depend on shapes and K only: the shipped plans, with copies for windows, alike
+    plans = [dataclasses.replace(p, shared=False) for p in perf.allocate(shipped, "zcu104")]
     assert perf.pipeline_interval(stand_in, plans) == perf.pipeline_interval(shipped, plans)
+    # where the weights lie sets a shared window's banks: the stand-in's K random positions per
+    # filter (distinct, sorted, the same every time) are priced within 1 % of the trained ones
+    assert all(len(set(row)) == len(row) and (np.diff(row.astype(np.int64)) > 0).all()
+               for layer in stand_in.layers for row in layer.indices)
+    again = design.hardware_model(load_config(DEFAULT_TEACHER_CONFIG)["model"],
+                                  {layer.name: layer.k_nonzero for layer in shipped.layers})
+    assert all((a.indices == b.indices).all() for a, b in zip(stand_in.layers, again.layers))
+
+    def fps(model):
+        return 200e6 / perf.pipeline_interval(model, perf.allocate(model, "zcu104"))
+
+    assert fps(stand_in) == pytest.approx(fps(shipped), rel=0.01)
 
 
 def test_the_base_config_design_is_the_shipped_model(space):
@@ -142,7 +156,9 @@ def test_written_config_gives_the_chosen_k(space, tmp_path):
 
     shipped = bundled.load_model("sentei-camvid-fw90")  # priced like the model file it was exported as
     assert ref["k"] == {layer.name: layer.k_nonzero for layer in shipped.layers}
-    assert ref["frames_per_s"] == pytest.approx(200e6 / perf.pipeline_interval(shipped, perf.allocate(shipped, "zcu104")))
+    # its stand-in's weights lie elsewhere than the trained ones (hardware_model): within 1 %
+    assert ref["frames_per_s"] == pytest.approx(200e6 / perf.pipeline_interval(shipped, perf.allocate(shipped, "zcu104")),
+                                                rel=0.01)
 
 
 def test_budget_and_infeasible_targets_are_one_line(space, searched, tmp_path, capsys):
