@@ -1155,7 +1155,8 @@ def layer_options(model, index: int, ddr_rows: bool = False, packed_dense: bool 
     """Every distinct way to build layer ``index``: the sparse engine with P = ceil(Cout/NF)
     lanes for each fold count NF and each pixel count of :data:`PIXEL_OPTIONS` that divides
     the output width (its chunk width the fastest, :func:`best_chunk_channels`, with BRAM
-    window copies where they fit, and with the narrowest chunk that makes a LUTRAM window
+    window copies where they fit, with one window shared by the lanes where some number of
+    banks serves them without padding (:func:`shared_banks`), and with the narrowest chunk that makes a LUTRAM window
     column one word, at most 64 deep, where that is no slower), and (where it can run) the dense engine with those lanes
     and each chunk width Wc dividing Cin that leaves >= 2 chunks a window (with ``packed_dense``,
     on a board whose DSP48E2 packs two products, each also as ``x`` where it may). With ``ddr_rows``
