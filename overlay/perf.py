@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from sentei.errors import SenteiError
-from sentei.host.modelfile.schedule import tap_channels
+from sentei.host.modelfile.schedule import fold_bank_loads
 from sentei.host.modelfile.schema import conv_out_size
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
@@ -509,16 +509,6 @@ def bank_slots(cin: int, k: int, banks: int) -> int:
     return -(-(cin * k) // banks)
 
 
-def fold_bank_loads(model, index: int, lanes: int, banks: int) -> np.ndarray:
-    """``[folds, banks]``: the stored weights of each fold's filters (filter o in fold o // P)
-    that lie in each bank of a shared window of ``banks`` banks."""
-    layer = model.layers[index]
-    t = tap_channels(layer.indices, layer.kernel) % banks  # t = ci*k + ky: bank t mod B, slot t // B
-    fold = (np.arange(layer.out_channels) // lanes)[:, None]
-    folds = -(-layer.out_channels // lanes)
-    return np.bincount((fold * banks + t).ravel(), minlength=folds * banks).reshape(folds, banks)
-
-
 def shared_banks(model, index: int, lanes: int, wc: int) -> int | None:
     """B, the banks of a window shared by layer ``index``'s ``lanes`` lanes (plan suffix ``h``), or
     None where no B of at most :data:`SHARED_MAX_BANKS_PER_LANE` a lane serves them.
@@ -538,7 +528,7 @@ def shared_banks(model, index: int, lanes: int, wc: int) -> int | None:
     def compute() -> dict:
         low = max(lanes, k * wc, -(-(cin * k) // (LUTRAM_MAX_DEPTH // 2)))
         for banks in range(low, min(SHARED_MAX_BANKS_PER_LANE * lanes, cin * k) + 1):
-            if fold_bank_loads(model, index, lanes, banks).max() <= layer.k_nonzero:
+            if fold_bank_loads(layer.indices, k, lanes, banks).max() <= layer.k_nonzero:
                 return {"banks": banks}
         return {"banks": None}
 

@@ -40,6 +40,14 @@ def bank_loads(channels: np.ndarray, banks: int) -> np.ndarray:
     return np.bincount(flat, minlength=channels.shape[0] * banks).reshape(channels.shape[0], banks)
 
 
+def fold_bank_loads(indices: np.ndarray, kernel: int, lanes: int, banks: int) -> np.ndarray:
+    """``[folds, banks]``: the stored weights of each fold's filters (filter o in fold o // P)
+    that lie in each bank (``t mod B`` of ``t = ci*k + ky``). A fold fits K steps exactly when
+    its row's largest entry is at most K."""
+    per_filter = bank_loads(tap_channels(indices, kernel), banks)
+    return np.add.reduceat(per_filter, np.arange(0, per_filter.shape[0], lanes), axis=0)
+
+
 def _match(count: np.ndarray, start: np.ndarray) -> np.ndarray:
     """A perfect matching of the regular bipartite multigraph ``count`` (rows x columns, equal
     sides), grown from the still-valid pairs of ``start`` by augmenting paths (Kuhn)."""
@@ -125,12 +133,13 @@ def filter_order(indices: np.ndarray, kernel: int, lanes: int, banks: int, name:
     indices = np.asarray(indices)
     cout, k = indices.shape
     banked = tap_channels(indices, kernel) % banks
+    crowded = fold_bank_loads(indices, kernel, lanes, banks).max(axis=1)
     order = np.zeros((cout, k), dtype=np.int64)
     for start in range(0, cout, lanes):
         fold = banked[start:start + lanes]
         loads = bank_loads(fold, banks)
-        if loads.sum(axis=0).max() > k:
-            raise SenteiError(f"{name}: filters {start}-{start + len(fold) - 1} hold {int(loads.sum(axis=0).max())} "
+        if crowded[start // lanes] > k:
+            raise SenteiError(f"{name}: filters {start}-{start + len(fold) - 1} hold {int(crowded[start // lanes])} "
                               f"weights in one of the {banks} banks of its shared window, more than K = {k}: the "
                               f"bitstream was built for other weights; build it for this model (make -C overlay MODEL=...)")
         steps = schedule(loads)
